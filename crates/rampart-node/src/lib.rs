@@ -1,0 +1,74 @@
+//! The Rampart gateway node: a sans-IO state machine that ties the IKEv2 engine, the ESP engine
+//! and the security policy together. The I/O shell (`rampart-io`) feeds it datagrams, TUN
+//! packets and time, and carries out what it returns. See `docs/design/contracts.md`.
+
+mod status;
+
+pub use status::{DataPlaneCounters, GatewayStatus, IkeSaInfo, PeerStatus, TunnelStatus};
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+
+/// What the I/O shell does with a data-plane input, in the caller's own buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Send `buf[data]` from `local` to `remote` over UDP.
+    SendUdp {
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: Range<usize>,
+    },
+    /// Send `buf[data]` (an ESP packet) as IP protocol 50 from `local` to `remote`.
+    SendRawEsp {
+        local: IpAddr,
+        remote: IpAddr,
+        data: Range<usize>,
+    },
+    /// Write `buf[data]` (a decrypted inner IP packet) to the TUN device.
+    WriteTun { data: Range<usize> },
+    /// The input was control traffic; look at `poll_output`.
+    Consumed,
+    /// The packet was dropped; the reason is counted.
+    Dropped(DropReason),
+}
+
+/// Why a data-plane packet was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    Malformed,
+    NoPolicy,
+    NoSa,
+    UnknownSpi,
+    Authentication,
+    Replay,
+    PolicyMismatch,
+    Lifetime,
+}
+
+/// A control-plane output: things that are rare enough to own their bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    SendUdp {
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: Vec<u8>,
+    },
+    RouteAdd { prefix: ipnet::IpNet },
+    RouteDel { prefix: ipnet::IpNet },
+    Log(LogRecord),
+}
+
+/// A log record the shell writes through `tracing`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub level: LogLevel,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
