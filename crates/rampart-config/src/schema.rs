@@ -1,0 +1,121 @@
+//! The typed configuration. Field docs are the reference for `docs/configuration.md`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use rampart_crypto::{DhGroup, Encr, Integ, Prf};
+
+/// One gateway's whole configuration (one TOML file).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayConfig {
+    pub gateway: GatewaySection,
+    pub tunnel: TunnelSection,
+    pub local: LocalSection,
+    pub peers: Vec<PeerConfig>,
+}
+
+/// `[gateway]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySection {
+    pub name: String,
+    /// Default `/run/rampart/<name>.sock`.
+    pub status_socket: PathBuf,
+    /// Default 500.
+    pub ike_port: u16,
+    /// Default 4500; 2746 accepted for compatibility; any port except `ike_port`.
+    pub nat_t_port: u16,
+}
+
+/// `[tunnel]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct TunnelSection {
+    /// Default `rampart0`; at most 15 bytes.
+    pub device: String,
+    /// Default 1400; 576..=9000.
+    pub mtu: u16,
+}
+
+/// `[local]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct LocalSection {
+    /// The VPN domain this gateway protects; at least one prefix.
+    pub domain: Vec<IpNet>,
+}
+
+/// An IKE identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Ip(IpAddr),
+    Fqdn(String),
+}
+
+/// `none | on-traffic | always`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartAction {
+    None,
+    OnTraffic,
+    Always,
+}
+
+/// `auto | force`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encapsulation {
+    Auto,
+    Force,
+}
+
+/// One IKE proposal: `aes256gcm16-prfsha256-x25519`, `aes128-sha256-prfsha256-ecp256`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeProposal {
+    pub encr: Encr,
+    /// Present exactly when `encr` is not an AEAD.
+    pub integ: Option<Integ>,
+    pub prf: Prf,
+    pub dh: DhGroup,
+}
+
+/// One ESP proposal: `aes256gcm16`, `aes128-sha256`, `aes256gcm16-x25519` (PFS group), `...-esn`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EspProposal {
+    pub encr: Encr,
+    pub integ: Option<Integ>,
+    /// Key exchange for PFS in CREATE_CHILD_SA; `None` means no PFS.
+    pub dh: Option<DhGroup>,
+}
+
+/// `[[peer]]`
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerConfig {
+    pub name: String,
+    pub local_address: IpAddr,
+    pub remote_address: IpAddr,
+    /// Default: `local_address` as an IP identity.
+    pub local_id: Identity,
+    /// Default: `remote_address` as an IP identity.
+    pub remote_id: Identity,
+    /// From `psk` or `psk_file` (exactly one of them); at least 16 bytes.
+    pub psk: Vec<u8>,
+    pub remote_domain: Vec<IpNet>,
+    /// Default `["aes256gcm16-prfsha256-x25519", "aes128gcm16-prfsha256-ecp256"]`.
+    pub ike_proposals: Vec<IkeProposal>,
+    /// Default `["aes256gcm16", "chacha20poly1305", "aes128-sha256"]`.
+    pub esp_proposals: Vec<EspProposal>,
+    /// Whether extended sequence numbers are offered/accepted (default false).
+    pub esn: bool,
+    /// Default `always`.
+    pub start_action: StartAction,
+    /// Default 4h.
+    pub ike_lifetime: Duration,
+    /// Default 1h.
+    pub child_lifetime: Duration,
+    /// Default none.
+    pub child_lifetime_bytes: Option<u64>,
+    /// Default 30s; 0 turns liveness checks off.
+    pub liveness_interval: Duration,
+    /// Default `auto`.
+    pub encapsulation: Encapsulation,
+    /// Default 1024; at least 1024, at most 65536... (0 is not allowed).
+    pub replay_window: u32,
+}
