@@ -26,6 +26,10 @@ pub struct GatewaySection {
     pub ike_port: u16,
     /// Default 4500; 2746 accepted for compatibility; any port except `ike_port`.
     pub nat_t_port: u16,
+    /// First IKE retransmission timeout; doubles on each try. Default 2s.
+    pub retransmit_timeout: Duration,
+    /// Retransmissions before a request (and so the peer) is given up. Default 5.
+    pub retransmit_tries: u32,
 }
 
 /// `[tunnel]`
