@@ -1,1 +1,106 @@
-//! rampart-io
+//! The tokio I/O shell of a Rampart gateway: it opens the TUN device, the UDP and raw ESP
+//! sockets, the status socket and the route handle, and drives the sans-IO
+//! `rampart_node::Gateway` with them. No protocol decision is taken here.
+//!
+//! [`run_gateway`] is the whole job; the modules are public so tests (and later runtimes) can
+//! assemble the parts themselves, e.g. run the loop with a stand-in [`Node`].
+
+mod error;
+mod node;
+pub mod raw_esp;
+pub mod routes;
+pub mod runtime;
+pub mod status_server;
+pub mod tun;
+pub mod udp;
+
+pub use error::{IoError, RouteError};
+pub use node::Node;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rampart_config::GatewayConfig;
+use rampart_crypto::Rng;
+use rampart_node::Gateway;
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Runs one gateway until SIGINT or SIGTERM, then removes its routes and its status socket.
+///
+/// `config_path` is only used in messages (which file the gateway was started from).
+pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<(), IoError> {
+    let shutdown = shutdown_signal()?;
+    warn_if_not_forwarding(&config);
+    let name = config.gateway.name.clone();
+    let mut io = runtime::Io::open(&config)?;
+    let mut gateway =
+        Gateway::new(config, Instant::now(), Rng::from_os()).map_err(|e| IoError::Node {
+            config_path: config_path.clone(),
+            message: e.to_string(),
+        })?;
+    tracing::info!(
+        "gateway {name} running from {}: device {}, UDP {}, status socket {}",
+        config_path.display(),
+        io.tun.name(),
+        io.udp
+            .iter()
+            .map(|s| s.local().to_string())
+            .collect::<Vec<_>>()
+            .join(" "),
+        io.status.path().display(),
+    );
+    runtime::run(&mut gateway, &mut io, shutdown).await
+}
+
+/// A future that completes on the first SIGINT or SIGTERM. The handlers are installed now, so
+/// a signal that arrives before the future is polled is not lost.
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, IoError> {
+    let err = |source| IoError::Signals { source };
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(err)?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(err)?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+/// Logs a warning for each address family the gateway protects while the kernel does not
+/// forward it: traffic between the VPN domains and the tunnel would then go nowhere.
+fn warn_if_not_forwarding(config: &GatewayConfig) {
+    let families = config
+        .local
+        .domain
+        .iter()
+        .chain(config.peers.iter().flat_map(|p| p.remote_domain.iter()));
+    let (mut v4, mut v6) = (false, false);
+    for net in families {
+        match net {
+            ipnet::IpNet::V4(_) => v4 = true,
+            ipnet::IpNet::V6(_) => v6 = true,
+        }
+    }
+    let check = |path: &str, key: &str| {
+        if read_flag(Path::new(path)) == Some(false) {
+            tracing::warn!(
+                "{key} is 0: this host will not forward tunnel traffic (set `sysctl -w {key}=1`)"
+            );
+        }
+    };
+    if v4 {
+        check("/proc/sys/net/ipv4/ip_forward", "net.ipv4.ip_forward");
+    }
+    if v6 {
+        check(
+            "/proc/sys/net/ipv6/conf/all/forwarding",
+            "net.ipv6.conf.all.forwarding",
+        );
+    }
+}
+
+/// A 0/1 sysctl value, `None` if unreadable.
+fn read_flag(path: &Path) -> Option<bool> {
+    let text = std::fs::read_to_string(path).ok()?;
+    Some(text.trim() != "0")
+}

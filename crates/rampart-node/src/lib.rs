@@ -2,9 +2,21 @@
 //! and the security policy together. The I/O shell (`rampart-io`) feeds it datagrams, TUN
 //! packets and time, and carries out what it returns. See `docs/design/contracts.md`.
 
+mod gateway;
+mod policy;
 mod status;
+mod tunnel;
 
+pub use gateway::Gateway;
+pub use policy::{PeerIndex, Policy};
 pub use status::{DataPlaneCounters, GatewayStatus, IkeSaInfo, PeerStatus, TunnelStatus};
+
+/// Errors building a node from a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;

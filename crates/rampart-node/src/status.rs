@@ -77,3 +77,122 @@ pub struct DataPlaneCounters {
     pub dropped_malformed: u64,
     pub dropped_policy_mismatch: u64,
 }
+
+/// Builds the snapshot from the IKE engine's view and the data plane's counters.
+pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStatus {
+    let config = gw.config();
+    let ike = gw.ike().status(now);
+    let peers = config
+        .peers
+        .iter()
+        .enumerate()
+        .map(|(index, p)| {
+            // The newest established IKE SA of the peer, else any (connecting).
+            let sa = ike
+                .iter()
+                .filter(|s| s.peer.0 == index)
+                .max_by_key(|s| (s.state == "established", std::cmp::Reverse(s.established_for)));
+            let tunnels = gw
+                .tunnels()
+                .iter()
+                .filter(|(_, t)| t.peer == index)
+                .map(|(id, t)| tunnel_status(id.0, t, &ike, now))
+                .collect();
+            PeerStatus {
+                name: p.name.clone(),
+                local: p.local_address.to_string(),
+                remote: p.remote_address.to_string(),
+                state: sa.map_or_else(|| "down".to_string(), |s| s.state.to_string()),
+                ike_sa: sa.map(|s| IkeSaInfo {
+                    id: s.ike_sa.0,
+                    spi_i: format!("{:016x}", s.spi_i),
+                    spi_r: format!("{:016x}", s.spi_r),
+                    initiator: s.initiator,
+                    algorithms: ike_algorithms(s),
+                    local_id: s.local_id.clone(),
+                    remote_id: s.remote_id.clone(),
+                    nat_local: s.nat_local,
+                    nat_remote: s.nat_remote,
+                    established_secs: s.established_for.map_or(0, |d| d.as_secs()),
+                    rekey_in_secs: s.rekey_in.map(|d| d.as_secs()),
+                }),
+                tunnels,
+            }
+        })
+        .collect();
+    GatewayStatus {
+        name: config.gateway.name.clone(),
+        uptime_secs: secs(now, gw.started()),
+        peers,
+        counters: gw.counters().clone(),
+    }
+}
+
+fn tunnel_status(
+    id: u64,
+    t: &crate::tunnel::Tunnel,
+    ike: &[rampart_ike::IkeSaStatus],
+    now: std::time::Instant,
+) -> TunnelStatus {
+    let inbound = t.inbound.stats();
+    let outbound = t.outbound.stats();
+    let rekey_in = ike
+        .iter()
+        .flat_map(|s| s.children.iter())
+        .find(|c| c.child.0 == id)
+        .and_then(|c| c.rekey_in);
+    TunnelStatus {
+        id,
+        spi_in: format!("{:08x}", t.inbound.spi()),
+        spi_out: format!("{:08x}", t.outbound.spi()),
+        algorithms: t.algorithms.clone(),
+        encapsulation: if t.encap { "esp-in-udp" } else { "esp" }.to_string(),
+        local_ts: t.local_ts.iter().map(ts_string).collect(),
+        remote_ts: t.remote_ts.iter().map(ts_string).collect(),
+        bytes_in: inbound.bytes,
+        packets_in: inbound.packets,
+        bytes_out: outbound.bytes,
+        packets_out: outbound.packets,
+        replay_drops: inbound.replay_drops,
+        auth_failures: inbound.auth_failures,
+        established_secs: secs(now, t.established),
+        rekey_in_secs: rekey_in.map(|d| d.as_secs()),
+    }
+}
+
+fn ts_string(ts: &rampart_wire::ike::TrafficSelector) -> String {
+    let nets = ts.to_nets();
+    let mut s = nets
+        .iter()
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    if ts.ip_protocol != 0 {
+        s.push_str(&format!(
+            "[{}/{}-{}]",
+            ts.ip_protocol, ts.start_port, ts.end_port
+        ));
+    }
+    s
+}
+
+fn secs(now: std::time::Instant, then: std::time::Instant) -> u64 {
+    now.saturating_duration_since(then).as_secs()
+}
+
+fn ike_algorithms(s: &rampart_ike::IkeSaStatus) -> String {
+    let mut parts = Vec::new();
+    if let Some(e) = s.encr {
+        parts.push(e.to_string());
+    }
+    if let Some(i) = s.integ {
+        parts.push(i.to_string());
+    }
+    if let Some(p) = s.prf {
+        parts.push(p.to_string());
+    }
+    if let Some(d) = s.dh {
+        parts.push(d.to_string());
+    }
+    parts.join("-")
+}

@@ -1,0 +1,84 @@
+//! The sans-IO node the event loop drives, as a trait, so the loop can be exercised with a stand-in
+//! node in tests. `rampart_node::Gateway` is the real implementation.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::time::Instant;
+
+use rampart_node::{Disposition, GatewayStatus, Output};
+
+/// The calls of `rampart_node::Gateway` that the event loop makes (see `docs/design/contracts.md`).
+///
+/// Data-plane calls return their result in the caller's buffer; everything else comes out of
+/// [`Node::poll_output`], which the loop drains after every input.
+pub trait Node {
+    /// A datagram that arrived on the UDP socket bound to `local`; `buf[packet]` is its payload.
+    fn handle_udp(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition;
+    /// An ESP packet (IP header removed) from the raw socket bound to `local`.
+    fn handle_raw_esp(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        remote: IpAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition;
+    /// An IP packet read from the TUN device, with at least `HEADROOM` bytes before `packet`
+    /// and `TAILROOM` bytes after it.
+    fn handle_tun(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition;
+    fn handle_timeout(&mut self, now: Instant);
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_output(&mut self) -> Option<Output>;
+    fn status(&self, now: Instant) -> GatewayStatus;
+}
+
+impl Node for rampart_node::Gateway {
+    fn handle_udp(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition {
+        rampart_node::Gateway::handle_udp(self, now, local, remote, buf, packet)
+    }
+
+    fn handle_raw_esp(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        remote: IpAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition {
+        rampart_node::Gateway::handle_raw_esp(self, now, local, remote, buf, packet)
+    }
+
+    fn handle_tun(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition {
+        rampart_node::Gateway::handle_tun(self, now, buf, packet)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        rampart_node::Gateway::handle_timeout(self, now)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        rampart_node::Gateway::poll_timeout(self)
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        rampart_node::Gateway::poll_output(self)
+    }
+
+    fn status(&self, now: Instant) -> GatewayStatus {
+        rampart_node::Gateway::status(self, now)
+    }
+}

@@ -1,0 +1,366 @@
+//! The event loop: one task that owns the node and every device, waits on all of them at once,
+//! feeds what arrives to the node and carries out what the node decides.
+//!
+//! Invariants:
+//! - Packets live in one buffer allocated at start; a data-plane packet is received, processed
+//!   and sent from that buffer without any allocation.
+//! - After every input the node's output queue is drained, so control traffic and route changes
+//!   are never left waiting for the next packet.
+//! - Routes added through [`Routes`] are removed when the loop ends, whatever the reason.
+
+use std::collections::BTreeSet;
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use rampart_config::GatewayConfig;
+use rampart_node::{Disposition, LogLevel, Output};
+
+use crate::node::Node;
+use crate::raw_esp::RawEspSocket;
+use crate::routes::Routes;
+use crate::status_server::{StatusQuery, StatusRequests, StatusServer};
+use crate::tun::{read_window, Tun, BUFFER_LEN};
+use crate::udp::UdpEndpoint;
+use crate::IoError;
+
+/// Packets taken from one ready source before the loop looks at the others again.
+const BATCH: usize = 64;
+
+/// Everything the gateway does I/O on.
+pub struct Io {
+    pub tun: Tun,
+    /// One socket per distinct (local address, port) for the IKE and NAT-T ports.
+    pub udp: Vec<UdpEndpoint>,
+    /// One raw ESP socket per distinct local address.
+    pub raw: Vec<RawEspSocket>,
+    pub routes: Routes,
+    pub status: StatusServer,
+    pub status_requests: StatusRequests,
+}
+
+impl Io {
+    /// Opens the TUN device, the sockets for every distinct peer `local_address`, the route
+    /// handle and the status socket. Must be called inside a tokio runtime.
+    pub fn open(config: &GatewayConfig) -> Result<Io, IoError> {
+        let tun = Tun::open(&config.tunnel.device, config.tunnel.mtu)?;
+        let locals: BTreeSet<IpAddr> = config.peers.iter().map(|p| p.local_address).collect();
+        let mut udp = Vec::new();
+        let mut raw = Vec::new();
+        for &local in &locals {
+            udp.push(UdpEndpoint::bind(SocketAddr::new(
+                local,
+                config.gateway.ike_port,
+            ))?);
+            udp.push(UdpEndpoint::bind(SocketAddr::new(
+                local,
+                config.gateway.nat_t_port,
+            ))?);
+            raw.push(RawEspSocket::open(local)?);
+        }
+        let routes = Routes::open(tun.name(), tun.index())?;
+        let (status, status_requests) = StatusServer::bind(&config.gateway.status_socket)?;
+        Ok(Io {
+            tun,
+            udp,
+            raw,
+            routes,
+            status,
+            status_requests,
+        })
+    }
+
+    fn udp_for(&self, local: SocketAddr) -> Option<&UdpEndpoint> {
+        self.udp.iter().find(|s| s.local() == local)
+    }
+
+    fn raw_for(&self, local: IpAddr) -> Option<&RawEspSocket> {
+        self.raw.iter().find(|s| s.local() == local)
+    }
+}
+
+/// Polls every UDP and raw socket for readability, starting at `start` so that a busy socket
+/// cannot starve the others. Returns the index of a ready socket (UDP sockets first, then raw).
+fn poll_sockets(
+    udp: &[UdpEndpoint],
+    raw: &[RawEspSocket],
+    cx: &mut Context<'_>,
+    start: usize,
+) -> Poll<usize> {
+    let count = udp.len() + raw.len();
+    for k in 0..count {
+        let i = (start + k) % count;
+        let ready = match udp.get(i) {
+            Some(s) => s.poll_recv_ready(cx).is_ready(),
+            None => raw
+                .get(i - udp.len())
+                .is_some_and(|s| s.poll_recv_ready(cx).is_ready()),
+        };
+        if ready {
+            return Poll::Ready(i);
+        }
+    }
+    Poll::Pending
+}
+
+enum Event {
+    Shutdown,
+    Timer,
+    Tun(io::Result<()>),
+    Socket(usize),
+    StatusQuery(StatusQuery),
+    StatusClient(io::Result<()>),
+}
+
+/// Drives `node` with `io` until `shutdown` completes or a device fails, then removes the routes
+/// this loop installed.
+pub async fn run<N: Node>(
+    node: &mut N,
+    io: &mut Io,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), IoError> {
+    let result = event_loop(node, io, shutdown).await;
+    io.routes.remove_all().await;
+    result
+}
+
+async fn event_loop<N: Node>(
+    node: &mut N,
+    io: &mut Io,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), IoError> {
+    let mut buf = vec![0u8; BUFFER_LEN].into_boxed_slice();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let timer = tokio::time::sleep(Duration::from_secs(3600));
+    let mut timer = std::pin::pin!(timer);
+    let mut next_socket = 0usize;
+
+    // The node may have queued work at creation (routes, first IKE messages).
+    drain_outputs(node, io).await;
+    loop {
+        let deadline = node.poll_timeout();
+        if let Some(deadline) = deadline {
+            timer
+                .as_mut()
+                .reset(tokio::time::Instant::from_std(deadline));
+        }
+        let event = tokio::select! {
+            () = &mut shutdown => Event::Shutdown,
+            () = &mut timer, if deadline.is_some() => Event::Timer,
+            r = io.tun.readable() => Event::Tun(r),
+            i = poll_fn(|cx| poll_sockets(&io.udp, &io.raw, cx, next_socket)) => Event::Socket(i),
+            Some(q) = io.status_requests.recv() => Event::StatusQuery(q),
+            r = io.status.accept() => Event::StatusClient(r),
+        };
+        match event {
+            Event::Shutdown => {
+                tracing::info!("shutting down");
+                return Ok(());
+            }
+            Event::Timer => {
+                node.handle_timeout(Instant::now());
+                drain_outputs(node, io).await;
+            }
+            Event::Tun(r) => {
+                r.map_err(|source| IoError::Runtime {
+                    what: "waiting on the TUN device",
+                    source,
+                })?;
+                read_tun(node, io, &mut buf).await?;
+            }
+            Event::Socket(i) => {
+                next_socket = i + 1;
+                if i < io.udp.len() {
+                    read_udp(node, io, i, &mut buf).await;
+                } else {
+                    read_raw(node, io, i - io.udp.len(), &mut buf).await;
+                }
+            }
+            Event::StatusQuery(q) => {
+                let status = node.status(Instant::now());
+                let document = serde_json::to_string(&status).unwrap_or_else(|e| {
+                    crate::status_server::error_document(&format!("cannot encode status: {e}"))
+                });
+                let _ = q.reply.send(document);
+            }
+            Event::StatusClient(r) => {
+                if let Err(e) = r {
+                    tracing::warn!(
+                        "status socket {}: accept failed: {e}",
+                        io.status.path().display()
+                    );
+                    // Typically out of file descriptors: give the system a moment.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn read_tun<N: Node>(node: &mut N, io: &mut Io, buf: &mut [u8]) -> Result<(), IoError> {
+    let window = read_window(buf.len());
+    for _ in 0..BATCH {
+        let read = match buf.get_mut(window.clone()) {
+            Some(space) => io.tun.try_recv(space),
+            None => return Ok(()),
+        };
+        let len = match read {
+            Ok(len) => len,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(source) => {
+                return Err(IoError::Runtime {
+                    what: "reading from the TUN device",
+                    source,
+                })
+            }
+        };
+        let packet = window.start..window.start + len;
+        let disposition = node.handle_tun(Instant::now(), buf, packet);
+        carry_out(io, buf, disposition).await;
+        drain_outputs(node, io).await;
+    }
+    Ok(())
+}
+
+async fn read_udp<N: Node>(node: &mut N, io: &mut Io, index: usize, buf: &mut [u8]) {
+    for _ in 0..BATCH {
+        let Some(socket) = io.udp.get(index) else {
+            return;
+        };
+        let local = socket.local();
+        let (len, remote) = match socket.try_recv_from(buf) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                // Errors queued by ICMP and the like are consumed by the read: go on.
+                tracing::debug!("UDP {local}: receive failed: {e}");
+                continue;
+            }
+        };
+        let disposition = node.handle_udp(Instant::now(), local, remote, buf, 0..len);
+        carry_out(io, buf, disposition).await;
+        drain_outputs(node, io).await;
+    }
+}
+
+async fn read_raw<N: Node>(node: &mut N, io: &mut Io, index: usize, buf: &mut [u8]) {
+    for _ in 0..BATCH {
+        let Some(socket) = io.raw.get(index) else {
+            return;
+        };
+        let local = socket.local();
+        let received = match socket.try_recv(buf) {
+            Ok(Some(r)) => r,
+            Ok(None) => continue,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(e) => {
+                tracing::debug!("raw ESP {local}: receive failed: {e}");
+                continue;
+            }
+        };
+        let disposition =
+            node.handle_raw_esp(Instant::now(), local, received.remote, buf, received.packet);
+        carry_out(io, buf, disposition).await;
+        drain_outputs(node, io).await;
+    }
+}
+
+/// Sends or writes `buf[data]` as the node decided. Failures of single packets are not fatal.
+async fn carry_out(io: &Io, buf: &[u8], disposition: Disposition) {
+    match disposition {
+        Disposition::SendUdp {
+            local,
+            remote,
+            data,
+        } => {
+            let Some(packet) = slice(buf, data) else {
+                return;
+            };
+            match io.udp_for(local) {
+                Some(socket) => {
+                    if let Err(e) = socket.send_to(packet, remote).await {
+                        tracing::debug!("UDP {local} -> {remote}: send failed: {e}");
+                    }
+                }
+                None => tracing::warn!("no UDP socket is bound to {local}; packet not sent"),
+            }
+        }
+        Disposition::SendRawEsp {
+            local,
+            remote,
+            data,
+        } => {
+            let Some(packet) = slice(buf, data) else {
+                return;
+            };
+            match io.raw_for(local) {
+                Some(socket) => {
+                    if let Err(e) = socket.send_to(packet, remote).await {
+                        tracing::debug!("ESP {local} -> {remote}: send failed: {e}");
+                    }
+                }
+                None => tracing::warn!("no raw ESP socket is bound to {local}; packet not sent"),
+            }
+        }
+        Disposition::WriteTun { data } => {
+            let Some(packet) = slice(buf, data) else {
+                return;
+            };
+            if let Err(e) = io.tun.send(packet).await {
+                tracing::debug!("TUN {}: write failed: {e}", io.tun.name());
+            }
+        }
+        Disposition::Consumed => {}
+        Disposition::Dropped(reason) => tracing::trace!("packet dropped: {reason:?}"),
+    }
+}
+
+/// `buf[range]`, or `None` (logged) if the node returned a range outside the buffer.
+fn slice(buf: &[u8], range: Range<usize>) -> Option<&[u8]> {
+    let packet = buf.get(range.clone());
+    if packet.is_none() {
+        tracing::error!(
+            "node returned packet range {range:?} outside the {}-byte buffer; packet dropped",
+            buf.len()
+        );
+    }
+    packet
+}
+
+/// Carries out every queued control output of the node.
+async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
+    while let Some(output) = node.poll_output() {
+        match output {
+            Output::SendUdp {
+                local,
+                remote,
+                data,
+            } => match io.udp_for(local) {
+                Some(socket) => {
+                    if let Err(e) = socket.send_to(&data, remote).await {
+                        tracing::warn!("UDP {local} -> {remote}: send failed: {e}");
+                    }
+                }
+                None => tracing::warn!("no UDP socket is bound to {local}; message not sent"),
+            },
+            Output::RouteAdd { prefix } => match io.routes.add(prefix).await {
+                Ok(()) => tracing::info!("route {prefix} dev {} added", io.tun.name()),
+                Err(e) => tracing::error!("{e}"),
+            },
+            Output::RouteDel { prefix } => match io.routes.del(prefix).await {
+                Ok(()) => tracing::info!("route {prefix} dev {} removed", io.tun.name()),
+                Err(e) => tracing::error!("{e}"),
+            },
+            Output::Log(record) => match record.level {
+                LogLevel::Error => tracing::error!(target: "rampart_node", "{}", record.message),
+                LogLevel::Warn => tracing::warn!(target: "rampart_node", "{}", record.message),
+                LogLevel::Info => tracing::info!(target: "rampart_node", "{}", record.message),
+                LogLevel::Debug => tracing::debug!(target: "rampart_node", "{}", record.message),
+            },
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The gateway node: IKE control traffic in, ESP data traffic through, one output stream out.
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use rampart_config::{GatewayConfig, StartAction};
+use rampart_crypto::Rng;
+use rampart_esp::udp_encap::{self, Classified};
+use rampart_esp::{InboundSa, Lifetime, LifetimeState, OpenError, OutboundSa, SaConfig};
+use rampart_ike::{ChildSaKeys, Ike, IkeConfig, IkeEvent, PeerId};
+use rampart_wire::ip::PacketInfo;
+
+use crate::policy::Policy;
+use crate::status::{DataPlaneCounters, GatewayStatus};
+use crate::tunnel::{selectors_match, Tunnel, Tunnels};
+use crate::{Disposition, DropReason, LogLevel, LogRecord, NodeError, Output};
+
+/// How often the node looks at ESP lifetimes when nothing else wakes it.
+const LIFETIME_CHECK: Duration = Duration::from_secs(1);
+
+/// A site-to-site gateway (sans-IO). See `docs/design/contracts.md`.
+pub struct Gateway {
+    config: GatewayConfig,
+    started: Instant,
+    ike: Ike,
+    policy: Policy,
+    tunnels: Tunnels,
+    rng: Rng,
+    outputs: VecDeque<Output>,
+    counters: DataPlaneCounters,
+    next_lifetime_check: Instant,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, now: Instant, mut rng: Rng) -> Result<Gateway, NodeError> {
+        let ike = Ike::new(IkeConfig::from_gateway(&config), rng.fork());
+        let policy = Policy::new(&config);
+        let mut gateway = Gateway {
+            config,
+            started: now,
+            ike,
+            policy,
+            tunnels: Tunnels::default(),
+            rng,
+            outputs: VecDeque::new(),
+            counters: DataPlaneCounters::default(),
+            next_lifetime_check: now + LIFETIME_CHECK,
+        };
+        // Routes for every remote domain go into the TUN device for the gateway's whole life, so
+        // traffic without an SA is dropped here rather than leaking in clear text.
+        for prefix in gateway.policy.remote_prefixes().collect::<Vec<_>>() {
+            gateway.outputs.push_back(Output::RouteAdd { prefix });
+        }
+        for (peer, p) in gateway.config.peers.iter().enumerate() {
+            if p.start_action == StartAction::Always {
+                gateway.ike.initiate(now, PeerId(peer));
+            }
+        }
+        gateway.drain_ike(now);
+        Ok(gateway)
+    }
+
+    /// A datagram from one of our UDP sockets: IKE on the IKE port; IKE, ESP-in-UDP or a NAT
+    /// keepalive on the NAT-T port.
+    pub fn handle_udp(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition {
+        let Some(datagram) = buf.get(packet.clone()) else {
+            return self.drop(DropReason::Malformed);
+        };
+        if local.port() != self.config.gateway.nat_t_port {
+            self.ike.handle_datagram(now, local, remote, datagram);
+            self.drain_ike(now);
+            return Disposition::Consumed;
+        }
+        match udp_encap::classify(datagram) {
+            Classified::Ike(range) => {
+                let start = packet.start + range.start;
+                let end = packet.start + range.end;
+                self.ike.handle_datagram(now, local, remote, &buf[start..end]);
+                self.drain_ike(now);
+                Disposition::Consumed
+            }
+            Classified::Keepalive => Disposition::Consumed,
+            Classified::Esp(range) => {
+                let esp = packet.start + range.start..packet.start + range.end;
+                self.handle_esp(now, buf, esp)
+            }
+            Classified::Invalid => self.drop(DropReason::Malformed),
+        }
+    }
+
+    /// An ESP packet from the raw protocol-50 socket (IP header removed).
+    pub fn handle_raw_esp(
+        &mut self,
+        now: Instant,
+        _local: IpAddr,
+        _remote: IpAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition {
+        self.handle_esp(now, buf, packet)
+    }
+
+    fn handle_esp(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition {
+        self.counters.esp_packets_in += 1;
+        let Some(spi_bytes) = buf.get(packet.start..packet.start + 4) else {
+            return self.drop(DropReason::Malformed);
+        };
+        let spi = u32::from_be_bytes([spi_bytes[0], spi_bytes[1], spi_bytes[2], spi_bytes[3]]);
+        let Some((id, tunnel)) = self.tunnels.by_inbound_spi(spi) else {
+            return self.drop(DropReason::UnknownSpi);
+        };
+        let opened = match tunnel.inbound.open(buf, packet) {
+            Ok(opened) => opened,
+            Err(e) => {
+                let reason = match e {
+                    OpenError::Replayed(_) | OpenError::TooOld(_) => DropReason::Replay,
+                    OpenError::AuthenticationFailed => DropReason::Authentication,
+                    OpenError::Expired => DropReason::Lifetime,
+                    _ => DropReason::Malformed,
+                };
+                return self.drop(reason);
+            }
+        };
+        // Dummy packets (RFC 4303 2.6, next header 59) carry nothing for the TUN device.
+        if opened.next_header == rampart_esp::next_header::NO_NEXT_HEADER {
+            self.ike.child_traffic(now, id);
+            return Disposition::Consumed;
+        }
+        // The decrypted packet must be one the SA was negotiated for (RFC 4301 5.2, step 4).
+        let inner = &buf[opened.payload.clone()];
+        let allowed = match PacketInfo::parse(inner) {
+            Ok(info) => {
+                selectors_match(&tunnel.remote_ts, info.src, info.protocol, info.src_port)
+                    && selectors_match(&tunnel.local_ts, info.dst, info.protocol, info.dst_port)
+            }
+            Err(_) => false,
+        };
+        if !allowed {
+            return self.drop(DropReason::PolicyMismatch);
+        }
+        self.ike.child_traffic(now, id);
+        self.counters.tun_packets_out += 1;
+        Disposition::WriteTun {
+            data: opened.payload,
+        }
+    }
+
+    /// An IP packet from the TUN device, to be encrypted in place for its peer.
+    pub fn handle_tun(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition {
+        self.counters.tun_packets_in += 1;
+        let Some(inner) = buf.get(packet.clone()) else {
+            return self.drop(DropReason::Malformed);
+        };
+        let info = match PacketInfo::parse(inner) {
+            Ok(info) => info,
+            Err(_) => return self.drop(DropReason::Malformed),
+        };
+        let Some(peer) = self.policy.outbound_peer(info.src, info.dst) else {
+            return self.drop(DropReason::NoPolicy);
+        };
+        let Some((_, tunnel)) = self.tunnels.active_for(peer) else {
+            if self.config.peers[peer].start_action == StartAction::OnTraffic {
+                self.ike.acquire(now, PeerId(peer));
+                self.drain_ike(now);
+            }
+            return self.drop(DropReason::NoSa);
+        };
+        let next_header = if info.src.is_ipv4() {
+            rampart_esp::next_header::IPV4
+        } else {
+            rampart_esp::next_header::IPV6
+        };
+        let (local, remote, encap) = (tunnel.local, tunnel.remote, tunnel.encap);
+        match tunnel.outbound.seal(buf, packet, next_header) {
+            Ok(data) => {
+                self.counters.esp_packets_out += 1;
+                if encap {
+                    Disposition::SendUdp {
+                        local: SocketAddr::new(local.ip(), self.config.gateway.nat_t_port),
+                        remote,
+                        data,
+                    }
+                } else {
+                    Disposition::SendRawEsp {
+                        local: local.ip(),
+                        remote: remote.ip(),
+                        data,
+                    }
+                }
+            }
+            Err(_) => self.drop(DropReason::Lifetime),
+        }
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.ike.handle_timeout(now);
+        if now >= self.next_lifetime_check {
+            self.next_lifetime_check = now + LIFETIME_CHECK;
+            self.check_lifetimes(now);
+        }
+        self.drain_ike(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        Some(match self.ike.poll_timeout() {
+            Some(t) => t.min(self.next_lifetime_check),
+            None => self.next_lifetime_check,
+        })
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Routes to withdraw when the gateway stops: every remote domain.
+    pub fn shutdown_routes(&self) -> Vec<ipnet::IpNet> {
+        self.policy.remote_prefixes().collect()
+    }
+
+    pub fn status(&self, now: Instant) -> GatewayStatus {
+        crate::status::build(self, now)
+    }
+
+    pub(crate) fn config(&self) -> &GatewayConfig {
+        &self.config
+    }
+    pub(crate) fn ike(&self) -> &Ike {
+        &self.ike
+    }
+    pub(crate) fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
+    }
+    pub(crate) fn counters(&self) -> &DataPlaneCounters {
+        &self.counters
+    }
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
+    /// Soft byte/packet limits ask IKE for a rekey (once); hard limits are enforced by the SA.
+    fn check_lifetimes(&mut self, now: Instant) {
+        let mut rekey = Vec::new();
+        for (id, tunnel) in self.tunnels.iter_mut() {
+            let soft = tunnel.outbound.lifetime_state() != LifetimeState::Ok
+                || tunnel.inbound.lifetime_state() != LifetimeState::Ok;
+            if soft && !tunnel.rekey_requested {
+                tunnel.rekey_requested = true;
+                rekey.push(*id);
+            }
+        }
+        for id in rekey {
+            self.ike.rekey_child(now, id);
+        }
+    }
+
+    fn drain_ike(&mut self, now: Instant) {
+        while let Some(event) = self.ike.poll_event() {
+            self.on_ike_event(now, event);
+        }
+    }
+
+    fn on_ike_event(&mut self, now: Instant, event: IkeEvent) {
+        match event {
+            IkeEvent::Transmit { local, remote, msg } => {
+                let data = if local.port() == self.config.gateway.nat_t_port {
+                    let mut framed = Vec::with_capacity(msg.len() + 4);
+                    framed.extend_from_slice(&udp_encap::NON_ESP_MARKER);
+                    framed.extend_from_slice(&msg);
+                    framed
+                } else {
+                    msg
+                };
+                self.outputs.push_back(Output::SendUdp {
+                    local,
+                    remote,
+                    data,
+                });
+            }
+            IkeEvent::NatKeepalive { local, remote } => {
+                self.outputs.push_back(Output::SendUdp {
+                    local,
+                    remote,
+                    data: udp_encap::KEEPALIVE.to_vec(),
+                });
+            }
+            IkeEvent::IkeSaUp { peer, ike_sa } => {
+                let name = &self.config.peers[peer.0].name;
+                self.log(
+                    LogLevel::Info,
+                    format!("peer {name}: IKE SA {:#x} established", ike_sa.0),
+                );
+            }
+            IkeEvent::IkeSaDown {
+                peer,
+                ike_sa,
+                reason,
+            } => {
+                let name = &self.config.peers[peer.0].name;
+                self.log(
+                    LogLevel::Info,
+                    format!("peer {name}: IKE SA {:#x} down ({reason:?})", ike_sa.0),
+                );
+            }
+            IkeEvent::ChildSaUp(keys) => self.install(now, keys),
+            IkeEvent::ChildSaDown {
+                peer,
+                child,
+                spi_in,
+                spi_out,
+            } => {
+                if self.tunnels.remove(child).is_some() {
+                    let name = &self.config.peers[peer.0].name;
+                    self.log(
+                        LogLevel::Info,
+                        format!(
+                            "peer {name}: tunnel {:#x} removed (SPIs in {spi_in:08x}, out {spi_out:08x})",
+                            child.0
+                        ),
+                    );
+                }
+            }
+            IkeEvent::ChildSaEndpoint {
+                child,
+                local,
+                remote,
+                encap,
+            } => {
+                if let Some(t) = self.tunnels.get_mut(child) {
+                    t.local = local;
+                    t.remote = remote;
+                    t.encap = encap;
+                }
+            }
+            IkeEvent::PeerDead { peer } => {
+                let p = &self.config.peers[peer.0];
+                let action = match p.start_action {
+                    StartAction::Always => "re-initiating",
+                    StartAction::OnTraffic => "waiting for traffic to re-initiate",
+                    StartAction::None => "not re-initiating (start_action = none)",
+                };
+                self.log(
+                    LogLevel::Warn,
+                    format!(
+                        "peer {} ({}) is dead: no answer to liveness checks; SAs removed, {action}",
+                        p.name, p.remote_address
+                    ),
+                );
+            }
+        }
+    }
+
+    fn install(&mut self, now: Instant, keys: ChildSaKeys) {
+        let peer = &self.config.peers[keys.peer.0];
+        let lifetime = Lifetime {
+            soft_bytes: peer.child_lifetime_bytes,
+            hard_bytes: peer
+                .child_lifetime_bytes
+                .map(|b| b.saturating_add(b / 10)),
+            soft_packets: None,
+            hard_packets: None,
+        };
+        let integ_in = keys.integ.map(|i| (i, keys.integ_key_in.as_slice()));
+        let integ_out = keys.integ.map(|i| (i, keys.integ_key_out.as_slice()));
+        let inbound = InboundSa::new(&SaConfig {
+            spi: keys.spi_in,
+            encr: keys.encr,
+            encr_key: &keys.key_in,
+            integ: integ_in,
+            esn: keys.esn,
+            replay_window: peer.replay_window,
+            lifetime,
+        });
+        let outbound = OutboundSa::new(
+            &SaConfig {
+                spi: keys.spi_out,
+                encr: keys.encr,
+                encr_key: &keys.key_out,
+                integ: integ_out,
+                esn: keys.esn,
+                replay_window: peer.replay_window,
+                lifetime,
+            },
+            self.rng.fork(),
+        );
+        let (inbound, outbound) = match (inbound, outbound) {
+            (Ok(i), Ok(o)) => (i, o),
+            (Err(e), _) | (_, Err(e)) => {
+                let name = peer.name.clone();
+                self.log(
+                    LogLevel::Error,
+                    format!("peer {name}: cannot install tunnel {:#x}: {e}", keys.child.0),
+                );
+                return;
+            }
+        };
+        let mut algorithms = keys.encr.to_string();
+        if let Some(i) = keys.integ {
+            algorithms.push('-');
+            algorithms.push_str(&i.to_string());
+        }
+        if keys.esn {
+            algorithms.push_str("-esn");
+        }
+        let message = format!(
+            "peer {}: tunnel {:#x} up, SPIs in {:08x} out {:08x}, {algorithms}, {}{}",
+            peer.name,
+            keys.child.0,
+            keys.spi_in,
+            keys.spi_out,
+            if keys.encap { "esp-in-udp" } else { "esp" },
+            match keys.replaces {
+                Some(old) => format!(", replaces {:#x}", old.0),
+                None => String::new(),
+            }
+        );
+        self.tunnels.insert(
+            keys.child,
+            Tunnel {
+                peer: keys.peer.0,
+                inbound,
+                outbound,
+                local_ts: keys.local_ts.clone(),
+                remote_ts: keys.remote_ts.clone(),
+                local: keys.local,
+                remote: keys.remote,
+                encap: keys.encap,
+                algorithms,
+                established: now,
+                rekey_requested: false,
+            },
+        );
+        self.log(LogLevel::Info, message);
+    }
+
+    fn drop(&mut self, reason: DropReason) -> Disposition {
+        let c = &mut self.counters;
+        match reason {
+            DropReason::Malformed => c.dropped_malformed += 1,
+            DropReason::NoPolicy => c.dropped_no_policy += 1,
+            DropReason::NoSa | DropReason::Lifetime => c.dropped_no_sa += 1,
+            DropReason::UnknownSpi => c.dropped_unknown_spi += 1,
+            DropReason::Authentication => c.dropped_auth += 1,
+            DropReason::Replay => c.dropped_replay += 1,
+            DropReason::PolicyMismatch => c.dropped_policy_mismatch += 1,
+        }
+        Disposition::Dropped(reason)
+    }
+
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.outputs
+            .push_back(Output::Log(LogRecord { level, message }));
+    }
+}

@@ -1,0 +1,109 @@
+//! The installed CHILD SAs ("tunnels") and their ESP state.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use rampart_esp::{InboundSa, OutboundSa};
+use rampart_ike::ChildSaId;
+use rampart_wire::ike::TrafficSelector;
+
+use crate::policy::PeerIndex;
+
+/// One CHILD SA pair as the data plane holds it.
+pub struct Tunnel {
+    pub peer: PeerIndex,
+    pub inbound: InboundSa,
+    pub outbound: OutboundSa,
+    pub local_ts: Vec<TrafficSelector>,
+    pub remote_ts: Vec<TrafficSelector>,
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    /// ESP-in-UDP (RFC 3948) when true, raw IP protocol 50 otherwise.
+    pub encap: bool,
+    pub algorithms: String,
+    pub established: Instant,
+    /// Set once the soft lifetime was reported to IKE, so a rekey is asked for only once.
+    pub rekey_requested: bool,
+}
+
+/// All tunnels, indexed by id, inbound SPI and peer.
+///
+/// Invariants: `by_spi` maps exactly the inbound SPIs of `tunnels`; `active_out[peer]` is the
+/// newest tunnel of that peer, the one outbound traffic uses. During a rekey the old tunnel stays
+/// in `tunnels` (and keeps decrypting) until IKE reports it down, so no packet in flight is lost.
+#[derive(Default)]
+pub struct Tunnels {
+    tunnels: HashMap<ChildSaId, Tunnel>,
+    by_spi: HashMap<u32, ChildSaId>,
+    active_out: HashMap<PeerIndex, ChildSaId>,
+}
+
+impl Tunnels {
+    pub fn insert(&mut self, id: ChildSaId, tunnel: Tunnel) {
+        self.by_spi.insert(tunnel.inbound.spi(), id);
+        self.active_out.insert(tunnel.peer, id);
+        self.tunnels.insert(id, tunnel);
+    }
+
+    pub fn remove(&mut self, id: ChildSaId) -> Option<Tunnel> {
+        let tunnel = self.tunnels.remove(&id)?;
+        self.by_spi.remove(&tunnel.inbound.spi());
+        if self.active_out.get(&tunnel.peer) == Some(&id) {
+            // Fall back to the newest remaining tunnel of the same peer.
+            let next = self
+                .tunnels
+                .iter()
+                .filter(|(_, t)| t.peer == tunnel.peer)
+                .max_by_key(|(_, t)| t.established)
+                .map(|(id, _)| *id);
+            match next {
+                Some(n) => self.active_out.insert(tunnel.peer, n),
+                None => self.active_out.remove(&tunnel.peer),
+            };
+        }
+        Some(tunnel)
+    }
+
+    pub fn get_mut(&mut self, id: ChildSaId) -> Option<&mut Tunnel> {
+        self.tunnels.get_mut(&id)
+    }
+
+    pub fn by_inbound_spi(&mut self, spi: u32) -> Option<(ChildSaId, &mut Tunnel)> {
+        let id = *self.by_spi.get(&spi)?;
+        self.tunnels.get_mut(&id).map(|t| (id, t))
+    }
+
+    pub fn active_for(&mut self, peer: PeerIndex) -> Option<(ChildSaId, &mut Tunnel)> {
+        let id = *self.active_out.get(&peer)?;
+        self.tunnels.get_mut(&id).map(|t| (id, t))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&ChildSaId, &Tunnel)> {
+        self.tunnels.iter()
+    }
+
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&ChildSaId, &mut Tunnel)> {
+        self.tunnels.iter_mut()
+    }
+
+}
+
+/// Whether a packet's address, protocol and port fall inside one of the selectors.
+/// Ports are only checked for protocols that have them (`port` is `None` otherwise).
+pub fn selectors_match(
+    selectors: &[TrafficSelector],
+    addr: IpAddr,
+    protocol: u8,
+    port: Option<u16>,
+) -> bool {
+    selectors.iter().any(|ts| {
+        ts.start_addr <= addr
+            && addr <= ts.end_addr
+            && (ts.ip_protocol == 0 || ts.ip_protocol == protocol)
+            && match port {
+                Some(p) => ts.start_port <= p && p <= ts.end_port,
+                None => ts.start_port == 0 && ts.end_port == u16::MAX || ts.ip_protocol == 0,
+            }
+    })
+}
