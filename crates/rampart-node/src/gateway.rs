@@ -14,7 +14,7 @@ use rampart_wire::ip::PacketInfo;
 
 use crate::policy::Policy;
 use crate::status::{DataPlaneCounters, GatewayStatus};
-use crate::tunnel::{selectors_match, Tunnel, Tunnels};
+use crate::tunnel::{Tunnel, Tunnels};
 use crate::{Disposition, DropReason, LogLevel, LogRecord, NodeError, Output};
 
 /// How often the node looks at ESP lifetimes when nothing else wakes it.
@@ -139,8 +139,9 @@ impl Gateway {
         let inner = &buf[opened.payload.clone()];
         let allowed = match PacketInfo::parse(inner) {
             Ok(info) => {
-                selectors_match(&tunnel.remote_ts, info.src, info.protocol, info.src_port)
-                    && selectors_match(&tunnel.local_ts, info.dst, info.protocol, info.dst_port)
+                let (proto, sport, dport) = (info.protocol, info.src_port, info.dst_port);
+                tunnel.remote_ts.iter().any(|ts| ts.matches(info.src, proto, sport))
+                    && tunnel.local_ts.iter().any(|ts| ts.matches(info.dst, proto, dport))
             }
             Err(_) => false,
         };

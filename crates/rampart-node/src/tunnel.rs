@@ -1,7 +1,7 @@
 //! The installed CHILD SAs ("tunnels") and their ESP state.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use rampart_esp::{InboundSa, OutboundSa};
@@ -87,23 +87,4 @@ impl Tunnels {
         self.tunnels.iter_mut()
     }
 
-}
-
-/// Whether a packet's address, protocol and port fall inside one of the selectors.
-/// Ports are only checked for protocols that have them (`port` is `None` otherwise).
-pub fn selectors_match(
-    selectors: &[TrafficSelector],
-    addr: IpAddr,
-    protocol: u8,
-    port: Option<u16>,
-) -> bool {
-    selectors.iter().any(|ts| {
-        ts.start_addr <= addr
-            && addr <= ts.end_addr
-            && (ts.ip_protocol == 0 || ts.ip_protocol == protocol)
-            && match port {
-                Some(p) => ts.start_port <= p && p <= ts.end_port,
-                None => ts.start_port == 0 && ts.end_port == u16::MAX || ts.ip_protocol == 0,
-            }
-    })
 }

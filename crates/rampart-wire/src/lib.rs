@@ -1,1 +1,10 @@
-//! rampart-wire
+//! Wire formats of Rampart: the IKEv2 message codec ([`ike`]) and zero-copy IP header views
+//! ([`ip`]). Nothing here panics on untrusted bytes; every inconsistency is a typed error.
+
+pub mod ike;
+pub mod ip;
+
+pub use ike::{
+    Header, Message, ParseError as IkeParseError, Payload, Proposal, TrafficSelector, Transform,
+};
+pub use ip::{PacketInfo, ParseError as IpParseError, Transport};
