@@ -1,1 +1,32 @@
-//! rampart-ike
+//! Sans-IO IKEv2 engine (RFC 7296) with PSK authentication.
+//!
+//! [`Ike`] holds every IKE SA of a gateway. The caller feeds it datagrams ([`Ike::handle_datagram`])
+//! and time ([`Ike::handle_timeout`] at [`Ike::poll_timeout`]) and drains [`IkeEvent`]s: messages to
+//! send, CHILD SA keys to install or remove, NAT keepalives, peer liveness. Nothing here reads a
+//! clock, a socket or the OS RNG.
+//!
+//! Invariants: at most one request of ours is outstanding per IKE SA and we answer the peer's
+//! requests strictly in message-id order (window size 1); a retransmitted request gets the cached
+//! response byte for byte; every message after IKE_SA_INIT is integrity-checked before any state
+//! changes.
+
+mod child;
+mod config;
+mod engine;
+mod error;
+mod event;
+mod exchange;
+mod keys;
+mod msg;
+mod proposal;
+mod retransmit;
+mod sa;
+mod sk;
+mod status;
+mod timers;
+mod ts;
+
+pub use config::{ChildSaId, IkeConfig, IkeSaId, PeerId};
+pub use engine::Ike;
+pub use event::{ChildSaKeys, ChildSaStatus, DownReason, IkeEvent, IkeSaStatus};
+pub use proposal::{EspAlgs, IkeAlgs};

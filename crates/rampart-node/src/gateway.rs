@@ -84,7 +84,8 @@ impl Gateway {
             Classified::Ike(range) => {
                 let start = packet.start + range.start;
                 let end = packet.start + range.end;
-                self.ike.handle_datagram(now, local, remote, &buf[start..end]);
+                self.ike
+                    .handle_datagram(now, local, remote, &buf[start..end]);
                 self.drain_ike(now);
                 Disposition::Consumed
             }
@@ -140,8 +141,14 @@ impl Gateway {
         let allowed = match PacketInfo::parse(inner) {
             Ok(info) => {
                 let (proto, sport, dport) = (info.protocol, info.src_port, info.dst_port);
-                tunnel.remote_ts.iter().any(|ts| ts.matches(info.src, proto, sport))
-                    && tunnel.local_ts.iter().any(|ts| ts.matches(info.dst, proto, dport))
+                tunnel
+                    .remote_ts
+                    .iter()
+                    .any(|ts| ts.matches(info.src, proto, sport))
+                    && tunnel
+                        .local_ts
+                        .iter()
+                        .any(|ts| ts.matches(info.dst, proto, dport))
             }
             Err(_) => false,
         };
@@ -156,7 +163,12 @@ impl Gateway {
     }
 
     /// An IP packet from the TUN device, to be encrypted in place for its peer.
-    pub fn handle_tun(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition {
+    pub fn handle_tun(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition {
         self.counters.tun_packets_in += 1;
         let Some(inner) = buf.get(packet.clone()) else {
             return self.drop(DropReason::Malformed);
@@ -363,9 +375,7 @@ impl Gateway {
         let peer = &self.config.peers[keys.peer.0];
         let lifetime = Lifetime {
             soft_bytes: peer.child_lifetime_bytes,
-            hard_bytes: peer
-                .child_lifetime_bytes
-                .map(|b| b.saturating_add(b / 10)),
+            hard_bytes: peer.child_lifetime_bytes.map(|b| b.saturating_add(b / 10)),
             soft_packets: None,
             hard_packets: None,
         };
@@ -398,7 +408,10 @@ impl Gateway {
                 let name = peer.name.clone();
                 self.log(
                     LogLevel::Error,
-                    format!("peer {name}: cannot install tunnel {:#x}: {e}", keys.child.0),
+                    format!(
+                        "peer {name}: cannot install tunnel {:#x}: {e}",
+                        keys.child.0
+                    ),
                 );
                 return;
             }

@@ -65,8 +65,12 @@ pub enum Output {
         remote: SocketAddr,
         data: Vec<u8>,
     },
-    RouteAdd { prefix: ipnet::IpNet },
-    RouteDel { prefix: ipnet::IpNet },
+    RouteAdd {
+        prefix: ipnet::IpNet,
+    },
+    RouteDel {
+        prefix: ipnet::IpNet,
+    },
     Log(LogRecord),
 }
 

@@ -88,10 +88,12 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         .enumerate()
         .map(|(index, p)| {
             // The newest established IKE SA of the peer, else any (connecting).
-            let sa = ike
-                .iter()
-                .filter(|s| s.peer.0 == index)
-                .max_by_key(|s| (s.state == "established", std::cmp::Reverse(s.established_for)));
+            let sa = ike.iter().filter(|s| s.peer.0 == index).max_by_key(|s| {
+                (
+                    s.state == "established",
+                    std::cmp::Reverse(s.established_for),
+                )
+            });
             let tunnels = gw
                 .tunnels()
                 .iter()

@@ -86,5 +86,4 @@ impl Tunnels {
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&ChildSaId, &mut Tunnel)> {
         self.tunnels.iter_mut()
     }
-
 }

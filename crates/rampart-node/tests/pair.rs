@@ -12,7 +12,14 @@ use rampart_node::{Disposition, Gateway, Output};
 
 const HEADROOM: usize = 64;
 
-fn config(name: &str, local: &str, remote: &str, domain: &str, remote_domain: &str, extra: &str) -> rampart_config::GatewayConfig {
+fn config(
+    name: &str,
+    local: &str,
+    remote: &str,
+    domain: &str,
+    remote_domain: &str,
+    extra: &str,
+) -> rampart_config::GatewayConfig {
     let text = format!(
         r#"
 [gateway]
@@ -56,8 +63,22 @@ struct Pair {
 impl Pair {
     fn new(extra_a: &str, extra_b: &str) -> Pair {
         let now = Instant::now();
-        let a = config("a", "192.0.2.1", "192.0.2.2", "10.1.0.0/24", "10.2.0.0/24", extra_a);
-        let b = config("b", "192.0.2.2", "192.0.2.1", "10.2.0.0/24", "10.1.0.0/24", extra_b);
+        let a = config(
+            "a",
+            "192.0.2.1",
+            "192.0.2.2",
+            "10.1.0.0/24",
+            "10.2.0.0/24",
+            extra_a,
+        );
+        let b = config(
+            "b",
+            "192.0.2.2",
+            "192.0.2.1",
+            "10.2.0.0/24",
+            "10.1.0.0/24",
+            extra_b,
+        );
         Pair {
             now,
             gw: [
@@ -74,14 +95,22 @@ impl Pair {
     }
 
     fn side_of(&self, ip: IpAddr) -> usize {
-        if ip == self.addr[0] { 0 } else { 1 }
+        if ip == self.addr[0] {
+            0
+        } else {
+            1
+        }
     }
 
     fn collect_outputs(&mut self) {
         for side in 0..2 {
             while let Some(out) = self.gw[side].poll_output() {
                 match out {
-                    Output::SendUdp { local, remote, data } => {
+                    Output::SendUdp {
+                        local,
+                        remote,
+                        data,
+                    } => {
                         let to = self.side_of(remote.ip());
                         assert_ne!(to, side, "a gateway sent to itself");
                         self.wire.push((to, remote, local, data, false));
@@ -122,15 +151,30 @@ impl Pair {
     fn dispose(&mut self, side: usize, d: Disposition, buf: &[u8]) {
         match d {
             Disposition::WriteTun { data } => self.tun_out[side].push(buf[data].to_vec()),
-            Disposition::SendUdp { local, remote, data } => {
+            Disposition::SendUdp {
+                local,
+                remote,
+                data,
+            } => {
                 self.esp_on_wire[side] += 1;
                 let to = self.side_of(remote.ip());
-                self.wire.push((to, remote, local, buf[data].to_vec(), false));
+                self.wire
+                    .push((to, remote, local, buf[data].to_vec(), false));
             }
-            Disposition::SendRawEsp { local, remote, data } => {
+            Disposition::SendRawEsp {
+                local,
+                remote,
+                data,
+            } => {
                 self.esp_on_wire[side] += 1;
                 let to = self.side_of(remote);
-                self.wire.push((to, SocketAddr::new(remote, 0), SocketAddr::new(local, 0), buf[data].to_vec(), true));
+                self.wire.push((
+                    to,
+                    SocketAddr::new(remote, 0),
+                    SocketAddr::new(local, 0),
+                    buf[data].to_vec(),
+                    true,
+                ));
             }
             Disposition::Consumed | Disposition::Dropped(_) => {}
         }
@@ -202,7 +246,11 @@ fn tunnel_comes_up_and_carries_traffic_both_ways() {
     let mut pair = Pair::new("", "start_action = \"none\"");
     let t = pair.now + Duration::from_secs(3);
     pair.run_until(t);
-    assert!(pair.established(0) && pair.established(1), "{:#?}", pair.gw[0].status(pair.now));
+    assert!(
+        pair.established(0) && pair.established(1),
+        "{:#?}",
+        pair.gw[0].status(pair.now)
+    );
 
     let ab = udp_packet([10, 1, 0, 5], [10, 2, 0, 7], b"hello from site a");
     pair.send_from_tun(0, &ab);
@@ -223,7 +271,10 @@ fn traffic_outside_the_domains_is_not_tunnelled() {
     let t = pair.now + Duration::from_secs(3);
     pair.run_until(t);
     let stray = udp_packet([10, 9, 0, 5], [10, 2, 0, 7], b"not ours");
-    assert!(matches!(pair.send_from_tun(0, &stray), Disposition::Dropped(_)));
+    assert!(matches!(
+        pair.send_from_tun(0, &stray),
+        Disposition::Dropped(_)
+    ));
     assert!(pair.tun_out[1].is_empty());
 }
 
@@ -235,7 +286,10 @@ fn forced_encapsulation_uses_esp_in_udp() {
     assert!(pair.established(0));
     let ab = udp_packet([10, 1, 0, 5], [10, 2, 0, 7], b"udp encapsulated");
     let d = pair.send_from_tun(0, &ab);
-    assert!(matches!(d, Disposition::SendUdp { remote, .. } if remote.port() == 4500), "{d:?}");
+    assert!(
+        matches!(d, Disposition::SendUdp { remote, .. } if remote.port() == 4500),
+        "{d:?}"
+    );
     assert_eq!(pair.tun_out[1], vec![ab]);
 }
 
@@ -257,7 +311,10 @@ fn rekeys_keep_traffic_flowing() {
             spis.insert(tunnel.spi_out.clone());
         }
     }
-    assert!(spis.len() >= 3, "expected CHILD SA rekeys, saw SPIs {spis:?}");
+    assert!(
+        spis.len() >= 3,
+        "expected CHILD SA rekeys, saw SPIs {spis:?}"
+    );
 }
 
 #[test]

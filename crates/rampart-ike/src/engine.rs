@@ -1,0 +1,426 @@
+//! The endpoint: demultiplexing by SPI, the public API, SA teardown.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rampart_config::StartAction;
+use rampart_crypto::Rng;
+use rampart_wire::ike::{exchange, parse, Message, Payload};
+
+use crate::config::{ChildSaId, IdAlloc, IkeConfig, IkeSaId, PeerId};
+use crate::event::{DownReason, IkeEvent};
+use crate::sa::{IkeSa, IkeState, Task};
+use crate::sk;
+
+/// NAT keepalive interval of the NATed side (RFC 3948 suggests 20 s).
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(20);
+/// How long a responder keeps a half-open SA, or a failed SA to answer retransmissions.
+pub(crate) const HALF_OPEN: Duration = Duration::from_secs(30);
+
+/// All IKE SAs of one gateway: the endpoint (demultiplexing by SPI) plus the SAs.
+///
+/// Sans-IO: feed datagrams and time in, drain [`IkeEvent`]s with [`Ike::poll_event`], and call
+/// [`Ike::handle_timeout`] at [`Ike::poll_timeout`].
+pub struct Ike {
+    pub(crate) cfg: IkeConfig,
+    pub(crate) rng: Rng,
+    pub(crate) ids: IdAlloc,
+    pub(crate) sas: BTreeMap<IkeSaId, IkeSa>,
+    /// Our IKE SPI -> SA.
+    pub(crate) by_spi: HashMap<u64, IkeSaId>,
+    /// Responder SAs by (peer address, initiator SPI): answers retransmitted IKE_SA_INIT requests.
+    pub(crate) half_open: HashMap<(SocketAddr, u64), IkeSaId>,
+    pub(crate) child_index: HashMap<ChildSaId, IkeSaId>,
+    pub(crate) events: VecDeque<IkeEvent>,
+    /// SAs whose task queue changed while handling another SA's message.
+    pub(crate) kick: Vec<IkeSaId>,
+}
+
+impl Ike {
+    pub fn new(config: IkeConfig, rng: Rng) -> Ike {
+        let ids = IdAlloc::new(config.member_id);
+        Ike {
+            cfg: config,
+            rng,
+            ids,
+            sas: BTreeMap::new(),
+            by_spi: HashMap::new(),
+            half_open: HashMap::new(),
+            child_index: HashMap::new(),
+            events: VecDeque::new(),
+            kick: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &IkeConfig {
+        &self.cfg
+    }
+
+    /// An IKE message (non-ESP marker already stripped) from `remote` to our `local` address.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        msg: &[u8],
+    ) {
+        let m = match parse(msg) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(%remote, "dropping unparsable IKE message: {e}");
+                return;
+            }
+        };
+        let h = m.header;
+        if h.exchange == exchange::IKE_SA_INIT {
+            if !h.is_response() {
+                if h.spi_r == 0 && h.message_id == 0 {
+                    self.init_request(now, local, remote, msg, m);
+                }
+            } else if let Some(&id) = self.by_spi.get(&h.spi_i) {
+                self.init_response(now, id, msg, m);
+            }
+            self.run_all_tasks(now);
+            return;
+        }
+        let our_spi = if h.is_initiator() { h.spi_r } else { h.spi_i };
+        let Some(&id) = self.by_spi.get(&our_spi) else {
+            tracing::debug!(%remote, "no IKE SA for SPI {our_spi:016x}");
+            return;
+        };
+        self.handle_protected(now, id, local, remote, msg, m);
+        self.run_tasks(now, id);
+        while let Some(k) = self.kick.pop() {
+            self.run_tasks(now, k);
+        }
+    }
+
+    fn handle_protected(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        msg: &[u8],
+        m: Message,
+    ) {
+        let h = m.header;
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        // The peer's idea of who initiated must be the opposite of ours, and both SPIs must match.
+        if h.is_initiator() == sa.initiator || h.spi_i != sa.spi_i || h.spi_r != sa.spi_r {
+            return;
+        }
+        let Some(keys) = sa.keys.as_ref() else { return };
+        let response = h.is_response();
+        if response {
+            match &sa.pending {
+                Some(p) if p.msg_id == h.message_id => {}
+                _ => return,
+            }
+        } else if h.message_id != sa.peer_msg_id {
+            if let Some((mid, bytes)) = &sa.last_response {
+                if *mid == h.message_id {
+                    tracing::debug!(ike_sa = id.0, mid, "retransmitting cached response");
+                    self.events.push_back(IkeEvent::Transmit {
+                        local,
+                        remote,
+                        msg: bytes.clone(),
+                    });
+                    sa.last_tx = now;
+                }
+            }
+            return;
+        }
+        let Some(Payload::Sk { first_inner, body }) = m.payloads.last().cloned() else {
+            tracing::debug!(
+                ike_sa = id.0,
+                "unprotected message after IKE_SA_INIT dropped"
+            );
+            return;
+        };
+        let inner = match sk::open(msg, first_inner, body, &keys.inn) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(ike_sa = id.0, "dropping message: {e}");
+                return;
+            }
+        };
+        if inner
+            .iter()
+            .any(|p| matches!(p, Payload::Unknown { critical: true, .. }))
+            && !response
+        {
+            let kind = inner.iter().find_map(|p| match p {
+                Payload::Unknown {
+                    kind,
+                    critical: true,
+                    ..
+                } => Some(*kind),
+                _ => None,
+            });
+            let n = crate::msg::notify(
+                rampart_wire::ike::notify::UNSUPPORTED_CRITICAL_PAYLOAD,
+                vec![kind.unwrap_or(0)],
+            );
+            let _ = sa.send_response(
+                now,
+                &mut self.rng,
+                &mut self.events,
+                h.exchange,
+                h.message_id,
+                &[n],
+                (local, remote),
+            );
+            return;
+        }
+        sa.last_rx = now;
+        if !response
+            && sa.encap()
+            && (sa.remote != remote || sa.local != local)
+            && sa.state != IkeState::Connecting
+        {
+            tracing::debug!(ike_sa = id.0, %remote, "peer NAT mapping moved");
+            sa.remote = remote;
+            sa.local = local;
+            for c in &sa.children {
+                self.events.push_back(IkeEvent::ChildSaEndpoint {
+                    child: c.id,
+                    local,
+                    remote,
+                    encap: true,
+                });
+            }
+        } else if !response && sa.state == IkeState::Connecting && sa.encap() {
+            sa.remote = remote;
+            sa.local = local;
+        }
+        let to = (local, remote);
+        if response {
+            let Some(p) = sa.pending.take() else { return };
+            match h.exchange {
+                exchange::IKE_AUTH => self.auth_response(now, id, p.kind, &inner),
+                exchange::CREATE_CHILD_SA => self.create_child_response(now, id, p.kind, &inner),
+                exchange::INFORMATIONAL => self.info_response(now, id, p.kind, &inner),
+                _ => {}
+            }
+        } else {
+            let mid = h.message_id;
+            match h.exchange {
+                exchange::IKE_AUTH => self.auth_request(now, id, mid, &inner, to),
+                exchange::CREATE_CHILD_SA => self.create_child_request(now, id, mid, &inner, to),
+                exchange::INFORMATIONAL => self.info_request(now, id, mid, &inner, to),
+                _ => {}
+            }
+        }
+    }
+
+    pub fn poll_event(&mut self) -> Option<IkeEvent> {
+        self.events.pop_front()
+    }
+
+    /// Start action "always", or after a dead peer: bring up an IKE SA with a CHILD SA.
+    pub fn initiate(&mut self, now: Instant, peer: PeerId) {
+        if peer.0 >= self.cfg.peers.len() {
+            return;
+        }
+        let existing = self.sas.values_mut().find(|s| {
+            s.peer == peer && matches!(s.state, IkeState::Connecting | IkeState::Established)
+        });
+        match existing {
+            Some(sa) if sa.state == IkeState::Established => {
+                let busy = sa
+                    .children
+                    .iter()
+                    .any(|c| c.state != crate::child::ChildState::Deleting)
+                    || sa.tasks.contains(&Task::NewChild)
+                    || matches!(
+                        sa.pending.as_ref().map(|p| &p.kind),
+                        Some(crate::retransmit::Request::CreateChild(_))
+                    );
+                if !busy {
+                    sa.tasks.push_back(Task::NewChild);
+                    let id = sa.id;
+                    self.run_tasks(now, id);
+                }
+            }
+            Some(_) => {}
+            None => self.start_ike_sa(now, peer),
+        }
+    }
+
+    /// Traffic hit a peer with no CHILD SA ("on traffic").
+    pub fn acquire(&mut self, now: Instant, peer: PeerId) {
+        self.initiate(now, peer);
+    }
+
+    /// The data plane hit a soft byte/packet limit of this CHILD SA.
+    pub fn rekey_child(&mut self, now: Instant, child: ChildSaId) {
+        let Some(&id) = self.child_index.get(&child) else {
+            return;
+        };
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        let queued = sa.tasks.contains(&Task::RekeyChild(child));
+        if let Some(c) = sa.child_mut(child) {
+            if c.state == crate::child::ChildState::Installed && !queued {
+                c.rekey_at = None;
+                sa.tasks.push_back(Task::RekeyChild(child));
+            }
+        }
+        self.run_tasks(now, id);
+    }
+
+    /// Rekeys an IKE SA now (operator request; normally driven by `ike_lifetime`).
+    pub fn rekey_ike(&mut self, now: Instant, ike_sa: IkeSaId) {
+        let Some(sa) = self.sas.get_mut(&ike_sa) else {
+            return;
+        };
+        if sa.state == IkeState::Established && !sa.tasks.contains(&Task::RekeyIke) {
+            sa.rekey_at = None;
+            sa.tasks.push_back(Task::RekeyIke);
+        }
+        self.run_tasks(now, ike_sa);
+    }
+
+    /// Deletes an IKE SA with its CHILD SAs (INFORMATIONAL Delete); events follow on the response.
+    pub fn delete_ike_sa(&mut self, now: Instant, ike_sa: IkeSaId) {
+        let Some(sa) = self.sas.get_mut(&ike_sa) else {
+            return;
+        };
+        if sa.state == IkeState::Established {
+            sa.tasks.clear();
+            sa.tasks.push_back(Task::DeleteIke);
+        }
+        self.run_tasks(now, ike_sa);
+    }
+
+    /// Deletes one CHILD SA (INFORMATIONAL Delete); `ChildSaDown` follows on the response.
+    pub fn delete_child_sa(&mut self, now: Instant, child: ChildSaId) {
+        let Some(&id) = self.child_index.get(&child) else {
+            return;
+        };
+        if let Some(sa) = self.sas.get_mut(&id) {
+            sa.tasks.push_back(Task::DeleteChild(vec![child]));
+        }
+        self.run_tasks(now, id);
+    }
+
+    /// Inbound ESP seen on this CHILD SA: the peer is alive.
+    pub fn child_traffic(&mut self, now: Instant, child: ChildSaId) {
+        if let Some(sa) = self
+            .child_index
+            .get(&child)
+            .and_then(|id| self.sas.get_mut(id))
+        {
+            if sa.last_rx < now {
+                sa.last_rx = now;
+            }
+        }
+    }
+
+    /// Removes an IKE SA with everything in it. `reason: None` removes silently (an SA that was
+    /// replaced, or a half-open responder SA).
+    pub(crate) fn remove_sa(&mut self, id: IkeSaId, reason: Option<DownReason>) {
+        let Some(sa) = self.sas.remove(&id) else {
+            return;
+        };
+        self.by_spi.remove(&sa.our_spi());
+        self.half_open.retain(|_, v| *v != id);
+        for c in &sa.children {
+            self.child_index.remove(&c.id);
+            self.events.push_back(IkeEvent::ChildSaDown {
+                peer: sa.peer,
+                child: c.id,
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+            });
+        }
+        if let Some(reason) = reason {
+            if sa.announced || sa.state == IkeState::Connecting {
+                self.events.push_back(IkeEvent::IkeSaDown {
+                    peer: sa.peer,
+                    ike_sa: id,
+                    reason,
+                });
+            }
+        }
+    }
+
+    /// The SA failed (timeout, error): report it, and for a dead peer apply the start action.
+    pub(crate) fn fail_sa(&mut self, now: Instant, id: IkeSaId, reason: DownReason) {
+        let Some(sa) = self.sas.get(&id) else { return };
+        let peer = sa.peer;
+        let quiet = matches!(sa.state, IkeState::Rekeyed | IkeState::Deleting);
+        let quiet_reason = if sa.state == IkeState::Rekeyed {
+            DownReason::Rekeyed
+        } else {
+            DownReason::Deleted
+        };
+        tracing::debug!(ike_sa = id.0, ?reason, "IKE SA failed");
+        self.remove_sa(id, Some(if quiet { quiet_reason } else { reason }));
+        if reason == DownReason::Timeout && !quiet {
+            self.events.push_back(IkeEvent::PeerDead { peer });
+            let others = self.sas.values().any(|s| {
+                s.peer == peer && matches!(s.state, IkeState::Connecting | IkeState::Established)
+            });
+            if !others && self.cfg.peers[peer.0].start_action == StartAction::Always {
+                self.start_ike_sa(now, peer);
+            }
+        }
+    }
+
+    pub(crate) fn run_all_tasks(&mut self, now: Instant) {
+        let ids: Vec<IkeSaId> = self.sas.keys().copied().collect();
+        for id in ids {
+            self.run_tasks(now, id);
+        }
+    }
+
+    pub(crate) fn alloc_ike_spi(&mut self) -> u64 {
+        loop {
+            let s = self.rng.next_u64();
+            if s != 0 && !self.by_spi.contains_key(&s) {
+                return s;
+            }
+        }
+    }
+
+    pub(crate) fn alloc_child_spi(&mut self) -> u32 {
+        loop {
+            let s = self.rng.next_u32();
+            if s >= 0x100
+                && !self
+                    .sas
+                    .values()
+                    .any(|sa| sa.children.iter().any(|c| c.spi_in == s))
+            {
+                return s;
+            }
+        }
+    }
+
+    pub(crate) fn nonce(&mut self) -> Vec<u8> {
+        let mut n = vec![0u8; crate::keys::NONCE_LEN];
+        self.rng.fill(&mut n);
+        n
+    }
+
+    /// `lifetime` minus up to 10% random jitter.
+    pub(crate) fn jittered(&mut self, lifetime: Duration) -> Duration {
+        let max = lifetime.as_millis() as u64 / 10;
+        let j = if max == 0 {
+            0
+        } else {
+            self.rng.next_u64() % max
+        };
+        lifetime.saturating_sub(Duration::from_millis(j))
+    }
+
+    pub(crate) fn retransmit_timeout(&self) -> Duration {
+        self.cfg.retransmit_timeout
+    }
+}

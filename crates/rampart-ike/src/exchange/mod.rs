@@ -1,0 +1,7 @@
+//! One module per exchange; each adds `impl Ike` methods for its requests and responses.
+
+mod auth;
+mod create_child;
+mod ike_rekey;
+mod info;
+mod init;

@@ -1,0 +1,158 @@
+//! Time-driven work: retransmissions, rekeys, expiry, liveness checks, NAT keepalives, and the
+//! task queue that serialises our own requests (window of one).
+
+use std::time::Instant;
+
+use crate::child::ChildState;
+use crate::config::IkeSaId;
+use crate::engine::{Ike, HALF_OPEN, KEEPALIVE};
+use crate::event::{DownReason, IkeEvent};
+use crate::retransmit::Retransmit;
+use crate::sa::{IkeState, Task};
+
+impl Ike {
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.sas
+            .values()
+            .filter_map(|sa| sa.next_timer(self.cfg.peers[sa.peer.0].liveness_interval, KEEPALIVE))
+            .min()
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let ids: Vec<IkeSaId> = self.sas.keys().copied().collect();
+        for id in ids {
+            self.sa_timeout(now, id);
+            self.run_tasks(now, id);
+        }
+    }
+
+    fn sa_timeout(&mut self, now: Instant, id: IkeSaId) {
+        let tries = self.cfg.retransmit_tries;
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        let liveness = self.cfg.peers[sa.peer.0].liveness_interval;
+        if let Some(p) = sa.pending.as_mut() {
+            match p.poll(now, tries) {
+                Retransmit::NotYet => {}
+                Retransmit::Resend => {
+                    tracing::debug!(
+                        ike_sa = id.0,
+                        msg_id = p.msg_id,
+                        tries = p.tries,
+                        "retransmitting request"
+                    );
+                    self.events.push_back(IkeEvent::Transmit {
+                        local: sa.local,
+                        remote: sa.remote,
+                        msg: p.bytes.clone(),
+                    });
+                    sa.last_tx = now;
+                }
+                Retransmit::GiveUp => {
+                    tracing::debug!(ike_sa = id.0, "request timed out");
+                    self.fail_sa(now, id, DownReason::Timeout);
+                    return;
+                }
+            }
+        }
+        if sa.expire_at.is_some_and(|t| t <= now) {
+            match sa.state {
+                IkeState::Established if sa.pending.is_none() => {
+                    tracing::debug!(ike_sa = id.0, "IKE SA hard lifetime reached");
+                    sa.tasks.clear();
+                    sa.expire_at = Some(now + HALF_OPEN);
+                    self.start_delete_ike(now, id);
+                }
+                IkeState::Connecting if sa.initiator => sa.expire_at = None,
+                IkeState::Connecting => self.remove_sa(id, None),
+                IkeState::Rekeyed => self.remove_sa(id, Some(DownReason::Rekeyed)),
+                IkeState::Established | IkeState::Deleting => {
+                    self.remove_sa(id, Some(DownReason::Deleted))
+                }
+            }
+            return;
+        }
+        if sa.state == IkeState::Established {
+            if sa.rekey_at.is_some_and(|t| t <= now) {
+                sa.rekey_at = None;
+                if !sa.tasks.contains(&Task::RekeyIke) {
+                    sa.tasks.push_back(Task::RekeyIke);
+                }
+            }
+            let mut expired = Vec::new();
+            for c in sa.children.iter_mut() {
+                if c.rekey_at.is_some_and(|t| t <= now) {
+                    c.rekey_at = None;
+                    if c.state == ChildState::Installed {
+                        sa.tasks.push_back(Task::RekeyChild(c.id));
+                    }
+                }
+                if c.expire_at.is_some_and(|t| t <= now) {
+                    c.expire_at = None;
+                    expired.push(c.id);
+                }
+            }
+            if !expired.is_empty() {
+                sa.tasks.push_front(Task::DeleteChild(expired));
+            }
+            if !liveness.is_zero()
+                && sa.pending.is_none()
+                && sa.tasks.is_empty()
+                && now >= sa.last_rx + liveness
+            {
+                sa.tasks.push_back(Task::Liveness);
+            }
+        }
+        if sa.nat_local
+            && matches!(sa.state, IkeState::Established | IkeState::Rekeyed)
+            && now >= sa.last_tx + KEEPALIVE
+        {
+            self.events.push_back(IkeEvent::NatKeepalive {
+                local: sa.local,
+                remote: sa.remote,
+            });
+            sa.last_tx = now;
+        }
+    }
+
+    /// Starts queued tasks while our request slot is free.
+    pub(crate) fn run_tasks(&mut self, now: Instant, id: IkeSaId) {
+        loop {
+            let Some(sa) = self.sas.get_mut(&id) else {
+                return;
+            };
+            if sa.pending.is_some() {
+                return;
+            }
+            let ok_state = match sa.state {
+                IkeState::Established => true,
+                IkeState::Rekeyed => sa.tasks.front() == Some(&Task::DeleteIke),
+                _ => false,
+            };
+            if !ok_state {
+                return;
+            }
+            if let Some(t) = sa.retry_at {
+                if now < t {
+                    return;
+                }
+                sa.retry_at = None;
+            }
+            let Some(task) = sa.tasks.pop_front() else {
+                return;
+            };
+            let started = match task {
+                Task::NewChild => self.start_create_child(now, id, None, None),
+                Task::RekeyChild(c) => self.start_create_child(now, id, Some(c), None),
+                Task::RekeyIke => self.start_ike_rekey(now, id, None),
+                Task::DeleteChild(v) => self.start_delete_children(now, id, v),
+                Task::DeleteIke => self.start_delete_ike(now, id),
+                Task::Liveness => self.start_liveness(now, id),
+            };
+            if started {
+                return;
+            }
+        }
+    }
+}
