@@ -10,6 +10,7 @@ mod node;
 pub mod raw_esp;
 pub mod routes;
 pub mod runtime;
+mod sockbuf;
 pub mod status_server;
 pub mod tun;
 pub mod udp;

@@ -47,6 +47,7 @@ impl RawEspSocket {
             Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_ESP))).map_err(err)?;
         // No IPV6_V6ONLY: a raw IPv6 socket never sees IPv4, and the kernel refuses the option
         // on raw sockets (they count as bound from creation).
+        crate::sockbuf::grow(&socket, crate::udp::SOCKET_BUFFER);
         socket.set_nonblocking(true).map_err(err)?;
         socket
             .bind(&SocketAddr::new(local, 0).into())

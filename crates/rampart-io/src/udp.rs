@@ -13,7 +13,8 @@ use tokio::net::UdpSocket;
 use crate::IoError;
 
 /// Receive buffer asked for (best effort): a burst of full-size datagrams.
-const RECV_BUFFER: usize = 4 << 20;
+/// Receive and send buffer of every data socket (see [`crate::sockbuf`]).
+pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 
 /// A UDP socket bound to one local address and port.
 pub struct UdpEndpoint {
@@ -31,8 +32,7 @@ impl UdpEndpoint {
         if addr.is_ipv6() {
             socket.set_only_v6(true).map_err(err)?;
         }
-        // Best effort: a small buffer only costs drops under load.
-        let _ = socket.set_recv_buffer_size(RECV_BUFFER);
+        crate::sockbuf::grow(&socket, SOCKET_BUFFER);
         socket.set_nonblocking(true).map_err(err)?;
         socket.bind(&addr.into()).map_err(err)?;
         let local = socket
