@@ -1,1 +1,33 @@
-fn main() {}
+//! `rampart`: run a gateway, check configuration files, show a running gateway's status.
+//!
+//! Exit codes: 0 success, 1 runtime failure (the gateway stopped on an error, no status socket),
+//! 2 invalid configuration or usage.
+
+mod check_config;
+mod cli;
+mod gateway_cmd;
+mod logging;
+mod status_cmd;
+mod status_view;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command, GatewayCommand};
+
+/// Exit code for a failure at run time.
+pub(crate) const EXIT_FAILURE: u8 = 1;
+/// Exit code for invalid configuration or usage.
+pub(crate) const EXIT_CONFIG: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Gateway {
+            command: GatewayCommand::Run(args),
+        } => gateway_cmd::run(args),
+        Command::CheckConfig(args) => check_config::run(&args),
+        Command::Status(args) => status_cmd::run(&args),
+    }
+}

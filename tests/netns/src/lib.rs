@@ -1,1 +1,30 @@
-//! Helpers for the network-namespace tests.
+//! Harness for the root-only network-namespace tests: real processes, real kernel routing, real
+//! strongSwan, and (later) real `rampart` gateways.
+//!
+//! Everything a test creates is owned by an RAII value and removed in `Drop`, also when the test
+//! panics: namespaces ([`Netns`]), their processes ([`Process`]), captures ([`Capture`]) and the log
+//! directory ([`TestDir`], kept and printed when the test failed).
+//!
+//! Tests start with [`skip_unless_root`] and, when they build a topology, hold the [`serial`] lock
+//! so that heavy tests never overlap on the 2-core machines this runs on.
+
+pub mod capture;
+pub mod env;
+pub mod netns;
+pub mod pcap;
+pub mod rampart;
+pub mod strongswan;
+pub mod topology;
+pub mod traffic;
+pub mod vici_raw;
+pub mod wait;
+pub mod workdir;
+
+pub use capture::Capture;
+pub use env::{require_tools, serial, skip_unless_root, SerialGuard};
+pub use netns::{veth, CommandError, Netns, Process};
+pub use pcap::{check_only_ike_esp, CaptureSummary};
+pub use topology::SiteToSite;
+pub use traffic::{ping, tcp_transfer, RunningTransfer, TransferReport, TransferSpec};
+pub use wait::{try_wait_until, wait_until, WaitTimeout};
+pub use workdir::TestDir;

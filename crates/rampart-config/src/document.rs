@@ -1,0 +1,237 @@
+//! From TOML text to the raw sections, collecting every syntax, unknown-key and type error.
+//!
+//! Each section (and each `[[peer]]`) is deserialized on its own, so one bad section does not
+//! hide errors in another. Inside a section, unknown keys are found by comparing with the
+//! struct's field list, and a value of the wrong type is reported, removed and the section
+//! deserialized again, so every bad key is reported once and the rest still gets validated.
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+use toml::Spanned;
+
+use crate::error::{ErrorKind, Sink};
+use crate::raw::{struct_fields, RawGateway, RawLocal, RawPeer, RawTunnel, SECTIONS};
+
+/// One table of the file after deserialization.
+#[derive(Debug, Default)]
+pub(crate) struct Section<T> {
+    pub value: T,
+    /// Whether the table appears in the file at all.
+    pub present: bool,
+    /// Span of the table header (or the whole table), for "missing key" errors.
+    pub span: Option<Range<usize>>,
+    /// Keys that were present but already reported (wrong type); not "missing".
+    pub reported: Vec<String>,
+}
+
+impl<T> Section<T> {
+    /// Whether `key` was already reported, so it must not also be called missing.
+    pub fn reported(&self, key: &str) -> bool {
+        self.reported.iter().any(|k| k == key)
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RawDocument {
+    pub gateway: Section<RawGateway>,
+    pub tunnel: Section<RawTunnel>,
+    pub local: Section<RawLocal>,
+    pub peers: Vec<Section<RawPeer>>,
+    /// Span of the `peer` key's value, when present.
+    pub peers_span: Option<Range<usize>>,
+    /// Whether `peer` was present but unusable (already reported).
+    pub peers_reported: bool,
+}
+
+/// Parses the text. `None` when the text is not TOML (the syntax errors are in `sink`); otherwise
+/// the raw document, possibly with errors in `sink`.
+pub(crate) fn read(text: &str, sink: &mut Sink<'_>) -> Option<RawDocument> {
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        for e in syntax_errors {
+            sink.push(
+                ErrorKind::Syntax,
+                e.span(),
+                "",
+                format!("invalid TOML: {}", e.message().trim_end()),
+                None,
+            );
+        }
+        return None;
+    }
+    let mut doc = RawDocument::default();
+    for (key, value) in root.get_ref().iter() {
+        match key.get_ref().as_ref() {
+            "gateway" => doc.gateway = section("gateway", value, sink),
+            "tunnel" => doc.tunnel = section("tunnel", value, sink),
+            "local" => doc.local = section("local", value, sink),
+            "peer" => {
+                doc.peers_span = Some(value.span());
+                match value.get_ref() {
+                    DeValue::Array(items) if items.iter().all(|v| v.get_ref().is_table()) => {
+                        for (i, item) in items.iter().enumerate() {
+                            doc.peers.push(section(&format!("peer[{i}]"), item, sink));
+                        }
+                    }
+                    other => {
+                        doc.peers_reported = true;
+                        sink.push(
+                            ErrorKind::WrongType,
+                            Some(value.span()),
+                            "peer",
+                            format!("expected [[peer]] tables, found {}", describe(other)),
+                            Some("one [[peer]] table per peer".into()),
+                        );
+                    }
+                }
+            }
+            other => sink.push(
+                ErrorKind::UnknownKey,
+                Some(key.span()),
+                other,
+                "unknown key",
+                Some(allowed_list(SECTIONS)),
+            ),
+        }
+    }
+    Some(doc)
+}
+
+fn allowed_list(fields: &[&str]) -> String {
+    fields.join(", ")
+}
+
+/// A short name of a value's type for messages.
+fn describe(v: &DeValue<'_>) -> &'static str {
+    match v {
+        DeValue::String(_) => "a string",
+        DeValue::Integer(_) => "an integer",
+        DeValue::Float(_) => "a float",
+        DeValue::Boolean(_) => "a boolean",
+        DeValue::Datetime(_) => "a date-time",
+        DeValue::Array(_) => "an array",
+        DeValue::Table(_) => "a table",
+    }
+}
+
+/// Deserializes one table into `T`, reporting unknown keys and wrong types under `path`.
+fn section<'i, T>(path: &str, value: &Spanned<DeValue<'i>>, sink: &mut Sink<'_>) -> Section<T>
+where
+    T: Deserialize<'i> + Default,
+{
+    let mut out = Section {
+        value: T::default(),
+        present: true,
+        span: Some(value.span()),
+        reported: Vec::new(),
+    };
+    let Some(table) = value.get_ref().as_table() else {
+        sink.push(
+            ErrorKind::WrongType,
+            Some(value.span()),
+            path,
+            format!("expected a table, found {}", describe(value.get_ref())),
+            Some(format!("a [{path}] table")),
+        );
+        // Everything inside is unusable and already reported: nothing is "missing".
+        out.reported = struct_fields::<T>().iter().map(|f| f.to_string()).collect();
+        return out;
+    };
+    let fields = struct_fields::<T>();
+    let mut table: DeTable<'i> = table.clone();
+    let unknown: Vec<(String, Range<usize>)> = table
+        .iter()
+        .filter(|(k, _)| !fields.contains(&k.get_ref().as_ref()))
+        .map(|(k, _)| (k.get_ref().to_string(), k.span()))
+        .collect();
+    for (key, span) in unknown {
+        sink.push(
+            ErrorKind::UnknownKey,
+            Some(span),
+            format!("{path}.{key}"),
+            "unknown key",
+            Some(allowed_list(fields)),
+        );
+        table.remove(key.as_str());
+    }
+    // Each round either succeeds or removes one key, so this ends.
+    loop {
+        let de = ValueDeserializer::from(Spanned::new(value.span(), DeValue::Table(table.clone())));
+        match T::deserialize(de) {
+            Ok(v) => {
+                out.value = v;
+                return out;
+            }
+            Err(e) => {
+                let span = e.span();
+                let culprit = span.as_ref().and_then(|s| locate(&table, s));
+                let (message, allowed) = type_message(e.message());
+                match culprit {
+                    Some((key, suffix)) => {
+                        sink.push(
+                            ErrorKind::WrongType,
+                            span,
+                            format!("{path}.{key}{suffix}"),
+                            message,
+                            allowed,
+                        );
+                        table.remove(key.as_str());
+                        out.reported.push(key);
+                    }
+                    None => {
+                        sink.push(ErrorKind::WrongType, span, path, message, allowed);
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The key of `table` whose key or value contains `span`, and the `[i]` path inside the value.
+fn locate(table: &DeTable<'_>, span: &Range<usize>) -> Option<(String, String)> {
+    for (k, v) in table.iter() {
+        let inside = |r: Range<usize>| r.start <= span.start && span.end <= r.end.max(r.start + 1);
+        if inside(k.span()) {
+            return Some((k.get_ref().to_string(), String::new()));
+        }
+        if inside(v.span()) {
+            let mut suffix = String::new();
+            let mut cur = v;
+            'descend: while let DeValue::Array(items) = cur.get_ref() {
+                for (i, item) in items.iter().enumerate() {
+                    if inside(item.span()) {
+                        suffix.push_str(&format!("[{i}]"));
+                        cur = item;
+                        continue 'descend;
+                    }
+                }
+                break;
+            }
+            return Some((k.get_ref().to_string(), suffix));
+        }
+    }
+    None
+}
+
+/// Splits serde's "invalid type: X, expected Y" into our message and allowed parts.
+fn type_message(raw: &str) -> (String, Option<String>) {
+    let raw = raw.trim_end();
+    if let Some(rest) = raw.strip_prefix("invalid type: ") {
+        if let Some((found, expected)) = rest.rsplit_once(", expected ") {
+            let expected = match expected {
+                "a sequence" => "an array",
+                "a boolean" => "true or false",
+                "i64" => "an integer",
+                other => other,
+            };
+            return (
+                format!("wrong type: found {found}"),
+                Some(expected.to_string()),
+            );
+        }
+    }
+    (raw.to_string(), None)
+}

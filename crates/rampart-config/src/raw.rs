@@ -1,0 +1,142 @@
+//! The TOML file as written: every key optional and spanned, so that missing keys and bad values
+//! are reported by validation (all of them, with positions) rather than by serde (first only).
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, Visitor};
+use toml::Spanned;
+
+pub(crate) type Str = Option<Spanned<String>>;
+pub(crate) type Int = Option<Spanned<i64>>;
+pub(crate) type StrList = Option<Spanned<Vec<Spanned<String>>>>;
+
+/// The top-level tables of a gateway file.
+pub(crate) const SECTIONS: &[&str] = &["gateway", "tunnel", "local", "peer"];
+
+/// `[gateway]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub name: Str,
+    pub status_socket: Str,
+    pub ike_port: Int,
+    pub nat_t_port: Int,
+    pub retransmit_timeout: Option<Spanned<Scalar>>,
+    pub retransmit_tries: Int,
+}
+
+/// `[tunnel]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTunnel {
+    pub device: Str,
+    pub mtu: Int,
+}
+
+/// `[local]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLocal {
+    pub domain: StrList,
+}
+
+/// `[[peer]]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPeer {
+    pub name: Str,
+    pub local_address: Str,
+    pub remote_address: Str,
+    pub local_id: Str,
+    pub remote_id: Str,
+    pub psk: Str,
+    pub psk_file: Str,
+    pub remote_domain: StrList,
+    pub ike_proposals: StrList,
+    pub esp_proposals: StrList,
+    pub esn: Option<Spanned<bool>>,
+    pub start_action: Str,
+    pub ike_lifetime: Option<Spanned<Scalar>>,
+    pub child_lifetime: Option<Spanned<Scalar>>,
+    pub child_lifetime_bytes: Option<Spanned<Scalar>>,
+    pub liveness_interval: Option<Spanned<Scalar>>,
+    pub encapsulation: Str,
+    pub replay_window: Int,
+}
+
+/// A value written either as a string (`"30s"`, `"100GB"`) or as a bare integer (seconds, bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Scalar {
+    Str(String),
+    Int(i64),
+}
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Scalar, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string with a unit or an integer")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                i64::try_from(v)
+                    .map(Scalar::Int)
+                    .map_err(|_| E::custom("integer too large"))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Str(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The field names a derived `Deserialize` struct accepts, read from the derive itself so the
+/// list of allowed keys in error messages can never drift from the struct.
+pub(crate) fn struct_fields<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
+    let mut probe = FieldProbe(&[]);
+    let _ = T::deserialize(&mut probe);
+    probe.0
+}
+
+struct FieldProbe(&'static [&'static str]);
+
+impl<'de> Deserializer<'de> for &mut FieldProbe {
+    type Error = de::value::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+        Err(de::Error::custom("field probe"))
+    }
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        fields: &'static [&'static str],
+        _: V,
+    ) -> Result<V::Value, Self::Error> {
+        self.0 = fields;
+        Err(de::Error::custom("field probe"))
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf
+        option unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier
+        ignored_any
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_probe_reads_the_derive() {
+        assert_eq!(struct_fields::<RawTunnel>(), &["device", "mtu"]);
+        assert!(struct_fields::<RawPeer>().contains(&"replay_window"));
+        assert_eq!(struct_fields::<RawPeer>().len(), 18);
+    }
+}

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs the system packages the network-namespace tests need
+# (Debian 12, as root), then formatting, clippy and every test of the workspace.
+# Exits non-zero when any step fails. CI runs it through .ci/run.
+set -uo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Debian packages the netns tests use (binaries they call are checked again by the tests).
+PACKAGES=(
+    iproute2 iputils-ping procps util-linux nftables iperf3 tcpdump socat hping3
+    strongswan-charon strongswan-swanctl libcharon-extra-plugins
+    libstrongswan-standard-plugins libstrongswan-extra-plugins
+)
+
+log() { printf '\n==> %s\n' "$*"; }
+
+install_packages() {
+    local missing=() pkg
+    for pkg in "${PACKAGES[@]}"; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+            missing+=("$pkg")
+        fi
+    done
+    # aws-lc-rs builds C code: a C compiler must exist.
+    if ! command -v cc >/dev/null 2>&1; then
+        missing+=(build-essential)
+    fi
+    if ((${#missing[@]} == 0)); then
+        log "system packages already present"
+        return 0
+    fi
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "warning: not root, cannot install: ${missing[*]} (the netns tests will skip)" >&2
+        return 0
+    fi
+    log "installing: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q || return 1
+    # Services must not start inside containers; the tests run their own daemons.
+    apt-get install -y -q --no-install-recommends "${missing[@]}" || return 1
+}
+
+ensure_components() {
+    local comp
+    for comp in rustfmt clippy; do
+        if ! cargo "${comp/rustfmt/fmt}" --version >/dev/null 2>&1; then
+            if command -v rustup >/dev/null 2>&1; then
+                log "adding rustup component $comp"
+                rustup component add "$comp" || return 1
+            else
+                echo "error: cargo ${comp/rustfmt/fmt} is missing and rustup is not available" >&2
+                return 1
+            fi
+        fi
+    done
+}
+
+failed=()
+step() {
+    local name=$1
+    shift
+    log "$name"
+    local start=$SECONDS
+    if "$@"; then
+        echo "--- $name: ok ($((SECONDS - start))s)"
+    else
+        echo "--- $name: FAILED ($((SECONDS - start))s)" >&2
+        failed+=("$name")
+    fi
+}
+
+step "install system packages" install_packages
+step "rust components" ensure_components
+step "cargo fmt" cargo fmt --all --check
+step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
+# The netns tests run target/debug/rampart: build it first (cargo test holds the build lock while
+# tests run, so they cannot build it themselves without a second target directory).
+step "cargo build -p rampart" cargo build -p rampart
+# Test binaries run one after another; each netns test takes a file lock so heavy tests never overlap.
+step "cargo test" cargo test --workspace
+
+if ((${#failed[@]})); then
+    log "FAILED steps: ${failed[*]}"
+    exit 1
+fi
+log "all steps passed"

@@ -1,0 +1,185 @@
+//! rampart <-> rampart through the site-to-site topology: bulk transfer, rekeys under load, and
+//! dead-peer detection with recovery. Ignored until the gateway exists.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use rampart_netns_tests::rampart::{Gateway, GatewayToml, PeerToml};
+use rampart_netns_tests::topology::{DOMAIN1, DOMAIN2, GW1_WAN, GW2_WAN, H1, H2, PSK};
+use rampart_netns_tests::{
+    check_only_ike_esp, ping, require_tools, skip_unless_root, tcp_transfer, wait_until,
+    RunningTransfer, SiteToSite, TransferSpec,
+};
+
+const TUNNEL_UP: Duration = Duration::from_secs(20);
+
+/// Configurations of gw1 (`site-a`, initiator: start_action always) and gw2 (`site-b`,
+/// responder), with `tweak` applied to both peers.
+fn configs(topo: &SiteToSite, tweak: impl Fn(&mut GatewayToml)) -> (GatewayToml, GatewayToml) {
+    let p1 = PeerToml::new(
+        "site-b",
+        &GW1_WAN.to_string(),
+        &GW2_WAN.to_string(),
+        DOMAIN2,
+        PSK,
+    );
+    let mut p2 = PeerToml::new(
+        "site-a",
+        &GW2_WAN.to_string(),
+        &GW1_WAN.to_string(),
+        DOMAIN1,
+        PSK,
+    );
+    p2.start_action = "none".into();
+    let mut c1 = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, p1);
+    let mut c2 = GatewayToml::new("gw-b", &topo.daemon_dir("gw2"), DOMAIN2, p2);
+    tweak(&mut c1);
+    tweak(&mut c2);
+    (c1, c2)
+}
+
+fn start(topo: &SiteToSite, c1: &GatewayToml, c2: &GatewayToml) -> (Gateway, Gateway) {
+    let g2 = Gateway::start(&topo.gw2, &topo.daemon_dir("gw2"), "gw2", c2);
+    let g1 = Gateway::start(&topo.gw1, &topo.daemon_dir("gw1"), "gw1", c1);
+    (g1, g2)
+}
+
+fn setup() -> bool {
+    if skip_unless_root("rampart netns test") {
+        return false;
+    }
+    require_tools(&["ip", "ping", "tcpdump"]);
+    true
+}
+
+#[test]
+fn rampart_site_to_site_50mb_only_esp_on_transit() {
+    if !setup() {
+        return;
+    }
+    let topo = SiteToSite::new("rp-s2s");
+    let capture = topo.capture_transit("transit");
+    let (c1, c2) = configs(&topo, |_| {});
+    let (mut g1, mut g2) = start(&topo, &c1, &c2);
+    let s1 = g1.wait_tunnel(TUNNEL_UP);
+    let s2 = g2.wait_tunnel(TUNNEL_UP);
+    assert_eq!(s1.ike, s2.ike, "both ends name the same IKE SA");
+
+    ping(&topo.h1, &H2.to_string(), 5).unwrap();
+    ping(&topo.h2, &H1.to_string(), 5).unwrap();
+    let report = tcp_transfer(
+        &topo.h1,
+        &topo.h2,
+        IpAddr::V4(H2),
+        &TransferSpec::megabytes(50),
+    )
+    .unwrap_or_else(|e| panic!("transfer h1 -> h2: {e}"));
+    assert!(report.intact(), "{report:?}");
+    eprintln!("50 MB through rampart: {:.0} Mbit/s", report.mbps());
+    let back = tcp_transfer(
+        &topo.h2,
+        &topo.h1,
+        IpAddr::V4(H1),
+        &TransferSpec::megabytes(5),
+    )
+    .unwrap_or_else(|e| panic!("transfer h2 -> h1: {e}"));
+    assert!(back.intact(), "{back:?}");
+
+    let status = g1.status().unwrap();
+    let counters = &status["counters"];
+    assert_eq!(counters["dropped_auth"], 0, "{status}");
+    assert_eq!(counters["dropped_replay"], 0, "{status}");
+
+    let pcap = capture.stop();
+    let summary = check_only_ike_esp(&pcap, SiteToSite::gateways(), c1.nat_t_port)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(summary.esp_packets() > 30_000, "{summary:?}");
+}
+
+#[test]
+fn rampart_child_and_ike_rekey_during_transfer_lose_no_bytes() {
+    if !setup() {
+        return;
+    }
+    let topo = SiteToSite::new("rp-rekey");
+    let (c1, c2) = configs(&topo, |c| {
+        c.peers[0].child_lifetime = "10s".into();
+        c.peers[0].ike_lifetime = "20s".into();
+    });
+    let (mut g1, mut g2) = start(&topo, &c1, &c2);
+    let first = g1.wait_tunnel(TUNNEL_UP);
+    g2.wait_tunnel(TUNNEL_UP);
+
+    let mut spec = TransferSpec::megabytes(45);
+    spec.rate = Some(3 * 1024 * 1024 / 2);
+    spec.timeout = Duration::from_secs(80);
+    let transfer = RunningTransfer::start(&topo.h1, &topo.h2, IpAddr::V4(H2), &spec).unwrap();
+
+    wait_until(
+        Duration::from_secs(20),
+        "a CHILD SA rekey (new SPIs)",
+        || {
+            g1.spis()
+                .is_some_and(|s| s.children.iter().all(|c| !first.children.contains(c)))
+        },
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "an IKE SA rekey (new SPIs)",
+        || g1.spis().is_some_and(|s| s.ike != first.ike),
+    );
+    assert!(
+        transfer.received() < spec.bytes,
+        "the rekeys happened while data was flowing"
+    );
+    let report = transfer
+        .finish()
+        .unwrap_or_else(|e| panic!("transfer: {e}"));
+    assert!(report.intact(), "{report:?}");
+    // Both ends agree on the current SAs.
+    let a = g1.spis().expect("gw1 established");
+    let b = g2.spis().expect("gw2 established");
+    assert_eq!(a.ike, b.ike);
+    ping(&topo.h2, &H1.to_string(), 3).unwrap();
+}
+
+#[test]
+fn rampart_detects_a_killed_peer_and_recovers_after_restart() {
+    if !setup() {
+        return;
+    }
+    let topo = SiteToSite::new("rp-dpd");
+    let (c1, c2) = configs(&topo, |c| {
+        c.retransmit_timeout = "500ms".into();
+        c.retransmit_tries = 3;
+        c.peers[0].liveness_interval = "2s".into();
+    });
+    let (mut g1, mut g2) = start(&topo, &c1, &c2);
+    g1.wait_tunnel(TUNNEL_UP);
+    g2.wait_tunnel(TUNNEL_UP);
+    ping(&topo.h1, &H2.to_string(), 2).unwrap();
+
+    let logged_before = g1.log().len();
+    let killed = Instant::now();
+    g2.kill9();
+    // liveness 2s + retransmissions 0.5 + 1 + 2 + 4 s, with margin.
+    let window = Duration::from_secs(15);
+    wait_until(window, "gw1 to log the dead peer", || {
+        g1.log()
+            .get(logged_before..)
+            .is_some_and(|new| new.to_ascii_lowercase().contains("dead"))
+    });
+    eprintln!("dead peer detected after {:?}", killed.elapsed());
+    assert!(
+        g1.spis().is_none(),
+        "gw1 dropped the tunnel: {:?}",
+        g1.status()
+    );
+    assert!(ping(&topo.h1, &H2.to_string(), 1).is_err());
+
+    g2.restart(&topo.gw2);
+    g1.wait_tunnel(Duration::from_secs(30));
+    g2.wait_tunnel(Duration::from_secs(10));
+    ping(&topo.h1, &H2.to_string(), 3).unwrap();
+    ping(&topo.h2, &H1.to_string(), 3).unwrap();
+}
