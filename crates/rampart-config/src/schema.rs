@@ -89,8 +89,8 @@ pub struct EspProposal {
     pub dh: Option<DhGroup>,
 }
 
-/// `[[peer]]`
-#[derive(Debug, Clone, PartialEq)]
+/// `[[peer]]`. Its `Debug` output redacts the pre-shared key.
+#[derive(Clone, PartialEq)]
 pub struct PeerConfig {
     pub name: String,
     pub local_address: IpAddr,
@@ -122,4 +122,44 @@ pub struct PeerConfig {
     pub encapsulation: Encapsulation,
     /// Default 1024; at least 1024, at most 65536... (0 is not allowed).
     pub replay_window: u32,
+}
+
+impl std::fmt::Debug for PeerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerConfig")
+            .field("name", &self.name)
+            .field("local_address", &self.local_address)
+            .field("remote_address", &self.remote_address)
+            .field("local_id", &self.local_id)
+            .field("remote_id", &self.remote_id)
+            .field("psk", &format_args!("<{} bytes redacted>", self.psk.len()))
+            .field("remote_domain", &self.remote_domain)
+            .field("ike_proposals", &self.ike_proposals)
+            .field("esp_proposals", &self.esp_proposals)
+            .field("esn", &self.esn)
+            .field("start_action", &self.start_action)
+            .field("ike_lifetime", &self.ike_lifetime)
+            .field("child_lifetime", &self.child_lifetime)
+            .field("child_lifetime_bytes", &self.child_lifetime_bytes)
+            .field("liveness_interval", &self.liveness_interval)
+            .field("encapsulation", &self.encapsulation)
+            .field("replay_window", &self.replay_window)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn debug_output_never_shows_the_psk() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../examples/site-to-site/gw-a.toml"
+        ))
+        .unwrap();
+        let config = crate::parse(&text, "gw-a.toml").unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("horse"), "{shown}");
+        assert!(shown.contains("bytes redacted"));
+    }
 }

@@ -1,6 +1,6 @@
 //! rampart <-> strongSwan (charon 5.9.8 with kernel-libipsec): rampart as initiator and as
 //! responder, traffic both ways, rekeys started from either side. libipsec only speaks
-//! ESP-in-UDP, so rampart forces UDP encapsulation. Ignored until the gateway exists.
+//! ESP-in-UDP, so rampart forces UDP encapsulation.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -58,8 +58,9 @@ fn interop(test: &str, rampart_initiates: bool) {
     );
     peer.encapsulation = "force".into();
     peer.start_action = if rampart_initiates { "always" } else { "none" }.into();
-    // rampart starts CHILD SA rekeys on its own; strongSwan's are started by hand below.
+    // rampart starts CHILD and IKE SA rekeys on its own; strongSwan's are started by hand below.
     peer.child_lifetime = "15s".into();
+    peer.ike_lifetime = "20s".into();
     let rp_dir = topo.daemon_dir("rampart");
     let config = GatewayToml::new("rampart", &rp_dir, rp_domain, peer);
     let mut gw = Gateway::start(rp_ns, &rp_dir, "rampart", &config);
@@ -98,7 +99,7 @@ fn interop(test: &str, rampart_initiates: bool) {
     assert!(back.intact(), "{back:?}");
 
     // Rekeys under load: strongSwan rekeys the CHILD SA and the IKE SA, then rampart rekeys the
-    // CHILD SA when its 15 s lifetime runs out.
+    // CHILD SA when its 15 s lifetime runs out and the IKE SA when its 20 s lifetime does.
     let mut spec = TransferSpec::megabytes(30);
     spec.rate = Some(1024 * 1024);
     spec.timeout = Duration::from_secs(70);
@@ -120,6 +121,7 @@ fn interop(test: &str, rampart_initiates: bool) {
         || gw.spis().is_some_and(|s| s.ike != before.ike),
     );
     let after_sw = charon.child_sa().expect("child installed");
+    let after_sw_ike = charon.ike_sa().expect("IKE SA established");
     wait_until(
         Duration::from_secs(25),
         "rampart's own CHILD SA rekey",
@@ -127,6 +129,15 @@ fn interop(test: &str, rampart_initiates: bool) {
             charon
                 .child_sa()
                 .is_some_and(|c| c.spi_in != after_sw.spi_in)
+        },
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "rampart's own IKE SA rekey",
+        || {
+            charon
+                .ike_sa()
+                .is_some_and(|sa| sa.spi_i != after_sw_ike.spi_i)
         },
     );
     let report = transfer

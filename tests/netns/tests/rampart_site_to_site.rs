@@ -1,5 +1,5 @@
 //! rampart <-> rampart through the site-to-site topology: bulk transfer, rekeys under load, and
-//! dead-peer detection with recovery. Ignored until the gateway exists.
+//! dead-peer detection with recovery.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -141,6 +141,15 @@ fn rampart_child_and_ike_rekey_during_transfer_lose_no_bytes() {
     let b = g2.spis().expect("gw2 established");
     assert_eq!(a.ike, b.ike);
     ping(&topo.h2, &H1.to_string(), 3).unwrap();
+    // TCP would hide a lost packet by retransmitting it: the gateways must not have dropped any
+    // ESP packet around the rekeys (an SA removed too early shows up as an unknown SPI).
+    for g in [&mut g1, &mut g2] {
+        let status = g.status().unwrap();
+        let counters = &status["counters"];
+        for counter in ["dropped_unknown_spi", "dropped_auth", "dropped_replay", "dropped_no_sa"] {
+            assert_eq!(counters[counter], 0, "{counter}: {status}");
+        }
+    }
 }
 
 #[test]
