@@ -146,7 +146,12 @@ fn rampart_child_and_ike_rekey_during_transfer_lose_no_bytes() {
     for g in [&mut g1, &mut g2] {
         let status = g.status().unwrap();
         let counters = &status["counters"];
-        for counter in ["dropped_unknown_spi", "dropped_auth", "dropped_replay", "dropped_no_sa"] {
+        for counter in [
+            "dropped_unknown_spi",
+            "dropped_auth",
+            "dropped_replay",
+            "dropped_no_sa",
+        ] {
             assert_eq!(counters[counter], 0, "{counter}: {status}");
         }
     }
