@@ -12,7 +12,10 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::error::{ErrorKind, Sink};
-use crate::raw::{struct_fields, RawGateway, RawLocal, RawPeer, RawTunnel, SECTIONS};
+use crate::raw::{
+    struct_fields, RawGateway, RawInspection, RawLocal, RawNat, RawObject, RawPeer, RawRule,
+    RawService, RawTunnel, SECTIONS,
+};
 
 /// One table of the file after deserialization.
 #[derive(Debug, Default)]
@@ -43,6 +46,12 @@ pub(crate) struct RawDocument {
     pub peers_span: Option<Range<usize>>,
     /// Whether `peer` was present but unusable (already reported).
     pub peers_reported: bool,
+    /// `[inspection]` and the firewall's arrays of tables.
+    pub inspection: Section<RawInspection>,
+    pub objects: Vec<Section<RawObject>>,
+    pub services: Vec<Section<RawService>>,
+    pub rules: Vec<Section<RawRule>>,
+    pub nats: Vec<Section<RawNat>>,
 }
 
 /// Parses the text. `None` when the text is not TOML (the syntax errors are in `sink`); otherwise
@@ -87,6 +96,11 @@ pub(crate) fn read(text: &str, sink: &mut Sink<'_>) -> Option<RawDocument> {
                     }
                 }
             }
+            "inspection" => doc.inspection = section("inspection", value, sink),
+            "object" => doc.objects = tables("object", value, sink),
+            "service" => doc.services = tables("service", value, sink),
+            "rule" => doc.rules = tables("rule", value, sink),
+            "nat" => doc.nats = tables("nat", value, sink),
             other => sink.push(
                 ErrorKind::UnknownKey,
                 Some(key.span()),
@@ -97,6 +111,30 @@ pub(crate) fn read(text: &str, sink: &mut Sink<'_>) -> Option<RawDocument> {
         }
     }
     Some(doc)
+}
+
+/// An array of tables (`[[name]]`), each deserialized on its own; anything else is reported.
+fn tables<'i, T>(name: &str, value: &Spanned<DeValue<'i>>, sink: &mut Sink<'_>) -> Vec<Section<T>>
+where
+    T: Deserialize<'i> + Default,
+{
+    match value.get_ref() {
+        DeValue::Array(items) if items.iter().all(|v| v.get_ref().is_table()) => items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| section(&format!("{name}[{i}]"), item, sink))
+            .collect(),
+        other => {
+            sink.push(
+                ErrorKind::WrongType,
+                Some(value.span()),
+                name,
+                format!("expected [[{name}]] tables, found {}", describe(other)),
+                Some(format!("one [[{name}]] table per entry")),
+            );
+            Vec::new()
+        }
+    }
 }
 
 fn allowed_list(fields: &[&str]) -> String {

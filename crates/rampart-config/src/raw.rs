@@ -11,7 +11,17 @@ pub(crate) type Int = Option<Spanned<i64>>;
 pub(crate) type StrList = Option<Spanned<Vec<Spanned<String>>>>;
 
 /// The top-level tables of a gateway file.
-pub(crate) const SECTIONS: &[&str] = &["gateway", "tunnel", "local", "peer"];
+pub(crate) const SECTIONS: &[&str] = &[
+    "gateway",
+    "tunnel",
+    "local",
+    "peer",
+    "inspection",
+    "object",
+    "service",
+    "rule",
+    "nat",
+];
 
 /// `[gateway]`
 #[derive(Debug, Default, serde::Deserialize)]
@@ -23,6 +33,11 @@ pub(crate) struct RawGateway {
     pub nat_t_port: Int,
     pub retransmit_timeout: Option<Spanned<Scalar>>,
     pub retransmit_tries: Int,
+    pub nat_keepalive: Option<Spanned<Scalar>>,
+    pub fragmentation: Option<Spanned<bool>>,
+    pub fragment_size: Int,
+    pub cookie_threshold: Int,
+    pub half_open_per_source: Int,
 }
 
 /// `[tunnel]`
@@ -62,6 +77,71 @@ pub(crate) struct RawPeer {
     pub liveness_interval: Option<Spanned<Scalar>>,
     pub encapsulation: Str,
     pub replay_window: Int,
+    pub auth: Str,
+    pub certificate: Str,
+    pub private_key: Str,
+    pub ca_certificates: StrList,
+    pub crl: Str,
+    pub rsa_signature: Str,
+}
+
+/// `[inspection]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawInspection {
+    pub capacity: Int,
+    pub tcp_handshake_timeout: Option<Spanned<Scalar>>,
+    pub tcp_established_timeout: Option<Spanned<Scalar>>,
+    pub tcp_closing_timeout: Option<Spanned<Scalar>>,
+    pub tcp_closed_timeout: Option<Spanned<Scalar>>,
+    pub udp_timeout: Option<Spanned<Scalar>>,
+    pub icmp_timeout: Option<Spanned<Scalar>>,
+}
+
+/// `[[object]]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawObject {
+    pub name: Str,
+    pub networks: StrList,
+}
+
+/// `[[service]]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawService {
+    pub name: Str,
+    pub protocol: Str,
+    pub ports: Option<Spanned<Vec<Spanned<Scalar>>>>,
+    pub sync: Option<Spanned<bool>>,
+    pub sync_after: Option<Spanned<Scalar>>,
+}
+
+/// `[[rule]]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub name: Str,
+    pub source: StrList,
+    pub destination: StrList,
+    pub service: StrList,
+    pub action: Str,
+    pub log: Option<Spanned<bool>>,
+}
+
+/// `[[nat]]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNat {
+    pub name: Str,
+    #[serde(rename = "type")]
+    pub kind: Str,
+    pub source: StrList,
+    pub address: Str,
+    pub ports: Str,
+    pub original: Str,
+    pub translated: Str,
+    pub pool: Str,
 }
 
 /// A value written either as a string (`"30s"`, `"100GB"`) or as a bare integer (seconds, bytes).
@@ -137,6 +217,6 @@ mod tests {
     fn field_probe_reads_the_derive() {
         assert_eq!(struct_fields::<RawTunnel>(), &["device", "mtu"]);
         assert!(struct_fields::<RawPeer>().contains(&"replay_window"));
-        assert_eq!(struct_fields::<RawPeer>().len(), 18);
+        assert_eq!(struct_fields::<RawPeer>().len(), 24);
     }
 }

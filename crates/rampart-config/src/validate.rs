@@ -12,6 +12,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use toml::Spanned;
 
+mod firewall;
+
 use crate::document::{RawDocument, Section};
 use crate::error::{ErrorKind, Sink};
 use crate::proposal::{parse_esp, parse_ike, ESP_FORM, IKE_FORM};
@@ -26,6 +28,15 @@ pub(crate) const DEFAULT_RETRANSMIT_TRIES: u32 = 5;
 pub(crate) const RETRANSMIT_TIMEOUT_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(60);
 pub(crate) const RETRANSMIT_TRIES_RANGE: RangeInclusive<i64> = 0..=20;
+pub(crate) const DEFAULT_NAT_KEEPALIVE: Duration = Duration::from_secs(20);
+pub(crate) const DEFAULT_FRAGMENT_SIZE: u16 = 1280;
+pub(crate) const FRAGMENT_SIZE_RANGE: RangeInclusive<i64> = 576..=65535;
+pub(crate) const DEFAULT_COOKIE_THRESHOLD: u32 = 100;
+pub(crate) const COOKIE_THRESHOLD_RANGE: RangeInclusive<i64> = 0..=1_000_000;
+pub(crate) const DEFAULT_HALF_OPEN_PER_SOURCE: u32 = 20;
+pub(crate) const HALF_OPEN_PER_SOURCE_RANGE: RangeInclusive<i64> = 1..=1_000_000;
+pub(crate) const NAT_KEEPALIVE_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(1)..=Duration::from_secs(600);
 pub(crate) const DEFAULT_DEVICE: &str = "rampart0";
 /// Linux IFNAMSIZ minus the terminating NUL.
 pub(crate) const MAX_DEVICE_LEN: usize = 15;
@@ -75,12 +86,14 @@ pub(crate) fn validate(
     let tunnel = v.tunnel(&doc.tunnel);
     let local = v.local(&doc.local);
     let peers = v.peers(&doc, &local);
+    let firewall = v.firewall(&doc);
     if v.sink.is_empty() {
         Some(GatewayConfig {
             gateway,
             tunnel,
             local,
             peers,
+            firewall,
         })
     } else {
         None
@@ -357,6 +370,33 @@ impl Validator<'_, '_> {
             .as_ref()
             .and_then(|v| self.int("gateway.retransmit_tries", v, RETRANSMIT_TRIES_RANGE))
             .map_or(DEFAULT_RETRANSMIT_TRIES, |n| n as u32);
+        let nat_keepalive = raw
+            .nat_keepalive
+            .as_ref()
+            .and_then(|v| self.duration("gateway.nat_keepalive", v, NAT_KEEPALIVE_RANGE, false))
+            .unwrap_or(DEFAULT_NAT_KEEPALIVE);
+        let fragmentation = raw.fragmentation.as_ref().is_none_or(|b| *b.get_ref());
+        let fragment_size = raw
+            .fragment_size
+            .as_ref()
+            .and_then(|v| self.int("gateway.fragment_size", v, FRAGMENT_SIZE_RANGE))
+            .map_or(DEFAULT_FRAGMENT_SIZE, |n| n as u16);
+        let cookie_threshold = raw
+            .cookie_threshold
+            .as_ref()
+            .and_then(|v| self.int("gateway.cookie_threshold", v, COOKIE_THRESHOLD_RANGE))
+            .map_or(DEFAULT_COOKIE_THRESHOLD, |n| n as u32);
+        let half_open_per_source = raw
+            .half_open_per_source
+            .as_ref()
+            .and_then(|v| {
+                self.int(
+                    "gateway.half_open_per_source",
+                    v,
+                    HALF_OPEN_PER_SOURCE_RANGE,
+                )
+            })
+            .map_or(DEFAULT_HALF_OPEN_PER_SOURCE, |n| n as u32);
         GatewaySection {
             name,
             status_socket,
@@ -364,6 +404,11 @@ impl Validator<'_, '_> {
             nat_t_port,
             retransmit_timeout,
             retransmit_tries,
+            nat_keepalive,
+            fragmentation,
+            fragment_size,
+            cookie_threshold,
+            half_open_per_source,
         }
     }
 
@@ -570,6 +615,40 @@ impl Validator<'_, '_> {
 
     fn identity(&mut self, key: &str, v: &Spanned<String>) -> Option<Identity> {
         let s = v.get_ref().trim();
+        if let Some(dn) = s.strip_prefix("dn:") {
+            return match rampart_pki::parse_dn(dn) {
+                Ok(der) => Some(Identity::Dn(der)),
+                Err(e) => {
+                    self.error(
+                        ErrorKind::InvalidValue,
+                        span(v),
+                        key,
+                        format!("invalid identity \"{s}\": {e}"),
+                        "dn:KEY=value, ... with keys C, ST, L, O, OU, CN, SN, E, DC".to_string(),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(mail) = s.strip_prefix("email:") {
+            if mail.contains('@') && !mail.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Some(Identity::Email(mail.to_string()));
+            }
+            self.error(
+                ErrorKind::InvalidValue,
+                span(v),
+                key,
+                format!("invalid identity \"{s}\""),
+                "email:user@domain".to_string(),
+            );
+            return None;
+        }
+        let s = s
+            .strip_prefix("fqdn:")
+            .map(|f| f.strip_prefix('@').unwrap_or(f))
+            .map(|f| format!("@{f}"))
+            .unwrap_or_else(|| s.strip_prefix("ip:").unwrap_or(s).to_string());
+        let s = s.as_str();
         let id = if let Some(fqdn) = s.strip_prefix('@') {
             Identity::Fqdn(fqdn.to_string())
         } else if let Ok(a) = s.parse::<IpAddr>() {
@@ -586,7 +665,7 @@ impl Validator<'_, '_> {
                     span(v),
                     key,
                     format!("invalid identity \"{s}\""),
-                    "an IP address, or a host name such as vpn.example.com (optionally @-prefixed)"
+                    "an IP address, a host name such as vpn.example.com (optionally @-prefixed), email:user@domain or dn:CN=..."
                         .to_string(),
                 );
                 None
@@ -744,7 +823,13 @@ impl Validator<'_, '_> {
             None => None,
         }
         .unwrap_or(Identity::Ip(remote_address));
-        let psk = self.psk(sec, path);
+        let auth = self.auth(sec, path);
+        let wants_cert = raw.auth.as_ref().is_some_and(|v| v.get_ref() == "cert");
+        let psk = if auth == PeerAuth::Psk && !wants_cert {
+            self.psk(sec, path)
+        } else {
+            Vec::new()
+        };
 
         let remote_domain = match &raw.remote_domain {
             Some(list) => self.prefixes(&k("remote_domain"), list),
@@ -873,6 +958,158 @@ impl Validator<'_, '_> {
             liveness_interval,
             encapsulation,
             replay_window,
+            auth,
+        }
+    }
+
+    /// `auth = "psk" | "cert"` and, for `cert`, the certificate material (paths relative to
+    /// the configuration file), loaded here so that the engine never reads files.
+    fn auth(&mut self, sec: &Section<RawPeer>, path: &str) -> PeerAuth {
+        let raw = &sec.value;
+        let k = |key: &str| format!("{path}.{key}");
+        let cert = match &raw.auth {
+            None => false,
+            Some(v) => match v.get_ref().as_str() {
+                "psk" => false,
+                "cert" => true,
+                other => {
+                    self.error(
+                        ErrorKind::InvalidValue,
+                        span(v),
+                        k("auth"),
+                        format!("unknown value \"{other}\""),
+                        "psk, cert".to_string(),
+                    );
+                    false
+                }
+            },
+        };
+        let cert_keys: [(&str, Option<Option<std::ops::Range<usize>>>); 5] = [
+            ("certificate", raw.certificate.as_ref().map(span)),
+            ("private_key", raw.private_key.as_ref().map(span)),
+            ("ca_certificates", raw.ca_certificates.as_ref().map(span)),
+            ("crl", raw.crl.as_ref().map(span)),
+            ("rsa_signature", raw.rsa_signature.as_ref().map(span)),
+        ];
+        if !cert {
+            for (key, sp) in cert_keys {
+                if let Some(sp) = sp {
+                    self.error(
+                        ErrorKind::Conflict,
+                        sp,
+                        k(key),
+                        format!("{key} is set but auth is not \"cert\""),
+                        "auth = \"cert\" with certificate keys, or no certificate keys".to_string(),
+                    );
+                }
+            }
+            return PeerAuth::Psk;
+        }
+        for (key, v) in [("psk", &raw.psk), ("psk_file", &raw.psk_file)] {
+            if let Some(v) = v {
+                self.error(
+                    ErrorKind::Conflict,
+                    span(v),
+                    k(key),
+                    format!("{key} is set but auth = \"cert\""),
+                    "no pre-shared key with certificate authentication".to_string(),
+                );
+            }
+        }
+        let rsa_pss = match &raw.rsa_signature {
+            None => false,
+            Some(v) => match v.get_ref().as_str() {
+                "pkcs1" => false,
+                "pss" => true,
+                other => {
+                    self.error(
+                        ErrorKind::InvalidValue,
+                        span(v),
+                        k("rsa_signature"),
+                        format!("unknown value \"{other}\""),
+                        "pkcs1, pss".to_string(),
+                    );
+                    false
+                }
+            },
+        };
+        let mut missing = false;
+        for (key, present) in [
+            ("certificate", raw.certificate.is_some()),
+            ("private_key", raw.private_key.is_some()),
+            ("ca_certificates", raw.ca_certificates.is_some()),
+        ] {
+            if !present {
+                missing = true;
+                self.error(
+                    ErrorKind::Missing,
+                    sec.span.clone(),
+                    k(key),
+                    format!("auth = \"cert\" needs {key}"),
+                    "certificate = \"file.crt\", private_key = \"file.key\", ca_certificates = [\"ca.crt\"]"
+                        .to_string(),
+                );
+            }
+        }
+        if missing {
+            return PeerAuth::Psk;
+        }
+        let (Some(c), Some(kf), Some(cas)) = (&raw.certificate, &raw.private_key, &raw.ca_certificates) else {
+            return PeerAuth::Psk;
+        };
+        let base = self.base_dir.to_path_buf();
+        let credentials = rampart_pki::Credentials::load(&base.join(c.get_ref()), &base.join(kf.get_ref()));
+        let ca_paths: Vec<std::path::PathBuf> =
+            cas.get_ref().iter().map(|p| base.join(p.get_ref())).collect();
+        let crl_path = raw.crl.as_ref().map(|p| base.join(p.get_ref()));
+        if ca_paths.is_empty() {
+            self.error(
+                ErrorKind::Missing,
+                span(cas),
+                k("ca_certificates"),
+                "no CA certificate file",
+                "at least one CA certificate file".to_string(),
+            );
+            return PeerAuth::Psk;
+        }
+        let refs: Vec<&std::path::Path> = ca_paths.iter().map(|p| p.as_path()).collect();
+        let trust = rampart_pki::TrustStore::load(&refs, crl_path.as_deref());
+        match (credentials, trust) {
+            (Ok(credentials), Ok(trust)) => PeerAuth::Cert(Box::new(rampart_pki::CertAuth {
+                credentials,
+                trust,
+                rsa_pss,
+                clock: rampart_pki::WallClock::system(),
+            })),
+            (creds, trust) => {
+                if let Err(e) = creds {
+                    self.error(
+                        ErrorKind::Io,
+                        span(c),
+                        k("certificate"),
+                        e.to_string(),
+                        "a PEM certificate (then intermediates) and its PEM private key (ECDSA P-256/P-384 or RSA)".to_string(),
+                    );
+                }
+                if let Err(e) = trust {
+                    let sp = match (&e, &raw.crl) {
+                        (rampart_pki::PkiError::File { path, .. }, Some(crl))
+                            if crl_path.as_ref().is_some_and(|p| p.display().to_string() == *path) =>
+                        {
+                            span(crl)
+                        }
+                        _ => span(cas),
+                    };
+                    self.error(
+                        ErrorKind::Io,
+                        sp,
+                        k("ca_certificates"),
+                        e.to_string(),
+                        "PEM CA certificate files and an optional PEM or DER CRL file".to_string(),
+                    );
+                }
+                PeerAuth::Psk
+            }
         }
     }
 
@@ -921,5 +1158,7 @@ fn show_identity(id: &Identity) -> String {
     match id {
         Identity::Ip(a) => a.to_string(),
         Identity::Fqdn(f) => format!("@{f}"),
+        Identity::Email(m) => format!("email:{m}"),
+        Identity::Dn(d) => format!("dn:{}", rampart_pki::dn_to_string(d)),
     }
 }

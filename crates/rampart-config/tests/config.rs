@@ -111,6 +111,11 @@ fn defaults_match_the_documentation() {
     assert_eq!(c.gateway.nat_t_port, 4500);
     assert_eq!(c.gateway.retransmit_timeout, Duration::from_secs(2));
     assert_eq!(c.gateway.retransmit_tries, 5);
+    assert_eq!(c.gateway.nat_keepalive, Duration::from_secs(20));
+    assert!(c.gateway.fragmentation);
+    assert_eq!(c.gateway.fragment_size, 1280);
+    assert_eq!(c.gateway.cookie_threshold, 100);
+    assert_eq!(c.gateway.half_open_per_source, 20);
     assert_eq!(c.tunnel.device, "rampart0");
     assert_eq!(c.tunnel.mtu, 1400);
     let p = &c.peers[0];
@@ -194,8 +199,16 @@ replay_window = 65536"#,
     assert_eq!(p.replay_window, 65536);
 
     let c = ok(&with_gateway(
-        "status_socket = \"/tmp/x.sock\"\nnat_t_port = 2746\nretransmit_timeout = \"500ms\"\nretransmit_tries = 0",
+        "status_socket = \"/tmp/x.sock\"\nnat_t_port = 2746\nretransmit_timeout = \"500ms\"\nretransmit_tries = 0\nnat_keepalive = \"2s\"",
     ));
+    assert_eq!(c.gateway.nat_keepalive, Duration::from_secs(2));
+    let f = ok(&with_gateway(
+        "fragmentation = false\nfragment_size = 576\ncookie_threshold = 0\nhalf_open_per_source = 1",
+    ));
+    assert!(!f.gateway.fragmentation);
+    assert_eq!(f.gateway.fragment_size, 576);
+    assert_eq!(f.gateway.cookie_threshold, 0);
+    assert_eq!(f.gateway.half_open_per_source, 1);
     assert_eq!(c.gateway.status_socket, PathBuf::from("/tmp/x.sock"));
     assert_eq!(c.gateway.nat_t_port, 2746);
     assert_eq!(c.gateway.retransmit_timeout, Duration::from_millis(500));
@@ -243,9 +256,9 @@ fn unknown_keys_are_all_reported() {
     assert_eq!(
         only_kind(&text, ErrorKind::UnknownKey),
         [
-            "gw.toml:1:1: colour: unknown key; allowed: gateway, tunnel, local, peer",
-            "gw.toml:4:1: gateway.ike_prot: unknown key; allowed: name, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries",
-            "gw.toml:5:1: gateway.foo: unknown key; allowed: name, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries",
+            "gw.toml:1:1: colour: unknown key; allowed: gateway, tunnel, local, peer, inspection, object, service, rule, nat",
+            "gw.toml:4:1: gateway.ike_prot: unknown key; allowed: name, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries, nat_keepalive, fragmentation, fragment_size, cookie_threshold, half_open_per_source",
+            "gw.toml:5:1: gateway.foo: unknown key; allowed: name, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries, nat_keepalive, fragmentation, fragment_size, cookie_threshold, half_open_per_source",
         ]
     );
     let errs = errors(&with_peer("psk_fle = \"x\""));
@@ -333,7 +346,7 @@ child_lifetime_bytes = "lots""#,
             "gw.toml:10:18: peer[0].remote_address: 224.0.0.1 is not a unicast address; allowed: a unicast IPv4 or IPv6 address",
             "gw.toml:12:18: peer[0].remote_domain[0]: prefix \"10.2.0.1/24\" has host bits set (did you mean 10.2.0.0/24?); allowed: a network prefix such as 10.1.0.0/24 or 2001:db8::/48",
             "gw.toml:12:33: peer[0].remote_domain[1]: invalid prefix \"10.3.0.0/33\"; allowed: a network prefix such as 10.1.0.0/24 or 2001:db8::/48",
-            "gw.toml:13:12: peer[0].local_id: invalid identity \"@\"; allowed: an IP address, or a host name such as vpn.example.com (optionally @-prefixed)",
+            "gw.toml:13:12: peer[0].local_id: invalid identity \"@\"; allowed: an IP address, a host name such as vpn.example.com (optionally @-prefixed), email:user@domain or dn:CN=...",
             "gw.toml:14:17: peer[0].encapsulation: unknown value \"Auto\"; allowed: auto, force",
             "gw.toml:15:50: peer[0].ike_proposals[1]: invalid IKE proposal \"aes256-prfsha256-x25519\": aes256 is not an AEAD cipher and needs an integrity algorithm (sha256); allowed: encr[-integ]-prf-dh, e.g. aes256gcm16-prfsha256-x25519 or aes256-sha256-prfsha256-ecp256",
             "gw.toml:15:77: peer[0].ike_proposals[2]: invalid IKE proposal \"aes256gcm16-prfmd5-x25519\": unknown PRF \"prfmd5\"; allowed: prfsha256, prfsha384, prfsha512",
@@ -537,4 +550,24 @@ mod never_panics {
             }
         }
     }
+}
+
+#[test]
+fn fragmentation_and_cookie_ranges() {
+    let text = with_gateway("fragment_size = 575\ncookie_threshold = -1\nhalf_open_per_source = 0");
+    assert_eq!(
+        only_kind(&text, ErrorKind::OutOfRange),
+        [
+            "gw.toml:3:17: gateway.fragment_size: 575 is out of range; allowed: 576 to 65535",
+            "gw.toml:4:20: gateway.cookie_threshold: -1 is out of range; allowed: 0 to 1000000",
+            "gw.toml:5:24: gateway.half_open_per_source: 0 is out of range; allowed: 1 to 1000000",
+        ]
+    );
+    assert_eq!(errors(&with_gateway("fragmentation = 1")).len(), 1);
+    assert_eq!(
+        ok(&with_gateway("fragment_size = 65535"))
+            .gateway
+            .fragment_size,
+        65535
+    );
 }

@@ -17,8 +17,19 @@ pub struct IkeConfig {
     pub retransmit_timeout: Duration,
     /// Retransmissions of a request before the peer is declared dead.
     pub retransmit_tries: u32,
+    /// Interval of the NAT keepalives the NATed side sends while it sends nothing else.
+    pub nat_keepalive: Duration,
     /// Indexed by [`PeerId`].
     pub peers: Vec<PeerConfig>,
+    /// Advertise and use RFC 7383 IKE fragmentation.
+    pub fragmentation: bool,
+    /// Largest IP datagram of a fragmented IKE message (IP + UDP headers and the non-ESP marker
+    /// included); raised to 1280 for IPv6 peers.
+    pub fragment_size: u16,
+    /// Half-open responder IKE SAs from which on IKE_SA_INIT must carry a cookie (0: always).
+    pub cookie_threshold: u32,
+    /// Most half-open responder IKE SAs per source IP address; more IKE_SA_INIT are dropped.
+    pub half_open_per_source: u32,
 }
 
 impl IkeConfig {
@@ -31,7 +42,12 @@ impl IkeConfig {
             local_domain: cfg.local.domain.clone(),
             retransmit_timeout: cfg.gateway.retransmit_timeout,
             retransmit_tries: cfg.gateway.retransmit_tries,
+            nat_keepalive: cfg.gateway.nat_keepalive,
             peers: cfg.peers.clone(),
+            fragmentation: cfg.gateway.fragmentation,
+            fragment_size: cfg.gateway.fragment_size,
+            cookie_threshold: cfg.gateway.cookie_threshold,
+            half_open_per_source: cfg.gateway.half_open_per_source,
         }
     }
 }

@@ -13,8 +13,6 @@ use crate::event::{DownReason, IkeEvent};
 use crate::sa::{IkeSa, IkeState, Task};
 use crate::sk;
 
-/// NAT keepalive interval of the NATed side (RFC 3948 suggests 20 s).
-pub(crate) const KEEPALIVE: Duration = Duration::from_secs(20);
 /// How long a responder keeps a half-open SA, or a failed SA to answer retransmissions.
 pub(crate) const HALF_OPEN: Duration = Duration::from_secs(30);
 
@@ -35,6 +33,8 @@ pub struct Ike {
     pub(crate) events: VecDeque<IkeEvent>,
     /// SAs whose task queue changed while handling another SA's message.
     pub(crate) kick: Vec<IkeSaId>,
+    /// Cookie secrets and counters of the IKE_SA_INIT defences.
+    pub(crate) dos: crate::cookie::DosGuard,
 }
 
 impl Ike {
@@ -50,6 +50,7 @@ impl Ike {
             child_index: HashMap::new(),
             events: VecDeque::new(),
             kick: Vec::new(),
+            dos: crate::cookie::DosGuard::default(),
         }
     }
 
@@ -121,30 +122,64 @@ impl Ike {
                 _ => return,
             }
         } else if h.message_id != sa.peer_msg_id {
-            if let Some((mid, bytes)) = &sa.last_response {
-                if *mid == h.message_id {
+            // RFC 7383 2.6.1: of a fragmented retransmission only fragment 1 triggers the resend.
+            let first_fragment = !matches!(
+                m.payloads.last(),
+                Some(Payload::Skf { number, .. }) if *number != 1
+            );
+            if let Some((mid, msgs)) = &sa.last_response {
+                if *mid == h.message_id && first_fragment {
                     tracing::debug!(ike_sa = id.0, mid, "retransmitting cached response");
-                    self.events.push_back(IkeEvent::Transmit {
-                        local,
-                        remote,
-                        msg: bytes.clone(),
-                    });
+                    for bytes in msgs {
+                        self.events.push_back(IkeEvent::Transmit {
+                            local,
+                            remote,
+                            msg: bytes.clone(),
+                        });
+                    }
                     sa.last_tx = now;
                 }
             }
             return;
         }
-        let Some(Payload::Sk { first_inner, body }) = m.payloads.last().cloned() else {
-            tracing::debug!(
-                ike_sa = id.0,
-                "unprotected message after IKE_SA_INIT dropped"
-            );
-            return;
-        };
-        let inner = match sk::open(msg, first_inner, body, &keys.inn) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::debug!(ike_sa = id.0, "dropping message: {e}");
+        let inner = match m.payloads.last().cloned() {
+            Some(Payload::Sk { first_inner, body }) => {
+                match sk::open(msg, first_inner, body, &keys.inn) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::debug!(ike_sa = id.0, "dropping message: {e}");
+                        return;
+                    }
+                }
+            }
+            Some(Payload::Skf {
+                first_inner,
+                number,
+                total,
+                body,
+            }) if sa.frag.size.is_some() => {
+                let f = crate::fragment::Fragment {
+                    msg,
+                    header: h,
+                    first_inner,
+                    number,
+                    total,
+                    body,
+                };
+                match sa.frag.accept(now, f, &keys.inn) {
+                    Ok(Some(p)) => p,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(ike_sa = id.0, number, total, "dropping fragment: {e}");
+                        return;
+                    }
+                }
+            }
+            _ => {
+                tracing::debug!(
+                    ike_sa = id.0,
+                    "unprotected or unexpected message after IKE_SA_INIT dropped"
+                );
                 return;
             }
         };

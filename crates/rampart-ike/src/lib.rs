@@ -12,12 +12,15 @@
 
 mod child;
 mod config;
+mod cookie;
 mod engine;
 mod error;
 mod event;
 mod exchange;
+mod fragment;
 mod keys;
 mod msg;
+mod nat_follow;
 mod proposal;
 mod retransmit;
 mod sa;
@@ -27,6 +30,7 @@ mod timers;
 mod ts;
 
 pub use config::{ChildSaId, IkeConfig, IkeSaId, PeerId};
+pub use cookie::DosStats;
 pub use engine::Ike;
 pub use event::{ChildSaKeys, ChildSaStatus, DownReason, IkeEvent, IkeSaStatus};
 pub use proposal::{EspAlgs, IkeAlgs};

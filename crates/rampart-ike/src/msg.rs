@@ -111,18 +111,28 @@ pub(crate) fn identification(id: &Identity) -> Identification {
             kind: id_type::FQDN,
             data: s.as_bytes().to_vec(),
         },
+        Identity::Email(s) => Identification {
+            kind: id_type::RFC822_ADDR,
+            data: s.as_bytes().to_vec(),
+        },
+        Identity::Dn(der) => Identification {
+            kind: id_type::DER_ASN1_DN,
+            data: der.clone(),
+        },
     }
 }
 
-/// Whether a received ID names the configured identity (FQDN compared without case).
+/// Whether a received ID names the configured identity (FQDN and RFC 822 compared without
+/// case, DNs attribute by attribute).
 pub(crate) fn id_matches(expected: &Identity, got: &Identification) -> bool {
     let want = identification(expected);
     if want.kind != got.kind {
         return false;
     }
     match expected {
-        Identity::Fqdn(_) => want.data.eq_ignore_ascii_case(&got.data),
+        Identity::Fqdn(_) | Identity::Email(_) => want.data.eq_ignore_ascii_case(&got.data),
         Identity::Ip(_) => want.data == got.data,
+        Identity::Dn(der) => rampart_pki::dn_eq(der, &got.data),
     }
 }
 
@@ -130,6 +140,8 @@ pub(crate) fn identity_string(id: &Identity) -> String {
     match id {
         Identity::Ip(a) => a.to_string(),
         Identity::Fqdn(s) => s.clone(),
+        Identity::Email(s) => format!("email:{s}"),
+        Identity::Dn(der) => format!("dn:{}", rampart_pki::dn_to_string(der)),
     }
 }
 

@@ -38,7 +38,8 @@ pub(crate) struct ChildPlan {
 
 pub(crate) struct Pending {
     pub msg_id: u32,
-    pub bytes: Vec<u8>,
+    /// The request as sent: one datagram, or all of its fragments (all resent each time).
+    pub msgs: Vec<Vec<u8>>,
     pub next_at: Instant,
     pub timeout: Duration,
     pub tries: u32,
@@ -57,13 +58,13 @@ impl Pending {
     pub(crate) fn new(
         now: Instant,
         msg_id: u32,
-        bytes: Vec<u8>,
+        msgs: Vec<Vec<u8>>,
         timeout: Duration,
         kind: Request,
     ) -> Pending {
         Pending {
             msg_id,
-            bytes,
+            msgs,
             next_at: now + timeout,
             timeout,
             tries: 0,
@@ -93,7 +94,13 @@ mod tests {
     #[test]
     fn doubling_then_give_up() {
         let t0 = Instant::now();
-        let mut p = Pending::new(t0, 0, vec![1], Duration::from_secs(2), Request::Liveness);
+        let mut p = Pending::new(
+            t0,
+            0,
+            vec![vec![1]],
+            Duration::from_secs(2),
+            Request::Liveness,
+        );
         assert_eq!(p.poll(t0 + Duration::from_secs(1), 2), Retransmit::NotYet);
         assert_eq!(p.poll(t0 + Duration::from_secs(2), 2), Retransmit::Resend);
         assert_eq!(p.next_at, t0 + Duration::from_secs(6));

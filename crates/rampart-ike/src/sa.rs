@@ -11,10 +11,10 @@ use crate::child::ChildSa;
 use crate::config::{ChildSaId, IkeSaId, PeerId};
 use crate::error::IkeError;
 use crate::event::IkeEvent;
+use crate::fragment;
 use crate::keys::Secret;
 use crate::proposal::IkeAlgs;
 use crate::retransmit::{Pending, Request};
-use crate::sk;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum IkeState {
@@ -80,8 +80,9 @@ pub(crate) struct IkeSa {
     pub next_msg_id: u32,
     pub peer_msg_id: u32,
     pub pending: Option<Pending>,
-    /// Message id and bytes of the last response, re-sent on a retransmitted request.
-    pub last_response: Option<(u32, Vec<u8>)>,
+    /// Message id and datagrams (one, or its fragments) of the last response, re-sent on a
+    /// retransmitted request.
+    pub last_response: Option<(u32, Vec<Vec<u8>>)>,
     pub tasks: VecDeque<Task>,
     pub children: Vec<ChildSa>,
     pub established_at: Option<Instant>,
@@ -98,6 +99,8 @@ pub(crate) struct IkeSa {
     pub announced: bool,
     /// The responder matched the peer by a fallback (no configured address matched); the ID decides.
     pub peer_by_id: bool,
+    /// RFC 7383: whether (and up to which size) we fragment, and the peer's partial message.
+    pub frag: crate::fragment::FragState,
 }
 
 impl IkeSa {
@@ -144,6 +147,7 @@ impl IkeSa {
             own_rekey: None,
             announced: false,
             peer_by_id: false,
+            frag: crate::fragment::FragState::default(),
         }
     }
 
@@ -201,15 +205,23 @@ impl IkeSa {
     ) -> Result<(), IkeError> {
         let keys = self.keys.as_ref().ok_or(IkeError::Malformed("no keys"))?;
         let id = self.next_msg_id;
-        let bytes = sk::seal(&self.header(exchange, id, false), payloads, &keys.out, rng)?;
+        let msgs = fragment::seal_message(
+            &self.header(exchange, id, false),
+            payloads,
+            &keys.out,
+            rng,
+            self.frag.limit(self.remote),
+        )?;
         self.next_msg_id = self.next_msg_id.wrapping_add(1);
-        events.push_back(IkeEvent::Transmit {
-            local: self.local,
-            remote: self.remote,
-            msg: bytes.clone(),
-        });
+        for bytes in &msgs {
+            events.push_back(IkeEvent::Transmit {
+                local: self.local,
+                remote: self.remote,
+                msg: bytes.clone(),
+            });
+        }
         self.last_tx = now;
-        self.pending = Some(Pending::new(now, id, bytes, timeout, kind));
+        self.pending = Some(Pending::new(now, id, msgs, timeout, kind));
         Ok(())
     }
 
@@ -226,19 +238,22 @@ impl IkeSa {
         to: (SocketAddr, SocketAddr),
     ) -> Result<(), IkeError> {
         let keys = self.keys.as_ref().ok_or(IkeError::Malformed("no keys"))?;
-        let bytes = sk::seal(
+        let msgs = fragment::seal_message(
             &self.header(exchange, message_id, true),
             payloads,
             &keys.out,
             rng,
+            self.frag.limit(to.1),
         )?;
-        events.push_back(IkeEvent::Transmit {
-            local: to.0,
-            remote: to.1,
-            msg: bytes.clone(),
-        });
+        for bytes in &msgs {
+            events.push_back(IkeEvent::Transmit {
+                local: to.0,
+                remote: to.1,
+                msg: bytes.clone(),
+            });
+        }
         self.last_tx = now;
-        self.last_response = Some((message_id, bytes));
+        self.last_response = Some((message_id, msgs));
         self.peer_msg_id = message_id.wrapping_add(1);
         Ok(())
     }
@@ -253,6 +268,7 @@ impl IkeSa {
         };
         add(self.pending.as_ref().map(|p| p.next_at));
         add(self.expire_at);
+        add(self.frag.deadline());
         if self.state == IkeState::Established {
             add(self.rekey_at);
             for c in &self.children {

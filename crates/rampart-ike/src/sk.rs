@@ -23,15 +23,30 @@ pub(crate) fn seal(
 ) -> Result<Vec<u8>, IkeError> {
     let mut plain = Vec::with_capacity(256);
     let first = encode_payloads(inner, &mut plain);
+    seal_plain(header, payload_type::SK, first, &[], plain, key, rng)
+}
+
+/// Builds one message whose only payload is an encrypted payload of type `kind` (SK or SKF):
+/// IKE header | generic header (next payload `first`) | `extra` (SKF: fragment number and total)
+/// | IV | E(`plain` | padding | pad length) | ICV. The associated data is everything before the IV.
+pub(crate) fn seal_plain(
+    header: &Header,
+    kind: u8,
+    first: u8,
+    extra: &[u8],
+    mut plain: Vec<u8>,
+    key: &CipherKey,
+    rng: &mut Rng,
+) -> Result<Vec<u8>, IkeError> {
     let block = key.block_len().max(1);
     let pad = (block - (plain.len() + 1) % block) % block;
     plain.resize(plain.len() + pad, 0);
     plain.push(pad as u8);
     let (iv_len, icv_len) = (key.iv_len(), key.icv_len());
-    let sk_len = 4 + iv_len + plain.len() + icv_len;
+    let sk_len = 4 + extra.len() + iv_len + plain.len() + icv_len;
     let total = HEADER_LEN + sk_len;
     let mut h = *header;
-    h.next_payload = payload_type::SK;
+    h.next_payload = kind;
     h.length = u32::try_from(total).map_err(|_| IkeError::TooLarge)?;
     let mut out = Vec::with_capacity(total);
     encode_header(&h, &mut out);
@@ -42,6 +57,7 @@ pub(crate) fn seal(
             .map_err(|_| IkeError::TooLarge)?
             .to_be_bytes(),
     );
+    out.extend_from_slice(extra);
     let aad_end = out.len();
     out.resize(aad_end + iv_len, 0);
     rng.fill(&mut out[aad_end..]);
@@ -61,6 +77,18 @@ pub(crate) fn open(
     body: Range<usize>,
     key: &CipherKey,
 ) -> Result<Vec<Payload>, IkeError> {
+    let data = decrypt(msg, body, key)?;
+    Ok(parse_payloads(first_inner, &data)?)
+}
+
+/// Verifies and decrypts the encrypted body `body` (IV || ciphertext || ICV) of the SK or SKF
+/// payload that ends `msg`; the associated data is everything before `body`. Returns the
+/// plaintext without padding. Nothing is decrypted unless the ICV verifies.
+pub(crate) fn decrypt(
+    msg: &[u8],
+    body: Range<usize>,
+    key: &CipherKey,
+) -> Result<Vec<u8>, IkeError> {
     let (iv_len, icv_len) = (key.iv_len(), key.icv_len());
     let aad = msg
         .get(..body.start)
@@ -82,7 +110,7 @@ pub(crate) fn open(
         return Err(IkeError::Malformed("SK pad length"));
     }
     data.truncate(data.len() - pad - 1);
-    Ok(parse_payloads(first_inner, &data)?)
+    Ok(data)
 }
 
 #[cfg(test)]

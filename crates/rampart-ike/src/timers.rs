@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use crate::child::ChildState;
 use crate::config::IkeSaId;
-use crate::engine::{Ike, HALF_OPEN, KEEPALIVE};
+use crate::engine::{Ike, HALF_OPEN};
 use crate::event::{DownReason, IkeEvent};
 use crate::retransmit::Retransmit;
 use crate::sa::{IkeState, Task};
@@ -14,7 +14,12 @@ impl Ike {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.sas
             .values()
-            .filter_map(|sa| sa.next_timer(self.cfg.peers[sa.peer.0].liveness_interval, KEEPALIVE))
+            .filter_map(|sa| {
+                sa.next_timer(
+                    self.cfg.peers[sa.peer.0].liveness_interval,
+                    self.cfg.nat_keepalive,
+                )
+            })
             .min()
     }
 
@@ -32,6 +37,7 @@ impl Ike {
             return;
         };
         let liveness = self.cfg.peers[sa.peer.0].liveness_interval;
+        sa.frag.expire(now);
         if let Some(p) = sa.pending.as_mut() {
             match p.poll(now, tries) {
                 Retransmit::NotYet => {}
@@ -42,11 +48,13 @@ impl Ike {
                         tries = p.tries,
                         "retransmitting request"
                     );
-                    self.events.push_back(IkeEvent::Transmit {
-                        local: sa.local,
-                        remote: sa.remote,
-                        msg: p.bytes.clone(),
-                    });
+                    for bytes in &p.msgs {
+                        self.events.push_back(IkeEvent::Transmit {
+                            local: sa.local,
+                            remote: sa.remote,
+                            msg: bytes.clone(),
+                        });
+                    }
                     sa.last_tx = now;
                 }
                 Retransmit::GiveUp => {
@@ -106,7 +114,7 @@ impl Ike {
         }
         if sa.nat_local
             && matches!(sa.state, IkeState::Established | IkeState::Rekeyed)
-            && now >= sa.last_tx + KEEPALIVE
+            && now >= sa.last_tx + self.cfg.nat_keepalive
         {
             self.events.push_back(IkeEvent::NatKeepalive {
                 local: sa.local,

@@ -5,7 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::Instant;
 
-use rampart_node::{Disposition, GatewayStatus, Output};
+use rampart_node::{ConnList, Disposition, GatewayStatus, InspectStats, Output};
 
 /// The calls of `rampart_node::Gateway` that the event loop makes (see `docs/design/contracts.md`).
 ///
@@ -37,6 +37,18 @@ pub trait Node {
     fn poll_timeout(&self) -> Option<Instant>;
     fn poll_output(&mut self) -> Option<Output>;
     fn status(&self, now: Instant) -> GatewayStatus;
+    /// The connection table, at most `limit` entries (`rampart conn list`).
+    fn conn_list(&self, _now: Instant, _limit: usize) -> ConnList {
+        ConnList {
+            connections: Vec::new(),
+            total: 0,
+            truncated: false,
+        }
+    }
+    /// Inspection counters (`rampart conn stats`).
+    fn conn_stats(&self) -> InspectStats {
+        InspectStats::default()
+    }
 }
 
 impl Node for rampart_node::Gateway {
@@ -80,5 +92,13 @@ impl Node for rampart_node::Gateway {
 
     fn status(&self, now: Instant) -> GatewayStatus {
         rampart_node::Gateway::status(self, now)
+    }
+
+    fn conn_list(&self, now: Instant, limit: usize) -> ConnList {
+        rampart_node::Gateway::conn_list(self, now, limit)
+    }
+
+    fn conn_stats(&self) -> InspectStats {
+        rampart_node::Gateway::conn_stats(self)
     }
 }

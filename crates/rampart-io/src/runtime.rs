@@ -29,6 +29,8 @@ use crate::IoError;
 
 /// Packets taken from one ready source before the loop looks at the others again.
 const BATCH: usize = 64;
+/// Most connections one `conn list` answer carries (the document says when it was cut).
+const CONN_LIST_LIMIT: usize = 10_000;
 
 /// Everything the gateway does I/O on.
 pub struct Io {
@@ -180,8 +182,16 @@ async fn event_loop<N: Node>(
                 }
             }
             Event::StatusQuery(q) => {
-                let status = node.status(Instant::now());
-                let document = serde_json::to_string(&status).unwrap_or_else(|e| {
+                use crate::status_server::StatusRequest;
+                let now = Instant::now();
+                let document = match q.request {
+                    StatusRequest::Status => serde_json::to_string(&node.status(now)),
+                    StatusRequest::ConnList => {
+                        serde_json::to_string(&node.conn_list(now, CONN_LIST_LIMIT))
+                    }
+                    StatusRequest::ConnStats => serde_json::to_string(&node.conn_stats()),
+                };
+                let document = document.unwrap_or_else(|e| {
                     crate::status_server::error_document(&format!("cannot encode status: {e}"))
                 });
                 let _ = q.reply.send(document);

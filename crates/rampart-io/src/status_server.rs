@@ -20,8 +20,32 @@ const MAX_REQUEST: u64 = 1024;
 /// How long a client may take to send its request or to read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A request for a status document; the event loop answers through `reply`.
+/// What a client asked for: `status`, `conn list` or `conn stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusRequest {
+    /// `GatewayStatus`.
+    Status,
+    /// `ConnList`: the connection table.
+    ConnList,
+    /// `InspectStats`: the inspection counters.
+    ConnStats,
+}
+
+impl StatusRequest {
+    /// The request a line names (surrounding whitespace ignored).
+    pub fn parse(line: &str) -> Option<StatusRequest> {
+        match line.split_whitespace().collect::<Vec<_>>().as_slice() {
+            ["status"] => Some(StatusRequest::Status),
+            ["conn", "list"] => Some(StatusRequest::ConnList),
+            ["conn", "stats"] => Some(StatusRequest::ConnStats),
+            _ => None,
+        }
+    }
+}
+
+/// A request for a document; the event loop answers through `reply`.
 pub struct StatusQuery {
+    pub request: StatusRequest,
     pub reply: oneshot::Sender<String>,
 }
 
@@ -111,17 +135,18 @@ async fn serve_client(stream: UnixStream, queries: mpsc::Sender<StatusQuery>) ->
     tokio::time::timeout(CLIENT_TIMEOUT, reader.read_line(&mut line))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request line"))??;
-    let answer = match line.trim() {
-        "status" => {
+    let answer = match StatusRequest::parse(&line) {
+        Some(request) => {
             let (reply, answer) = oneshot::channel();
-            let served = queries.send(StatusQuery { reply }).await.is_ok();
+            let served = queries.send(StatusQuery { request, reply }).await.is_ok();
             match answer.await {
                 Ok(document) if served => document,
                 _ => error_document("the gateway is shutting down"),
             }
         }
-        other => error_document(&format!(
-            "unknown request {other:?}; the only request is \"status\""
+        None => error_document(&format!(
+            "unknown request {:?}; the requests are \"status\", \"conn list\", \"conn stats\"",
+            line.trim()
         )),
     };
     tokio::time::timeout(CLIENT_TIMEOUT, async {

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use rampart_config::{GatewayConfig, StartAction};
 use rampart_crypto::Rng;
 use rampart_esp::udp_encap::{self, Classified};
-use rampart_esp::{InboundSa, Lifetime, LifetimeState, OpenError, OutboundSa, SaConfig};
+use rampart_esp::{InboundSa, Lifetime, OpenError, OutboundSa, SaConfig};
 use rampart_ike::{ChildSaKeys, Ike, IkeConfig, IkeEvent, PeerId};
+use rampart_inspect::{Inspector, Side, Verdict};
 use rampart_wire::ip::PacketInfo;
 
 use crate::policy::Policy;
@@ -31,12 +32,22 @@ pub struct Gateway {
     outputs: VecDeque<Output>,
     counters: DataPlaneCounters,
     next_lifetime_check: Instant,
+    /// Stateful inspection of every packet that enters or leaves a tunnel.
+    inspect: Inspector,
 }
 
 impl Gateway {
     pub fn new(config: GatewayConfig, now: Instant, mut rng: Rng) -> Result<Gateway, NodeError> {
-        let ike = Ike::new(IkeConfig::from_gateway(&config), rng.fork());
+        let ike_config = IkeConfig::from_gateway(&config);
+        let member_id = ike_config.member_id;
+        let ike = Ike::new(ike_config, rng.fork());
         let policy = Policy::new(&config);
+        let inspect = Inspector::new(
+            config.firewall.clone(),
+            member_id,
+            rng.fork().next_u64(),
+            now,
+        );
         let mut gateway = Gateway {
             config,
             started: now,
@@ -47,10 +58,11 @@ impl Gateway {
             outputs: VecDeque::new(),
             counters: DataPlaneCounters::default(),
             next_lifetime_check: now + LIFETIME_CHECK,
+            inspect,
         };
         // Routes for every remote domain go into the TUN device for the gateway's whole life, so
         // traffic without an SA is dropped here rather than leaking in clear text.
-        for prefix in gateway.policy.remote_prefixes().collect::<Vec<_>>() {
+        for prefix in gateway.shutdown_routes() {
             gateway.outputs.push_back(Output::RouteAdd { prefix });
         }
         for (peer, p) in gateway.config.peers.iter().enumerate() {
@@ -92,7 +104,7 @@ impl Gateway {
             Classified::Keepalive => Disposition::Consumed,
             Classified::Esp(range) => {
                 let esp = packet.start + range.start..packet.start + range.end;
-                self.handle_esp(now, buf, esp)
+                self.handle_esp(now, buf, esp, Some((local, remote)))
             }
             Classified::Invalid => self.drop(DropReason::Malformed),
         }
@@ -107,10 +119,18 @@ impl Gateway {
         buf: &mut [u8],
         packet: Range<usize>,
     ) -> Disposition {
-        self.handle_esp(now, buf, packet)
+        self.handle_esp(now, buf, packet, None)
     }
 
-    fn handle_esp(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition {
+    /// `udp`: the (local, remote) socket addresses when the packet came in UDP. An authenticated
+    /// packet from a new remote address moves the peer there (its NAT mapping changed).
+    fn handle_esp(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        packet: Range<usize>,
+        udp: Option<(SocketAddr, SocketAddr)>,
+    ) -> Disposition {
         self.counters.esp_packets_in += 1;
         let Some(spi_bytes) = buf.get(packet.start..packet.start + 4) else {
             return self.drop(DropReason::Malformed);
@@ -131,9 +151,14 @@ impl Gateway {
                 return self.drop(reason);
             }
         };
+        let rekey_due = tunnel.take_rekey_due();
         // Dummy packets (RFC 4303 2.6, next header 59) carry nothing for the TUN device.
         if opened.next_header == rampart_esp::next_header::NO_NEXT_HEADER {
             self.ike.child_traffic(now, id);
+            if rekey_due {
+                self.ike.rekey_child(now, id);
+                self.drain_ike(now);
+            }
             return Disposition::Consumed;
         }
         // The decrypted packet must be one the SA was negotiated for (RFC 4301 5.2, step 4).
@@ -155,10 +180,95 @@ impl Gateway {
         if !allowed {
             return self.drop(DropReason::PolicyMismatch);
         }
+        let moved = udp.filter(|&(local, remote)| {
+            tunnel.encap && (tunnel.remote != remote || tunnel.local.ip() != local.ip())
+        });
+        if let Some((local, remote)) = moved {
+            // Rare (a NAT mapping changed): the events update every tunnel of the IKE SA.
+            if self.ike.esp_peer_address(id, local, remote) {
+                self.drain_ike(now);
+            }
+        }
         self.ike.child_traffic(now, id);
+        if rekey_due {
+            self.ike.rekey_child(now, id);
+            self.drain_ike(now);
+        }
+        let verdict = self
+            .inspect
+            .handle(now, Side::Tunnel, &mut buf[opened.payload.clone()]);
+        self.drain_inspect_logs();
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Drop(_) => return self.drop(DropReason::Firewall),
+            Verdict::Reject => {
+                self.counters.dropped_firewall += 1;
+                let Some(peer) = self.tunnels.get_mut(id).map(|t| t.peer) else {
+                    return Disposition::Dropped(DropReason::Firewall);
+                };
+                return self.reject_into_tunnel(peer, buf, opened.payload);
+            }
+        }
         self.counters.tun_packets_out += 1;
         Disposition::WriteTun {
             data: opened.payload,
+        }
+    }
+
+    /// Answers a rejected packet that came out of `peer`'s tunnel: the RST or ICMP error is
+    /// built in place and sealed for the same peer.
+    fn reject_into_tunnel(
+        &mut self,
+        peer: usize,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition {
+        let Some(reply) = rampart_inspect::reject::build(buf, packet) else {
+            return Disposition::Dropped(DropReason::Firewall);
+        };
+        if reply.start < rampart_esp::MAX_HEADROOM
+            || buf.len() < reply.end + rampart_esp::MAX_TAILROOM
+        {
+            return Disposition::Dropped(DropReason::Firewall);
+        }
+        let next_header = if buf[reply.start] >> 4 == 6 {
+            rampart_esp::next_header::IPV6
+        } else {
+            rampart_esp::next_header::IPV4
+        };
+        let Some((_, tunnel)) = self.tunnels.active_for(peer) else {
+            return self.drop(DropReason::NoSa);
+        };
+        let (local, remote, encap) = (tunnel.local, tunnel.remote, tunnel.encap);
+        match tunnel.outbound.seal(buf, reply, next_header) {
+            Ok(data) => {
+                self.counters.esp_packets_out += 1;
+                if encap {
+                    Disposition::SendUdp {
+                        local: SocketAddr::new(local.ip(), self.config.gateway.nat_t_port),
+                        remote,
+                        data,
+                    }
+                } else {
+                    Disposition::SendRawEsp {
+                        local: local.ip(),
+                        remote: remote.ip(),
+                        data,
+                    }
+                }
+            }
+            Err(_) => self.drop(DropReason::Lifetime),
+        }
+    }
+
+    fn drain_inspect_logs(&mut self) {
+        while let Some(record) = self.inspect.poll_log() {
+            let level = if record.warn {
+                LogLevel::Warn
+            } else {
+                LogLevel::Info
+            };
+            self.log(level, record.message);
         }
     }
 
@@ -173,14 +283,33 @@ impl Gateway {
         let Some(inner) = buf.get(packet.clone()) else {
             return self.drop(DropReason::Malformed);
         };
-        let info = match PacketInfo::parse(inner) {
+        if PacketInfo::parse(inner).is_err() {
+            return self.drop(DropReason::Malformed);
+        }
+        // Inspection first: NAT may change the addresses the policy looks at.
+        let verdict = self
+            .inspect
+            .handle(now, Side::Inside, &mut buf[packet.clone()]);
+        self.drain_inspect_logs();
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Drop(_) => return self.drop(DropReason::Firewall),
+            Verdict::Reject => {
+                self.counters.dropped_firewall += 1;
+                return match rampart_inspect::reject::build(buf, packet) {
+                    Some(data) => Disposition::WriteTun { data },
+                    None => Disposition::Dropped(DropReason::Firewall),
+                };
+            }
+        }
+        let info = match PacketInfo::parse(&buf[packet.clone()]) {
             Ok(info) => info,
             Err(_) => return self.drop(DropReason::Malformed),
         };
         let Some(peer) = self.policy.outbound_peer(info.src, info.dst) else {
             return self.drop(DropReason::NoPolicy);
         };
-        let Some((_, tunnel)) = self.tunnels.active_for(peer) else {
+        let Some((id, tunnel)) = self.tunnels.active_for(peer) else {
             if self.config.peers[peer].start_action == StartAction::OnTraffic {
                 self.ike.acquire(now, PeerId(peer));
                 self.drain_ike(now);
@@ -193,7 +322,12 @@ impl Gateway {
             rampart_esp::next_header::IPV6
         };
         let (local, remote, encap) = (tunnel.local, tunnel.remote, tunnel.encap);
-        match tunnel.outbound.seal(buf, packet, next_header) {
+        let sealed = tunnel.outbound.seal(buf, packet, next_header);
+        if tunnel.take_rekey_due() {
+            self.ike.rekey_child(now, id);
+            self.drain_ike(now);
+        }
+        match sealed {
             Ok(data) => {
                 self.counters.esp_packets_out += 1;
                 if encap {
@@ -216,6 +350,8 @@ impl Gateway {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.ike.handle_timeout(now);
+        self.inspect.handle_timeout(now);
+        self.drain_inspect_logs();
         if now >= self.next_lifetime_check {
             self.next_lifetime_check = now + LIFETIME_CHECK;
             self.check_lifetimes(now);
@@ -224,19 +360,35 @@ impl Gateway {
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        Some(match self.ike.poll_timeout() {
+        let t = match self.ike.poll_timeout() {
             Some(t) => t.min(self.next_lifetime_check),
             None => self.next_lifetime_check,
-        })
+        };
+        Some(t.min(self.inspect.poll_timeout()))
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
 
-    /// Routes to withdraw when the gateway stops: every remote domain.
+    /// Routes to withdraw when the gateway stops: every remote domain, and the IP Pool NAT
+    /// pools (local hosts answer pool addresses through the TUN device).
     pub fn shutdown_routes(&self) -> Vec<ipnet::IpNet> {
-        self.policy.remote_prefixes().collect()
+        let pools = self.config.firewall.nat.iter().filter_map(|n| match n {
+            rampart_config::NatRule::Pool { pool, .. } => Some(*pool),
+            _ => None,
+        });
+        self.policy.remote_prefixes().chain(pools).collect()
+    }
+
+    /// The connection table for `rampart conn list` (at most `limit` entries).
+    pub fn conn_list(&self, now: Instant, limit: usize) -> rampart_inspect::ConnList {
+        self.inspect.list(now, limit)
+    }
+
+    /// Inspection counters for `rampart conn stats`.
+    pub fn conn_stats(&self) -> rampart_inspect::InspectStats {
+        self.inspect.stats()
     }
 
     pub fn status(&self, now: Instant) -> GatewayStatus {
@@ -263,10 +415,7 @@ impl Gateway {
     fn check_lifetimes(&mut self, now: Instant) {
         let mut rekey = Vec::new();
         for (id, tunnel) in self.tunnels.iter_mut() {
-            let soft = tunnel.outbound.lifetime_state() != LifetimeState::Ok
-                || tunnel.inbound.lifetime_state() != LifetimeState::Ok;
-            if soft && !tunnel.rekey_requested {
-                tunnel.rekey_requested = true;
+            if tunnel.take_rekey_due() {
                 rekey.push(*id);
             }
         }
@@ -465,6 +614,7 @@ impl Gateway {
             DropReason::Authentication => c.dropped_auth += 1,
             DropReason::Replay => c.dropped_replay += 1,
             DropReason::PolicyMismatch => c.dropped_policy_mismatch += 1,
+            DropReason::Firewall => c.dropped_firewall += 1,
         }
         Disposition::Dropped(reason)
     }

@@ -9,6 +9,7 @@ mod tunnel;
 
 pub use gateway::Gateway;
 pub use policy::{PeerIndex, Policy};
+pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use status::{DataPlaneCounters, GatewayStatus, IkeSaInfo, PeerStatus, TunnelStatus};
 
 /// Errors building a node from a configuration.
@@ -55,6 +56,8 @@ pub enum DropReason {
     Replay,
     PolicyMismatch,
     Lifetime,
+    /// Stateful inspection dropped or rejected it (rule, out of state, table full, NAT).
+    Firewall,
 }
 
 /// A control-plane output: things that are rare enough to own their bytes.

@@ -76,6 +76,9 @@ pub struct DataPlaneCounters {
     pub dropped_replay: u64,
     pub dropped_malformed: u64,
     pub dropped_policy_mismatch: u64,
+    /// Dropped or rejected by stateful inspection (details: `rampart conn stats`).
+    #[serde(default)]
+    pub dropped_firewall: u64,
 }
 
 /// Builds the snapshot from the IKE engine's view and the data plane's counters.

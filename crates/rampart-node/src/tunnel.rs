@@ -27,6 +27,21 @@ pub struct Tunnel {
     pub rekey_requested: bool,
 }
 
+impl Tunnel {
+    /// True exactly once: when either direction first reaches a soft byte/packet limit. Cheap
+    /// enough to ask after every packet, so a rekey starts at the limit, not up to a timer tick
+    /// later (at high rates the hard limit, 10% further, comes within milliseconds).
+    pub fn take_rekey_due(&mut self) -> bool {
+        if self.rekey_requested {
+            return false;
+        }
+        let due = self.outbound.lifetime_state() != rampart_esp::LifetimeState::Ok
+            || self.inbound.lifetime_state() != rampart_esp::LifetimeState::Ok;
+        self.rekey_requested = due;
+        due
+    }
+}
+
 /// All tunnels, indexed by id, inbound SPI and peer.
 ///
 /// Invariants: `by_spi` maps exactly the inbound SPIs of `tunnels`; `active_out[peer]` is the

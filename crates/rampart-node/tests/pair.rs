@@ -352,3 +352,38 @@ fn simultaneous_start_converges_to_one_tunnel() {
     pair.send_from_tun(0, &ab);
     assert_eq!(pair.tun_out[1], vec![ab]);
 }
+
+#[test]
+fn byte_lifetime_rekeys_at_the_soft_limit_without_drops() {
+    // 64 KiB soft limit, hard 10% above: the rekey must start at the packet that crosses the soft
+    // limit, not at the next timer tick, or a fast sender runs into the hard limit.
+    let mut pair = Pair::new(
+        "child_lifetime_bytes = \"64KiB\"",
+        "start_action = \"none\"",
+    );
+    let t = pair.now + Duration::from_secs(3);
+    pair.run_until(t);
+    assert!(pair.established(0));
+    let first = pair.gw[0].status(pair.now).peers[0].tunnels[0]
+        .spi_out
+        .clone();
+    let payload = vec![0x5a; 1000];
+    // 200 packets of ~1 KB in the same instant: no timer runs in between.
+    for _ in 0..200 {
+        let p = udp_packet([10, 1, 0, 5], [10, 2, 0, 7], &payload);
+        assert!(
+            !matches!(pair.send_from_tun(0, &p), Disposition::Dropped(_)),
+            "a packet was dropped around the byte-lifetime rekey"
+        );
+    }
+    assert_eq!(pair.tun_out[1].len(), 200);
+    let now_spi = pair.gw[0].status(pair.now).peers[0]
+        .tunnels
+        .iter()
+        .map(|t| t.spi_out.clone())
+        .collect::<Vec<_>>();
+    assert!(
+        !now_spi.contains(&first) || now_spi.len() > 1,
+        "no rekey happened: {now_spi:?}"
+    );
+}

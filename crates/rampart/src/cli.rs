@@ -22,6 +22,36 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Show the peers and tunnels of a running gateway.
     Status(StatusArgs),
+    /// Show the connection table and inspection counters of a running gateway.
+    Conn(ConnArgs),
+    /// Run simulated networks with real gateway engines (no root needed); no argument: a showcase.
+    Lab(LabArgs),
+    /// A small CA: create it, issue gateway and client certificates, list, revoke.
+    Pki {
+        #[command(subcommand)]
+        command: crate::pki_cmd::PkiCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    pub command: Option<LabCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LabCommand {
+    /// List the built-in scenarios.
+    List,
+    /// Run a built-in scenario by name, or a scenario file.
+    Run {
+        /// Scenario name (see `rampart lab list`) or path to a scenario TOML file.
+        #[arg(value_name = "NAME|FILE")]
+        scenario: String,
+        /// Seed of the run (default: the scenario's own); the same seed gives the same run.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +94,29 @@ pub struct CheckConfigArgs {
     /// Configuration files to check.
     #[arg(required = true, value_name = "FILE")]
     pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnArgs {
+    #[command(subcommand)]
+    pub command: ConnCommand,
+    /// Read the status socket path from this configuration file.
+    #[arg(long, short, value_name = "FILE", conflicts_with = "socket", global = true)]
+    pub config: Option<PathBuf>,
+    /// Connect to this status socket (default: the only socket in /run/rampart).
+    #[arg(long, short, value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum ConnCommand {
+    /// The tracked connections: state, age, timeout, NAT, accepting rule.
+    List,
+    /// Counters: accepted, dropped by rule, dropped out of state, table full, NAT exhausted.
+    Stats,
 }
 
 #[derive(Debug, Args)]

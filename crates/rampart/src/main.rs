@@ -5,8 +5,11 @@
 
 mod check_config;
 mod cli;
+mod conn_cmd;
 mod gateway_cmd;
+mod lab_cmd;
 mod logging;
+mod pki_cmd;
 mod status_cmd;
 mod status_view;
 
@@ -29,5 +32,8 @@ fn main() -> ExitCode {
         } => gateway_cmd::run(args),
         Command::CheckConfig(args) => check_config::run(&args),
         Command::Status(args) => status_cmd::run(&args),
+        Command::Pki { command } => pki_cmd::run(command),
+        Command::Conn(args) => conn_cmd::run(&args),
+        Command::Lab(args) => lab_cmd::run(&args),
     }
 }

@@ -49,7 +49,7 @@ pub fn run(args: &StatusArgs) -> ExitCode {
 
 /// The socket to ask: --socket, the status_socket of --config, or the only socket in
 /// /run/rampart. Errors carry their exit code and the whole message.
-fn socket_path(args: &StatusArgs) -> Result<PathBuf, (u8, String)> {
+pub(crate) fn socket_path(args: &StatusArgs) -> Result<PathBuf, (u8, String)> {
     if let Some(socket) = &args.socket {
         return Ok(socket.clone());
     }

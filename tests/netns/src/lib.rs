@@ -10,12 +10,18 @@
 
 pub mod capture;
 pub mod env;
+pub mod fragnat;
+pub mod ike_flood;
+pub mod inspect;
+pub mod nat_topology;
 pub mod netns;
 pub mod pcap;
+pub mod pki;
 pub mod rampart;
 pub mod strongswan;
 pub mod topology;
 pub mod traffic;
+pub mod v6_topology;
 pub mod vici_raw;
 pub mod wait;
 pub mod workdir;

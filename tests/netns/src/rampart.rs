@@ -145,10 +145,22 @@ pub struct GatewayToml {
     pub nat_t_port: u16,
     pub retransmit_timeout: String,
     pub retransmit_tries: u32,
+    /// `[gateway] nat_keepalive`, written only when set.
+    pub nat_keepalive: Option<String>,
+    /// `[gateway] fragmentation` (RFC 7383), written only when set.
+    pub fragmentation: Option<bool>,
+    /// `[gateway] fragment_size`, written only when set.
+    pub fragment_size: Option<u16>,
+    /// `[gateway] cookie_threshold`, written only when set.
+    pub cookie_threshold: Option<u32>,
+    /// `[gateway] half_open_per_source`, written only when set.
+    pub half_open_per_source: Option<u32>,
     pub device: String,
     pub mtu: u16,
     pub domain: Vec<String>,
     pub peers: Vec<PeerToml>,
+    /// Appended verbatim after the peers: `[inspection]`, `[[rule]]`, `[[nat]]` and the like.
+    pub extra: String,
 }
 
 impl GatewayToml {
@@ -161,10 +173,16 @@ impl GatewayToml {
             nat_t_port: 4500,
             retransmit_timeout: "2s".into(),
             retransmit_tries: 5,
+            nat_keepalive: None,
+            fragmentation: None,
+            fragment_size: None,
+            cookie_threshold: None,
+            half_open_per_source: None,
             device: "rampart0".into(),
             mtu: 1400,
             domain: vec![domain.into()],
             peers: vec![peer],
+            extra: String::new(),
         }
     }
 
@@ -181,6 +199,21 @@ impl GatewayToml {
         let _ = writeln!(s, "nat_t_port = {}", self.nat_t_port);
         let _ = writeln!(s, "retransmit_timeout = {}", q(&self.retransmit_timeout));
         let _ = writeln!(s, "retransmit_tries = {}", self.retransmit_tries);
+        if let Some(interval) = &self.nat_keepalive {
+            let _ = writeln!(s, "nat_keepalive = {}", q(interval));
+        }
+        if let Some(on) = self.fragmentation {
+            let _ = writeln!(s, "fragmentation = {on}");
+        }
+        if let Some(size) = self.fragment_size {
+            let _ = writeln!(s, "fragment_size = {size}");
+        }
+        if let Some(n) = self.cookie_threshold {
+            let _ = writeln!(s, "cookie_threshold = {n}");
+        }
+        if let Some(n) = self.half_open_per_source {
+            let _ = writeln!(s, "half_open_per_source = {n}");
+        }
         let _ = writeln!(s, "\n[tunnel]");
         let _ = writeln!(s, "device = {}", q(&self.device));
         let _ = writeln!(s, "mtu = {}", self.mtu);
@@ -193,7 +226,10 @@ impl GatewayToml {
             let _ = writeln!(s, "remote_address = {}", q(&p.remote_address));
             let _ = writeln!(s, "local_id = {}", q(&p.local_id));
             let _ = writeln!(s, "remote_id = {}", q(&p.remote_id));
-            let _ = writeln!(s, "psk = {}", q(&p.psk));
+            if !p.psk.is_empty() {
+                // Empty: no pre-shared key (certificate peers put their keys in `extra`).
+                let _ = writeln!(s, "psk = {}", q(&p.psk));
+            }
             let _ = writeln!(s, "remote_domain = {}", list(&p.remote_domain));
             let _ = writeln!(s, "ike_proposals = {}", list(&p.ike_proposals));
             let _ = writeln!(s, "esp_proposals = {}", list(&p.esp_proposals));
@@ -207,6 +243,9 @@ impl GatewayToml {
             let _ = writeln!(s, "encapsulation = {}", q(&p.encapsulation));
             let _ = writeln!(s, "replay_window = {}", p.replay_window);
             let _ = writeln!(s, "esn = {}", p.esn);
+        }
+        if !self.extra.is_empty() {
+            let _ = writeln!(s, "\n{}", self.extra);
         }
         s
     }

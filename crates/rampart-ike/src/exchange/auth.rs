@@ -3,13 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rampart_wire::ike::{auth_method, exchange, notify as n, Payload};
+use rampart_wire::ike::{exchange, notify as n, Payload};
 
 use crate::config::{IkeSaId, PeerId};
 use crate::engine::{Ike, HALF_OPEN};
 use crate::event::{DownReason, IkeEvent};
 use crate::exchange::create_child::NewChild;
-use crate::keys::{self, ct_eq};
+use crate::exchange::sig;
 use crate::msg::{self, notify};
 use crate::proposal;
 use crate::retransmit::{ChildPlan, Request};
@@ -38,15 +38,21 @@ impl Ike {
         let (Some(keys), Some(algs)) = (sa.keys.as_ref(), sa.algs) else {
             return;
         };
-        let idi = msg::identification(&pc.local_id);
-        let auth = keys::psk_auth(
-            algs.prf,
-            &pc.psk,
-            &sa.init_request,
-            &sa.nr,
-            &keys.sk_pi,
-            &idi,
-        );
+        let idi = sig::local_identification(pc);
+        let signed = sig::Signed {
+            prf: algs.prf,
+            message: &sa.init_request,
+            nonce: &sa.nr,
+            sk_p: &keys.sk_pi,
+        };
+        let auth = match sig::our_auth(pc, &signed, &idi, &sig::peer_hashes(&sa.init_response)) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(ike_sa = id.0, peer = %pc.name, "IKE_AUTH: cannot sign our AUTH: {e}");
+                self.fail_sa(now, id, DownReason::AuthenticationFailed);
+                return;
+            }
+        };
         let plan = ChildPlan {
             rekey: None,
             spi_in,
@@ -55,13 +61,12 @@ impl Ike {
             local_ts: ts::from_nets(&self.cfg.local_domain),
             remote_ts: ts::from_nets(&pc.remote_domain),
         };
-        let mut payloads = vec![
-            Payload::IdI(idi),
+        let mut payloads = vec![Payload::IdI(idi)];
+        payloads.extend(sig::cert_payloads(pc));
+        payloads.extend(sig::certreq(pc));
+        payloads.extend([
             Payload::IdR(msg::identification(&pc.remote_id)),
-            Payload::Auth {
-                method: auth_method::SHARED_KEY_MIC,
-                data: auth,
-            },
+            auth,
             Payload::Sa(proposal::esp_offer(
                 &pc.esp_proposals,
                 spi_in,
@@ -70,7 +75,7 @@ impl Ike {
             )),
             Payload::TsI(plan.local_ts.clone()),
             Payload::TsR(plan.remote_ts.clone()),
-        ];
+        ]);
         if first_contact {
             // We hold no other SA with this peer: it may drop whatever it still has from us.
             payloads.push(notify(n::INITIAL_CONTACT, vec![]));
@@ -126,58 +131,65 @@ impl Ike {
         let (Some(keys), Some(algs)) = (sa.keys.as_ref(), sa.algs) else {
             return;
         };
-        let authentic = match (idi.as_ref(), msg::auth(p)) {
-            (Some(idi), Some((auth_method::SHARED_KEY_MIC, data)))
-                if msg::id_matches(&pc.remote_id, idi) =>
-            {
-                let want = keys::psk_auth(
-                    algs.prf,
-                    &pc.psk,
-                    &sa.init_request,
-                    &sa.nr,
-                    &keys.sk_pi,
-                    idi,
-                );
-                ct_eq(&want, data)
-            }
-            _ => false,
+        let signed = sig::Signed {
+            prf: algs.prf,
+            message: &sa.init_request,
+            nonce: &sa.nr,
+            sk_p: &keys.sk_pi,
         };
-        if !authentic {
-            tracing::debug!(ike_sa = id.0, "IKE_AUTH: authentication of the peer failed");
-            let _ = sa.send_response(
-                now,
-                &mut self.rng,
-                &mut self.events,
-                exchange::IKE_AUTH,
-                mid,
-                &[notify(n::AUTHENTICATION_FAILED, vec![])],
-                to,
-            );
-            sa.state = IkeState::Deleting;
-            sa.expire_at = Some(now + HALF_OPEN);
-            self.events.push_back(IkeEvent::IkeSaDown {
-                peer: sa.peer,
-                ike_sa: id,
-                reason: DownReason::AuthenticationFailed,
-            });
-            return;
-        }
-        let idr = msg::identification(&pc.local_id);
-        let auth = keys::psk_auth(
-            algs.prf,
-            &pc.psk,
-            &sa.init_response,
-            &sa.ni,
-            &keys.sk_pr,
-            &idr,
-        );
-        let mut out = vec![
-            Payload::IdR(idr),
-            Payload::Auth {
-                method: auth_method::SHARED_KEY_MIC,
-                data: auth,
-            },
-        ];
+        let verdict = match idi.as_ref() {
+            Some(idi) => sig::verify_peer(pc, &signed, idi, p, now),
+            None => Err("no IDi payload".to_string()),
+        };
+        let ours = verdict.as_ref().ok().map(|_| {
+            let idr = sig::local_identification(pc);
+            let signed = sig::Signed {
+                prf: algs.prf,
+                message: &sa.init_response,
+                nonce: &sa.ni,
+                sk_p: &keys.sk_pr,
+            };
+            let auth = sig::our_auth(pc, &signed, &idr, &sig::peer_hashes(&sa.init_request));
+            (idr, auth)
+        });
+        let (idr, auth) = match (verdict, ours) {
+            (Ok(()), Some((idr, Ok(auth)))) => (idr, auth),
+            (verdict, ours) => {
+                match (verdict, ours) {
+                    (Err(reason), _) => tracing::warn!(
+                        ike_sa = id.0,
+                        peer = %pc.name,
+                        "IKE_AUTH: authentication of the peer failed: {reason}"
+                    ),
+                    (_, Some((_, Err(e)))) => tracing::warn!(
+                        ike_sa = id.0,
+                        peer = %pc.name,
+                        "IKE_AUTH: cannot sign our AUTH: {e}"
+                    ),
+                    _ => {}
+                }
+                let _ = sa.send_response(
+                    now,
+                    &mut self.rng,
+                    &mut self.events,
+                    exchange::IKE_AUTH,
+                    mid,
+                    &[notify(n::AUTHENTICATION_FAILED, vec![])],
+                    to,
+                );
+                sa.state = IkeState::Deleting;
+                sa.expire_at = Some(now + HALF_OPEN);
+                self.events.push_back(IkeEvent::IkeSaDown {
+                    peer: sa.peer,
+                    ike_sa: id,
+                    reason: DownReason::AuthenticationFailed,
+                });
+                return;
+            }
+        };
+        let mut out = vec![Payload::IdR(idr)];
+        out.extend(sig::cert_payloads(pc));
+        out.push(auth);
         // First CHILD SA.
         let child = match (msg::sa(p), msg::ts_i(p), msg::ts_r(p)) {
             (Some(props), Some(tsi), Some(tsr)) => {
@@ -321,25 +333,22 @@ impl Ike {
         let (Some(keys), Some(algs)) = (sa.keys.as_ref(), sa.algs) else {
             return;
         };
-        let authentic = match (msg::id_r(p), msg::auth(p)) {
-            (Some(idr), Some((auth_method::SHARED_KEY_MIC, data)))
-                if msg::id_matches(&pc.remote_id, idr) =>
-            {
-                let want = keys::psk_auth(
-                    algs.prf,
-                    &pc.psk,
-                    &sa.init_response,
-                    &sa.ni,
-                    &keys.sk_pr,
-                    idr,
-                );
-                ct_eq(&want, data)
-            }
-            _ => false,
+        let signed = sig::Signed {
+            prf: algs.prf,
+            message: &sa.init_response,
+            nonce: &sa.ni,
+            sk_p: &keys.sk_pr,
         };
-        if !authentic {
-            let got_notify = msg::find_notify(p, n::AUTHENTICATION_FAILED).is_some();
-            tracing::debug!(ike_sa = id.0, got_notify, "IKE_AUTH: authentication failed");
+        let verdict = match msg::id_r(p) {
+            Some(idr) => sig::verify_peer(pc, &signed, idr, p, now),
+            None => Err("no IDr payload".to_string()),
+        };
+        if let Err(reason) = verdict {
+            if msg::find_notify(p, n::AUTHENTICATION_FAILED).is_some() {
+                tracing::warn!(ike_sa = id.0, peer = %pc.name, "IKE_AUTH: the peer rejected our authentication (AUTHENTICATION_FAILED)");
+            } else {
+                tracing::warn!(ike_sa = id.0, peer = %pc.name, "IKE_AUTH: authentication of the peer failed: {reason}");
+            }
             self.fail_sa(now, id, DownReason::AuthenticationFailed);
             return;
         }

@@ -89,6 +89,8 @@ impl Ike {
         sa.spi_r = spi_r;
         sa.nat_local = o.nat_local;
         sa.nat_remote = o.nat_remote;
+        // RFC 7383 2.5: fragmentation support carries over to the rekeyed IKE SA.
+        sa.frag.size = o.frag.size;
         sa.algs = Some(algs);
         sa.ni = ni.to_vec();
         sa.nr = nr.to_vec();

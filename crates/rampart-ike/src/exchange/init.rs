@@ -70,6 +70,10 @@ impl Ike {
             n::NAT_DETECTION_DESTINATION_IP,
             nat_hash(sa.spi_i, 0, sa.remote),
         ));
+        if self.cfg.fragmentation {
+            payloads.push(notify(n::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
+        }
+        payloads.push(crate::exchange::sig::hash_notify());
         let header = Header {
             spi_i: sa.spi_i,
             spi_r: 0,
@@ -88,7 +92,7 @@ impl Ike {
         sa.pending = Some(Pending::new(
             now,
             0,
-            bytes.clone(),
+            vec![bytes.clone()],
             self.cfg.retransmit_timeout,
             Request::Init,
         ));
@@ -113,7 +117,7 @@ impl Ike {
         (!self.cfg.peers.is_empty()).then_some((PeerId(0), true))
     }
 
-    fn stateless_reply(
+    pub(crate) fn stateless_reply(
         &mut self,
         local: SocketAddr,
         remote: SocketAddr,
@@ -157,6 +161,9 @@ impl Ike {
                     });
                 }
             }
+            return;
+        }
+        if !self.admit_init(now, local, remote, &m) {
             return;
         }
         let Some((peer, by_id)) = self.match_peer(remote) else {
@@ -228,7 +235,12 @@ impl Ike {
         } else {
             nat_hash(spi_i, sa.spi_r, local)
         };
-        let payloads = vec![
+        let frag = self.cfg.fragmentation
+            && msg::find_notify(p, n::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+        if frag {
+            sa.frag.size = Some(self.cfg.fragment_size);
+        }
+        let mut payloads = vec![
             Payload::Sa(vec![proposal::ike_proposal(num, &algs, &[])]),
             Payload::Ke {
                 group,
@@ -241,6 +253,11 @@ impl Ike {
                 nat_hash(spi_i, sa.spi_r, remote),
             ),
         ];
+        if frag {
+            payloads.push(notify(n::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
+        }
+        payloads.push(crate::exchange::sig::hash_notify());
+        payloads.extend(crate::exchange::sig::certreq(&self.cfg.peers[sa.peer.0]));
         let header = Header {
             spi_i,
             spi_r: sa.spi_r,
@@ -346,6 +363,10 @@ impl Ike {
         };
         sa.spi_r = m.header.spi_r;
         sa.nr = nr.to_vec();
+        if self.cfg.fragmentation && msg::find_notify(p, n::IKEV2_FRAGMENTATION_SUPPORTED).is_some()
+        {
+            sa.frag.size = Some(self.cfg.fragment_size);
+        }
         sa.algs = Some(algs);
         let (local, remote) = (sa.local, sa.remote);
         detect_nat(sa, p, sa.spi_i, sa.spi_r, local, remote);

@@ -5,3 +5,4 @@ mod create_child;
 mod ike_rekey;
 mod info;
 mod init;
+pub(crate) mod sig;

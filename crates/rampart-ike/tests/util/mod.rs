@@ -107,6 +107,7 @@ pub fn peer_config(local: &str, remote: &str, remote_domain: &str) -> PeerConfig
         liveness_interval: Duration::from_secs(30),
         encapsulation: Encapsulation::Auto,
         replay_window: 1024,
+        auth: rampart_config::PeerAuth::Psk,
     }
 }
 
@@ -118,7 +119,12 @@ pub fn ike_config(local_domain: &str, peer: PeerConfig) -> IkeConfig {
         local_domain: vec![local_domain.parse().unwrap()],
         retransmit_timeout: Duration::from_secs(2),
         retransmit_tries: 3,
+        nat_keepalive: Duration::from_secs(20),
         peers: vec![peer],
+        fragmentation: true,
+        fragment_size: 1280,
+        cookie_threshold: 100,
+        half_open_per_source: 20,
     }
 }
 

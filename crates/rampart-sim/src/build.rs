@@ -1,0 +1,315 @@
+//! Turns a parsed [`Scenario`] into a [`World`]: nodes, links, routes, engines, transfers.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+
+use crate::gateway_node::GatewayNode;
+use crate::host::{Host, TransferRecord};
+use crate::middlebox::{Allow, Firewall, Nat};
+use crate::packet::Reassembler;
+use crate::scenario::{Impairment, NodeKind, Scenario};
+use crate::units;
+use crate::world::{Iface, Kind, Link, LinkParams, LinkStats, Node, Route, World};
+use crate::SimError;
+
+fn err(msg: impl Into<String>) -> SimError {
+    SimError::Scenario(msg.into())
+}
+
+pub(crate) fn dur(s: &str, what: &str) -> Result<Duration, SimError> {
+    units::duration(s).ok_or_else(|| {
+        err(format!(
+            "{what}: {s:?} is not a duration (allowed: 250us, 150ms, 2s, 1m, 1h)"
+        ))
+    })
+}
+
+/// Applies the keys present in `imp` to `p`.
+pub(crate) fn impair(p: &mut LinkParams, imp: &Impairment, what: &str) -> Result<(), SimError> {
+    if let Some(m) = imp.mtu {
+        if m < 576 {
+            return Err(err(format!("{what}.mtu: {m} is below 576")));
+        }
+        p.mtu = m;
+    }
+    if let Some(l) = &imp.latency {
+        p.latency = dur(l, &format!("{what}.latency"))?;
+    }
+    if let Some(j) = &imp.jitter {
+        p.jitter = dur(j, &format!("{what}.jitter"))?;
+    }
+    if let Some(loss) = imp.loss {
+        if !(0.0..=1.0).contains(&loss) {
+            return Err(err(format!("{what}.loss: {loss} is not in 0..=1")));
+        }
+        p.loss = loss;
+    }
+    if let Some(b) = &imp.bandwidth {
+        p.bandwidth = units::rate(b).ok_or_else(|| {
+            err(format!(
+                "{what}.bandwidth: {b:?} is not a rate (allowed: 500kbit, 10Mbit, 1Gbit)"
+            ))
+        })?;
+    }
+    if let Some(q) = &imp.queue {
+        p.queue = units::size(q)
+            .ok_or_else(|| err(format!("{what}.queue: {q:?} is not a size (64KB, 1MB)")))?;
+    }
+    Ok(())
+}
+
+fn endpoint(s: &str, what: &str) -> Result<(String, Ipv4Addr, Ipv4Net), SimError> {
+    let (node, cidr) = s
+        .split_once(' ')
+        .ok_or_else(|| err(format!("{what}: {s:?} is not \"node address/prefix\"")))?;
+    let net: Ipv4Net = cidr
+        .trim()
+        .parse()
+        .map_err(|_| err(format!("{what}: {cidr:?} is not an IPv4 address/prefix")))?;
+    Ok((node.to_string(), net.addr(), net.trunc()))
+}
+
+/// What the scenario layer keeps beside the world.
+pub(crate) struct Plan {
+    pub node_index: BTreeMap<String, usize>,
+    pub link_index: BTreeMap<String, usize>,
+    /// Per transfer: sender node, receiver address and port.
+    pub senders: Vec<(usize, Ipv4Addr, u16)>,
+    pub transfer_rngs: Vec<rampart_crypto::Rng>,
+}
+
+pub(crate) fn build(
+    sc: &Scenario,
+    base_dir: Option<&Path>,
+    seed: u64,
+) -> Result<(World, Plan), SimError> {
+    let mut world = World::new(seed);
+    let mut node_index = BTreeMap::new();
+    for (i, n) in sc.nodes.iter().enumerate() {
+        if node_index.insert(n.name.clone(), i).is_some() {
+            return Err(err(format!("node {:?} is declared twice", n.name)));
+        }
+        world.nodes.push(Node {
+            name: n.name.clone(),
+            ifaces: Vec::new(),
+            routes: Vec::new(),
+            up: true,
+            kind: Kind::Router,
+            wake: None,
+            reasm: Reassembler::default(),
+        });
+    }
+    let mut link_index = BTreeMap::new();
+    for (li, l) in sc.links.iter().enumerate() {
+        if link_index.insert(l.name.clone(), li).is_some() {
+            return Err(err(format!("link {:?} is declared twice", l.name)));
+        }
+        let mut params = LinkParams {
+            mtu: 1500,
+            latency: Duration::from_millis(1),
+            jitter: Duration::ZERO,
+            loss: 0.0,
+            bandwidth: 1_000_000_000,
+            queue: 256_000,
+        };
+        impair(&mut params, &l.impairment, &format!("link {}", l.name))?;
+        let mut ends = [(0, 0); 2];
+        for (side, spec) in [&l.a, &l.b].into_iter().enumerate() {
+            let what = format!("link {}.{}", l.name, if side == 0 { "a" } else { "b" });
+            let (node, addr, net) = endpoint(spec, &what)?;
+            let &ni = node_index
+                .get(&node)
+                .ok_or_else(|| err(format!("{what}: no node named {node:?}")))?;
+            let n = &mut world.nodes[ni];
+            n.ifaces.push(Iface {
+                link: li,
+                side,
+                addr,
+                net,
+            });
+            let iface = n.ifaces.len() - 1;
+            n.routes.push(Route { net, iface });
+            ends[side] = (ni, iface);
+        }
+        world.links.push(Link {
+            name: l.name.clone(),
+            ends,
+            params,
+            up: true,
+            busy_until: [Duration::ZERO; 2],
+            last_arrival: [Duration::ZERO; 2],
+            stats: LinkStats::default(),
+        });
+    }
+    for (ni, spec) in sc.nodes.iter().enumerate() {
+        let what = format!("node {}", spec.name);
+        let mut default_gw = None;
+        for r in &spec.routes {
+            let (net, via) = r.split_once(" via ").ok_or_else(|| {
+                err(format!(
+                    "{what}.routes: {r:?} is not \"prefix via address\""
+                ))
+            })?;
+            let net: Ipv4Net = net
+                .trim()
+                .parse()
+                .map_err(|_| err(format!("{what}.routes: {net:?} is not an IPv4 prefix")))?;
+            let via: Ipv4Addr = via
+                .trim()
+                .parse()
+                .map_err(|_| err(format!("{what}.routes: {via:?} is not an IPv4 address")))?;
+            let n = &mut world.nodes[ni];
+            let iface = n
+                .ifaces
+                .iter()
+                .position(|i| i.net.contains(&via))
+                .ok_or_else(|| err(format!("{what}.routes: {via} is on none of its links")))?;
+            n.routes.push(Route {
+                net: net.trunc(),
+                iface,
+            });
+            if net.prefix_len() == 0 {
+                default_gw = Some(via);
+            }
+        }
+        let node_seed = world.rng.next_u64();
+        let outside = |world: &World| -> Result<(usize, Ipv4Addr), SimError> {
+            let name = spec
+                .outside
+                .as_ref()
+                .ok_or_else(|| err(format!("{what}: `outside` (a link name) is required")))?;
+            let &li = link_index
+                .get(name)
+                .ok_or_else(|| err(format!("{what}.outside: no link named {name:?}")))?;
+            let n = &world.nodes[ni];
+            let i =
+                n.ifaces.iter().position(|i| i.link == li).ok_or_else(|| {
+                    err(format!("{what}.outside: link {name} is not attached to it"))
+                })?;
+            Ok((i, n.ifaces[i].addr))
+        };
+        let kind = match spec.kind {
+            NodeKind::Router => Kind::Router,
+            NodeKind::Host => {
+                let n = &world.nodes[ni];
+                let [iface] = n.ifaces.as_slice() else {
+                    return Err(err(format!("{what}: a host has exactly one link")));
+                };
+                let mtu = usize::from(world.links[iface.link].params.mtu);
+                Kind::Host(Box::new(Host::new(
+                    iface.addr,
+                    iface.net.prefix_len(),
+                    default_gw,
+                    mtu,
+                    node_seed,
+                )))
+            }
+            NodeKind::Gateway => {
+                let (text, file) = match (&spec.config, &spec.config_file) {
+                    (Some(t), None) => (t.clone(), format!("{}.toml (inline)", spec.name)),
+                    (None, Some(f)) => {
+                        let path = base_dir.unwrap_or(Path::new(".")).join(f);
+                        let t = std::fs::read_to_string(&path).map_err(|e| {
+                            err(format!(
+                                "{what}.config_file: cannot read {}: {e}",
+                                path.display()
+                            ))
+                        })?;
+                        (t, path.display().to_string())
+                    }
+                    _ => {
+                        return Err(err(format!(
+                            "{what}: a gateway needs exactly one of `config` and `config_file`"
+                        )))
+                    }
+                };
+                let config = rampart_config::parse(&text, &file)
+                    .map_err(|e| err(format!("{what}: invalid gateway configuration:\n{e}")))?;
+                Kind::Gateway(Box::new(GatewayNode::new(config)))
+            }
+            NodeKind::Nat => {
+                let (i, public) = outside(&world)?;
+                let udp = dur(spec.udp_timeout.as_deref().unwrap_or("30s"), &what)?;
+                let tcp = dur(spec.tcp_timeout.as_deref().unwrap_or("300s"), &what)?;
+                Kind::Nat(Box::new(Nat::new(i, public, udp, tcp, spec.drop_fragments)))
+            }
+            NodeKind::Firewall => {
+                let (i, _) = outside(&world)?;
+                let allow = spec
+                    .allow
+                    .iter()
+                    .map(|a| {
+                        Allow::parse(a).ok_or_else(|| {
+                            err(format!(
+                                "{what}.allow: {a:?} is not tcp/PORT, udp/PORT or esp"
+                            ))
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Kind::Firewall(Box::new(Firewall::new(i, allow)))
+            }
+            NodeKind::Proxy => {
+                return Err(err(format!(
+                    "{what}: proxy nodes are not available in this version of the simulator"
+                )))
+            }
+        };
+        world.nodes[ni].kind = kind;
+    }
+    let mut senders = Vec::new();
+    let mut transfer_rngs = Vec::new();
+    for (ti, t) in sc.transfers.iter().enumerate() {
+        let what = format!("transfer {}", t.name);
+        let host = |name: &str| -> Result<usize, SimError> {
+            let &i = node_index
+                .get(name)
+                .ok_or_else(|| err(format!("{what}: no node named {name:?}")))?;
+            match world.nodes[i].kind {
+                Kind::Host(_) => Ok(i),
+                _ => Err(err(format!("{what}: {name} is not a host"))),
+            }
+        };
+        let from = host(&t.from)?;
+        let to = host(&t.to)?;
+        if t.via_proxy.is_some() || t.proxy_auth.is_some() {
+            return Err(err(format!(
+                "{what}: transfers through a proxy are not available in this version"
+            )));
+        }
+        let size = units::size(&t.size)
+            .ok_or_else(|| err(format!("{what}.size: {:?} is not a size", t.size)))?;
+        let port = t.port.unwrap_or(5001 + ti as u16);
+        let addr = world.nodes[to].ifaces[0].addr;
+        if let Kind::Host(h) = &mut world.nodes[to].kind {
+            h.add_receiver(ti, port);
+        }
+        senders.push((from, addr, port));
+        transfer_rngs.push(world.rng.fork());
+        world.transfers.push(TransferRecord {
+            name: t.name.clone(),
+            from: t.from.clone(),
+            to: t.to.clone(),
+            size,
+            started: None,
+            sent_digest: None,
+            received: 0,
+            finished: None,
+            intact: false,
+            failure: None,
+        });
+        world.transfer_reported.push(false);
+    }
+    Ok((
+        world,
+        Plan {
+            node_index,
+            link_index,
+            senders,
+            transfer_rngs,
+        },
+    ))
+}

@@ -1,0 +1,304 @@
+//! A simulated gateway machine: the real `rampart_node::Gateway` engine plus what the kernel
+//! and the I/O shell do around it (sockets on the IKE and NAT-T ports, the raw ESP socket, the
+//! TUN device and its routes). Crash drops the engine; restart builds a fresh one.
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::ops::Range;
+use std::time::{Duration, Instant};
+
+use ipnet::Ipv4Net;
+use rampart_config::GatewayConfig;
+use rampart_crypto::Rng;
+use rampart_node::{Disposition, DropReason, Gateway, LogLevel, Output};
+
+use crate::packet::{self, Ipv4};
+
+/// Room the engine needs around a packet to encrypt in place.
+const HEADROOM: usize = 64;
+const TAILROOM: usize = 64;
+
+/// What the world must do after the engine ran.
+#[derive(Debug, Default)]
+pub struct GwEffects {
+    /// Whole IPv4 packets to route out (from this machine or decrypted from the tunnel).
+    pub send: Vec<Vec<u8>>,
+    pub logs: Vec<String>,
+    pub drops: Vec<&'static str>,
+}
+
+pub struct GatewayNode {
+    pub config: GatewayConfig,
+    pub engine: Option<Gateway>,
+    /// Prefixes routed into the TUN device (from `Output::RouteAdd`).
+    pub tun_routes: Vec<Ipv4Net>,
+    /// Ids of the tunnels installed now (from status snapshots).
+    pub tunnels: BTreeSet<u64>,
+    /// Tunnels seen over the whole run, and how many of them were rekeys.
+    pub tunnels_installed: u32,
+    pub rekeys: u32,
+    pub esp_errors: u64,
+    pub restarts: u32,
+    /// Simulated times at which tunnels were installed (first ones and rekeys).
+    pub installs: Vec<Duration>,
+    ident: u16,
+}
+
+pub fn drop_name(r: DropReason) -> &'static str {
+    match r {
+        DropReason::Malformed => "gateway: malformed",
+        DropReason::NoPolicy => "gateway: no policy",
+        DropReason::NoSa => "gateway: no SA yet",
+        DropReason::UnknownSpi => "gateway: unknown SPI",
+        DropReason::Authentication => "gateway: ESP authentication failed",
+        DropReason::Replay => "gateway: ESP replay",
+        DropReason::PolicyMismatch => "gateway: inner packet outside the SA's selectors",
+        DropReason::Lifetime => "gateway: SA lifetime",
+        DropReason::Firewall => "gateway: stateful inspection",
+    }
+}
+
+impl GatewayNode {
+    pub fn new(config: GatewayConfig) -> GatewayNode {
+        GatewayNode {
+            config,
+            engine: None,
+            tun_routes: Vec::new(),
+            tunnels: BTreeSet::new(),
+            tunnels_installed: 0,
+            rekeys: 0,
+            esp_errors: 0,
+            restarts: 0,
+            installs: Vec::new(),
+            ident: 1,
+        }
+    }
+
+    /// (Re)starts the engine: a fresh `Gateway::new`, as a process restart would.
+    pub fn start(&mut self, base: Instant, now: Duration, rng: Rng, fx: &mut GwEffects) {
+        match Gateway::new(self.config.clone(), base + now, rng) {
+            Ok(g) => self.engine = Some(g),
+            Err(e) => fx.logs.push(format!("cannot start: {e}")),
+        }
+        self.drain(base, now, fx);
+    }
+
+    /// The machine stops: engine state, routes and tunnels are gone.
+    pub fn crash(&mut self) {
+        self.engine = None;
+        self.tun_routes.clear();
+        self.tunnels.clear();
+    }
+
+    pub fn poll_timeout(&self, base: Instant) -> Option<Duration> {
+        let t = self.engine.as_ref()?.poll_timeout()?;
+        Some(t.saturating_duration_since(base))
+    }
+
+    pub fn handle_timeout(&mut self, base: Instant, now: Duration, fx: &mut GwEffects) {
+        if let Some(g) = self.engine.as_mut() {
+            g.handle_timeout(base + now);
+        }
+        self.drain(base, now, fx);
+    }
+
+    /// Whether `dst` is routed into the TUN device.
+    pub fn routes_to_tun(&self, dst: Ipv4Addr) -> Option<u8> {
+        self.tun_routes
+            .iter()
+            .filter(|n| n.contains(&dst))
+            .map(|n| n.prefix_len())
+            .max()
+    }
+
+    /// A packet addressed to this machine (already reassembled): IKE, NAT-T or raw ESP.
+    pub fn deliver_local(
+        &mut self,
+        base: Instant,
+        now: Duration,
+        p: &[u8],
+        ip: &Ipv4,
+        fx: &mut GwEffects,
+    ) {
+        let Some(g) = self.engine.as_mut() else {
+            return;
+        };
+        let payload = &p[ip.header_len..ip.total_len];
+        let (mut buf, range) = framed(payload);
+        let d = match ip.protocol {
+            packet::PROTO_UDP if payload.len() >= 8 => {
+                let sport = u16::from_be_bytes([payload[0], payload[1]]);
+                let dport = u16::from_be_bytes([payload[2], payload[3]]);
+                let gw = &self.config.gateway;
+                if dport != gw.ike_port && dport != gw.nat_t_port {
+                    fx.drops.push("gateway: UDP port not open");
+                    return;
+                }
+                let local = SocketAddr::new(IpAddr::V4(ip.dst), dport);
+                let remote = SocketAddr::new(IpAddr::V4(ip.src), sport);
+                let r = range.start + 8..range.end;
+                g.handle_udp(base + now, local, remote, &mut buf, r)
+            }
+            packet::PROTO_ESP => g.handle_raw_esp(
+                base + now,
+                IpAddr::V4(ip.dst),
+                IpAddr::V4(ip.src),
+                &mut buf,
+                range,
+            ),
+            packet::PROTO_ICMP => {
+                fx.drops.push("gateway: ICMP ignored");
+                return;
+            }
+            _ => {
+                fx.drops.push("gateway: protocol not handled");
+                return;
+            }
+        };
+        self.dispose(base, now, d, &buf, fx);
+    }
+
+    /// An inner packet routed into the TUN device.
+    pub fn tun_input(&mut self, base: Instant, now: Duration, p: &[u8], fx: &mut GwEffects) {
+        let Some(g) = self.engine.as_mut() else {
+            return;
+        };
+        let (mut buf, range) = framed(p);
+        let d = g.handle_tun(base + now, &mut buf, range);
+        self.dispose(base, now, d, &buf, fx);
+    }
+
+    fn dispose(
+        &mut self,
+        base: Instant,
+        now: Duration,
+        d: Disposition,
+        buf: &[u8],
+        fx: &mut GwEffects,
+    ) {
+        match d {
+            Disposition::SendUdp {
+                local,
+                remote,
+                data,
+            } => {
+                if let (IpAddr::V4(l), IpAddr::V4(r)) = (local.ip(), remote.ip()) {
+                    let id = self.next_ident();
+                    fx.send.push(packet::build_udp(
+                        l,
+                        local.port(),
+                        r,
+                        remote.port(),
+                        id,
+                        &buf[data],
+                    ));
+                }
+            }
+            Disposition::SendRawEsp {
+                local,
+                remote,
+                data,
+            } => {
+                if let (IpAddr::V4(l), IpAddr::V4(r)) = (local, remote) {
+                    let id = self.next_ident();
+                    fx.send
+                        .push(packet::build_ipv4(l, r, packet::PROTO_ESP, id, &buf[data]));
+                }
+            }
+            Disposition::WriteTun { data } => fx.send.push(buf[data].to_vec()),
+            Disposition::Consumed => {}
+            Disposition::Dropped(r) => {
+                if matches!(r, DropReason::Authentication | DropReason::Replay) {
+                    self.esp_errors += 1;
+                }
+                fx.drops.push(drop_name(r));
+            }
+        }
+        self.drain(base, now, fx);
+    }
+
+    fn next_ident(&mut self) -> u16 {
+        self.ident = self.ident.wrapping_add(1);
+        self.ident
+    }
+
+    /// Control outputs: datagrams, routes, logs; then the tunnel table is re-read when
+    /// something was logged (every tunnel change is logged by the engine).
+    fn drain(&mut self, base: Instant, now: Duration, fx: &mut GwEffects) {
+        let Some(g) = self.engine.as_mut() else {
+            return;
+        };
+        let mut changed = false;
+        while let Some(out) = g.poll_output() {
+            match out {
+                Output::SendUdp {
+                    local,
+                    remote,
+                    data,
+                } => {
+                    if let (IpAddr::V4(l), IpAddr::V4(r)) = (local.ip(), remote.ip()) {
+                        self.ident = self.ident.wrapping_add(1);
+                        fx.send.push(packet::build_udp(
+                            l,
+                            local.port(),
+                            r,
+                            remote.port(),
+                            self.ident,
+                            &data,
+                        ));
+                    }
+                }
+                Output::RouteAdd { prefix } => {
+                    if let ipnet::IpNet::V4(n) = prefix {
+                        if !self.tun_routes.contains(&n) {
+                            self.tun_routes.push(n);
+                        }
+                    }
+                }
+                Output::RouteDel { prefix } => {
+                    if let ipnet::IpNet::V4(n) = prefix {
+                        self.tun_routes.retain(|r| *r != n);
+                    }
+                }
+                Output::Log(record) => {
+                    changed = true;
+                    // The engine names the SA a new tunnel replaces: that is a rekey (a
+                    // duplicate from simultaneous initiation is not).
+                    if record.message.contains(", replaces ") {
+                        self.rekeys += 1;
+                    }
+                    if record.level != LogLevel::Debug {
+                        fx.logs.push(record.message);
+                    }
+                }
+            }
+        }
+        if changed {
+            self.track(base, now);
+        }
+    }
+
+    fn track(&mut self, base: Instant, now: Duration) {
+        let Some(g) = self.engine.as_ref() else {
+            return;
+        };
+        let status = g.status(base + now);
+        let seen: BTreeSet<u64> = status
+            .peers
+            .iter()
+            .flat_map(|p| p.tunnels.iter().map(|t| t.id))
+            .collect();
+        for _ in seen.difference(&self.tunnels) {
+            self.tunnels_installed += 1;
+            self.installs.push(now);
+        }
+        self.tunnels = seen;
+    }
+}
+
+/// Copies `p` into a buffer with the head and tail room the engine needs.
+fn framed(p: &[u8]) -> (Vec<u8>, Range<usize>) {
+    let mut buf = vec![0u8; HEADROOM + p.len() + TAILROOM];
+    buf[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
+    (buf, HEADROOM..HEADROOM + p.len())
+}

@@ -1,0 +1,279 @@
+//! The result of a run: the timeline, the summary tables and the assertions, rendered as text.
+//! Only simulated time appears in it, so the same seed renders the same bytes.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::scenario::Scenario;
+use crate::units::{bitrate, bytes, secs};
+use crate::world::{Entry, Kind, World};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Pass(String),
+    Fail(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub label: String,
+    pub verdict: Verdict,
+}
+
+/// Everything `rampart lab run` prints.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub scenario: String,
+    pub description: String,
+    pub seed: u64,
+    pub timeline: Vec<Entry>,
+    /// Simulated time at which the run ended.
+    pub ended: Duration,
+    pub ended_early: bool,
+    pub transfers: Vec<Vec<String>>,
+    pub gateways: Vec<Vec<String>>,
+    pub links: Vec<Vec<String>>,
+    pub drops: Vec<Vec<String>>,
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Report {
+    pub(crate) fn new(
+        sc: &Scenario,
+        seed: u64,
+        world: &World,
+        outcomes: Vec<Outcome>,
+        ended_early: bool,
+    ) -> Report {
+        let transfers = world
+            .transfers
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let (time, rate) = match (t.started, t.finished) {
+                    (Some(s), Some(f)) => {
+                        let d = (f - s).as_secs_f64().max(1e-6);
+                        (format!("{d:.2}s"), bitrate(t.size as f64 * 8.0 / d))
+                    }
+                    _ => ("-".into(), "-".into()),
+                };
+                let result = match (&t.failure, t.finished) {
+                    (Some(f), _) => format!("FAILED: {f}"),
+                    (None, Some(_)) => "SHA-256 ok".into(),
+                    (None, None) if t.started.is_none() => "not started".into(),
+                    (None, None) => {
+                        let tcp: Vec<String> = world
+                            .nodes
+                            .iter()
+                            .filter_map(|n| match &n.kind {
+                                Kind::Host(h) => h.describe(i),
+                                _ => None,
+                            })
+                            .collect();
+                        format!("incomplete ({}; {})", bytes(t.received), tcp.join(", "))
+                    }
+                };
+                vec![
+                    t.name.clone(),
+                    format!("{} -> {}", t.from, t.to),
+                    bytes(t.size),
+                    time,
+                    rate,
+                    result,
+                ]
+            })
+            .collect();
+        let gateways = world
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                Kind::Gateway(g) => {
+                    let status = g.engine.as_ref().map(|e| e.status(world.base + world.now));
+                    let (state, esp_in, esp_out) = match &status {
+                        Some(s) => (
+                            s.peers
+                                .iter()
+                                .map(|p| p.state.clone())
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            s.counters.esp_packets_in.to_string(),
+                            s.counters.esp_packets_out.to_string(),
+                        ),
+                        None => ("crashed".into(), "-".into(), "-".into()),
+                    };
+                    Some(vec![
+                        n.name.clone(),
+                        state,
+                        g.tunnels_installed.to_string(),
+                        g.rekeys.to_string(),
+                        g.restarts.to_string(),
+                        esp_in,
+                        esp_out,
+                    ])
+                }
+                _ => None,
+            })
+            .collect();
+        let links = world
+            .links
+            .iter()
+            .map(|l| {
+                vec![
+                    l.name.clone(),
+                    l.stats.packets.to_string(),
+                    bytes(l.stats.bytes),
+                    l.stats.lost.to_string(),
+                    l.stats.queue_drops.to_string(),
+                    l.stats.down_drops.to_string(),
+                ]
+            })
+            .collect();
+        let drops = world
+            .drops
+            .iter()
+            .map(|((at, reason), n)| vec![at.clone(), (*reason).to_string(), n.to_string()])
+            .collect();
+        Report {
+            scenario: sc.name.clone(),
+            description: sc.description.trim().to_string(),
+            seed,
+            timeline: world.timeline.clone(),
+            ended: world.now,
+            ended_early,
+            transfers,
+            gateways,
+            links,
+            drops,
+            outcomes,
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.outcomes
+            .iter()
+            .all(|o| matches!(o.verdict, Verdict::Pass(_)))
+    }
+
+    /// The timeline, one line per entry.
+    pub fn render_timeline(&self) -> String {
+        let mut s = String::new();
+        for e in &self.timeline {
+            let _ = writeln!(s, "{:>9}  {:<8} {}", secs(e.at), e.who, e.text);
+        }
+        s
+    }
+
+    /// The summary tables and the assertions.
+    pub fn render_summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "\n== summary after {} of simulated time{}",
+            secs(self.ended),
+            if self.ended_early {
+                " (ended once every assertion held)"
+            } else {
+                ""
+            }
+        );
+        if !self.transfers.is_empty() {
+            table(
+                &mut s,
+                "transfers",
+                &["name", "path", "size", "time", "throughput", "result"],
+                &self.transfers,
+            );
+        }
+        table(
+            &mut s,
+            "gateways",
+            &[
+                "gateway", "state", "tunnels", "rekeys", "restarts", "esp in", "esp out",
+            ],
+            &self.gateways,
+        );
+        table(
+            &mut s,
+            "links",
+            &[
+                "link",
+                "packets",
+                "bytes",
+                "lost",
+                "queue drops",
+                "while down",
+            ],
+            &self.links,
+        );
+        if !self.drops.is_empty() {
+            table(&mut s, "drops", &["where", "reason", "count"], &self.drops);
+        }
+        let _ = writeln!(s, "\nassertions");
+        for o in &self.outcomes {
+            let (tag, detail) = match &o.verdict {
+                Verdict::Pass(d) => ("PASS", d),
+                Verdict::Fail(d) => ("FAIL", d),
+            };
+            let _ = writeln!(s, "  {tag}  {}: {detail}", o.label);
+        }
+        let failed = self
+            .outcomes
+            .iter()
+            .filter(|o| matches!(o.verdict, Verdict::Fail(_)))
+            .count();
+        if failed == 0 {
+            let _ = writeln!(
+                s,
+                "\nresult: PASS ({} assertions, seed {})",
+                self.outcomes.len(),
+                self.seed
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "\nresult: FAIL ({failed} of {} assertions failed)\nreproduce with: rampart lab run {} --seed {}",
+                self.outcomes.len(),
+                self.scenario,
+                self.seed
+            );
+        }
+        s
+    }
+
+    /// Header, timeline and summary.
+    pub fn render(&self) -> String {
+        let mut s = format!("== scenario {} (seed {})\n", self.scenario, self.seed);
+        if !self.description.is_empty() {
+            for line in self.description.lines() {
+                let _ = writeln!(s, "   {line}");
+            }
+        }
+        s.push('\n');
+        s.push_str(&self.render_timeline());
+        s.push_str(&self.render_summary());
+        s
+    }
+}
+
+fn table(out: &mut String, title: &str, head: &[&str], rows: &[Vec<String>]) {
+    let mut width: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < width.len() {
+                width[i] = width[i].max(c.chars().count());
+            }
+        }
+    }
+    let _ = writeln!(out, "\n{title}");
+    let line = |cells: Vec<&str>| {
+        let mut l = String::from(" ");
+        for (i, c) in cells.iter().enumerate() {
+            let _ = write!(l, " {:<w$}", c, w = width[i]);
+        }
+        l.trim_end().to_string()
+    };
+    let _ = writeln!(out, "{}", line(head.to_vec()));
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r.iter().map(|c| c.as_str()).collect()));
+    }
+}

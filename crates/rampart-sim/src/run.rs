@@ -1,0 +1,416 @@
+//! Runs a scenario: the timeline of events and transfers, the assertions, the report.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::build::{self, dur, Plan};
+use crate::gateway_node::GwEffects;
+use crate::report::{Outcome, Report, Verdict};
+use crate::scenario::{Action, AssertSpec, Scenario};
+use crate::world::{Ev, Kind, World};
+use crate::SimError;
+
+/// Interval at which assertions are looked at (a scenario ends once all have passed).
+const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Upper bound on events per run, far above any shipped scenario: a livelock ends the run
+/// with an error instead of hanging.
+const MAX_EVENTS: u64 = 50_000_000;
+
+struct Check {
+    spec: AssertSpec,
+    label: String,
+    node: Option<usize>,
+    transfer: Option<usize>,
+    after: Duration,
+    within: Option<Duration>,
+    verdict: Option<Verdict>,
+}
+
+/// Runs `sc` with `seed`. `base_dir` resolves `config_file` keys.
+pub fn run(sc: &Scenario, base_dir: Option<&Path>, seed: u64) -> Result<Report, SimError> {
+    let (mut world, plan) = build::build(sc, base_dir, seed)?;
+    let duration = dur(&sc.duration, "duration")?;
+    let mut checks = checks(sc, &world, &plan)?;
+    let mut last_event = Duration::ZERO;
+    for (i, e) in sc.events.iter().enumerate() {
+        let at = dur(&e.at, &format!("event[{i}].at"))?;
+        validate_event(sc, i, &plan)?;
+        last_event = last_event.max(at);
+        world.schedule(at, Ev::Scheduled(i));
+    }
+    for (i, t) in sc.transfers.iter().enumerate() {
+        let at = dur(&t.at, &format!("transfer {}.at", t.name))?;
+        world.schedule(at, Ev::TransferStart(i));
+    }
+    world.schedule(Duration::ZERO, Ev::Check);
+    // Gateways boot at time zero, in declaration order.
+    for n in 0..world.nodes.len() {
+        start_gateway(&mut world, n, false);
+    }
+    for n in 0..world.nodes.len() {
+        if matches!(world.nodes[n].kind, Kind::Host(_)) {
+            world.reschedule(n);
+        }
+    }
+    let mut rngs = plan.transfer_rngs;
+    let mut ended_early = false;
+    while let Some(ev) = world.pop(duration) {
+        if world.events_run > MAX_EVENTS {
+            return Err(SimError::Runaway(world.now));
+        }
+        match ev {
+            Ev::Scheduled(i) => scheduled(&mut world, sc, &plan.node_index, &plan.link_index, i)?,
+            Ev::TransferStart(i) => {
+                let (node, addr, port) = plan.senders[i];
+                let rng = std::mem::replace(&mut rngs[i], rampart_crypto::Rng::from_seed([0; 32]));
+                world.transfers[i].started = Some(world.now);
+                let name = world.nodes[node].name.clone();
+                let t = &world.transfers[i];
+                let text = format!(
+                    "transfer {}: {} to {} ({addr}:{port}) starts",
+                    t.name,
+                    crate::units::bytes(t.size),
+                    t.to
+                );
+                world.note(&name, text);
+                if let Kind::Host(h) = &mut world.nodes[node].kind {
+                    h.start_sender(i, (addr, port), rng);
+                }
+                world.run_host(node);
+            }
+            Ev::Check => {
+                decide(&world, &mut checks, false);
+                let all_passed = checks.iter().all(|c| match c.verdict {
+                    Some(Verdict::Pass(_)) => true,
+                    // Decided at the end; no error so far.
+                    None => c.spec.no_esp_errors || c.spec.no_drops.is_some(),
+                    Some(Verdict::Fail(_)) => false,
+                });
+                let transfers_done = world
+                    .transfers
+                    .iter()
+                    .all(|t| t.finished.is_some() || t.failure.is_some());
+                if all_passed && transfers_done && world.now >= last_event {
+                    ended_early = true;
+                    break;
+                }
+                world.schedule(world.now + CHECK_EVERY, Ev::Check);
+            }
+            other => world.handle(other),
+        }
+    }
+    if !ended_early {
+        world.now = duration;
+    }
+    decide(&world, &mut checks, true);
+    let outcomes = checks
+        .into_iter()
+        .map(|c| Outcome {
+            label: c.label,
+            verdict: c.verdict.unwrap_or(Verdict::Fail("undecided".into())),
+        })
+        .collect();
+    Ok(Report::new(sc, seed, &world, outcomes, ended_early))
+}
+
+fn start_gateway(world: &mut World, node: usize, restart: bool) {
+    let rng = world.rng.fork();
+    let (base, now) = (world.base, world.now);
+    let Kind::Gateway(gw) = &mut world.nodes[node].kind else {
+        return;
+    };
+    if restart {
+        gw.restarts += 1;
+    }
+    let mut fx = GwEffects::default();
+    gw.start(base, now, rng, &mut fx);
+    world.apply(node, fx);
+}
+
+fn validate_event(sc: &Scenario, i: usize, plan: &Plan) -> Result<(), SimError> {
+    let e = &sc.events[i];
+    let what = format!("event[{i}] ({:?})", e.action);
+    match e.action {
+        Action::LinkDown | Action::LinkUp | Action::Impair => {
+            let l = e
+                .link
+                .as_ref()
+                .ok_or_else(|| SimError::Scenario(format!("{what}: `link` is required")))?;
+            if !plan.link_index.contains_key(l) {
+                return Err(SimError::Scenario(format!("{what}: no link named {l:?}")));
+            }
+        }
+        Action::Crash | Action::Restart => {
+            let n = e
+                .node
+                .as_ref()
+                .ok_or_else(|| SimError::Scenario(format!("{what}: `node` is required")))?;
+            if !plan.node_index.contains_key(n) {
+                return Err(SimError::Scenario(format!("{what}: no node named {n:?}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn scheduled(
+    world: &mut World,
+    sc: &Scenario,
+    nodes: &std::collections::BTreeMap<String, usize>,
+    links: &std::collections::BTreeMap<String, usize>,
+    i: usize,
+) -> Result<(), SimError> {
+    let e = &sc.events[i];
+    let link = e.link.as_ref().and_then(|l| links.get(l).copied());
+    let node = e.node.as_ref().and_then(|n| nodes.get(n).copied());
+    match (e.action, link, node) {
+        (Action::LinkDown, Some(l), _) => {
+            world.links[l].up = false;
+            let name = world.links[l].name.clone();
+            world.note(&name, "link down".into());
+        }
+        (Action::LinkUp, Some(l), _) => {
+            world.links[l].up = true;
+            let name = world.links[l].name.clone();
+            world.note(&name, "link up".into());
+        }
+        (Action::Impair, Some(l), _) => {
+            let name = world.links[l].name.clone();
+            build::impair(
+                &mut world.links[l].params,
+                &e.impairment,
+                &format!("event[{i}]"),
+            )?;
+            let p = world.links[l].params.clone();
+            world.note(
+                &name,
+                format!(
+                    "impairment: latency {}, jitter {}, loss {:.1}%, {}, MTU {}",
+                    crate::units::secs(p.latency),
+                    crate::units::secs(p.jitter),
+                    p.loss * 100.0,
+                    crate::units::bitrate(p.bandwidth as f64),
+                    p.mtu
+                ),
+            );
+        }
+        (Action::Crash, _, Some(n)) => {
+            world.nodes[n].up = false;
+            world.nodes[n].wake = None;
+            if let Kind::Gateway(gw) = &mut world.nodes[n].kind {
+                gw.crash();
+            }
+            let name = world.nodes[n].name.clone();
+            world.note(&name, "CRASH: the machine stops (all state lost)".into());
+        }
+        (Action::Restart, _, Some(n)) => {
+            world.nodes[n].up = true;
+            let name = world.nodes[n].name.clone();
+            world.note(&name, "restart: a fresh process boots".into());
+            start_gateway(world, n, true);
+            world.reschedule(n);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimError> {
+    let mut out = Vec::new();
+    for (i, a) in sc.asserts.iter().enumerate() {
+        let what = format!("assert[{i}]");
+        let e = |m: String| SimError::Scenario(format!("{what}: {m}"));
+        let after = match &a.after {
+            Some(s) => dur(s, &format!("{what}.after"))?,
+            None => Duration::ZERO,
+        };
+        let within = match (&a.within, &a.up_within) {
+            (Some(s), _) | (None, Some(s)) => Some(dur(s, &what)?),
+            _ => None,
+        };
+        let gateway = |name: &str| -> Result<usize, SimError> {
+            let &n = plan
+                .node_index
+                .get(name)
+                .ok_or_else(|| e(format!("no node named {name:?}")))?;
+            match world.nodes[n].kind {
+                Kind::Gateway(_) => Ok(n),
+                _ => Err(e(format!("{name} is not a gateway"))),
+            }
+        };
+        let w = |d: Option<Duration>| {
+            d.map_or(String::new(), |d| {
+                format!(" within {}", crate::units::secs(d))
+            })
+        };
+        let (label, node, transfer) = if let Some(t) = &a.transfer {
+            let ti = sc
+                .transfers
+                .iter()
+                .position(|x| &x.name == t)
+                .ok_or_else(|| e(format!("no transfer named {t:?}")))?;
+            (
+                format!("transfer {t} completes byte-exact{}", w(within)),
+                None,
+                Some(ti),
+            )
+        } else if let Some(g) = &a.tunnel {
+            let from = if after.is_zero() {
+                "start".to_string()
+            } else {
+                crate::units::secs(after)
+            };
+            (
+                format!("{g} installs a tunnel{} counting from {from}", w(within)),
+                Some(gateway(g)?),
+                None,
+            )
+        } else if let Some(text) = &a.log {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`log` needs `node`".into()))?;
+            (
+                format!("{g} logs \"{text}\"{}", w(within)),
+                Some(gateway(g)?),
+                None,
+            )
+        } else if let Some(n) = a.rekeys_at_least {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`rekeys_at_least` needs `node`".into()))?;
+            (
+                format!("{g} rekeys its tunnel at least {n} time(s)"),
+                Some(gateway(g)?),
+                None,
+            )
+        } else if a.no_esp_errors {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`no_esp_errors` needs `node`".into()))?;
+            (
+                format!("{g} drops no ESP packet for authentication or replay"),
+                Some(gateway(g)?),
+                None,
+            )
+        } else if let Some(reason) = &a.no_drops {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`no_drops` needs `node`".into()))?;
+            let &n = plan
+                .node_index
+                .get(g)
+                .ok_or_else(|| e(format!("no node named {g:?}")))?;
+            (
+                format!("{g} drops no packet for \"{reason}\""),
+                Some(n),
+                None,
+            )
+        } else {
+            return Err(e(
+                "name what to check: transfer, tunnel, log, rekeys_at_least, no_esp_errors or no_drops"
+                    .into(),
+            ));
+        };
+        out.push(Check {
+            spec: a.clone(),
+            label,
+            node,
+            transfer,
+            after,
+            within,
+            verdict: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Decides what can be decided at `world.now`; at the end, every check is decided.
+fn decide(world: &World, checks: &mut [Check], end: bool) {
+    let now = world.now;
+    for c in checks.iter_mut() {
+        if c.verdict.is_some() {
+            continue;
+        }
+        let deadline = c.within.map(|w| c.after + w);
+        let late = deadline.is_some_and(|d| now > d);
+        let secs = crate::units::secs;
+        if let Some(ti) = c.transfer {
+            let t = &world.transfers[ti];
+            let start = t.started.unwrap_or_default();
+            let limit = c.within.map(|w| start + w);
+            c.verdict = match (&t.failure, t.finished) {
+                (Some(f), _) => Some(Verdict::Fail(f.clone())),
+                (None, Some(done)) if limit.is_some_and(|l| done > l) => Some(Verdict::Fail(
+                    format!("completed only after {}", secs(done - start)),
+                )),
+                (None, Some(done)) => Some(Verdict::Pass(format!(
+                    "{} in {}, SHA-256 matches",
+                    crate::units::bytes(t.size),
+                    secs(done - start)
+                ))),
+                (None, None) if end || (t.started.is_some() && limit.is_some_and(|l| now > l)) => {
+                    Some(Verdict::Fail(format!(
+                        "not complete: {} of {} received",
+                        t.received, t.size
+                    )))
+                }
+                _ => None,
+            };
+            continue;
+        }
+        let Some(node) = c.node else { continue };
+        if let Some(reason) = &c.spec.no_drops {
+            let name = &world.nodes[node].name;
+            let n: u64 = world
+                .drops
+                .iter()
+                .filter(|((at, r), _)| at == name && r.contains(reason.as_str()))
+                .map(|(_, n)| n)
+                .sum();
+            if n > 0 {
+                c.verdict = Some(Verdict::Fail(format!("{n} dropped")));
+            } else if end {
+                c.verdict = Some(Verdict::Pass("none".into()));
+            }
+            continue;
+        }
+        let Kind::Gateway(gw) = &world.nodes[node].kind else {
+            continue;
+        };
+        let in_window = |t: Duration| t >= c.after && deadline.is_none_or(|d| t <= d);
+        if c.spec.tunnel.is_some() {
+            if let Some(t) = gw.installs.iter().copied().find(|t| in_window(*t)) {
+                c.verdict = Some(Verdict::Pass(format!("up at {}", secs(t))));
+            } else if late || end {
+                c.verdict = Some(Verdict::Fail("no tunnel came up in the window".into()));
+            }
+        } else if let Some(text) = &c.spec.log {
+            let hit = world
+                .logs
+                .iter()
+                .find(|(t, n, m)| *n == node && in_window(*t) && m.contains(text.as_str()));
+            if let Some((t, _, _)) = hit {
+                c.verdict = Some(Verdict::Pass(format!("at {}", secs(*t))));
+            } else if late || end {
+                c.verdict = Some(Verdict::Fail("not logged in the window".into()));
+            }
+        } else if let Some(n) = c.spec.rekeys_at_least {
+            if gw.rekeys >= n {
+                c.verdict = Some(Verdict::Pass(format!("{} rekeys", gw.rekeys)));
+            } else if end {
+                c.verdict = Some(Verdict::Fail(format!("only {} rekeys", gw.rekeys)));
+            }
+        } else if c.spec.no_esp_errors && (end || gw.esp_errors > 0) {
+            c.verdict = Some(if gw.esp_errors == 0 {
+                Verdict::Pass("none".into())
+            } else {
+                Verdict::Fail(format!("{} dropped", gw.esp_errors))
+            });
+        }
+    }
+}

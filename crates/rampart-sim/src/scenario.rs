@@ -1,0 +1,180 @@
+//! Scenario files (TOML): the topology, the nodes' configurations, the timeline of events, the
+//! transfers and the assertions. `docs/lab.md` documents every key. Unknown keys are errors.
+
+use serde::Deserialize;
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    pub name: String,
+    /// One line shown by `rampart lab list`.
+    pub summary: String,
+    /// Optional longer text printed before the timeline.
+    #[serde(default)]
+    pub description: String,
+    /// Simulated time the scenario runs for (it ends earlier once every assertion is decided).
+    pub duration: String,
+    /// Seed used when none is given on the command line.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeSpec>,
+    #[serde(default, rename = "link")]
+    pub links: Vec<LinkSpec>,
+    #[serde(default, rename = "event")]
+    pub events: Vec<EventSpec>,
+    #[serde(default, rename = "transfer")]
+    pub transfers: Vec<TransferSpec>,
+    #[serde(default, rename = "assert")]
+    pub asserts: Vec<AssertSpec>,
+}
+
+fn default_seed() -> u64 {
+    1
+}
+
+/// `host | gateway | router | nat | firewall | proxy`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    Host,
+    Gateway,
+    Router,
+    Nat,
+    Firewall,
+    Proxy,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: String,
+    pub kind: NodeKind,
+    /// Static routes: `"0.0.0.0/0 via 10.1.0.1"`. Connected prefixes are implicit.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// Gateway: its configuration (the same TOML as `rampart gateway run`), inline...
+    pub config: Option<String>,
+    /// ...or in a file relative to the scenario file.
+    pub config_file: Option<String>,
+    /// NAT and firewall: the link on the outside (public) side.
+    pub outside: Option<String>,
+    /// NAT: idle timeout of UDP mappings (default 30s).
+    pub udp_timeout: Option<String>,
+    /// NAT: idle timeout of TCP mappings (default 300s).
+    pub tcp_timeout: Option<String>,
+    /// NAT: drop every IP fragment except the first (a broken but common CGN behaviour).
+    #[serde(default)]
+    pub drop_fragments: bool,
+    /// Firewall: what may leave the inside, `"tcp/443"`, `"udp/53"`, `"tcp/80"`; replies pass.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Proxy: TCP port of the HTTP CONNECT proxy (default 3128).
+    pub port: Option<u16>,
+    /// Proxy: `"user:password"` required as Basic authentication (none: open proxy).
+    pub basic_auth: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkSpec {
+    pub name: String,
+    /// `"node address/prefix"`, e.g. `"gw-a 192.0.2.1/24"`.
+    pub a: String,
+    pub b: String,
+    #[serde(flatten)]
+    pub impairment: Impairment,
+}
+
+/// Link properties; also what an `impair` event changes (missing keys stay as they are).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Impairment {
+    /// Default 1500.
+    pub mtu: Option<u16>,
+    /// One-way latency, default 1ms.
+    pub latency: Option<String>,
+    /// Extra random delay, uniform in 0..jitter (packets are not reordered).
+    pub jitter: Option<String>,
+    /// Probability in 0..=1 that a packet is lost, each direction.
+    pub loss: Option<f64>,
+    /// `"100Mbit"`; default 1Gbit.
+    pub bandwidth: Option<String>,
+    /// Queue limit of each direction, default 256KB.
+    pub queue: Option<String>,
+}
+
+/// `link-down | link-up | impair | crash | restart`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    LinkDown,
+    LinkUp,
+    Impair,
+    Crash,
+    Restart,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    pub at: String,
+    pub action: Action,
+    pub link: Option<String>,
+    pub node: Option<String>,
+    #[serde(flatten)]
+    pub impairment: Impairment,
+}
+
+/// A TCP transfer between two hosts' real TCP stacks, checked byte for byte.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferSpec {
+    pub name: String,
+    pub from: String,
+    pub to: String,
+    /// `"4MB"`.
+    pub size: String,
+    /// When the sender connects.
+    pub at: String,
+    /// Listening port on `to` (default 5001, 5002, ... by position).
+    pub port: Option<u16>,
+    /// Connect through this HTTP CONNECT proxy node (`to` must be reachable from it).
+    pub via_proxy: Option<String>,
+    /// `"user:password"` sent to the proxy.
+    pub proxy_auth: Option<String>,
+}
+
+/// One check. Exactly one of `transfer`, `tunnel`, `log`, `rekeys_at_least`,
+/// `no_esp_errors`, `no_drops` names what is checked.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertSpec {
+    /// The transfer completes with every byte and a matching SHA-256...
+    pub transfer: Option<String>,
+    /// ...within this time of its start (default: before the scenario ends).
+    pub within: Option<String>,
+    /// A gateway has an established tunnel installed at or after `after`...
+    pub tunnel: Option<String>,
+    /// ...no later than `after` + `up_within` (default: before the scenario ends).
+    pub up_within: Option<String>,
+    /// Start of the window for `tunnel`, `log` and `rekeys` (default 0).
+    pub after: Option<String>,
+    /// The gateway `node` logs a line containing this text, within `within` of `after`.
+    pub log: Option<String>,
+    pub node: Option<String>,
+    /// The gateway `node` rekeyed its tunnels at least this many times.
+    pub rekeys_at_least: Option<u32>,
+    /// The gateway `node` dropped no ESP packet for authentication or replay reasons.
+    #[serde(default)]
+    pub no_esp_errors: bool,
+    /// `node` dropped no packet whose drop reason contains this text (see the drops table),
+    /// e.g. `"SA lifetime"`.
+    pub no_drops: Option<String>,
+}
+
+/// Parses scenario text; `name` is used in error messages.
+pub fn parse(text: &str, name: &str) -> Result<Scenario, crate::SimError> {
+    toml::from_str(text).map_err(|e| crate::SimError::Scenario(format!("{name}: {e}")))
+}
