@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: installs the system packages the network-namespace tests need
-# (Debian 12, as root), then formatting, clippy and every test of the workspace.
+# (Debian 12, as root), then formatting, clippy, every test of the workspace and a short fuzz
+# run of each cargo-fuzz target (FUZZ_SECONDS each, default 20).
 # Exits non-zero when any step fails. CI runs it through .ci/run.
 set -uo pipefail
 
@@ -8,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Debian packages the netns tests use (binaries they call are checked again by the tests).
 PACKAGES=(
-    iproute2 iputils-ping procps util-linux nftables iperf3 tcpdump socat hping3
+    iproute2 iputils-ping procps util-linux nftables conntrack iperf3 tcpdump socat hping3
     strongswan-charon strongswan-swanctl libcharon-extra-plugins
     libstrongswan-standard-plugins libstrongswan-extra-plugins
 )
@@ -56,6 +57,30 @@ ensure_components() {
     done
 }
 
+# Fuzz smoke: each cargo-fuzz target for FUZZ_SECONDS (default 20); a crash fails the step
+# (libFuzzer exits non-zero and leaves the input in fuzz/artifacts/<target>/).
+fuzz_smoke() {
+    if ! cargo fuzz --version >/dev/null 2>&1; then
+        log "installing cargo-fuzz"
+        cargo install cargo-fuzz --locked || return 1
+    fi
+    local seconds=${FUZZ_SECONDS:-20} target rc=0 extra
+    for target in $(cd fuzz && cargo fuzz list); do
+        log "fuzz $target for ${seconds}s"
+        extra=()
+        if [[ -d fuzz/seeds/$target ]]; then
+            extra=("seeds/$target")
+        fi
+        mkdir -p "fuzz/corpus/$target"
+        if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" "${extra[@]}" \
+            -- -max_total_time="$seconds"); then
+            echo "fuzz target $target failed (crash input in fuzz/artifacts/$target/)" >&2
+            rc=1
+        fi
+    done
+    return $rc
+}
+
 failed=()
 step() {
     local name=$1
@@ -79,6 +104,7 @@ step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 step "cargo build -p rampart" cargo build -p rampart
 # Test binaries run one after another; each netns test takes a file lock so heavy tests never overlap.
 step "cargo test" cargo test --workspace
+step "fuzz smoke" fuzz_smoke
 
 if ((${#failed[@]})); then
     log "FAILED steps: ${failed[*]}"

@@ -226,6 +226,8 @@ fn big_chain_through_fragnat(test: &str, fragmentation: bool) {
     if fragmentation {
         g1.wait_tunnel(UP);
         ping(&topo.h1, &H2.to_string(), 3).unwrap();
+        // IKE fragments fit the path: the NAT never had an IP fragment to drop.
+        assert_eq!(topo.dropped_fragments(NAT_OUT_IF), 0);
     } else {
         // gw2 answers IKE_AUTH with one big datagram whose IP fragments the NAT drops (two of
         // the three fragments of each copy): after gw1's request and two retransmissions were
@@ -292,4 +294,5 @@ fn strongswan_initiates_through_fragnat_with_big_chain() {
     gw.wait_tunnel(UP);
     charon.wait_child(Duration::from_secs(10));
     ping(&topo.h1, &H2.to_string(), 3).unwrap();
+    assert_eq!(topo.dropped_fragments(NAT_OUT_IF), 0, "rampart fragmented its IKE_AUTH");
 }

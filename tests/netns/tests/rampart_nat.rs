@@ -3,7 +3,8 @@
 //! - gw1 sits behind the NAT with `encapsulation = "auto"`: both ends detect the NAT, IKE floats
 //!   to the NAT-T port, ESP goes in UDP, gw1 sends RFC 3948 keepalives, and when the NAT forgets
 //!   its mapping (conntrack flush, new port range) gw2 follows gw1 to the new port.
-//! - Both gateways on NAT-T port 2746 with forced encapsulation: the transit link shows UDP 2746.
+//! - Both gateways on NAT-T port 2746 with forced encapsulation (and ESN): the transit link shows
+//!   UDP 2746.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -210,6 +211,9 @@ fn rampart_nat_t_port_2746_forced_encapsulation() {
     );
     p1.encapsulation = "force".into();
     p2.encapsulation = "force".into();
+    // ESN between two rampart gateways (strongSwan's libipsec cannot do ESN).
+    p1.esn = true;
+    p2.esn = true;
     p2.start_action = "none".into();
     let mut c1 = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, p1);
     let mut c2 = GatewayToml::new("gw-b", &topo.daemon_dir("gw2"), DOMAIN2, p2);
@@ -232,6 +236,10 @@ fn rampart_nat_t_port_2746_forced_encapsulation() {
     let s1 = g1.status().unwrap();
     assert_eq!(
         s1["peers"][0]["tunnels"][0]["encapsulation"], "esp-in-udp",
+        "{s1}"
+    );
+    assert_eq!(
+        s1["peers"][0]["tunnels"][0]["algorithms"], "aes256gcm16-esn",
         "{s1}"
     );
 
