@@ -1054,13 +1054,19 @@ impl Validator<'_, '_> {
         if missing {
             return PeerAuth::Psk;
         }
-        let (Some(c), Some(kf), Some(cas)) = (&raw.certificate, &raw.private_key, &raw.ca_certificates) else {
+        let (Some(c), Some(kf), Some(cas)) =
+            (&raw.certificate, &raw.private_key, &raw.ca_certificates)
+        else {
             return PeerAuth::Psk;
         };
         let base = self.base_dir.to_path_buf();
-        let credentials = rampart_pki::Credentials::load(&base.join(c.get_ref()), &base.join(kf.get_ref()));
-        let ca_paths: Vec<std::path::PathBuf> =
-            cas.get_ref().iter().map(|p| base.join(p.get_ref())).collect();
+        let credentials =
+            rampart_pki::Credentials::load(&base.join(c.get_ref()), &base.join(kf.get_ref()));
+        let ca_paths: Vec<std::path::PathBuf> = cas
+            .get_ref()
+            .iter()
+            .map(|p| base.join(p.get_ref()))
+            .collect();
         let crl_path = raw.crl.as_ref().map(|p| base.join(p.get_ref()));
         if ca_paths.is_empty() {
             self.error(
@@ -1094,7 +1100,9 @@ impl Validator<'_, '_> {
                 if let Err(e) = trust {
                     let sp = match (&e, &raw.crl) {
                         (rampart_pki::PkiError::File { path, .. }, Some(crl))
-                            if crl_path.as_ref().is_some_and(|p| p.display().to_string() == *path) =>
+                            if crl_path
+                                .as_ref()
+                                .is_some_and(|p| p.display().to_string() == *path) =>
                         {
                             span(crl)
                         }

@@ -104,8 +104,7 @@ fn init_issue_list_revoke_and_use_in_a_config() {
         "root's and alice's intermediate's"
     );
 
-    let config = format!(
-        r#"[gateway]
+    let config = r#"[gateway]
 name = "gw-a"
 [local]
 domain = ["10.1.0.0/24"]
@@ -119,8 +118,7 @@ certificate = "certs/gw-a.crt"
 private_key = "private/gw-a.key"
 ca_certificates = ["ca.crt"]
 crl = "crl.pem"
-"#
-    );
+"#;
     let file = dir.join("gw.toml");
     std::fs::write(&file, config).unwrap();
     let out = ok(&["check-config", s(&file)]);

@@ -294,5 +294,9 @@ fn strongswan_initiates_through_fragnat_with_big_chain() {
     gw.wait_tunnel(UP);
     charon.wait_child(Duration::from_secs(10));
     ping(&topo.h1, &H2.to_string(), 3).unwrap();
-    assert_eq!(topo.dropped_fragments(NAT_OUT_IF), 0, "rampart fragmented its IKE_AUTH");
+    assert_eq!(
+        topo.dropped_fragments(NAT_OUT_IF),
+        0,
+        "rampart fragmented its IKE_AUTH"
+    );
 }
