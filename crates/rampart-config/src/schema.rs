@@ -326,9 +326,9 @@ pub enum NatRule {
 impl NatRule {
     pub fn name(&self) -> &str {
         match self {
-            NatRule::Hide { name, .. } | NatRule::Static { name, .. } | NatRule::Pool { name, .. } => {
-                name
-            }
+            NatRule::Hide { name, .. }
+            | NatRule::Static { name, .. }
+            | NatRule::Pool { name, .. } => name,
         }
     }
 }

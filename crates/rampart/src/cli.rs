@@ -101,7 +101,13 @@ pub struct ConnArgs {
     #[command(subcommand)]
     pub command: ConnCommand,
     /// Read the status socket path from this configuration file.
-    #[arg(long, short, value_name = "FILE", conflicts_with = "socket", global = true)]
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        conflicts_with = "socket",
+        global = true
+    )]
     pub config: Option<PathBuf>,
     /// Connect to this status socket (default: the only socket in /run/rampart).
     #[arg(long, short, value_name = "PATH", global = true)]

@@ -72,8 +72,8 @@ fn render_list(l: &ConnList) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:<18} {:<6} {:<12} {:<6} {:>6} {:>8}  {:<44} {:<44} {:<16} {}",
-        "ID", "PROTO", "STATE", "FROM", "AGE", "EXPIRES", "ORIGINAL", "TRANSLATED", "NAT", "RULE"
+        "{:<18} {:<6} {:<12} {:<6} {:>6} {:>8}  {:<44} {:<44} {:<16} RULE",
+        "ID", "PROTO", "STATE", "FROM", "AGE", "EXPIRES", "ORIGINAL", "TRANSLATED", "NAT"
     );
     for c in &l.connections {
         let _ = writeln!(
