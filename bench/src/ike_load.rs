@@ -181,6 +181,8 @@ async fn client(i: usize, local: IpAddr, remote: IpAddr) -> Result<Duration, Str
     let mut out = Vec::with_capacity(2048);
     let start = Instant::now();
     ike.initiate(start, PeerId(0));
+    let mut ike_up = None;
+    let mut child_up = false;
     loop {
         while let Some(event) = ike.poll_event() {
             match event {
@@ -197,13 +199,22 @@ async fn client(i: usize, local: IpAddr, remote: IpAddr) -> Result<Duration, Str
                         .await
                         .map_err(|e| format!("send: {e}"))?;
                 }
-                IkeEvent::ChildSaUp(_) => return Ok(start.elapsed()),
+                IkeEvent::IkeSaUp { .. } => ike_up = Some(start.elapsed()),
+                IkeEvent::ChildSaUp(_) => child_up = true,
                 IkeEvent::IkeSaDown { reason, .. } => {
                     return Err(format!("IKE SA down: {reason:?}"))
                 }
                 IkeEvent::PeerDead { .. } => return Err("responder did not answer".into()),
                 _ => {}
             }
+        }
+        // IKE_AUTH carries the first CHILD SA: both events come out of the same response.
+        if let Some(latency) = ike_up {
+            return if child_up {
+                Ok(latency)
+            } else {
+                Err("IKE SA up but the CHILD SA was refused".into())
+            };
         }
         let deadline = ike.poll_timeout();
         let sleep = async {
