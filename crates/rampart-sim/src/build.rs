@@ -8,7 +8,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 use crate::gateway_node::GatewayNode;
-use crate::host::{Host, TransferRecord};
+use crate::host::{Host, ProxyHop, TransferRecord};
 use crate::middlebox::{Allow, Firewall, Nat};
 use crate::packet::Reassembler;
 use crate::scenario::{Impairment, NodeKind, Scenario};
@@ -73,12 +73,32 @@ fn endpoint(s: &str, what: &str) -> Result<(String, Ipv4Addr, Ipv4Net), SimError
     Ok((node.to_string(), net.addr(), net.trunc()))
 }
 
+/// The calendar time (unix seconds) the simulation's time zero stands for:
+/// 2027-01-01T00:00:00Z. Certificate validity and CRL checks see this plus the simulated
+/// offset, never the machine's clock, so runs do not depend on the day they are made on (the
+/// shipped test certificates are valid from November 2026 to 2046).
+pub const LAB_UNIX_TIME: u64 = 1_798_761_600;
+
+/// Anchors every certificate peer's wall clock at [`LAB_UNIX_TIME`] for `base` (the instant
+/// the engines see as simulated time zero). Configuration loading anchors it at the system
+/// clock, which is right for a real gateway and wrong for a reproducible simulation.
+fn pin_wall_clock(config: &mut rampart_config::GatewayConfig, base: std::time::Instant) {
+    for peer in &mut config.peers {
+        if let rampart_config::PeerAuth::Cert(cert) = &mut peer.auth {
+            cert.clock.at = base;
+            cert.clock.unix = LAB_UNIX_TIME;
+        }
+    }
+}
+
 /// What the scenario layer keeps beside the world.
 pub(crate) struct Plan {
     pub node_index: BTreeMap<String, usize>,
     pub link_index: BTreeMap<String, usize>,
     /// Per transfer: sender node, receiver address and port.
     pub senders: Vec<(usize, Ipv4Addr, u16)>,
+    /// Per transfer: the HTTP CONNECT proxy it goes through, if any.
+    pub proxies: Vec<Option<ProxyHop>>,
     pub transfer_rngs: Vec<rampart_crypto::Rng>,
 }
 
@@ -194,23 +214,43 @@ pub(crate) fn build(
         };
         let kind = match spec.kind {
             NodeKind::Router => Kind::Router,
-            NodeKind::Host => {
+            NodeKind::Host | NodeKind::Proxy => {
                 let n = &world.nodes[ni];
                 let [iface] = n.ifaces.as_slice() else {
-                    return Err(err(format!("{what}: a host has exactly one link")));
+                    return Err(err(format!("{what}: a host or proxy has exactly one link")));
                 };
                 let mtu = usize::from(world.links[iface.link].params.mtu);
-                Kind::Host(Box::new(Host::new(
+                let mut host = Host::new(
                     iface.addr,
                     iface.net.prefix_len(),
                     default_gw,
                     mtu,
                     node_seed,
-                )))
+                );
+                if spec.kind == NodeKind::Proxy {
+                    if let Some(c) = &spec.basic_auth {
+                        if !c.contains(':') {
+                            return Err(err(format!(
+                                "{what}.basic_auth: {c:?} is not \"user:password\""
+                            )));
+                        }
+                    }
+                    host.enable_proxy(spec.port.unwrap_or(3128), spec.basic_auth.clone());
+                } else if spec.port.is_some() || spec.basic_auth.is_some() {
+                    return Err(err(format!(
+                        "{what}: `port` and `basic_auth` are for proxy nodes"
+                    )));
+                }
+                Kind::Host(Box::new(host))
             }
             NodeKind::Gateway => {
                 let (text, file) = match (&spec.config, &spec.config_file) {
-                    (Some(t), None) => (t.clone(), format!("{}.toml (inline)", spec.name)),
+                    (Some(t), None) => {
+                        // Relative paths (certificates, keys) start at the scenario's directory.
+                        let name = format!("{}.toml (inline)", spec.name);
+                        let path = base_dir.map_or_else(|| name.clone().into(), |d| d.join(&name));
+                        (t.clone(), path.display().to_string())
+                    }
                     (None, Some(f)) => {
                         let path = base_dir.unwrap_or(Path::new(".")).join(f);
                         let t = std::fs::read_to_string(&path).map_err(|e| {
@@ -227,8 +267,9 @@ pub(crate) fn build(
                         )))
                     }
                 };
-                let config = rampart_config::parse(&text, &file)
+                let mut config = rampart_config::parse(&text, &file)
                     .map_err(|e| err(format!("{what}: invalid gateway configuration:\n{e}")))?;
+                pin_wall_clock(&mut config, world.base);
                 Kind::Gateway(Box::new(GatewayNode::new(config)))
             }
             NodeKind::Nat => {
@@ -252,16 +293,12 @@ pub(crate) fn build(
                     .collect::<Result<Vec<_>, _>>()?;
                 Kind::Firewall(Box::new(Firewall::new(i, allow)))
             }
-            NodeKind::Proxy => {
-                return Err(err(format!(
-                    "{what}: proxy nodes are not available in this version of the simulator"
-                )))
-            }
         };
         world.nodes[ni].kind = kind;
     }
     let mut senders = Vec::new();
     let mut transfer_rngs = Vec::new();
+    let mut proxies = Vec::new();
     for (ti, t) in sc.transfers.iter().enumerate() {
         let what = format!("transfer {}", t.name);
         let host = |name: &str| -> Result<usize, SimError> {
@@ -275,11 +312,27 @@ pub(crate) fn build(
         };
         let from = host(&t.from)?;
         let to = host(&t.to)?;
-        if t.via_proxy.is_some() || t.proxy_auth.is_some() {
-            return Err(err(format!(
-                "{what}: transfers through a proxy are not available in this version"
-            )));
-        }
+        let via = match (&t.via_proxy, &t.proxy_auth) {
+            (None, Some(_)) => {
+                return Err(err(format!("{what}: `proxy_auth` needs `via_proxy`")));
+            }
+            (None, None) => None,
+            (Some(p), auth) => {
+                let &pi = node_index
+                    .get(p)
+                    .ok_or_else(|| err(format!("{what}.via_proxy: no node named {p:?}")))?;
+                let port = match &world.nodes[pi].kind {
+                    Kind::Host(h) => h.proxy_port(),
+                    _ => None,
+                }
+                .ok_or_else(|| err(format!("{what}.via_proxy: {p} is not a proxy")))?;
+                Some(ProxyHop {
+                    proxy: (world.nodes[pi].ifaces[0].addr, port),
+                    credentials: auth.clone(),
+                })
+            }
+        };
+        proxies.push(via);
         let size = units::size(&t.size)
             .ok_or_else(|| err(format!("{what}.size: {:?} is not a size", t.size)))?;
         let port = t.port.unwrap_or(5001 + ti as u16);
@@ -309,6 +362,7 @@ pub(crate) fn build(
             node_index,
             link_index,
             senders,
+            proxies,
             transfer_rngs,
         },
     ))

@@ -24,6 +24,8 @@ pub struct GwEffects {
     /// Whole IPv4 packets to route out (from this machine or decrypted from the tunnel).
     pub send: Vec<Vec<u8>>,
     pub logs: Vec<String>,
+    /// Timeline lines that are not engine logs (what the simulator observed).
+    pub notes: Vec<String>,
     pub drops: Vec<&'static str>,
 }
 
@@ -41,8 +43,13 @@ pub struct GatewayNode {
     pub restarts: u32,
     /// Simulated times at which tunnels were installed (first ones and rekeys).
     pub installs: Vec<Duration>,
+    /// IKE fragments (RFC 7383 SKF payloads) this gateway sent, over the whole run.
+    pub ike_fragments_sent: u64,
     ident: u16,
 }
+
+/// IKEv2 payload type of an encrypted fragment (SKF, RFC 7383).
+const PAYLOAD_SKF: u8 = 53;
 
 pub fn drop_name(r: DropReason) -> &'static str {
     match r {
@@ -70,6 +77,7 @@ impl GatewayNode {
             esp_errors: 0,
             restarts: 0,
             installs: Vec::new(),
+            ike_fragments_sent: 0,
             ident: 1,
         }
     }
@@ -183,6 +191,14 @@ impl GatewayNode {
                 data,
             } => {
                 if let (IpAddr::V4(l), IpAddr::V4(r)) = (local.ip(), remote.ip()) {
+                    let port = self.config.gateway.nat_t_port;
+                    observe_ike(
+                        port,
+                        &mut self.ike_fragments_sent,
+                        local.port(),
+                        &buf[data.clone()],
+                        fx,
+                    );
                     let id = self.next_ident();
                     fx.send.push(packet::build_udp(
                         l,
@@ -237,6 +253,8 @@ impl GatewayNode {
                     data,
                 } => {
                     if let (IpAddr::V4(l), IpAddr::V4(r)) = (local.ip(), remote.ip()) {
+                        let port = self.config.gateway.nat_t_port;
+                        observe_ike(port, &mut self.ike_fragments_sent, local.port(), &data, fx);
                         self.ident = self.ident.wrapping_add(1);
                         fx.send.push(packet::build_udp(
                             l,
@@ -293,6 +311,34 @@ impl GatewayNode {
             self.installs.push(now);
         }
         self.tunnels = seen;
+    }
+}
+
+/// Looks at an outgoing IKE datagram sent from `local_port`: counts IKE fragments in `count`
+/// (the first one is noted on the timeline). Never fails: what is not an IKE header is ignored.
+fn observe_ike(
+    nat_t_port: u16,
+    count: &mut u64,
+    local_port: u16,
+    datagram: &[u8],
+    fx: &mut GwEffects,
+) {
+    let ike = if local_port == nat_t_port {
+        match datagram {
+            [0, 0, 0, 0, rest @ ..] => rest,
+            _ => return,
+        }
+    } else {
+        datagram
+    };
+    // IKE header: the two SPIs (16 bytes), then the first payload's type.
+    if ike.len() >= 28 && ike[16] == PAYLOAD_SKF {
+        *count += 1;
+        if *count == 1 {
+            fx.notes.push(
+                "IKE fragmentation: an IKE message leaves as encrypted fragments (RFC 7383)".into(),
+            );
+        }
     }
 }
 

@@ -92,6 +92,9 @@ enum App {
         offset: usize,
         hash: Box<Option<digest::Context>>,
         closed: bool,
+        /// Through an HTTP CONNECT proxy: the request still to send, then the reply head
+        /// read so far; `None` once the tunnel is open (or without a proxy).
+        proxy: Option<Box<ProxyClient>>,
     },
     Receiver {
         transfer: usize,
@@ -101,6 +104,44 @@ enum App {
     },
 }
 
+/// A sender's side of an HTTP CONNECT handshake.
+struct ProxyClient {
+    request: Option<Vec<u8>>,
+    reply: Vec<u8>,
+}
+
+/// How a transfer reaches its receiver through an HTTP CONNECT proxy.
+#[derive(Debug, Clone)]
+pub struct ProxyHop {
+    pub proxy: (Ipv4Addr, u16),
+    pub credentials: Option<String>,
+}
+
+/// The HTTP CONNECT proxy service of a proxy node.
+struct ProxyService {
+    port: u16,
+    credentials: Option<String>,
+    listener: SocketHandle,
+    sessions: Vec<ProxySession>,
+}
+
+#[derive(PartialEq, Eq)]
+enum SessionState {
+    Request,
+    Connecting,
+    Relay,
+    Done,
+}
+
+struct ProxySession {
+    client: SocketHandle,
+    upstream: Option<SocketHandle>,
+    state: SessionState,
+    /// Request head, then bytes the client sent after it, still to forward.
+    buf: Vec<u8>,
+    target: (Ipv4Addr, u16),
+}
+
 /// A host: one smoltcp interface with one address and a default route.
 pub struct Host {
     iface: Interface,
@@ -108,6 +149,9 @@ pub struct Host {
     sockets: SocketSet<'static>,
     apps: Vec<App>,
     next_port: u16,
+    proxy: Option<ProxyService>,
+    /// Relay buffer of the proxy.
+    scratch: Vec<u8>,
 }
 
 fn smol(t: Duration) -> SmolInstant {
@@ -142,7 +186,35 @@ impl Host {
             sockets: SocketSet::new(Vec::new()),
             apps: Vec::new(),
             next_port: 40000 + (seed % 1000) as u16,
+            proxy: None,
+            scratch: Vec::new(),
         }
+    }
+
+    /// Makes this host an HTTP CONNECT proxy on `port`, requiring `credentials`
+    /// (`user:password`, Basic authentication) when given.
+    pub fn enable_proxy(&mut self, port: u16, credentials: Option<String>) {
+        let mut s = Self::tcp_socket();
+        let _ = s.listen(port);
+        let listener = self.sockets.add(s);
+        self.scratch = vec![0u8; CHUNK];
+        self.proxy = Some(ProxyService {
+            port,
+            credentials,
+            listener,
+            sessions: Vec::new(),
+        });
+    }
+
+    /// The port of its proxy service, when it is a proxy.
+    pub fn proxy_port(&self) -> Option<u16> {
+        self.proxy.as_ref().map(|p| p.port)
+    }
+
+    fn local_port(&mut self) -> u16 {
+        let port = self.next_port;
+        self.next_port = self.next_port.wrapping_add(1).max(40000);
+        port
     }
 
     fn tcp_socket() -> tcp::Socket<'static> {
@@ -173,12 +245,25 @@ impl Host {
     }
 
     /// Connects to `remote` and sends the transfer's bytes (from `rng`), then closes.
-    pub fn start_sender(&mut self, transfer: usize, remote: (Ipv4Addr, u16), rng: Rng) {
+    /// With `via`, it connects to the proxy and asks it for a tunnel to `remote` first.
+    pub fn start_sender(
+        &mut self,
+        transfer: usize,
+        remote: (Ipv4Addr, u16),
+        via: Option<ProxyHop>,
+        rng: Rng,
+    ) {
         let socket = self.sockets.add(Self::tcp_socket());
-        let port = self.next_port;
-        self.next_port = self.next_port.wrapping_add(1).max(40000);
+        let port = self.local_port();
         let s = self.sockets.get_mut::<tcp::Socket>(socket);
-        let ep = (IpAddress::Ipv4(remote.0), remote.1);
+        let first_hop = via.as_ref().map_or(remote, |v| v.proxy);
+        let proxy = via.map(|v| {
+            Box::new(ProxyClient {
+                request: Some(crate::proxy::request(remote, v.credentials.as_deref())),
+                reply: Vec::new(),
+            })
+        });
+        let ep = (IpAddress::Ipv4(first_hop.0), first_hop.1);
         let _ = s.connect(self.iface.context(), ep, port);
         self.apps.push(App::Sender {
             transfer,
@@ -191,6 +276,7 @@ impl Host {
             offset: 0,
             hash: Box::new(Some(digest::Context::new(&digest::SHA256))),
             closed: false,
+            proxy,
         });
     }
 
@@ -242,7 +328,7 @@ impl Host {
         let ts = smol(now);
         for _ in 0..64 {
             self.iface.poll(ts, &mut self.device, &mut self.sockets);
-            let progress = self.step_apps(now, transfers, notes);
+            let progress = self.step_apps(now, transfers, notes) | self.step_proxy(notes);
             if !progress && self.device.rx.is_empty() {
                 self.iface.poll(ts, &mut self.device, &mut self.sockets);
                 break;
@@ -256,6 +342,197 @@ impl Host {
         self.iface
             .poll_at(smol(now), &self.sockets)
             .map(|t| Duration::from_micros(t.total_micros().max(0) as u64))
+    }
+
+    /// The HTTP CONNECT proxy: accepts connections, answers requests, relays bytes.
+    fn step_proxy(&mut self, notes: &mut Vec<String>) -> bool {
+        let Some(svc) = self.proxy.as_mut() else {
+            return false;
+        };
+        let mut progress = false;
+        // A listener that got a connection becomes a session; a fresh one listens.
+        if self.sockets.get::<tcp::Socket>(svc.listener).state() != tcp::State::Listen {
+            let mut l = Self::tcp_socket();
+            let _ = l.listen(svc.port);
+            let fresh = self.sockets.add(l);
+            let client = std::mem::replace(&mut svc.listener, fresh);
+            svc.sessions.push(ProxySession {
+                client,
+                upstream: None,
+                state: SessionState::Request,
+                buf: Vec::new(),
+                target: (Ipv4Addr::UNSPECIFIED, 0),
+            });
+            progress = true;
+        }
+        let credentials = svc.credentials.clone();
+        let mut sessions = std::mem::take(&mut svc.sessions);
+        for sess in &mut sessions {
+            progress |= self.step_session(sess, credentials.as_deref(), notes);
+        }
+        sessions.retain(|s| s.state != SessionState::Done);
+        if let Some(svc) = self.proxy.as_mut() {
+            svc.sessions = sessions;
+        }
+        progress
+    }
+
+    fn step_session(
+        &mut self,
+        sess: &mut ProxySession,
+        credentials: Option<&str>,
+        notes: &mut Vec<String>,
+    ) -> bool {
+        use crate::proxy::{self, Decision};
+        let mut progress = false;
+        let peer = |s: &tcp::Socket| {
+            s.remote_endpoint()
+                .map_or_else(|| "?".to_string(), |e| e.addr.to_string())
+        };
+        match sess.state {
+            SessionState::Request => {
+                let c = self.sockets.get_mut::<tcp::Socket>(sess.client);
+                while c.can_recv() && sess.buf.len() < proxy::MAX_HEAD {
+                    let room = proxy::MAX_HEAD - sess.buf.len();
+                    let buf = &mut sess.buf;
+                    match c.recv(|b| {
+                        let n = b.len().min(room);
+                        buf.extend_from_slice(&b[..n]);
+                        (n, n)
+                    }) {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => progress = true,
+                    }
+                }
+                let decision = match proxy::head_len(&sess.buf) {
+                    Some(n) => {
+                        let d = proxy::decide(&sess.buf[..n], credentials);
+                        sess.buf.drain(..n);
+                        d
+                    }
+                    None if sess.buf.len() >= proxy::MAX_HEAD => {
+                        Decision::Refuse(proxy::RESPONSE_400)
+                    }
+                    None if !c.may_recv() && c.state() != tcp::State::SynReceived => {
+                        c.close();
+                        sess.state = SessionState::Done;
+                        return true;
+                    }
+                    None => return progress,
+                };
+                let from = peer(c);
+                match decision {
+                    Decision::Refuse(response) => {
+                        let _ = c.send_slice(response.as_bytes());
+                        c.close();
+                        notes.push(format!(
+                            "proxy: request from {from} refused: {}",
+                            proxy::status_line(response.as_bytes())
+                        ));
+                        sess.state = SessionState::Done;
+                    }
+                    Decision::Connect(addr, port) => {
+                        let up = self.sockets.add(Self::tcp_socket());
+                        let local = self.local_port();
+                        let u = self.sockets.get_mut::<tcp::Socket>(up);
+                        let _ =
+                            u.connect(self.iface.context(), (IpAddress::Ipv4(addr), port), local);
+                        notes.push(format!("proxy: CONNECT {addr}:{port} from {from}"));
+                        sess.upstream = Some(up);
+                        sess.target = (addr, port);
+                        sess.state = SessionState::Connecting;
+                    }
+                }
+                true
+            }
+            SessionState::Connecting => {
+                let Some(up) = sess.upstream else {
+                    sess.state = SessionState::Done;
+                    return true;
+                };
+                let u = self.sockets.get::<tcp::Socket>(up);
+                let (open, failed) = (u.may_send(), u.state() == tcp::State::Closed);
+                let c = self.sockets.get_mut::<tcp::Socket>(sess.client);
+                if open {
+                    let _ = c.send_slice(proxy::RESPONSE_OK);
+                    sess.state = SessionState::Relay;
+                    true
+                } else if failed {
+                    let _ = c.send_slice(proxy::RESPONSE_502.as_bytes());
+                    c.close();
+                    notes.push(format!(
+                        "proxy: {}:{} unreachable (502)",
+                        sess.target.0, sess.target.1
+                    ));
+                    sess.state = SessionState::Done;
+                    true
+                } else {
+                    false
+                }
+            }
+            SessionState::Relay => {
+                let Some(up) = sess.upstream else {
+                    sess.state = SessionState::Done;
+                    return true;
+                };
+                // Bytes the client sent right behind its request head.
+                if !sess.buf.is_empty() {
+                    let u = self.sockets.get_mut::<tcp::Socket>(up);
+                    if let Ok(n) = u.send_slice(&sess.buf) {
+                        sess.buf.drain(..n);
+                        progress |= n > 0;
+                    }
+                }
+                if sess.buf.is_empty() {
+                    progress |= self.pump(sess.client, up);
+                }
+                progress |= self.pump(up, sess.client);
+                let done = |s: &tcp::Socket| {
+                    matches!(s.state(), tcp::State::Closed | tcp::State::TimeWait)
+                };
+                if done(self.sockets.get::<tcp::Socket>(sess.client))
+                    && done(self.sockets.get::<tcp::Socket>(up))
+                {
+                    self.sockets.remove(sess.client);
+                    self.sockets.remove(up);
+                    sess.state = SessionState::Done;
+                    progress = true;
+                }
+                progress
+            }
+            SessionState::Done => false,
+        }
+    }
+
+    /// Moves what `from` received into `to`'s send buffer; passes the end of the stream on.
+    fn pump(&mut self, from: SocketHandle, to: SocketHandle) -> bool {
+        let mut progress = false;
+        loop {
+            let t = self.sockets.get::<tcp::Socket>(to);
+            if !t.may_send() {
+                break;
+            }
+            let room = (t.send_capacity() - t.send_queue()).min(self.scratch.len());
+            let f = self.sockets.get_mut::<tcp::Socket>(from);
+            if room == 0 || !f.can_recv() {
+                break;
+            }
+            let n = f.recv_slice(&mut self.scratch[..room]).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            let t = self.sockets.get_mut::<tcp::Socket>(to);
+            let _ = t.send_slice(&self.scratch[..n]);
+            progress = true;
+        }
+        let f = self.sockets.get::<tcp::Socket>(from);
+        let eof = !f.may_recv() && !f.can_recv() && f.state() != tcp::State::SynReceived;
+        let t = self.sockets.get_mut::<tcp::Socket>(to);
+        if eof && t.may_send() {
+            t.close();
+            progress = true;
+        }
+        progress
     }
 
     fn step_apps(
@@ -278,6 +555,7 @@ impl Host {
                     offset,
                     hash,
                     closed,
+                    proxy,
                 } => {
                     let rec = &mut transfers[*transfer];
                     let s = self.sockets.get_mut::<tcp::Socket>(*socket);
@@ -295,6 +573,53 @@ impl Host {
                         rec.failure = Some("the sender's connection was reset".into());
                         notes.push(format!("transfer {}: connection reset", rec.name));
                         continue;
+                    }
+                    if let Some(pc) = proxy {
+                        if let Some(req) = &pc.request {
+                            if s.can_send() && s.send_capacity() - s.send_queue() >= req.len() {
+                                let _ = s.send_slice(req);
+                                pc.request = None;
+                                progress = true;
+                            }
+                            continue;
+                        }
+                        while s.can_recv() && pc.reply.len() < crate::proxy::MAX_HEAD {
+                            match s.recv(|b| {
+                                // Only the head: the proxy sends nothing after it here.
+                                let n = b.len().min(crate::proxy::MAX_HEAD - pc.reply.len());
+                                pc.reply.extend_from_slice(&b[..n]);
+                                (n, n)
+                            }) {
+                                Ok(0) | Err(_) => break,
+                                Ok(_) => progress = true,
+                            }
+                        }
+                        match crate::proxy::head_len(&pc.reply) {
+                            Some(n) => {
+                                let status = crate::proxy::status_line(&pc.reply[..n]);
+                                if status.split(' ').nth(1) == Some("200") {
+                                    notes.push(format!(
+                                        "transfer {}: the proxy opened a tunnel to {}:{}",
+                                        rec.name, remote.0, remote.1
+                                    ));
+                                    *proxy = None;
+                                    progress = true;
+                                } else {
+                                    rec.failure = Some(format!("the proxy refused: {status}"));
+                                    notes.push(format!(
+                                        "transfer {}: the proxy refused: {status}",
+                                        rec.name
+                                    ));
+                                    s.close();
+                                    continue;
+                                }
+                            }
+                            None if !s.may_recv() && *connected => {
+                                rec.failure = Some("the proxy closed the connection".into());
+                                continue;
+                            }
+                            None => continue,
+                        }
                     }
                     while s.can_send() && !*closed {
                         if *offset == pending.len() {

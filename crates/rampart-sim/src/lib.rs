@@ -10,13 +10,14 @@ mod gateway_node;
 mod host;
 mod middlebox;
 pub mod packet;
+mod proxy;
 mod report;
 mod run;
 pub mod scenario;
 pub mod units;
 mod world;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use report::{Outcome, Report, Verdict};
@@ -57,7 +58,50 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("rekey-under-load"),
         builtin!("dead-peer"),
         builtin!("lossy-wan"),
+        builtin!("cert-behind-nat"),
     ]
+}
+
+macro_rules! pki_file {
+    ($path:literal) => {
+        ($path, include_str!(concat!("../../../scenarios/", $path)))
+    };
+}
+
+/// Files the built-in scenarios refer to (relative to `scenarios/`), embedded so that an
+/// installed binary has them too. Test-only keys: see `scenarios/pki/README.md`.
+const BUILTIN_FILES: &[(&str, &str)] = &[
+    pki_file!("pki/cert-behind-nat/ca.crt"),
+    pki_file!("pki/cert-behind-nat/certs/gw-a.crt"),
+    pki_file!("pki/cert-behind-nat/certs/gw-b.crt"),
+    pki_file!("pki/cert-behind-nat/private/gw-a.key"),
+    pki_file!("pki/cert-behind-nat/private/gw-b.key"),
+];
+
+/// The directory relative paths of built-in scenarios start at: `scenarios/` of the source
+/// tree when it is there, else a directory under the system's temporary directory where the
+/// embedded files are written (once; existing identical files are left alone).
+pub fn builtin_dir() -> Result<PathBuf, SimError> {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scenarios");
+    if BUILTIN_FILES
+        .iter()
+        .all(|(p, text)| std::fs::read_to_string(source.join(p)).is_ok_and(|t| t == *text))
+    {
+        return Ok(source);
+    }
+    let dir = std::env::temp_dir().join(format!("rampart-lab-{}", env!("CARGO_PKG_VERSION")));
+    for (p, text) in BUILTIN_FILES {
+        let path = dir.join(p);
+        if std::fs::read_to_string(&path).is_ok_and(|t| t == *text) {
+            continue;
+        }
+        let io = |e| SimError::Io(path.display().to_string(), e);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        std::fs::write(&path, text).map_err(io)?;
+    }
+    Ok(dir)
 }
 
 /// Name of the scenario `rampart lab` runs without arguments.
@@ -68,15 +112,16 @@ pub fn showcase() -> Builtin {
     builtin!("showcase")
 }
 
-/// Finds a scenario by built-in name or file path; returns it and the directory its
-/// `config_file` keys are relative to.
-pub fn load(name_or_file: &str) -> Result<(Scenario, Option<std::path::PathBuf>), SimError> {
-    if name_or_file == SHOWCASE {
-        let b = showcase();
-        return Ok((scenario::parse(b.text, b.name)?, None));
-    }
-    if let Some(b) = catalogue().into_iter().find(|b| b.name == name_or_file) {
-        return Ok((scenario::parse(b.text, b.name)?, None));
+/// Finds a scenario by built-in name or file path; returns it and the directory its relative
+/// paths (`config_file`, certificates in gateway configurations) start at.
+pub fn load(name_or_file: &str) -> Result<(Scenario, Option<PathBuf>), SimError> {
+    let builtin = if name_or_file == SHOWCASE {
+        Some(showcase())
+    } else {
+        catalogue().into_iter().find(|b| b.name == name_or_file)
+    };
+    if let Some(b) = builtin {
+        return Ok((scenario::parse(b.text, b.name)?, Some(builtin_dir()?)));
     }
     let path = Path::new(name_or_file);
     if !path.exists() {

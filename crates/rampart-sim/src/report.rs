@@ -107,6 +107,7 @@ impl Report {
                         g.tunnels_installed.to_string(),
                         g.rekeys.to_string(),
                         g.restarts.to_string(),
+                        g.ike_fragments_sent.to_string(),
                         esp_in,
                         esp_out,
                     ])
@@ -188,7 +189,14 @@ impl Report {
             &mut s,
             "gateways",
             &[
-                "gateway", "state", "tunnels", "rekeys", "restarts", "esp in", "esp out",
+                "gateway",
+                "state",
+                "tunnels",
+                "rekeys",
+                "restarts",
+                "IKE frags",
+                "esp in",
+                "esp out",
             ],
             &self.gateways,
         );

@@ -75,7 +75,7 @@ pub fn run(sc: &Scenario, base_dir: Option<&Path>, seed: u64) -> Result<Report, 
                 );
                 world.note(&name, text);
                 if let Kind::Host(h) = &mut world.nodes[node].kind {
-                    h.start_sender(i, (addr, port), rng);
+                    h.start_sender(i, (addr, port), plan.proxies[i].clone(), rng);
                 }
                 world.run_host(node);
             }
@@ -250,10 +250,33 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 .iter()
                 .position(|x| &x.name == t)
                 .ok_or_else(|| e(format!("no transfer named {t:?}")))?;
+            let label = match &a.fails_with {
+                Some(reason) => format!("transfer {t} fails with \"{reason}\"{}", w(within)),
+                None => format!("transfer {t} completes byte-exact{}", w(within)),
+            };
+            (label, None, Some(ti))
+        } else if a.fails_with.is_some() {
+            return Err(e("`fails_with` needs `transfer`".into()));
+        } else if let Some(g) = &a.no_tunnel {
+            let from = if after.is_zero() {
+                "start".to_string()
+            } else {
+                crate::units::secs(after)
+            };
             (
-                format!("transfer {t} completes byte-exact{}", w(within)),
+                format!("{g} installs no tunnel{} counting from {from}", w(within)),
+                Some(gateway(g)?),
                 None,
-                Some(ti),
+            )
+        } else if let Some(n) = a.ike_fragments_at_least {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`ike_fragments_at_least` needs `node`".into()))?;
+            (
+                format!("{g} sends at least {n} IKE fragment(s)"),
+                Some(gateway(g)?),
+                None,
             )
         } else if let Some(g) = &a.tunnel {
             let from = if after.is_zero() {
@@ -312,7 +335,8 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             )
         } else {
             return Err(e(
-                "name what to check: transfer, tunnel, log, rekeys_at_least, no_esp_errors or no_drops"
+                "name what to check: transfer, tunnel, no_tunnel, log, rekeys_at_least, \
+                 ike_fragments_at_least, no_esp_errors or no_drops"
                     .into(),
             ));
         };
@@ -343,6 +367,18 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
             let t = &world.transfers[ti];
             let start = t.started.unwrap_or_default();
             let limit = c.within.map(|w| start + w);
+            if let Some(reason) = &c.spec.fails_with {
+                c.verdict = match &t.failure {
+                    Some(f) if f.contains(reason.as_str()) => Some(Verdict::Pass(f.clone())),
+                    Some(f) => Some(Verdict::Fail(format!("failed otherwise: {f}"))),
+                    None if t.finished.is_some() => {
+                        Some(Verdict::Fail("completed byte-exact".into()))
+                    }
+                    None if end => Some(Verdict::Fail("did not fail".into())),
+                    None => None,
+                };
+                continue;
+            }
             c.verdict = match (&t.failure, t.finished) {
                 (Some(f), _) => Some(Verdict::Fail(f.clone())),
                 (None, Some(done)) if limit.is_some_and(|l| done > l) => Some(Verdict::Fail(
@@ -388,6 +424,18 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
                 c.verdict = Some(Verdict::Pass(format!("up at {}", secs(t))));
             } else if late || end {
                 c.verdict = Some(Verdict::Fail("no tunnel came up in the window".into()));
+            }
+        } else if c.spec.no_tunnel.is_some() {
+            if let Some(t) = gw.installs.iter().copied().find(|t| in_window(*t)) {
+                c.verdict = Some(Verdict::Fail(format!("a tunnel came up at {}", secs(t))));
+            } else if late || end {
+                c.verdict = Some(Verdict::Pass("none came up".into()));
+            }
+        } else if let Some(n) = c.spec.ike_fragments_at_least {
+            if gw.ike_fragments_sent >= n {
+                c.verdict = Some(Verdict::Pass(format!("{} sent", gw.ike_fragments_sent)));
+            } else if end {
+                c.verdict = Some(Verdict::Fail(format!("only {}", gw.ike_fragments_sent)));
             }
         } else if let Some(text) = &c.spec.log {
             let hit = world

@@ -146,8 +146,8 @@ pub struct TransferSpec {
     pub proxy_auth: Option<String>,
 }
 
-/// One check. Exactly one of `transfer`, `tunnel`, `log`, `rekeys_at_least`,
-/// `no_esp_errors`, `no_drops` names what is checked.
+/// One check. Exactly one of `transfer`, `tunnel`, `no_tunnel`, `log`, `rekeys_at_least`,
+/// `ike_fragments_at_least`, `no_esp_errors`, `no_drops` names what is checked.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssertSpec {
@@ -159,6 +159,14 @@ pub struct AssertSpec {
     pub tunnel: Option<String>,
     /// ...no later than `after` + `up_within` (default: before the scenario ends).
     pub up_within: Option<String>,
+    /// The expected failure: this gateway installs no tunnel at or after `after`, up to
+    /// `after` + `within` (default: the end of the scenario).
+    pub no_tunnel: Option<String>,
+    /// With `transfer`: the transfer must fail, with a reason containing this text (for
+    /// example `"407"` for a proxy that wants credentials).
+    pub fails_with: Option<String>,
+    /// The gateway `node` sent at least this many IKE fragments (RFC 7383).
+    pub ike_fragments_at_least: Option<u64>,
     /// Start of the window for `tunnel`, `log` and `rekeys` (default 0).
     pub after: Option<String>,
     /// The gateway `node` logs a line containing this text, within `within` of `after`.

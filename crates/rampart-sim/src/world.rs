@@ -297,6 +297,9 @@ impl World {
             self.logs.push((self.now, node, l.clone()));
             self.note(&name, l);
         }
+        for n in fx.notes {
+            self.note(&name, n);
+        }
         for d in fx.drops {
             self.drop_packet(&name, d);
         }

@@ -35,3 +35,55 @@ fn lossy_wan() {
 fn showcase() {
     run_builtin("showcase");
 }
+
+#[test]
+fn cert_behind_nat() {
+    let report = run_builtin("cert-behind-nat");
+    let text = report.render();
+    assert!(
+        text.contains("IKE fragmentation: an IKE message leaves as encrypted fragments"),
+        "the timeline does not show IKE fragmentation:\n{text}"
+    );
+}
+
+/// The same network with IKE fragmentation off on both gateways: IKE_AUTH is IP-fragmented,
+/// the NAT drops the non-first fragments, and no tunnel comes up. This proves that IKE
+/// fragmentation is what makes `cert-behind-nat` work.
+#[test]
+fn cert_behind_nat_without_ike_fragmentation_fails() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "cert-behind-nat")
+        .unwrap();
+    let marker = "# -- assertions";
+    let head = &builtin.text[..builtin.text.find(marker).expect("assertion marker")];
+    assert_eq!(head.matches("fragmentation = true").count(), 2);
+    let text = head.replace("fragmentation = true", "fragmentation = false")
+        + r#"
+[[assert]]
+no_tunnel = "gw-a"
+
+[[assert]]
+no_tunnel = "gw-b"
+
+[[assert]]
+node = "nat"
+no_drops = "never dropped"
+"#;
+    let sc = rampart_sim::scenario::parse(&text, "cert-behind-nat-nofrag").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(
+        report.passed(),
+        "a tunnel came up without IKE fragmentation:\n{out}"
+    );
+    assert!(
+        out.contains("nat: non-first fragment dropped"),
+        "the NAT dropped no fragment:\n{out}"
+    );
+    assert!(
+        !out.contains("IKE fragmentation: an IKE message leaves"),
+        "{out}"
+    );
+}

@@ -19,7 +19,13 @@ fn showcase_passes_and_lists_scenarios() {
     assert!(text.contains("result: PASS"), "{text}");
     let (code, text) = rampart(&["lab", "list"]);
     assert_eq!(code, 0, "{text}");
-    for name in ["site-to-site", "rekey-under-load", "dead-peer", "lossy-wan"] {
+    for name in [
+        "site-to-site",
+        "rekey-under-load",
+        "dead-peer",
+        "lossy-wan",
+        "cert-behind-nat",
+    ] {
         assert!(text.contains(name), "{text}");
     }
 }
@@ -54,4 +60,11 @@ fn failed_assertion_exits_1_and_prints_the_seed() {
         out.contains(&format!("reproduce with: rampart lab run {path} --seed 9")),
         "{out}"
     );
+}
+
+#[test]
+fn cert_behind_nat_runs_with_its_certificates() {
+    let (code, text) = rampart(&["lab", "run", "cert-behind-nat"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("IKE fragmentation"), "{text}");
 }
