@@ -240,25 +240,8 @@ impl Gateway {
             return self.drop(DropReason::NoSa);
         };
         let (local, remote, encap) = (tunnel.local, tunnel.remote, tunnel.encap);
-        match tunnel.outbound.seal(buf, reply, next_header) {
-            Ok(data) => {
-                self.counters.esp_packets_out += 1;
-                if encap {
-                    Disposition::SendUdp {
-                        local: SocketAddr::new(local.ip(), self.config.gateway.nat_t_port),
-                        remote,
-                        data,
-                    }
-                } else {
-                    Disposition::SendRawEsp {
-                        local: local.ip(),
-                        remote: remote.ip(),
-                        data,
-                    }
-                }
-            }
-            Err(_) => self.drop(DropReason::Lifetime),
-        }
+        let sealed = tunnel.outbound.seal(buf, reply, next_header);
+        self.sealed(sealed, local, remote, encap)
     }
 
     fn drain_inspect_logs(&mut self) {
@@ -327,24 +310,33 @@ impl Gateway {
             self.ike.rekey_child(now, id);
             self.drain_ike(now);
         }
-        match sealed {
-            Ok(data) => {
-                self.counters.esp_packets_out += 1;
-                if encap {
-                    Disposition::SendUdp {
-                        local: SocketAddr::new(local.ip(), self.config.gateway.nat_t_port),
-                        remote,
-                        data,
-                    }
-                } else {
-                    Disposition::SendRawEsp {
-                        local: local.ip(),
-                        remote: remote.ip(),
-                        data,
-                    }
-                }
+        self.sealed(sealed, local, remote, encap)
+    }
+
+    /// Where a sealed ESP packet goes: ESP-in-UDP from our NAT-T port, or raw ESP.
+    fn sealed(
+        &mut self,
+        sealed: Result<Range<usize>, rampart_esp::SealError>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+    ) -> Disposition {
+        let Ok(data) = sealed else {
+            return self.drop(DropReason::Lifetime);
+        };
+        self.counters.esp_packets_out += 1;
+        if encap {
+            Disposition::SendUdp {
+                local: SocketAddr::new(local.ip(), self.config.gateway.nat_t_port),
+                remote,
+                data,
             }
-            Err(_) => self.drop(DropReason::Lifetime),
+        } else {
+            Disposition::SendRawEsp {
+                local: local.ip(),
+                remote: remote.ip(),
+                data,
+            }
         }
     }
 
