@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use crate::capture::Capture;
 use crate::env::{serial, SerialGuard};
 use crate::netns::{veth, Netns};
+use crate::rampart::{GatewayToml, PeerToml};
 use crate::workdir::TestDir;
 
 pub const DOMAIN1: &str = "10.1.0.0/24";
@@ -90,5 +91,19 @@ impl SiteToSite {
     #[track_caller]
     pub fn daemon_dir(&self, name: &str) -> PathBuf {
         self.dir.subdir(name)
+    }
+
+    /// The two Rampart gateways of this topology with the example's defaults: gw1 (`gw-a`, peer
+    /// `site-b`) initiates (`start_action = "always"`), gw2 (`gw-b`, peer `site-a`) waits (`none`).
+    /// Tests change what they exercise on the returned values.
+    pub fn rampart_pair(&self) -> (GatewayToml, GatewayToml) {
+        let (gw1, gw2) = (GW1_WAN.to_string(), GW2_WAN.to_string());
+        let p1 = PeerToml::new("site-b", &gw1, &gw2, DOMAIN2, PSK);
+        let mut p2 = PeerToml::new("site-a", &gw2, &gw1, DOMAIN1, PSK);
+        p2.start_action = "none".into();
+        (
+            GatewayToml::new("gw-a", &self.daemon_dir("gw1"), DOMAIN1, p1),
+            GatewayToml::new("gw-b", &self.daemon_dir("gw2"), DOMAIN2, p2),
+        )
     }
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rampart_netns_tests::ike_flood::{flood, FloodReport};
 use rampart_netns_tests::nat_topology::udp_datagrams;
-use rampart_netns_tests::rampart::{Gateway, GatewayToml, PeerToml};
-use rampart_netns_tests::topology::{DOMAIN1, DOMAIN2, GW1_WAN, GW2_WAN, H1, H2, PSK};
+use rampart_netns_tests::rampart::Gateway;
+use rampart_netns_tests::topology::{GW1_WAN, GW2_WAN, H1, H2};
 use rampart_netns_tests::traffic::spawn_in;
 use rampart_netns_tests::{ping, require_tools, skip_unless_root, wait_until, SiteToSite};
 
@@ -32,23 +32,7 @@ fn half_open_flood_gets_cookies_and_real_peer_connects() {
     let topo = SiteToSite::new("rp-cookies");
     let capture = topo.capture_transit("transit");
 
-    let p1 = PeerToml::new(
-        "site-b",
-        &GW1_WAN.to_string(),
-        &GW2_WAN.to_string(),
-        DOMAIN2,
-        PSK,
-    );
-    let mut p2 = PeerToml::new(
-        "site-a",
-        &GW2_WAN.to_string(),
-        &GW1_WAN.to_string(),
-        DOMAIN1,
-        PSK,
-    );
-    p2.start_action = "none".into();
-    let c1 = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, p1);
-    let mut c2 = GatewayToml::new("gw-b", &topo.daemon_dir("gw2"), DOMAIN2, p2);
+    let (c1, mut c2) = topo.rampart_pair();
     c2.cookie_threshold = Some(THRESHOLD);
     c2.half_open_per_source = Some(20);
     let mut g2 = Gateway::start(&topo.gw2, &topo.daemon_dir("gw2"), "gw2", &c2);

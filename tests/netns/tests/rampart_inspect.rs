@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use rampart_netns_tests::inspect::{conn, counter, python, python_prelude, tcp_server};
-use rampart_netns_tests::rampart::{Gateway, GatewayToml, PeerToml};
-use rampart_netns_tests::topology::{DOMAIN1, DOMAIN2, GW1_LAN, GW1_WAN, GW2_WAN, H2, PSK};
+use rampart_netns_tests::rampart::Gateway;
+use rampart_netns_tests::topology::{DOMAIN1, GW1_LAN, H2};
 use rampart_netns_tests::{ping, require_tools, skip_unless_root, wait_until, SiteToSite};
 
 const TUNNEL_UP: Duration = Duration::from_secs(20);
@@ -21,24 +21,8 @@ fn setup() -> bool {
 
 /// gw1 (with `extra` configuration) and gw2, tunnel up.
 fn start(topo: &SiteToSite, extra: &str) -> (Gateway, Gateway) {
-    let p1 = PeerToml::new(
-        "site-b",
-        &GW1_WAN.to_string(),
-        &GW2_WAN.to_string(),
-        DOMAIN2,
-        PSK,
-    );
-    let mut p2 = PeerToml::new(
-        "site-a",
-        &GW2_WAN.to_string(),
-        &GW1_WAN.to_string(),
-        DOMAIN1,
-        PSK,
-    );
-    p2.start_action = "none".into();
-    let mut c1 = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, p1);
+    let (mut c1, c2) = topo.rampart_pair();
     c1.extra = extra.to_string();
-    let c2 = GatewayToml::new("gw-b", &topo.daemon_dir("gw2"), DOMAIN2, p2);
     let mut g2 = Gateway::start(&topo.gw2, &topo.daemon_dir("gw2"), "gw2", &c2);
     let mut g1 = Gateway::start(&topo.gw1, &topo.daemon_dir("gw1"), "gw1", &c1);
     g1.wait_tunnel(TUNNEL_UP);

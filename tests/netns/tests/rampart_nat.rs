@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rampart_netns_tests::nat_topology::{udp_datagrams, NatSiteToSite, GW1_PRIVATE, NAT_PUBLIC};
 use rampart_netns_tests::rampart::{Gateway, GatewayToml, PeerToml};
-use rampart_netns_tests::topology::{DOMAIN1, DOMAIN2, GW1_WAN, GW2_WAN, H1, H2, PSK};
+use rampart_netns_tests::topology::{DOMAIN1, DOMAIN2, GW2_WAN, H1, H2, PSK};
 use rampart_netns_tests::{
     check_only_ike_esp, ping, require_tools, skip_unless_root, tcp_transfer, try_wait_until,
     wait_until, SiteToSite, TransferSpec,
@@ -195,30 +195,13 @@ fn rampart_nat_t_port_2746_forced_encapsulation() {
     }
     let topo = SiteToSite::new("rp-2746");
     let capture = topo.capture_transit("transit");
-    let mut p1 = PeerToml::new(
-        "site-b",
-        &GW1_WAN.to_string(),
-        &GW2_WAN.to_string(),
-        DOMAIN2,
-        PSK,
-    );
-    let mut p2 = PeerToml::new(
-        "site-a",
-        &GW2_WAN.to_string(),
-        &GW1_WAN.to_string(),
-        DOMAIN1,
-        PSK,
-    );
-    p1.encapsulation = "force".into();
-    p2.encapsulation = "force".into();
-    // ESN between two rampart gateways (strongSwan's libipsec cannot do ESN).
-    p1.esn = true;
-    p2.esn = true;
-    p2.start_action = "none".into();
-    let mut c1 = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, p1);
-    let mut c2 = GatewayToml::new("gw-b", &topo.daemon_dir("gw2"), DOMAIN2, p2);
-    c1.nat_t_port = 2746;
-    c2.nat_t_port = 2746;
+    let (mut c1, mut c2) = topo.rampart_pair();
+    for c in [&mut c1, &mut c2] {
+        c.nat_t_port = 2746;
+        c.peers[0].encapsulation = "force".into();
+        // ESN between two rampart gateways (strongSwan's libipsec cannot do ESN).
+        c.peers[0].esn = true;
+    }
     let mut g2 = Gateway::start(&topo.gw2, &topo.daemon_dir("gw2"), "gw2", &c2);
     let mut g1 = Gateway::start(&topo.gw1, &topo.daemon_dir("gw1"), "gw1", &c1);
     g1.wait_tunnel(TUNNEL_UP);

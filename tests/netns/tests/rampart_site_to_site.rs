@@ -4,8 +4,8 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rampart_netns_tests::rampart::{Gateway, GatewayToml, PeerToml};
-use rampart_netns_tests::topology::{DOMAIN1, DOMAIN2, GW1_WAN, GW2_WAN, H1, H2, PSK};
+use rampart_netns_tests::rampart::{Gateway, GatewayToml};
+use rampart_netns_tests::topology::{H1, H2};
 use rampart_netns_tests::{
     check_only_ike_esp, ping, require_tools, skip_unless_root, tcp_transfer, wait_until,
     RunningTransfer, SiteToSite, TransferSpec,
@@ -16,23 +16,7 @@ const TUNNEL_UP: Duration = Duration::from_secs(20);
 /// Configurations of gw1 (`site-a`, initiator: start_action always) and gw2 (`site-b`,
 /// responder), with `tweak` applied to both peers.
 fn configs(topo: &SiteToSite, tweak: impl Fn(&mut GatewayToml)) -> (GatewayToml, GatewayToml) {
-    let p1 = PeerToml::new(
-        "site-b",
-        &GW1_WAN.to_string(),
-        &GW2_WAN.to_string(),
-        DOMAIN2,
-        PSK,
-    );
-    let mut p2 = PeerToml::new(
-        "site-a",
-        &GW2_WAN.to_string(),
-        &GW1_WAN.to_string(),
-        DOMAIN1,
-        PSK,
-    );
-    p2.start_action = "none".into();
-    let mut c1 = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, p1);
-    let mut c2 = GatewayToml::new("gw-b", &topo.daemon_dir("gw2"), DOMAIN2, p2);
+    let (mut c1, mut c2) = topo.rampart_pair();
     tweak(&mut c1);
     tweak(&mut c2);
     (c1, c2)

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use rampart_netns_tests::rampart::{Gateway, GatewayToml, PeerToml};
-use rampart_netns_tests::topology::{DOMAIN1, DOMAIN2, GW1_WAN, GW2_WAN, H1, H2, PSK};
+use rampart_netns_tests::rampart::{Gateway, GatewayToml};
+use rampart_netns_tests::topology::{H1, H2};
 use rampart_netns_tests::{
     ping, require_tools, skip_unless_root, try_wait_until, wait_until, SiteToSite,
 };
@@ -19,28 +19,11 @@ fn setup(test: &str) -> bool {
 
 /// gw1 with `start1`, gw2 with `start2`; short liveness so a dead peer shows quickly.
 fn configs(topo: &SiteToSite, start1: &str, start2: &str) -> (GatewayToml, GatewayToml) {
-    let mut p1 = PeerToml::new(
-        "site-b",
-        &GW1_WAN.to_string(),
-        &GW2_WAN.to_string(),
-        DOMAIN2,
-        PSK,
-    );
-    let mut p2 = PeerToml::new(
-        "site-a",
-        &GW2_WAN.to_string(),
-        &GW1_WAN.to_string(),
-        DOMAIN1,
-        PSK,
-    );
-    p1.start_action = start1.into();
-    p2.start_action = start2.into();
-    for p in [&mut p1, &mut p2] {
-        p.liveness_interval = "2s".into();
-    }
-    let mut c1 = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, p1);
-    let mut c2 = GatewayToml::new("gw-b", &topo.daemon_dir("gw2"), DOMAIN2, p2);
+    let (mut c1, mut c2) = topo.rampart_pair();
+    c1.peers[0].start_action = start1.into();
+    c2.peers[0].start_action = start2.into();
     for c in [&mut c1, &mut c2] {
+        c.peers[0].liveness_interval = "2s".into();
         c.retransmit_timeout = "500ms".into();
         c.retransmit_tries = 3;
     }
