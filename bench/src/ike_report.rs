@@ -16,7 +16,7 @@ pub fn render(results: &[LoadResult], machine: &str, date: &str) -> String {
          namespace: IKE_SA_INIT + IKE_AUTH with a PSK, AES-256-GCM, PRF-HMAC-SHA256, X25519, one \
          CHILD SA each, distinct identities, all from one address on distinct ports (so both \
          sides see a NAT and move to port 4500). The responders have the equivalent config; \
-         strongSwan's cookie and per-address half-open limits are lifted since Rampart has none. \
+         both responders' cookie and per-address half-open limits are lifted. \
          The generator does the same public-key work as the responder, on the same 2 cores, so \
          the figures are a lower bound on the responders' capacity and are comparable with each \
          other, not absolute.\n"
