@@ -2,7 +2,6 @@
 //! gives them to rampart (peer TOML lines) and to strongSwan (swanctl credential directories
 //! and a `pubkey` connection).
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use crate::netns::run;
@@ -143,41 +142,9 @@ fn split_pem(text: &str) -> Vec<String> {
 /// `cfg`'s connection with certificate (`pubkey`) authentication and our certificate `cert`
 /// (a file name in `swanctl/x509`). `extra_conn` lines go into the connection section.
 pub fn pubkey_swanctl_conf(cfg: &CharonConfig, cert: &str, extra_conn: &str) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "connections {{");
-    let _ = writeln!(s, "  {} {{", cfg.conn);
-    let _ = writeln!(s, "    version = 2");
-    let _ = writeln!(s, "    local_addrs = {}", cfg.local_addr);
-    let _ = writeln!(s, "    remote_addrs = {}", cfg.remote_addr);
-    let _ = writeln!(s, "    proposals = {}", cfg.ike_proposals);
-    let _ = writeln!(s, "    encap = {}", if cfg.encap { "yes" } else { "no" });
-    let _ = writeln!(s, "    rekey_time = {}", cfg.ike_rekey_time);
-    let _ = writeln!(s, "    dpd_delay = {}", cfg.dpd_delay);
-    let _ = writeln!(s, "    fragmentation = yes");
-    for line in extra_conn.lines() {
-        let _ = writeln!(s, "    {line}");
-    }
-    let _ = writeln!(s, "    local {{");
-    let _ = writeln!(s, "      auth = pubkey");
-    let _ = writeln!(s, "      certs = {cert}");
-    let _ = writeln!(s, "      id = {}", cfg.local_id);
-    let _ = writeln!(s, "    }}");
-    let _ = writeln!(s, "    remote {{");
-    let _ = writeln!(s, "      auth = pubkey");
-    let _ = writeln!(s, "      id = {}", cfg.remote_id);
-    let _ = writeln!(s, "    }}");
-    let _ = writeln!(s, "    children {{");
-    let _ = writeln!(s, "      {} {{", cfg.child);
-    let _ = writeln!(s, "        local_ts = {}", cfg.local_ts.join(","));
-    let _ = writeln!(s, "        remote_ts = {}", cfg.remote_ts.join(","));
-    let _ = writeln!(s, "        esp_proposals = {}", cfg.esp_proposals);
-    let _ = writeln!(s, "        rekey_time = {}", cfg.child_rekey_time);
-    let _ = writeln!(s, "        start_action = {}", cfg.start_action);
-    let _ = writeln!(s, "      }}");
-    let _ = writeln!(s, "    }}");
-    let _ = writeln!(s, "  }}");
-    let _ = writeln!(s, "}}");
-    s
+    let certs = format!("certs = {cert}");
+    let extra = format!("fragmentation = yes\n{extra_conn}");
+    cfg.connections(&["auth = pubkey", &certs], &["auth = pubkey"], &extra)
 }
 
 #[cfg(test)]

@@ -113,8 +113,14 @@ impl CharonConfig {
         s
     }
 
-    /// The `swanctl.conf` with the connection and its PSK.
-    pub fn swanctl_conf(&self) -> String {
+    /// The `connections` section of `swanctl.conf`: `local_auth`/`remote_auth` are the lines of
+    /// the local and remote sections before their `id`, `extra_conn` lines go into the connection.
+    pub fn connections(
+        &self,
+        local_auth: &[&str],
+        remote_auth: &[&str],
+        extra_conn: &str,
+    ) -> String {
         let mut s = String::new();
         let _ = writeln!(s, "connections {{");
         let _ = writeln!(s, "  {} {{", self.conn);
@@ -125,14 +131,20 @@ impl CharonConfig {
         let _ = writeln!(s, "    encap = {}", if self.encap { "yes" } else { "no" });
         let _ = writeln!(s, "    rekey_time = {}", self.ike_rekey_time);
         let _ = writeln!(s, "    dpd_delay = {}", self.dpd_delay);
-        let _ = writeln!(s, "    local {{");
-        let _ = writeln!(s, "      auth = psk");
-        let _ = writeln!(s, "      id = {}", self.local_id);
-        let _ = writeln!(s, "    }}");
-        let _ = writeln!(s, "    remote {{");
-        let _ = writeln!(s, "      auth = psk");
-        let _ = writeln!(s, "      id = {}", self.remote_id);
-        let _ = writeln!(s, "    }}");
+        for line in extra_conn.lines() {
+            let _ = writeln!(s, "    {line}");
+        }
+        for (section, auth, id) in [
+            ("local", local_auth, &self.local_id),
+            ("remote", remote_auth, &self.remote_id),
+        ] {
+            let _ = writeln!(s, "    {section} {{");
+            for line in auth {
+                let _ = writeln!(s, "      {line}");
+            }
+            let _ = writeln!(s, "      id = {id}");
+            let _ = writeln!(s, "    }}");
+        }
         let _ = writeln!(s, "    children {{");
         let _ = writeln!(s, "      {} {{", self.child);
         let _ = writeln!(s, "        local_ts = {}", self.local_ts.join(","));
@@ -144,6 +156,12 @@ impl CharonConfig {
         let _ = writeln!(s, "    }}");
         let _ = writeln!(s, "  }}");
         let _ = writeln!(s, "}}");
+        s
+    }
+
+    /// The `swanctl.conf` with the connection and its PSK.
+    pub fn swanctl_conf(&self) -> String {
+        let mut s = self.connections(&["auth = psk"], &["auth = psk"], "");
         let _ = writeln!(s, "secrets {{");
         let _ = writeln!(s, "  ike-{} {{", self.conn);
         let _ = writeln!(s, "    id-local = {}", self.local_id);
