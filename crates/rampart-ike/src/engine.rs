@@ -357,6 +357,32 @@ impl Ike {
         }
     }
 
+    /// Sends a response on IKE SA `id` if it still exists. A failure to seal is logged at debug
+    /// level: the peer retransmits its request and gets another try.
+    pub(crate) fn respond(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        exchange: u8,
+        message_id: u32,
+        payloads: &[rampart_wire::ike::Payload],
+        to: (std::net::SocketAddr, std::net::SocketAddr),
+    ) {
+        if let Some(sa) = self.sas.get_mut(&id) {
+            if let Err(e) = sa.send_response(
+                now,
+                &mut self.rng,
+                &mut self.events,
+                exchange,
+                message_id,
+                payloads,
+                to,
+            ) {
+                tracing::debug!(ike_sa = id.0, "response not sent: {e}");
+            }
+        }
+    }
+
     /// Removes an IKE SA with everything in it. `reason: None` removes silently (an SA that was
     /// replaced, or a half-open responder SA).
     pub(crate) fn remove_sa(&mut self, id: IkeSaId, reason: Option<DownReason>) {

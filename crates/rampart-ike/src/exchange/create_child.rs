@@ -226,17 +226,7 @@ impl Ike {
                 vec![notify(code, data)]
             }
         };
-        if let Some(sa) = self.sas.get_mut(&id) {
-            let _ = sa.send_response(
-                now,
-                &mut self.rng,
-                &mut self.events,
-                exchange::CREATE_CHILD_SA,
-                mid,
-                &out,
-                to,
-            );
-        }
+        self.respond(now, id, exchange::CREATE_CHILD_SA, mid, &out, to);
     }
 
     /// Negotiates the CHILD SA of a request; installs it and returns the response payloads.

@@ -165,17 +165,7 @@ impl Ike {
                 (vec![notify(code, data)], None)
             }
         };
-        if let Some(sa) = self.sas.get_mut(&id) {
-            let _ = sa.send_response(
-                now,
-                &mut self.rng,
-                &mut self.events,
-                exchange::CREATE_CHILD_SA,
-                mid,
-                &out,
-                to,
-            );
-        }
+        self.respond(now, id, exchange::CREATE_CHILD_SA, mid, &out, to);
         let Some((new, nonce)) = new else { return };
         if own_rekey {
             tracing::debug!(ike_sa = id.0, "IKE rekey collision");
