@@ -102,6 +102,9 @@ step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
 # The netns tests run target/debug/rampart: build it first (cargo test holds the build lock while
 # tests run, so they cannot build it themselves without a second target directory).
 step "cargo build -p rampart" cargo build -p rampart
+# Property tests draw their cases from a fixed seed so that a CI run is reproducible; set
+# PROPTEST_RNG_SEED to explore other cases (a failure prints the seed that reproduces it).
+export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261121}"
 # Test binaries run one after another; each netns test takes a file lock so heavy tests never overlap.
 step "cargo test" cargo test --workspace
 step "fuzz smoke" fuzz_smoke

@@ -678,16 +678,24 @@ impl Host {
                         }
                     }
                     rec.received = *received;
-                    // The sender's FIN arrived and everything before it was read.
-                    if !s.may_recv() && s.state() != tcp::State::Listen && !s.can_recv() {
+                    // The transfer ends when the announced size has been read (the
+                    // application's framing, as iperf's) or when the sender's FIN arrived and
+                    // everything before it was read. The size alone is enough: a lost FIN
+                    // that the stack is slow to retransmit does not make the bytes less whole.
+                    let all_read = *received >= rec.size && rec.sent_digest.is_some();
+                    let fin_read =
+                        !s.may_recv() && s.state() != tcp::State::Listen && !s.can_recv();
+                    if all_read || fin_read {
                         let state = s.state();
-                        if matches!(
-                            state,
-                            tcp::State::CloseWait
-                                | tcp::State::LastAck
-                                | tcp::State::Closed
-                                | tcp::State::TimeWait
-                        ) {
+                        if all_read
+                            || matches!(
+                                state,
+                                tcp::State::CloseWait
+                                    | tcp::State::LastAck
+                                    | tcp::State::Closed
+                                    | tcp::State::TimeWait
+                            )
+                        {
                             let digest = hash.take().map(|h| h.finish().as_ref().to_vec());
                             s.close();
                             rec.finished = Some(now);
