@@ -46,6 +46,7 @@ pub(crate) struct RawGateway {
 pub(crate) struct RawTunnel {
     pub device: Str,
     pub mtu: Int,
+    pub offload: Option<Spanned<bool>>,
 }
 
 /// `[local]`
@@ -215,7 +216,7 @@ mod tests {
 
     #[test]
     fn field_probe_reads_the_derive() {
-        assert_eq!(struct_fields::<RawTunnel>(), &["device", "mtu"]);
+        assert_eq!(struct_fields::<RawTunnel>(), &["device", "mtu", "offload"]);
         assert!(struct_fields::<RawPeer>().contains(&"replay_window"));
         assert_eq!(struct_fields::<RawPeer>().len(), 24);
     }

@@ -55,6 +55,9 @@ pub struct TunnelSection {
     pub device: String,
     /// Default 1400; 576..=9000.
     pub mtu: u16,
+    /// Default true: open the device with segmentation offload (IFF_VNET_HDR, TSO/USO), so one
+    /// read returns up to 64 KB of one TCP flow and decrypted packets are coalesced on write.
+    pub offload: bool,
 }
 
 /// `[local]`

@@ -441,7 +441,12 @@ impl Validator<'_, '_> {
             .as_ref()
             .and_then(|v| self.int("tunnel.mtu", v, MTU_RANGE))
             .map_or(DEFAULT_MTU, |n| n as u16);
-        TunnelSection { device, mtu }
+        let offload = raw.offload.as_ref().is_none_or(|b| *b.get_ref());
+        TunnelSection {
+            device,
+            mtu,
+            offload,
+        }
     }
 
     /// A list of prefixes, at least one. `IpNet`s with host bits set are rejected (almost always

@@ -238,7 +238,7 @@ impl CipherKey {
             });
         }
         let block = self.block_len();
-        if data.len() % block != 0 {
+        if !data.len().is_multiple_of(block) {
             return Err(CryptoError::NotBlockAligned {
                 len: data.len(),
                 block,

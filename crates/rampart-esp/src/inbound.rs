@@ -99,7 +99,7 @@ impl InboundSa {
         }
         let ct_len = bytes.len() - ESP_HEADER_LEN - iv_len - icv_len;
         let block = self.key.block_len();
-        if ct_len % block != 0 {
+        if !ct_len.is_multiple_of(block) {
             self.stats.malformed += 1;
             return Err(OpenError::NotBlockAligned { len: ct_len, block });
         }

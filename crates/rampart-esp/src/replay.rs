@@ -43,7 +43,7 @@ pub(crate) enum ReplayVerdict {
 impl ReplayWindow {
     /// `size` must be 0 or a multiple of 64 up to [`MAX_REPLAY_WINDOW`].
     pub(crate) fn new(size: u32) -> Option<ReplayWindow> {
-        if size % 64 != 0 || size > MAX_REPLAY_WINDOW {
+        if !size.is_multiple_of(64) || size > MAX_REPLAY_WINDOW {
             return None;
         }
         let n = if size == 0 { 0 } else { size as usize / 64 + 1 };

@@ -5,6 +5,7 @@
 //! [`run_gateway`] is the whole job; the modules are public so tests (and later runtimes) can
 //! assemble the parts themselves, e.g. run the loop with a stand-in [`Node`].
 
+pub mod datapath;
 mod error;
 mod node;
 pub mod raw_esp;
@@ -40,9 +41,10 @@ pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<
             message: e.to_string(),
         })?;
     tracing::info!(
-        "gateway {name} running from {}: device {}, UDP {}, status socket {}",
+        "gateway {name} running from {}: device {} (segmentation offload {}), UDP {}, status socket {}",
         config_path.display(),
         io.tun.name(),
+        if io.tun.offload() { "on" } else { "off" },
         io.udp
             .iter()
             .map(|s| s.local().to_string())

@@ -33,6 +33,46 @@ pub trait Node {
     /// An IP packet read from the TUN device, with at least `HEADROOM` bytes before `packet`
     /// and `TAILROOM` bytes after it.
     fn handle_tun(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition;
+    /// A batch of TUN packets: `bufs[i][packets[i]]`, each with head- and tailroom; `out[i]`
+    /// receives what to do with each. The default handles them one by one.
+    fn handle_tun_batch<B: AsMut<[u8]>>(
+        &mut self,
+        now: Instant,
+        bufs: &mut [B],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        for ((buf, packet), slot) in bufs.iter_mut().zip(packets).zip(out.iter_mut()) {
+            *slot = self.handle_tun(now, buf.as_mut(), packet.clone());
+        }
+    }
+    /// Datagrams from one peer received together (one GRO read), all in `buf` at `packets[i]`.
+    fn handle_udp_batch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        for (packet, slot) in packets.iter().zip(out.iter_mut()) {
+            *slot = self.handle_udp(now, local, remote, buf, packet.clone());
+        }
+    }
+    /// ESP packets from one `recvmmsg` on the raw socket bound to `local`, all in `buf`.
+    fn handle_raw_esp_batch(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        buf: &mut [u8],
+        packets: &[(IpAddr, Range<usize>)],
+        out: &mut [Disposition],
+    ) {
+        for ((remote, packet), slot) in packets.iter().zip(out.iter_mut()) {
+            *slot = self.handle_raw_esp(now, local, *remote, buf, packet.clone());
+        }
+    }
     fn handle_timeout(&mut self, now: Instant);
     fn poll_timeout(&self) -> Option<Instant>;
     fn poll_output(&mut self) -> Option<Output>;
@@ -76,6 +116,39 @@ impl Node for rampart_node::Gateway {
 
     fn handle_tun(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition {
         rampart_node::Gateway::handle_tun(self, now, buf, packet)
+    }
+
+    fn handle_tun_batch<B: AsMut<[u8]>>(
+        &mut self,
+        now: Instant,
+        bufs: &mut [B],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        rampart_node::Gateway::handle_tun_batch(self, now, bufs, packets, out)
+    }
+
+    fn handle_udp_batch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        rampart_node::Gateway::handle_udp_batch(self, now, local, remote, buf, packets, out)
+    }
+
+    fn handle_raw_esp_batch(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        buf: &mut [u8],
+        packets: &[(IpAddr, Range<usize>)],
+        out: &mut [Disposition],
+    ) {
+        rampart_node::Gateway::handle_raw_esp_batch(self, now, local, buf, packets, out)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

@@ -2,8 +2,8 @@
 //! feeds what arrives to the node and carries out what the node decides.
 //!
 //! Invariants:
-//! - Packets live in one buffer allocated at start; a data-plane packet is received, processed
-//!   and sent from that buffer without any allocation.
+//! - Packets live in buffers allocated at start ([`crate::datapath::Buffers`]); a data-plane
+//!   packet is received, processed and sent in batches without any allocation.
 //! - After every input the node's output queue is drained, so control traffic and route changes
 //!   are never left waiting for the next packet.
 //! - Routes added through [`Routes`] are removed when the loop ends, whatever the reason.
@@ -12,23 +12,23 @@ use std::collections::BTreeSet;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rampart_config::GatewayConfig;
-use rampart_node::{Disposition, LogLevel, Output};
+use rampart_node::{LogLevel, Output};
 
+use crate::datapath::{self, Buffers, ReadResult};
 use crate::node::Node;
 use crate::raw_esp::RawEspSocket;
 use crate::routes::Routes;
 use crate::status_server::{StatusQuery, StatusRequests, StatusServer};
-use crate::tun::{read_window, Tun, BUFFER_LEN};
+use crate::tun::Tun;
 use crate::udp::UdpEndpoint;
 use crate::IoError;
 
-/// Packets taken from one ready source before the loop looks at the others again.
-const BATCH: usize = 64;
+/// Reads (each a batch) taken from one ready source before the loop looks at the others again.
+const READS_PER_WAKE: usize = 16;
 /// Most connections one `conn list` answer carries (the document says when it was cut).
 const CONN_LIST_LIMIT: usize = 10_000;
 
@@ -48,7 +48,11 @@ impl Io {
     /// Opens the TUN device, the sockets for every distinct peer `local_address`, the route
     /// handle and the status socket. Must be called inside a tokio runtime.
     pub fn open(config: &GatewayConfig) -> Result<Io, IoError> {
-        let tun = Tun::open(&config.tunnel.device, config.tunnel.mtu)?;
+        let tun = Tun::open(
+            &config.tunnel.device,
+            config.tunnel.mtu,
+            config.tunnel.offload,
+        )?;
         let locals: BTreeSet<IpAddr> = config.peers.iter().map(|p| p.local_address).collect();
         let mut udp = Vec::new();
         let mut raw = Vec::new();
@@ -75,11 +79,11 @@ impl Io {
         })
     }
 
-    fn udp_for(&self, local: SocketAddr) -> Option<&UdpEndpoint> {
+    pub(crate) fn udp_for(&self, local: SocketAddr) -> Option<&UdpEndpoint> {
         self.udp.iter().find(|s| s.local() == local)
     }
 
-    fn raw_for(&self, local: IpAddr) -> Option<&RawEspSocket> {
+    pub(crate) fn raw_for(&self, local: IpAddr) -> Option<&RawEspSocket> {
         self.raw.iter().find(|s| s.local() == local)
     }
 }
@@ -134,7 +138,7 @@ async fn event_loop<N: Node>(
     io: &mut Io,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), IoError> {
-    let mut buf = vec![0u8; BUFFER_LEN].into_boxed_slice();
+    let mut buffers = Buffers::new();
     let mut shutdown = std::pin::pin!(shutdown);
     let timer = tokio::time::sleep(Duration::from_secs(3600));
     let mut timer = std::pin::pin!(timer);
@@ -171,14 +175,30 @@ async fn event_loop<N: Node>(
                     what: "waiting on the TUN device",
                     source,
                 })?;
-                read_tun(node, io, &mut buf).await?;
+                for _ in 0..READS_PER_WAKE {
+                    match datapath::tun_once(node, io, &mut buffers).await {
+                        Ok(ReadResult::More) => {}
+                        Ok(ReadResult::Empty) => break,
+                        Err(source) => {
+                            return Err(IoError::Runtime {
+                                what: "reading from the TUN device",
+                                source,
+                            })
+                        }
+                    }
+                }
             }
             Event::Socket(i) => {
                 next_socket = i + 1;
-                if i < io.udp.len() {
-                    read_udp(node, io, i, &mut buf).await;
-                } else {
-                    read_raw(node, io, i - io.udp.len(), &mut buf).await;
+                for _ in 0..READS_PER_WAKE {
+                    let read = if i < io.udp.len() {
+                        datapath::udp_once(node, io, i, &mut buffers).await
+                    } else {
+                        datapath::raw_once(node, io, i - io.udp.len(), &mut buffers).await
+                    };
+                    if let ReadResult::Empty = read {
+                        break;
+                    }
                 }
             }
             Event::StatusQuery(q) => {
@@ -210,139 +230,8 @@ async fn event_loop<N: Node>(
     }
 }
 
-async fn read_tun<N: Node>(node: &mut N, io: &mut Io, buf: &mut [u8]) -> Result<(), IoError> {
-    let window = read_window(buf.len());
-    for _ in 0..BATCH {
-        let read = match buf.get_mut(window.clone()) {
-            Some(space) => io.tun.try_recv(space),
-            None => return Ok(()),
-        };
-        let len = match read {
-            Ok(len) => len,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(source) => {
-                return Err(IoError::Runtime {
-                    what: "reading from the TUN device",
-                    source,
-                })
-            }
-        };
-        let packet = window.start..window.start + len;
-        let disposition = node.handle_tun(Instant::now(), buf, packet);
-        carry_out(io, buf, disposition).await;
-        drain_outputs(node, io).await;
-    }
-    Ok(())
-}
-
-async fn read_udp<N: Node>(node: &mut N, io: &mut Io, index: usize, buf: &mut [u8]) {
-    for _ in 0..BATCH {
-        let Some(socket) = io.udp.get(index) else {
-            return;
-        };
-        let local = socket.local();
-        let (len, remote) = match socket.try_recv_from(buf) {
-            Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) => {
-                // Errors queued by ICMP and the like are consumed by the read: go on.
-                tracing::debug!("UDP {local}: receive failed: {e}");
-                continue;
-            }
-        };
-        let disposition = node.handle_udp(Instant::now(), local, remote, buf, 0..len);
-        carry_out(io, buf, disposition).await;
-        drain_outputs(node, io).await;
-    }
-}
-
-async fn read_raw<N: Node>(node: &mut N, io: &mut Io, index: usize, buf: &mut [u8]) {
-    for _ in 0..BATCH {
-        let Some(socket) = io.raw.get(index) else {
-            return;
-        };
-        let local = socket.local();
-        let received = match socket.try_recv(buf) {
-            Ok(Some(r)) => r,
-            Ok(None) => continue,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) => {
-                tracing::debug!("raw ESP {local}: receive failed: {e}");
-                continue;
-            }
-        };
-        let disposition =
-            node.handle_raw_esp(Instant::now(), local, received.remote, buf, received.packet);
-        carry_out(io, buf, disposition).await;
-        drain_outputs(node, io).await;
-    }
-}
-
-/// Sends or writes `buf[data]` as the node decided. Failures of single packets are not fatal.
-async fn carry_out(io: &Io, buf: &[u8], disposition: Disposition) {
-    match disposition {
-        Disposition::SendUdp {
-            local,
-            remote,
-            data,
-        } => {
-            let Some(packet) = slice(buf, data) else {
-                return;
-            };
-            match io.udp_for(local) {
-                Some(socket) => {
-                    if let Err(e) = socket.send_to(packet, remote).await {
-                        tracing::debug!("UDP {local} -> {remote}: send failed: {e}");
-                    }
-                }
-                None => tracing::warn!("no UDP socket is bound to {local}; packet not sent"),
-            }
-        }
-        Disposition::SendRawEsp {
-            local,
-            remote,
-            data,
-        } => {
-            let Some(packet) = slice(buf, data) else {
-                return;
-            };
-            match io.raw_for(local) {
-                Some(socket) => {
-                    if let Err(e) = socket.send_to(packet, remote).await {
-                        tracing::debug!("ESP {local} -> {remote}: send failed: {e}");
-                    }
-                }
-                None => tracing::warn!("no raw ESP socket is bound to {local}; packet not sent"),
-            }
-        }
-        Disposition::WriteTun { data } => {
-            let Some(packet) = slice(buf, data) else {
-                return;
-            };
-            if let Err(e) = io.tun.send(packet).await {
-                tracing::debug!("TUN {}: write failed: {e}", io.tun.name());
-            }
-        }
-        Disposition::Consumed => {}
-        Disposition::Dropped(reason) => tracing::trace!("packet dropped: {reason:?}"),
-    }
-}
-
-/// `buf[range]`, or `None` (logged) if the node returned a range outside the buffer.
-fn slice(buf: &[u8], range: Range<usize>) -> Option<&[u8]> {
-    let packet = buf.get(range.clone());
-    if packet.is_none() {
-        tracing::error!(
-            "node returned packet range {range:?} outside the {}-byte buffer; packet dropped",
-            buf.len()
-        );
-    }
-    packet
-}
-
 /// Carries out every queued control output of the node.
-async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
+pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
     while let Some(output) = node.poll_output() {
         match output {
             Output::SendUdp {

@@ -6,6 +6,7 @@
 //! TCP window at gigabit rates, so the buffers are raised past `net.core.rmem_max` where the
 //! process is privileged (SO_RCVBUFFORCE), and to the sysctl's limit otherwise.
 
+use std::io;
 use std::os::fd::AsRawFd;
 
 use socket2::Socket;
@@ -31,15 +32,80 @@ pub(crate) fn grow(socket: &Socket, bytes: usize) {
 
 fn force(socket: &Socket, option: libc::c_int, bytes: usize) -> bool {
     let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: a valid descriptor owned by `socket`, and a pointer to a c_int of the given size.
+    set_int_option(socket, libc::SOL_SOCKET, option, value).is_ok()
+}
+
+/// Sets an integer socket option (`setsockopt` with a `c_int` value).
+pub(crate) fn set_int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: `socket` keeps its descriptor open for the call, and the pointer and length
+    // describe one live c_int.
     let rc = unsafe {
         libc::setsockopt(
             socket.as_raw_fd(),
-            libc::SOL_SOCKET,
-            option,
+            level,
+            name,
             (&value as *const libc::c_int).cast(),
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    rc == 0
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Reads an integer socket option (`getsockopt` into a `c_int`).
+#[cfg(test)]
+pub(crate) fn int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> io::Result<libc::c_int> {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: `socket` keeps its descriptor open for the call; the kernel writes at most `len`
+    // bytes into `value` and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&mut value as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::{Domain, Type};
+
+    #[test]
+    fn int_options_round_trip() {
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        set_int_option(&socket, libc::IPPROTO_IP, libc::IP_TTL, 17).unwrap();
+        assert_eq!(
+            int_option(&socket, libc::IPPROTO_IP, libc::IP_TTL).unwrap(),
+            17
+        );
+    }
+
+    #[test]
+    fn unknown_option_is_an_error() {
+        let socket = Socket::new(Domain::IPV4, Type::DGRAM, None).unwrap();
+        let err = set_int_option(&socket, libc::SOL_SOCKET, 0x7fff, 1).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOPROTOOPT));
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::io;
 
-use tun_rs::{AsyncDevice, DeviceBuilder};
+use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, VIRTIO_NET_HDR_LEN};
 
 use crate::IoError;
 
@@ -18,7 +18,16 @@ pub const MAX_PACKET: usize = 65_535;
 /// Size of one packet buffer: room for the largest packet plus the ESP head- and tailroom.
 pub const BUFFER_LEN: usize = HEADROOM + MAX_PACKET + TAILROOM;
 
-/// An open, up TUN device (no packet-information header, no offloads).
+/// Bytes kept free before a packet written to the TUN device: room for the virtio-net header
+/// that precedes every packet when offload is on (at least `VIRTIO_NET_HDR_LEN`, 10).
+pub const WRITE_OFFSET: usize = 16;
+
+/// An open, up TUN device.
+///
+/// With offload (`IFF_VNET_HDR` and TSO4/TSO6/USO), one read may return a TCP or UDP
+/// super-packet of up to 64 KB, which [`Tun::try_recv_batch`] splits into MTU-sized IP packets,
+/// and [`Tun::send_batch`] coalesces packets of one flow into one write. Without offload both
+/// move one packet per system call; callers use the same two calls either way.
 pub struct Tun {
     device: AsyncDevice,
     name: String,
@@ -27,20 +36,33 @@ pub struct Tun {
 
 impl Tun {
     /// Creates the device `name`, or attaches to it if it exists, sets its MTU and brings it up.
-    /// No address is assigned: routes through the device are all it needs.
+    /// With `offload`, asks for segmentation offload; a kernel that refuses it gets a warning
+    /// and a device without. No address is assigned: routes through the device are all it needs.
     ///
     /// Must be called inside a tokio runtime.
-    pub fn open(name: &str, mtu: u16) -> Result<Tun, IoError> {
+    pub fn open(name: &str, mtu: u16, offload: bool) -> Result<Tun, IoError> {
         let err = |source: io::Error| IoError::Tun {
             device: name.to_owned(),
             source,
         };
-        let device = DeviceBuilder::new()
-            .name(name)
-            .mtu(mtu)
-            .enable(true)
-            .build_async()
-            .map_err(err)?;
+        let build = |offload: bool| {
+            DeviceBuilder::new()
+                .name(name)
+                .mtu(mtu)
+                .offload(offload)
+                .enable(true)
+                .build_async()
+        };
+        let device = match build(offload) {
+            Ok(device) => device,
+            Err(e) if offload => {
+                tracing::warn!(
+                    "TUN {name}: segmentation offload refused ({e}); one packet per read and write"
+                );
+                build(false).map_err(err)?
+            }
+            Err(e) => return Err(err(e)),
+        };
         let index = device.if_index().map_err(err)?;
         Ok(Tun {
             device,
@@ -58,22 +80,47 @@ impl Tun {
         self.index
     }
 
-    /// Waits until a packet may be readable (false positives are possible: `try_recv` then
+    /// Whether the device was opened with segmentation offload.
+    pub fn offload(&self) -> bool {
+        self.device.tcp_gso()
+    }
+
+    /// Waits until a packet may be readable (false positives are possible: a read then
     /// returns `WouldBlock`).
     pub async fn readable(&self) -> io::Result<()> {
         self.device.readable().await
     }
 
-    /// Reads one packet into `buf`, or `WouldBlock` when none is waiting.
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.device.try_recv(buf)
+    /// One read from the device: `raw` takes the read as it comes (virtio header and a
+    /// super-packet, `RAW_READ_LEN` bytes), and the IP packets it holds are placed at
+    /// `bufs[i][offset..offset + sizes[i]]` for the returned count of `i`. `WouldBlock` when
+    /// nothing is waiting. `bufs` must have room for the largest packet the device's MTU
+    /// allows after `offset`, and there must be more of them than 64 KB / MTU.
+    pub fn try_recv_batch<B: AsRef<[u8]> + AsMut<[u8]>>(
+        &self,
+        raw: &mut [u8],
+        bufs: &mut [B],
+        sizes: &mut [usize],
+        offset: usize,
+    ) -> io::Result<usize> {
+        self.device.try_recv_multiple(raw, bufs, sizes, offset)
     }
 
-    /// Writes one IP packet to the device.
-    pub async fn send(&self, packet: &[u8]) -> io::Result<()> {
-        self.device.send(packet).await.map(|_| ())
+    /// Writes the IP packets `bufs[i][WRITE_OFFSET..]`, coalescing TCP and UDP packets of one
+    /// flow when offload is on (the buffers are modified: they are scratch after the call).
+    pub async fn send_batch(&self, gro: &mut GROTable, bufs: &mut [Vec<u8>]) -> io::Result<()> {
+        if bufs.is_empty() {
+            return Ok(());
+        }
+        self.device
+            .send_multiple(gro, bufs, WRITE_OFFSET)
+            .await
+            .map(|_| ())
     }
 }
+
+/// Size of the buffer a TUN read lands in before it is split: virtio header + 64 KB.
+pub const RAW_READ_LEN: usize = VIRTIO_NET_HDR_LEN + MAX_PACKET;
 
 /// The range of a buffer of `buf_len` bytes that a TUN read may fill so that `HEADROOM` bytes
 /// stay free before the packet and `TAILROOM` after the largest packet.

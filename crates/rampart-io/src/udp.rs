@@ -2,24 +2,106 @@
 //!
 //! No `UDP_ENCAP` socket option is set: ESP-in-UDP datagrams reach userspace like IKE
 //! messages, and the node tells them apart by the non-ESP marker.
+//!
+//! # Batching
+//!
+//! Besides the one-datagram calls, an endpoint reads and writes in batches through
+//! `quinn-udp`:
+//!
+//! - [`UdpEndpoint::try_recv_batch`] takes up to 32 entries per `recvmmsg`. From its first call
+//!   on, the socket has UDP GRO switched on, so one entry may hold several datagrams of one flow
+//!   laid end to end: [`RecvMeta::stride`] is the size of each (the last may be shorter) and
+//!   [`datagrams`] splits an entry. Until then GRO stays off, so [`UdpEndpoint::try_recv_from`]
+//!   always gets exactly one datagram; the two must not be mixed on one endpoint (once GRO is
+//!   on, `try_recv_from` refuses to read).
+//! - [`UdpEndpoint::try_send_segments`] sends equal-size datagrams to one peer with one GSO
+//!   `sendmsg` (`UDP_SEGMENT`). The kernel caps one GSO send at [`MAX_GSO_SEGMENTS`] segments
+//!   (`UDP_MAX_SEGMENTS` is 64, 128 on kernels since 6.11: 64 is safe everywhere) and at a total
+//!   UDP payload of [`MAX_UDP_PAYLOAD_V4`] / [`MAX_UDP_PAYLOAD_V6`] bytes;
+//!   [`UdpEndpoint::segments_per_send`] tells how many segments of a size fit. Each segment,
+//!   headers included, must also fit the route's MTU (the kernel does not fragment GSO
+//!   segments and answers `EMSGSIZE`); such a send goes out one datagram per `sendmsg` instead,
+//!   where IP may fragment.
+//!
+//! # Fragmentation
+//!
+//! `quinn_udp::UdpSocketState::new` forbids fragmentation (QUIC probes the path MTU itself):
+//! `IP_MTU_DISCOVER = IP_PMTUDISC_PROBE` (DF set, path MTU ignored) and, on IPv6,
+//! `IPV6_MTU_DISCOVER = IPV6_PMTUDISC_PROBE` and `IPV6_DONTFRAG = 1`. IKE messages (certificate
+//! chains, large proposals) and ESP-in-UDP packets routinely exceed the path MTU and must be
+//! fragmented by IP, as they are on a strongSwan gateway, so [`UdpEndpoint::bind`] undoes this:
+//! IPv4 `IP_PMTUDISC_DONT` (DF clear: routers may fragment too), IPv6 `IPV6_DONTFRAG = 0` and
+//! the kernel's default `IPV6_PMTUDISC_WANT` (the sender fragments to the path MTU it learns).
 
-use std::io;
+use std::fmt;
+use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use socket2::{Domain, Protocol, Socket, Type};
+use quinn_udp::{Transmit, UdpSocketState};
+use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use crate::sockbuf::set_int_option;
 use crate::IoError;
+
+pub use quinn_udp::RecvMeta;
 
 /// Receive buffer asked for (best effort): a burst of full-size datagrams.
 /// Receive and send buffer of every data socket (see [`crate::sockbuf`]).
 pub(crate) const SOCKET_BUFFER: usize = 4 << 20;
 
+/// Most segments one GSO send may carry on every Linux kernel with UDP GSO (`UDP_MAX_SEGMENTS`
+/// is 64 before 6.11 and 128 since; a send over the limit fails with `EINVAL`).
+pub const MAX_GSO_SEGMENTS: usize = 64;
+
+/// Largest UDP payload in one IPv4 datagram: 65535 - 20 (IP header) - 8 (UDP header).
+pub const MAX_UDP_PAYLOAD_V4: usize = 65_507;
+
+/// Largest UDP payload in one IPv6 datagram (no jumbogram): 65535 - 8 (UDP header).
+pub const MAX_UDP_PAYLOAD_V6: usize = 65_527;
+
+/// Size of a receive buffer that holds any entry [`UdpEndpoint::try_recv_batch`] may return: a
+/// GRO entry stays under the default `gro_max_size` of 64 KiB, and a GSO entry looped back from
+/// this host carries at most [`MAX_UDP_PAYLOAD_V6`] bytes. A smaller buffer truncates a
+/// coalesced entry (the kernel drops what does not fit).
+pub const RECV_BUFFER_SIZE: usize = 1 << 16;
+
 /// A UDP socket bound to one local address and port.
 pub struct UdpEndpoint {
     socket: UdpSocket,
+    state: UdpSocketState,
     local: SocketAddr,
+    /// Whether `UDP_GRO` is on (set by the first [`Self::try_recv_batch`], never cleared).
+    gro_on: AtomicBool,
+}
+
+/// A batch that went out only in part: the first `sent` bytes of `total` (whole datagrams) left,
+/// then `source` stopped the rest, which was not sent. Carried as the inner error of an
+/// [`io::Error`] of kind `Other`; resume with `contents[sent..]` if the rest is still wanted.
+#[derive(Debug)]
+pub struct PartialSend {
+    pub sent: usize,
+    pub total: usize,
+    pub source: io::Error,
+}
+
+impl fmt::Display for PartialSend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sent {} of {} bytes, then: {}",
+            self.sent, self.total, self.source
+        )
+    }
+}
+
+impl std::error::Error for PartialSend {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
 }
 
 impl UdpEndpoint {
@@ -41,7 +123,21 @@ impl UdpEndpoint {
             .as_socket()
             .ok_or_else(|| err(io::Error::other("bound address is not an IP address")))?;
         let socket = UdpSocket::from_std(socket.into()).map_err(err)?;
-        Ok(UdpEndpoint { socket, local })
+        let state = UdpSocketState::new((&socket).into()).map_err(err)?;
+        allow_fragmentation(&socket, local.is_ipv6()).map_err(err)?;
+        // quinn-udp switched GRO on where the kernel has it; it stays off until the endpoint is
+        // read in batches (see the module doc). SO_TIMESTAMPNS is not used: without it the
+        // kernel skips a clock read and a control message per datagram.
+        if state.gro_segments() > 1 {
+            set_int_option(&socket, libc::SOL_UDP, libc::UDP_GRO, 0).map_err(err)?;
+        }
+        let _ = set_int_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 0);
+        Ok(UdpEndpoint {
+            socket,
+            state,
+            local,
+            gro_on: AtomicBool::new(false),
+        })
     }
 
     /// The address this socket is bound to (what the node calls `local`).
@@ -53,12 +149,499 @@ impl UdpEndpoint {
         self.socket.poll_recv_ready(cx)
     }
 
+    /// Waits until the socket may take a datagram: after `WouldBlock` from
+    /// [`Self::try_send_segments`], which tokio also answers before it has seen a new socket
+    /// writable.
+    pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.socket.poll_send_ready(cx)
+    }
+
     /// Receives one datagram into `buf`, or `WouldBlock` when none is waiting.
+    ///
+    /// `InvalidInput` once the endpoint has been read with [`Self::try_recv_batch`]: GRO is on
+    /// then, and one read could return several datagrams glued together.
     pub fn try_recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+        if self.gro_on.load(Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "UDP endpoint is read in batches (GRO on): use try_recv_batch",
+            ));
+        }
         self.socket.try_recv_from(buf)
     }
 
     pub async fn send_to(&self, data: &[u8], remote: SocketAddr) -> io::Result<()> {
         self.socket.send_to(data, remote).await.map(|_| ())
+    }
+
+    /// Receives up to `min(bufs.len(), meta.len(), 32)` entries with one `recvmmsg`; returns
+    /// how many, `n >= 1`, described by `meta[..n]` and held in `bufs[..n]`. `WouldBlock` (and
+    /// tokio's readiness cleared) when nothing is waiting; `InvalidInput` for no buffers.
+    ///
+    /// Entry `i` holds `meta[i].len` bytes from `meta[i].addr`: one datagram, or with GRO
+    /// several of `meta[i].stride` bytes each (the last may be shorter); [`datagrams`] splits
+    /// it. Buffers should be [`RECV_BUFFER_SIZE`] bytes: a shorter one truncates a coalesced
+    /// entry. The first call switches GRO on for good (see the module doc).
+    pub fn try_recv_batch(
+        &self,
+        bufs: &mut [IoSliceMut<'_>],
+        meta: &mut [RecvMeta],
+    ) -> io::Result<usize> {
+        let n = bufs.len().min(meta.len());
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "try_recv_batch needs at least one buffer",
+            ));
+        }
+        self.enable_gro();
+        let (bufs, meta) = (&mut bufs[..n], &mut meta[..n]);
+        self.socket.try_io(Interest::READABLE, || {
+            self.state.recv((&self.socket).into(), bufs, meta)
+        })
+    }
+
+    /// Sends `contents` to `remote` as datagrams of `segment_size` bytes (the last may be
+    /// shorter): with one GSO `sendmsg` when there are several and GSO is available, else one
+    /// `sendmsg` per datagram. An empty `contents` is one empty datagram.
+    ///
+    /// - `Ok(())`: every datagram went out.
+    /// - `WouldBlock` (tokio's readiness cleared): the socket buffer is full and none went;
+    ///   also before tokio has seen the socket writable. Wait with [`Self::poll_send_ready`].
+    /// - `InvalidInput`: `segment_size` is 0, or several segments exceed what one GSO send may
+    ///   carry ([`Self::segments_per_send`] with this endpoint's GSO: [`MAX_GSO_SEGMENTS`]
+    ///   segments, [`MAX_UDP_PAYLOAD_V4`] / [`MAX_UDP_PAYLOAD_V6`] bytes).
+    /// - Kind `Other` around a [`PartialSend`]: only without GSO, the first datagrams went out
+    ///   and the buffer filled (or an error came) before the rest; those were not sent.
+    /// - Any other error: nothing went out.
+    ///
+    /// A GSO send the kernel refuses with `EIO` or `EINVAL` (a device without checksum
+    /// offload; quinn-udp then turns GSO off for this socket) or `EMSGSIZE` (segments larger
+    /// than the route MTU) is logged at debug and sent again one datagram per `sendmsg`, so
+    /// the batch is not lost; if that fails too, its error is returned.
+    pub fn try_send_segments(
+        &self,
+        remote: SocketAddr,
+        contents: &[u8],
+        segment_size: usize,
+    ) -> io::Result<()> {
+        check_segments(contents.len(), segment_size, remote.is_ipv6())?;
+        let (sent, error) = self.socket.try_io(Interest::WRITABLE, || {
+            match self.send_once(remote, contents, segment_size) {
+                (0, Some(e)) => Err(e),
+                progress => Ok(progress),
+            }
+        })?;
+        match error {
+            None => Ok(()),
+            Some(source) => Err(io::Error::other(PartialSend {
+                sent,
+                total: contents.len(),
+                source,
+            })),
+        }
+    }
+
+    /// [`Self::try_send_segments`], waiting for room in the socket buffer whenever it is full
+    /// (also part-way through a batch sent without GSO: nothing is sent twice). An error other
+    /// than `WouldBlock` after some datagrams went out comes as a [`PartialSend`].
+    pub async fn send_segments(
+        &self,
+        remote: SocketAddr,
+        contents: &[u8],
+        segment_size: usize,
+    ) -> io::Result<()> {
+        check_segments(contents.len(), segment_size, remote.is_ipv6())?;
+        let mut offset = 0;
+        loop {
+            let rest = contents.get(offset..).unwrap_or_default();
+            let (sent, error) = self
+                .socket
+                .async_io(Interest::WRITABLE, || {
+                    match self.send_once(remote, rest, segment_size) {
+                        (0, Some(e)) => Err(e),
+                        progress => Ok(progress),
+                    }
+                })
+                .await
+                .map_err(|source| partial(offset, contents.len(), source))?;
+            offset += sent;
+            match error {
+                None => return Ok(()),
+                Some(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Some(source) => return Err(partial(offset, contents.len(), source)),
+            }
+        }
+    }
+
+    /// How many segments one GSO send may carry: quinn-udp's `max_gso_segments` (64 where the
+    /// kernel has UDP GSO, 1 where it has not or after a device refused it), at least 1.
+    pub fn max_segments(&self) -> usize {
+        self.state.max_gso_segments().max(1)
+    }
+
+    /// How many datagrams one received entry may hold: 64 where the kernel has UDP GRO (on
+    /// from the first [`Self::try_recv_batch`]), 1 otherwise.
+    pub fn gro_segments(&self) -> usize {
+        self.state.gro_segments().max(1)
+    }
+
+    /// How many full segments of `segment_size` bytes one [`Self::try_send_segments`] may
+    /// carry to an IPv4 (`v6 == false`) or IPv6 peer with one GSO send: at most
+    /// [`Self::max_segments`] and [`MAX_GSO_SEGMENTS`], with a total within the UDP payload
+    /// limit; always at least 1.
+    pub fn segments_per_send(&self, segment_size: usize, v6: bool) -> usize {
+        segments_per_send(segment_size, v6, self.max_segments())
+    }
+
+    /// Switches `UDP_GRO` on the first time (where the kernel has it).
+    fn enable_gro(&self) {
+        if self.gro_on.load(Ordering::Relaxed) || self.state.gro_segments() <= 1 {
+            return;
+        }
+        match set_int_option(&self.socket, libc::SOL_UDP, libc::UDP_GRO, 1) {
+            Ok(()) => self.gro_on.store(true, Ordering::Relaxed),
+            // quinn-udp set it a moment ago, so this does not happen; without GRO every entry
+            // is one datagram, which is still correct.
+            Err(e) => tracing::debug!(local = %self.local, "cannot switch UDP GRO on: {e}"),
+        }
+    }
+
+    /// One attempt at sending `contents`, without readiness bookkeeping: how many bytes (whole
+    /// datagrams) went out and the error that stopped the rest, if any.
+    fn send_once(
+        &self,
+        remote: SocketAddr,
+        contents: &[u8],
+        segment_size: usize,
+    ) -> (usize, Option<io::Error>) {
+        let count = segment_count(contents.len(), segment_size);
+        if count > 1 && count <= self.max_segments() {
+            let transmit = Transmit {
+                destination: remote,
+                ecn: None,
+                contents,
+                segment_size: Some(segment_size),
+                src_ip: None,
+            };
+            match self.state.try_send((&self.socket).into(), &transmit) {
+                Ok(()) => return (contents.len(), None),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (0, Some(e)),
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE)
+                    ) =>
+                {
+                    tracing::debug!(
+                        local = %self.local, %remote, segments = count, segment_size,
+                        "GSO send failed ({e}); sending the datagrams one by one"
+                    );
+                }
+                Err(e) => {
+                    tracing::debug!(
+                        local = %self.local, %remote, segments = count, segment_size,
+                        "GSO send failed: {e}"
+                    );
+                    return (0, Some(e));
+                }
+            }
+        }
+        let socket = SockRef::from(&self.socket);
+        let to = SockAddr::from(remote);
+        let mut sent = 0;
+        for datagram in segments(contents, segment_size) {
+            match socket.send_to(datagram, &to) {
+                Ok(_) => sent += datagram.len(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                    // Nothing left: a datagram is sent whole or not at all. Try it again.
+                    match socket.send_to(datagram, &to) {
+                        Ok(_) => sent += datagram.len(),
+                        Err(e) => return (sent, Some(e)),
+                    }
+                }
+                Err(e) => return (sent, Some(e)),
+            }
+        }
+        (sent, None)
+    }
+}
+
+/// Undoes quinn-udp's ban on fragmentation (see the module doc).
+fn allow_fragmentation(socket: &UdpSocket, v6: bool) -> io::Result<()> {
+    if v6 {
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 0)?;
+        set_int_option(
+            socket,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_WANT,
+        )?;
+        // quinn-udp sets the IPv4 option on IPv6 sockets too (for mapped addresses); ours are
+        // IPv6-only, so it is reset for tidiness and a refusal does not matter.
+        let _ = set_int_option(
+            socket,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        );
+        Ok(())
+    } else {
+        set_int_option(
+            socket,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_DONT,
+        )
+    }
+}
+
+/// The [`PartialSend`] error, or `source` itself when nothing went out yet.
+fn partial(sent: usize, total: usize, source: io::Error) -> io::Error {
+    if sent == 0 {
+        source
+    } else {
+        io::Error::other(PartialSend {
+            sent,
+            total,
+            source,
+        })
+    }
+}
+
+/// Largest UDP payload of one datagram to an IPv4 or IPv6 peer.
+pub fn max_udp_payload(v6: bool) -> usize {
+    if v6 {
+        MAX_UDP_PAYLOAD_V6
+    } else {
+        MAX_UDP_PAYLOAD_V4
+    }
+}
+
+/// Datagrams `len` bytes make in segments of `segment_size` (> 0): `ceil(len / segment_size)`,
+/// and 1 for `len == 0` (one empty datagram).
+fn segment_count(len: usize, segment_size: usize) -> usize {
+    len.div_ceil(segment_size.max(1)).max(1)
+}
+
+/// Whether a segmented send of `len` bytes is within what one GSO send may carry.
+fn check_segments(len: usize, segment_size: usize, v6: bool) -> io::Result<()> {
+    if segment_size == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "segment size is 0",
+        ));
+    }
+    let count = segment_count(len, segment_size);
+    if count > 1 && (count > MAX_GSO_SEGMENTS || len > max_udp_payload(v6)) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{count} segments of {segment_size} bytes ({len} in all) exceed one GSO send \
+                 ({MAX_GSO_SEGMENTS} segments, {} bytes)",
+                max_udp_payload(v6)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Full segments of `segment_size` bytes one GSO send may carry, given the socket's
+/// `max_segments`: at least 1.
+fn segments_per_send(segment_size: usize, v6: bool, max_segments: usize) -> usize {
+    let by_bytes = max_udp_payload(v6).checked_div(segment_size).unwrap_or(1);
+    by_bytes.min(max_segments).clamp(1, MAX_GSO_SEGMENTS)
+}
+
+/// `contents` cut into datagrams of `segment_size` bytes (the last may be shorter); one empty
+/// datagram for empty `contents`.
+fn segments(contents: &[u8], segment_size: usize) -> Datagrams<'_> {
+    Datagrams {
+        rest: Some(contents),
+        stride: segment_size.max(1),
+    }
+}
+
+/// The datagrams of one entry filled by [`UdpEndpoint::try_recv_batch`]: `buf[..meta.len]` cut
+/// every `meta.stride` bytes (the last may be shorter). An entry of 0 bytes is one empty
+/// datagram. A `meta.len` past the buffer is cut to the buffer.
+pub fn datagrams<'a>(buf: &'a [u8], meta: &RecvMeta) -> Datagrams<'a> {
+    let entry = buf.get(..meta.len).unwrap_or(buf);
+    let stride = if meta.stride == 0 {
+        entry.len()
+    } else {
+        meta.stride
+    };
+    Datagrams {
+        rest: Some(entry),
+        stride: stride.max(1),
+    }
+}
+
+/// Iterator over the datagrams of a coalesced buffer; see [`datagrams`].
+#[derive(Debug, Clone)]
+pub struct Datagrams<'a> {
+    /// What is left; `None` once done. Starts as `Some` even when empty (one empty datagram).
+    rest: Option<&'a [u8]>,
+    /// Datagram size, > 0.
+    stride: usize,
+}
+
+impl<'a> Iterator for Datagrams<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.rest?;
+        let (head, tail) = rest.split_at(self.stride.min(rest.len()));
+        self.rest = if tail.is_empty() { None } else { Some(tail) };
+        Some(head)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sockbuf::int_option;
+
+    #[test]
+    fn segment_counts() {
+        assert_eq!(segment_count(0, 1200), 1);
+        assert_eq!(segment_count(1, 1200), 1);
+        assert_eq!(segment_count(1200, 1200), 1);
+        assert_eq!(segment_count(1201, 1200), 2);
+        assert_eq!(segment_count(24_000, 1200), 20);
+        assert_eq!(segment_count(24_100, 1200), 21);
+    }
+
+    #[test]
+    fn per_send_limits() {
+        // 1200-byte segments: 54 fit 65507 bytes, but GSO stops at 64 / max_segments.
+        assert_eq!(segments_per_send(1200, false, 64), 54);
+        assert_eq!(segments_per_send(1200, true, 64), 54);
+        assert_eq!(segments_per_send(1000, false, 64), 64);
+        assert_eq!(segments_per_send(1000, false, 128), 64);
+        assert_eq!(segments_per_send(1000, false, 1), 1);
+        assert_eq!(segments_per_send(1400, false, 64), 46);
+        assert_eq!(segments_per_send(1400, true, 64), 46);
+        // The IPv6 limit is 20 bytes higher: 65527 / 1365 = 48.005, 65507 / 1365 = 47.99.
+        assert_eq!(segments_per_send(1365, false, 64), 47);
+        assert_eq!(segments_per_send(1365, true, 64), 48);
+        assert_eq!(segments_per_send(0, false, 64), 1);
+        assert_eq!(segments_per_send(70_000, false, 64), 1);
+    }
+
+    #[test]
+    fn send_checks() {
+        assert!(check_segments(100, 0, false).is_err());
+        assert!(
+            check_segments(70_000, 70_000, false).is_ok(),
+            "one datagram: the kernel says"
+        );
+        assert!(check_segments(64 * 1000, 1000, false).is_ok());
+        assert!(
+            check_segments(64 * 1000 + 1, 1000, false).is_err(),
+            "65 segments"
+        );
+        assert!(check_segments(54 * 1200, 1200, false).is_ok());
+        assert!(check_segments(MAX_UDP_PAYLOAD_V4, 1200, false).is_ok());
+        assert!(check_segments(MAX_UDP_PAYLOAD_V4 + 1, 1200, false).is_err());
+        assert!(check_segments(MAX_UDP_PAYLOAD_V4 + 1, 1200, true).is_ok());
+        assert!(check_segments(MAX_UDP_PAYLOAD_V6 + 1, 1200, true).is_err());
+    }
+
+    #[test]
+    fn segments_cut_contents() {
+        let data: Vec<u8> = (0..25).collect();
+        let parts: Vec<&[u8]> = segments(&data, 10).collect();
+        assert_eq!(parts, vec![&data[..10], &data[10..20], &data[20..]]);
+        let parts: Vec<&[u8]> = segments(&data[..20], 10).collect();
+        assert_eq!(parts, vec![&data[..10], &data[10..20]]);
+        assert_eq!(segments(&[], 10).collect::<Vec<_>>(), vec![&[] as &[u8]]);
+        assert_eq!(segments(&data, 100).count(), 1);
+    }
+
+    fn meta(len: usize, stride: usize) -> RecvMeta {
+        let mut m = RecvMeta::default();
+        m.len = len;
+        m.stride = stride;
+        m
+    }
+
+    #[test]
+    fn datagrams_split_by_stride() {
+        let buf: Vec<u8> = (0..=255).collect();
+        let parts: Vec<&[u8]> = datagrams(&buf, &meta(30, 10)).collect();
+        assert_eq!(parts, vec![&buf[..10], &buf[10..20], &buf[20..30]]);
+        let parts: Vec<&[u8]> = datagrams(&buf, &meta(25, 10)).collect();
+        assert_eq!(parts, vec![&buf[..10], &buf[10..20], &buf[20..25]]);
+        // No GRO: stride == len.
+        assert_eq!(
+            datagrams(&buf, &meta(7, 7)).collect::<Vec<_>>(),
+            vec![&buf[..7]]
+        );
+        // Defensive: stride 0 means one datagram, len past the buffer is cut.
+        assert_eq!(
+            datagrams(&buf, &meta(7, 0)).collect::<Vec<_>>(),
+            vec![&buf[..7]]
+        );
+        assert_eq!(datagrams(&buf[..5], &meta(9, 4)).count(), 2);
+        assert_eq!(
+            datagrams(&buf, &meta(0, 0)).collect::<Vec<_>>(),
+            vec![&[] as &[u8]]
+        );
+    }
+
+    #[test]
+    fn partial_send_error_names_progress() {
+        let e = partial(2400, 6000, io::Error::from(io::ErrorKind::WouldBlock));
+        assert_eq!(e.kind(), io::ErrorKind::Other);
+        let inner = e
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<PartialSend>())
+            .unwrap();
+        assert_eq!((inner.sent, inner.total), (2400, 6000));
+        assert!(
+            e.to_string().starts_with("sent 2400 of 6000 bytes, then: "),
+            "{e}"
+        );
+        let e = partial(0, 6000, io::Error::from(io::ErrorKind::WouldBlock));
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[tokio::test]
+    async fn v4_socket_may_fragment_and_gro_waits_for_batches() {
+        let ep = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let mtu = int_option(&ep.socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
+        assert_eq!(mtu, libc::IP_PMTUDISC_DONT);
+        let gro = int_option(&ep.socket, libc::SOL_UDP, libc::UDP_GRO).unwrap();
+        assert_eq!(gro, 0, "GRO off until the first batched read");
+        let mut buf = [0u8; 64];
+        let err = ep.try_recv_from(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+
+        let mut bufs = [IoSliceMut::new(&mut buf)];
+        let mut metas = [RecvMeta::default()];
+        let err = ep.try_recv_batch(&mut bufs, &mut metas).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        if ep.gro_segments() > 1 {
+            let gro = int_option(&ep.socket, libc::SOL_UDP, libc::UDP_GRO).unwrap();
+            assert_eq!(gro, 1);
+            let err = ep.try_recv_from(&mut buf).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        }
+        let err = ep.try_recv_batch(&mut [], &mut metas).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    }
+
+    #[tokio::test]
+    async fn v6_socket_may_fragment() {
+        let Ok(ep) = UdpEndpoint::bind("[::1]:0".parse().unwrap()) else {
+            eprintln!("skipped: ::1 is not available");
+            return;
+        };
+        let dontfrag = int_option(&ep.socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG).unwrap();
+        assert_eq!(dontfrag, 0);
+        let mtu = int_option(&ep.socket, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER).unwrap();
+        assert_eq!(mtu, libc::IPV6_PMTUDISC_WANT);
     }
 }

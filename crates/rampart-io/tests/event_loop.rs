@@ -185,7 +185,7 @@ fn loop_drives_node_on_real_devices() {
 
     ns.run(|| {
         netns::runtime().block_on(async {
-            let tun = Tun::open("rio1", 1400).unwrap();
+            let tun = Tun::open("rio1", 1400, true).unwrap();
             let udp = UdpEndpoint::bind(SocketAddr::new(HOST.into(), 0)).unwrap();
             let udp_local = udp.local();
             let routes = Routes::open(tun.name(), tun.index()).unwrap();

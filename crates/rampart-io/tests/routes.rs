@@ -19,7 +19,7 @@ fn tun_comes_up_with_mtu_and_routes_follow_add_and_del() {
     let ns = Netns::new("routes");
     ns.run(|| {
         netns::runtime().block_on(async {
-            let tun = Tun::open("rio0", 1400).unwrap();
+            let tun = Tun::open("rio0", 1400, false).unwrap();
             let link = ns.ip("link show rio0");
             assert!(link.contains("mtu 1400"), "{link}");
             assert!(link.contains(",UP"), "{link}");

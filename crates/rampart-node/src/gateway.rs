@@ -313,6 +313,71 @@ impl Gateway {
         self.sealed(sealed, local, remote, encap)
     }
 
+    /// A batch of packets read from the TUN device: `bufs[i][packets[i]]` is one IP packet with
+    /// head- and tailroom around it, as for [`Self::handle_tun`]; `out[i]` receives what to do
+    /// with it (ranges into `bufs[i]`). All packets see the same `now`.
+    ///
+    /// Invariant: `out[i]` is written for every `i < packets.len()`; a batch whose slices have
+    /// different lengths is handled up to the shortest, and the rest of `out` is `Dropped`.
+    pub fn handle_tun_batch<B: AsMut<[u8]>>(
+        &mut self,
+        now: Instant,
+        bufs: &mut [B],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        let n = batch_len(bufs.len(), packets.len(), out.len());
+        for ((buf, packet), slot) in bufs.iter_mut().zip(packets).zip(out.iter_mut()).take(n) {
+            *slot = self.handle_tun(now, buf.as_mut(), packet.clone());
+        }
+        self.mark_short_batch(n, packets.len(), out);
+    }
+
+    /// A batch of datagrams that arrived together on the UDP socket bound to `local` from
+    /// `remote` (one segmentation-offload read): all of them live in `buf`, at `packets[i]`,
+    /// without overlapping. `out[i]` receives what to do with each (ranges into `buf`); an
+    /// ESP packet is decrypted inside its own range only, so the others stay intact.
+    pub fn handle_udp_batch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        let n = packets.len().min(out.len());
+        for (packet, slot) in packets.iter().zip(out.iter_mut()).take(n) {
+            *slot = self.handle_udp(now, local, remote, buf, packet.clone());
+        }
+        self.mark_short_batch(n, packets.len(), out);
+    }
+
+    /// A batch of ESP packets from the raw socket bound to `local` (one `recvmmsg`): packet `i`
+    /// came from `packets[i].0` and lives at `buf[packets[i].1]`, without overlapping the
+    /// others. `out[i]` receives what to do with each (ranges into `buf`).
+    pub fn handle_raw_esp_batch(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        buf: &mut [u8],
+        packets: &[(IpAddr, Range<usize>)],
+        out: &mut [Disposition],
+    ) {
+        let n = packets.len().min(out.len());
+        for ((remote, packet), slot) in packets.iter().zip(out.iter_mut()).take(n) {
+            *slot = self.handle_raw_esp(now, local, *remote, buf, packet.clone());
+        }
+        self.mark_short_batch(n, packets.len(), out);
+    }
+
+    /// Counts the packets of a batch that did not fit the caller's slices as malformed.
+    fn mark_short_batch(&mut self, handled: usize, packets: usize, out: &mut [Disposition]) {
+        for slot in out.iter_mut().take(packets).skip(handled) {
+            *slot = self.drop(DropReason::Malformed);
+        }
+    }
+
     /// Where a sealed ESP packet goes: ESP-in-UDP from our NAT-T port, or raw ESP.
     fn sealed(
         &mut self,
@@ -615,4 +680,9 @@ impl Gateway {
         self.outputs
             .push_back(Output::Log(LogRecord { level, message }));
     }
+}
+
+/// How many packets of a batch can be handled: as many as every slice has room for.
+fn batch_len(bufs: usize, packets: usize, out: usize) -> usize {
+    bufs.min(packets).min(out)
 }

@@ -91,3 +91,67 @@ fn raw_esp_data_path_allocates_nothing() {
 fn esp_in_udp_data_path_allocates_nothing() {
     data_path_allocates_nothing("encapsulation = \"force\"");
 }
+
+/// The batch calls, shaped like the I/O shell's offload path: 32 packets of one TUN split, each
+/// in its own buffer, sealed as one batch; their ESP-in-UDP datagrams laid back to back in one
+/// buffer as a UDP GRO read delivers them, opened as one batch. No allocation, every packet
+/// whole, every datagram of one size.
+#[test]
+fn batch_data_path_allocates_nothing() {
+    const N: usize = 32;
+    let mut pair = Pair::new("encapsulation = \"force\"", "start_action = \"none\"");
+    let t = pair.now + Duration::from_secs(3);
+    pair.run_until(t);
+    assert!(pair.established(0) && pair.established(1));
+
+    let packets: Vec<Vec<u8>> = (0..N)
+        .map(|i| udp_packet([10, 1, 0, 5], [10, 2, 0, 7], &[i as u8; 1200]))
+        .collect();
+    let len = packets[0].len();
+    let mut bufs: Vec<Vec<u8>> = (0..N).map(|_| vec![0u8; len + 2 * HEADROOM]).collect();
+    let ranges: Vec<_> = (0..N).map(|_| HEADROOM..HEADROOM + len).collect();
+    let mut out = vec![Disposition::Consumed; N];
+    let mut in_out = vec![Disposition::Consumed; N];
+    let mut gro = vec![0u8; N * (len + HEADROOM)];
+    let mut gro_ranges = Vec::with_capacity(N);
+    let now = pair.now;
+    let [a, b] = &mut pair.gw;
+    for round in 0..20 {
+        for (buf, p) in bufs.iter_mut().zip(&packets) {
+            buf[HEADROOM..HEADROOM + len].copy_from_slice(p);
+        }
+        let before = allocations();
+        a.handle_tun_batch(now, &mut bufs, &ranges, &mut out);
+        gro_ranges.clear();
+        let mut at = 0;
+        let mut addrs = None;
+        for (i, d) in out.iter().enumerate() {
+            let Disposition::SendUdp {
+                local,
+                remote,
+                data,
+            } = d
+            else {
+                panic!("round {round}, packet {i}: {d:?}");
+            };
+            addrs = Some((*local, *remote));
+            gro[at..at + data.len()].copy_from_slice(&bufs[i][data.clone()]);
+            gro_ranges.push(at..at + data.len());
+            at += data.len();
+        }
+        assert!(
+            gro_ranges.iter().all(|r| r.len() == gro_ranges[0].len()),
+            "GSO needs equal sizes"
+        );
+        let (local, remote) = addrs.unwrap();
+        b.handle_udp_batch(now, remote, local, &mut gro[..at], &gro_ranges, &mut in_out);
+        let after = allocations();
+        for (i, d) in in_out.iter().enumerate() {
+            let Disposition::WriteTun { data } = d else {
+                panic!("round {round}, packet {i}: {d:?}");
+            };
+            assert_eq!(&gro[data.clone()], &packets[i][..], "packet {i}");
+        }
+        assert_eq!(after - before, 0, "round {round}: the batch path allocated");
+    }
+}

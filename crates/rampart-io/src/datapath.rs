@@ -1,0 +1,511 @@
+//! The batched data path: the buffers a batch lives in, and how a batch of node decisions
+//! becomes as few system calls as possible.
+//!
+//! Outbound (TUN to network): one TUN read returns up to 64 KB of one flow when the device has
+//! segmentation offload; it is split into MTU-sized packets in `tun_bufs`, each with ESP head-
+//! and tailroom, and the node seals them in place. Consecutive ESP-in-UDP packets to one peer of
+//! one size leave in one UDP GSO send (`UDP_SEGMENT`); raw ESP packets leave in one `sendmmsg`.
+//!
+//! Inbound (network to TUN): one `recvmmsg` with UDP GRO returns several entries, each possibly
+//! holding many datagrams of one peer; the node opens each datagram inside its own range, and
+//! the decrypted packets are copied once into `tun_writes`, where the TUN GRO table coalesces
+//! packets of one TCP or UDP flow into one write.
+//!
+//! Invariants:
+//! - Every buffer is allocated when the loop starts; a packet costs no allocation.
+//! - A batch is flushed before its buffers are reused: `tun_writes` never holds packets of two
+//!   different reads across an `await` that could reorder them.
+//! - A failure of one send or write is logged and costs that packet (or that GSO send), never
+//!   the loop.
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr};
+use std::ops::Range;
+
+use rampart_node::Disposition;
+use tun_rs::GROTable;
+
+use crate::raw_esp::{RawPacket, MAX_BATCH as RAW_BATCH};
+use crate::runtime::Io;
+use crate::tun::{HEADROOM, MAX_PACKET, RAW_READ_LEN, TAILROOM, WRITE_OFFSET};
+use crate::udp::RecvMeta;
+
+/// The largest MTU the configuration allows; TUN split buffers are sized for it.
+const MAX_MTU: usize = 9000;
+/// Packets one TUN read can be split into: more than 64 KB / the smallest MTU (576).
+pub const TUN_BATCH: usize = 128;
+/// Entries one UDP `recvmmsg` asks for; each may hold up to 64 KB of coalesced datagrams.
+pub const UDP_BATCH: usize = 8;
+/// Room for one UDP receive entry: the largest datagram, or a GRO super-datagram.
+const UDP_SLOT: usize = MAX_PACKET;
+/// Room for one raw ESP receive: an IPv4 datagram of any size (reassembled by the kernel).
+const RAW_SLOT: usize = MAX_PACKET;
+
+/// Every buffer of the data path, allocated once.
+pub struct Buffers {
+    /// A TUN read as it comes: virtio header and a super-packet.
+    tun_read: Box<[u8]>,
+    /// The packets a TUN read was split into, each at `HEADROOM` with `TAILROOM` after it.
+    tun_bufs: Vec<Box<[u8]>>,
+    tun_sizes: Vec<usize>,
+    ranges: Vec<Range<usize>>,
+    raw_packets: Vec<(IpAddr, Range<usize>)>,
+    /// The node's decision for each packet of the current batch.
+    out: Vec<Disposition>,
+    /// Consecutive equal-size ESP-in-UDP packets, back to back, for one GSO send.
+    gso: Vec<u8>,
+    udp_arena: Box<[u8]>,
+    udp_meta: Vec<RecvMeta>,
+    raw_arena: Box<[u8]>,
+    raw_received: Vec<RawPacket>,
+    /// Decrypted packets waiting for the TUN device, each at `WRITE_OFFSET`.
+    tun_writes: Vec<Vec<u8>>,
+    tun_write_count: usize,
+    gro: GROTable,
+}
+
+impl Buffers {
+    pub fn new() -> Buffers {
+        let empty = || Disposition::Consumed;
+        Buffers {
+            tun_read: vec![0u8; RAW_READ_LEN].into_boxed_slice(),
+            tun_bufs: (0..TUN_BATCH)
+                .map(|_| vec![0u8; HEADROOM + MAX_MTU + TAILROOM].into_boxed_slice())
+                .collect(),
+            tun_sizes: vec![0; TUN_BATCH],
+            ranges: Vec::with_capacity(TUN_BATCH),
+            raw_packets: Vec::with_capacity(RAW_BATCH),
+            out: (0..TUN_BATCH).map(|_| empty()).collect(),
+            gso: Vec::with_capacity(MAX_PACKET),
+            udp_arena: vec![0u8; UDP_BATCH * UDP_SLOT].into_boxed_slice(),
+            udp_meta: vec![RecvMeta::default(); UDP_BATCH],
+            raw_arena: vec![0u8; RAW_BATCH * RAW_SLOT].into_boxed_slice(),
+            raw_received: vec![
+                RawPacket {
+                    remote: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    packet: 0..0,
+                };
+                RAW_BATCH
+            ],
+            tun_writes: (0..TUN_BATCH)
+                .map(|_| Vec::with_capacity(WRITE_OFFSET + MAX_PACKET))
+                .collect(),
+            tun_write_count: 0,
+            gro: GROTable::new(),
+        }
+    }
+}
+
+/// Which buffer a disposition's range points into.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    /// `tun_bufs[i]`.
+    Tun(usize),
+    /// Entry `i` of the UDP receive arena.
+    UdpSlot(usize),
+    /// The whole raw receive arena.
+    Raw,
+}
+
+impl Buffers {
+    /// `range` of the buffer `source`, or `None` if the range does not fit it.
+    fn packet(&self, source: Source, range: Range<usize>) -> Option<&[u8]> {
+        let buf: &[u8] = match source {
+            Source::Tun(i) => self.tun_bufs.get(i)?,
+            Source::UdpSlot(i) => self.udp_arena.get(i * UDP_SLOT..(i + 1) * UDP_SLOT)?,
+            Source::Raw => &self.raw_arena,
+        };
+        buf.get(range)
+    }
+}
+
+impl Default for Buffers {
+    fn default() -> Self {
+        Buffers::new()
+    }
+}
+
+/// What one read of a device produced.
+pub enum ReadResult {
+    /// Packets were handled; read again.
+    More,
+    /// Nothing is waiting.
+    Empty,
+}
+
+/// One TUN read: split, handed to the node as one batch, carried out. Returns `Empty` when the
+/// device had nothing; errors other than `WouldBlock` are the device failing.
+pub async fn tun_once<N: crate::Node>(
+    node: &mut N,
+    io: &mut Io,
+    b: &mut Buffers,
+) -> io::Result<ReadResult> {
+    let n =
+        match io
+            .tun
+            .try_recv_batch(&mut b.tun_read, &mut b.tun_bufs, &mut b.tun_sizes, HEADROOM)
+        {
+            Ok(n) => n.min(TUN_BATCH),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadResult::Empty),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(ReadResult::More),
+            // A super-packet that cannot be split (bad virtio header, a segment larger than the
+            // buffers) costs that read only.
+            Err(e)
+                if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::Other =>
+            {
+                tracing::debug!("TUN {}: read dropped: {e}", io.tun.name());
+                return Ok(ReadResult::More);
+            }
+            Err(e) => return Err(e),
+        };
+    b.ranges.clear();
+    b.ranges.extend(
+        b.tun_sizes[..n]
+            .iter()
+            .map(|&size| HEADROOM..HEADROOM + size),
+    );
+    node.handle_tun_batch(
+        std::time::Instant::now(),
+        &mut b.tun_bufs[..n],
+        &b.ranges,
+        &mut b.out[..n],
+    );
+    crate::runtime::drain_outputs(node, io).await;
+    // Rejects answered towards the inside come back as TUN writes.
+    for i in 0..n {
+        if let Disposition::WriteTun { data } = &b.out[i] {
+            let data = data.clone();
+            queue_tun_write(io, b, Source::Tun(i), data).await;
+        }
+    }
+    send_sealed(io, b, n).await;
+    flush_tun(io, b).await;
+    Ok(ReadResult::More)
+}
+
+/// Sends the sealed packets of a TUN batch (`b.out[..n]`, data in `b.tun_bufs`): runs of
+/// ESP-in-UDP packets of one size to one peer as one GSO send, raw ESP as `sendmmsg` batches.
+async fn send_sealed(io: &Io, b: &mut Buffers, n: usize) {
+    let mut i = 0;
+    while i < n {
+        match b.out[i].clone() {
+            Disposition::SendUdp {
+                local,
+                remote,
+                data,
+            } => {
+                let Some(socket) = io.udp_for(local) else {
+                    tracing::warn!("no UDP socket is bound to {local}; packet not sent");
+                    i += 1;
+                    continue;
+                };
+                let segment = data.len();
+                let limit = socket.segments_per_send(segment.max(1), remote.is_ipv6());
+                b.gso.clear();
+                let mut count = 0;
+                while i < n && count < limit {
+                    let Disposition::SendUdp {
+                        local: l,
+                        remote: r,
+                        data,
+                    } = &b.out[i]
+                    else {
+                        break;
+                    };
+                    if *l != local || *r != remote || data.len() > segment {
+                        break;
+                    }
+                    let Some(packet) = b.tun_bufs[i].get(data.clone()) else {
+                        i += 1;
+                        continue;
+                    };
+                    b.gso.extend_from_slice(packet);
+                    count += 1;
+                    i += 1;
+                    // A shorter datagram can only be the last of a GSO send.
+                    if packet.len() < segment {
+                        break;
+                    }
+                }
+                if count > 0 {
+                    if let Err(e) = socket.send_segments(remote, &b.gso, segment).await {
+                        tracing::debug!(
+                            "UDP {local} -> {remote}: send of {count} packets failed: {e}"
+                        );
+                    }
+                }
+            }
+            Disposition::SendRawEsp { local, .. } => {
+                let Some(socket) = io.raw_for(local) else {
+                    tracing::warn!("no raw ESP socket is bound to {local}; packet not sent");
+                    i += 1;
+                    continue;
+                };
+                let mut batch: [(IpAddr, &[u8]); RAW_BATCH] =
+                    [(IpAddr::V4(Ipv4Addr::UNSPECIFIED), &[][..]); RAW_BATCH];
+                let mut count = 0;
+                while i < n && count < RAW_BATCH {
+                    let Disposition::SendRawEsp {
+                        local: l,
+                        remote,
+                        data,
+                    } = &b.out[i]
+                    else {
+                        break;
+                    };
+                    if *l != local {
+                        break;
+                    }
+                    if let Some(packet) = b.tun_bufs[i].get(data.clone()) {
+                        batch[count] = (*remote, packet);
+                        count += 1;
+                    }
+                    i += 1;
+                }
+                if let Err(e) = socket.send_batch(&batch[..count]).await {
+                    tracing::debug!("ESP {local}: send of {count} packets failed: {e}");
+                }
+            }
+            Disposition::Dropped(reason) => {
+                tracing::trace!("packet dropped: {reason:?}");
+                i += 1;
+            }
+            Disposition::WriteTun { .. } | Disposition::Consumed => i += 1,
+        }
+    }
+}
+
+/// One `recvmmsg` on UDP socket `index`, every datagram handed to the node, the results carried
+/// out. Returns `Empty` when nothing was waiting.
+pub async fn udp_once<N: crate::Node>(
+    node: &mut N,
+    io: &mut Io,
+    index: usize,
+    b: &mut Buffers,
+) -> ReadResult {
+    let Some(socket) = io.udp.get(index) else {
+        return ReadResult::Empty;
+    };
+    let local = socket.local();
+    let received = {
+        let mut slots = b.udp_arena.chunks_exact_mut(UDP_SLOT);
+        let mut iov: [IoSliceMut<'_>; UDP_BATCH] =
+            std::array::from_fn(|_| IoSliceMut::new(slots.next().unwrap_or_default()));
+        socket.try_recv_batch(&mut iov, &mut b.udp_meta)
+    };
+    let entries = match received {
+        Ok(n) => n.min(UDP_BATCH),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadResult::Empty,
+        Err(e) => {
+            // Errors queued by ICMP and the like are consumed by the read: go on.
+            tracing::debug!("UDP {local}: receive failed: {e}");
+            return ReadResult::More;
+        }
+    };
+    for entry in 0..entries {
+        let meta = b.udp_meta[entry];
+        let slot = &mut b.udp_arena[entry * UDP_SLOT..(entry + 1) * UDP_SLOT];
+        let len = meta.len.min(UDP_SLOT);
+        let stride = if meta.stride == 0 { len } else { meta.stride };
+        b.ranges.clear();
+        let mut start = 0;
+        while start < len && b.ranges.len() < TUN_BATCH {
+            let end = (start + stride).min(len);
+            b.ranges.push(start..end);
+            start = end;
+        }
+        let count = b.ranges.len();
+        node.handle_udp_batch(
+            std::time::Instant::now(),
+            local,
+            meta.addr,
+            slot,
+            &b.ranges,
+            &mut b.out[..count],
+        );
+        crate::runtime::drain_outputs(node, io).await;
+        for k in 0..count {
+            carry_out_inbound(io, b, k, Source::UdpSlot(entry)).await;
+        }
+    }
+    flush_tun(io, b).await;
+    ReadResult::More
+}
+
+/// One `recvmmsg` on raw ESP socket `index`, handed to the node as one batch.
+pub async fn raw_once<N: crate::Node>(
+    node: &mut N,
+    io: &mut Io,
+    index: usize,
+    b: &mut Buffers,
+) -> ReadResult {
+    let Some(socket) = io.raw.get(index) else {
+        return ReadResult::Empty;
+    };
+    let local = socket.local();
+    let received = {
+        let mut slots = b.raw_arena.chunks_exact_mut(RAW_SLOT);
+        let mut bufs: [&mut [u8]; RAW_BATCH] =
+            std::array::from_fn(|_| slots.next().unwrap_or_default());
+        socket.try_recv_batch(&mut bufs, &mut b.raw_received)
+    };
+    let n = match received {
+        Ok(n) => n.min(RAW_BATCH),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadResult::Empty,
+        Err(e) => {
+            tracing::debug!("raw ESP {local}: receive failed: {e}");
+            return ReadResult::More;
+        }
+    };
+    b.raw_packets.clear();
+    b.raw_packets
+        .extend(b.raw_received[..n].iter().enumerate().map(|(i, r)| {
+            (
+                r.remote,
+                i * RAW_SLOT + r.packet.start..i * RAW_SLOT + r.packet.end,
+            )
+        }));
+    node.handle_raw_esp_batch(
+        std::time::Instant::now(),
+        local,
+        &mut b.raw_arena[..],
+        &b.raw_packets,
+        &mut b.out[..n],
+    );
+    crate::runtime::drain_outputs(node, io).await;
+    for k in 0..n {
+        carry_out_inbound(io, b, k, Source::Raw).await;
+    }
+    flush_tun(io, b).await;
+    ReadResult::More
+}
+
+/// Carries out `b.out[k]` for a packet that came from the network; its range points into
+/// `source`. Decrypted packets are queued for one coalesced TUN write;
+/// packets for the network (rejects sealed back into a tunnel) are sent at once.
+async fn carry_out_inbound(io: &Io, b: &mut Buffers, k: usize, source: Source) {
+    match b.out[k].clone() {
+        Disposition::WriteTun { data } => {
+            queue_tun_write(io, b, source, data).await;
+        }
+        Disposition::SendUdp {
+            local,
+            remote,
+            data,
+        } => {
+            let Some(packet) = b.packet(source, data) else {
+                return;
+            };
+            match io.udp_for(local) {
+                Some(socket) => {
+                    if let Err(e) = socket.send_to(packet, remote).await {
+                        tracing::debug!("UDP {local} -> {remote}: send failed: {e}");
+                    }
+                }
+                None => tracing::warn!("no UDP socket is bound to {local}; packet not sent"),
+            }
+        }
+        Disposition::SendRawEsp {
+            local,
+            remote,
+            data,
+        } => {
+            let Some(packet) = b.packet(source, data) else {
+                return;
+            };
+            match io.raw_for(local) {
+                Some(socket) => {
+                    if let Err(e) = socket.send_to(packet, remote).await {
+                        tracing::debug!("ESP {local} -> {remote}: send failed: {e}");
+                    }
+                }
+                None => tracing::warn!("no raw ESP socket is bound to {local}; packet not sent"),
+            }
+        }
+        Disposition::Consumed => {}
+        Disposition::Dropped(reason) => tracing::trace!("packet dropped: {reason:?}"),
+    }
+}
+
+/// Copies `range` of `source` into the next TUN write buffer, flushing first when all are
+/// taken. A range outside the buffer is logged and dropped.
+async fn queue_tun_write(io: &Io, b: &mut Buffers, source: Source, range: Range<usize>) {
+    if b.tun_write_count == TUN_BATCH {
+        flush_tun(io, b).await;
+    }
+    let slot = b.tun_write_count;
+    // Move the write buffer out so that the source (another field of `b`) can be borrowed.
+    let mut write = std::mem::take(&mut b.tun_writes[slot]);
+    write.clear();
+    match b.packet(source, range.clone()) {
+        Some(p) if !p.is_empty() => {
+            write.resize(WRITE_OFFSET, 0);
+            write.extend_from_slice(p);
+        }
+        Some(_) => {}
+        None => tracing::error!(
+            "node returned packet range {range:?} outside its buffer ({source:?}); packet dropped"
+        ),
+    }
+    let queued = !write.is_empty();
+    b.tun_writes[slot] = write;
+    if queued {
+        b.tun_write_count += 1;
+    }
+}
+
+/// Writes the queued decrypted packets to the TUN device, coalesced per flow.
+async fn flush_tun(io: &Io, b: &mut Buffers) {
+    let count = std::mem::take(&mut b.tun_write_count);
+    if count == 0 {
+        return;
+    }
+    if let Err(e) = io
+        .tun
+        .send_batch(&mut b.gro, &mut b.tun_writes[..count])
+        .await
+    {
+        tracing::debug!(
+            "TUN {}: write of {count} packets failed: {e}",
+            io.tun.name()
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    /// The (local, remote) pair of a UDP disposition.
+    fn udp_target(d: &Disposition) -> Option<(SocketAddr, SocketAddr)> {
+        match d {
+            Disposition::SendUdp { local, remote, .. } => Some((*local, *remote)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn buffers_fit_the_largest_split_and_receive() {
+        let b = Buffers::new();
+        assert_eq!(b.tun_bufs.len(), TUN_BATCH);
+        const {
+            assert!(
+                TUN_BATCH > MAX_PACKET / 576,
+                "a 64 KB read at MTU 576 must fit"
+            )
+        };
+        assert!(b.tun_bufs[0].len() >= HEADROOM + MAX_MTU + TAILROOM);
+        assert_eq!(b.udp_arena.len(), UDP_BATCH * UDP_SLOT);
+        assert!(b
+            .tun_writes
+            .iter()
+            .all(|w| w.capacity() >= WRITE_OFFSET + MAX_PACKET));
+        let d = Disposition::SendUdp {
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: "192.0.2.2:4500".parse().unwrap(),
+            data: 0..1,
+        };
+        assert!(udp_target(&d).is_some());
+    }
+}
