@@ -90,10 +90,14 @@ fn ipv4_domains_over_ipv6_transit_raw_esp_and_esp_in_udp() {
         let counts = check_transit(&pcap, DualStackSiteToSite::gateways_v6(), 4500)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(counts.ike >= 4, "{counts:?}");
+        // 10 MB went through: the gateway's counters see every ESP packet. The capture sees
+        // fewer ESP-in-UDP frames than packets: a UDP GSO send crosses the veth link as one
+        // frame of up to 64 datagrams (it is only split where a device needs it).
+        assert!(tunnel["packets_out"].as_u64().unwrap() > 1000, "{status}");
         if encapsulation == "auto" {
             assert!(counts.esp > 1000 && counts.esp_in_udp == 0, "{counts:?}");
         } else {
-            assert!(counts.esp_in_udp > 1000 && counts.esp == 0, "{counts:?}");
+            assert!(counts.esp_in_udp > 100 && counts.esp == 0, "{counts:?}");
         }
     }
 }

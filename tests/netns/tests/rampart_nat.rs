@@ -154,7 +154,9 @@ fn rampart_behind_hide_nat_floats_keeps_alive_and_follows_a_new_mapping() {
     let summary = check_only_ike_esp(&public_pcap, NatSiteToSite::public_gateways(), 4500)
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.esp, 0, "no raw ESP through the NAT: {summary:?}");
-    assert!(summary.esp_in_udp > 1000, "{summary:?}");
+    // Frames, not packets: a UDP GSO send crosses veth links as one frame of up to 64
+    // datagrams, so 10 MB of traffic is hundreds of ESP-in-UDP frames, not thousands.
+    assert!(summary.esp_in_udp > 100, "{summary:?}");
     assert!(summary.nat_keepalive >= 2, "{summary:?}");
     assert!(
         !from_nat_to(&public_pcap, 500).is_empty(),
@@ -230,13 +232,17 @@ fn rampart_nat_t_port_2746_forced_encapsulation() {
     let summary =
         check_only_ike_esp(&pcap, SiteToSite::gateways(), 2746).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.esp, 0, "{summary:?}");
-    assert!(summary.esp_in_udp > 1000, "{summary:?}");
+    // Frames, not packets (UDP GSO): see above.
+    assert!(summary.esp_in_udp > 100, "{summary:?}");
     let datagrams = udp_datagrams(&pcap).unwrap();
     let on_2746 = datagrams
         .iter()
         .filter(|d| d.src.port() == 2746 && d.dst.port() == 2746)
         .count();
-    assert!(on_2746 > 1000, "ESP-in-UDP between ports 2746: {on_2746}");
+    assert!(
+        on_2746 > 100,
+        "ESP-in-UDP frames between ports 2746: {on_2746}"
+    );
     assert!(
         datagrams
             .iter()
