@@ -95,7 +95,7 @@ pub fn render(samples: &BTreeMap<(String, String), Samples>, p: &Params) -> Stri
         "Written by `bench/run.sh` on {}: {} run(s) of {} s per case and test, iperf3 from h1 to h2 \
          through `h1 - gw1 - gw2 - h2` (veth links, network namespaces, one machine). Figures are \
          medians with min-max; \"vs raw\" is the share of the raw-veth median, \"vs Rampart\" the \
-         ratio to Rampart raw ESP. All tunnels use AES-256-GCM (boringtun: ChaCha20-Poly1305, \
+         ratio to Rampart ESP-in-UDP (its batched fast path). All tunnels use AES-256-GCM (boringtun: ChaCha20-Poly1305, \
          WireGuard has no choice).\n",
         p.date, p.runs, p.seconds
     );

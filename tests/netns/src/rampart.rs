@@ -157,6 +157,8 @@ pub struct GatewayToml {
     pub half_open_per_source: Option<u32>,
     pub device: String,
     pub mtu: u16,
+    /// `[tunnel] offload`, written only when set.
+    pub offload: Option<bool>,
     pub domain: Vec<String>,
     pub peers: Vec<PeerToml>,
     /// Appended verbatim after the peers: `[inspection]`, `[[rule]]`, `[[nat]]` and the like.
@@ -180,6 +182,7 @@ impl GatewayToml {
             half_open_per_source: None,
             device: "rampart0".into(),
             mtu: 1400,
+            offload: None,
             domain: vec![domain.into()],
             peers: vec![peer],
             extra: String::new(),
@@ -217,6 +220,9 @@ impl GatewayToml {
         let _ = writeln!(s, "\n[tunnel]");
         let _ = writeln!(s, "device = {}", q(&self.device));
         let _ = writeln!(s, "mtu = {}", self.mtu);
+        if let Some(on) = self.offload {
+            let _ = writeln!(s, "offload = {on}");
+        }
         let _ = writeln!(s, "\n[local]");
         let _ = writeln!(s, "domain = {}", list(&self.domain));
         for p in &self.peers {
