@@ -133,31 +133,51 @@ pub enum ReadResult {
     Empty,
 }
 
-/// One TUN read: split, handed to the node as one batch, carried out. Returns `Empty` when the
-/// device had nothing; errors other than `WouldBlock` are the device failing.
+/// Reads from the TUN device what is waiting, splits it and hands it to the node as one batch,
+/// then carries the batch out. Several reads are gathered into one batch while the buffers can
+/// still take a whole super-packet, so that small packets (one per read) also leave in one GSO
+/// send or one `sendmmsg`; nothing waits for packets that have not arrived. Returns `Empty`
+/// when the device ran dry; errors other than `WouldBlock` are the device failing.
 pub async fn tun_once<N: crate::Node>(
     node: &mut N,
     io: &mut Io,
     b: &mut Buffers,
 ) -> io::Result<ReadResult> {
-    let n =
-        match io
-            .tun
-            .try_recv_batch(&mut b.tun_read, &mut b.tun_bufs, &mut b.tun_sizes, HEADROOM)
-        {
-            Ok(n) => n.min(TUN_BATCH),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadResult::Empty),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(ReadResult::More),
+    // Buffers one read may need: a 64 KB super-packet split at the device's MTU.
+    let room = MAX_PACKET / usize::from(io.tun.mtu()).max(1) + 2;
+    let mut n = 0;
+    let mut result = ReadResult::More;
+    // Bounded, so that a device failing every read in a way we skip cannot hold the loop.
+    for _ in 0..TUN_BATCH {
+        if n > 0 && TUN_BATCH - n < room {
+            break;
+        }
+        let read = io.tun.try_recv_batch(
+            &mut b.tun_read,
+            &mut b.tun_bufs[n..],
+            &mut b.tun_sizes[n..],
+            HEADROOM,
+        );
+        match read {
+            Ok(k) => n = (n + k).min(TUN_BATCH),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                result = ReadResult::Empty;
+                break;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             // A super-packet that cannot be split (bad virtio header, a segment larger than the
             // buffers) costs that read only.
             Err(e)
                 if e.kind() == io::ErrorKind::InvalidInput || e.kind() == io::ErrorKind::Other =>
             {
                 tracing::debug!("TUN {}: read dropped: {e}", io.tun.name());
-                return Ok(ReadResult::More);
             }
             Err(e) => return Err(e),
-        };
+        }
+    }
+    if n == 0 {
+        return Ok(result);
+    }
     b.ranges.clear();
     b.ranges.extend(
         b.tun_sizes[..n]
@@ -180,7 +200,7 @@ pub async fn tun_once<N: crate::Node>(
     }
     send_sealed(io, b, n).await;
     flush_tun(io, b).await;
-    Ok(ReadResult::More)
+    Ok(result)
 }
 
 /// Sends the sealed packets of a TUN batch (`b.out[..n]`, data in `b.tun_bufs`): runs of

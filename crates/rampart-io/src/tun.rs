@@ -32,6 +32,7 @@ pub struct Tun {
     device: AsyncDevice,
     name: String,
     index: u32,
+    mtu: u16,
 }
 
 impl Tun {
@@ -68,6 +69,7 @@ impl Tun {
             device,
             name: name.to_owned(),
             index,
+            mtu,
         })
     }
 
@@ -78,6 +80,11 @@ impl Tun {
     /// The interface index, for routes through this device.
     pub fn index(&self) -> u32 {
         self.index
+    }
+
+    /// The MTU the device was opened with: no packet read from it is larger.
+    pub fn mtu(&self) -> u16 {
+        self.mtu
     }
 
     /// Whether the device was opened with segmentation offload.
