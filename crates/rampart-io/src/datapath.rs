@@ -221,32 +221,24 @@ async fn send_sealed(io: &Io, b: &mut Buffers, n: usize) {
                 };
                 let segment = data.len();
                 let limit = socket.segments_per_send(segment.max(1), remote.is_ipv6());
+                let end = gso_run(&b.out[..n], i, limit);
                 b.gso.clear();
                 let mut count = 0;
-                while i < n && count < limit {
-                    let Disposition::SendUdp {
-                        local: l,
-                        remote: r,
-                        data,
-                    } = &b.out[i]
-                    else {
-                        break;
-                    };
-                    if *l != local || *r != remote || data.len() > segment {
-                        break;
-                    }
-                    let Some(packet) = b.tun_bufs[i].get(data.clone()) else {
-                        i += 1;
+                for k in i..end {
+                    let Disposition::SendUdp { data, .. } = &b.out[k] else {
                         continue;
                     };
-                    b.gso.extend_from_slice(packet);
-                    count += 1;
-                    i += 1;
-                    // A shorter datagram can only be the last of a GSO send.
-                    if packet.len() < segment {
-                        break;
+                    match b.tun_bufs[k].get(data.clone()) {
+                        Some(packet) => {
+                            b.gso.extend_from_slice(packet);
+                            count += 1;
+                        }
+                        None => tracing::error!(
+                            "node returned packet range {data:?} outside its buffer; packet dropped"
+                        ),
                     }
                 }
+                i = end;
                 if count > 0 {
                     if let Err(e) = socket.send_segments(remote, &b.gso, segment).await {
                         tracing::debug!(
@@ -293,6 +285,41 @@ async fn send_sealed(io: &Io, b: &mut Buffers, n: usize) {
             Disposition::WriteTun { .. } | Disposition::Consumed => i += 1,
         }
     }
+}
+
+/// The end (exclusive) of the GSO run that starts at `out[start]`: the `SendUdp` packets from
+/// there on with the same local and remote address, none longer than the first, at most
+/// `limit` of them (at least one), and none after a shorter one: UDP GSO cuts a send into
+/// segments of the first packet's size, so only the last may be shorter.
+fn gso_run(out: &[Disposition], start: usize, limit: usize) -> usize {
+    let Some(Disposition::SendUdp {
+        local,
+        remote,
+        data,
+    }) = out.get(start)
+    else {
+        return start + 1;
+    };
+    let segment = data.len();
+    let mut end = start + 1;
+    while end < out.len() && end - start < limit.max(1) {
+        let Disposition::SendUdp {
+            local: l,
+            remote: r,
+            data,
+        } = &out[end]
+        else {
+            break;
+        };
+        if l != local || r != remote || data.len() > segment {
+            break;
+        }
+        end += 1;
+        if data.len() < segment {
+            break;
+        }
+    }
+    end
 }
 
 /// One `recvmmsg` on UDP socket `index`, every datagram handed to the node, the results carried
@@ -503,6 +530,44 @@ mod tests {
             Disposition::SendUdp { local, remote, .. } => Some((*local, *remote)),
             _ => None,
         }
+    }
+
+    fn udp(remote: &str, len: usize) -> Disposition {
+        Disposition::SendUdp {
+            local: "192.0.2.1:4500".parse().unwrap(),
+            remote: remote.parse().unwrap(),
+            data: 0..len,
+        }
+    }
+
+    #[test]
+    fn gso_runs_hold_one_peer_one_size_and_end_after_a_shorter_packet() {
+        let a = "192.0.2.2:4500";
+        let b = "192.0.2.3:4500";
+        // Equal sizes to one peer: one run, cut at the limit.
+        let out = vec![udp(a, 100); 5];
+        assert_eq!(gso_run(&out, 0, 64), 5);
+        assert_eq!(gso_run(&out, 0, 3), 3);
+        assert_eq!(gso_run(&out, 3, 3), 5);
+        // A shorter packet ends the run it is in; a longer one starts a new run.
+        let out = vec![udp(a, 100), udp(a, 100), udp(a, 60), udp(a, 100)];
+        assert_eq!(gso_run(&out, 0, 64), 3);
+        assert_eq!(gso_run(&out, 3, 64), 4);
+        let out = vec![udp(a, 60), udp(a, 100)];
+        assert_eq!(gso_run(&out, 0, 64), 1);
+        // Another peer, another kind of disposition: the run ends there.
+        let out = vec![udp(a, 100), udp(b, 100), udp(a, 100)];
+        assert_eq!(gso_run(&out, 0, 64), 1);
+        assert_eq!(gso_run(&out, 1, 64), 2);
+        let out = vec![
+            udp(a, 100),
+            Disposition::Dropped(rampart_node::DropReason::NoSa),
+            udp(a, 100),
+        ];
+        assert_eq!(gso_run(&out, 0, 64), 1);
+        // A limit of 0 still sends the packet; a start that is no SendUdp moves on by one.
+        assert_eq!(gso_run(&out, 0, 0), 1);
+        assert_eq!(gso_run(&out, 1, 64), 2);
     }
 
     #[test]
