@@ -110,6 +110,7 @@ impl Node for FakeNode {
                 tun_packets_in: self.tun_packets,
                 ..DataPlaneCounters::default()
             },
+            ike_defence: Default::default(),
         }
     }
 }

@@ -10,7 +10,9 @@ mod tunnel;
 pub use gateway::Gateway;
 pub use policy::{PeerIndex, Policy};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
-pub use status::{DataPlaneCounters, GatewayStatus, IkeSaInfo, PeerStatus, TunnelStatus};
+pub use status::{
+    DataPlaneCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus, TunnelStatus,
+};
 
 /// Errors building a node from a configuration.
 #[derive(Debug, thiserror::Error)]

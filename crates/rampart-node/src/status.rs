@@ -10,6 +10,24 @@ pub struct GatewayStatus {
     pub uptime_secs: u64,
     pub peers: Vec<PeerStatus>,
     pub counters: DataPlaneCounters,
+    /// The IKE_SA_INIT defences (RFC 7296 2.6 cookies, per-source half-open limit).
+    #[serde(default)]
+    pub ike_defence: IkeDefenceCounters,
+}
+
+/// How the responder defended itself against IKE_SA_INIT floods.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IkeDefenceCounters {
+    /// Half-open responder IKE SAs right now.
+    pub half_open: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE instead of state.
+    pub cookies_sent: u64,
+    /// Requests that came back with a valid cookie.
+    pub cookies_accepted: u64,
+    /// Requests with a cookie that did not verify.
+    pub cookies_invalid: u64,
+    /// Requests dropped because their source had `half_open_per_source` half-open SAs.
+    pub per_source_drops: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -130,6 +148,16 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         uptime_secs: secs(now, gw.started()),
         peers,
         counters: gw.counters().clone(),
+        ike_defence: {
+            let dos = gw.ike().dos_stats();
+            IkeDefenceCounters {
+                half_open: gw.ike().half_open_count() as u64,
+                cookies_sent: dos.cookies_sent,
+                cookies_accepted: dos.cookies_accepted,
+                cookies_invalid: dos.cookies_invalid,
+                per_source_drops: dos.per_source_drops,
+            }
+        },
     }
 }
 

@@ -15,6 +15,12 @@ pub fn render(status: &GatewayStatus) -> String {
         status.peers.len()
     );
     counters(&mut out, &status.counters);
+    let d = &status.ike_defence;
+    let _ = writeln!(
+        out,
+        "  IKE_SA_INIT  half-open {}  cookies sent {}  accepted {}  invalid {}  per-source drops {}",
+        d.half_open, d.cookies_sent, d.cookies_accepted, d.cookies_invalid, d.per_source_drops
+    );
     for peer in &status.peers {
         out.push('\n');
         peer_block(&mut out, peer);
@@ -30,14 +36,15 @@ fn counters(out: &mut String, c: &DataPlaneCounters) {
     );
     let _ = writeln!(
         out,
-        "  dropped  no policy {}  no SA {}  unknown SPI {}  auth {}  replay {}  malformed {}  policy mismatch {}",
+        "  dropped  no policy {}  no SA {}  unknown SPI {}  auth {}  replay {}  malformed {}  policy mismatch {}  firewall {}",
         c.dropped_no_policy,
         c.dropped_no_sa,
         c.dropped_unknown_spi,
         c.dropped_auth,
         c.dropped_replay,
         c.dropped_malformed,
-        c.dropped_policy_mismatch
+        c.dropped_policy_mismatch,
+        c.dropped_firewall
     );
 }
 
@@ -190,9 +197,17 @@ mod tests {
                 tunnels: vec![],
             }],
             counters: DataPlaneCounters::default(),
+            ike_defence: rampart_node::IkeDefenceCounters {
+                cookies_sent: 7,
+                ..Default::default()
+            },
         };
         let text = render(&status);
         assert!(text.starts_with("gateway gw  up 5s  peers 1\n"), "{text}");
+        assert!(
+            text.contains("  IKE_SA_INIT  half-open 0  cookies sent 7  accepted 0  invalid 0"),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "\npeer b  connecting  192.0.2.1 -> 192.0.2.2\n  no IKE SA\n  no tunnels\n"

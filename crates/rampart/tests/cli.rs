@@ -209,6 +209,7 @@ fn sample_status() -> GatewayStatus {
             dropped_replay: 1,
             ..DataPlaneCounters::default()
         },
+        ike_defence: Default::default(),
     }
 }
 
@@ -240,7 +241,8 @@ fn status_prints_a_table() {
         stdout(&o),
         "gateway gw-a  up 1h2m3s  peers 2
   packets  tun in 4000  tun out 0  esp in 12  esp out 0
-  dropped  no policy 0  no SA 0  unknown SPI 0  auth 0  replay 1  malformed 0  policy mismatch 0
+  dropped  no policy 0  no SA 0  unknown SPI 0  auth 0  replay 1  malformed 0  policy mismatch 0  firewall 0
+  IKE_SA_INIT  half-open 0  cookies sent 0  accepted 0  invalid 0  per-source drops 0
 
 peer site-b  established  192.0.2.1 -> 192.0.2.2
   IKE SA #1  initiator  aes256gcm16-prfsha256-x25519  spi_i 0123456789abcdef  spi_r fedcba9876543210

@@ -82,6 +82,16 @@ fn half_open_flood_gets_cookies_and_real_peer_connects() {
     );
     assert!(report.cookies >= 10 * u64::from(SOCKETS), "{report:?}");
     assert_eq!(report.others, 0, "{report:?}");
+    // The responder's own account (`rampart status`) agrees with what the flooder saw.
+    let status = g2.status().unwrap();
+    let defence = &status["ike_defence"];
+    let sent = defence["cookies_sent"].as_u64().unwrap();
+    assert!(sent >= report.cookies, "{defence} vs {report:?}");
+    assert!(
+        defence["cookies_accepted"].as_u64().unwrap() >= 1,
+        "{defence}"
+    );
+    assert!(defence["half_open"].as_u64().unwrap() >= 1, "{defence}");
 
     // On the wire, the real peer was asked for a cookie too: gw2's first answer to gw1:500 is a
     // bare COOKIE notify, and gw1 sent IKE_SA_INIT twice.
