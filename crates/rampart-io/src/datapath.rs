@@ -440,16 +440,8 @@ async fn carry_out_inbound(io: &Io, b: &mut Buffers, k: usize, source: Source) {
             remote,
             data,
         } => {
-            let Some(packet) = b.packet(source, data) else {
-                return;
-            };
-            match io.udp_for(local) {
-                Some(socket) => {
-                    if let Err(e) = socket.send_to(packet, remote).await {
-                        tracing::debug!("UDP {local} -> {remote}: send failed: {e}");
-                    }
-                }
-                None => tracing::warn!("no UDP socket is bound to {local}; packet not sent"),
+            if let Some(packet) = b.packet(source, data) {
+                io.send_udp(local, remote, packet).await;
             }
         }
         Disposition::SendRawEsp {
@@ -457,16 +449,8 @@ async fn carry_out_inbound(io: &Io, b: &mut Buffers, k: usize, source: Source) {
             remote,
             data,
         } => {
-            let Some(packet) = b.packet(source, data) else {
-                return;
-            };
-            match io.raw_for(local) {
-                Some(socket) => {
-                    if let Err(e) = socket.send_to(packet, remote).await {
-                        tracing::debug!("ESP {local} -> {remote}: send failed: {e}");
-                    }
-                }
-                None => tracing::warn!("no raw ESP socket is bound to {local}; packet not sent"),
+            if let Some(packet) = b.packet(source, data) {
+                io.send_raw_esp(local, remote, packet).await;
             }
         }
         Disposition::Consumed => {}

@@ -83,6 +83,31 @@ impl Io {
         self.udp.iter().find(|s| s.local() == local)
     }
 
+    /// Sends one datagram from the socket bound to `local`; a failure is logged, not returned
+    /// (a lost datagram is what UDP allows, and IKE retransmits).
+    pub(crate) async fn send_udp(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        match self.udp_for(local) {
+            Some(socket) => {
+                if let Err(e) = socket.send_to(data, remote).await {
+                    tracing::warn!("UDP {local} -> {remote}: send failed: {e}");
+                }
+            }
+            None => tracing::warn!("no UDP socket is bound to {local}; datagram not sent"),
+        }
+    }
+
+    /// Sends one ESP packet from the raw socket bound to `local`; a failure is logged.
+    pub(crate) async fn send_raw_esp(&self, local: IpAddr, remote: IpAddr, packet: &[u8]) {
+        match self.raw_for(local) {
+            Some(socket) => {
+                if let Err(e) = socket.send_to(packet, remote).await {
+                    tracing::debug!("ESP {local} -> {remote}: send failed: {e}");
+                }
+            }
+            None => tracing::warn!("no raw ESP socket is bound to {local}; packet not sent"),
+        }
+    }
+
     pub(crate) fn raw_for(&self, local: IpAddr) -> Option<&RawEspSocket> {
         self.raw.iter().find(|s| s.local() == local)
     }
@@ -238,14 +263,7 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                 local,
                 remote,
                 data,
-            } => match io.udp_for(local) {
-                Some(socket) => {
-                    if let Err(e) = socket.send_to(&data, remote).await {
-                        tracing::warn!("UDP {local} -> {remote}: send failed: {e}");
-                    }
-                }
-                None => tracing::warn!("no UDP socket is bound to {local}; message not sent"),
-            },
+            } => io.send_udp(local, remote, &data).await,
             Output::RouteAdd { prefix } => match io.routes.add(prefix).await {
                 Ok(()) => tracing::info!("route {prefix} dev {} added", io.tun.name()),
                 Err(e) => tracing::error!("{e}"),
