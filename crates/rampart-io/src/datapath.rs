@@ -4,7 +4,8 @@
 //! Outbound (TUN to network): one TUN read returns up to 64 KB of one flow when the device has
 //! segmentation offload; it is split into MTU-sized packets in `tun_bufs`, each with ESP head-
 //! and tailroom, and the node seals them in place. Consecutive ESP-in-UDP packets to one peer of
-//! one size leave in one UDP GSO send (`UDP_SEGMENT`); raw ESP packets leave in one `sendmmsg`.
+//! one size leave in one UDP GSO send (`UDP_SEGMENT`) that the kernel gathers from where they
+//! were sealed; raw ESP packets leave in one `sendmmsg`.
 //!
 //! Inbound (network to TUN): one `recvmmsg` with UDP GRO returns several entries, each possibly
 //! holding many datagrams of one peer; the node opens each datagram inside its own range, and
@@ -28,7 +29,7 @@ use tun_rs::GROTable;
 use crate::raw_esp::{RawPacket, MAX_BATCH as RAW_BATCH};
 use crate::runtime::Io;
 use crate::tun::{HEADROOM, MAX_PACKET, RAW_READ_LEN, TAILROOM, WRITE_OFFSET};
-use crate::udp::RecvMeta;
+use crate::udp::{RecvMeta, MAX_GSO_SEGMENTS};
 
 /// The largest MTU the configuration allows; TUN split buffers are sized for it.
 const MAX_MTU: usize = 9000;
@@ -52,8 +53,6 @@ pub struct Buffers {
     raw_packets: Vec<(IpAddr, Range<usize>)>,
     /// The node's decision for each packet of the current batch.
     out: Vec<Disposition>,
-    /// Consecutive equal-size ESP-in-UDP packets, back to back, for one GSO send.
-    gso: Vec<u8>,
     udp_arena: Box<[u8]>,
     udp_meta: Vec<RecvMeta>,
     raw_arena: Box<[u8]>,
@@ -76,7 +75,6 @@ impl Buffers {
             ranges: Vec::with_capacity(TUN_BATCH),
             raw_packets: Vec::with_capacity(RAW_BATCH),
             out: (0..TUN_BATCH).map(|_| empty()).collect(),
-            gso: Vec::with_capacity(MAX_PACKET),
             udp_arena: vec![0u8; UDP_BATCH * UDP_SLOT].into_boxed_slice(),
             udp_meta: vec![RecvMeta::default(); UDP_BATCH],
             raw_arena: vec![0u8; RAW_BATCH * RAW_SLOT].into_boxed_slice(),
@@ -222,17 +220,19 @@ async fn send_sealed(io: &Io, b: &mut Buffers, n: usize) {
                 let segment = data.len();
                 let limit = socket.segments_per_send(segment.max(1), remote.is_ipv6());
                 let end = gso_run(&b.out[..n], i, limit);
-                b.gso.clear();
+                // The sealed packets stay where they are: the kernel gathers them.
+                let mut run: [&[u8]; MAX_GSO_SEGMENTS] = [&[]; MAX_GSO_SEGMENTS];
                 let mut count = 0;
                 for k in i..end {
                     let Disposition::SendUdp { data, .. } = &b.out[k] else {
                         continue;
                     };
                     match b.tun_bufs[k].get(data.clone()) {
-                        Some(packet) => {
-                            b.gso.extend_from_slice(packet);
+                        Some(packet) if count < MAX_GSO_SEGMENTS => {
+                            run[count] = packet;
                             count += 1;
                         }
+                        Some(_) => {}
                         None => tracing::error!(
                             "node returned packet range {data:?} outside its buffer; packet dropped"
                         ),
@@ -240,7 +240,7 @@ async fn send_sealed(io: &Io, b: &mut Buffers, n: usize) {
                 }
                 i = end;
                 if count > 0 {
-                    if let Err(e) = socket.send_segments(remote, &b.gso, segment).await {
+                    if let Err(e) = socket.send_gathered(remote, &run[..count], segment).await {
                         tracing::debug!(
                             "UDP {local} -> {remote}: send of {count} packets failed: {e}"
                         );

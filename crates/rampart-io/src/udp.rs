@@ -76,6 +76,8 @@ pub struct UdpEndpoint {
     local: SocketAddr,
     /// Whether `UDP_GRO` is on (set by the first [`Self::try_recv_batch`], never cleared).
     gro_on: AtomicBool,
+    /// Set when the kernel refused a gathered GSO send with `EIO`/`EINVAL` (never cleared).
+    gso_refused: AtomicBool,
 }
 
 /// A batch that went out only in part: the first `sent` bytes of `total` (whole datagrams) left,
@@ -137,6 +139,7 @@ impl UdpEndpoint {
             state,
             local,
             gro_on: AtomicBool::new(false),
+            gso_refused: AtomicBool::new(false),
         })
     }
 
@@ -274,6 +277,70 @@ impl UdpEndpoint {
         }
     }
 
+    /// Sends `datagrams` to `remote` with one GSO `sendmsg` that gathers them from where they
+    /// lie (one `iovec` each), so sealed packets need no copy into a contiguous buffer. Every
+    /// datagram but the last must be `segment_size` bytes and the last no longer; at most
+    /// [`MAX_GSO_SEGMENTS`] of them within the UDP payload limit (else `InvalidInput`, nothing
+    /// sent). Waits for room in the socket buffer. Without GSO, or when the kernel refuses the
+    /// GSO send (`EIO`/`EINVAL`: a device without checksum offload; `EMSGSIZE`: segments over
+    /// the route MTU), the datagrams go out one per `sendmsg`, where IP may fragment them.
+    pub async fn send_gathered(
+        &self,
+        remote: SocketAddr,
+        datagrams: &[&[u8]],
+        segment_size: usize,
+    ) -> io::Result<()> {
+        let total: usize = datagrams.iter().map(|d| d.len()).sum();
+        check_segments(total, segment_size, remote.is_ipv6())?;
+        let shape_ok = datagrams.len() <= MAX_GSO_SEGMENTS
+            && datagrams.split_last().is_some_and(|(last, rest)| {
+                last.len() <= segment_size && rest.iter().all(|d| d.len() == segment_size)
+            });
+        if !shape_ok {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "{} datagrams do not form one GSO send of {segment_size}-byte segments",
+                    datagrams.len()
+                ),
+            ));
+        }
+        if datagrams.len() > 1
+            && self.max_segments() > 1
+            && !self.gso_refused.load(Ordering::Relaxed)
+        {
+            let to = SockAddr::from(remote);
+            let sent = self
+                .socket
+                .async_io(Interest::WRITABLE, || {
+                    gathered_gso_send(&self.socket, &to, datagrams, segment_size)
+                })
+                .await;
+            match sent {
+                Ok(()) => return Ok(()),
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                    // The device cannot take GSO: do not ask again.
+                    self.gso_refused.store(true, Ordering::Relaxed);
+                    tracing::debug!(
+                        local = %self.local, %remote,
+                        "GSO send refused ({e}); sending datagrams one by one from now on"
+                    );
+                }
+                Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => {
+                    tracing::debug!(
+                        local = %self.local, %remote, segment_size,
+                        "GSO send too large for the route ({e}); sending these one by one"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        for datagram in datagrams {
+            self.send_to(datagram, remote).await?;
+        }
+        Ok(())
+    }
+
     /// How many segments one GSO send may carry: quinn-udp's `max_gso_segments` (64 where the
     /// kernel has UDP GSO, 1 where it has not or after a device refused it), at least 1.
     pub fn max_segments(&self) -> usize {
@@ -365,6 +432,55 @@ impl UdpEndpoint {
         }
         (sent, None)
     }
+}
+
+/// One `sendmsg` of `datagrams` as a UDP GSO send of `segment_size`-byte segments (a
+/// `UDP_SEGMENT` control message), gathered by the kernel from one `iovec` per datagram.
+/// The caller has checked the shape (at most [`MAX_GSO_SEGMENTS`] datagrams).
+fn gathered_gso_send(
+    socket: &UdpSocket,
+    to: &SockAddr,
+    datagrams: &[&[u8]],
+    segment_size: usize,
+) -> io::Result<()> {
+    let segment = u16::try_from(segment_size)
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "segment size over 65535"))?;
+    let mut iov = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MAX_GSO_SEGMENTS];
+    let count = datagrams.len().min(MAX_GSO_SEGMENTS);
+    for (slot, d) in iov.iter_mut().zip(datagrams) {
+        // sendmsg only reads through iov_base.
+        slot.iov_base = d.as_ptr() as *mut libc::c_void;
+        slot.iov_len = d.len();
+    }
+    // Room for one cmsghdr carrying a u16, aligned for cmsghdr.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain data; every pointer set below outlives the sendmsg call (the
+    // address, the iovec array, the datagrams and the control buffer are all borrowed or on
+    // this stack frame), and the control buffer is large enough for CMSG_SPACE(2) (checked).
+    unsafe {
+        let space = libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) as usize;
+        debug_assert!(space <= std::mem::size_of_val(&control));
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_name = to.as_ptr() as *mut libc::c_void;
+        msg.msg_namelen = to.len();
+        msg.msg_iov = iov.as_mut_ptr();
+        msg.msg_iovlen = count;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_UDP;
+        (*cmsg).cmsg_type = libc::UDP_SEGMENT;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+        let fd = std::os::fd::AsRawFd::as_raw_fd(socket);
+        if libc::sendmsg(fd, &msg, 0) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 /// Undoes quinn-udp's ban on fragmentation (see the module doc).

@@ -130,6 +130,78 @@ async fn segments_round_trip(addr: &str) {
     assert_eq!(bytes, vec![&small[0], &small[1], &small[2], &small[0]]);
 }
 
+/// A gathered GSO send: 30 datagrams from 30 separate buffers (as sealed packets lie in the
+/// TUN split buffers) and a short last one leave in one `sendmsg` and arrive whole, in order,
+/// as one GRO entry where the kernel has both; misshapen batches are refused whole.
+async fn gathered_round_trip(addr: &str) {
+    let rx = UdpEndpoint::bind(addr.parse().unwrap()).unwrap();
+    let tx = UdpEndpoint::bind(addr.parse().unwrap()).unwrap();
+    let mut one = [0u8; 16];
+    let err = rx
+        .try_recv_batch(&mut [IoSliceMut::new(&mut one)], &mut [RecvMeta::default()])
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+
+    let mut sent: Vec<Vec<u8>> = (0..30).map(|i| datagram(i, SEGMENT)).collect();
+    sent.push(datagram(30, 77));
+    let slices: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
+    tx.send_gathered(rx.local(), &slices, SEGMENT)
+        .await
+        .unwrap();
+    let (got, coalesced) = receive(&rx, sent.len()).await;
+    assert_eq!(got.len(), sent.len(), "no extra datagrams");
+    for (i, ((from, bytes), want)) in got.iter().zip(&sent).enumerate() {
+        assert_eq!(*from, tx.local(), "sender of datagram {i}");
+        assert_eq!(bytes, want, "bytes and order of datagram {i}");
+    }
+    if rx.gro_segments() > 1 && tx.max_segments() > 1 {
+        assert!(
+            coalesced >= 1,
+            "the gathered GSO send was split before the GRO socket"
+        );
+    }
+
+    // A short datagram that is not last, a long one, too many: InvalidInput, nothing sent.
+    let short = datagram(0, 10);
+    let long = datagram(0, SEGMENT + 1);
+    let full = datagram(0, SEGMENT);
+    let too_many = vec![full.as_slice(); 65];
+    for bad in [
+        vec![short.as_slice(), full.as_slice()],
+        vec![full.as_slice(), long.as_slice()],
+        too_many,
+    ] {
+        let err = tx
+            .send_gathered(rx.local(), &bad, SEGMENT)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{err}");
+    }
+    // One datagram is a plain send.
+    tx.send_gathered(rx.local(), &[short.as_slice()], SEGMENT)
+        .await
+        .unwrap();
+    let (got, _) = receive(&rx, 1).await;
+    assert_eq!(
+        got[0].1, short,
+        "only the single datagram arrived after the refused batches"
+    );
+}
+
+#[tokio::test]
+async fn gathered_gso_send_v4() {
+    gathered_round_trip("127.0.0.1:0").await;
+}
+
+#[tokio::test]
+async fn gathered_gso_send_v6() {
+    if UdpEndpoint::bind("[::1]:0".parse().unwrap()).is_err() {
+        eprintln!("skipped: ::1 is not available");
+        return;
+    }
+    gathered_round_trip("[::1]:0").await;
+}
+
 #[tokio::test]
 async fn gso_send_and_gro_receive_v4() {
     segments_round_trip("127.0.0.1:0").await;
@@ -247,6 +319,14 @@ fn datagrams_over_the_mtu_are_fragmented() {
                 assert_eq!(bytes, want, "datagram {i}");
             }
             assert_eq!(tx.max_segments(), gso, "EMSGSIZE does not turn GSO off");
+
+            // The gathered send falls back the same way, and fragments each datagram.
+            let slices: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
+            tx.send_gathered(rx.local(), &slices, 2000).await.unwrap();
+            let (got, _) = receive(&rx, 3).await;
+            for (i, ((_, bytes), want)) in got.iter().zip(&sent).enumerate() {
+                assert_eq!(bytes, want, "gathered datagram {i}");
+            }
 
             // Segments within the MTU still go as one GSO send.
             let small: Vec<Vec<u8>> = (0..5).map(|i| datagram(10 + i, 1000)).collect();
