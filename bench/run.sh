@@ -14,7 +14,8 @@
 #   --quick            1 run x 3 s per case, small IKE run (for development; numbers are rough)
 #   --runs N           runs per case and test (default 3)
 #   --time S           seconds per iperf3 run (default 10)
-#   --cases LIST       comma-separated subset of: raw,rampart-udp,rampart-esp,boringtun,strongswan
+#   --cases LIST       comma-separated subset of: raw,rampart-udp,rampart-udp-ct1,rampart-esp,
+#                      boringtun,strongswan (rampart-udp-ct1: ESP-in-UDP with crypto_threads = 1)
 #   --no-ike           skip the IKE setup-rate measurement
 #   --ike-only         only the IKE setup-rate measurement
 #   --ike-sas N        IKE SAs per responder (default 2000; --quick: 300)
@@ -27,7 +28,7 @@ root=$(pwd)
 
 runs=3
 secs=10
-cases="raw,rampart-udp,rampart-esp,boringtun,strongswan"
+cases="raw,rampart-udp,rampart-udp-ct1,rampart-esp,boringtun,strongswan"
 do_tput=1
 do_ike=1
 ike_sas=2000
@@ -182,7 +183,7 @@ wait_for() {
 reachable() { ip netns exec "$h1" ping -c 1 -W 1 10.2.0.10; }
 
 # ---------------------------------------------------------------- tunnels
-rampart_conf() { # rampart_conf NAME LOCAL REMOTE LDOMAIN RDOMAIN ENCAP
+rampart_conf() { # rampart_conf NAME LOCAL REMOTE LDOMAIN RDOMAIN ENCAP START CRYPTO_THREADS
     cat <<EOF
 [gateway]
 name = "$1"
@@ -193,6 +194,7 @@ nat_t_port = 4500
 [tunnel]
 device = "rpb0"
 mtu = 1400
+crypto_threads = ${8:-0}
 
 [local]
 domain = ["$4"]
@@ -217,9 +219,9 @@ esn = false
 EOF
 }
 
-start_rampart() { # start_rampart auto|force
-    rampart_conf gw1 192.0.2.1 192.0.2.2 10.1.0.0/24 10.2.0.0/24 "$1" always >"$work/gw1.toml"
-    rampart_conf gw2 192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24 "$1" none >"$work/gw2.toml"
+start_rampart() { # start_rampart auto|force [CRYPTO_THREADS]
+    rampart_conf gw1 192.0.2.1 192.0.2.2 10.1.0.0/24 10.2.0.0/24 "$1" always "${2:-0}" >"$work/gw1.toml"
+    rampart_conf gw2 192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24 "$1" none "${2:-0}" >"$work/gw2.toml"
     ip netns exec "$gw2" "$rampart" gateway run --config "$work/gw2.toml" >"$work/rampart-gw2.log" 2>&1 &
     ip netns exec "$gw1" "$rampart" gateway run --config "$work/gw1.toml" >"$work/rampart-gw1.log" 2>&1 &
     wait_for 30 "the Rampart tunnel" reachable
@@ -336,6 +338,7 @@ start_case() {
             wait_for 10 "raw routing" reachable
             ;;
         rampart-udp) start_rampart force ;;
+        rampart-udp-ct1) start_rampart force 1 ;;
         rampart-esp) start_rampart auto ;;
         boringtun) start_boringtun ;;
         strongswan) start_strongswan ;;

@@ -14,6 +14,10 @@ pub const CASES: &[(&str, &str)] = &[
     ("raw", "raw veth routing (no tunnel)"),
     ("rampart-esp", "Rampart, raw ESP"),
     ("rampart-udp", "Rampart, ESP-in-UDP"),
+    (
+        "rampart-udp-ct1",
+        "Rampart, ESP-in-UDP, 1 cipher thread (`crypto_threads = 1`)",
+    ),
     ("boringtun", "boringtun (WireGuard, userspace)"),
     (
         "strongswan",
@@ -150,7 +154,7 @@ pub fn render(samples: &BTreeMap<(String, String), Samples>, p: &Params) -> Stri
             .and_then(|x| median(&x.values))
     };
     let (raw, bt) = (get("raw"), get("boringtun"));
-    for case in ["rampart-esp", "rampart-udp"] {
+    for case in ["rampart-esp", "rampart-udp", "rampart-udp-ct1"] {
         let Some(r) = get(case) else { continue };
         if let Some(raw) = raw.filter(|v| *v > 0.0) {
             let share = 100.0 * r / raw;

@@ -47,6 +47,7 @@ pub(crate) struct RawTunnel {
     pub device: Str,
     pub mtu: Int,
     pub offload: Option<Spanned<bool>>,
+    pub crypto_threads: Int,
 }
 
 /// `[local]`
@@ -216,7 +217,10 @@ mod tests {
 
     #[test]
     fn field_probe_reads_the_derive() {
-        assert_eq!(struct_fields::<RawTunnel>(), &["device", "mtu", "offload"]);
+        assert_eq!(
+            struct_fields::<RawTunnel>(),
+            &["device", "mtu", "offload", "crypto_threads"]
+        );
         assert!(struct_fields::<RawPeer>().contains(&"replay_window"));
         assert_eq!(struct_fields::<RawPeer>().len(), 24);
     }

@@ -58,6 +58,10 @@ pub struct TunnelSection {
     /// Default true: open the device with segmentation offload (IFF_VNET_HDR, TSO/USO), so one
     /// read returns up to 64 KB of one TCP flow and decrypted packets are coalesced on write.
     pub offload: bool,
+    /// Default 0; 0..=64. Threads besides the event loop that run the cipher calls of each
+    /// batch (ESP encrypt/decrypt) in parallel; 0 keeps them on the event-loop thread. Pays off
+    /// only with cores to spare (see bench/README.md).
+    pub crypto_threads: u16,
 }
 
 /// `[local]`

@@ -42,6 +42,7 @@ pub(crate) const DEFAULT_DEVICE: &str = "rampart0";
 pub(crate) const MAX_DEVICE_LEN: usize = 15;
 pub(crate) const DEFAULT_MTU: u16 = 1400;
 pub(crate) const MTU_RANGE: RangeInclusive<i64> = 576..=9000;
+pub(crate) const CRYPTO_THREADS_RANGE: RangeInclusive<i64> = 0..=64;
 pub(crate) const MIN_PSK_LEN: usize = 16;
 pub(crate) const DEFAULT_IKE_PROPOSALS: &[&str] = &[
     "aes256gcm16-prfsha256-x25519",
@@ -442,10 +443,16 @@ impl Validator<'_, '_> {
             .and_then(|v| self.int("tunnel.mtu", v, MTU_RANGE))
             .map_or(DEFAULT_MTU, |n| n as u16);
         let offload = raw.offload.as_ref().is_none_or(|b| *b.get_ref());
+        let crypto_threads = raw
+            .crypto_threads
+            .as_ref()
+            .and_then(|v| self.int("tunnel.crypto_threads", v, CRYPTO_THREADS_RANGE))
+            .map_or(0, |n| n as u16);
         TunnelSection {
             device,
             mtu,
             offload,
+            crypto_threads,
         }
     }
 

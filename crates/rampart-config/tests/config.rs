@@ -410,6 +410,17 @@ fn out_of_range_values() {
         ok(&format!("{MINIMAL}[tunnel]\nmtu = 9000\n")).tunnel.mtu,
         9000
     );
+    assert_eq!(ok(MINIMAL).tunnel.crypto_threads, 0);
+    assert_eq!(
+        ok(&format!("{MINIMAL}[tunnel]\ncrypto_threads = 3\n"))
+            .tunnel
+            .crypto_threads,
+        3
+    );
+    assert_eq!(
+        errors(&format!("{MINIMAL}[tunnel]\ncrypto_threads = 65\n"))[0].kind,
+        ErrorKind::OutOfRange
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Inbound SA: authenticates, replay-checks and decapsulates ESP packets in place.
 
+use crate::crypt::{CryptJob, Direction};
 use crate::replay::{ReplayVerdict, ReplayWindow};
 use crate::sa::{Auth, ESP_HEADER_LEN, TRAILER_LEN};
 use crate::{Lifetime, LifetimeState, OpenError, SaConfig, SaError, SaStats};
@@ -72,18 +73,37 @@ impl InboundSa {
             + self.key.icv_len()
     }
 
+    /// The SA's key, for running prepared jobs ([`CryptJob::run`]) on other threads.
+    pub fn key(&self) -> &CipherKey {
+        &self.key
+    }
+
     /// Opens the ESP packet `buf[packet]` in place. On success the inner payload is plaintext
     /// at `Opened::payload`. Allocates nothing and never panics, whatever the bytes.
     ///
     /// On error the packet must be dropped; its ciphertext area may have been zeroed (AEAD
     /// authentication failure, see [`CipherKey::open`]) but never holds unauthenticated plaintext.
     pub fn open(&mut self, buf: &mut [u8], packet: Range<usize>) -> Result<Opened, OpenError> {
+        let job = self.prepare_open(buf, packet.clone())?;
+        let crypted = job.run(&self.key, &mut buf[packet.clone()]);
+        self.finish_open(buf, packet, &job, crypted)
+    }
+
+    /// The checks of [`Self::open`] that need no key: lengths, SPI, lifetime, the sequence
+    /// number (inferred with ESN) and a replay pre-check that records nothing. Returns the job
+    /// that authenticates and decrypts `buf[packet]` ([`CryptJob::run`] on that range, with
+    /// [`Self::key`], on any thread); [`Self::finish_open`] completes it.
+    pub fn prepare_open(
+        &mut self,
+        buf: &[u8],
+        packet: Range<usize>,
+    ) -> Result<CryptJob, OpenError> {
         let range_err = OpenError::Range {
             start: packet.start,
             end: packet.end,
             len: buf.len(),
         };
-        let Some(bytes) = buf.get_mut(packet.clone()) else {
+        let Some(bytes) = buf.get(packet) else {
             self.stats.malformed += 1;
             return Err(range_err);
         };
@@ -103,9 +123,8 @@ impl InboundSa {
             self.stats.malformed += 1;
             return Err(OpenError::NotBlockAligned { len: ct_len, block });
         }
-        let (header, rest) = bytes.split_at_mut(ESP_HEADER_LEN);
-        let spi = u32::from_be_bytes([header[0], header[1], header[2], header[3]]);
-        let seq_lo = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+        let spi = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        let seq_lo = u32::from_be_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]);
         if spi != self.spi {
             self.stats.malformed += 1;
             return Err(OpenError::SpiMismatch {
@@ -121,31 +140,59 @@ impl InboundSa {
             self.stats.malformed += 1;
             return Err(OpenError::InvalidSequence);
         };
-        if let Err(verdict) = self.window.check(seq) {
-            self.stats.replay_drops += 1;
-            return Err(match verdict {
-                ReplayVerdict::Duplicate => OpenError::Replayed(seq),
-                ReplayVerdict::TooOld => OpenError::TooOld(seq),
-            });
-        }
-
-        let (iv, rest) = rest.split_at_mut(iv_len);
-        let (data, icv) = rest.split_at_mut(ct_len);
+        self.replay_check(seq)?;
         let auth = Auth::new(self.key.encr().is_aead(), self.esn, spi, seq);
-        match self.key.open(iv, auth.aad(), auth.trailer(), data, icv) {
+        Ok(CryptJob::new(
+            Direction::Open,
+            iv_len,
+            ct_len,
+            icv_len,
+            seq,
+            auth,
+        ))
+    }
+
+    /// Completes a job of [`Self::prepare_open`] for `buf[packet]` after it ran with `crypted`
+    /// as its result: counts an authentication failure, or records the sequence number (checked
+    /// against the window again: an earlier packet of the same batch may have taken it) and
+    /// returns the inner payload.
+    ///
+    /// Invariant: only an authenticated packet moves the replay window, and each sequence number
+    /// is accepted at most once however the batch was split across threads.
+    pub fn finish_open(
+        &mut self,
+        buf: &[u8],
+        packet: Range<usize>,
+        job: &CryptJob,
+        crypted: Result<(), CryptoError>,
+    ) -> Result<Opened, OpenError> {
+        match crypted {
             Ok(()) => {}
             Err(CryptoError::AuthenticationFailed) => {
                 self.stats.auth_failures += 1;
                 return Err(OpenError::AuthenticationFailed);
             }
             Err(_) => {
-                // Lengths were validated above, so this is unreachable in practice.
+                // The prepare step validated every length, so this is unreachable in practice.
                 self.stats.malformed += 1;
                 return Err(OpenError::AuthenticationFailed);
             }
         }
+        let seq = job.seq();
+        self.replay_check(seq)?;
         self.window.commit(seq);
 
+        let iv_len = self.key.iv_len();
+        let ct_len = job.len() - ESP_HEADER_LEN - iv_len - self.key.icv_len();
+        let data_start = packet.start + ESP_HEADER_LEN + iv_len;
+        let Some(data) = buf.get(data_start..data_start + ct_len) else {
+            self.stats.malformed += 1;
+            return Err(OpenError::Range {
+                start: packet.start,
+                end: packet.end,
+                len: buf.len(),
+            });
+        };
         // ct_len >= 2 (min_packet_len), so these indices exist.
         let pad_len = usize::from(data[ct_len - 2]);
         let next_header = data[ct_len - 1];
@@ -164,11 +211,20 @@ impl InboundSa {
         }
         self.stats.packets += 1;
         self.stats.bytes += payload_len as u64;
-        let start = packet.start + ESP_HEADER_LEN + iv_len;
         Ok(Opened {
-            payload: start..start + payload_len,
+            payload: data_start..data_start + payload_len,
             next_header,
             seq,
+        })
+    }
+
+    fn replay_check(&mut self, seq: u64) -> Result<(), OpenError> {
+        self.window.check(seq).map_err(|verdict| {
+            self.stats.replay_drops += 1;
+            match verdict {
+                ReplayVerdict::Duplicate => OpenError::Replayed(seq),
+                ReplayVerdict::TooOld => OpenError::TooOld(seq),
+            }
         })
     }
 

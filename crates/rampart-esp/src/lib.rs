@@ -8,6 +8,7 @@
 //! ESN (RFC 4303 2.2.1): 64-bit counters; the high half is never on the wire but is covered by
 //! the ICV (AEAD AAD, or the CBC integrity trailer), and the receiver infers it (Appendix A).
 
+mod crypt;
 mod error;
 mod inbound;
 mod lifetime;
@@ -20,6 +21,7 @@ pub mod udp_encap;
 #[cfg(test)]
 mod tests;
 
+pub use crypt::{CryptJob, CryptRunner, CryptTask, Direction, Inline};
 pub use error::{OpenError, SaError, SealError};
 pub use inbound::{InboundSa, Opened};
 pub use lifetime::{Lifetime, LifetimeState};

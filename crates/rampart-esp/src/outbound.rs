@@ -1,5 +1,6 @@
 //! Outbound SA: encapsulates inner IP packets into ESP (tunnel mode) in the caller's buffer.
 
+use crate::crypt::{CryptJob, Direction};
 use crate::sa::{Auth, ESP_HEADER_LEN, TRAILER_LEN};
 use crate::{Lifetime, LifetimeState, SaConfig, SaError, SaStats, SealError};
 use rampart_crypto::{CipherKey, Rng};
@@ -79,6 +80,11 @@ impl OutboundSa {
         (align - (len + TRAILER_LEN) % align) % align
     }
 
+    /// The SA's key, for running prepared jobs ([`CryptJob::run`]) on other threads.
+    pub fn key(&self) -> &CipherKey {
+        &self.key
+    }
+
     /// Protects `buf[payload]` (the inner IP packet, next header 4 for IPv4 or 41 for IPv6) in
     /// place and returns the range of the ESP packet in `buf`.
     ///
@@ -91,6 +97,23 @@ impl OutboundSa {
         payload: Range<usize>,
         next_header: u8,
     ) -> Result<Range<usize>, SealError> {
+        let (range, job) = self.prepare_seal(buf, payload, next_header)?;
+        job.run(&self.key, &mut buf[range.clone()])?;
+        Ok(range)
+    }
+
+    /// Everything of [`Self::seal`] but the cipher call: takes the next sequence number, writes
+    /// header, IV and trailer, counts the packet, and returns the ESP packet's range in `buf`
+    /// and the job that encrypts it ([`CryptJob::run`] with [`Self::key`], on any thread).
+    ///
+    /// Invariant: the sequence number is used up here, so a job that is never run costs a
+    /// number but can never make two packets share one IV.
+    pub fn prepare_seal(
+        &mut self,
+        buf: &mut [u8],
+        payload: Range<usize>,
+        next_header: u8,
+    ) -> Result<(Range<usize>, CryptJob), SealError> {
         if self.lifetime_state() == LifetimeState::Hard {
             self.stats.expired_drops += 1;
             return Err(SealError::Expired);
@@ -137,7 +160,7 @@ impl OutboundSa {
         header[..4].copy_from_slice(&self.spi.to_be_bytes());
         header[4..].copy_from_slice(&(seq as u32).to_be_bytes());
         let (iv, rest) = rest.split_at_mut(self.key.iv_len());
-        let (data, icv) = rest.split_at_mut(len + pad + TRAILER_LEN);
+        let data = &mut rest[..len + pad + TRAILER_LEN];
         let trailer = &mut data[len..];
         for (i, b) in trailer[..pad].iter_mut().enumerate() {
             *b = (i + 1) as u8; // pad <= 15
@@ -158,12 +181,19 @@ impl OutboundSa {
             iv.copy_from_slice(&forced[..iv.len().min(8)]);
         }
         let auth = Auth::new(aead, self.esn, self.spi, seq);
-        self.key.seal(iv, auth.aad(), auth.trailer(), data, icv)?;
+        let job = CryptJob::new(
+            Direction::Seal,
+            self.key.iv_len(),
+            len + pad + TRAILER_LEN,
+            self.key.icv_len(),
+            seq,
+            auth,
+        );
 
         self.seq = seq;
         self.stats.packets += 1;
         self.stats.bytes += len as u64;
-        Ok(start..end)
+        Ok((start..end, job))
     }
 }
 

@@ -28,6 +28,7 @@ pub struct SaConfig<'a> {
 ///
 /// AEAD (RFC 4106 5 / RFC 7634 2.1): AAD = SPI || seq_lo, or SPI || seq_hi || seq_lo with ESN.
 /// CBC + HMAC (RFC 4303 2.2.1 / 3.3.2.1): AAD = the ESP header, trailer = seq_hi with ESN.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Auth {
     aad: [u8; 12],
     aad_len: usize,

@@ -563,3 +563,126 @@ fn replay_off_accepts_duplicates() {
         assert!(inb.open(&mut copy, esp.clone()).is_ok());
     }
 }
+
+/// A batch sealed through prepare / crypt (in reverse order, as another thread might) / nothing,
+/// then opened through prepare / crypt (shuffled) / finish, gives the same bytes as `seal` and
+/// the same payloads as `open`; a duplicate in the batch is caught at finish, a forged packet
+/// fails alone and moves nothing.
+#[test]
+fn split_batches_match_seal_and_open_and_keep_replay_exact() {
+    fn assert_send<T: Send>() {}
+    assert_send::<CryptTask<'static>>();
+    for encr in [Encr::AesGcm16_256, Encr::ChaCha20Poly1305, Encr::AesCbc128] {
+        let mut rng = Rng::from_seed([7; 32]);
+        let (k, i) = keys(encr, &mut rng);
+        let mut split_out =
+            OutboundSa::new(&cfg(encr, &k, &i, false), Rng::from_seed([1; 32])).unwrap();
+        let mut plain_out =
+            OutboundSa::new(&cfg(encr, &k, &i, false), Rng::from_seed([1; 32])).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..8).map(|n| vec![n as u8 + 1; 40 + n * 17]).collect();
+
+        // Outbound: prepare all, crypt in reverse through the runner, compare with `seal`.
+        let mut bufs: Vec<(Vec<u8>, std::ops::Range<usize>)> =
+            payloads.iter().map(|p| framed(p)).collect();
+        let mut jobs = Vec::new();
+        for (buf, payload) in bufs.iter_mut() {
+            jobs.push(split_out.prepare_seal(buf, payload.clone(), 4).unwrap());
+        }
+        {
+            let key = split_out.key();
+            let mut tasks: Vec<CryptTask<'_>> = bufs
+                .iter_mut()
+                .zip(&jobs)
+                .rev()
+                .map(|((buf, _), (range, job))| CryptTask::new(key, &mut buf[range.clone()], *job))
+                .collect();
+            Inline.run_all(&mut tasks);
+            assert!(tasks.iter().all(|t| t.result.is_ok()));
+            let mut idle = CryptTask::idle();
+            idle.run();
+            assert!(idle.result.is_err());
+        }
+        for (n, p) in payloads.iter().enumerate() {
+            let (mut buf, payload) = framed(p);
+            let range = plain_out.seal(&mut buf, payload, 4).unwrap();
+            assert_eq!(
+                &buf[range.clone()],
+                &bufs[n].0[jobs[n].0.clone()],
+                "{encr:?} packet {n}"
+            );
+        }
+
+        // Inbound: one arena holding every packet twice (a replayed copy) and one forged packet.
+        let mut inbound = InboundSa::new(&cfg(encr, &k, &i, false)).unwrap();
+        let mut arena = Vec::new();
+        let mut ranges = Vec::new();
+        for (n, ((buf, _), (range, _))) in bufs.iter().zip(&jobs).enumerate() {
+            for _ in 0..if n == 3 { 2 } else { 1 } {
+                let start = arena.len();
+                arena.extend_from_slice(&buf[range.clone()]);
+                ranges.push(start..arena.len());
+            }
+        }
+        let forged = ranges[5].clone();
+        arena[forged.end - 1] ^= 0x40;
+        let prepared: Vec<_> = ranges
+            .iter()
+            .map(|r| inbound.prepare_open(&arena, r.clone()))
+            .collect();
+        assert!(
+            prepared.iter().all(|p| p.is_ok()),
+            "{encr:?}: pre-check passes all"
+        );
+        let mut results = vec![Err(rampart_crypto::CryptoError::Library("not run")); ranges.len()];
+        {
+            let mut rest: &mut [u8] = &mut arena;
+            let mut consumed = 0;
+            let mut tasks = Vec::new();
+            for (r, job) in ranges.iter().zip(&prepared) {
+                let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - consumed);
+                let (packet, tail) = tail.split_at_mut(r.len());
+                consumed = r.end;
+                rest = tail;
+                tasks.push(CryptTask::new(
+                    inbound.key(),
+                    packet,
+                    *job.as_ref().unwrap(),
+                ));
+            }
+            tasks.reverse();
+            Inline.run_all(&mut tasks);
+            tasks.reverse();
+            for (slot, task) in results.iter_mut().zip(&tasks) {
+                *slot = task.result;
+            }
+        }
+        let mut opened = 0;
+        for (n, (r, job)) in ranges.iter().zip(&prepared).enumerate() {
+            let got = inbound.finish_open(&arena, r.clone(), job.as_ref().unwrap(), results[n]);
+            match n {
+                4 => assert!(
+                    matches!(got, Err(OpenError::Replayed(4))),
+                    "{encr:?}: {got:?}"
+                ),
+                5 => assert_eq!(got, Err(OpenError::AuthenticationFailed)),
+                _ => {
+                    let o = got.unwrap();
+                    let index = if n < 4 { n } else { n - 1 };
+                    assert_eq!(&arena[o.payload], &payloads[index][..]);
+                    opened += 1;
+                }
+            }
+        }
+        assert_eq!(opened, 7);
+        let stats = inbound.stats();
+        assert_eq!(
+            (stats.packets, stats.replay_drops, stats.auth_failures),
+            (7, 1, 1)
+        );
+        // The forged packet's number was never recorded: its genuine copy still opens.
+        let (buf, range) = (&bufs[4].0, jobs[4].0.clone());
+        let mut again = buf[range.clone()].to_vec();
+        let len = again.len();
+        assert!(inbound.open(&mut again, 0..len).is_ok(), "{encr:?}");
+    }
+}

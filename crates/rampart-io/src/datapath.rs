@@ -9,13 +9,13 @@
 //!
 //! Inbound (network to TUN): one `recvmmsg` with UDP GRO returns several entries, each possibly
 //! holding many datagrams of one peer; the node opens each datagram inside its own range, and
-//! the decrypted packets are copied once into `tun_writes`, where the TUN GRO table coalesces
-//! packets of one TCP or UDP flow into one write.
+//! [`GroWriter`] coalesces the decrypted packets of one TCP or UDP flow into one TUN write that
+//! the kernel gathers from where they were decrypted: no copy in user space.
 //!
 //! Invariants:
 //! - Every buffer is allocated when the loop starts; a packet costs no allocation.
-//! - A batch is flushed before its buffers are reused: `tun_writes` never holds packets of two
-//!   different reads across an `await` that could reorder them.
+//! - A batch is flushed before its buffers are reused: `tun_pending` only ever holds packets of
+//!   the receive arena they point into, and is written before that arena is read into again.
 //! - A failure of one send or write is logged and costs that packet (or that GSO send), never
 //!   the loop.
 
@@ -24,11 +24,11 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 
 use rampart_node::Disposition;
-use tun_rs::GROTable;
 
 use crate::raw_esp::{RawPacket, MAX_BATCH as RAW_BATCH};
 use crate::runtime::Io;
-use crate::tun::{HEADROOM, MAX_PACKET, RAW_READ_LEN, TAILROOM, WRITE_OFFSET};
+use crate::tun::{HEADROOM, MAX_PACKET, RAW_READ_LEN, TAILROOM};
+use crate::tun_gro::GroWriter;
 use crate::udp::{RecvMeta, MAX_GSO_SEGMENTS};
 
 /// The largest MTU the configuration allows; TUN split buffers are sized for it.
@@ -57,10 +57,11 @@ pub struct Buffers {
     udp_meta: Vec<RecvMeta>,
     raw_arena: Box<[u8]>,
     raw_received: Vec<RawPacket>,
-    /// Decrypted packets waiting for the TUN device, each at `WRITE_OFFSET`.
-    tun_writes: Vec<Vec<u8>>,
-    tun_write_count: usize,
-    gro: GROTable,
+    /// Decrypted packets waiting for the TUN device: ranges of the receive arena they were
+    /// decrypted in (`udp_arena` or `raw_arena`, whichever the current receive filled).
+    tun_pending: Vec<Range<usize>>,
+    /// Plans the coalesced TUN writes of `tun_pending`.
+    gro: GroWriter,
 }
 
 impl Buffers {
@@ -85,11 +86,8 @@ impl Buffers {
                 };
                 RAW_BATCH
             ],
-            tun_writes: (0..TUN_BATCH)
-                .map(|_| Vec::with_capacity(WRITE_OFFSET + MAX_PACKET))
-                .collect(),
-            tun_write_count: 0,
-            gro: GROTable::new(),
+            tun_pending: Vec::with_capacity(UDP_BATCH * TUN_BATCH.max(RAW_BATCH)),
+            gro: GroWriter::new(UDP_BATCH * TUN_BATCH.max(RAW_BATCH)),
         }
     }
 }
@@ -97,8 +95,6 @@ impl Buffers {
 /// Which buffer a disposition's range points into.
 #[derive(Debug, Clone, Copy)]
 enum Source {
-    /// `tun_bufs[i]`.
-    Tun(usize),
     /// Entry `i` of the UDP receive arena.
     UdpSlot(usize),
     /// The whole raw receive arena.
@@ -109,7 +105,6 @@ impl Buffers {
     /// `range` of the buffer `source`, or `None` if the range does not fit it.
     fn packet(&self, source: Source, range: Range<usize>) -> Option<&[u8]> {
         let buf: &[u8] = match source {
-            Source::Tun(i) => self.tun_bufs.get(i)?,
             Source::UdpSlot(i) => self.udp_arena.get(i * UDP_SLOT..(i + 1) * UDP_SLOT)?,
             Source::Raw => &self.raw_arena,
         };
@@ -189,15 +184,14 @@ pub async fn tun_once<N: crate::Node>(
         &mut b.out[..n],
     );
     crate::runtime::drain_outputs(node, io).await;
-    // Rejects answered towards the inside come back as TUN writes.
+    // Rejects answered towards the inside come back as TUN writes, each alone.
     for i in 0..n {
         if let Disposition::WriteTun { data } = &b.out[i] {
             let data = data.clone();
-            queue_tun_write(io, b, Source::Tun(i), data).await;
+            write_tun(io, &mut b.gro, &b.tun_bufs[i], std::slice::from_ref(&data)).await;
         }
     }
     send_sealed(io, b, n).await;
-    flush_tun(io, b).await;
     Ok(result)
 }
 
@@ -375,7 +369,8 @@ pub async fn udp_once<N: crate::Node>(
             carry_out_inbound(io, b, k, Source::UdpSlot(entry)).await;
         }
     }
-    flush_tun(io, b).await;
+    write_tun(io, &mut b.gro, &b.udp_arena, &b.tun_pending).await;
+    b.tun_pending.clear();
     ReadResult::More
 }
 
@@ -423,17 +418,30 @@ pub async fn raw_once<N: crate::Node>(
     for k in 0..n {
         carry_out_inbound(io, b, k, Source::Raw).await;
     }
-    flush_tun(io, b).await;
+    write_tun(io, &mut b.gro, &b.raw_arena, &b.tun_pending).await;
+    b.tun_pending.clear();
     ReadResult::More
 }
 
 /// Carries out `b.out[k]` for a packet that came from the network; its range points into
-/// `source`. Decrypted packets are queued for one coalesced TUN write;
+/// `source`. Decrypted packets are queued (as arena ranges) for the coalesced TUN writes;
 /// packets for the network (rejects sealed back into a tunnel) are sent at once.
 async fn carry_out_inbound(io: &Io, b: &mut Buffers, k: usize, source: Source) {
     match b.out[k].clone() {
         Disposition::WriteTun { data } => {
-            queue_tun_write(io, b, source, data).await;
+            let base = match source {
+                Source::UdpSlot(entry) => entry * UDP_SLOT,
+                Source::Raw => 0,
+            };
+            match b.packet(source, data.clone()) {
+                Some(p) if !p.is_empty() => {
+                    b.tun_pending.push(base + data.start..base + data.end);
+                }
+                Some(_) => {}
+                None => tracing::error!(
+                    "node returned packet range {data:?} outside its buffer ({source:?}); packet dropped"
+                ),
+            }
         }
         Disposition::SendUdp {
             local,
@@ -458,47 +466,27 @@ async fn carry_out_inbound(io: &Io, b: &mut Buffers, k: usize, source: Source) {
     }
 }
 
-/// Copies `range` of `source` into the next TUN write buffer, flushing first when all are
-/// taken. A range outside the buffer is logged and dropped.
-async fn queue_tun_write(io: &Io, b: &mut Buffers, source: Source, range: Range<usize>) {
-    if b.tun_write_count == TUN_BATCH {
-        flush_tun(io, b).await;
-    }
-    let slot = b.tun_write_count;
-    // Move the write buffer out so that the source (another field of `b`) can be borrowed.
-    let mut write = std::mem::take(&mut b.tun_writes[slot]);
-    write.clear();
-    match b.packet(source, range.clone()) {
-        Some(p) if !p.is_empty() => {
-            write.resize(WRITE_OFFSET, 0);
-            write.extend_from_slice(p);
-        }
-        Some(_) => {}
-        None => tracing::error!(
-            "node returned packet range {range:?} outside its buffer ({source:?}); packet dropped"
-        ),
-    }
-    let queued = !write.is_empty();
-    b.tun_writes[slot] = write;
-    if queued {
-        b.tun_write_count += 1;
-    }
-}
-
-/// Writes the queued decrypted packets to the TUN device, coalesced per flow.
-async fn flush_tun(io: &Io, b: &mut Buffers) {
-    let count = std::mem::take(&mut b.tun_write_count);
-    if count == 0 {
+/// Writes the decrypted packets at `packets` (ranges of `arena`) to the TUN device, the
+/// packets of one TCP or UDP flow coalesced into one write when the device has offload. A failed
+/// write is logged and costs its own packets.
+async fn write_tun(io: &Io, gro: &mut GroWriter, arena: &[u8], packets: &[Range<usize>]) {
+    if packets.is_empty() {
         return;
     }
-    if let Err(e) = io
-        .tun
-        .send_batch(&mut b.gro, &mut b.tun_writes[..count])
-        .await
-    {
+    gro.plan(arena, packets, io.tun.offload(), io.tun.udp_offload());
+    if gro.skipped() > 0 {
+        tracing::error!(
+            "{} decrypted packet(s) outside the receive buffer; dropped",
+            gro.skipped()
+        );
+    }
+    let outcome = gro.send(&io.tun, arena).await;
+    if let Some(e) = outcome.error {
         tracing::debug!(
-            "TUN {}: write of {count} packets failed: {e}",
-            io.tun.name()
+            "TUN {}: {} of {} write(s) failed: {e}",
+            io.tun.name(),
+            outcome.failed,
+            outcome.failed + outcome.sent
         );
     }
 }
@@ -566,10 +554,7 @@ mod tests {
         };
         assert!(b.tun_bufs[0].len() >= HEADROOM + MAX_MTU + TAILROOM);
         assert_eq!(b.udp_arena.len(), UDP_BATCH * UDP_SLOT);
-        assert!(b
-            .tun_writes
-            .iter()
-            .all(|w| w.capacity() >= WRITE_OFFSET + MAX_PACKET));
+        assert!(b.tun_pending.capacity() >= UDP_BATCH * TUN_BATCH);
         let d = Disposition::SendUdp {
             local: "192.0.2.1:4500".parse().unwrap(),
             remote: "192.0.2.2:4500".parse().unwrap(),

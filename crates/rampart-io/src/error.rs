@@ -8,6 +8,8 @@ use std::path::PathBuf;
 /// A failure to set up or run the gateway's I/O. Displayed as one line: what, why, fix.
 #[derive(Debug, thiserror::Error)]
 pub enum IoError {
+    #[error("cannot start the cipher threads ([tunnel] crypto_threads): {message}")]
+    CryptPool { message: String },
     #[error("cannot open TUN device {device}: {source}{}", Hint::tun(source))]
     Tun {
         device: String,

@@ -5,6 +5,7 @@
 //! [`run_gateway`] is the whole job; the modules are public so tests (and later runtimes) can
 //! assemble the parts themselves, e.g. run the loop with a stand-in [`Node`].
 
+mod crypt_pool;
 pub mod datapath;
 mod error;
 mod node;
@@ -14,8 +15,10 @@ pub mod runtime;
 mod sockbuf;
 pub mod status_server;
 pub mod tun;
+pub mod tun_gro;
 pub mod udp;
 
+pub use crypt_pool::CryptPool;
 pub use error::{IoError, RouteError};
 pub use node::Node;
 
@@ -35,13 +38,17 @@ pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<
     warn_if_not_forwarding(&config);
     let name = config.gateway.name.clone();
     let mut io = runtime::Io::open(&config)?;
+    let crypto_threads = usize::from(config.tunnel.crypto_threads);
     let mut gateway =
         Gateway::new(config, Instant::now(), Rng::from_os()).map_err(|e| IoError::Node {
             config_path: config_path.clone(),
             message: e.to_string(),
         })?;
+    if crypto_threads > 0 {
+        gateway.set_crypt_runner(std::sync::Arc::new(CryptPool::new(crypto_threads)?));
+    }
     tracing::info!(
-        "gateway {name} running from {}: device {} (segmentation offload {}), UDP {}, status socket {}",
+        "gateway {name} running from {}: device {} (segmentation offload {}), UDP {}, cipher threads {}, status socket {}",
         config_path.display(),
         io.tun.name(),
         if io.tun.offload() { "on" } else { "off" },
@@ -50,6 +57,11 @@ pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<
             .map(|s| s.local().to_string())
             .collect::<Vec<_>>()
             .join(" "),
+        if crypto_threads == 0 {
+            "none (event loop)".to_owned()
+        } else {
+            format!("{crypto_threads} + event loop")
+        },
         io.status.path().display(),
     );
     runtime::run(&mut gateway, &mut io, shutdown).await

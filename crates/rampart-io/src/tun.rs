@@ -2,7 +2,7 @@
 
 use std::io;
 
-use tun_rs::{AsyncDevice, DeviceBuilder, GROTable, VIRTIO_NET_HDR_LEN};
+use tun_rs::{AsyncDevice, DeviceBuilder, VIRTIO_NET_HDR_LEN};
 
 use crate::IoError;
 
@@ -16,16 +16,12 @@ pub const TAILROOM: usize = 15 + 2 + 16;
 /// segment-offload super-packet).
 pub const MAX_PACKET: usize = 65_535;
 
-/// Bytes kept free before a packet written to the TUN device: room for the virtio-net header
-/// that precedes every packet when offload is on (at least `VIRTIO_NET_HDR_LEN`, 10).
-pub const WRITE_OFFSET: usize = 16;
-
 /// An open, up TUN device.
 ///
 /// With offload (`IFF_VNET_HDR` and TSO4/TSO6/USO), one read may return a TCP or UDP
 /// super-packet of up to 64 KB, which [`Tun::try_recv_batch`] splits into MTU-sized IP packets,
-/// and [`Tun::send_batch`] coalesces packets of one flow into one write. Without offload both
-/// move one packet per system call; callers use the same two calls either way.
+/// and [`Tun::write_vectored`] takes one coalesced write gathered by
+/// [`crate::tun_gro::GroWriter`]. Without offload both move one packet per system call.
 pub struct Tun {
     device: AsyncDevice,
     name: String,
@@ -90,6 +86,19 @@ impl Tun {
         self.device.tcp_gso()
     }
 
+    /// Whether the device also takes UDP segmentation offload writes (USO, Linux 6.2 and
+    /// later): only then may a `tun_gro::GroWriter` coalesce UDP datagrams.
+    pub fn udp_offload(&self) -> bool {
+        self.device.udp_gso()
+    }
+
+    /// Writes one packet gathered from `iov`; returns the bytes written. With offload the
+    /// gathered bytes must start with a virtio-net header (`VIRTIO_NET_HDR_LEN` bytes), as
+    /// `tun_gro::GroWriter::iovecs` produces them; without offload they are a bare IP packet.
+    pub async fn write_vectored(&self, iov: &[std::io::IoSlice<'_>]) -> io::Result<usize> {
+        self.device.send_vectored(iov).await
+    }
+
     /// Waits until a packet may be readable (false positives are possible: a read then
     /// returns `WouldBlock`).
     pub async fn readable(&self) -> io::Result<()> {
@@ -110,18 +119,6 @@ impl Tun {
     ) -> io::Result<usize> {
         self.device.try_recv_multiple(raw, bufs, sizes, offset)
     }
-
-    /// Writes the IP packets `bufs[i][WRITE_OFFSET..]`, coalescing TCP and UDP packets of one
-    /// flow when offload is on (the buffers are modified: they are scratch after the call).
-    pub async fn send_batch(&self, gro: &mut GROTable, bufs: &mut [Vec<u8>]) -> io::Result<()> {
-        if bufs.is_empty() {
-            return Ok(());
-        }
-        self.device
-            .send_multiple(gro, bufs, WRITE_OFFSET)
-            .await
-            .map(|_| ())
-    }
 }
 
 /// Size of the buffer a TUN read lands in before it is split: virtio header + 64 KB.
@@ -137,7 +134,6 @@ mod tests {
         const {
             assert!(HEADROOM >= rampart_esp::MAX_HEADROOM);
             assert!(TAILROOM >= rampart_esp::MAX_TAILROOM);
-            assert!(WRITE_OFFSET >= VIRTIO_NET_HDR_LEN);
         }
     }
 }

@@ -3,13 +3,17 @@
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rampart_config::{GatewayConfig, StartAction};
+use rampart_crypto::CryptoError;
 use rampart_crypto::Rng;
 use rampart_esp::udp_encap::{self, Classified};
-use rampart_esp::{InboundSa, Lifetime, OpenError, OutboundSa, SaConfig};
-use rampart_ike::{ChildSaKeys, Ike, IkeConfig, IkeEvent, PeerId};
+use rampart_esp::{
+    CryptJob, CryptRunner, InboundSa, Inline, Lifetime, OpenError, OutboundSa, SaConfig,
+};
+use rampart_ike::{ChildSaId, ChildSaKeys, Ike, IkeConfig, IkeEvent, PeerId};
 use rampart_inspect::{Inspector, Side, Verdict};
 use rampart_wire::ip::PacketInfo;
 
@@ -17,6 +21,8 @@ use crate::policy::Policy;
 use crate::status::{DataPlaneCounters, GatewayStatus};
 use crate::tunnel::{Tunnel, Tunnels};
 use crate::{Disposition, DropReason, LogLevel, LogRecord, NodeError, Output};
+
+mod batch;
 
 /// How often the node looks at ESP lifetimes when nothing else wakes it.
 const LIFETIME_CHECK: Duration = Duration::from_secs(1);
@@ -34,6 +40,34 @@ pub struct Gateway {
     next_lifetime_check: Instant,
     /// Stateful inspection of every packet that enters or leaves a tunnel.
     inspect: Inspector,
+    /// Runs the cipher jobs of a batch (on other threads if the shell set a pool).
+    crypt: Arc<dyn CryptRunner>,
+    /// The packets of the current batch whose cipher job is prepared and not yet run; holds at
+    /// most [`batch::CRYPT_CHUNK`] (allocated once).
+    pending: Vec<batch::Pending>,
+}
+
+/// What the first step of [`Gateway::handle_tun`] decided.
+enum TunStep {
+    Done(Disposition),
+    /// Prepared for sealing: `esp` is the ESP packet's range, `disposition` where it goes once
+    /// the job ran.
+    Seal {
+        tunnel: ChildSaId,
+        job: CryptJob,
+        esp: Range<usize>,
+        disposition: Disposition,
+    },
+}
+
+/// The drop reason for an ESP packet that failed to open.
+fn open_drop_reason(e: &OpenError) -> DropReason {
+    match e {
+        OpenError::Replayed(_) | OpenError::TooOld(_) => DropReason::Replay,
+        OpenError::AuthenticationFailed => DropReason::Authentication,
+        OpenError::Expired => DropReason::Lifetime,
+        _ => DropReason::Malformed,
+    }
 }
 
 impl Gateway {
@@ -59,6 +93,8 @@ impl Gateway {
             counters: DataPlaneCounters::default(),
             next_lifetime_check: now + LIFETIME_CHECK,
             inspect,
+            crypt: Arc::new(Inline),
+            pending: Vec::with_capacity(batch::CRYPT_CHUNK),
         };
         // Routes for every remote domain go into the TUN device for the gateway's whole life, so
         // traffic without an SA is dropped here rather than leaking in clear text.
@@ -131,25 +167,62 @@ impl Gateway {
         packet: Range<usize>,
         udp: Option<(SocketAddr, SocketAddr)>,
     ) -> Disposition {
+        let (id, job) = match self.esp_prepare(buf, packet.clone()) {
+            Ok(prepared) => prepared,
+            Err(disposition) => return disposition,
+        };
+        let crypted = match self.tunnels.get(id) {
+            Some(tunnel) => job.run(tunnel.inbound.key(), &mut buf[packet.clone()]),
+            None => return self.drop(DropReason::UnknownSpi),
+        };
+        let bound = 0..buf.len();
+        self.esp_finish(now, buf, packet, bound, id, &job, crypted, udp)
+    }
+
+    /// The first step of opening `buf[packet]`: counts it, finds its SA by SPI and prepares the
+    /// cipher job ([`InboundSa::prepare_open`]); an error is the packet's disposition.
+    fn esp_prepare(
+        &mut self,
+        buf: &[u8],
+        packet: Range<usize>,
+    ) -> Result<(ChildSaId, CryptJob), Disposition> {
         self.counters.esp_packets_in += 1;
         let Some(spi_bytes) = buf.get(packet.start..packet.start + 4) else {
-            return self.drop(DropReason::Malformed);
+            return Err(self.drop(DropReason::Malformed));
         };
         let spi = u32::from_be_bytes([spi_bytes[0], spi_bytes[1], spi_bytes[2], spi_bytes[3]]);
         let Some((id, tunnel)) = self.tunnels.by_inbound_spi(spi) else {
+            return Err(self.drop(DropReason::UnknownSpi));
+        };
+        match tunnel.inbound.prepare_open(buf, packet) {
+            Ok(job) => Ok((id, job)),
+            Err(e) => Err(self.drop(open_drop_reason(&e))),
+        }
+    }
+
+    /// The last step of opening `buf[packet]` after its cipher job ran (`crypted`): replay
+    /// window, inner policy check, NAT mapping moves, inspection. `bound` is the part of `buf`
+    /// this packet may use for a reject built in place (its own bytes in a batch, whose
+    /// neighbours hold other packets).
+    #[allow(clippy::too_many_arguments)]
+    fn esp_finish(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        packet: Range<usize>,
+        bound: Range<usize>,
+        id: ChildSaId,
+        job: &CryptJob,
+        crypted: Result<(), CryptoError>,
+        udp: Option<(SocketAddr, SocketAddr)>,
+    ) -> Disposition {
+        // Ids are never reused, so a tunnel removed since the prepare step is simply gone.
+        let Some(tunnel) = self.tunnels.get_mut(id) else {
             return self.drop(DropReason::UnknownSpi);
         };
-        let opened = match tunnel.inbound.open(buf, packet) {
+        let opened = match tunnel.inbound.finish_open(buf, packet, job, crypted) {
             Ok(opened) => opened,
-            Err(e) => {
-                let reason = match e {
-                    OpenError::Replayed(_) | OpenError::TooOld(_) => DropReason::Replay,
-                    OpenError::AuthenticationFailed => DropReason::Authentication,
-                    OpenError::Expired => DropReason::Lifetime,
-                    _ => DropReason::Malformed,
-                };
-                return self.drop(reason);
-            }
+            Err(e) => return self.drop(open_drop_reason(&e)),
         };
         let rekey_due = tunnel.take_rekey_due();
         // Dummy packets (RFC 4303 2.6, next header 59) carry nothing for the TUN device.
@@ -206,7 +279,7 @@ impl Gateway {
                 let Some(peer) = self.tunnels.get_mut(id).map(|t| t.peer) else {
                     return Disposition::Dropped(DropReason::Firewall);
                 };
-                return self.reject_into_tunnel(peer, buf, opened.payload);
+                return self.reject_into_tunnel(peer, buf, opened.payload, bound);
             }
         }
         self.counters.tun_packets_out += 1;
@@ -217,16 +290,23 @@ impl Gateway {
 
     /// Answers a rejected packet that came out of `peer`'s tunnel: the RST or ICMP error is
     /// built in place and sealed for the same peer.
+    ///
+    /// The reply and its ESP framing stay inside `buf[bound]`; a reply that does not fit is not
+    /// sent (the packet stays dropped).
     fn reject_into_tunnel(
         &mut self,
         peer: usize,
         buf: &mut [u8],
         packet: Range<usize>,
+        bound: Range<usize>,
     ) -> Disposition {
+        let Some(buf) = buf.get_mut(..bound.end) else {
+            return Disposition::Dropped(DropReason::Firewall);
+        };
         let Some(reply) = rampart_inspect::reject::build(buf, packet) else {
             return Disposition::Dropped(DropReason::Firewall);
         };
-        if reply.start < rampart_esp::MAX_HEADROOM
+        if reply.start < bound.start + rampart_esp::MAX_HEADROOM
             || buf.len() < reply.end + rampart_esp::MAX_TAILROOM
         {
             return Disposition::Dropped(DropReason::Firewall);
@@ -262,12 +342,35 @@ impl Gateway {
         buf: &mut [u8],
         packet: Range<usize>,
     ) -> Disposition {
+        match self.tun_prepare(now, buf, packet) {
+            TunStep::Done(disposition) => disposition,
+            TunStep::Seal {
+                tunnel,
+                job,
+                esp,
+                disposition,
+            } => {
+                let crypted = self
+                    .tunnels
+                    .get(tunnel)
+                    .map(|t| job.run(t.outbound.key(), &mut buf[esp]));
+                match crypted {
+                    Some(Ok(())) => disposition,
+                    _ => self.crypt_failed(),
+                }
+            }
+        }
+    }
+
+    /// Everything of [`Self::handle_tun`] but the cipher call: inspection, policy, SA choice
+    /// and [`OutboundSa::prepare_seal`](rampart_esp::OutboundSa::prepare_seal).
+    fn tun_prepare(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> TunStep {
         self.counters.tun_packets_in += 1;
         let Some(inner) = buf.get(packet.clone()) else {
-            return self.drop(DropReason::Malformed);
+            return TunStep::Done(self.drop(DropReason::Malformed));
         };
         if PacketInfo::parse(inner).is_err() {
-            return self.drop(DropReason::Malformed);
+            return TunStep::Done(self.drop(DropReason::Malformed));
         }
         // Inspection first: NAT may change the addresses the policy looks at.
         let verdict = self
@@ -276,28 +379,28 @@ impl Gateway {
         self.drain_inspect_logs();
         match verdict {
             Verdict::Accept => {}
-            Verdict::Drop(_) => return self.drop(DropReason::Firewall),
+            Verdict::Drop(_) => return TunStep::Done(self.drop(DropReason::Firewall)),
             Verdict::Reject => {
                 self.counters.dropped_firewall += 1;
-                return match rampart_inspect::reject::build(buf, packet) {
+                return TunStep::Done(match rampart_inspect::reject::build(buf, packet) {
                     Some(data) => Disposition::WriteTun { data },
                     None => Disposition::Dropped(DropReason::Firewall),
-                };
+                });
             }
         }
         let info = match PacketInfo::parse(&buf[packet.clone()]) {
             Ok(info) => info,
-            Err(_) => return self.drop(DropReason::Malformed),
+            Err(_) => return TunStep::Done(self.drop(DropReason::Malformed)),
         };
         let Some(peer) = self.policy.outbound_peer(info.src, info.dst) else {
-            return self.drop(DropReason::NoPolicy);
+            return TunStep::Done(self.drop(DropReason::NoPolicy));
         };
         let Some((id, tunnel)) = self.tunnels.active_for(peer) else {
             if self.config.peers[peer].start_action == StartAction::OnTraffic {
                 self.ike.acquire(now, PeerId(peer));
                 self.drain_ike(now);
             }
-            return self.drop(DropReason::NoSa);
+            return TunStep::Done(self.drop(DropReason::NoSa));
         };
         let next_header = if info.src.is_ipv4() {
             rampart_esp::next_header::IPV4
@@ -305,77 +408,27 @@ impl Gateway {
             rampart_esp::next_header::IPV6
         };
         let (local, remote, encap) = (tunnel.local, tunnel.remote, tunnel.encap);
-        let sealed = tunnel.outbound.seal(buf, packet, next_header);
+        let prepared = tunnel.outbound.prepare_seal(buf, packet, next_header);
         if tunnel.take_rekey_due() {
             self.ike.rekey_child(now, id);
             self.drain_ike(now);
         }
-        self.sealed(sealed, local, remote, encap)
+        match prepared {
+            Ok((esp, job)) => TunStep::Seal {
+                tunnel: id,
+                job,
+                disposition: self.sealed(Ok(esp.clone()), local, remote, encap),
+                esp,
+            },
+            Err(e) => TunStep::Done(self.sealed(Err(e), local, remote, encap)),
+        }
     }
 
-    /// A batch of packets read from the TUN device: `bufs[i][packets[i]]` is one IP packet with
-    /// head- and tailroom around it, as for [`Self::handle_tun`]; `out[i]` receives what to do
-    /// with it (ranges into `bufs[i]`). All packets see the same `now`.
-    ///
-    /// Invariant: `out[i]` is written for every `i < packets.len()`; a batch whose slices have
-    /// different lengths is handled up to the shortest, and the rest of `out` is `Dropped`.
-    pub fn handle_tun_batch<B: AsMut<[u8]>>(
-        &mut self,
-        now: Instant,
-        bufs: &mut [B],
-        packets: &[Range<usize>],
-        out: &mut [Disposition],
-    ) {
-        let n = batch_len(bufs.len(), packets.len(), out.len());
-        for ((buf, packet), slot) in bufs.iter_mut().zip(packets).zip(out.iter_mut()).take(n) {
-            *slot = self.handle_tun(now, buf.as_mut(), packet.clone());
-        }
-        self.mark_short_batch(n, packets.len(), out);
-    }
-
-    /// A batch of datagrams that arrived together on the UDP socket bound to `local` from
-    /// `remote` (one segmentation-offload read): all of them live in `buf`, at `packets[i]`,
-    /// without overlapping. `out[i]` receives what to do with each (ranges into `buf`); an
-    /// ESP packet is decrypted inside its own range only, so the others stay intact.
-    pub fn handle_udp_batch(
-        &mut self,
-        now: Instant,
-        local: SocketAddr,
-        remote: SocketAddr,
-        buf: &mut [u8],
-        packets: &[Range<usize>],
-        out: &mut [Disposition],
-    ) {
-        let n = packets.len().min(out.len());
-        for (packet, slot) in packets.iter().zip(out.iter_mut()).take(n) {
-            *slot = self.handle_udp(now, local, remote, buf, packet.clone());
-        }
-        self.mark_short_batch(n, packets.len(), out);
-    }
-
-    /// A batch of ESP packets from the raw socket bound to `local` (one `recvmmsg`): packet `i`
-    /// came from `packets[i].0` and lives at `buf[packets[i].1]`, without overlapping the
-    /// others. `out[i]` receives what to do with each (ranges into `buf`).
-    pub fn handle_raw_esp_batch(
-        &mut self,
-        now: Instant,
-        local: IpAddr,
-        buf: &mut [u8],
-        packets: &[(IpAddr, Range<usize>)],
-        out: &mut [Disposition],
-    ) {
-        let n = packets.len().min(out.len());
-        for ((remote, packet), slot) in packets.iter().zip(out.iter_mut()).take(n) {
-            *slot = self.handle_raw_esp(now, local, *remote, buf, packet.clone());
-        }
-        self.mark_short_batch(n, packets.len(), out);
-    }
-
-    /// Counts the packets of a batch that did not fit the caller's slices as malformed.
-    fn mark_short_batch(&mut self, handled: usize, packets: usize, out: &mut [Disposition]) {
-        for slot in out.iter_mut().take(packets).skip(handled) {
-            *slot = self.drop(DropReason::Malformed);
-        }
+    /// A cipher job that failed although its SA prepared it (a bug, not an attack): the packet
+    /// is dropped and counted as malformed.
+    fn crypt_failed(&mut self) -> Disposition {
+        tracing::error!("ESP cipher call failed on a prepared packet; packet dropped");
+        self.drop(DropReason::Malformed)
     }
 
     /// Where a sealed ESP packet goes: ESP-in-UDP from our NAT-T port, or raw ESP.

@@ -80,6 +80,10 @@ impl Tunnels {
         Some(tunnel)
     }
 
+    pub fn get(&self, id: ChildSaId) -> Option<&Tunnel> {
+        self.tunnels.get(&id)
+    }
+
     pub fn get_mut(&mut self, id: ChildSaId) -> Option<&mut Tunnel> {
         self.tunnels.get_mut(&id)
     }

@@ -159,6 +159,8 @@ pub struct GatewayToml {
     pub mtu: u16,
     /// `[tunnel] offload`, written only when set.
     pub offload: Option<bool>,
+    /// `[tunnel] crypto_threads`, written only when set.
+    pub crypto_threads: Option<u16>,
     pub domain: Vec<String>,
     pub peers: Vec<PeerToml>,
     /// Appended verbatim after the peers: `[inspection]`, `[[rule]]`, `[[nat]]` and the like.
@@ -183,6 +185,7 @@ impl GatewayToml {
             device: "rampart0".into(),
             mtu: 1400,
             offload: None,
+            crypto_threads: None,
             domain: vec![domain.into()],
             peers: vec![peer],
             extra: String::new(),
@@ -220,6 +223,9 @@ impl GatewayToml {
         let _ = writeln!(s, "\n[tunnel]");
         let _ = writeln!(s, "device = {}", q(&self.device));
         let _ = writeln!(s, "mtu = {}", self.mtu);
+        if let Some(threads) = self.crypto_threads {
+            let _ = writeln!(s, "crypto_threads = {threads}");
+        }
         if let Some(on) = self.offload {
             let _ = writeln!(s, "offload = {on}");
         }

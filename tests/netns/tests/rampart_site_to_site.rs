@@ -80,19 +80,25 @@ fn rampart_site_to_site_50mb_only_esp_on_transit() {
     assert!(summary.esp_packets() > 30_000, "{summary:?}");
 }
 
-/// The batched ESP-in-UDP path (TUN segmentation offload, UDP GSO/GRO) and the unbatched
-/// fallback (`offload = false`: one packet per TUN read and write) carry the same traffic
-/// byte-exact, with no authentication or replay drop on either gateway.
+/// The batched ESP-in-UDP path (TUN segmentation offload, UDP GSO/GRO, coalesced TUN writes),
+/// the same with the cipher calls on two extra threads (`crypto_threads = 2`), and the
+/// unbatched fallback (`offload = false`: one packet per TUN read and write) carry the same
+/// traffic byte-exact, with no authentication or replay drop on either gateway.
 #[test]
 fn rampart_esp_in_udp_with_and_without_tun_offload() {
     if !setup() {
         return;
     }
-    for offload in [true, false] {
-        let label = if offload { "rp-gso" } else { "rp-nogso" };
+    for (offload, threads) in [(true, 0), (true, 2), (false, 0)] {
+        let label = match (offload, threads) {
+            (true, 0) => "rp-gso",
+            (true, _) => "rp-gso-ct",
+            _ => "rp-nogso",
+        };
         let topo = SiteToSite::new(label);
         let (c1, c2) = configs(&topo, |c| {
             c.offload = Some(offload);
+            c.crypto_threads = Some(threads);
             for p in &mut c.peers {
                 p.encapsulation = "force".into();
             }
@@ -105,6 +111,10 @@ fn rampart_esp_in_udp_with_and_without_tun_offload() {
             if offload { "on" } else { "off" }
         );
         assert!(g1.log().contains(&want), "{label}: {}", g1.log());
+        if threads > 0 {
+            let want = format!("cipher threads {threads} + event loop");
+            assert!(g1.log().contains(&want), "{label}: {}", g1.log());
+        }
         for (from, to, addr) in [(&topo.h1, &topo.h2, H2), (&topo.h2, &topo.h1, H1)] {
             let report = tcp_transfer(from, to, IpAddr::V4(addr), &TransferSpec::megabytes(20))
                 .unwrap_or_else(|e| panic!("{label}: transfer to {addr}: {e}"));
