@@ -125,7 +125,7 @@ fn worker(shared: &Shared, index: usize) {
                 return;
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 != 0 || idle_since.elapsed() < SPIN {
+            if !spins.is_multiple_of(64) || idle_since.elapsed() < SPIN {
                 std::hint::spin_loop();
                 continue;
             }
