@@ -21,13 +21,12 @@ fn main() {
     divan::main();
 }
 
+/// A prepared seal job: the ESP packet's range in its buffer and the job.
+type Prepared = (std::ops::Range<usize>, CryptJob);
+
 /// A batch of prepared seal jobs and their buffers. Re-running a seal job re-encrypts the
 /// ciphertext: the same work, fine for timing.
-fn prepared() -> (
-    OutboundSa,
-    Vec<Vec<u8>>,
-    Vec<(std::ops::Range<usize>, CryptJob)>,
-) {
+fn prepared() -> (OutboundSa, Vec<Vec<u8>>, Vec<Prepared>) {
     let key = [0x42u8; 36];
     let cfg = SaConfig {
         spi: 0x0102_0304,
