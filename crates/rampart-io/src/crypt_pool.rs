@@ -268,6 +268,39 @@ mod tests {
         }
     }
 
+    /// Seals `n` packets (packet i: 100 + i bytes of value `fill + i`) through `runner`;
+    /// returns the buffers and the ESP ranges, after checking every job succeeded.
+    fn seal_batch(
+        runner: &dyn CryptRunner,
+        key: &[u8],
+        seed: u8,
+        fill: u8,
+        n: usize,
+    ) -> (Vec<Vec<u8>>, Vec<std::ops::Range<usize>>) {
+        let mut out = OutboundSa::new(&sa_config(key), Rng::from_seed([seed; 32])).unwrap();
+        let room = rampart_esp::MAX_HEADROOM + rampart_esp::MAX_TAILROOM;
+        let mut bufs: Vec<Vec<u8>> = (0..n)
+            .map(|i| vec![fill.wrapping_add(i as u8); 100 + i + room])
+            .collect();
+        let jobs: Vec<_> = bufs
+            .iter_mut()
+            .enumerate()
+            .map(|(i, b)| {
+                let payload = rampart_esp::MAX_HEADROOM..rampart_esp::MAX_HEADROOM + 100 + i;
+                out.prepare_seal(b, payload, 4).unwrap()
+            })
+            .collect();
+        let mut tasks: Vec<CryptTask<'_>> = bufs
+            .iter_mut()
+            .zip(&jobs)
+            .map(|(b, (r, job))| CryptTask::new(out.key(), &mut b[r.clone()], *job))
+            .collect();
+        runner.run_all(&mut tasks);
+        assert!(tasks.iter().all(|t| t.result.is_ok()), "n = {n}");
+        drop(tasks);
+        (bufs, jobs.into_iter().map(|(r, _)| r).collect())
+    }
+
     /// Jobs prepared in order and run on the pool open to the original packets, on any split
     /// (fewer jobs than MIN_PARALLEL, one per thread, many per thread), also after the workers
     /// parked between batches.
@@ -280,26 +313,10 @@ mod tests {
             if round == 5 {
                 std::thread::sleep(SPIN * 20);
             }
-            let mut out = OutboundSa::new(&sa_config(&key), Rng::from_seed([3; 32])).unwrap();
+            let (mut bufs, ranges) = seal_batch(&pool, &key, 3, 0, n);
             let mut inb = InboundSa::new(&sa_config(&key)).unwrap();
-            let room = rampart_esp::MAX_HEADROOM + rampart_esp::MAX_TAILROOM;
-            let mut bufs: Vec<Vec<u8>> = (0..n).map(|i| vec![i as u8; 100 + i + room]).collect();
-            let payload = |i: usize| rampart_esp::MAX_HEADROOM..rampart_esp::MAX_HEADROOM + 100 + i;
-            let jobs: Vec<_> = bufs
-                .iter_mut()
-                .enumerate()
-                .map(|(i, b)| out.prepare_seal(b, payload(i), 4).unwrap())
-                .collect();
-            let mut tasks: Vec<CryptTask<'_>> = bufs
-                .iter_mut()
-                .zip(&jobs)
-                .map(|(b, (r, job))| CryptTask::new(out.key(), &mut b[r.clone()], *job))
-                .collect();
-            pool.run_all(&mut tasks);
-            assert!(tasks.iter().all(|t| t.result.is_ok()), "n = {n}");
-            drop(tasks);
-            for (i, (b, (r, _))) in bufs.iter_mut().zip(&jobs).enumerate() {
-                let opened = inb.open(b, r.clone()).unwrap();
+            for (i, (b, r)) in bufs.iter_mut().zip(ranges).enumerate() {
+                let opened = inb.open(b, r).unwrap();
                 assert_eq!(&b[opened.payload], &vec![i as u8; 100 + i][..], "n = {n}");
             }
         }
@@ -312,28 +329,10 @@ mod tests {
         let pool = CryptPool::new(2).unwrap();
         std::thread::scope(|s| {
             for t in 0..2u8 {
-                let pool = &pool;
-                let key = &key;
+                let (pool, key) = (&pool, &key);
                 s.spawn(move || {
                     for _ in 0..50 {
-                        let mut out =
-                            OutboundSa::new(&sa_config(key), Rng::from_seed([t; 32])).unwrap();
-                        let room = rampart_esp::MAX_HEADROOM + rampart_esp::MAX_TAILROOM;
-                        let mut bufs: Vec<Vec<u8>> = (0..32).map(|_| vec![t; 200 + room]).collect();
-                        let jobs: Vec<_> = bufs
-                            .iter_mut()
-                            .map(|b| {
-                                let p = rampart_esp::MAX_HEADROOM..rampart_esp::MAX_HEADROOM + 200;
-                                out.prepare_seal(b, p, 4).unwrap()
-                            })
-                            .collect();
-                        let mut tasks: Vec<CryptTask<'_>> = bufs
-                            .iter_mut()
-                            .zip(&jobs)
-                            .map(|(b, (r, job))| CryptTask::new(out.key(), &mut b[r.clone()], *job))
-                            .collect();
-                        pool.run_all(&mut tasks);
-                        assert!(tasks.iter().all(|t| t.result.is_ok()));
+                        seal_batch(pool, key, t, t, 32);
                     }
                 });
             }
