@@ -23,7 +23,7 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 
-use rampart_node::Disposition;
+use rampart_node::{BatchCounters, Disposition};
 
 use crate::raw_esp::{RawPacket, MAX_BATCH as RAW_BATCH};
 use crate::runtime::Io;
@@ -62,6 +62,8 @@ pub struct Buffers {
     tun_pending: Vec<Range<usize>>,
     /// Plans the coalesced TUN writes of `tun_pending`.
     gro: GroWriter,
+    /// System calls against packets, for `rampart status`.
+    pub counters: BatchCounters,
 }
 
 impl Buffers {
@@ -88,6 +90,7 @@ impl Buffers {
             ],
             tun_pending: Vec::with_capacity(UDP_BATCH * TUN_BATCH.max(RAW_BATCH)),
             gro: GroWriter::new(UDP_BATCH * TUN_BATCH.max(RAW_BATCH)),
+            counters: BatchCounters::default(),
         }
     }
 }
@@ -152,7 +155,11 @@ pub async fn tun_once<N: crate::Node>(
             HEADROOM,
         );
         match read {
-            Ok(k) => n = (n + k).min(TUN_BATCH),
+            Ok(k) => {
+                b.counters.tun_reads += 1;
+                b.counters.tun_read_packets += k as u64;
+                n = (n + k).min(TUN_BATCH);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 result = ReadResult::Empty;
                 break;
@@ -188,7 +195,15 @@ pub async fn tun_once<N: crate::Node>(
     for i in 0..n {
         if let Disposition::WriteTun { data } = &b.out[i] {
             let data = data.clone();
-            write_tun(io, &mut b.gro, &b.tun_bufs[i], std::slice::from_ref(&data)).await;
+            let (gro, counters) = (&mut b.gro, &mut b.counters);
+            write_tun(
+                io,
+                gro,
+                counters,
+                &b.tun_bufs[i],
+                std::slice::from_ref(&data),
+            )
+            .await;
         }
     }
     send_sealed(io, b, n).await;
@@ -234,10 +249,14 @@ async fn send_sealed(io: &Io, b: &mut Buffers, n: usize) {
                 }
                 i = end;
                 if count > 0 {
-                    if let Err(e) = socket.send_gathered(remote, &run[..count], segment).await {
-                        tracing::debug!(
+                    match socket.send_gathered(remote, &run[..count], segment).await {
+                        Ok(_) => {
+                            b.counters.udp_sends += 1;
+                            b.counters.udp_send_datagrams += count as u64;
+                        }
+                        Err(e) => tracing::debug!(
                             "UDP {local} -> {remote}: send of {count} packets failed: {e}"
-                        );
+                        ),
                     }
                 }
             }
@@ -356,6 +375,8 @@ pub async fn udp_once<N: crate::Node>(
             start = end;
         }
         let count = b.ranges.len();
+        b.counters.udp_receives += 1;
+        b.counters.udp_receive_datagrams += count as u64;
         node.handle_udp_batch(
             std::time::Instant::now(),
             local,
@@ -369,7 +390,14 @@ pub async fn udp_once<N: crate::Node>(
             carry_out_inbound(io, b, k, Source::UdpSlot(entry)).await;
         }
     }
-    write_tun(io, &mut b.gro, &b.udp_arena, &b.tun_pending).await;
+    write_tun(
+        io,
+        &mut b.gro,
+        &mut b.counters,
+        &b.udp_arena,
+        &b.tun_pending,
+    )
+    .await;
     b.tun_pending.clear();
     ReadResult::More
 }
@@ -418,7 +446,14 @@ pub async fn raw_once<N: crate::Node>(
     for k in 0..n {
         carry_out_inbound(io, b, k, Source::Raw).await;
     }
-    write_tun(io, &mut b.gro, &b.raw_arena, &b.tun_pending).await;
+    write_tun(
+        io,
+        &mut b.gro,
+        &mut b.counters,
+        &b.raw_arena,
+        &b.tun_pending,
+    )
+    .await;
     b.tun_pending.clear();
     ReadResult::More
 }
@@ -469,7 +504,13 @@ async fn carry_out_inbound(io: &Io, b: &mut Buffers, k: usize, source: Source) {
 /// Writes the decrypted packets at `packets` (ranges of `arena`) to the TUN device, the
 /// packets of one TCP or UDP flow coalesced into one write when the device has offload. A failed
 /// write is logged and costs its own packets.
-async fn write_tun(io: &Io, gro: &mut GroWriter, arena: &[u8], packets: &[Range<usize>]) {
+async fn write_tun(
+    io: &Io,
+    gro: &mut GroWriter,
+    counters: &mut BatchCounters,
+    arena: &[u8],
+    packets: &[Range<usize>],
+) {
     if packets.is_empty() {
         return;
     }
@@ -481,6 +522,8 @@ async fn write_tun(io: &Io, gro: &mut GroWriter, arena: &[u8], packets: &[Range<
         );
     }
     let outcome = gro.send(&io.tun, arena).await;
+    counters.tun_writes += outcome.sent as u64;
+    counters.tun_write_packets += outcome.sent_packets as u64;
     if let Some(e) = outcome.error {
         tracing::debug!(
             "TUN {}: {} of {} write(s) failed: {e}",

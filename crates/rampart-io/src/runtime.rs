@@ -230,7 +230,12 @@ async fn event_loop<N: Node>(
                 use crate::status_server::StatusRequest;
                 let now = Instant::now();
                 let document = match q.request {
-                    StatusRequest::Status => serde_json::to_string(&node.status(now)),
+                    StatusRequest::Status => {
+                        let mut status = node.status(now);
+                        status.batching = buffers.counters.clone();
+                        status.batching.raw_esp_skipped = io.raw.iter().map(|r| r.skipped()).sum();
+                        serde_json::to_string(&status)
+                    }
                     StatusRequest::ConnList => {
                         serde_json::to_string(&node.conn_list(now, CONN_LIST_LIMIT))
                     }

@@ -193,6 +193,8 @@ enum Parsed {
 pub struct SendOutcome {
     /// Writes the device accepted.
     pub sent: usize,
+    /// Packets those writes carried.
+    pub sent_packets: usize,
     /// Writes that failed (each costs its packets only).
     pub failed: usize,
     /// The last error seen.
@@ -352,7 +354,10 @@ impl GroWriter {
                 continue;
             }
             match tun.write_vectored(&iov[..n]).await {
-                Ok(_) => outcome.sent += 1,
+                Ok(_) => {
+                    outcome.sent += 1;
+                    outcome.sent_packets += self.packets(w);
+                }
                 Err(e) => {
                     outcome.failed += 1;
                     outcome.error = Some(e);

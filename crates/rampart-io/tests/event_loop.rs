@@ -111,6 +111,7 @@ impl Node for FakeNode {
                 ..DataPlaneCounters::default()
             },
             ike_defence: Default::default(),
+            batching: Default::default(),
         }
     }
 }

@@ -11,7 +11,8 @@ pub use gateway::Gateway;
 pub use policy::{PeerIndex, Policy};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use status::{
-    DataPlaneCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus, TunnelStatus,
+    BatchCounters, DataPlaneCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus,
+    TunnelStatus,
 };
 
 /// Errors building a node from a configuration.

@@ -13,6 +13,29 @@ pub struct GatewayStatus {
     /// The IKE_SA_INIT defences (RFC 7296 2.6 cookies, per-source half-open limit).
     #[serde(default)]
     pub ike_defence: IkeDefenceCounters,
+    /// What the I/O shell's batching achieved: filled in by the shell, zero from a bare node.
+    #[serde(default)]
+    pub batching: BatchCounters,
+}
+
+/// System calls against the packets they moved: with offload working, a TUN read or write and
+/// a UDP send or receive carries many packets.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct BatchCounters {
+    /// TUN reads, and the packets they were split into.
+    pub tun_reads: u64,
+    pub tun_read_packets: u64,
+    /// TUN writes, and the packets they carried (several per write when coalesced).
+    pub tun_writes: u64,
+    pub tun_write_packets: u64,
+    /// UDP sends of sealed packets (one GSO send carries many), and the datagrams they carried.
+    pub udp_sends: u64,
+    pub udp_send_datagrams: u64,
+    /// UDP receive entries (one GRO entry holds many datagrams), and the datagrams.
+    pub udp_receives: u64,
+    pub udp_receive_datagrams: u64,
+    /// Raw ESP receives skipped because the IPv4 header the kernel passed up was malformed.
+    pub raw_esp_skipped: u64,
 }
 
 /// How the responder defended itself against IKE_SA_INIT floods.
@@ -158,6 +181,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
                 per_source_drops: dos.per_source_drops,
             }
         },
+        batching: BatchCounters::default(),
     }
 }
 

@@ -21,6 +21,27 @@ pub fn render(status: &GatewayStatus) -> String {
         "  IKE_SA_INIT  half-open {}  cookies sent {}  accepted {}  invalid {}  per-source drops {}",
         d.half_open, d.cookies_sent, d.cookies_accepted, d.cookies_invalid, d.per_source_drops
     );
+    let b = &status.batching;
+    let per = |packets: u64, calls: u64| {
+        if calls == 0 {
+            "-".to_owned()
+        } else {
+            format!("{:.1}", packets as f64 / calls as f64)
+        }
+    };
+    let _ = writeln!(
+        out,
+        "  batching  TUN reads {} ({} packets each)  TUN writes {} ({} each)  UDP sends {} ({} each)  UDP receives {} ({} each)  raw ESP skipped {}",
+        b.tun_reads,
+        per(b.tun_read_packets, b.tun_reads),
+        b.tun_writes,
+        per(b.tun_write_packets, b.tun_writes),
+        b.udp_sends,
+        per(b.udp_send_datagrams, b.udp_sends),
+        b.udp_receives,
+        per(b.udp_receive_datagrams, b.udp_receives),
+        b.raw_esp_skipped
+    );
     for peer in &status.peers {
         out.push('\n');
         peer_block(&mut out, peer);
@@ -201,6 +222,7 @@ mod tests {
                 cookies_sent: 7,
                 ..Default::default()
             },
+            batching: Default::default(),
         };
         let text = render(&status);
         assert!(text.starts_with("gateway gw  up 5s  peers 1\n"), "{text}");

@@ -31,6 +31,8 @@ pub use env::{require_tools, serial, skip_unless_root, SerialGuard};
 pub use netns::{veth, CommandError, Netns, Process};
 pub use pcap::{check_only_ike_esp, CaptureSummary};
 pub use topology::SiteToSite;
-pub use traffic::{ping, tcp_transfer, RunningTransfer, TransferReport, TransferSpec};
+pub use traffic::{
+    ping, tcp_transfer, udp_burst, RunningTransfer, TransferReport, TransferSpec, UdpReport,
+};
 pub use wait::{try_wait_until, wait_until, WaitTimeout};
 pub use workdir::TestDir;

@@ -187,10 +187,7 @@ impl RunningTransfer {
     }
 }
 
-fn join(
-    handle: JoinHandle<Result<(u64, String), String>>,
-    side: &str,
-) -> Result<(u64, String), String> {
+fn join<T>(handle: JoinHandle<Result<T, String>>, side: &str) -> Result<T, String> {
     match handle.join() {
         Ok(r) => r.map_err(|e| format!("{side}: {e}")),
         Err(_) => Err(format!("{side} thread panicked")),
@@ -375,4 +372,133 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
+}
+
+/// What a UDP burst delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpReport {
+    pub sent: u32,
+    /// Distinct datagrams received whole, with the right length and content.
+    pub received: u32,
+    /// Datagrams with a wrong length, index or content.
+    pub corrupt: u32,
+    /// Datagrams received more than once.
+    pub duplicates: u32,
+}
+
+/// The length of datagram `i` of a burst of `size`-byte datagrams: every 16th is 100 bytes
+/// shorter, so runs of equal size end in a shorter one (what UDP segmentation offload allows).
+fn burst_len(i: u32, size: usize) -> usize {
+    if i % 16 == 15 {
+        size.saturating_sub(100).max(8)
+    } else {
+        size
+    }
+}
+
+fn burst_byte(i: u32, at: usize) -> u8 {
+    (i.wrapping_mul(7) as usize + at) as u8
+}
+
+/// Sends `count` UDP datagrams from `from` to `to_addr`:5301 in `to`, in back-to-back bursts of
+/// 32 with 2 ms between bursts, each carrying its index and a pattern; the receiver checks each.
+pub fn udp_burst(
+    from: &Netns,
+    to: &Netns,
+    to_addr: IpAddr,
+    count: u32,
+    size: usize,
+) -> Result<UdpReport, String> {
+    const PORT: u16 = 5301;
+    let size = size.max(8);
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let receiver = spawn_in(to, move || {
+        let any: IpAddr = if to_addr.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(any, PORT))
+            .map_err(|e| format!("bind: {e}"))?;
+        socket
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|e| format!("timeout: {e}"))?;
+        let _ = ready_tx.send(());
+        let mut seen = vec![false; count as usize];
+        let mut report = UdpReport {
+            sent: count,
+            received: 0,
+            corrupt: 0,
+            duplicates: 0,
+        };
+        let mut buf = vec![0u8; 65_536];
+        while report.received < count {
+            let n = match socket.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    break
+                }
+                Err(e) => return Err(format!("recv: {e}")),
+            };
+            let d = &buf[..n];
+            let index = d
+                .get(..4)
+                .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+                .filter(|&i| i < count);
+            let Some(i) = index else {
+                report.corrupt += 1;
+                continue;
+            };
+            let whole = n == burst_len(i, size)
+                && d[4..]
+                    .iter()
+                    .enumerate()
+                    .all(|(at, &b)| b == burst_byte(i, at + 4));
+            if !whole {
+                report.corrupt += 1;
+            } else if std::mem::replace(&mut seen[i as usize], true) {
+                report.duplicates += 1;
+            } else {
+                report.received += 1;
+            }
+        }
+        Ok(report)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .map_err(|_| "the UDP receiver did not start".to_string())?;
+    let sender = spawn_in(from, move || {
+        let any: IpAddr = if to_addr.is_ipv4() {
+            std::net::Ipv4Addr::UNSPECIFIED.into()
+        } else {
+            std::net::Ipv6Addr::UNSPECIFIED.into()
+        };
+        let socket =
+            std::net::UdpSocket::bind(SocketAddr::new(any, 0)).map_err(|e| format!("bind: {e}"))?;
+        socket
+            .connect(SocketAddr::new(to_addr, PORT))
+            .map_err(|e| format!("connect: {e}"))?;
+        let mut d = vec![0u8; size];
+        for i in 0..count {
+            let len = burst_len(i, size);
+            d[..4].copy_from_slice(&i.to_be_bytes());
+            for (at, b) in d[4..len].iter_mut().enumerate() {
+                *b = burst_byte(i, at + 4);
+            }
+            socket
+                .send(&d[..len])
+                .map_err(|e| format!("send {i}: {e}"))?;
+            if i % 32 == 31 {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        Ok(())
+    });
+    join(sender, "UDP sender")?;
+    join(receiver, "UDP receiver")
 }

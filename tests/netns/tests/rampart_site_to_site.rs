@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rampart_netns_tests::rampart::{Gateway, GatewayToml};
 use rampart_netns_tests::topology::{H1, H2};
 use rampart_netns_tests::{
-    check_only_ike_esp, ping, require_tools, skip_unless_root, tcp_transfer, wait_until,
+    check_only_ike_esp, ping, require_tools, skip_unless_root, tcp_transfer, udp_burst, wait_until,
     RunningTransfer, SiteToSite, TransferSpec,
 };
 
@@ -120,6 +120,54 @@ fn rampart_esp_in_udp_with_and_without_tun_offload() {
                 .unwrap_or_else(|e| panic!("{label}: transfer to {addr}: {e}"));
             assert!(report.intact(), "{label}: {report:?}");
             eprintln!("{label}: 20 MB to {addr}: {:.0} Mbit/s", report.mbps());
+        }
+        // Offload batches: a TUN read carries many packets, so do GSO sends, GRO receives and
+        // coalesced TUN writes; without offload every TUN read and write is one packet.
+        let batching = |g: &Gateway| g.status().unwrap()["batching"].clone();
+        let ratio = |b: &serde_json::Value, packets: &str, calls: &str| {
+            b[packets].as_f64().unwrap_or(0.0) / b[calls].as_f64().unwrap_or(0.0).max(1.0)
+        };
+        let (b1, b2) = (batching(&g1), batching(&g2));
+        for (name, b) in [("gw1", &b1), ("gw2", &b2)] {
+            let reads = ratio(b, "tun_read_packets", "tun_reads");
+            let writes = ratio(b, "tun_write_packets", "tun_writes");
+            eprintln!("{label} {name}: {b}");
+            if offload {
+                assert!(reads > 2.0 && writes > 2.0, "{label} {name}: {b}");
+                assert!(
+                    ratio(b, "udp_send_datagrams", "udp_sends") > 2.0,
+                    "{label} {name}: {b}"
+                );
+                assert!(
+                    ratio(b, "udp_receive_datagrams", "udp_receives") > 2.0,
+                    "{label} {name}: {b}"
+                );
+            } else {
+                assert!(reads == 1.0 && writes == 1.0, "{label} {name}: {b}");
+            }
+        }
+        // Bursts of one UDP flow: coalesced into USO writes where the kernel has USO (6.2+).
+        let before = batching(&g2);
+        let udp = udp_burst(&topo.h1, &topo.h2, IpAddr::V4(H2), 4000, 1200)
+            .unwrap_or_else(|e| panic!("{label}: UDP burst: {e}"));
+        assert_eq!(
+            (udp.received, udp.corrupt, udp.duplicates),
+            (udp.sent, 0, 0),
+            "{label}: {udp:?}"
+        );
+        let after = batching(&g2);
+        let delta = |k: &str| after[k].as_u64().unwrap_or(0) - before[k].as_u64().unwrap_or(0);
+        let (writes, packets) = (delta("tun_writes"), delta("tun_write_packets"));
+        eprintln!("{label}: UDP burst: {packets} packets in {writes} TUN writes");
+        assert!(
+            packets >= u64::from(udp.sent),
+            "{label}: {before} -> {after}"
+        );
+        if offload && kernel_at_least(6, 2) {
+            assert!(
+                packets > 2 * writes,
+                "{label}: UDP not coalesced: {before} -> {after}"
+            );
         }
         for g in [&g1, &g2] {
             let status = g.status().unwrap();
@@ -237,4 +285,14 @@ fn rampart_detects_a_killed_peer_and_recovers_after_restart() {
     g2.wait_tunnel(Duration::from_secs(10));
     ping(&topo.h1, &H2.to_string(), 3).unwrap();
     ping(&topo.h2, &H1.to_string(), 3).unwrap();
+}
+
+/// Whether the running kernel is at least `major.minor`.
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (a, b) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (a, b) >= (major, minor)
 }
