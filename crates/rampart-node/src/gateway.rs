@@ -42,6 +42,9 @@ pub struct Gateway {
     inspect: Inspector,
     /// Runs the cipher jobs of a batch (on other threads if the shell set a pool).
     crypt: Arc<dyn CryptRunner>,
+    /// The last (tunnel, instant) reported to IKE as carrying traffic: a batch shares one
+    /// `now`, so IKE hears of each tunnel once per batch, not once per packet.
+    last_child_traffic: Option<(ChildSaId, Instant)>,
     /// The packets of the current batch whose cipher job is prepared and not yet run; holds at
     /// most [`batch::CRYPT_CHUNK`] (allocated once).
     pending: Vec<batch::Pending>,
@@ -95,6 +98,7 @@ impl Gateway {
             inspect,
             crypt: Arc::new(Inline),
             pending: Vec::with_capacity(batch::CRYPT_CHUNK),
+            last_child_traffic: None,
         };
         // Routes for every remote domain go into the TUN device for the gateway's whole life, so
         // traffic without an SA is dropped here rather than leaking in clear text.
@@ -227,7 +231,7 @@ impl Gateway {
         let rekey_due = tunnel.take_rekey_due();
         // Dummy packets (RFC 4303 2.6, next header 59) carry nothing for the TUN device.
         if opened.next_header == rampart_esp::next_header::NO_NEXT_HEADER {
-            self.ike.child_traffic(now, id);
+            self.note_child_traffic(now, id);
             if rekey_due {
                 self.ike.rekey_child(now, id);
                 self.drain_ike(now);
@@ -262,7 +266,7 @@ impl Gateway {
                 self.drain_ike(now);
             }
         }
-        self.ike.child_traffic(now, id);
+        self.note_child_traffic(now, id);
         if rekey_due {
             self.ike.rekey_child(now, id);
             self.drain_ike(now);
@@ -421,6 +425,15 @@ impl Gateway {
                 esp,
             },
             Err(e) => TunStep::Done(self.sealed(Err(e), local, remote, encap)),
+        }
+    }
+
+    /// Tells IKE that tunnel `id` carried inbound traffic at `now` (liveness checks only run on
+    /// idle SAs), once per tunnel and instant.
+    fn note_child_traffic(&mut self, now: Instant, id: ChildSaId) {
+        if self.last_child_traffic != Some((id, now)) {
+            self.last_child_traffic = Some((id, now));
+            self.ike.child_traffic(now, id);
         }
     }
 

@@ -1,6 +1,7 @@
 //! The installed CHILD SAs ("tunnels") and their ESP state.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -49,9 +50,45 @@ impl Tunnel {
 /// in `tunnels` (and keeps decrypting) until IKE reports it down, so no packet in flight is lost.
 #[derive(Default)]
 pub struct Tunnels {
-    tunnels: HashMap<ChildSaId, Tunnel>,
-    by_spi: HashMap<u32, ChildSaId>,
-    active_out: HashMap<PeerIndex, ChildSaId>,
+    tunnels: IdMap<ChildSaId, Tunnel>,
+    by_spi: IdMap<u32, ChildSaId>,
+    active_out: IdMap<PeerIndex, ChildSaId>,
+}
+
+/// A map over the integer keys of the data plane, hashed with [`IdHasher`].
+type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
+
+/// Hashes integer keys with one multiply and a fold: every packet looks up its tunnel, and the
+/// keys (our own inbound SPIs, sequential CHILD SA ids, peer indices) are never chosen by a
+/// peer, so a keyed hash has nothing to defend against here. A peer can choose the SPI it
+/// *asks* for, but only entries we inserted are ever probed.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+const GOLDEN: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(GOLDEN);
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(GOLDEN);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
 }
 
 impl Tunnels {
