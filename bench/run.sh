@@ -347,21 +347,34 @@ start_case() {
 }
 
 # ---------------------------------------------------------------- measurement
+# Busy CPU time of the whole machine so far, in clock ticks: user, nice, system, irq and softirq
+# of all cores (idle, iowait and the hypervisor's steal left out).
+busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+
 # iperf_run CASE TEST RUN ARGS...: one iperf3 client run, its figure appended to the samples.
+# For tcp1 also the CPU cost: busy seconds of the whole machine per GB received (sample "cpu1").
 iperf_run() {
     local case=$1 test=$2 run=$3; shift 3
-    local out="$work/$case-$test-$run.json" value
+    local out="$work/$case-$test-$run.json" value cpu=NA before after
+    before=$(busy_ticks)
     if ip netns exec "$h1" iperf3 -c 10.2.0.10 -t "$secs" -J "$@" >"$out" 2>"$out.err"; then
+        after=$(busy_ticks)
         case $test in
             udp64) value=$(jq '(.end.sum.packets - .end.sum.lost_packets) / .end.sum.seconds' "$out") ;;
             *) value=$(jq '.end.sum_received.bits_per_second' "$out") ;;
         esac
+        cpu=$(jq --argjson ticks "$((after - before))" --argjson hz "$(getconf CLK_TCK)" \
+            'if .end.sum_received.bytes > 0 then ($ticks / $hz) / (.end.sum_received.bytes / 1e9) else "NA" end' "$out")
     else
         value=NA
         echo "   iperf3 failed: $(jq -r '.error // empty' "$out" 2>/dev/null) $(cat "$out.err")" >&2
     fi
     printf '%s\t%s\t%s\t%s\n' "$case" "$test" "$run" "$value" >>"$samples"
     printf '   %-12s %-6s run %s: %s\n' "$case" "$test" "$run" "$value"
+    if [[ $test == tcp1 ]]; then
+        printf '%s\tcpu1\t%s\t%s\n' "$case" "$run" "${cpu//\"/}" >>"$samples"
+        printf '   %-12s %-6s run %s: %s\n' "$case" cpu1 "$run" "$cpu"
+    fi
 }
 
 measure_case() {
@@ -370,7 +383,7 @@ measure_case() {
     setup
     if ! start_case "$case"; then
         echo "   $case: the tunnel did not come up; recorded as failed (logs in $work)" >&2
-        for t in tcp1 tcp4 udp64; do printf '%s\t%s\t1\tNA\n' "$case" "$t" >>"$samples"; done
+        for t in tcp1 cpu1 tcp4 udp64; do printf '%s\t%s\t1\tNA\n' "$case" "$t" >>"$samples"; done
         keep=1
         return 0
     fi

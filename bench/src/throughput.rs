@@ -29,6 +29,13 @@ pub const CASES: &[(&str, &str)] = &[
 pub const REFERENCE: &str = "rampart-udp";
 const TESTS: &[(&str, &str, Unit)] = &[
     ("tcp1", "One TCP stream", Unit::Bits),
+    (
+        "cpu1",
+        "One TCP stream: CPU cost (busy CPU seconds of the whole machine per GB received: \
+         iperf3, kernel and both gateways, steal left out; lower is better, \"vs\" columns are \
+         cost ratios)",
+        Unit::CpuPerGb,
+    ),
     ("tcp4", "Four TCP streams", Unit::Bits),
     (
         "udp64",
@@ -41,6 +48,8 @@ const TESTS: &[(&str, &str, Unit)] = &[
 enum Unit {
     Bits,
     Packets,
+    /// CPU seconds per GB.
+    CpuPerGb,
 }
 
 impl Unit {
@@ -48,6 +57,7 @@ impl Unit {
         match self {
             Unit::Bits => format!("{:.2} Gbit/s", v / 1e9),
             Unit::Packets => format!("{:.0} kpps", v / 1e3),
+            Unit::CpuPerGb => format!("{v:.2} s/GB"),
         }
     }
 }
@@ -184,7 +194,8 @@ mod tests {
     fn parses_and_renders() {
         let text = "raw\ttcp1\t1\t10e9\nraw\ttcp1\t2\t12e9\nraw\ttcp1\t3\tNA\n\
                     rampart-udp\ttcp1\t1\t3e9\nboringtun\ttcp1\t1\t0.25e9\n\
-                    rampart-udp\tudp64\t1\t400000\n";
+                    rampart-udp\tudp64\t1\t400000\n\
+                    raw\tcpu1\t1\t0.5\nrampart-udp\tcpu1\t1\t4.25\n";
         let m = parse_samples(text).unwrap();
         let raw = &m[&("raw".into(), "tcp1".into())];
         assert_eq!(raw.values, vec![10e9, 12e9]);
@@ -212,6 +223,12 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("| Rampart, ESP-in-UDP | 400 kpps |"), "{md}");
+        assert!(
+            md.contains(
+                "| Rampart, ESP-in-UDP | 4.25 s/GB | 4.25 s/GB - 4.25 s/GB | 850% | 1.00x | 0 |"
+            ),
+            "{md}"
+        );
     }
 
     #[test]
