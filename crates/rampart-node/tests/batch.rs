@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{udp_packet, Pair, HEADROOM};
+use common::{sealed_datagrams, udp_packet, Pair, HEADROOM};
 use rampart_esp::{CryptRunner, CryptTask};
 use rampart_node::{Disposition, DropReason};
 
@@ -67,17 +67,8 @@ fn threaded_batches_keep_order_replay_and_authentication() {
     let mut arena_ranges = Vec::new();
     let mut seqs = Vec::new();
     let mut addrs = None;
-    for (i, d) in out.iter().enumerate() {
-        let Disposition::SendUdp {
-            local,
-            remote,
-            data,
-        } = d
-        else {
-            panic!("packet {i}: {d:?}");
-        };
-        addrs = Some((*local, *remote));
-        let esp = &bufs[i][data.clone()];
+    for (i, (local, remote, esp)) in sealed_datagrams(&out, &bufs).enumerate() {
+        addrs = Some((local, remote));
         seqs.push(u32::from_be_bytes([esp[4], esp[5], esp[6], esp[7]]));
         let copies = if i == 10 { 2 } else { 1 };
         for _ in 0..copies {

@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::time::Duration;
 
-use common::{udp_packet, Pair, HEADROOM};
+use common::{sealed_datagrams, udp_packet, Pair, HEADROOM};
 use rampart_node::Disposition;
 
 struct Counting;
@@ -125,19 +125,11 @@ fn batch_data_path_allocates_nothing() {
         gro_ranges.clear();
         let mut at = 0;
         let mut addrs = None;
-        for (i, d) in out.iter().enumerate() {
-            let Disposition::SendUdp {
-                local,
-                remote,
-                data,
-            } = d
-            else {
-                panic!("round {round}, packet {i}: {d:?}");
-            };
-            addrs = Some((*local, *remote));
-            gro[at..at + data.len()].copy_from_slice(&bufs[i][data.clone()]);
-            gro_ranges.push(at..at + data.len());
-            at += data.len();
+        for (local, remote, esp) in sealed_datagrams(&out, &bufs) {
+            addrs = Some((local, remote));
+            gro[at..at + esp.len()].copy_from_slice(esp);
+            gro_ranges.push(at..at + esp.len());
+            at += esp.len();
         }
         assert!(
             gro_ranges.iter().all(|r| r.len() == gro_ranges[0].len()),
