@@ -310,8 +310,12 @@ impl Gateway {
         let Some(reply) = rampart_inspect::reject::build(buf, packet) else {
             return Disposition::Dropped(DropReason::Firewall);
         };
-        if reply.start < bound.start + rampart_esp::MAX_HEADROOM
-            || buf.len() < reply.end + rampart_esp::MAX_TAILROOM
+        let Some((_, tunnel)) = self.tunnels.active_for(peer) else {
+            return self.drop(DropReason::NoSa);
+        };
+        // The room the SA that seals the reply needs, inside `bound`.
+        if reply.start < bound.start + tunnel.outbound.headroom()
+            || buf.len() < reply.end + tunnel.outbound.tailroom(reply.len())
         {
             return Disposition::Dropped(DropReason::Firewall);
         }
@@ -319,9 +323,6 @@ impl Gateway {
             rampart_esp::next_header::IPV6
         } else {
             rampart_esp::next_header::IPV4
-        };
-        let Some((_, tunnel)) = self.tunnels.active_for(peer) else {
-            return self.drop(DropReason::NoSa);
         };
         let (local, remote, encap) = (tunnel.local, tunnel.remote, tunnel.encap);
         let sealed = tunnel.outbound.seal(buf, reply, next_header);

@@ -111,3 +111,95 @@ fn threaded_batches_keep_order_replay_and_authentication() {
         "both sides ran chunks"
     );
 }
+
+/// A reject answered from inside a receive batch is built in its own packet's bytes only: one
+/// with room goes back through the tunnel as an ICMP administratively-prohibited error, one
+/// without room is dropped unanswered, and the packets around both arrive intact.
+#[test]
+fn rejects_inside_a_batch_leave_their_neighbours_alone() {
+    let rules = r#"
+[[service]]
+name = "blocked"
+protocol = "udp"
+ports = [5000]
+
+[[rule]]
+name = "no-blocked"
+service = ["blocked"]
+action = "reject"
+
+[[rule]]
+name = "rest"
+action = "accept"
+"#;
+    let mut pair = Pair::new(
+        "encapsulation = \"force\"",
+        &format!("start_action = \"none\"\n{rules}"),
+    );
+    let t = pair.now + Duration::from_secs(3);
+    pair.run_until(t);
+    assert!(pair.established(0) && pair.established(1));
+
+    // Packets 2 (10 bytes, no room for the error and its ESP framing) and 5 (200 bytes) go to
+    // the blocked port; the rest to port 6000.
+    let packets: Vec<Vec<u8>> = (0..8u8)
+        .map(|i| {
+            let len = if i == 2 { 10 } else { 200 + usize::from(i) };
+            let mut p = udp_packet([10, 1, 0, 5], [10, 2, 0, 7], &vec![i; len]);
+            let port: u16 = if i == 2 || i == 5 { 5000 } else { 6000 };
+            p[22..24].copy_from_slice(&port.to_be_bytes());
+            p
+        })
+        .collect();
+    let mut bufs: Vec<Vec<u8>> = packets
+        .iter()
+        .map(|p| {
+            let mut b = vec![0u8; p.len() + 2 * HEADROOM];
+            b[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
+            b
+        })
+        .collect();
+    let ranges: Vec<_> = packets
+        .iter()
+        .map(|p| HEADROOM..HEADROOM + p.len())
+        .collect();
+    let mut out = vec![Disposition::Consumed; packets.len()];
+    let now = pair.now;
+    pair.gw[0].handle_tun_batch(now, &mut bufs, &ranges, &mut out);
+    let mut arena = Vec::new();
+    let mut arena_ranges = Vec::new();
+    let mut addrs = None;
+    for (local, remote, esp) in sealed_datagrams(&out, &bufs) {
+        addrs = Some((local, remote));
+        let start = arena.len();
+        arena.extend_from_slice(esp);
+        arena_ranges.push(start..arena.len());
+    }
+    let (local, remote) = addrs.unwrap();
+    let mut in_out = vec![Disposition::Consumed; arena_ranges.len()];
+    pair.gw[1].handle_udp_batch(now, remote, local, &mut arena, &arena_ranges, &mut in_out);
+
+    for (i, d) in in_out.iter().enumerate() {
+        match (i, d) {
+            (2, Disposition::Dropped(DropReason::Firewall)) => {}
+            (5, Disposition::SendUdp { data, .. }) => {
+                assert!(arena_ranges[5].start <= data.start && data.end <= arena_ranges[5].end);
+            }
+            (2 | 5, other) => panic!("packet {i}: {other:?}"),
+            (_, Disposition::WriteTun { data }) => {
+                assert_eq!(&arena[data.clone()], &packets[i][..], "packet {i}")
+            }
+            (_, other) => panic!("packet {i}: {other:?}"),
+        }
+    }
+    // The error goes back through the tunnel to the sender's side.
+    pair.tun_out[0].clear();
+    pair.dispose(1, in_out[5].clone(), &arena);
+    pair.deliver();
+    let icmp = pair.tun_out[0]
+        .iter()
+        .find(|p| p.len() > 20 && p[9] == 1)
+        .unwrap_or_else(|| panic!("no ICMP error came back: {:?}", pair.tun_out[0]));
+    assert_eq!(&icmp[16..20], &[10, 1, 0, 5], "to the original sender");
+    assert_eq!((icmp[20], icmp[21]), (3, 13), "administratively prohibited");
+}
