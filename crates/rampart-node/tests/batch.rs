@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{sealed_datagrams, udp_packet, Pair, HEADROOM};
+use common::{framed_batch, sealed_datagrams, udp_packet, Pair};
 use rampart_esp::{CryptRunner, CryptTask};
 use rampart_node::{Disposition, DropReason};
 
@@ -45,18 +45,7 @@ fn threaded_batches_keep_order_replay_and_authentication() {
     let packets: Vec<Vec<u8>> = (0..N)
         .map(|i| udp_packet([10, 1, 0, 5], [10, 2, 0, 7], &vec![i as u8; 200 + i]))
         .collect();
-    let mut bufs: Vec<Vec<u8>> = packets
-        .iter()
-        .map(|p| {
-            let mut b = vec![0u8; p.len() + 2 * HEADROOM];
-            b[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
-            b
-        })
-        .collect();
-    let ranges: Vec<_> = packets
-        .iter()
-        .map(|p| HEADROOM..HEADROOM + p.len())
-        .collect();
+    let (mut bufs, ranges) = framed_batch(&packets);
     let mut out = vec![Disposition::Consumed; N];
     let now = pair.now;
     pair.gw[0].handle_tun_batch(now, &mut bufs, &ranges, &mut out);
@@ -151,18 +140,7 @@ action = "accept"
             p
         })
         .collect();
-    let mut bufs: Vec<Vec<u8>> = packets
-        .iter()
-        .map(|p| {
-            let mut b = vec![0u8; p.len() + 2 * HEADROOM];
-            b[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
-            b
-        })
-        .collect();
-    let ranges: Vec<_> = packets
-        .iter()
-        .map(|p| HEADROOM..HEADROOM + p.len())
-        .collect();
+    let (mut bufs, ranges) = framed_batch(&packets);
     let mut out = vec![Disposition::Consumed; packets.len()];
     let now = pair.now;
     pair.gw[0].handle_tun_batch(now, &mut bufs, &ranges, &mut out);

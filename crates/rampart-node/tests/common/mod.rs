@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::time::Instant;
 
 use rampart_crypto::Rng;
@@ -260,4 +261,22 @@ pub fn sealed_datagrams<'a>(
         };
         (*local, *remote, &buf[data.clone()])
     })
+}
+
+/// A TUN batch as the I/O shell lays it out: each packet in its own buffer at `HEADROOM`, with
+/// as much room after it; returns the buffers and the packets' ranges in them.
+pub fn framed_batch(packets: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<Range<usize>>) {
+    let bufs = packets
+        .iter()
+        .map(|p| {
+            let mut b = vec![0u8; p.len() + 2 * HEADROOM];
+            b[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
+            b
+        })
+        .collect();
+    let ranges = packets
+        .iter()
+        .map(|p| HEADROOM..HEADROOM + p.len())
+        .collect();
+    (bufs, ranges)
 }
