@@ -20,6 +20,9 @@
 #   --ike-only         only the IKE setup-rate measurement
 #   --ike-sas N        IKE SAs per responder (default 2000; --quick: 300)
 #   --ike-concurrency N  exchanges in flight (default 64; --quick: 32)
+#   --baseline BIN     also measure case rampart-udp-baseline: ESP-in-UDP with another rampart
+#                      binary (e.g. a release build of the commit before a change), so that
+#                      before and after come from the same run on the same machine
 #   --keep             keep the temporary directory with raw samples and logs
 set -euo pipefail
 
@@ -35,6 +38,7 @@ ike_sas=2000
 ike_conc=64
 quick=0
 keep=0
+baseline=""
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) quick=1 runs=1 secs=3 ike_sas=300 ike_conc=32 ;;
@@ -46,7 +50,8 @@ while [[ $# -gt 0 ]]; do
         --ike-sas) ike_sas=$2; shift ;;
         --ike-concurrency) ike_conc=$2; shift ;;
         --keep) keep=1 ;;
-        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+        --baseline) baseline=$2; shift ;;
+        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -219,11 +224,12 @@ esn = false
 EOF
 }
 
-start_rampart() { # start_rampart auto|force [CRYPTO_THREADS]
+start_rampart() { # start_rampart auto|force [CRYPTO_THREADS [BINARY]]
+    local bin=${3:-$rampart}
     rampart_conf gw1 192.0.2.1 192.0.2.2 10.1.0.0/24 10.2.0.0/24 "$1" always "${2:-0}" >"$work/gw1.toml"
     rampart_conf gw2 192.0.2.2 192.0.2.1 10.2.0.0/24 10.1.0.0/24 "$1" none "${2:-0}" >"$work/gw2.toml"
-    ip netns exec "$gw2" "$rampart" gateway run --config "$work/gw2.toml" >"$work/rampart-gw2.log" 2>&1 &
-    ip netns exec "$gw1" "$rampart" gateway run --config "$work/gw1.toml" >"$work/rampart-gw1.log" 2>&1 &
+    ip netns exec "$gw2" "$bin" gateway run --config "$work/gw2.toml" >"$work/rampart-gw2.log" 2>&1 &
+    ip netns exec "$gw1" "$bin" gateway run --config "$work/gw1.toml" >"$work/rampart-gw1.log" 2>&1 &
     wait_for 30 "the Rampart tunnel" reachable
 }
 
@@ -339,6 +345,7 @@ start_case() {
             ;;
         rampart-udp) start_rampart force ;;
         rampart-udp-ct1) start_rampart force 1 ;;
+        rampart-udp-baseline) start_rampart force 0 "$baseline" ;;
         rampart-esp) start_rampart auto ;;
         boringtun) start_boringtun ;;
         strongswan) start_strongswan ;;
@@ -398,6 +405,10 @@ measure_case() {
 
 if [[ $do_tput -eq 1 ]]; then
     IFS=, read -ra case_list <<<"$cases"
+    if [[ -n $baseline ]]; then
+        [[ -x $baseline ]] || { echo "error: --baseline $baseline is not an executable" >&2; exit 2; }
+        case_list+=(rampart-udp-baseline)
+    fi
     for c in "${case_list[@]}"; do measure_case "$c"; done
     teardown
     mkdir -p bench/results

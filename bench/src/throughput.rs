@@ -15,6 +15,10 @@ pub const CASES: &[(&str, &str)] = &[
     ("rampart-esp", "Rampart, raw ESP"),
     ("rampart-udp", "Rampart, ESP-in-UDP"),
     (
+        "rampart-udp-baseline",
+        "Rampart, ESP-in-UDP, baseline build (`--baseline BIN`: the code before a change)",
+    ),
+    (
         "rampart-udp-ct1",
         "Rampart, ESP-in-UDP, 1 cipher thread (`crypto_threads = 1`)",
     ),
