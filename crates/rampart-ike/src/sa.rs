@@ -8,7 +8,8 @@ use rampart_crypto::{CipherKey, KeyExchange, Prf, Rng};
 use rampart_wire::ike::{flags, Header, Payload, VERSION_2_0};
 
 use crate::child::ChildSa;
-use crate::config::{ChildSaId, IkeSaId, PeerId};
+use crate::peers::PeerId;
+use crate::config::{ChildSaId, IkeSaId};
 use crate::error::IkeError;
 use crate::event::IkeEvent;
 use crate::fragment;
