@@ -258,6 +258,14 @@ impl Ike {
         self.resolve_duplicate(now, id);
     }
 
+    /// Whether two SAs are with the same remote gateway: the same peer and, for a template
+    /// (which serves many remotes), the same remote IP address as well.
+    fn same_remote(&self, a: &crate::sa::IkeSa, b: &crate::sa::IkeSa) -> bool {
+        a.peer == b.peer
+            && (a.remote.ip() == b.remote.ip()
+                || self.peers.get(a.peer).is_some_and(|p| !p.is_template()))
+    }
+
     /// Both gateways initiated at the same moment and two IKE SAs came up for one peer. Both
     /// sides compute the same verdict: of two SAs, the one whose lowest nonce is lower is
     /// redundant (the rule RFC 7296 2.8.1 uses for rekey collisions), and only the side that
@@ -271,7 +279,10 @@ impl Ike {
         let this_nonce = lowest(this);
         let mut doomed = Vec::new();
         for other in self.sas.values() {
-            if other.id == id || other.peer != peer || other.state != IkeState::Established {
+            if other.id == id
+                || !self.same_remote(other, this)
+                || other.state != IkeState::Established
+            {
                 continue;
             }
             let loser = if lowest(other) < this_nonce {
@@ -297,13 +308,13 @@ impl Ike {
     /// came up in the last [`FRESH`] are kept: both sides may have initiated at once, each
     /// sending INITIAL_CONTACT, and neither lost anything.
     fn initial_contact(&mut self, now: Instant, id: IkeSaId) {
-        let Some(peer) = self.sas.get(&id).map(|s| s.peer) else {
+        let Some(this) = self.sas.get(&id) else {
             return;
         };
         let stale: Vec<IkeSaId> = self
             .sas
             .values()
-            .filter(|s| s.peer == peer && s.id != id && s.announced)
+            .filter(|s| self.same_remote(s, this) && s.id != id && s.announced)
             .filter(|s| {
                 s.established_at
                     .is_none_or(|t| now.saturating_duration_since(t) >= FRESH)
