@@ -21,6 +21,7 @@ use crate::raw::{RawGateway, RawLocal, RawPeer, RawTunnel, Scalar, StrList};
 use crate::schema::*;
 use crate::units::{format_duration, parse_duration, parse_size, DURATION_FORMS, SIZE_FORMS};
 
+pub(crate) const MEMBER_ID_RANGE: RangeInclusive<i64> = 0..=15;
 pub(crate) const DEFAULT_IKE_PORT: u16 = 500;
 pub(crate) const DEFAULT_NAT_T_PORT: u16 = 4500;
 pub(crate) const DEFAULT_RETRANSMIT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -64,6 +65,9 @@ pub(crate) const DEFAULT_REPLAY_WINDOW: u32 = 1024;
 pub(crate) const REPLAY_WINDOW_RANGE: RangeInclusive<i64> = 1024..=65536;
 const NAME_RULE: &str = "1 to 64 characters from A-Z a-z 0-9 . _ -, not starting with . or -";
 
+/// A remote-domain prefix, where it was written, and the index of its peer.
+type DomainEntry = (IpNet, Range<usize>, usize, usize);
+
 /// An ESP proposal, whether it had `-esn`, and where it was written (`None` for defaults).
 type ParsedEsp = ((EspProposal, bool), Option<Range<usize>>);
 
@@ -86,7 +90,9 @@ pub(crate) fn validate(
     let gateway = v.gateway(&doc.gateway);
     let tunnel = v.tunnel(&doc.tunnel);
     let local = v.local(&doc.local);
-    let peers = v.peers(&doc, &local);
+    let (peers, domains) = v.peers(&doc, &local);
+    let entry_point_groups = v.entry_point_groups(&doc, &peers);
+    v.domain_overlaps(&peers, &domains, &entry_point_groups);
     let firewall = v.firewall(&doc);
     if v.sink.is_empty() {
         Some(GatewayConfig {
@@ -94,6 +100,7 @@ pub(crate) fn validate(
             tunnel,
             local,
             peers,
+            entry_point_groups,
             firewall,
         })
     } else {
@@ -398,8 +405,14 @@ impl Validator<'_, '_> {
                 )
             })
             .map_or(DEFAULT_HALF_OPEN_PER_SOURCE, |n| n as u32);
+        let member_id = raw
+            .member_id
+            .as_ref()
+            .and_then(|v| self.int("gateway.member_id", v, MEMBER_ID_RANGE))
+            .map_or(0, |n| n as u16);
         GatewaySection {
             name,
+            member_id,
             status_socket,
             ike_port,
             nat_t_port,
@@ -527,7 +540,12 @@ impl Validator<'_, '_> {
         }
     }
 
-    fn peers(&mut self, doc: &RawDocument, local: &LocalSection) -> Vec<PeerConfig> {
+    /// The peers, and every remote-domain prefix with its span and owning peer index.
+    fn peers(
+        &mut self,
+        doc: &RawDocument,
+        local: &LocalSection,
+    ) -> (Vec<PeerPolicy>, Vec<DomainEntry>) {
         if doc.peers.is_empty() && !doc.peers_reported {
             self.error(
                 ErrorKind::Missing,
@@ -540,8 +558,7 @@ impl Validator<'_, '_> {
         let mut peers = Vec::new();
         let mut names: HashMap<String, usize> = HashMap::new();
         let mut remote_ids: Vec<(Identity, usize)> = Vec::new();
-        // (prefix, span, owning peer index) of every remote domain seen so far.
-        let mut domains: Vec<(IpNet, usize)> = Vec::new();
+        let mut domains: Vec<DomainEntry> = Vec::new();
         for (i, sec) in doc.peers.iter().enumerate() {
             let path = format!("peer[{i}]");
             let peer = self.peer(&path, sec, local, &mut domains, i);
@@ -585,7 +602,130 @@ impl Validator<'_, '_> {
             }
             peers.push(peer);
         }
-        peers
+        (peers, domains)
+    }
+
+    /// `[[entry_point_group]]`: a name and the names of existing peers, each peer in at most
+    /// one group.
+    fn entry_point_groups(
+        &mut self,
+        doc: &RawDocument,
+        peers: &[PeerPolicy],
+    ) -> Vec<EntryPointGroup> {
+        let mut groups: Vec<EntryPointGroup> = Vec::new();
+        // Peer name -> index of the group that took it.
+        let mut member_of: HashMap<String, usize> = HashMap::new();
+        for (i, sec) in doc.entry_point_groups.iter().enumerate() {
+            let path = format!("entry_point_group[{i}]");
+            let raw = &sec.value;
+            let name = match &raw.name {
+                Some(n) => {
+                    let name = self.name(&format!("{path}.name"), n);
+                    if let Some(first) = name
+                        .as_ref()
+                        .and_then(|name| groups.iter().position(|g| g.name == *name))
+                    {
+                        self.error(
+                            ErrorKind::Duplicate,
+                            span(n),
+                            format!("{path}.name"),
+                            format!(
+                                "duplicate group name \"{}\" (also entry_point_group[{first}])",
+                                n.get_ref()
+                            ),
+                            "a name used by no other entry_point_group".to_string(),
+                        );
+                    }
+                    name.unwrap_or_default()
+                }
+                None => {
+                    self.missing(sec, &path, "name", NAME_RULE);
+                    String::new()
+                }
+            };
+            let mut members = Vec::new();
+            match &raw.peers {
+                None => self.missing(sec, &path, "peers", "a list of peer names, e.g. [\"gw-b\"]"),
+                Some(list) => {
+                    if list.get_ref().len() < 2 {
+                        self.error(
+                            ErrorKind::OutOfRange,
+                            span(list),
+                            format!("{path}.peers"),
+                            format!("{} peer(s) in a group", list.get_ref().len()),
+                            "at least two peer names".to_string(),
+                        );
+                    }
+                    for (j, p) in list.get_ref().iter().enumerate() {
+                        let key = format!("{path}.peers[{j}]");
+                        let peer = p.get_ref();
+                        if !peers.iter().any(|pc| pc.name == *peer) {
+                            let known: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
+                            self.error(
+                                ErrorKind::InvalidValue,
+                                span(p),
+                                key,
+                                format!("unknown peer \"{peer}\""),
+                                format!("names of [[peer]] tables: {}", known.join(", ")),
+                            );
+                        } else if let Some(g) = member_of.get(peer) {
+                            let other = if *g == i {
+                                "this group already".to_string()
+                            } else {
+                                format!("entry_point_group[{g}] already")
+                            };
+                            self.error(
+                                ErrorKind::Duplicate,
+                                span(p),
+                                key,
+                                format!("peer \"{peer}\" is in {other}"),
+                                "each peer in at most one entry_point_group".to_string(),
+                            );
+                        } else {
+                            member_of.insert(peer.clone(), i);
+                            members.push(peer.clone());
+                        }
+                    }
+                }
+            }
+            groups.push(EntryPointGroup {
+                name,
+                peers: members,
+            });
+        }
+        groups
+    }
+
+    /// Remote domains of two peers may overlap only when both peers are in one entry-point
+    /// group (they protect the same network); otherwise the later prefix is reported.
+    fn domain_overlaps(
+        &mut self,
+        peers: &[PeerPolicy],
+        domains: &[DomainEntry],
+        groups: &[EntryPointGroup],
+    ) {
+        let group_of = |i: usize| {
+            let name = &peers.get(i)?.name;
+            groups.iter().position(|g| g.peers.contains(name))
+        };
+        for (k, (net, sp, owner, j)) in domains.iter().enumerate() {
+            let clash = domains[..k].iter().find(|(d, _, o, _)| {
+                o != owner
+                    && overlaps(d, net)
+                    && (group_of(*o).is_none() || group_of(*o) != group_of(*owner))
+            });
+            if let Some((other, _, o, _)) = clash {
+                self.error(
+                    ErrorKind::Conflict,
+                    Some(sp.clone()),
+                    format!("peer[{owner}].remote_domain[{j}]"),
+                    format!("{net} overlaps {other} in the remote_domain of peer[{o}]"),
+                    "prefixes that no other peer's remote_domain covers, or both peers in one \
+                     [[entry_point_group]]"
+                        .to_string(),
+                );
+            }
+        }
     }
 
     fn address(
@@ -595,8 +735,13 @@ impl Validator<'_, '_> {
         key: &str,
         v: &Option<Spanned<String>>,
     ) -> Option<IpAddr> {
+        let any = if key == "remote_address" {
+            ", or \"any\" (a template)"
+        } else {
+            ""
+        };
         let Some(v) = v else {
-            self.missing(sec, path, key, "an IPv4 or IPv6 address");
+            self.missing(sec, path, key, &format!("an IPv4 or IPv6 address{any}"));
             return None;
         };
         let s = v.get_ref().trim();
@@ -618,7 +763,7 @@ impl Validator<'_, '_> {
                     span(v),
                     format!("{path}.{key}"),
                     format!("invalid IP address \"{s}\""),
-                    "an IPv4 or IPv6 address".to_string(),
+                    format!("an IPv4 or IPv6 address{any}"),
                 );
                 None
             }
@@ -797,9 +942,9 @@ impl Validator<'_, '_> {
         path: &str,
         sec: &Section<RawPeer>,
         local: &LocalSection,
-        domains: &mut Vec<(IpNet, usize)>,
+        domains: &mut Vec<DomainEntry>,
         index: usize,
-    ) -> PeerConfig {
+    ) -> PeerPolicy {
         let raw = &sec.value;
         let k = |key: &str| format!("{path}.{key}");
         let name = match &raw.name {
@@ -810,7 +955,15 @@ impl Validator<'_, '_> {
             }
         };
         let local_address = self.address(sec, path, "local_address", &raw.local_address);
-        let remote_address = self.address(sec, path, "remote_address", &raw.remote_address);
+        let template = raw
+            .remote_address
+            .as_ref()
+            .is_some_and(|v| v.get_ref().trim() == "any");
+        let remote_address = if template {
+            None
+        } else {
+            self.address(sec, path, "remote_address", &raw.remote_address)
+        };
         if let (Some(l), Some(r)) = (local_address, remote_address) {
             if l.is_ipv4() != r.is_ipv4() {
                 self.error(
@@ -824,20 +977,34 @@ impl Validator<'_, '_> {
         }
         let unspecified = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         let local_address = local_address.unwrap_or(unspecified);
-        let remote_address = remote_address.unwrap_or(unspecified);
+        let remote_ip = remote_address.unwrap_or(unspecified);
+        let remote_address = if template {
+            RemoteAddress::Any
+        } else {
+            RemoteAddress::Ip(remote_ip)
+        };
         let local_id = match &raw.local_id {
             Some(v) => self.identity(&k("local_id"), v),
             None => None,
         }
         .unwrap_or(Identity::Ip(local_address));
+        if template && raw.remote_id.is_none() {
+            self.missing(
+                sec,
+                path,
+                "remote_id",
+                "with remote_address = \"any\" (a template), the identity that selects this \
+                 peer: an address, a host name, email:... or dn:...",
+            );
+        }
         let remote_id = match &raw.remote_id {
             Some(v) => self.identity(&k("remote_id"), v),
             None => None,
         }
-        .unwrap_or(Identity::Ip(remote_address));
+        .unwrap_or(Identity::Ip(remote_ip));
         let auth = self.auth(sec, path);
         let wants_cert = raw.auth.as_ref().is_some_and(|v| v.get_ref() == "cert");
-        let psk = if auth == PeerAuth::Psk && !wants_cert {
+        let psk = if matches!(auth, PeerAuth::Psk) && !wants_cert {
             self.psk(sec, path)
         } else {
             Vec::new()
@@ -865,17 +1032,10 @@ impl Validator<'_, '_> {
                     format!("{net} overlaps the local domain prefix {l}"),
                     "prefixes outside local.domain".to_string(),
                 );
-            } else if let Some((other, owner)) = domains.iter().find(|(d, _)| overlaps(d, net)) {
-                self.error(
-                    ErrorKind::Conflict,
-                    Some(sp.clone()),
-                    key,
-                    format!("{net} overlaps {other} in the remote_domain of peer[{owner}]"),
-                    "prefixes that no other peer's remote_domain covers".to_string(),
-                );
+            } else {
+                domains.push((*net, sp.clone(), index, j));
             }
         }
-        domains.extend(remote_domain.iter().map(|(n, _)| (*n, index)));
 
         let ike_proposals = self
             .proposal_list(
@@ -912,7 +1072,20 @@ impl Validator<'_, '_> {
                     ],
                 )
             })
-            .unwrap_or(StartAction::Always);
+            .unwrap_or(if template {
+                StartAction::None
+            } else {
+                StartAction::Always
+            });
+        if template && start_action != StartAction::None {
+            self.error(
+                ErrorKind::Conflict,
+                raw.start_action.as_ref().and_then(span),
+                k("start_action"),
+                "a template (remote_address = \"any\") cannot initiate",
+                "none (the default for templates)".to_string(),
+            );
+        }
         let encapsulation = raw
             .encapsulation
             .as_ref()
@@ -952,13 +1125,13 @@ impl Validator<'_, '_> {
             .and_then(|v| self.int(&k("replay_window"), v, REPLAY_WINDOW_RANGE))
             .map_or(DEFAULT_REPLAY_WINDOW, |n| n as u32);
 
-        PeerConfig {
+        PeerPolicy {
             name,
             local_address,
             remote_address,
             local_id,
             remote_id,
-            psk,
+            psk: psk.into(),
             remote_domain: remote_domain.into_iter().map(|(n, _)| n).collect(),
             ike_proposals,
             esp_proposals,
