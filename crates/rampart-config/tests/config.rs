@@ -99,7 +99,10 @@ fn examples_load_from_disk() {
     // Debug shows every field (the PSK as its length); psk_file and psk give the same bytes.
     let same = |a: &GatewayConfig, b: &GatewayConfig| {
         format!("{a:?}") == format!("{b:?}")
-            && a.peers.iter().zip(&b.peers).all(|(x, y)| x.sa_relevant_eq(y))
+            && a.peers
+                .iter()
+                .zip(&b.peers)
+                .all(|(x, y)| x.sa_relevant_eq(y))
     };
     assert!(same(&load(&dir.join("gw-a.toml")).unwrap(), &ok(GW_A)));
     assert!(same(&load(&dir.join("gw-b.toml")).unwrap(), &ok(GW_B)));

@@ -8,9 +8,9 @@ use crate::policy::StartAction;
 use rampart_crypto::Rng;
 use rampart_wire::ike::{exchange, parse, Message, Payload};
 
-use crate::peers::{PeerId, PeerSlab};
 use crate::config::{ChildSaId, IdAlloc, IkeConfig, IkeSaId};
 use crate::event::{DownReason, IkeEvent};
+use crate::peers::{PeerId, PeerSlab};
 use crate::policy::PeerPolicy;
 use crate::sa::{IkeSa, IkeState, Task};
 use crate::sk;
@@ -125,7 +125,10 @@ impl Ike {
 
     /// The live peer named `name` (names are unique among live peers).
     pub fn peer_by_name(&self, name: &str) -> Option<PeerId> {
-        self.peers.iter().find(|(_, p)| p.name == name).map(|(id, _)| id)
+        self.peers
+            .iter()
+            .find(|(_, p)| p.name == name)
+            .map(|(id, _)| id)
     }
 
     /// Live peers in a stable order (by slot; a new peer may take the slot of a removed one).

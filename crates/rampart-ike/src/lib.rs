@@ -32,12 +32,12 @@ mod timers;
 mod ts;
 
 pub use config::{ChildSaId, IkeConfig, IkeSaId};
-pub use peers::PeerId;
-pub use policy::{
-    EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RemoteAddress, StartAction,
-    Encapsulation,
-};
 pub use cookie::DosStats;
 pub use engine::{Ike, PeerUpdateError};
 pub use event::{ChildSaKeys, ChildSaStatus, DownReason, IkeEvent, IkeSaStatus};
+pub use peers::PeerId;
+pub use policy::{
+    Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RemoteAddress,
+    StartAction,
+};
 pub use proposal::{EspAlgs, IkeAlgs};

@@ -16,9 +16,7 @@ impl Ike {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.sas
             .values()
-            .filter_map(|sa| {
-                sa.next_timer(self.liveness(sa.peer), self.cfg.nat_keepalive)
-            })
+            .filter_map(|sa| sa.next_timer(self.liveness(sa.peer), self.cfg.nat_keepalive))
             .min()
     }
 

@@ -4,8 +4,8 @@ mod util;
 
 use std::time::Duration;
 
-use rampart_ike::policy::Identity;
 use rampart_crypto::{DhGroup, Encr, Prf};
+use rampart_ike::policy::Identity;
 use rampart_ike::{DownReason, IkeEvent};
 use util::*;
 

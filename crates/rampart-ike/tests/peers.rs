@@ -30,10 +30,14 @@ fn removing_a_peer_deletes_its_sas_at_the_other_side() {
     assert!(p.a.remove_peer(p.now, p.peer_a).is_none(), "the id is dead");
     // Down events are reported at once, before the peer answers (1 ms < the link latency).
     p.run(Duration::from_millis(1));
-    assert!(p.events_b.iter().all(|e| !matches!(e, IkeEvent::IkeSaDown { .. })));
-    assert!(p.events_a.iter().any(
-        |e| matches!(e, IkeEvent::ChildSaDown { child: c, .. } if *c == child)
-    ));
+    assert!(p
+        .events_b
+        .iter()
+        .all(|e| !matches!(e, IkeEvent::IkeSaDown { .. })));
+    assert!(p
+        .events_a
+        .iter()
+        .any(|e| matches!(e, IkeEvent::ChildSaDown { child: c, .. } if *c == child)));
     assert!(p.events_a.iter().any(|e| matches!(
         e,
         IkeEvent::IkeSaDown {
@@ -97,9 +101,10 @@ fn a_peer_added_at_runtime_can_be_initiated() {
     p.initiate();
     p.run(Duration::from_secs(2));
     p.assert_one_matching_child();
-    assert!(p.events_a.iter().any(
-        |e| matches!(e, IkeEvent::IkeSaUp { peer, .. } if *peer == id)
-    ));
+    assert!(p
+        .events_a
+        .iter()
+        .any(|e| matches!(e, IkeEvent::IkeSaUp { peer, .. } if *peer == id)));
 }
 
 #[test]

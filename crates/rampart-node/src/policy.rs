@@ -87,20 +87,28 @@ peers = ["wide", "narrow"]
     /// The policy and the two peers' ids (wide, narrow).
     fn policy() -> (Policy, PeerId, PeerId) {
         let config = rampart_config::parse(CONFIG, "gw.toml").unwrap();
-        let mut ike = rampart_ike::Ike::new(
-            config.ike_config(),
-            rampart_crypto::Rng::from_seed([1; 32]),
-        );
+        let mut ike =
+            rampart_ike::Ike::new(config.ike_config(), rampart_crypto::Rng::from_seed([1; 32]));
         let ids: Vec<PeerId> = config.peers.into_iter().map(|p| ike.add_peer(p)).collect();
-        (Policy::new(&config.local.domain, ike.peers()), ids[0], ids[1])
+        (
+            Policy::new(&config.local.domain, ike.peers()),
+            ids[0],
+            ids[1],
+        )
     }
 
     #[test]
     fn picks_the_most_specific_remote_domain() {
         let (p, wide, narrow) = policy();
         let src: IpAddr = "10.1.0.5".parse().unwrap();
-        assert_eq!(p.outbound_peer(src, "10.2.1.9".parse().unwrap()), Some(narrow));
-        assert_eq!(p.outbound_peer(src, "10.2.7.9".parse().unwrap()), Some(wide));
+        assert_eq!(
+            p.outbound_peer(src, "10.2.1.9".parse().unwrap()),
+            Some(narrow)
+        );
+        assert_eq!(
+            p.outbound_peer(src, "10.2.7.9".parse().unwrap()),
+            Some(wide)
+        );
         assert_eq!(p.outbound_peer(src, "10.3.0.1".parse().unwrap()), None);
     }
 

@@ -5,13 +5,13 @@ use std::time::Instant;
 
 use rampart_wire::ike::{exchange, notify as n, Identification, Payload};
 
-use crate::peers::PeerId;
 use crate::config::IkeSaId;
 use crate::engine::{Ike, HALF_OPEN};
 use crate::event::{DownReason, IkeEvent};
 use crate::exchange::create_child::NewChild;
 use crate::exchange::sig;
 use crate::msg::{self, notify};
+use crate::peers::PeerId;
 use crate::policy::PeerPolicy;
 use crate::proposal::{self, IkeAlgs};
 use crate::retransmit::{ChildPlan, Request};
@@ -413,7 +413,11 @@ impl Ike {
             .iter()
             .find(|(_, pc)| !pc.is_template() && fits(pc));
         fixed
-            .or_else(|| self.peers.iter().find(|(_, pc)| pc.is_template() && fits(pc)))
+            .or_else(|| {
+                self.peers
+                    .iter()
+                    .find(|(_, pc)| pc.is_template() && fits(pc))
+            })
             .map(|(id, _)| id)
     }
 

@@ -7,12 +7,12 @@ use crate::policy::Encapsulation;
 use rampart_crypto::{DhGroup, KeyExchange};
 use rampart_wire::ike::{exchange, flags, notify as n, Header, Message, Payload, VERSION_2_0};
 
-use crate::peers::PeerId;
 use crate::config::IkeSaId;
 use crate::engine::{Ike, HALF_OPEN};
 use crate::event::DownReason;
 use crate::keys::{self, ct_eq, nat_hash};
 use crate::msg::{self, notify};
+use crate::peers::PeerId;
 use crate::proposal::{self, IkeAlgs};
 use crate::retransmit::{Pending, Request};
 use crate::sa::{IkeSa, SaKeys};
@@ -270,7 +270,11 @@ impl Ike {
             payloads.push(notify(n::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
         }
         payloads.push(crate::exchange::sig::hash_notify());
-        payloads.extend(self.peers.get(sa.peer).and_then(crate::exchange::sig::certreq));
+        payloads.extend(
+            self.peers
+                .get(sa.peer)
+                .and_then(crate::exchange::sig::certreq),
+        );
         let header = Header {
             spi_i,
             spi_r: sa.spi_r,

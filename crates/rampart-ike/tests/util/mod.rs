@@ -6,15 +6,15 @@
 #![allow(dead_code)]
 
 use std::collections::VecDeque;
-use std::ops::{Deref, DerefMut};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use rampart_crypto::{Encr, Rng};
 use rampart_ike::policy::{
     Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RemoteAddress,
     StartAction,
 };
-use rampart_crypto::{Encr, Rng};
 use rampart_ike::{ChildSaId, ChildSaKeys, Ike, IkeConfig, IkeEvent, PeerId};
 
 pub const A_IP: &str = "192.0.2.1";
