@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rampart_crypto::Rng;
-use rampart_ike::{Ike, IkeConfig, IkeEvent, PeerId};
+use rampart_ike::{Ike, IkeEvent};
 use serde::{Deserialize, Serialize};
 use tokio::net::UdpSocket;
 use tokio::sync::Semaphore;
@@ -171,16 +171,22 @@ const NON_ESP_MARKER: [u8; 4] = [0; 4];
 async fn client(i: usize, local: IpAddr, remote: IpAddr) -> Result<Duration, String> {
     let text = client_config(i, local, remote);
     let cfg = rampart_config::parse(&text, "ike-load.toml").map_err(|e| format!("config: {e}"))?;
-    let ike_cfg = IkeConfig::from_gateway(&cfg);
+    let ike_cfg = cfg.ike_config();
     let (ike_port, nat_port) = (ike_cfg.ike_port, ike_cfg.nat_t_port);
     let mut ike = Ike::new(ike_cfg, Rng::from_os());
+    let peer = cfg
+        .peers
+        .into_iter()
+        .map(|p| ike.add_peer(p))
+        .next()
+        .ok_or("config: no peer")?;
     let socket = UdpSocket::bind(SocketAddr::new(local, 0))
         .await
         .map_err(|e| format!("bind {local}: {e}"))?;
     let mut buf = vec![0u8; 65_536];
     let mut out = Vec::with_capacity(2048);
     let start = Instant::now();
-    ike.initiate(start, PeerId(0));
+    ike.initiate(start, peer);
     let mut ike_up = None;
     let mut child_up = false;
     loop {

@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use crate::error::{ErrorKind, Sink};
 use crate::raw::{
-    struct_fields, RawGateway, RawInspection, RawLocal, RawNat, RawObject, RawPeer, RawRule,
-    RawService, RawTunnel, SECTIONS,
+    struct_fields, RawEntryPointGroup, RawGateway, RawInspection, RawLocal, RawNat, RawObject,
+    RawPeer, RawRule, RawService, RawTunnel, SECTIONS,
 };
 
 /// One table of the file after deserialization.
@@ -52,6 +52,7 @@ pub(crate) struct RawDocument {
     pub services: Vec<Section<RawService>>,
     pub rules: Vec<Section<RawRule>>,
     pub nats: Vec<Section<RawNat>>,
+    pub entry_point_groups: Vec<Section<RawEntryPointGroup>>,
 }
 
 /// Parses the text. `None` when the text is not TOML (the syntax errors are in `sink`); otherwise
@@ -101,6 +102,9 @@ pub(crate) fn read(text: &str, sink: &mut Sink<'_>) -> Option<RawDocument> {
             "service" => doc.services = tables("service", value, sink),
             "rule" => doc.rules = tables("rule", value, sink),
             "nat" => doc.nats = tables("nat", value, sink),
+            "entry_point_group" => {
+                doc.entry_point_groups = tables("entry_point_group", value, sink)
+            }
             other => sink.push(
                 ErrorKind::UnknownKey,
                 Some(key.span()),

@@ -21,6 +21,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "service",
     "rule",
     "nat",
+    "entry_point_group",
 ];
 
 /// `[gateway]`
@@ -28,6 +29,7 @@ pub(crate) const SECTIONS: &[&str] = &[
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawGateway {
     pub name: Str,
+    pub member_id: Int,
     pub status_socket: Str,
     pub ike_port: Int,
     pub nat_t_port: Int,
@@ -55,6 +57,14 @@ pub(crate) struct RawTunnel {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLocal {
     pub domain: StrList,
+}
+
+/// `[[entry_point_group]]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEntryPointGroup {
+    pub name: Str,
+    pub peers: StrList,
 }
 
 /// `[[peer]]`

@@ -5,23 +5,71 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use ipnet::IpNet;
-use rampart_crypto::{DhGroup, Encr, Integ, Prf};
+pub use rampart_ike::policy::{
+    Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RemoteAddress,
+    StartAction,
+};
+use rampart_ike::IkeConfig;
 
-/// One gateway's whole configuration (one TOML file).
-#[derive(Debug, Clone, PartialEq)]
+/// One gateway's whole configuration (one TOML file). Not `PartialEq`: peers carry
+/// certificate material, compared with [`PeerPolicy::sa_relevant_eq`] where it matters.
+#[derive(Debug, Clone)]
 pub struct GatewayConfig {
     pub gateway: GatewaySection,
     pub tunnel: TunnelSection,
     pub local: LocalSection,
-    pub peers: Vec<PeerConfig>,
+    /// `[[peer]]`, in file order. A peer with `remote_address = "any"` is a template: it has
+    /// `start_action = none`, an explicit `remote_id` and a `local_address`.
+    pub peers: Vec<PeerPolicy>,
+    /// `[[entry_point_group]]`: peers that may share (overlapping) remote domains.
+    pub entry_point_groups: Vec<EntryPointGroup>,
     /// `[inspection]`, `[[object]]`, `[[service]]`, `[[rule]]`, `[[nat]]`: the stateful firewall.
     pub firewall: FirewallConfig,
+}
+
+impl GatewayConfig {
+    /// The IKE engine's part of the configuration (peers are added to the engine one by one).
+    pub fn ike_config(&self) -> IkeConfig {
+        IkeConfig {
+            member_id: self.gateway.member_id,
+            ike_port: self.gateway.ike_port,
+            nat_t_port: self.gateway.nat_t_port,
+            local_domain: self.local.domain.clone(),
+            retransmit_timeout: self.gateway.retransmit_timeout,
+            retransmit_tries: self.gateway.retransmit_tries,
+            nat_keepalive: self.gateway.nat_keepalive,
+            fragmentation: self.gateway.fragmentation,
+            fragment_size: self.gateway.fragment_size,
+            cookie_threshold: self.gateway.cookie_threshold,
+            half_open_per_source: self.gateway.half_open_per_source,
+        }
+    }
+
+    /// The entry-point group `peer` (a peer name) belongs to, if any.
+    pub fn entry_point_group_of(&self, peer: &str) -> Option<&EntryPointGroup> {
+        self.entry_point_groups
+            .iter()
+            .find(|g| g.peers.iter().any(|p| p == peer))
+    }
+}
+
+/// `[[entry_point_group]]`: gateways (peers) that protect the same remote domain, so their
+/// `remote_domain`s may overlap. A peer is in at most one group. Which member carries the
+/// traffic (selection method, probing) arrives with Multiple Entry Points; until then the
+/// first peer with an established tunnel is used, else the first in the group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPointGroup {
+    pub name: String,
+    /// Peer names, each of a `[[peer]]`.
+    pub peers: Vec<String>,
 }
 
 /// `[gateway]`
 #[derive(Debug, Clone, PartialEq)]
 pub struct GatewaySection {
     pub name: String,
+    /// Cluster member id carried in the top bits of SA ids and SPIs. Default 0; 0..=15.
+    pub member_id: u16,
     /// Default `/run/rampart/<name>.sock`.
     pub status_socket: PathBuf,
     /// Default 500.
@@ -69,123 +117,6 @@ pub struct TunnelSection {
 pub struct LocalSection {
     /// The VPN domain this gateway protects; at least one prefix.
     pub domain: Vec<IpNet>,
-}
-
-/// An IKE identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    Ip(IpAddr),
-    Fqdn(String),
-    /// `email:user@example.org` (ID_RFC822_ADDR).
-    Email(String),
-    /// `dn:CN=gw-a, O=Example` (ID_DER_ASN1_DN): the DER encoding of the name.
-    Dn(Vec<u8>),
-}
-
-/// `auth`: how we and the peer authenticate (both sides the same way).
-#[derive(Debug, Clone, PartialEq)]
-pub enum PeerAuth {
-    /// Pre-shared key (`psk` / `psk_file`).
-    Psk,
-    /// X.509 certificates: `certificate`, `private_key`, `ca_certificates`, optional `crl`,
-    /// loaded and checked (the key belongs to the certificate) at validation time.
-    Cert(Box<rampart_pki::CertAuth>),
-}
-
-/// `none | on-traffic | always`
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartAction {
-    None,
-    OnTraffic,
-    Always,
-}
-
-/// `auto | force`
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encapsulation {
-    Auto,
-    Force,
-}
-
-/// One IKE proposal: `aes256gcm16-prfsha256-x25519`, `aes128-sha256-prfsha256-ecp256`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IkeProposal {
-    pub encr: Encr,
-    /// Present exactly when `encr` is not an AEAD.
-    pub integ: Option<Integ>,
-    pub prf: Prf,
-    pub dh: DhGroup,
-}
-
-/// One ESP proposal: `aes256gcm16`, `aes128-sha256`, `aes256gcm16-x25519` (PFS group), `...-esn`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EspProposal {
-    pub encr: Encr,
-    pub integ: Option<Integ>,
-    /// Key exchange for PFS in CREATE_CHILD_SA; `None` means no PFS.
-    pub dh: Option<DhGroup>,
-}
-
-/// `[[peer]]`. Its `Debug` output redacts the pre-shared key.
-#[derive(Clone, PartialEq)]
-pub struct PeerConfig {
-    pub name: String,
-    pub local_address: IpAddr,
-    pub remote_address: IpAddr,
-    /// Default: `local_address` as an IP identity.
-    pub local_id: Identity,
-    /// Default: `remote_address` as an IP identity.
-    pub remote_id: Identity,
-    /// From `psk` or `psk_file` (exactly one of them); at least 16 bytes.
-    pub psk: Vec<u8>,
-    pub remote_domain: Vec<IpNet>,
-    /// Default `["aes256gcm16-prfsha256-x25519", "aes128gcm16-prfsha256-ecp256"]`.
-    pub ike_proposals: Vec<IkeProposal>,
-    /// Default `["aes256gcm16", "chacha20poly1305", "aes128-sha256"]`.
-    pub esp_proposals: Vec<EspProposal>,
-    /// Whether extended sequence numbers are offered/accepted (default false).
-    pub esn: bool,
-    /// Default `always`.
-    pub start_action: StartAction,
-    /// Default 4h.
-    pub ike_lifetime: Duration,
-    /// Default 1h.
-    pub child_lifetime: Duration,
-    /// Default none.
-    pub child_lifetime_bytes: Option<u64>,
-    /// Default 30s; 0 turns liveness checks off.
-    pub liveness_interval: Duration,
-    /// Default `auto`.
-    pub encapsulation: Encapsulation,
-    /// Default 1024; at least 1024, at most 65536... (0 is not allowed).
-    pub replay_window: u32,
-    /// Default `psk`; `cert` carries the loaded certificate material (`psk` is then empty).
-    pub auth: PeerAuth,
-}
-
-impl std::fmt::Debug for PeerConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PeerConfig")
-            .field("name", &self.name)
-            .field("local_address", &self.local_address)
-            .field("remote_address", &self.remote_address)
-            .field("local_id", &self.local_id)
-            .field("remote_id", &self.remote_id)
-            .field("psk", &format_args!("<{} bytes redacted>", self.psk.len()))
-            .field("remote_domain", &self.remote_domain)
-            .field("ike_proposals", &self.ike_proposals)
-            .field("esp_proposals", &self.esp_proposals)
-            .field("esn", &self.esn)
-            .field("start_action", &self.start_action)
-            .field("ike_lifetime", &self.ike_lifetime)
-            .field("child_lifetime", &self.child_lifetime)
-            .field("child_lifetime_bytes", &self.child_lifetime_bytes)
-            .field("liveness_interval", &self.liveness_interval)
-            .field("encapsulation", &self.encapsulation)
-            .field("replay_window", &self.replay_window)
-            .field("auth", &self.auth)
-            .finish()
-    }
 }
 
 /// The stateful firewall of a gateway (see `docs/configuration.md`, "Stateful inspection").

@@ -81,6 +81,24 @@ remote_id = "dn:CN=gw-b, O=Example"
     parse_in(&dir, &with_crl).unwrap();
     let shown = format!("{c:?}");
     assert!(!shown.contains("BEGIN"), "no key material in Debug output");
+
+    // Reloading the same files is the same material, though the clock anchor differs; another
+    // certificate, or a CRL, is not.
+    let again = parse_in(&dir, &text).unwrap();
+    assert!(again.peers[0].auth.same_material(&p.auth));
+    assert!(again.peers[0].sa_relevant_eq(p));
+    let crl = parse_in(&dir, &with_crl).unwrap();
+    assert!(!crl.peers[0].auth.same_material(&p.auth));
+    ca::issue(&dir, "gw-a2", &[], ca::Algorithm::EcdsaP256, false, 30).unwrap();
+    let other_cert = parse_in(
+        &dir,
+        &text
+            .replace("certs/gw-a.crt", "certs/gw-a2.crt")
+            .replace("private/gw-a.key", "private/gw-a2.key"),
+    )
+    .unwrap();
+    assert!(!other_cert.peers[0].auth.same_material(&p.auth));
+    assert!(!PeerAuth::Psk.same_material(&p.auth));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use ipnet::IpNet;
-use rampart_config::{GatewayConfig, PeerConfig};
 
-/// Configuration of one gateway's IKE engine.
+/// Configuration of one gateway's IKE engine. Peers are not part of it: they are added to the
+/// running engine ([`crate::Ike::add_peer`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IkeConfig {
     /// Cluster member id: the top 16 bits of every [`IkeSaId`] / [`ChildSaId`] this engine allocates.
@@ -19,8 +19,6 @@ pub struct IkeConfig {
     pub retransmit_tries: u32,
     /// Interval of the NAT keepalives the NATed side sends while it sends nothing else.
     pub nat_keepalive: Duration,
-    /// Indexed by [`PeerId`].
-    pub peers: Vec<PeerConfig>,
     /// Advertise and use RFC 7383 IKE fragmentation.
     pub fragmentation: bool,
     /// Largest IP datagram of a fragmented IKE message (IP + UDP headers and the non-ESP marker
@@ -31,30 +29,6 @@ pub struct IkeConfig {
     /// Most half-open responder IKE SAs per source IP address; more IKE_SA_INIT are dropped.
     pub half_open_per_source: u32,
 }
-
-impl IkeConfig {
-    /// The engine part of a gateway configuration (member id 0).
-    pub fn from_gateway(cfg: &GatewayConfig) -> IkeConfig {
-        IkeConfig {
-            member_id: 0,
-            ike_port: cfg.gateway.ike_port,
-            nat_t_port: cfg.gateway.nat_t_port,
-            local_domain: cfg.local.domain.clone(),
-            retransmit_timeout: cfg.gateway.retransmit_timeout,
-            retransmit_tries: cfg.gateway.retransmit_tries,
-            nat_keepalive: cfg.gateway.nat_keepalive,
-            peers: cfg.peers.clone(),
-            fragmentation: cfg.gateway.fragmentation,
-            fragment_size: cfg.gateway.fragment_size,
-            cookie_threshold: cfg.gateway.cookie_threshold,
-            half_open_per_source: cfg.gateway.half_open_per_source,
-        }
-    }
-}
-
-/// Index of a peer in [`IkeConfig::peers`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PeerId(pub usize);
 
 /// Cluster-wide IKE SA id: `member_id << 48 | counter`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -4,14 +4,27 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use rampart_config::StartAction;
+use crate::policy::StartAction;
 use rampart_crypto::Rng;
 use rampart_wire::ike::{exchange, parse, Message, Payload};
 
-use crate::config::{ChildSaId, IdAlloc, IkeConfig, IkeSaId, PeerId};
+use crate::config::{ChildSaId, IdAlloc, IkeConfig, IkeSaId};
 use crate::event::{DownReason, IkeEvent};
+use crate::peers::{PeerId, PeerSlab};
+use crate::policy::PeerPolicy;
 use crate::sa::{IkeSa, IkeState, Task};
 use crate::sk;
+
+/// Why [`Ike::update_peer`] refused a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PeerUpdateError {
+    #[error("no peer {0}")]
+    UnknownPeer(PeerId),
+    #[error("peer {0}: the change affects its SAs (remove and add the peer instead)")]
+    SaRelevantChange(PeerId),
+    #[error("another peer is named \"{0}\"")]
+    DuplicateName(String),
+}
 
 /// How long a responder keeps a half-open SA, or a failed SA to answer retransmissions.
 pub(crate) const HALF_OPEN: Duration = Duration::from_secs(30);
@@ -22,6 +35,9 @@ pub(crate) const HALF_OPEN: Duration = Duration::from_secs(30);
 /// [`Ike::handle_timeout`] at [`Ike::poll_timeout`].
 pub struct Ike {
     pub(crate) cfg: IkeConfig,
+    /// The one peer list of the gateway. An SA's `peer` may stop resolving (the peer was removed
+    /// while the SA finished its Delete): every lookup copes with `None`.
+    pub(crate) peers: PeerSlab,
     pub(crate) rng: Rng,
     pub(crate) ids: IdAlloc,
     pub(crate) sas: BTreeMap<IkeSaId, IkeSa>,
@@ -42,6 +58,7 @@ impl Ike {
         let ids = IdAlloc::new(config.member_id);
         Ike {
             cfg: config,
+            peers: PeerSlab::default(),
             rng,
             ids,
             sas: BTreeMap::new(),
@@ -56,6 +73,105 @@ impl Ike {
 
     pub fn config(&self) -> &IkeConfig {
         &self.cfg
+    }
+
+    /// Adds a peer. Nothing is initiated: the caller applies the start action.
+    pub fn add_peer(&mut self, policy: PeerPolicy) -> PeerId {
+        self.peers.insert(policy)
+    }
+
+    /// Removes a peer; its id is dead from now on. Every IKE SA of the peer is deleted: an
+    /// established one sends an INFORMATIONAL Delete (retransmitted as usual, after a request
+    /// still in flight), one still connecting is dropped. `ChildSaDown` for each CHILD SA and
+    /// `IkeSaDown { reason: Deleted }` are reported now, not when the peer answers.
+    pub fn remove_peer(&mut self, now: Instant, id: PeerId) -> Option<PeerPolicy> {
+        let policy = self.peers.remove(id)?;
+        let ids: Vec<IkeSaId> = self
+            .sas
+            .values()
+            .filter(|s| s.peer == id)
+            .map(|s| s.id)
+            .collect();
+        for sa_id in ids {
+            self.orphan_sa(now, sa_id);
+        }
+        Some(policy)
+    }
+
+    /// Replaces a peer's policy in place. Refused with [`PeerUpdateError`] unless the new policy
+    /// is [`PeerPolicy::sa_relevant_eq`] to the old one (then existing SAs stay valid as they
+    /// are); anything else is a remove and an add.
+    pub fn update_peer(&mut self, id: PeerId, policy: PeerPolicy) -> Result<(), PeerUpdateError> {
+        let name_taken = self
+            .peers
+            .iter()
+            .any(|(other, p)| other != id && p.name == policy.name);
+        let Some(current) = self.peers.get_mut(id) else {
+            return Err(PeerUpdateError::UnknownPeer(id));
+        };
+        if !current.sa_relevant_eq(&policy) {
+            return Err(PeerUpdateError::SaRelevantChange(id));
+        }
+        if name_taken {
+            return Err(PeerUpdateError::DuplicateName(policy.name));
+        }
+        *current = policy;
+        Ok(())
+    }
+
+    pub fn peer(&self, id: PeerId) -> Option<&PeerPolicy> {
+        self.peers.get(id)
+    }
+
+    /// The live peer named `name` (names are unique among live peers).
+    pub fn peer_by_name(&self, name: &str) -> Option<PeerId> {
+        self.peers
+            .iter()
+            .find(|(_, p)| p.name == name)
+            .map(|(id, _)| id)
+    }
+
+    /// Live peers in a stable order (by slot; a new peer may take the slot of a removed one).
+    pub fn peers(&self) -> impl Iterator<Item = (PeerId, &PeerPolicy)> {
+        self.peers.iter()
+    }
+
+    /// An SA whose peer was removed: report it down now; an established one still deletes
+    /// itself at the peer (no CHILD SAs, no IkeSaDown left to report when that finishes).
+    fn orphan_sa(&mut self, now: Instant, id: IkeSaId) {
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        let can_delete =
+            sa.keys.is_some() && matches!(sa.state, IkeState::Established | IkeState::Rekeyed);
+        if !can_delete {
+            self.remove_sa(id, Some(DownReason::Deleted));
+            return;
+        }
+        for c in sa.children.drain(..) {
+            self.child_index.remove(&c.id);
+            self.events.push_back(IkeEvent::ChildSaDown {
+                peer: sa.peer,
+                child: c.id,
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+            });
+        }
+        if sa.announced {
+            self.events.push_back(IkeEvent::IkeSaDown {
+                peer: sa.peer,
+                ike_sa: id,
+                reason: DownReason::Deleted,
+            });
+        }
+        // The state stays: run_tasks starts the Delete from Established or Rekeyed.
+        sa.announced = false;
+        sa.rekey_at = None;
+        sa.expire_at = Some(now + HALF_OPEN);
+        sa.collision = None;
+        sa.tasks.clear();
+        sa.tasks.push_back(Task::DeleteIke);
+        self.run_tasks(now, id);
     }
 
     /// An IKE message (non-ESP marker already stripped) from `remote` to our `local` address.
@@ -258,7 +374,7 @@ impl Ike {
 
     /// Start action "always", or after a dead peer: bring up an IKE SA with a CHILD SA.
     pub fn initiate(&mut self, now: Instant, peer: PeerId) {
-        if peer.0 >= self.cfg.peers.len() {
+        if self.peers.get(peer).is_none_or(|p| p.is_template()) {
             return;
         }
         let existing = self.sas.values_mut().find(|s| {
@@ -428,7 +544,11 @@ impl Ike {
             let others = self.sas.values().any(|s| {
                 s.peer == peer && matches!(s.state, IkeState::Connecting | IkeState::Established)
             });
-            if !others && self.cfg.peers[peer.0].start_action == StartAction::Always {
+            let always = self
+                .peers
+                .get(peer)
+                .is_some_and(|p| p.start_action == StartAction::Always);
+            if !others && always {
                 self.start_ike_sa(now, peer);
             }
         }

@@ -7,7 +7,8 @@ use rampart_crypto::{DhGroup, Encr, Integ, Prf};
 use rampart_wire::ike::TrafficSelector;
 use zeroize::Zeroize;
 
-use crate::config::{ChildSaId, IkeSaId, PeerId};
+use crate::config::{ChildSaId, IkeSaId};
+use crate::peers::PeerId;
 
 /// Why an IKE SA went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,6 +21,8 @@ mod fragment;
 mod keys;
 mod msg;
 mod nat_follow;
+mod peers;
+pub mod policy;
 mod proposal;
 mod retransmit;
 mod sa;
@@ -29,8 +31,13 @@ mod status;
 mod timers;
 mod ts;
 
-pub use config::{ChildSaId, IkeConfig, IkeSaId, PeerId};
+pub use config::{ChildSaId, IkeConfig, IkeSaId};
 pub use cookie::DosStats;
-pub use engine::Ike;
+pub use engine::{Ike, PeerUpdateError};
 pub use event::{ChildSaKeys, ChildSaStatus, DownReason, IkeEvent, IkeSaStatus};
+pub use peers::PeerId;
+pub use policy::{
+    Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RemoteAddress,
+    StartAction,
+};
 pub use proposal::{EspAlgs, IkeAlgs};

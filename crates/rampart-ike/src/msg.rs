@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use rampart_config::Identity;
+use crate::policy::Identity;
 use rampart_wire::ike::{
     id_type, notify, Identification, Notify, Payload, Proposal, TrafficSelector,
 };

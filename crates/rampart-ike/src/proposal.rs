@@ -4,7 +4,7 @@
 //! entry that some received proposal offers completely; transform types we do not use (integrity
 //! with an AEAD, KE without PFS) must be absent from the received proposal or be NONE (id 0).
 
-use rampart_config::{EspProposal, IkeProposal};
+use crate::policy::{EspProposal, IkeProposal};
 use rampart_crypto::{DhGroup, Encr, Integ, Prf};
 use rampart_wire::ike::{Proposal, Transform};
 

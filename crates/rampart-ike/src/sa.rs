@@ -8,11 +8,12 @@ use rampart_crypto::{CipherKey, KeyExchange, Prf, Rng};
 use rampart_wire::ike::{flags, Header, Payload, VERSION_2_0};
 
 use crate::child::ChildSa;
-use crate::config::{ChildSaId, IkeSaId, PeerId};
+use crate::config::{ChildSaId, IkeSaId};
 use crate::error::IkeError;
 use crate::event::IkeEvent;
 use crate::fragment;
 use crate::keys::Secret;
+use crate::peers::PeerId;
 use crate::proposal::IkeAlgs;
 use crate::retransmit::{Pending, Request};
 

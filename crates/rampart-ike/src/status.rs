@@ -5,6 +5,7 @@ use std::time::Instant;
 use crate::engine::Ike;
 use crate::event::{ChildSaStatus, IkeSaStatus};
 use crate::msg::identity_string;
+use crate::policy::{Identity, PeerPolicy};
 use crate::sa::IkeState;
 
 impl Ike {
@@ -12,11 +13,14 @@ impl Ike {
         self.sas
             .values()
             .map(|sa| {
-                let pc = &self.cfg.peers[sa.peer.0];
+                let pc = self.peers.get(sa.peer);
+                let id_string = |f: fn(&PeerPolicy) -> &Identity| {
+                    pc.map(|pc| identity_string(f(pc))).unwrap_or_default()
+                };
                 IkeSaStatus {
                     ike_sa: sa.id,
                     peer: sa.peer,
-                    peer_name: pc.name.clone(),
+                    peer_name: pc.map(|pc| pc.name.clone()).unwrap_or_default(),
                     state: match sa.state {
                         IkeState::Connecting => "connecting",
                         IkeState::Established => "established",
@@ -28,8 +32,8 @@ impl Ike {
                     spi_r: sa.spi_r,
                     local: sa.local,
                     remote: sa.remote,
-                    local_id: identity_string(&pc.local_id),
-                    remote_id: identity_string(&pc.remote_id),
+                    local_id: id_string(|pc| &pc.local_id),
+                    remote_id: id_string(|pc| &pc.remote_id),
                     encr: sa.algs.map(|a| a.encr),
                     integ: sa.algs.and_then(|a| a.integ),
                     prf: sa.algs.map(|a| a.prf),

@@ -1,7 +1,9 @@
 //! Time-driven work: retransmissions, rekeys, expiry, liveness checks, NAT keepalives, and the
 //! task queue that serialises our own requests (window of one).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use crate::peers::PeerId;
 
 use crate::child::ChildState;
 use crate::config::IkeSaId;
@@ -14,12 +16,7 @@ impl Ike {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.sas
             .values()
-            .filter_map(|sa| {
-                sa.next_timer(
-                    self.cfg.peers[sa.peer.0].liveness_interval,
-                    self.cfg.nat_keepalive,
-                )
-            })
+            .filter_map(|sa| sa.next_timer(self.liveness(sa.peer), self.cfg.nat_keepalive))
             .min()
     }
 
@@ -33,10 +30,13 @@ impl Ike {
 
     fn sa_timeout(&mut self, now: Instant, id: IkeSaId) {
         let tries = self.cfg.retransmit_tries;
+        let Some(peer) = self.sas.get(&id).map(|sa| sa.peer) else {
+            return;
+        };
+        let liveness = self.liveness(peer);
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
-        let liveness = self.cfg.peers[sa.peer.0].liveness_interval;
         sa.frag.expire(now);
         if let Some(p) = sa.pending.as_mut() {
             match p.poll(now, tries) {
@@ -122,6 +122,13 @@ impl Ike {
             });
             sa.last_tx = now;
         }
+    }
+
+    /// The peer's liveness interval; zero (no checks) for a removed peer.
+    fn liveness(&self, peer: PeerId) -> Duration {
+        self.peers
+            .get(peer)
+            .map_or(Duration::ZERO, |p| p.liveness_interval)
     }
 
     /// Starts queued tasks while our request slot is free.

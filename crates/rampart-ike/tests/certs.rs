@@ -5,8 +5,8 @@ mod util;
 
 use std::time::{Duration, Instant};
 
-use rampart_config::{Identity, PeerAuth};
-use rampart_ike::{DownReason, IkeConfig, IkeEvent};
+use rampart_ike::policy::{Identity, PeerAuth};
+use rampart_ike::{DownReason, IkeEvent};
 use rampart_pki::ca::{Algorithm, Ca, San, Validity};
 use rampart_pki::{parse_dn, CertAuth, Credentials, PrivateKey, TrustStore, WallClock};
 use rampart_wire::ike::{parse, Payload};
@@ -36,7 +36,7 @@ fn auth_for(ca: &Ca, leaf_chain: Vec<Vec<u8>>, key_pem: &str, pss: bool) -> Peer
 
 /// A and B with certificates from one root; `alg` for every key; B's through an intermediate
 /// when `intermediate`.
-fn cert_configs(alg: Algorithm, pss: bool, intermediate: bool) -> (IkeConfig, IkeConfig) {
+fn cert_configs(alg: Algorithm, pss: bool, intermediate: bool) -> (SideConfig, SideConfig) {
     let root = Ca::new_root("Test Root", alg, year()).unwrap();
     let (mut a, mut b) = configs(false);
     let la = root
@@ -77,7 +77,7 @@ fn auth_failed(ev: &[IkeEvent]) -> bool {
     })
 }
 
-fn establish(a: IkeConfig, b: IkeConfig) -> Pair {
+fn establish(a: SideConfig, b: SideConfig) -> Pair {
     let mut p = Pair::new(a, b);
     p.initiate();
     p.run(Duration::from_secs(2));
@@ -168,7 +168,7 @@ fn dn_and_email_identities() {
 }
 
 /// Each rejection: the responder (B) refuses A, nobody comes up.
-fn rejected(a: IkeConfig, b: IkeConfig) {
+fn rejected(a: SideConfig, b: SideConfig) {
     let p = establish(a, b);
     assert_eq!(ike_ups(&p.events_a), 0, "{:?}", p.events_a);
     assert_eq!(ike_ups(&p.events_b), 0);

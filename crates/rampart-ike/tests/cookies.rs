@@ -7,16 +7,15 @@ mod util;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use rampart_crypto::Rng;
-use rampart_ike::{Ike, IkeEvent, PeerId};
+use rampart_ike::IkeEvent;
 use rampart_wire::ike::{exchange, notify, parse, Payload};
 use util::*;
 
 /// One IKE_SA_INIT request as A would send it, from a throwaway engine.
 fn init_template() -> Vec<u8> {
     let (a, _) = configs(false);
-    let mut x = Ike::new(a, Rng::from_seed([9; 32]));
-    x.initiate(std::time::Instant::now(), PeerId(0));
+    let (mut x, peer) = engine(a, 9);
+    x.initiate(std::time::Instant::now(), peer);
     while let Some(ev) = x.poll_event() {
         if let IkeEvent::Transmit { msg, .. } = ev {
             return msg;

@@ -4,8 +4,8 @@ mod util;
 
 use std::time::Duration;
 
-use rampart_config::Identity;
 use rampart_crypto::{DhGroup, Encr, Prf};
+use rampart_ike::policy::Identity;
 use rampart_ike::{DownReason, IkeEvent};
 use util::*;
 
@@ -145,7 +145,7 @@ fn mismatched_ike_proposals_fail_with_no_proposal_chosen() {
     let (mut a, mut b) = configs(false);
     a.peers[0].ike_proposals = vec![ike_prop("aes128-sha256-prfsha256-ecp256")];
     b.peers[0].ike_proposals = vec![ike_prop("aes256gcm16-prfsha256-x25519")];
-    a.peers[0].start_action = rampart_config::StartAction::None;
+    a.peers[0].start_action = rampart_ike::policy::StartAction::None;
     let mut p = Pair::new(a, b);
     p.initiate();
     p.run(Duration::from_secs(30));
@@ -171,9 +171,9 @@ fn mismatched_esp_proposals_keep_ike_sa_without_child() {
 #[test]
 fn wrong_psk_fails_authentication() {
     let (a, mut b) = configs(false);
-    b.peers[0].psk = b"another-secret-of-enough-length".to_vec();
+    b.peers[0].psk = b"another-secret-of-enough-length".to_vec().into();
     let mut a = a;
-    a.peers[0].start_action = rampart_config::StartAction::None;
+    a.peers[0].start_action = rampart_ike::policy::StartAction::None;
     let mut p = Pair::new(a, b);
     p.initiate();
     p.run(Duration::from_secs(60));
@@ -194,7 +194,7 @@ fn wrong_psk_fails_authentication() {
 fn wrong_remote_id_fails_authentication() {
     let (mut a, b) = configs(false);
     a.peers[0].remote_id = Identity::Fqdn("other.example".into());
-    a.peers[0].start_action = rampart_config::StartAction::None;
+    a.peers[0].start_action = rampart_ike::policy::StartAction::None;
     let mut p = Pair::new(a, b);
     p.initiate();
     p.run(Duration::from_secs(5));
@@ -271,7 +271,7 @@ fn disjoint_traffic_selectors_are_unacceptable() {
 fn unknown_peer_is_ignored_but_ids_can_match() {
     // B knows A under another address: the ID decides (fallback peer matching).
     let (a, mut b) = configs(false);
-    b.peers[0].remote_address = ip("192.0.2.99");
+    b.peers[0].remote_address = rampart_ike::RemoteAddress::Ip(ip("192.0.2.99"));
     let mut p = Pair::new(a, b);
     p.initiate();
     p.run(Duration::from_secs(1));

@@ -8,7 +8,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use rampart_crypto::Encr;
-use rampart_ike::IkeConfig;
 use rampart_wire::ike::{exchange, notify, parse, payload_type, Payload};
 use util::*;
 
@@ -17,7 +16,7 @@ use util::*;
 const SMALL: u16 = 200;
 const SMALL_MSG: usize = 168;
 
-fn small_configs() -> (IkeConfig, IkeConfig) {
+fn small_configs() -> (SideConfig, SideConfig) {
     let (mut a, mut b) = configs(false);
     a.fragment_size = SMALL;
     b.fragment_size = SMALL;

@@ -4,8 +4,8 @@ mod util;
 
 use std::time::Duration;
 
-use rampart_config::{Encapsulation, StartAction};
-use rampart_ike::{DownReason, IkeEvent, PeerId};
+use rampart_ike::policy::{Encapsulation, StartAction};
+use rampart_ike::{DownReason, IkeEvent};
 use util::*;
 
 fn established() -> Pair {
@@ -130,7 +130,7 @@ fn dead_peer_then_reinitiate() {
     assert_eq!(
         count(&p.events_a, |e| matches!(
             e,
-            IkeEvent::PeerDead { peer: PeerId(0) }
+            IkeEvent::PeerDead { peer } if *peer == p.peer_a
         )),
         1
     );
@@ -182,7 +182,7 @@ fn on_traffic_waits_for_acquire() {
     p.run(Duration::from_secs(60));
     assert_eq!(p.sent.len(), n, "no re-initiation without traffic");
     p.drop = Box::new(|_| false);
-    p.a.acquire(p.now, PeerId(0));
+    p.a.acquire(p.now, p.peer_a);
     p.run(Duration::from_secs(1));
     assert_eq!(p.live_children(Side::A).len(), 1);
 }
@@ -395,7 +395,7 @@ fn delete_child_and_ike_both_ways() {
     assert!(p.live_children(Side::A).is_empty() && p.live_children(Side::B).is_empty());
     assert_eq!(p.a.status(p.now)[0].state, "established");
     // A new CHILD SA on demand in the existing IKE SA.
-    p.a.acquire(p.now, PeerId(0));
+    p.a.acquire(p.now, p.peer_a);
     p.run(Duration::from_secs(1));
     p.assert_one_matching_child();
     let id = p.b.status(p.now)[0].ike_sa;
@@ -509,7 +509,7 @@ fn initial_contact_after_restart_drops_stale_sas() {
     p.run(Duration::from_secs(15));
     // A restarts: a fresh engine with no state initiates again.
     let (a, _) = configs(false);
-    p.a = rampart_ike::Ike::new(a, rampart_crypto::Rng::from_seed([9; 32]));
+    (p.a, p.peer_a) = engine(a, 9);
     p.events_a.clear();
     p.initiate();
     p.run(Duration::from_secs(1));

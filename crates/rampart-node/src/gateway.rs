@@ -13,7 +13,7 @@ use rampart_esp::udp_encap::{self, Classified};
 use rampart_esp::{
     CryptJob, CryptRunner, InboundSa, Inline, Lifetime, OpenError, OutboundSa, SaConfig,
 };
-use rampart_ike::{ChildSaId, ChildSaKeys, Ike, IkeConfig, IkeEvent, PeerId};
+use rampart_ike::{ChildSaId, ChildSaKeys, Ike, IkeEvent, PeerId};
 use rampart_inspect::{Inspector, Side, Verdict};
 use rampart_wire::ip::PacketInfo;
 
@@ -73,12 +73,29 @@ fn open_drop_reason(e: &OpenError) -> DropReason {
     }
 }
 
+/// What installing a tunnel needs from its peer's policy (copied out of the IKE engine).
+struct PeerParams {
+    name: String,
+    child_lifetime_bytes: Option<u64>,
+    replay_window: u32,
+}
+
 impl Gateway {
-    pub fn new(config: GatewayConfig, now: Instant, mut rng: Rng) -> Result<Gateway, NodeError> {
-        let ike_config = IkeConfig::from_gateway(&config);
+    /// Builds the gateway; every configured peer is added to the IKE engine (which then holds
+    /// the only copy of the peer list: `config().peers` is empty) and initiated per its start
+    /// action.
+    pub fn new(
+        mut config: GatewayConfig,
+        now: Instant,
+        mut rng: Rng,
+    ) -> Result<Gateway, NodeError> {
+        let ike_config = config.ike_config();
         let member_id = ike_config.member_id;
-        let ike = Ike::new(ike_config, rng.fork());
-        let policy = Policy::new(&config);
+        let mut ike = Ike::new(ike_config, rng.fork());
+        for peer in std::mem::take(&mut config.peers) {
+            ike.add_peer(peer);
+        }
+        let policy = Policy::new(&config.local.domain, ike.peers());
         let inspect = Inspector::new(
             config.firewall.clone(),
             member_id,
@@ -105,10 +122,14 @@ impl Gateway {
         for prefix in gateway.shutdown_routes() {
             gateway.outputs.push_back(Output::RouteAdd { prefix });
         }
-        for (peer, p) in gateway.config.peers.iter().enumerate() {
-            if p.start_action == StartAction::Always {
-                gateway.ike.initiate(now, PeerId(peer));
-            }
+        let always: Vec<PeerId> = gateway
+            .ike
+            .peers()
+            .filter(|(_, p)| p.start_action == StartAction::Always)
+            .map(|(id, _)| id)
+            .collect();
+        for peer in always {
+            gateway.ike.initiate(now, peer);
         }
         gateway.drain_ike(now);
         Ok(gateway)
@@ -299,7 +320,7 @@ impl Gateway {
     /// sent (the packet stays dropped).
     fn reject_into_tunnel(
         &mut self,
-        peer: usize,
+        peer: PeerId,
         buf: &mut [u8],
         packet: Range<usize>,
         bound: Range<usize>,
@@ -401,8 +422,12 @@ impl Gateway {
             return TunStep::Done(self.drop(DropReason::NoPolicy));
         };
         let Some((id, tunnel)) = self.tunnels.active_for(peer) else {
-            if self.config.peers[peer].start_action == StartAction::OnTraffic {
-                self.ike.acquire(now, PeerId(peer));
+            let on_traffic = self
+                .ike
+                .peer(peer)
+                .is_some_and(|p| p.start_action == StartAction::OnTraffic);
+            if on_traffic {
+                self.ike.acquire(now, peer);
                 self.drain_ike(now);
             }
             return TunStep::Done(self.drop(DropReason::NoSa));
@@ -579,7 +604,7 @@ impl Gateway {
                 });
             }
             IkeEvent::IkeSaUp { peer, ike_sa } => {
-                let name = &self.config.peers[peer.0].name;
+                let name = self.peer_name(peer);
                 self.log(
                     LogLevel::Info,
                     format!("peer {name}: IKE SA {:#x} established", ike_sa.0),
@@ -590,7 +615,7 @@ impl Gateway {
                 ike_sa,
                 reason,
             } => {
-                let name = &self.config.peers[peer.0].name;
+                let name = self.peer_name(peer);
                 self.log(
                     LogLevel::Info,
                     format!("peer {name}: IKE SA {:#x} down ({reason:?})", ike_sa.0),
@@ -604,7 +629,7 @@ impl Gateway {
                 spi_out,
             } => {
                 if self.tunnels.remove(child).is_some() {
-                    let name = &self.config.peers[peer.0].name;
+                    let name = self.peer_name(peer);
                     self.log(
                         LogLevel::Info,
                         format!(
@@ -627,25 +652,39 @@ impl Gateway {
                 }
             }
             IkeEvent::PeerDead { peer } => {
-                let p = &self.config.peers[peer.0];
+                let Some(p) = self.ike.peer(peer) else {
+                    return;
+                };
                 let action = match p.start_action {
                     StartAction::Always => "re-initiating",
                     StartAction::OnTraffic => "waiting for traffic to re-initiate",
                     StartAction::None => "not re-initiating (start_action = none)",
                 };
-                self.log(
-                    LogLevel::Warn,
-                    format!(
-                        "peer {} ({}) is dead: no answer to liveness checks; SAs removed, {action}",
-                        p.name, p.remote_address
-                    ),
+                let message = format!(
+                    "peer {} ({}) is dead: no answer to liveness checks; SAs removed, {action}",
+                    p.name, p.remote_address
                 );
+                self.log(LogLevel::Warn, message);
             }
         }
     }
 
+    /// A peer's name for logs; a removed peer (its SAs still winding down) by its id.
+    fn peer_name(&self, peer: PeerId) -> String {
+        self.ike
+            .peer(peer)
+            .map_or_else(|| format!("#{peer} (removed)"), |p| p.name.clone())
+    }
+
     fn install(&mut self, now: Instant, keys: ChildSaKeys) {
-        let peer = &self.config.peers[keys.peer.0];
+        let Some(peer) = self.ike.peer(keys.peer) else {
+            return;
+        };
+        let peer = PeerParams {
+            name: peer.name.clone(),
+            child_lifetime_bytes: peer.child_lifetime_bytes,
+            replay_window: peer.replay_window,
+        };
         let lifetime = Lifetime {
             soft_bytes: peer.child_lifetime_bytes,
             hard_bytes: peer.child_lifetime_bytes.map(|b| b.saturating_add(b / 10)),
@@ -712,7 +751,7 @@ impl Gateway {
         self.tunnels.insert(
             keys.child,
             Tunnel {
-                peer: keys.peer.0,
+                peer: keys.peer,
                 inbound,
                 outbound,
                 local_ts: keys.local_ts.clone(),

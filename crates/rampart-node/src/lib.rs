@@ -8,7 +8,8 @@ mod status;
 mod tunnel;
 
 pub use gateway::Gateway;
-pub use policy::{PeerIndex, Policy};
+pub use policy::Policy;
+pub use rampart_ike::PeerId;
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use status::{
     BatchCounters, DataPlaneCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus,

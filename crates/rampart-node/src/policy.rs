@@ -7,10 +7,7 @@
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use rampart_config::GatewayConfig;
-
-/// Index of a peer in the configuration (and in the IKE engine).
-pub type PeerIndex = usize;
+use rampart_ike::{PeerId, PeerPolicy};
 
 /// Longest-prefix-free policy table: local domain plus each peer's remote domain.
 ///
@@ -20,27 +17,29 @@ pub type PeerIndex = usize;
 #[derive(Debug, Clone)]
 pub struct Policy {
     local: Vec<IpNet>,
-    remote: Vec<(IpNet, PeerIndex)>,
+    remote: Vec<(IpNet, PeerId)>,
 }
 
 impl Policy {
-    pub fn new(config: &GatewayConfig) -> Policy {
-        let mut remote: Vec<(IpNet, PeerIndex)> = config
-            .peers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, p)| p.remote_domain.iter().map(move |n| (*n, i)))
+    /// From our local domain and the IKE engine's peers ([`rampart_ike::Ike::peers`]).
+    pub fn new<'a>(
+        local: &[IpNet],
+        peers: impl Iterator<Item = (PeerId, &'a PeerPolicy)>,
+    ) -> Policy {
+        let mut remote: Vec<(IpNet, PeerId)> = peers
+            .flat_map(|(id, p)| p.remote_domain.iter().map(move |n| (*n, id)))
             .collect();
-        // Longest prefix first, so a more specific domain wins.
+        // Longest prefix first (stable: equal lengths keep peer order), so a more specific
+        // domain wins.
         remote.sort_by_key(|(n, _)| std::cmp::Reverse(n.prefix_len()));
         Policy {
-            local: config.local.domain.clone(),
+            local: local.to_vec(),
             remote,
         }
     }
 
     /// The peer that protects traffic from `src` (in our domain) to `dst` (in its domain).
-    pub fn outbound_peer(&self, src: IpAddr, dst: IpAddr) -> Option<PeerIndex> {
+    pub fn outbound_peer(&self, src: IpAddr, dst: IpAddr) -> Option<PeerId> {
         if !self.is_local(src) {
             return None;
         }
@@ -64,28 +63,58 @@ impl Policy {
 mod tests {
     use super::*;
 
-    fn policy() -> Policy {
-        Policy {
-            local: vec!["10.1.0.0/24".parse().unwrap()],
-            remote: vec![
-                ("10.2.1.0/24".parse().unwrap(), 1),
-                ("10.2.0.0/16".parse().unwrap(), 0),
-            ],
-        }
+    const CONFIG: &str = r#"[gateway]
+name = "gw"
+[local]
+domain = ["10.1.0.0/24"]
+[[peer]]
+name = "wide"
+local_address = "192.0.2.1"
+remote_address = "192.0.2.2"
+psk = "0123456789abcdef"
+remote_domain = ["10.2.0.0/16"]
+[[peer]]
+name = "narrow"
+local_address = "192.0.2.1"
+remote_address = "192.0.2.3"
+psk = "0123456789abcdef"
+remote_domain = ["10.2.1.0/24"]
+[[entry_point_group]]
+name = "site-2"
+peers = ["wide", "narrow"]
+"#;
+
+    /// The policy and the two peers' ids (wide, narrow).
+    fn policy() -> (Policy, PeerId, PeerId) {
+        let config = rampart_config::parse(CONFIG, "gw.toml").unwrap();
+        let mut ike =
+            rampart_ike::Ike::new(config.ike_config(), rampart_crypto::Rng::from_seed([1; 32]));
+        let ids: Vec<PeerId> = config.peers.into_iter().map(|p| ike.add_peer(p)).collect();
+        (
+            Policy::new(&config.local.domain, ike.peers()),
+            ids[0],
+            ids[1],
+        )
     }
 
     #[test]
     fn picks_the_most_specific_remote_domain() {
-        let p = policy();
+        let (p, wide, narrow) = policy();
         let src: IpAddr = "10.1.0.5".parse().unwrap();
-        assert_eq!(p.outbound_peer(src, "10.2.1.9".parse().unwrap()), Some(1));
-        assert_eq!(p.outbound_peer(src, "10.2.7.9".parse().unwrap()), Some(0));
+        assert_eq!(
+            p.outbound_peer(src, "10.2.1.9".parse().unwrap()),
+            Some(narrow)
+        );
+        assert_eq!(
+            p.outbound_peer(src, "10.2.7.9".parse().unwrap()),
+            Some(wide)
+        );
         assert_eq!(p.outbound_peer(src, "10.3.0.1".parse().unwrap()), None);
     }
 
     #[test]
     fn source_outside_the_local_domain_has_no_policy() {
-        let p = policy();
+        let (p, _, _) = policy();
         assert_eq!(
             p.outbound_peer("10.9.0.1".parse().unwrap(), "10.2.1.9".parse().unwrap()),
             None

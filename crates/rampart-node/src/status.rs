@@ -126,13 +126,12 @@ pub struct DataPlaneCounters {
 pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStatus {
     let config = gw.config();
     let ike = gw.ike().status(now);
-    let peers = config
-        .peers
-        .iter()
-        .enumerate()
+    let peers = gw
+        .ike()
+        .peers()
         .map(|(index, p)| {
             // The newest established IKE SA of the peer, else any (connecting).
-            let sa = ike.iter().filter(|s| s.peer.0 == index).max_by_key(|s| {
+            let sa = ike.iter().filter(|s| s.peer == index).max_by_key(|s| {
                 (
                     s.state == "established",
                     std::cmp::Reverse(s.established_for),

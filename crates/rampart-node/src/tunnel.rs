@@ -9,11 +9,11 @@ use rampart_esp::{InboundSa, OutboundSa};
 use rampart_ike::ChildSaId;
 use rampart_wire::ike::TrafficSelector;
 
-use crate::policy::PeerIndex;
+use rampart_ike::PeerId;
 
 /// One CHILD SA pair as the data plane holds it.
 pub struct Tunnel {
-    pub peer: PeerIndex,
+    pub peer: PeerId,
     pub inbound: InboundSa,
     pub outbound: OutboundSa,
     pub local_ts: Vec<TrafficSelector>,
@@ -52,7 +52,7 @@ impl Tunnel {
 pub struct Tunnels {
     tunnels: IdMap<ChildSaId, Tunnel>,
     by_spi: IdMap<u32, ChildSaId>,
-    active_out: IdMap<PeerIndex, ChildSaId>,
+    active_out: IdMap<PeerId, ChildSaId>,
 }
 
 /// A map over the integer keys of the data plane, hashed with [`IdHasher`].
@@ -130,7 +130,7 @@ impl Tunnels {
         self.tunnels.get_mut(&id).map(|t| (id, t))
     }
 
-    pub fn active_for(&mut self, peer: PeerIndex) -> Option<(ChildSaId, &mut Tunnel)> {
+    pub fn active_for(&mut self, peer: PeerId) -> Option<(ChildSaId, &mut Tunnel)> {
         let id = *self.active_out.get(&peer)?;
         self.tunnels.get_mut(&id).map(|t| (id, t))
     }

@@ -55,8 +55,9 @@ impl Credentials {
 }
 
 /// Certificate authentication of one peer: what we prove ourselves with and what the peer's
-/// chain must lead to.
-#[derive(Debug, Clone, PartialEq)]
+/// chain must lead to. Not `PartialEq`: the wall-clock anchor is no part of the material, so
+/// compare with [`CertAuth::same_material`].
+#[derive(Debug, Clone)]
 pub struct CertAuth {
     pub credentials: Credentials,
     pub trust: TrustStore,
@@ -69,16 +70,20 @@ pub struct CertAuth {
 /// A wall-clock anchor: the monotonic instant `at` was unix time `unix` (seconds). Sans-IO
 /// engines only see `Instant`s; certificate validity needs the calendar. The anchor is taken
 /// where the material is loaded (configuration loading reads files and the clock anyway); a
-/// test sets it to any time it wants to validate at. Anchors never compare unequal.
+/// test sets it to any time it wants to validate at.
 #[derive(Debug, Clone, Copy)]
 pub struct WallClock {
     pub at: Instant,
     pub unix: u64,
 }
 
-impl PartialEq for WallClock {
-    fn eq(&self, _: &Self) -> bool {
-        true
+impl CertAuth {
+    /// Same certificate chain, private key, CAs and CRLs (by their DER bytes; the key by its
+    /// public half) and the same RSA signature scheme. The clock anchor does not count.
+    pub fn same_material(&self, other: &CertAuth) -> bool {
+        self.credentials == other.credentials
+            && self.trust == other.trust
+            && self.rsa_pss == other.rsa_pss
     }
 }
 

@@ -3,15 +3,17 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rampart_wire::ike::{exchange, notify as n, Payload};
+use rampart_wire::ike::{exchange, notify as n, Identification, Payload};
 
-use crate::config::{IkeSaId, PeerId};
+use crate::config::IkeSaId;
 use crate::engine::{Ike, HALF_OPEN};
 use crate::event::{DownReason, IkeEvent};
 use crate::exchange::create_child::NewChild;
 use crate::exchange::sig;
 use crate::msg::{self, notify};
-use crate::proposal;
+use crate::peers::PeerId;
+use crate::policy::PeerPolicy;
+use crate::proposal::{self, IkeAlgs};
 use crate::retransmit::{ChildPlan, Request};
 use crate::sa::IkeState;
 use crate::ts;
@@ -34,7 +36,9 @@ impl Ike {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return;
+        };
         let (Some(keys), Some(algs)) = (sa.keys.as_ref(), sa.algs) else {
             return;
         };
@@ -110,24 +114,19 @@ impl Ike {
         let idi = msg::id_i(p).cloned();
         let algs = sa.algs;
         if sa.peer_by_id {
-            let found = idi.as_ref().and_then(|idi| {
-                self.cfg.peers.iter().position(|pc| {
-                    msg::id_matches(&pc.remote_id, idi)
-                        && algs.is_some_and(|a| {
-                            pc.ike_proposals
-                                .iter()
-                                .any(|x| proposal::IkeAlgs::from(x) == a)
-                        })
-                })
-            });
-            if let (Some(i), Some(sa)) = (found, self.sas.get_mut(&id)) {
-                sa.peer = PeerId(i);
+            let found = idi
+                .as_ref()
+                .and_then(|idi| self.match_peer_by_id(idi, algs));
+            if let (Some(peer), Some(sa)) = (found, self.sas.get_mut(&id)) {
+                sa.peer = peer;
             }
         }
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return;
+        };
         let (Some(keys), Some(algs)) = (sa.keys.as_ref(), sa.algs) else {
             return;
         };
@@ -259,6 +258,14 @@ impl Ike {
         self.resolve_duplicate(now, id);
     }
 
+    /// Whether two SAs are with the same remote gateway: the same peer and, for a template
+    /// (which serves many remotes), the same remote IP address as well.
+    fn same_remote(&self, a: &crate::sa::IkeSa, b: &crate::sa::IkeSa) -> bool {
+        a.peer == b.peer
+            && (a.remote.ip() == b.remote.ip()
+                || self.peers.get(a.peer).is_some_and(|p| !p.is_template()))
+    }
+
     /// Both gateways initiated at the same moment and two IKE SAs came up for one peer. Both
     /// sides compute the same verdict: of two SAs, the one whose lowest nonce is lower is
     /// redundant (the rule RFC 7296 2.8.1 uses for rekey collisions), and only the side that
@@ -272,7 +279,10 @@ impl Ike {
         let this_nonce = lowest(this);
         let mut doomed = Vec::new();
         for other in self.sas.values() {
-            if other.id == id || other.peer != peer || other.state != IkeState::Established {
+            if other.id == id
+                || !self.same_remote(other, this)
+                || other.state != IkeState::Established
+            {
                 continue;
             }
             let loser = if lowest(other) < this_nonce {
@@ -287,7 +297,7 @@ impl Ike {
         for loser in doomed {
             tracing::debug!(
                 ike_sa = loser.0,
-                peer = peer.0,
+                %peer,
                 "duplicate IKE SA: deleting ours"
             );
             self.delete_ike_sa(now, loser);
@@ -298,13 +308,13 @@ impl Ike {
     /// came up in the last [`FRESH`] are kept: both sides may have initiated at once, each
     /// sending INITIAL_CONTACT, and neither lost anything.
     fn initial_contact(&mut self, now: Instant, id: IkeSaId) {
-        let Some(peer) = self.sas.get(&id).map(|s| s.peer) else {
+        let Some(this) = self.sas.get(&id) else {
             return;
         };
         let stale: Vec<IkeSaId> = self
             .sas
             .values()
-            .filter(|s| s.peer == peer && s.id != id && s.announced)
+            .filter(|s| self.same_remote(s, this) && s.id != id && s.announced)
             .filter(|s| {
                 s.established_at
                     .is_none_or(|t| now.saturating_duration_since(t) >= FRESH)
@@ -329,7 +339,9 @@ impl Ike {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return;
+        };
         let (Some(keys), Some(algs)) = (sa.keys.as_ref(), sa.algs) else {
             return;
         };
@@ -389,12 +401,34 @@ impl Ike {
         self.resolve_duplicate(now, id);
     }
 
+    /// The peer of an initiator no fixed address matched: by its IDi (and the IKE algorithms
+    /// chosen), fixed-address peers first (a peer behind a NAT), then templates.
+    fn match_peer_by_id(&self, idi: &Identification, algs: Option<IkeAlgs>) -> Option<PeerId> {
+        let fits = |pc: &PeerPolicy| {
+            msg::id_matches(&pc.remote_id, idi)
+                && algs.is_some_and(|a| pc.ike_proposals.iter().any(|x| IkeAlgs::from(x) == a))
+        };
+        let fixed = self
+            .peers
+            .iter()
+            .find(|(_, pc)| !pc.is_template() && fits(pc));
+        fixed
+            .or_else(|| {
+                self.peers
+                    .iter()
+                    .find(|(_, pc)| pc.is_template() && fits(pc))
+            })
+            .map(|(id, _)| id)
+    }
+
     /// The IKE SA is up: timers, IkeSaUp.
     pub(crate) fn established(&mut self, now: Instant, id: IkeSaId) {
         let Some(peer) = self.sas.get(&id).map(|s| s.peer) else {
             return;
         };
-        let lifetime = self.cfg.peers[peer.0].ike_lifetime;
+        let Some(lifetime) = self.peers.get(peer).map(|p| p.ike_lifetime) else {
+            return;
+        };
         let rekey = self.jittered(lifetime);
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
@@ -410,7 +444,7 @@ impl Ike {
         let remote = sa.remote;
         self.half_open.remove(&(remote, spi_i));
         self.half_open.retain(|_, v| *v != id);
-        tracing::debug!(ike_sa = id.0, peer = peer.0, "IKE SA established");
+        tracing::debug!(ike_sa = id.0, %peer, "IKE SA established");
         self.events
             .push_back(IkeEvent::IkeSaUp { peer, ike_sa: id });
     }

@@ -49,7 +49,7 @@ impl Ike {
         c: NewChild,
     ) -> Option<ChildSaId> {
         let peer = self.sas.get(&id)?.peer;
-        let lifetime = self.cfg.peers[peer.0].child_lifetime;
+        let lifetime = self.peers.get(peer)?.child_lifetime;
         let rekey = self.jittered(lifetime);
         let child_id = ChildSaId(self.ids.next());
         let sa = self.sas.get_mut(&id)?;
@@ -122,7 +122,9 @@ impl Ike {
         let Some(sa) = self.sas.get(&id) else {
             return false;
         };
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return false;
+        };
         let group = group.or_else(|| pc.esp_proposals.first().and_then(|p| p.dh));
         let (local_ts, remote_ts, old_spi) = match rekey {
             Some(cid) => match sa.child(cid) {
@@ -237,7 +239,10 @@ impl Ike {
         p: &[Payload],
     ) -> Result<Vec<Payload>, (u16, Vec<u8>)> {
         let sa = self.sas.get(&id).ok_or((n::TEMPORARY_FAILURE, vec![]))?;
-        let pc = &self.cfg.peers[sa.peer.0];
+        let pc = self
+            .peers
+            .get(sa.peer)
+            .ok_or((n::TEMPORARY_FAILURE, vec![]))?;
         let old = match msg::find_notify(p, n::REKEY_SA) {
             Some(rn) if rn.protocol == PROTO_ESP => {
                 let spi = rn
@@ -283,7 +288,10 @@ impl Ike {
             });
         }
         let sa = self.sas.get(&id).ok_or((n::TEMPORARY_FAILURE, vec![]))?;
-        let pc = &self.cfg.peers[sa.peer.0];
+        let pc = self
+            .peers
+            .get(sa.peer)
+            .ok_or((n::TEMPORARY_FAILURE, vec![]))?;
         let tsi_n = ts::narrow(tsi, &ts::from_nets(&pc.remote_domain));
         let tsr_n = ts::narrow(tsr, &ts::from_nets(&self.cfg.local_domain));
         if tsi_n.is_empty() || tsr_n.is_empty() {
@@ -365,7 +373,9 @@ impl Ike {
             return self.child_failed(now, id, plan, e.kind, &e.data);
         }
         let Some(sa) = self.sas.get(&id) else { return };
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return;
+        };
         let pfs = plan.ke.is_some();
         let negotiated = (|| {
             let [prop] = msg::sa(p)? else { return None };
@@ -436,7 +446,9 @@ impl Ike {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return;
+        };
         let rekey = plan.rekey;
         if let Some(c) = rekey.and_then(|cid| sa.child_mut(cid)) {
             if let Some(col) = c.collision.take() {

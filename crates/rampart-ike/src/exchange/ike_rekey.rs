@@ -32,7 +32,9 @@ impl Ike {
         let Some(sa) = self.sas.get(&id) else {
             return false;
         };
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return false;
+        };
         let Some(group) = group.or_else(|| pc.ike_proposals.first().map(|p| p.dh)) else {
             return false;
         };
@@ -186,7 +188,10 @@ impl Ike {
     ) -> Result<(Vec<Payload>, Option<(IkeSaId, Vec<u8>)>), (u16, Vec<u8>)> {
         let syntax = (n::INVALID_SYNTAX, vec![]);
         let sa = self.sas.get(&id).ok_or(syntax.clone())?;
-        let pc = &self.cfg.peers[sa.peer.0];
+        let pc = self
+            .peers
+            .get(sa.peer)
+            .ok_or((n::TEMPORARY_FAILURE, vec![]))?;
         let (props, ni, (group, ke_data)) = match (msg::sa(p), msg::nonce(p), msg::ke(p)) {
             (Some(a), Some(b), Some(c)) => (a, b, c),
             _ => return Err(syntax),
@@ -276,7 +281,9 @@ impl Ike {
             }
             return;
         }
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return;
+        };
         let negotiated = (|| {
             let [prop] = msg::sa(p)? else { return None };
             let algs = proposal::accept_ike(&pc.ike_proposals, prop)?;

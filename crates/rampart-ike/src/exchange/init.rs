@@ -3,15 +3,16 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use rampart_config::Encapsulation;
+use crate::policy::Encapsulation;
 use rampart_crypto::{DhGroup, KeyExchange};
 use rampart_wire::ike::{exchange, flags, notify as n, Header, Message, Payload, VERSION_2_0};
 
-use crate::config::{IkeSaId, PeerId};
+use crate::config::IkeSaId;
 use crate::engine::{Ike, HALF_OPEN};
 use crate::event::DownReason;
 use crate::keys::{self, ct_eq, nat_hash};
 use crate::msg::{self, notify};
+use crate::peers::PeerId;
 use crate::proposal::{self, IkeAlgs};
 use crate::retransmit::{Pending, Request};
 use crate::sa::{IkeSa, SaKeys};
@@ -19,17 +20,22 @@ use crate::sa::{IkeSa, SaKeys};
 impl Ike {
     /// New IKE SA as initiator: IKE_SA_INIT with our proposals and a KE for the first one's group.
     pub(crate) fn start_ike_sa(&mut self, now: Instant, peer: PeerId) {
-        let pc = &self.cfg.peers[peer.0];
+        let Some(pc) = self.peers.get(peer) else {
+            return;
+        };
         let Some(group) = pc.ike_proposals.first().map(|p| p.dh) else {
             return;
         };
         let local = SocketAddr::new(pc.local_address, self.cfg.ike_port);
-        let remote = SocketAddr::new(pc.remote_address, self.cfg.ike_port);
+        let Some(remote) = pc.remote_address.ip() else {
+            return;
+        };
+        let remote = SocketAddr::new(remote, self.cfg.ike_port);
         let id = IkeSaId(self.ids.next());
         let mut sa = IkeSa::new(id, peer, true, now, local, remote);
         sa.spi_i = self.alloc_ike_spi();
         sa.ni = self.nonce();
-        tracing::debug!(ike_sa = id.0, peer = peer.0, "initiating IKE SA");
+        tracing::debug!(ike_sa = id.0, %peer, "initiating IKE SA");
         self.by_spi.insert(sa.spi_i, id);
         self.sas.insert(id, sa);
         self.send_init(now, id, group);
@@ -47,7 +53,9 @@ impl Ike {
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return;
+        };
         let mut payloads = Vec::new();
         if let Some(c) = &sa.cookie {
             payloads.push(notify(n::COOKIE, c.clone()));
@@ -103,18 +111,21 @@ impl Ike {
         });
     }
 
-    /// Which configured peer an IKE_SA_INIT from `remote` belongs to. Without an address match,
-    /// the first peer is taken provisionally and the IDi decides in IKE_AUTH.
+    /// Which peer an IKE_SA_INIT from `remote` belongs to: the first with that fixed address.
+    /// Without an address match the first template (else the first peer) is taken
+    /// provisionally, and the IDi decides in IKE_AUTH ([`Ike::match_peer_by_id`]).
     fn match_peer(&self, remote: SocketAddr) -> Option<(PeerId, bool)> {
-        if let Some(i) = self
-            .cfg
+        if let Some((id, _)) = self
             .peers
             .iter()
-            .position(|p| p.remote_address == remote.ip())
+            .find(|(_, p)| p.remote_address.ip() == Some(remote.ip()))
         {
-            return Some((PeerId(i), false));
+            return Some((id, false));
         }
-        (!self.cfg.peers.is_empty()).then_some((PeerId(0), true))
+        let template = self.peers.iter().find(|(_, p)| p.is_template());
+        template
+            .or_else(|| self.peers.iter().next())
+            .map(|(id, _)| (id, true))
     }
 
     pub(crate) fn stateless_reply(
@@ -182,7 +193,9 @@ impl Ike {
             );
             return;
         };
-        let pc = &self.cfg.peers[peer.0];
+        let Some(pc) = self.peers.get(peer) else {
+            return;
+        };
         let Some((algs, idx)) = proposal::select_ike(&pc.ike_proposals, props) else {
             tracing::debug!(%remote, "IKE_SA_INIT: no proposal chosen");
             self.stateless_reply(
@@ -257,7 +270,11 @@ impl Ike {
             payloads.push(notify(n::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
         }
         payloads.push(crate::exchange::sig::hash_notify());
-        payloads.extend(crate::exchange::sig::certreq(&self.cfg.peers[sa.peer.0]));
+        payloads.extend(
+            self.peers
+                .get(sa.peer)
+                .and_then(crate::exchange::sig::certreq),
+        );
         let header = Header {
             spi_i,
             spi_r: sa.spi_r,
@@ -301,7 +318,9 @@ impl Ike {
             return;
         }
         let p = &m.payloads;
-        let pc = &self.cfg.peers[sa.peer.0];
+        let Some(pc) = self.peers.get(sa.peer) else {
+            return;
+        };
         if let Some(c) = msg::find_notify(p, n::COOKIE) {
             if sa.cookie.as_deref() != Some(&c.data) && !c.data.is_empty() && c.data.len() <= 64 {
                 sa.cookie = Some(c.data.clone());

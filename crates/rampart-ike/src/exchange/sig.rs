@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 use std::time::Instant;
 
-use rampart_config::{Identity, PeerAuth, PeerConfig};
+use crate::policy::{Identity, PeerAuth, PeerPolicy};
 use rampart_crypto::{prf, Prf};
 use rampart_pki::{check_identity, hash_alg, verify_signature, CertAuth, IkeId, SignScheme};
 use rampart_wire::ike::{auth_method, id_type, notify as n, parse, Identification, Payload};
@@ -70,7 +70,7 @@ pub(crate) fn peer_hashes(init: &[u8]) -> Vec<u16> {
 }
 
 /// CERTREQ naming our CAs (SHA-1 of each SubjectPublicKeyInfo), for certificate peers.
-pub(crate) fn certreq(pc: &PeerConfig) -> Option<Payload> {
+pub(crate) fn certreq(pc: &PeerPolicy) -> Option<Payload> {
     match &pc.auth {
         PeerAuth::Cert(c) => Some(Payload::CertReq {
             encoding: CERT_X509_SIGNATURE,
@@ -82,7 +82,7 @@ pub(crate) fn certreq(pc: &PeerConfig) -> Option<Payload> {
 
 /// Our ID payload. With certificates and a DN identity equal to our certificate's subject, the
 /// subject's exact DER is sent (peers that compare DNs bytewise then agree).
-pub(crate) fn local_identification(pc: &PeerConfig) -> Identification {
+pub(crate) fn local_identification(pc: &PeerPolicy) -> Identification {
     let id = msg::identification(&pc.local_id);
     if let (PeerAuth::Cert(c), Identity::Dn(want)) = (&pc.auth, &pc.local_id) {
         let subject = c.credentials.subject_der();
@@ -97,7 +97,7 @@ pub(crate) fn local_identification(pc: &PeerConfig) -> Identification {
 }
 
 /// CERT payloads (end entity first, then intermediates) for certificate peers.
-pub(crate) fn cert_payloads(pc: &PeerConfig) -> Vec<Payload> {
+pub(crate) fn cert_payloads(pc: &PeerPolicy) -> Vec<Payload> {
     match &pc.auth {
         PeerAuth::Cert(c) => c
             .credentials
@@ -115,7 +115,7 @@ pub(crate) fn cert_payloads(pc: &PeerConfig) -> Vec<Payload> {
 /// Our AUTH payload. `peer_hashes` are the peer's SIGNATURE_HASH_ALGORITHMS (empty: it does
 /// not support RFC 7427, so ECDSA keys use methods 9/10).
 pub(crate) fn our_auth(
-    pc: &PeerConfig,
+    pc: &PeerPolicy,
     s: &Signed<'_>,
     id: &Identification,
     peer_hashes: &[u16],
@@ -178,7 +178,7 @@ fn ike_id(id: &Identification) -> Option<IkeId<'_>> {
 /// MAC or (certificates) a chain valid at `now` to one of our CAs, not revoked, naming the ID,
 /// whose key verifies the AUTH signature. `Err` is the reason, for the log.
 pub(crate) fn verify_peer(
-    pc: &PeerConfig,
+    pc: &PeerPolicy,
     s: &Signed<'_>,
     id: &Identification,
     p: &[Payload],

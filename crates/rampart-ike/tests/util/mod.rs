@@ -7,10 +7,14 @@
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use rampart_config::{Encapsulation, EspProposal, Identity, IkeProposal, PeerConfig, StartAction};
 use rampart_crypto::{Encr, Rng};
+use rampart_ike::policy::{
+    Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RemoteAddress,
+    StartAction,
+};
 use rampart_ike::{ChildSaId, ChildSaKeys, Ike, IkeConfig, IkeEvent, PeerId};
 
 pub const A_IP: &str = "192.0.2.1";
@@ -81,14 +85,14 @@ pub fn esp_prop(s: &str) -> EspProposal {
     EspProposal { encr, integ, dh }
 }
 
-pub fn peer_config(local: &str, remote: &str, remote_domain: &str) -> PeerConfig {
-    PeerConfig {
+pub fn peer_config(local: &str, remote: &str, remote_domain: &str) -> PeerPolicy {
+    PeerPolicy {
         name: format!("to-{remote}"),
         local_address: ip(local),
-        remote_address: ip(remote),
+        remote_address: RemoteAddress::Ip(ip(remote)),
         local_id: Identity::Ip(ip(local)),
         remote_id: Identity::Ip(ip(remote)),
-        psk: b"a-very-secret-psk-0123".to_vec(),
+        psk: b"a-very-secret-psk-0123".to_vec().into(),
         remote_domain: vec![remote_domain.parse().unwrap()],
         ike_proposals: vec![
             ike_prop("aes256gcm16-prfsha256-x25519"),
@@ -107,12 +111,39 @@ pub fn peer_config(local: &str, remote: &str, remote_domain: &str) -> PeerConfig
         liveness_interval: Duration::from_secs(30),
         encapsulation: Encapsulation::Auto,
         replay_window: 1024,
-        auth: rampart_config::PeerAuth::Psk,
+        auth: PeerAuth::Psk,
     }
 }
 
-pub fn ike_config(local_domain: &str, peer: PeerConfig) -> IkeConfig {
-    IkeConfig {
+/// One side's engine configuration and the peers added to it (in order) when it is built.
+#[derive(Debug, Clone)]
+pub struct SideConfig {
+    pub ike: IkeConfig,
+    pub peers: Vec<PeerPolicy>,
+}
+
+impl Deref for SideConfig {
+    type Target = IkeConfig;
+    fn deref(&self) -> &IkeConfig {
+        &self.ike
+    }
+}
+
+impl DerefMut for SideConfig {
+    fn deref_mut(&mut self) -> &mut IkeConfig {
+        &mut self.ike
+    }
+}
+
+/// An engine with the side's peers added; returns it and the first peer's id.
+pub fn engine(cfg: SideConfig, seed: u8) -> (Ike, PeerId) {
+    let mut ike = Ike::new(cfg.ike, Rng::from_seed([seed; 32]));
+    let ids: Vec<PeerId> = cfg.peers.into_iter().map(|p| ike.add_peer(p)).collect();
+    (ike, ids[0])
+}
+
+pub fn ike_config(local_domain: &str, peer: PeerPolicy) -> SideConfig {
+    let ike = IkeConfig {
         member_id: 0,
         ike_port: 500,
         nat_t_port: 4500,
@@ -120,16 +151,19 @@ pub fn ike_config(local_domain: &str, peer: PeerConfig) -> IkeConfig {
         retransmit_timeout: Duration::from_secs(2),
         retransmit_tries: 3,
         nat_keepalive: Duration::from_secs(20),
-        peers: vec![peer],
         fragmentation: true,
         fragment_size: 1280,
         cookie_threshold: 100,
         half_open_per_source: 20,
+    };
+    SideConfig {
+        ike,
+        peers: vec![peer],
     }
 }
 
 /// Default configurations; `nat`: A is behind the NAT, so B knows it by the public address.
-pub fn configs(nat: bool) -> (IkeConfig, IkeConfig) {
+pub fn configs(nat: bool) -> (SideConfig, SideConfig) {
     let a = ike_config("10.1.0.0/16", peer_config(A_IP, B_IP, "10.2.0.0/16"));
     let mut pb = peer_config(B_IP, if nat { NAT_IP } else { A_IP }, "10.1.0.0/16");
     pb.remote_id = Identity::Ip(ip(A_IP));
@@ -141,6 +175,9 @@ pub fn configs(nat: bool) -> (IkeConfig, IkeConfig) {
 pub struct Pair {
     pub a: Ike,
     pub b: Ike,
+    /// A's first peer (B), and B's first peer (A).
+    pub peer_a: PeerId,
+    pub peer_b: PeerId,
     pub now: Instant,
     pub start: Instant,
     pub in_flight: VecDeque<Packet>,
@@ -159,15 +196,19 @@ pub struct Pair {
 }
 
 impl Pair {
-    pub fn new(a: IkeConfig, b: IkeConfig) -> Pair {
+    pub fn new(a: SideConfig, b: SideConfig) -> Pair {
         Pair::with_nat(a, b, false)
     }
 
-    pub fn with_nat(a: IkeConfig, b: IkeConfig, nat: bool) -> Pair {
+    pub fn with_nat(a: SideConfig, b: SideConfig, nat: bool) -> Pair {
         let now = Instant::now();
+        let (a, peer_a) = engine(a, 1);
+        let (b, peer_b) = engine(b, 2);
         Pair {
-            a: Ike::new(a, Rng::from_seed([1; 32])),
-            b: Ike::new(b, Rng::from_seed([2; 32])),
+            a,
+            b,
+            peer_a,
+            peer_b,
             now,
             start: now,
             in_flight: VecDeque::new(),
@@ -291,7 +332,7 @@ impl Pair {
     }
 
     pub fn initiate(&mut self) {
-        self.a.initiate(self.now, PeerId(0));
+        self.a.initiate(self.now, self.peer_a);
     }
 
     pub fn events(&self, side: Side) -> &[IkeEvent] {
