@@ -8,6 +8,7 @@ use rampart_wire::ike::TrafficSelector;
 use zeroize::Zeroize;
 
 use crate::config::{ChildSaId, IkeSaId, PeerId};
+use crate::sa::IkeSaStateKind;
 
 /// Why an IKE SA went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,8 +132,7 @@ pub struct IkeSaStatus {
     pub ike_sa: IkeSaId,
     pub peer: PeerId,
     pub peer_name: String,
-    /// `connecting`, `established`, `rekeyed`, `deleting`.
-    pub state: &'static str,
+    pub state: IkeSaStateKind,
     /// We are the original initiator of this IKE SA.
     pub initiator: bool,
     pub spi_i: u64,

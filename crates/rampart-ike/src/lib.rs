@@ -25,7 +25,10 @@ mod proposal;
 mod retransmit;
 mod sa;
 mod sk;
+mod spi;
+mod state;
 mod status;
+mod table;
 mod timers;
 mod ts;
 
@@ -34,3 +37,9 @@ pub use cookie::DosStats;
 pub use engine::Ike;
 pub use event::{ChildSaKeys, ChildSaStatus, DownReason, IkeEvent, IkeSaStatus};
 pub use proposal::{EspAlgs, IkeAlgs};
+pub use sa::IkeSaStateKind;
+pub use spi::{SpiGenerator, MAX_MEMBER_ID};
+pub use state::{
+    CachedResponse, ChildPhase, ChildSaState, IkeSaState, ImportError, OutstandingKind, OutstandingRequest,
+    QueuedTask,
+};
