@@ -486,9 +486,9 @@ impl Ike {
         loop {
             let s = self.spis.esp_spi(&mut self.rng);
             if !self
-                    .sas
-                    .values()
-                    .any(|sa| sa.children.iter().any(|c| c.spi_in == s))
+                .sas
+                .values()
+                .any(|sa| sa.children.iter().any(|c| c.spi_in == s))
             {
                 return s;
             }

@@ -40,6 +40,6 @@ pub use proposal::{EspAlgs, IkeAlgs};
 pub use sa::IkeSaStateKind;
 pub use spi::{SpiGenerator, MAX_MEMBER_ID};
 pub use state::{
-    CachedResponse, ChildPhase, ChildSaState, IkeSaState, ImportError, OutstandingKind, OutstandingRequest,
-    QueuedTask,
+    CachedResponse, ChildPhase, ChildSaState, IkeSaState, ImportError, OutstandingKind,
+    OutstandingRequest, QueuedTask,
 };

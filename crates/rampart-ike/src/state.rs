@@ -267,13 +267,20 @@ fn check_keys(st: &IkeSaState) -> Result<(), ImportError> {
         ));
     }
     let p = a.prf.output_len();
-    if [&st.sk_d, &st.sk_pi, &st.sk_pr].iter().any(|k| k.len() != p) {
-        return Err(ImportError::InvalidKey("SK_d/SK_pi/SK_pr length differs from the PRF output"));
+    if [&st.sk_d, &st.sk_pi, &st.sk_pr]
+        .iter()
+        .any(|k| k.len() != p)
+    {
+        return Err(ImportError::InvalidKey(
+            "SK_d/SK_pi/SK_pr length differs from the PRF output",
+        ));
     }
     let e = a.encr.key_len() + a.encr.salt_len();
     let i = a.integ.map_or(0, |g| g.key_len());
     if st.sk_ei.len() != e || st.sk_er.len() != e || st.sk_ai.len() != i || st.sk_ar.len() != i {
-        return Err(ImportError::InvalidKey("IKE encryption/integrity key length"));
+        return Err(ImportError::InvalidKey(
+            "IKE encryption/integrity key length",
+        ));
     }
     for c in &st.children {
         let g = &c.algs;
@@ -426,7 +433,9 @@ impl Ike {
             // The data plane builds these ciphers from ChildSaUp: refuse what it would refuse.
             let (ii, io) = (c.integ_key_in.as_slice(), c.integ_key_out.as_slice());
             CipherKey::new(c.algs.encr, &c.key_in, c.algs.integ.map(|g| (g, ii)))
-                .and_then(|_| CipherKey::new(c.algs.encr, &c.key_out, c.algs.integ.map(|g| (g, io))))
+                .and_then(|_| {
+                    CipherKey::new(c.algs.encr, &c.key_out, c.algs.integ.map(|g| (g, io)))
+                })
                 .map_err(|_| ImportError::InvalidKey("ESP cipher rejected the key"))?;
         }
 
@@ -522,9 +531,9 @@ impl Ike {
         self.by_spi.insert(our_spi, id);
         self.sas.insert(id, sa);
         tracing::debug!(ike_sa = id.0, peer = %st.peer_name, "IKE SA imported");
-        self.events.push_back(IkeEvent::IkeSaUp { peer, ike_sa: id });
         self.events
-            .extend(ups.into_iter().map(IkeEvent::ChildSaUp));
+            .push_back(IkeEvent::IkeSaUp { peer, ike_sa: id });
+        self.events.extend(ups.into_iter().map(IkeEvent::ChildSaUp));
         self.run_tasks(now, id);
         self.refresh_timers();
         Ok(id)
@@ -553,7 +562,10 @@ mod tests {
     #[test]
     fn ago_saturates() {
         let now = Instant::now();
-        assert_eq!(ago(now, Duration::from_secs(1)) + Duration::from_secs(1), now);
+        assert_eq!(
+            ago(now, Duration::from_secs(1)) + Duration::from_secs(1),
+            now
+        );
         let _ = ago(now, Duration::MAX);
     }
 }

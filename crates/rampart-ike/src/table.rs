@@ -161,6 +161,9 @@ impl Ike {
 
     /// The earliest deadline by scanning every SA (the heap's reference, for checks).
     pub(crate) fn scan_timeout(&self) -> Option<Instant> {
-        self.sas.values().filter_map(|sa| self.sa_deadline(sa)).min()
+        self.sas
+            .values()
+            .filter_map(|sa| self.sa_deadline(sa))
+            .min()
     }
 }
