@@ -200,6 +200,18 @@ macro_rules! keywords {
                 match s { $($word => Ok($var),)+ _ => Err(UnknownAlgorithm { kind: $kind, word: s.to_string(), allowed: $allowed }) }
             }
         }
+        /// Serialised as its keyword (the `Display` form).
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let word = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                word.parse().map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 
@@ -241,5 +253,24 @@ mod tests {
             assert_eq!(DhGroup::from_id(g.transform_id()), Some(g));
         }
         assert!("aes512".parse::<Encr>().is_err());
+    }
+
+    #[test]
+    fn serde_uses_keywords() {
+        for e in Encr::ALL {
+            let j = serde_json::to_string(&e).unwrap();
+            assert_eq!(j, format!("\"{e}\""));
+            assert_eq!(serde_json::from_str::<Encr>(&j).unwrap(), e);
+        }
+        for g in DhGroup::ALL {
+            let j = serde_json::to_string(&g).unwrap();
+            assert_eq!(serde_json::from_str::<DhGroup>(&j).unwrap(), g);
+        }
+        let p: Prf = serde_json::from_str("\"prfsha384\"").unwrap();
+        assert_eq!(p, Prf::HmacSha384);
+        let i: Integ = serde_json::from_str("\"sha256\"").unwrap();
+        assert_eq!(i, Integ::HmacSha256_128);
+        let err = serde_json::from_str::<Encr>("\"aes512\"").unwrap_err();
+        assert!(err.to_string().contains("aes512"), "{err}");
     }
 }

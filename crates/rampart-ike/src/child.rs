@@ -1,6 +1,8 @@
-//! CHILD SA state kept by the engine (the keys themselves go to the node in `ChildSaUp`).
+//! CHILD SA state kept by the engine, keys included (they also go to the node in `ChildSaUp`).
 
 use std::time::Instant;
+
+use crate::keys::Secret;
 
 use rampart_wire::ike::TrafficSelector;
 
@@ -27,6 +29,21 @@ pub(crate) struct Collision {
     pub nonce: Vec<u8>,
 }
 
+/// Both directions' ESP keys of a CHILD SA (AEAD: key || 4-byte salt), zeroized on drop.
+#[derive(Clone)]
+pub(crate) struct ChildKeyMat {
+    pub key_in: Secret,
+    pub integ_key_in: Secret,
+    pub key_out: Secret,
+    pub integ_key_out: Secret,
+}
+
+impl std::fmt::Debug for ChildKeyMat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChildKeyMat(..)")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct ChildSa {
     pub id: ChildSaId,
@@ -35,6 +52,7 @@ pub(crate) struct ChildSa {
     pub algs: EspAlgs,
     pub local_ts: Vec<TrafficSelector>,
     pub remote_ts: Vec<TrafficSelector>,
+    pub keys: ChildKeyMat,
     pub created: Instant,
     pub rekey_at: Option<Instant>,
     /// Hard expiry: 110% of the lifetime; `None` once its deletion is queued.

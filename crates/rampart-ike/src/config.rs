@@ -8,7 +8,8 @@ use ipnet::IpNet;
 /// running engine ([`crate::Ike::add_peer`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct IkeConfig {
-    /// Cluster member id: the top 16 bits of every [`IkeSaId`] / [`ChildSaId`] this engine allocates.
+    /// Cluster member id, 0..=[`crate::MAX_MEMBER_ID`]: the top 16 bits of every [`IkeSaId`] /
+    /// [`ChildSaId`] and IKE SPI this engine allocates, the top 4 bits of its ESP SPIs.
     pub member_id: u16,
     pub ike_port: u16,
     pub nat_t_port: u16,
@@ -31,11 +32,17 @@ pub struct IkeConfig {
 }
 
 /// Cluster-wide IKE SA id: `member_id << 48 | counter`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct IkeSaId(pub u64);
 
 /// Cluster-wide CHILD SA id: `member_id << 48 | counter`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct ChildSaId(pub u64);
 
 /// Allocates ids unique within one member; the counter never repeats within a run.
@@ -50,6 +57,12 @@ impl IdAlloc {
         IdAlloc {
             member: u64::from(member_id) << 48,
             next: 1,
+        }
+    }
+    /// Makes sure the counter never hands out `id` (an id imported from a member with our id).
+    pub(crate) fn observe(&mut self, id: u64) {
+        if id & !0xFFFF_FFFF_FFFF == self.member {
+            self.next = self.next.max((id & 0xFFFF_FFFF_FFFF) + 1);
         }
     }
     pub(crate) fn next(&mut self) -> u64 {

@@ -1,6 +1,6 @@
 //! The endpoint: demultiplexing by SPI, the public API, SA teardown.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -12,8 +12,10 @@ use crate::config::{ChildSaId, IdAlloc, IkeConfig, IkeSaId};
 use crate::event::{DownReason, IkeEvent};
 use crate::peers::{PeerId, PeerSlab};
 use crate::policy::PeerPolicy;
-use crate::sa::{IkeSa, IkeState, Task};
+use crate::sa::{IkeState, Task};
 use crate::sk;
+use crate::spi::SpiGenerator;
+use crate::table::{SaTable, TimerQueue};
 
 /// Why [`Ike::update_peer`] refused a policy.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,7 +42,11 @@ pub struct Ike {
     pub(crate) peers: PeerSlab,
     pub(crate) rng: Rng,
     pub(crate) ids: IdAlloc,
-    pub(crate) sas: BTreeMap<IkeSaId, IkeSa>,
+    /// Draws every SPI we allocate (member id in the top bits).
+    pub(crate) spis: SpiGenerator,
+    pub(crate) sas: SaTable,
+    /// One deadline per SA; see [`crate::table`].
+    pub(crate) timers: TimerQueue,
     /// Our IKE SPI -> SA.
     pub(crate) by_spi: HashMap<u64, IkeSaId>,
     /// Responder SAs by (peer address, initiator SPI): answers retransmitted IKE_SA_INIT requests.
@@ -54,14 +60,25 @@ pub struct Ike {
 }
 
 impl Ike {
+    /// # Panics
+    /// When `config.member_id` exceeds [`crate::MAX_MEMBER_ID`] (configuration validation refuses it).
     pub fn new(config: IkeConfig, rng: Rng) -> Ike {
         let ids = IdAlloc::new(config.member_id);
+        let spis = SpiGenerator::new(config.member_id).unwrap_or_else(|| {
+            panic!(
+                "member_id {} out of range 0..={}",
+                config.member_id,
+                crate::MAX_MEMBER_ID
+            )
+        });
         Ike {
             cfg: config,
             peers: PeerSlab::default(),
             rng,
             ids,
-            sas: BTreeMap::new(),
+            spis,
+            sas: SaTable::default(),
+            timers: TimerQueue::default(),
             by_spi: HashMap::new(),
             half_open: HashMap::new(),
             child_index: HashMap::new(),
@@ -95,6 +112,7 @@ impl Ike {
         for sa_id in ids {
             self.orphan_sa(now, sa_id);
         }
+        self.refresh_timers();
         Some(policy)
     }
 
@@ -116,6 +134,9 @@ impl Ike {
             return Err(PeerUpdateError::DuplicateName(policy.name));
         }
         *current = policy;
+        // The liveness interval may have changed: every SA of the peer gets a new deadline.
+        self.sas.touch_all();
+        self.refresh_timers();
         Ok(())
     }
 
@@ -182,6 +203,11 @@ impl Ike {
         remote: SocketAddr,
         msg: &[u8],
     ) {
+        self.datagram(now, local, remote, msg);
+        self.refresh_timers();
+    }
+
+    fn datagram(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, msg: &[u8]) {
         let m = match parse(msg) {
             Ok(m) => m,
             Err(e) => {
@@ -374,6 +400,11 @@ impl Ike {
 
     /// Start action "always", or after a dead peer: bring up an IKE SA with a CHILD SA.
     pub fn initiate(&mut self, now: Instant, peer: PeerId) {
+        self.initiate_sa(now, peer);
+        self.refresh_timers();
+    }
+
+    fn initiate_sa(&mut self, now: Instant, peer: PeerId) {
         if self.peers.get(peer).is_none_or(|p| p.is_template()) {
             return;
         }
@@ -423,6 +454,7 @@ impl Ike {
             }
         }
         self.run_tasks(now, id);
+        self.refresh_timers();
     }
 
     /// Rekeys an IKE SA now (operator request; normally driven by `ike_lifetime`).
@@ -435,6 +467,7 @@ impl Ike {
             sa.tasks.push_back(Task::RekeyIke);
         }
         self.run_tasks(now, ike_sa);
+        self.refresh_timers();
     }
 
     /// Deletes an IKE SA with its CHILD SAs (INFORMATIONAL Delete); events follow on the response.
@@ -447,6 +480,7 @@ impl Ike {
             sa.tasks.push_back(Task::DeleteIke);
         }
         self.run_tasks(now, ike_sa);
+        self.refresh_timers();
     }
 
     /// Deletes one CHILD SA (INFORMATIONAL Delete); `ChildSaDown` follows on the response.
@@ -458,6 +492,7 @@ impl Ike {
             sa.tasks.push_back(Task::DeleteChild(vec![child]));
         }
         self.run_tasks(now, id);
+        self.refresh_timers();
     }
 
     /// Inbound ESP seen on this CHILD SA: the peer is alive.
@@ -471,6 +506,7 @@ impl Ike {
                 sa.last_rx = now;
             }
         }
+        self.refresh_timers();
     }
 
     /// Sends a response on IKE SA `id` if it still exists. A failure to seal is logged at debug
@@ -563,8 +599,8 @@ impl Ike {
 
     pub(crate) fn alloc_ike_spi(&mut self) -> u64 {
         loop {
-            let s = self.rng.next_u64();
-            if s != 0 && !self.by_spi.contains_key(&s) {
+            let s = self.spis.ike_spi(&mut self.rng);
+            if !self.by_spi.contains_key(&s) {
                 return s;
             }
         }
@@ -572,12 +608,11 @@ impl Ike {
 
     pub(crate) fn alloc_child_spi(&mut self) -> u32 {
         loop {
-            let s = self.rng.next_u32();
-            if s >= 0x100
-                && !self
-                    .sas
-                    .values()
-                    .any(|sa| sa.children.iter().any(|c| c.spi_in == s))
+            let s = self.spis.esp_spi(&mut self.rng);
+            if !self
+                .sas
+                .values()
+                .any(|sa| sa.children.iter().any(|c| c.spi_in == s))
             {
                 return s;
             }

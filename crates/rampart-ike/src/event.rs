@@ -9,6 +9,7 @@ use zeroize::Zeroize;
 
 use crate::config::{ChildSaId, IkeSaId};
 use crate::peers::PeerId;
+use crate::sa::IkeSaStateKind;
 
 /// Why an IKE SA went away.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,8 +133,7 @@ pub struct IkeSaStatus {
     pub ike_sa: IkeSaId,
     pub peer: PeerId,
     pub peer_name: String,
-    /// `connecting`, `established`, `rekeyed`, `deleting`.
-    pub state: &'static str,
+    pub state: IkeSaStateKind,
     /// We are the original initiator of this IKE SA.
     pub initiator: bool,
     pub spi_i: u64,

@@ -27,7 +27,10 @@ mod proposal;
 mod retransmit;
 mod sa;
 mod sk;
+mod spi;
+mod state;
 mod status;
+mod table;
 mod timers;
 mod ts;
 
@@ -41,3 +44,9 @@ pub use policy::{
     StartAction,
 };
 pub use proposal::{EspAlgs, IkeAlgs};
+pub use sa::IkeSaStateKind;
+pub use spi::{SpiGenerator, MAX_MEMBER_ID};
+pub use state::{
+    CachedResponse, ChildPhase, ChildSaState, IkeSaState, ImportError, OutstandingKind,
+    OutstandingRequest, QueuedTask,
+};

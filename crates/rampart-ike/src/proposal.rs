@@ -18,7 +18,7 @@ const T_KE: u8 = 4;
 const T_ESN: u8 = 5;
 
 /// The algorithms of an IKE SA.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IkeAlgs {
     pub encr: Encr,
     pub integ: Option<Integ>,
@@ -38,7 +38,7 @@ impl From<&IkeProposal> for IkeAlgs {
 }
 
 /// The algorithms of a CHILD SA. `dh` is the PFS group of CREATE_CHILD_SA (never used in IKE_AUTH).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EspAlgs {
     pub encr: Encr,
     pub integ: Option<Integ>,

@@ -17,8 +17,11 @@ use crate::peers::PeerId;
 use crate::proposal::IkeAlgs;
 use crate::retransmit::{Pending, Request};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum IkeState {
+/// Where an IKE SA is in its life. Serialises (and displays) as the lower-case variant name:
+/// `connecting`, `established`, `rekeyed`, `deleting`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IkeSaStateKind {
     /// IKE_SA_INIT / IKE_AUTH in progress (either role).
     Connecting,
     Established,
@@ -28,12 +31,37 @@ pub(crate) enum IkeState {
     Deleting,
 }
 
-/// Keys of an established IKE SA.
+impl IkeSaStateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IkeSaStateKind::Connecting => "connecting",
+            IkeSaStateKind::Established => "established",
+            IkeSaStateKind::Rekeyed => "rekeyed",
+            IkeSaStateKind::Deleting => "deleting",
+        }
+    }
+}
+
+impl std::fmt::Display for IkeSaStateKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The engine's short name for [`IkeSaStateKind`].
+pub(crate) type IkeState = IkeSaStateKind;
+
+/// Keys of an established IKE SA. The raw SK_e*/SK_a* bytes the two ciphers were built from are
+/// kept (zeroized on drop) so that the SA can be exported.
 pub(crate) struct SaKeys {
     pub prf: Prf,
     pub sk_d: Secret,
     pub sk_pi: Secret,
     pub sk_pr: Secret,
+    pub sk_ei: Secret,
+    pub sk_er: Secret,
+    pub sk_ai: Secret,
+    pub sk_ar: Secret,
     pub out: CipherKey,
     pub inn: CipherKey,
 }

@@ -6,7 +6,6 @@ use crate::engine::Ike;
 use crate::event::{ChildSaStatus, IkeSaStatus};
 use crate::msg::identity_string;
 use crate::policy::{Identity, PeerPolicy};
-use crate::sa::IkeState;
 
 impl Ike {
     pub fn status(&self, now: Instant) -> Vec<IkeSaStatus> {
@@ -21,12 +20,7 @@ impl Ike {
                     ike_sa: sa.id,
                     peer: sa.peer,
                     peer_name: pc.map(|pc| pc.name.clone()).unwrap_or_default(),
-                    state: match sa.state {
-                        IkeState::Connecting => "connecting",
-                        IkeState::Established => "established",
-                        IkeState::Rekeyed => "rekeyed",
-                        IkeState::Deleting => "deleting",
-                    },
+                    state: sa.state,
                     initiator: sa.initiator,
                     spi_i: sa.spi_i,
                     spi_r: sa.spi_r,

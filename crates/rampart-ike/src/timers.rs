@@ -13,19 +13,24 @@ use crate::retransmit::Retransmit;
 use crate::sa::{IkeState, Task};
 
 impl Ike {
+    /// When [`Ike::handle_timeout`] is next due: the top of the per-SA deadline heap, O(1).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.sas
-            .values()
-            .filter_map(|sa| sa.next_timer(self.liveness(sa.peer), self.cfg.nat_keepalive))
-            .min()
+        let next = self.timers.next();
+        debug_assert_eq!(next, self.scan_timeout(), "timer heap out of date");
+        next
     }
 
+    /// Handles the timers of the SAs that are due at `now` (only those: the heap names them).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let ids: Vec<IkeSaId> = self.sas.keys().copied().collect();
-        for id in ids {
+        self.refresh_timers();
+        for id in self.timers.pop_due(now) {
             self.sa_timeout(now, id);
             self.run_tasks(now, id);
         }
+        while let Some(k) = self.kick.pop() {
+            self.run_tasks(now, k);
+        }
+        self.refresh_timers();
     }
 
     fn sa_timeout(&mut self, now: Instant, id: IkeSaId) {

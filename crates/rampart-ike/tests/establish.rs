@@ -39,7 +39,7 @@ fn establishes_with_defaults() {
     assert_eq!(ka.remote_ts[0].end_addr, ip("10.2.255.255"));
     let st = p.a.status(p.now);
     assert_eq!(st.len(), 1);
-    assert_eq!(st[0].state, "established");
+    assert_eq!(st[0].state, rampart_ike::IkeSaStateKind::Established);
     assert_eq!(st[0].encr, Some(Encr::AesGcm16_256));
     assert_eq!(st[0].dh, Some(DhGroup::X25519));
     assert!(st[0].initiator);

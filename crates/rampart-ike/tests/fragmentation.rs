@@ -185,7 +185,11 @@ fn reordered_and_forged_fragments() {
     p.run(Duration::from_millis(100));
     let frags: Vec<Packet> = held.borrow_mut().drain(..).collect();
     assert!(frags.len() >= 3);
-    assert!(p.b.status(p.now).iter().all(|s| s.state == "connecting"));
+    assert!(p
+        .b
+        .status(p.now)
+        .iter()
+        .all(|s| s.state == rampart_ike::IkeSaStateKind::Connecting));
     p.drop = Box::new(|_| false);
     let (src, dst) = (frags[0].src, frags[0].dst);
     // Reverse order; before each real fragment: a forged copy (flipped ICV), a truncated one

@@ -393,7 +393,10 @@ fn delete_child_and_ike_both_ways() {
     p.b.delete_child_sa(p.now, c);
     p.run(Duration::from_secs(1));
     assert!(p.live_children(Side::A).is_empty() && p.live_children(Side::B).is_empty());
-    assert_eq!(p.a.status(p.now)[0].state, "established");
+    assert_eq!(
+        p.a.status(p.now)[0].state,
+        rampart_ike::IkeSaStateKind::Established
+    );
     // A new CHILD SA on demand in the existing IKE SA.
     p.a.acquire(p.now, p.peer_a);
     p.run(Duration::from_secs(1));
@@ -499,7 +502,10 @@ fn child_hard_expiry_when_rekey_fails() {
     p.run(Duration::from_secs(6));
     assert!(p.live_children(Side::A).is_empty());
     assert!(p.live_children(Side::B).is_empty());
-    assert_eq!(p.a.status(p.now)[0].state, "established");
+    assert_eq!(
+        p.a.status(p.now)[0].state,
+        rampart_ike::IkeSaStateKind::Established
+    );
 }
 
 #[test]

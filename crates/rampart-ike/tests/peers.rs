@@ -204,7 +204,7 @@ fn one_template_serves_initiators_from_two_addresses() {
     for s in &b_status {
         assert_eq!(s.peer, template_id);
         assert_eq!(s.peer_name, "clients");
-        assert_eq!(s.state, "established");
+        assert_eq!(s.state, rampart_ike::IkeSaStateKind::Established);
         assert_eq!(s.children.len(), 1);
     }
     let remotes: Vec<IpAddr> = b_status.iter().map(|s| s.remote.ip()).collect();
@@ -251,7 +251,7 @@ fn an_unknown_identity_does_not_match_a_template() {
         .1
         .status(net.now)
         .iter()
-        .all(|s| s.state != "established"));
+        .all(|s| s.state != rampart_ike::IkeSaStateKind::Established));
     assert!(!net.nodes[0]
         .2
         .iter()

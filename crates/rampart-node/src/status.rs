@@ -133,7 +133,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
             // The newest established IKE SA of the peer, else any (connecting).
             let sa = ike.iter().filter(|s| s.peer == index).max_by_key(|s| {
                 (
-                    s.state == "established",
+                    s.state == rampart_ike::IkeSaStateKind::Established,
                     std::cmp::Reverse(s.established_for),
                 )
             });

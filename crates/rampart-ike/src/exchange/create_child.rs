@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rampart_crypto::{DhGroup, KeyExchange};
 use rampart_wire::ike::{exchange, notify as n, Notify, Payload, TrafficSelector};
 
-use crate::child::{ChildSa, ChildState, Collision};
+use crate::child::{ChildKeyMat, ChildSa, ChildState, Collision};
 use crate::config::{ChildSaId, IkeSaId};
 use crate::engine::Ike;
 use crate::event::{ChildSaKeys, IkeEvent};
@@ -64,6 +64,12 @@ impl Ike {
             c.algs.integ,
         );
         let (out, inn) = if c.we_initiated { (ir, ri) } else { (ri, ir) };
+        let mat = ChildKeyMat {
+            key_in: inn.encr,
+            integ_key_in: inn.integ,
+            key_out: out.encr,
+            integ_key_out: out.integ,
+        };
         sa.children.push(ChildSa {
             id: child_id,
             spi_in: c.spi_in,
@@ -71,6 +77,7 @@ impl Ike {
             algs: c.algs,
             local_ts: c.local_ts.clone(),
             remote_ts: c.remote_ts.clone(),
+            keys: mat.clone(),
             created: now,
             rekey_at: Some(now + rekey),
             expire_at: Some(now + lifetime + lifetime / 10),
@@ -95,10 +102,10 @@ impl Ike {
             spi_out: c.spi_out,
             encr: c.algs.encr,
             integ: c.algs.integ,
-            key_in: inn.encr.to_vec(),
-            integ_key_in: inn.integ.to_vec(),
-            key_out: out.encr.to_vec(),
-            integ_key_out: out.integ.to_vec(),
+            key_in: mat.key_in.to_vec(),
+            integ_key_in: mat.integ_key_in.to_vec(),
+            key_out: mat.key_out.to_vec(),
+            integ_key_out: mat.integ_key_out.to_vec(),
             esn: c.algs.esn,
             local_ts: c.local_ts,
             remote_ts: c.remote_ts,

@@ -451,6 +451,10 @@ pub(crate) fn sa_keys(
         sk_d: k.sk_d,
         sk_pi: k.sk_pi,
         sk_pr: k.sk_pr,
+        sk_ei: k.sk_ei,
+        sk_er: k.sk_er,
+        sk_ai: k.sk_ai,
+        sk_ar: k.sk_ar,
         out,
         inn,
     })

@@ -4,5 +4,5 @@ mod auth;
 mod create_child;
 mod ike_rekey;
 mod info;
-mod init;
+pub(crate) mod init;
 pub(crate) mod sig;

@@ -1105,3 +1105,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn traffic_selector_serde_round_trip() {
+    let v6 = TrafficSelector::from_net(&"2001:db8::/32".parse().unwrap());
+    let v4 = TrafficSelector {
+        ip_protocol: 6,
+        start_port: 80,
+        end_port: 443,
+        start_addr: "10.0.0.1".parse().unwrap(),
+        end_addr: "10.0.0.9".parse().unwrap(),
+    };
+    let j = serde_json::to_string(&vec![v4, v6]).unwrap();
+    let back: Vec<TrafficSelector> = serde_json::from_str(&j).unwrap();
+    assert_eq!(back, vec![v4, v6]);
+}

@@ -19,7 +19,7 @@ pub mod ts_type {
 /// `start_addr`. A range whose start is above its end (addresses or ports) selects nothing; the
 /// codec keeps it as sent. ICMP type/code and the OPAQUE port range (65535..0) use the port
 /// fields as RFC 7296 describes; [`TrafficSelector::intersect`] treats ports purely numerically.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TrafficSelector {
     pub ip_protocol: u8,
     pub start_port: u16,
