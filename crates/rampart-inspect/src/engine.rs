@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use rampart_config::{FirewallConfig, RuleAction};
+use crate::policy::{InspectPolicy, RuleAction};
 use rampart_wire::ip::proto;
 
 use crate::conn::{Change, ConnState, Connection, NatKind};
@@ -56,7 +56,7 @@ fn ms(d: Duration) -> u64 {
 impl Inspector {
     /// `member_id` goes into the top 16 bits of every connection id; `seed` keys the table's
     /// hash (take it from the node's RNG).
-    pub fn new(config: FirewallConfig, member_id: u16, seed: u64, now: Instant) -> Inspector {
+    pub fn new(config: InspectPolicy, member_id: u16, seed: u64, now: Instant) -> Inspector {
         let t = config.timeouts;
         let timeouts_ms = [
             ms(t.tcp_handshake),

@@ -4,7 +4,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use ipnet::IpNet;
-use rampart_config::NatRule;
+use crate::policy::NatRule;
 use rampart_wire::ip::proto;
 
 use crate::conn::{NatKind, NatState};

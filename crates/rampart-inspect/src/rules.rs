@@ -1,7 +1,7 @@
 //! The rule base: ordered rules, first match wins, implicit logged drop at the end.
 
 use ipnet::IpNet;
-use rampart_config::{FirewallConfig, RuleAction, ServiceProtocol};
+use crate::policy::{InspectPolicy, RuleAction, ServiceProtocol};
 use rampart_wire::ip::proto;
 
 use crate::conn::{NO_RULE, NO_SERVICE};
@@ -21,7 +21,7 @@ pub struct Decision {
 }
 
 pub struct RuleBase {
-    config: FirewallConfig,
+    config: InspectPolicy,
 }
 
 fn any_contains(nets: &[IpNet], a: std::net::IpAddr) -> bool {
@@ -29,11 +29,11 @@ fn any_contains(nets: &[IpNet], a: std::net::IpAddr) -> bool {
 }
 
 impl RuleBase {
-    pub fn new(config: FirewallConfig) -> RuleBase {
+    pub fn new(config: InspectPolicy) -> RuleBase {
         RuleBase { config }
     }
 
-    pub fn config(&self) -> &FirewallConfig {
+    pub fn config(&self) -> &InspectPolicy {
         &self.config
     }
 
