@@ -29,9 +29,12 @@ pub mod tcp;
 mod tuple;
 
 pub use checksum::{finish as checksum_finish, sum as checksum_sum};
-pub use conn::{Change, ConnState, Connection, NatKind, NatState, NO_RULE, NO_SERVICE};
-pub use engine::Inspector;
+pub use conn::{
+    Change, ConnState, Connection, NatKind, NatState, CLOCK_BASE_MS, NO_RULE, NO_SERVICE,
+};
+pub use engine::{ApplyError, Inspector, PolicySwap, ReloadOutcome};
 pub use log::LogRecord;
+pub use nat::NAT_RULE_GONE;
 pub use policy::InspectPolicy;
 pub use rules::IMPLICIT_DROP;
 pub use stats::{ConnList, ConnView, InspectStats};
