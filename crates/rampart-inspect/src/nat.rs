@@ -3,8 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use ipnet::IpNet;
 use crate::policy::NatRule;
+use ipnet::IpNet;
 use rampart_wire::ip::proto;
 
 use crate::conn::{NatKind, NatState};

@@ -1,7 +1,7 @@
 //! The rule base: ordered rules, first match wins, implicit logged drop at the end.
 
-use ipnet::IpNet;
 use crate::policy::{InspectPolicy, RuleAction, ServiceProtocol};
+use ipnet::IpNet;
 use rampart_wire::ip::proto;
 
 use crate::conn::{NO_RULE, NO_SERVICE};

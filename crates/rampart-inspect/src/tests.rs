@@ -3,9 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use crate::policy::{InspectPolicy, NatRule, Rule, RuleAction, Service, ServiceProtocol};
 use ipnet::IpNet;
 use proptest::prelude::*;
-use crate::policy::{InspectPolicy, NatRule, Rule, RuleAction, Service, ServiceProtocol};
 
 use crate::checksum::{finish, pseudo, sum};
 use crate::tcp::{flags::*, next, start, Dir, TcpState};
@@ -543,3 +543,6 @@ proptest! {
         prop_assert_eq!(fields(&rep), (ip("10.1.0.77"), r, 22, sport));
     }
 }
+
+mod reload;
+mod transfer;

@@ -59,12 +59,7 @@ impl Inspector {
     }
 
     /// The entry of connection `id` keyed by `(side, orig)`.
-    fn find_by_key(
-        &self,
-        id: u64,
-        side: crate::Side,
-        orig: &crate::FlowTuple,
-    ) -> Option<u32> {
+    fn find_by_key(&self, id: u64, side: crate::Side, orig: &crate::FlowTuple) -> Option<u32> {
         match self.table.find(side, orig) {
             Some((idx, Which::Orig)) if self.table.get(idx).is_some_and(|c| c.id == id) => {
                 Some(idx)
@@ -129,14 +124,14 @@ impl Inspector {
             }
             Err(e)
         };
+        if self.table.conflicts(&c) {
+            return restore(self, ApplyError::KeyInUse { id });
+        }
         if self.table.is_full() {
             self.sweep(now_ms, super::SWEEP_ON_FULL);
         }
         if self.table.is_full() {
             return restore(self, ApplyError::TableFull { id });
-        }
-        if self.table.conflicts(&c) {
-            return restore(self, ApplyError::KeyInUse { id });
         }
         if self.nat.adopt(&mut c.nat, &c.xlat, None).is_err() {
             return restore(self, ApplyError::PortInUse { id });
