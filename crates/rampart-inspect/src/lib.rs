@@ -10,7 +10,9 @@
 //! Without any `[[rule]]` the inspector is permissive: everything is accepted, connections are
 //! still tracked (and translated) while the table has room, and packets that cannot be tracked
 //! pass untracked. Entries are plain serde values with cluster-wide ids; with
-//! [`Inspector::enable_change_stream`] every create/update/delete is queued for a sync protocol.
+//! [`Inspector::enable_change_stream`] every create/update/delete is queued for a sync protocol,
+//! and [`Inspector::export`] / [`Inspector::apply`] move the table to another inspector.
+//! [`Inspector::set_policy`] swaps the [`InspectPolicy`] live (reload).
 //! NAT is IPv4 only; non-first fragments are not reassembled (dropped under a rule base).
 
 mod checksum;
