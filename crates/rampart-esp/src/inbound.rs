@@ -3,7 +3,7 @@
 use crate::crypt::{CryptJob, Direction};
 use crate::replay::{ReplayVerdict, ReplayWindow};
 use crate::sa::{Auth, ESP_HEADER_LEN, TRAILER_LEN};
-use crate::{Lifetime, LifetimeState, OpenError, SaConfig, SaError, SaStats};
+use crate::{InboundState, Lifetime, LifetimeState, OpenError, SaConfig, SaError, SaStats};
 use rampart_crypto::{CipherKey, CryptoError};
 use std::ops::Range;
 
@@ -62,6 +62,33 @@ impl InboundSa {
     /// Highest authenticated sequence number (0 before the first packet).
     pub fn highest_sequence(&self) -> u64 {
         self.window.top()
+    }
+
+    /// The counters and the replay window another member needs to continue this SA
+    /// ([`Self::import_state`]).
+    pub fn export_state(&self) -> InboundState {
+        InboundState {
+            highest: self.window.top(),
+            window: self.window.export_bits(),
+            packets: self.stats.packets,
+            bytes: self.stats.bytes,
+            replay_drops: self.stats.replay_drops,
+            auth_failures: self.stats.auth_failures,
+        }
+    }
+
+    /// Continues an SA exported by another member, on an SA built with the same keys.
+    ///
+    /// The replay window is merged: the highest sequence number becomes the larger of both and
+    /// every number either window saw stays refused, so an import never reopens a replay (with
+    /// ESN the high half is inferred from the imported top from now on). The counters are
+    /// replaced by the imported ones, so lifetimes trigger at the exporter's totals.
+    pub fn import_state(&mut self, state: &InboundState) {
+        self.window.import_bits(state.highest, &state.window);
+        self.stats.packets = state.packets;
+        self.stats.bytes = state.bytes;
+        self.stats.replay_drops = state.replay_drops;
+        self.stats.auth_failures = state.auth_failures;
     }
 
     /// Smallest ESP packet this SA can accept: header, IV, one block (CBC) or the two trailer

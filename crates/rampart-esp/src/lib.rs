@@ -15,6 +15,7 @@ mod lifetime;
 mod outbound;
 mod replay;
 mod sa;
+mod state;
 mod stats;
 pub mod udp_encap;
 
@@ -28,6 +29,7 @@ pub use lifetime::{Lifetime, LifetimeState};
 pub use outbound::OutboundSa;
 pub use replay::{DEFAULT_REPLAY_WINDOW, MAX_REPLAY_WINDOW};
 pub use sa::SaConfig;
+pub use state::{InboundState, OutboundState};
 pub use stats::SaStats;
 
 /// Largest headroom `seal` needs before the payload: ESP header + largest IV.

@@ -2,7 +2,7 @@
 
 use crate::crypt::{CryptJob, Direction};
 use crate::sa::{Auth, ESP_HEADER_LEN, TRAILER_LEN};
-use crate::{Lifetime, LifetimeState, SaConfig, SaError, SaStats, SealError};
+use crate::{Lifetime, LifetimeState, OutboundState, SaConfig, SaError, SaStats, SealError};
 use rampart_crypto::{CipherKey, Rng};
 use std::ops::Range;
 
@@ -61,6 +61,28 @@ impl OutboundSa {
     /// Never moves backwards: a smaller value is ignored, so IVs cannot repeat.
     pub fn skip_to(&mut self, last_sent: u64) {
         self.seq = self.seq.max(last_sent);
+    }
+
+    /// The counters another member needs to continue this SA ([`Self::import_state`]).
+    pub fn export_state(&self) -> OutboundState {
+        OutboundState {
+            next_sequence: self.seq.saturating_add(1),
+            packets: self.stats.packets,
+            bytes: self.stats.bytes,
+        }
+    }
+
+    /// Continues an SA exported by another member, on an SA built with the same keys.
+    ///
+    /// The next sequence number becomes `state.next_sequence + margin` (the margin covers
+    /// packets the exporter may have sent after the export) unless this SA is already further:
+    /// the counter never moves backwards, so an IV is never used twice under one key. The
+    /// lifetime counters continue from the imported totals (they are replaced, not added).
+    pub fn import_state(&mut self, state: &OutboundState, margin: u64) {
+        let last = state.next_sequence.saturating_sub(1).saturating_add(margin);
+        self.seq = self.seq.max(last);
+        self.stats.packets = state.packets;
+        self.stats.bytes = state.bytes;
     }
 
     /// Bytes needed before the payload: ESP header + IV (<= [`crate::MAX_HEADROOM`]).

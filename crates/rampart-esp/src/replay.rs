@@ -118,6 +118,58 @@ impl ReplayWindow {
         (seq != 0).then_some(seq)
     }
 
+    /// Whether `seq` is inside the window and was received.
+    fn seen(&self, seq: u64) -> bool {
+        self.size != 0
+            && seq != 0
+            && seq <= self.top
+            && self.top - seq < self.size
+            && self.check(seq) == Err(ReplayVerdict::Duplicate)
+    }
+
+    /// The window as bitmap words relative to the top: bit `b` of word `w` set means
+    /// `top - (64 * w + b)` was received. `size / 64` words (none with anti-replay off).
+    pub(crate) fn export_bits(&self) -> Vec<u64> {
+        let words = (self.size / 64) as usize;
+        let mut out = vec![0u64; words];
+        for (w, word) in out.iter_mut().enumerate() {
+            for b in 0..64u64 {
+                let off = w as u64 * 64 + b;
+                if off <= self.top && self.seen(self.top - off) {
+                    *word |= 1 << b;
+                }
+            }
+        }
+        out
+    }
+
+    /// Merges a window exported by [`Self::export_bits`] with top `top`: the top becomes the
+    /// larger one and every number either window saw (and that is still inside this window)
+    /// counts as seen, so a merge never makes a replay acceptable.
+    pub(crate) fn import_bits(&mut self, top: u64, bits: &[u64]) {
+        self.top = self.top.max(top);
+        if self.size == 0 {
+            return;
+        }
+        for (w, &word) in bits.iter().enumerate() {
+            if word == 0 {
+                continue;
+            }
+            for b in 0..64u64 {
+                let Some(seq) = top.checked_sub(w as u64 * 64 + b) else {
+                    break;
+                };
+                if word & (1 << b) != 0 && seq != 0 && self.top - seq < self.size {
+                    self.commit(seq);
+                }
+            }
+        }
+        // The exporter's top was authenticated there: it counts as seen.
+        if top != 0 && self.top - top < self.size {
+            self.commit(top);
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn set_top(&mut self, top: u64) {
         self.top = top;
@@ -262,6 +314,26 @@ mod tests {
             self.seen.insert(seq);
             self.top = self.top.max(seq);
             Ok(())
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn exported_window_imports_to_the_same_verdicts(
+            words in 1u32..=4,
+            seqs in proptest::collection::vec(1u64..2000, 1..300),
+        ) {
+            let mut w = ReplayWindow::new(words * 64).unwrap();
+            for s in seqs {
+                let _ = accept(&mut w, s);
+            }
+            let mut fresh = ReplayWindow::new(words * 64).unwrap();
+            fresh.import_bits(w.top(), &w.export_bits());
+            prop_assert_eq!(fresh.top(), w.top());
+            for s in 1..=w.top() + 70 {
+                prop_assert_eq!(fresh.check(s), w.check(s), "seq {}", s);
+            }
+            prop_assert_eq!(fresh.export_bits(), w.export_bits());
         }
     }
 

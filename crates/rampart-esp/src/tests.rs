@@ -11,7 +11,7 @@ fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-fn cfg<'a>(encr: Encr, key: &'a [u8], integ: &'a [u8], esn: bool) -> SaConfig<'a> {
+pub(crate) fn cfg<'a>(encr: Encr, key: &'a [u8], integ: &'a [u8], esn: bool) -> SaConfig<'a> {
     SaConfig {
         spi: 0x1234_5678,
         encr,
@@ -23,7 +23,7 @@ fn cfg<'a>(encr: Encr, key: &'a [u8], integ: &'a [u8], esn: bool) -> SaConfig<'a
     }
 }
 
-fn keys(encr: Encr, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
+pub(crate) fn keys(encr: Encr, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
     let mut k = vec![0u8; encr.key_len() + encr.salt_len()];
     rng.fill(&mut k);
     let mut i = vec![0u8; 32];
@@ -32,7 +32,7 @@ fn keys(encr: Encr, rng: &mut Rng) -> (Vec<u8>, Vec<u8>) {
 }
 
 /// A buffer with the payload at MAX_HEADROOM and MAX_TAILROOM spare bytes after it.
-fn framed(payload: &[u8]) -> (Vec<u8>, std::ops::Range<usize>) {
+pub(crate) fn framed(payload: &[u8]) -> (Vec<u8>, std::ops::Range<usize>) {
     let mut buf = vec![0u8; MAX_HEADROOM + payload.len() + MAX_TAILROOM];
     buf[MAX_HEADROOM..MAX_HEADROOM + payload.len()].copy_from_slice(payload);
     (buf, MAX_HEADROOM..MAX_HEADROOM + payload.len())

@@ -5,6 +5,10 @@ use serde::{Deserialize, Serialize};
 use crate::tcp::TcpState;
 use crate::tuple::{FlowTuple, Side};
 
+/// What every inspector clock reads at its origin (about 35 years in milliseconds), so that an
+/// imported connection older than the importing inspector still has a representable age.
+pub const CLOCK_BASE_MS: u64 = 1 << 40;
+
 /// `Connection::rule` when no rule base is configured (everything accepted).
 pub const NO_RULE: u16 = u16::MAX;
 /// `Connection::service` when no service matched (rule with service "any").
@@ -67,7 +71,14 @@ pub struct NatState {
 /// Invariants: `orig` is the first packet as it arrived on `init_side`, `xlat` the same packet
 /// as it left on the other side (equal to `orig` without NAT). The table finds the entry by
 /// `(init_side, orig)` for packets of the originator and by `(init_side.other(),
-/// xlat.reverse())` for replies. Times are milliseconds since the inspector's epoch.
+/// xlat.reverse())` for replies.
+///
+/// Times are milliseconds on a clock: inside an inspector its own clock, which reads
+/// [`CLOCK_BASE_MS`] at the inspector's creation; in values that leave an inspector
+/// ([`crate::Inspector::export`], the change stream) a clock that reads [`CLOCK_BASE_MS`] at the
+/// instant the value left. So an exported entry is exactly what a fresh inspector created at
+/// the export instant would hold, and [`crate::Inspector::apply`] shifts it onto the importing
+/// inspector's clock: age, idle time and remaining timeout survive the move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Connection {
     /// Cluster-wide id: `member_id << 48 | counter`.
@@ -89,17 +100,25 @@ pub struct Connection {
     pub bytes: [u64; 2],
 }
 
-/// One element of the change stream a sync protocol ships.
+/// One element of the change stream a sync protocol ships; [`crate::Inspector::apply`] imports
+/// it. `Updated` and `Deleted` name the connection by id and by its originator key
+/// `(init_side, orig)`, so the importer finds it without an index by id. Times are relative to
+/// the instant of the change (see [`Connection`]). Packet counters and the idle refresh of
+/// the expiry by ordinary packets are not streamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Change {
     Created(Connection),
     /// The state or the timeout class changed.
     Updated {
         id: u64,
+        init_side: Side,
+        orig: FlowTuple,
         state: ConnState,
         expires_ms: u64,
     },
     Deleted {
         id: u64,
+        init_side: Side,
+        orig: FlowTuple,
     },
 }

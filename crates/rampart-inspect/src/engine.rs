@@ -3,10 +3,10 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use rampart_config::{FirewallConfig, RuleAction};
+use crate::policy::{ConnTimeouts, InspectPolicy, RuleAction};
 use rampart_wire::ip::proto;
 
-use crate::conn::{Change, ConnState, Connection, NatKind};
+use crate::conn::{Change, ConnState, Connection, NatKind, CLOCK_BASE_MS};
 use crate::log::{Category, Limiter, LogRecord};
 use crate::nat::Nat;
 use crate::packet::{self, Kind, Parsed};
@@ -26,6 +26,12 @@ const SWEEP_ON_FULL: usize = 1024;
 const SWEEP_INTERVAL_MS: u64 = 1000;
 /// Tries to find a NAT translation whose keys are free.
 const NAT_TRIES: u32 = 16;
+
+mod reload;
+mod transfer;
+
+pub use reload::{PolicySwap, ReloadOutcome};
+pub use transfer::ApplyError;
 
 /// The stateful inspection engine of one gateway (sans-IO).
 ///
@@ -53,19 +59,23 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u128::from(u64::MAX)) as u64
 }
 
+/// Idle timeouts in milliseconds, indexed as [`Inspector::timeout_ms`] reads them.
+fn timeouts_ms(t: &ConnTimeouts) -> [u64; 6] {
+    [
+        ms(t.tcp_handshake),
+        ms(t.tcp_established),
+        ms(t.tcp_closing),
+        ms(t.tcp_closed),
+        ms(t.udp),
+        ms(t.icmp),
+    ]
+}
+
 impl Inspector {
     /// `member_id` goes into the top 16 bits of every connection id; `seed` keys the table's
     /// hash (take it from the node's RNG).
-    pub fn new(config: FirewallConfig, member_id: u16, seed: u64, now: Instant) -> Inspector {
-        let t = config.timeouts;
-        let timeouts_ms = [
-            ms(t.tcp_handshake),
-            ms(t.tcp_established),
-            ms(t.tcp_closing),
-            ms(t.tcp_closed),
-            ms(t.udp),
-            ms(t.icmp),
-        ];
+    pub fn new(config: InspectPolicy, member_id: u16, seed: u64, now: Instant) -> Inspector {
+        let timeouts_ms = timeouts_ms(&config.timeouts);
         let table = Table::new(config.capacity as usize, seed);
         let nat = Nat::new(config.nat.clone());
         Inspector {
@@ -83,12 +93,13 @@ impl Inspector {
             logs: VecDeque::new(),
             limiter: Limiter::default(),
             sweep_cursor: 0,
-            next_sweep_ms: SWEEP_INTERVAL_MS,
+            next_sweep_ms: CLOCK_BASE_MS + SWEEP_INTERVAL_MS,
         }
     }
 
-    fn now_ms(&self, now: Instant) -> u64 {
-        ms(now.saturating_duration_since(self.epoch))
+    /// The inspector's clock (see [`Connection`]): [`CLOCK_BASE_MS`] at its creation.
+    pub(crate) fn now_ms(&self, now: Instant) -> u64 {
+        CLOCK_BASE_MS.saturating_add(ms(now.saturating_duration_since(self.epoch)))
     }
 
     /// Whether no rule base is configured: everything is accepted, connections are still
@@ -152,7 +163,7 @@ impl Inspector {
     }
 
     pub fn poll_timeout(&self) -> Instant {
-        self.epoch + Duration::from_millis(self.next_sweep_ms)
+        self.epoch + Duration::from_millis(self.next_sweep_ms - CLOCK_BASE_MS)
     }
 
     /// Removes expired connections, a bounded number of table positions per call.
@@ -180,10 +191,20 @@ impl Inspector {
     }
 
     fn remove(&mut self, idx: u32) {
-        if let Some(c) = self.table.remove(idx) {
-            self.nat.release(c.nat, &c.xlat);
-            self.push_change(Change::Deleted { id: c.id });
+        if let Some(c) = self.unlink(idx) {
+            self.push_change(Change::Deleted {
+                id: c.id,
+                init_side: c.init_side,
+                orig: c.orig,
+            });
         }
+    }
+
+    /// Removes entry `idx` and gives back its NAT allocation, without a change record.
+    fn unlink(&mut self, idx: u32) -> Option<Connection> {
+        let c = self.table.remove(idx)?;
+        self.nat.release(c.nat, &c.xlat);
+        Some(c)
     }
 
     fn push_change(&mut self, c: Change) {
@@ -400,7 +421,7 @@ impl Inspector {
         let Some(c) = self.table.get(idx).copied() else {
             return Verdict::Accept;
         };
-        self.push_change(Change::Created(c));
+        self.push_change(Change::Created(transfer::exported(c, now_ms)));
         translate(pkt, p, &c.orig, &c.xlat);
         Verdict::Accept
     }
@@ -450,8 +471,10 @@ impl Inspector {
         if state != c.state {
             self.push_change(Change::Updated {
                 id: c.id,
+                init_side: c.init_side,
+                orig: c.orig,
                 state,
-                expires_ms: now_ms + timeout,
+                expires_ms: CLOCK_BASE_MS + timeout,
             });
         }
         match dir {

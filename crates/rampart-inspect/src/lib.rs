@@ -10,7 +10,9 @@
 //! Without any `[[rule]]` the inspector is permissive: everything is accepted, connections are
 //! still tracked (and translated) while the table has room, and packets that cannot be tracked
 //! pass untracked. Entries are plain serde values with cluster-wide ids; with
-//! [`Inspector::enable_change_stream`] every create/update/delete is queued for a sync protocol.
+//! [`Inspector::enable_change_stream`] every create/update/delete is queued for a sync protocol,
+//! and [`Inspector::export`] / [`Inspector::apply`] move the table to another inspector.
+//! [`Inspector::set_policy`] swaps the [`InspectPolicy`] live (reload).
 //! NAT is IPv4 only; non-first fragments are not reassembled (dropped under a rule base).
 
 mod checksum;
@@ -19,6 +21,7 @@ mod engine;
 mod log;
 mod nat;
 mod packet;
+pub mod policy;
 pub mod reject;
 mod rewrite;
 mod rules;
@@ -28,9 +31,13 @@ pub mod tcp;
 mod tuple;
 
 pub use checksum::{finish as checksum_finish, sum as checksum_sum};
-pub use conn::{Change, ConnState, Connection, NatKind, NatState, NO_RULE, NO_SERVICE};
-pub use engine::Inspector;
+pub use conn::{
+    Change, ConnState, Connection, NatKind, NatState, CLOCK_BASE_MS, NO_RULE, NO_SERVICE,
+};
+pub use engine::{ApplyError, Inspector, PolicySwap, ReloadOutcome};
 pub use log::LogRecord;
+pub use nat::NAT_RULE_GONE;
+pub use policy::InspectPolicy;
 pub use rules::IMPLICIT_DROP;
 pub use stats::{ConnList, ConnView, InspectStats};
 pub use table::{Table, Which};

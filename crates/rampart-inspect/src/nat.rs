@@ -3,8 +3,8 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
+use crate::policy::NatRule;
 use ipnet::IpNet;
-use rampart_config::NatRule;
 use rampart_wire::ip::proto;
 
 use crate::conn::{NatKind, NatState};
@@ -38,6 +38,14 @@ impl PortMap {
         None
     }
 
+    /// Marks `p` in use; false when it already was.
+    fn reserve(&mut self, p: u16) -> bool {
+        let (w, b) = (usize::from(p) / 64, p % 64);
+        let free = self.bits[w] & (1 << b) == 0;
+        self.bits[w] |= 1 << b;
+        free
+    }
+
     fn release(&mut self, p: u16) {
         self.bits[usize::from(p) / 64] &= !(1 << (p % 64));
     }
@@ -64,6 +72,15 @@ pub struct Plan {
     pub xlat: FlowTuple,
     pub nat: NatState,
 }
+
+/// `NatState::rule` of a translated connection whose `[[nat]]` rule is gone (removed by a
+/// reload, or unknown to the member that imported it): the translation stays with the
+/// connection, nothing is allocated for it.
+pub const NAT_RULE_GONE: u16 = u16::MAX;
+
+/// A connection taken over ([`Nat::adopt`]) holds a hide port that is already in use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortTaken;
 
 /// Why no translation could be made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,7 +129,97 @@ impl Nat {
     }
 
     pub fn rule_name(&self, rule: u16) -> &str {
+        if rule == NAT_RULE_GONE {
+            return "(removed)";
+        }
         self.rules.get(usize::from(rule)).map_or("?", |r| r.name())
+    }
+
+    /// The name of rule `rule`, if there is one.
+    pub fn name_of(&self, rule: u16) -> Option<&str> {
+        self.rules.get(usize::from(rule)).map(|r| r.name())
+    }
+
+    /// The port map a hide connection with translated tuple `xlat` allocates from under rule
+    /// `rule`: only when that rule is a hide rule with `xlat`'s source address, so that an
+    /// allocation is never given back to a map it was not taken from.
+    fn hide_map(&mut self, rule: u16, xlat: &FlowTuple) -> Option<&mut PortMap> {
+        let i = usize::from(rule);
+        match self.rules.get(i)? {
+            NatRule::Hide {
+                address: IpAddr::V4(a),
+                ..
+            } if !xlat.v6 && *a == v4(&xlat.src) => {}
+            _ => return None,
+        }
+        let RuleState::Hide { tcp, udp, icmp } = self.state.get_mut(i)? else {
+            return None;
+        };
+        match xlat.proto {
+            proto::TCP => Some(tcp),
+            proto::UDP => Some(udp),
+            proto::ICMP => Some(icmp),
+            _ => None,
+        }
+    }
+
+    /// Whether rule `i` can own a connection translated as `kind` to `xlat`.
+    fn fits(&self, i: usize, kind: NatKind, xlat: &FlowTuple) -> bool {
+        match (self.rules.get(i), kind) {
+            (Some(NatRule::Hide { address, .. }), NatKind::Hide) => {
+                !xlat.v6 && *address == IpAddr::V4(v4(&xlat.src))
+            }
+            (Some(NatRule::Static { .. }), NatKind::Static)
+            | (Some(NatRule::Pool { .. }), NatKind::Pool) => true,
+            _ => false,
+        }
+    }
+
+    /// Takes over a connection translated elsewhere (by another member, or by this inspector
+    /// under its previous rules): points `nat.rule` at the rule that owns it here and marks
+    /// its hide port in use, so the port is not handed out twice.
+    ///
+    /// The owner is rule `nat.rule` when it fits (same kind; for hide the same address) and,
+    /// with `name`, carries that name; else the rule named `name` that fits; else, for hide,
+    /// any hide rule with the connection's address; else none ([`NAT_RULE_GONE`]): the
+    /// connection keeps its translation and nothing is reserved.
+    pub fn adopt(
+        &mut self,
+        nat: &mut NatState,
+        xlat: &FlowTuple,
+        name: Option<&str>,
+    ) -> Result<(), PortTaken> {
+        if nat.kind == NatKind::None {
+            return Ok(());
+        }
+        let named = |r: &NatRule| name.is_none_or(|n| r.name() == n);
+        let at = usize::from(nat.rule);
+        let owner = if self.fits(at, nat.kind, xlat) && named(&self.rules[at]) {
+            Some(at)
+        } else {
+            let by_name = name.and_then(|n| {
+                (0..self.rules.len())
+                    .find(|&i| self.rules[i].name() == n && self.fits(i, nat.kind, xlat))
+            });
+            by_name.or_else(|| {
+                (nat.kind == NatKind::Hide)
+                    .then(|| (0..self.rules.len()).find(|&i| self.fits(i, nat.kind, xlat)))
+                    .flatten()
+            })
+        };
+        let Some(owner) = owner else {
+            nat.rule = NAT_RULE_GONE;
+            return Ok(());
+        };
+        nat.rule = owner as u16;
+        if nat.kind == NatKind::Hide {
+            if let Some(map) = self.hide_map(nat.rule, xlat) {
+                if !map.reserve(xlat.sport) {
+                    return Err(PortTaken);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The translation of a new connection whose first packet is `t`, arriving on `side`.
@@ -229,19 +336,13 @@ impl Nat {
         Ok(none)
     }
 
-    /// Gives back what `plan` allocated (hide ports).
+    /// Gives back what `plan` or `adopt` allocated (hide ports).
     pub fn release(&mut self, nat: NatState, xlat: &FlowTuple) {
         if nat.kind != NatKind::Hide {
             return;
         }
-        if let Some(RuleState::Hide { tcp, udp, icmp }) = self.state.get_mut(usize::from(nat.rule))
-        {
-            match xlat.proto {
-                proto::TCP => tcp.release(xlat.sport),
-                proto::UDP => udp.release(xlat.sport),
-                proto::ICMP => icmp.release(xlat.sport),
-                _ => {}
-            }
+        if let Some(map) = self.hide_map(nat.rule, xlat) {
+            map.release(xlat.sport);
         }
     }
 }

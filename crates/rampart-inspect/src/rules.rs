@@ -1,11 +1,12 @@
 //! The rule base: ordered rules, first match wins, implicit logged drop at the end.
 
+use crate::policy::{InspectPolicy, RuleAction, ServiceProtocol};
 use ipnet::IpNet;
-use rampart_config::{FirewallConfig, RuleAction, ServiceProtocol};
 use rampart_wire::ip::proto;
 
 use crate::conn::{NO_RULE, NO_SERVICE};
 use crate::packet::Parsed;
+use crate::tuple::FlowTuple;
 
 /// `Decision::rule` of the implicit drop at the end of the rule base.
 pub const IMPLICIT_DROP: u16 = u16::MAX - 1;
@@ -21,7 +22,7 @@ pub struct Decision {
 }
 
 pub struct RuleBase {
-    config: FirewallConfig,
+    config: InspectPolicy,
 }
 
 fn any_contains(nets: &[IpNet], a: std::net::IpAddr) -> bool {
@@ -29,11 +30,11 @@ fn any_contains(nets: &[IpNet], a: std::net::IpAddr) -> bool {
 }
 
 impl RuleBase {
-    pub fn new(config: FirewallConfig) -> RuleBase {
+    pub fn new(config: InspectPolicy) -> RuleBase {
         RuleBase { config }
     }
 
-    pub fn config(&self) -> &FirewallConfig {
+    pub fn config(&self) -> &InspectPolicy {
         &self.config
     }
 
@@ -66,7 +67,7 @@ impl RuleBase {
     }
 
     /// Which service index of `services` (all when empty) the packet belongs to.
-    fn service_match(&self, services: &[usize], p: &Parsed) -> Option<u16> {
+    fn service_match(&self, services: &[usize], t: &FlowTuple) -> Option<u16> {
         if services.is_empty() {
             return Some(NO_SERVICE);
         }
@@ -82,18 +83,24 @@ impl RuleBase {
                     ServiceProtocol::Icmp => proto::ICMP,
                     ServiceProtocol::Icmpv6 => proto::ICMPV6,
                 };
-                protocol == p.protocol
+                protocol == t.proto
                     && (svc.ports.is_empty()
                         || svc
                             .ports
                             .iter()
-                            .any(|(lo, hi)| (*lo..=*hi).contains(&p.tuple.dport)))
+                            .any(|(lo, hi)| (*lo..=*hi).contains(&t.dport)))
             })
             .map(|&s| s as u16)
     }
 
     /// The first rule matching the packet (addresses and ports as it arrived).
     pub fn decide(&self, p: &Parsed) -> Decision {
+        self.decide_tuple(&p.tuple)
+    }
+
+    /// The first rule matching a packet with tuple `t`. A decision depends on nothing but the
+    /// tuple, so a connection's original tuple can be decided again under another rule base.
+    pub fn decide_tuple(&self, t: &FlowTuple) -> Decision {
         if self.is_empty() {
             return Decision {
                 action: RuleAction::Accept,
@@ -102,12 +109,12 @@ impl RuleBase {
                 log: false,
             };
         }
-        let (src, dst) = (p.tuple.src_ip(), p.tuple.dst_ip());
+        let (src, dst) = (t.src_ip(), t.dst_ip());
         for (i, r) in self.config.rules.iter().enumerate() {
             if !any_contains(&r.source, src) || !any_contains(&r.destination, dst) {
                 continue;
             }
-            if let Some(service) = self.service_match(&r.services, p) {
+            if let Some(service) = self.service_match(&r.services, t) {
                 return Decision {
                     action: r.action,
                     rule: i as u16,

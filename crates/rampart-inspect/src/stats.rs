@@ -70,7 +70,7 @@ pub struct ConnList {
 impl Inspector {
     /// Up to `limit` connections as views, oldest first.
     pub fn list(&self, now: std::time::Instant, limit: usize) -> ConnList {
-        let now_ms = now.saturating_duration_since(self.epoch()).as_millis() as u64;
+        let now_ms = self.now_ms(now);
         let mut all: Vec<_> = self.connections().collect();
         all.sort_by_key(|c| (c.created_ms, c.id));
         let total = all.len() as u64;

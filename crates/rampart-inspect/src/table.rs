@@ -57,6 +57,11 @@ impl Table {
         }
     }
 
+    /// The hash seed (a rebuilt table keeps it).
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

@@ -3,9 +3,9 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use crate::policy::{InspectPolicy, NatRule, Rule, RuleAction, Service, ServiceProtocol};
 use ipnet::IpNet;
 use proptest::prelude::*;
-use rampart_config::{FirewallConfig, NatRule, Rule, RuleAction, Service, ServiceProtocol};
 
 use crate::checksum::{finish, pseudo, sum};
 use crate::tcp::{flags::*, next, start, Dir, TcpState};
@@ -118,14 +118,14 @@ fn rule(name: &str, services: Vec<usize>, action: RuleAction) -> Rule {
     }
 }
 
-fn accept_all() -> FirewallConfig {
-    FirewallConfig {
+fn accept_all() -> InspectPolicy {
+    InspectPolicy {
         rules: vec![rule("all", vec![], RuleAction::Accept)],
-        ..FirewallConfig::default()
+        ..InspectPolicy::default()
     }
 }
 
-fn inspector(config: FirewallConfig) -> (Inspector, Instant) {
+fn inspector(config: InspectPolicy) -> (Inspector, Instant) {
     let now = Instant::now();
     (Inspector::new(config, 3, 42, now), now)
 }
@@ -207,7 +207,7 @@ fn first_packet_not_syn_is_dropped_counted_and_logged() {
 
 #[test]
 fn without_rules_everything_passes() {
-    let (mut i, now) = inspector(FirewallConfig::default());
+    let (mut i, now) = inspector(InspectPolicy::default());
     let mut p = packet(ip(H1), ip(H2), 6, 40000, 80, ACK);
     assert_eq!(i.handle(now, Side::Inside, &mut p), Verdict::Accept);
     let mut p = packet(ip(H1), ip(H2), 17, 5000, 53, 0);
@@ -218,7 +218,7 @@ fn without_rules_everything_passes() {
 
 #[test]
 fn rules_first_match_and_implicit_drop() {
-    let config = FirewallConfig {
+    let config = InspectPolicy {
         services: vec![
             svc("ssh", ServiceProtocol::Tcp, 22),
             svc("web", ServiceProtocol::Tcp, 80),
@@ -227,7 +227,7 @@ fn rules_first_match_and_implicit_drop() {
             rule("no-ssh", vec![0], RuleAction::Reject),
             rule("web", vec![1], RuleAction::Accept),
         ],
-        ..FirewallConfig::default()
+        ..InspectPolicy::default()
     };
     let (mut i, now) = inspector(config);
     let mut p = packet(ip(H1), ip(H2), 6, 40000, 22, SYN);
@@ -256,7 +256,7 @@ fn rules_first_match_and_implicit_drop() {
 
 #[test]
 fn full_table_refuses_new_keeps_old() {
-    let config = FirewallConfig {
+    let config = InspectPolicy {
         capacity: 3,
         ..accept_all()
     };
@@ -305,8 +305,8 @@ fn change_stream_reports_create_update_delete() {
     assert_eq!(back, changes[0]);
 }
 
-fn hide_config(ports: (u16, u16)) -> FirewallConfig {
-    FirewallConfig {
+fn hide_config(ports: (u16, u16)) -> InspectPolicy {
+    InspectPolicy {
         nat: vec![NatRule::Hide {
             name: "hide-a".into(),
             source: vec!["10.1.0.0/24".parse::<IpNet>().unwrap()],
@@ -511,7 +511,7 @@ proptest! {
     /// Static NAT maps both ways and IP Pool NAT restores the remote source on return.
     #[test]
     fn static_and_pool_round_trip(host in 1u8..255, remote in 1u8..255, sport in 1u16..65535) {
-        let config = FirewallConfig {
+        let config = InspectPolicy {
             nat: vec![
                 NatRule::Static { name: "s".into(), original: "10.1.0.0/24".parse().unwrap(), translated: "10.9.0.0/24".parse().unwrap() },
                 NatRule::Pool { name: "p".into(), pool: "10.1.1.0/28".parse().unwrap(), source: vec![] },
@@ -543,3 +543,6 @@ proptest! {
         prop_assert_eq!(fields(&rep), (ip("10.1.0.77"), r, 22, sport));
     }
 }
+
+mod reload;
+mod transfer;

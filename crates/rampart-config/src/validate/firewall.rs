@@ -1,5 +1,5 @@
 //! The stateful firewall sections: `[inspection]`, `[[object]]`, `[[service]]`, `[[rule]]` and
-//! `[[nat]]`. Names are resolved here, so the typed [`FirewallConfig`] holds prefixes and
+//! `[[nat]]`. Names are resolved here, so the typed [`InspectPolicy`] holds prefixes and
 //! service indices only.
 
 use std::collections::HashMap;
@@ -25,13 +25,13 @@ const ENDPOINT_FORMS: &str = "\"any\", the name of an [[object]], or a prefix su
 const PORT_FORMS: &str = "a port 1 to 65535 or a range \"8000-8080\"";
 
 impl Validator<'_, '_> {
-    pub(super) fn firewall(&mut self, doc: &RawDocument) -> FirewallConfig {
+    pub(super) fn firewall(&mut self, doc: &RawDocument) -> InspectPolicy {
         let (capacity, timeouts) = self.inspection(&doc.inspection);
         let objects = self.objects(doc);
         let services = self.services(&doc.services);
         let rules = self.rules(doc, &objects, &services);
         let nat = self.nats(&doc.nats, &objects);
-        FirewallConfig {
+        InspectPolicy {
             capacity,
             timeouts,
             objects,
@@ -43,7 +43,7 @@ impl Validator<'_, '_> {
 
     fn inspection(&mut self, sec: &Section<RawInspection>) -> (u32, ConnTimeouts) {
         let raw = &sec.value;
-        let defaults = FirewallConfig::default();
+        let defaults = InspectPolicy::default();
         let capacity = raw
             .capacity
             .as_ref()
@@ -493,7 +493,7 @@ remote_domain = ["10.2.0.0/24"]
     #[test]
     fn no_firewall_tables_means_the_accept_all_default() {
         let c = parse("").unwrap();
-        assert_eq!(c.firewall, FirewallConfig::default());
+        assert_eq!(c.firewall, InspectPolicy::default());
         assert!(c.firewall.rules.is_empty());
     }
 
