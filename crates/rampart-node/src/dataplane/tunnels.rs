@@ -9,11 +9,13 @@ use rampart_esp::{InboundSa, OutboundSa};
 use rampart_ike::ChildSaId;
 use rampart_wire::ike::TrafficSelector;
 
-use crate::policy::PeerIndex;
+use rampart_ike::PeerId;
 
 /// One CHILD SA pair as the data plane holds it.
 pub struct Tunnel {
-    pub peer: PeerIndex,
+    pub peer: PeerId,
+    /// The peer's name, for log records.
+    pub peer_name: String,
     pub inbound: InboundSa,
     pub outbound: OutboundSa,
     pub local_ts: Vec<TrafficSelector>,
@@ -52,14 +54,14 @@ impl Tunnel {
 pub struct Tunnels {
     tunnels: IdMap<ChildSaId, Tunnel>,
     by_spi: IdMap<u32, ChildSaId>,
-    active_out: IdMap<PeerIndex, ChildSaId>,
+    active_out: IdMap<PeerId, ChildSaId>,
 }
 
 /// A map over the integer keys of the data plane, hashed with [`IdHasher`].
 type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Hashes integer keys with one multiply and a fold: every packet looks up its tunnel, and the
-/// keys (our own inbound SPIs, sequential CHILD SA ids, peer indices) are never chosen by a
+/// keys (our own inbound SPIs, sequential CHILD SA ids, peer ids) are never chosen by a
 /// peer, so a keyed hash has nothing to defend against here. A peer can choose the SPI it
 /// *asks* for, but only entries we inserted are ever probed.
 #[derive(Default, Clone, Copy)]
@@ -130,7 +132,12 @@ impl Tunnels {
         self.tunnels.get_mut(&id).map(|t| (id, t))
     }
 
-    pub fn active_for(&mut self, peer: PeerIndex) -> Option<(ChildSaId, &mut Tunnel)> {
+    /// Whether `peer` has a tunnel outbound traffic can use.
+    pub fn has_tunnel(&self, peer: PeerId) -> bool {
+        self.active_out.contains_key(&peer)
+    }
+
+    pub fn active_for(&mut self, peer: PeerId) -> Option<(ChildSaId, &mut Tunnel)> {
         let id = *self.active_out.get(&peer)?;
         self.tunnels.get_mut(&id).map(|t| (id, t))
     }

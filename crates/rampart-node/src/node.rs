@@ -1,0 +1,162 @@
+//! The one interface between a sans-IO node and the I/O shell that drives it.
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::time::Instant;
+
+use crate::{ConnList, Disposition, Gateway, GatewayStatus, InspectStats, Output};
+
+/// A node the I/O shell drives: a gateway today, a client or a cluster member later.
+///
+/// Every method is required (no defaults that could behave differently from a real node, the
+/// way smoltcp's `phy::Device` leaves each call to the device). Data-plane calls answer in the
+/// caller's buffer; everything else comes out of [`Node::poll_output`], which the shell drains
+/// after every input. See `docs/design/contracts.md`.
+pub trait Node {
+    /// A datagram that arrived on the UDP socket bound to `local`; `buf[packet]` is its payload.
+    fn handle_udp(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition;
+    /// An ESP packet (IP header removed) from the raw socket bound to `local`.
+    fn handle_raw_esp(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        remote: IpAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition;
+    /// An IP packet read from the TUN device, with at least `HEADROOM` bytes before `packet`
+    /// and `TAILROOM` bytes after it.
+    fn handle_tun(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition;
+    /// A batch of TUN packets: `bufs[i][packets[i]]`, each with head- and tailroom; `out[i]`
+    /// receives what to do with each. Must give the same answers, in the same order, as
+    /// [`Node::handle_tun`] on each packet.
+    fn handle_tun_batch<B: AsMut<[u8]>>(
+        &mut self,
+        now: Instant,
+        bufs: &mut [B],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    );
+    /// Datagrams from one peer received together (one GRO read), all in `buf` at `packets[i]`,
+    /// not overlapping; each is changed only inside its own range.
+    #[allow(clippy::too_many_arguments)]
+    fn handle_udp_batch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    );
+    /// ESP packets from one `recvmmsg` on the raw socket bound to `local`, all in `buf`.
+    fn handle_raw_esp_batch(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        buf: &mut [u8],
+        packets: &[(IpAddr, Range<usize>)],
+        out: &mut [Disposition],
+    );
+    fn handle_timeout(&mut self, now: Instant);
+    /// When [`Node::handle_timeout`] wants to run next.
+    fn poll_timeout(&self) -> Option<Instant>;
+    fn poll_output(&mut self) -> Option<Output>;
+    fn status(&self, now: Instant) -> GatewayStatus;
+    /// The connection table, at most `limit` entries (`rampart conn list`).
+    fn conn_list(&self, now: Instant, limit: usize) -> ConnList;
+    /// Inspection counters (`rampart conn stats`).
+    fn conn_stats(&self) -> InspectStats;
+}
+
+impl Node for Gateway {
+    fn handle_udp(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition {
+        Gateway::handle_udp(self, now, local, remote, buf, packet)
+    }
+
+    fn handle_raw_esp(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        remote: IpAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+    ) -> Disposition {
+        Gateway::handle_raw_esp(self, now, local, remote, buf, packet)
+    }
+
+    fn handle_tun(&mut self, now: Instant, buf: &mut [u8], packet: Range<usize>) -> Disposition {
+        Gateway::handle_tun(self, now, buf, packet)
+    }
+
+    fn handle_tun_batch<B: AsMut<[u8]>>(
+        &mut self,
+        now: Instant,
+        bufs: &mut [B],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        Gateway::handle_tun_batch(self, now, bufs, packets, out)
+    }
+
+    fn handle_udp_batch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        Gateway::handle_udp_batch(self, now, local, remote, buf, packets, out)
+    }
+
+    fn handle_raw_esp_batch(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        buf: &mut [u8],
+        packets: &[(IpAddr, Range<usize>)],
+        out: &mut [Disposition],
+    ) {
+        Gateway::handle_raw_esp_batch(self, now, local, buf, packets, out)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        Gateway::handle_timeout(self, now)
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        Gateway::poll_timeout(self)
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        Gateway::poll_output(self)
+    }
+
+    fn status(&self, now: Instant) -> GatewayStatus {
+        Gateway::status(self, now)
+    }
+
+    fn conn_list(&self, now: Instant, limit: usize) -> ConnList {
+        Gateway::conn_list(self, now, limit)
+    }
+
+    fn conn_stats(&self) -> InspectStats {
+        Gateway::conn_stats(self)
+    }
+}
