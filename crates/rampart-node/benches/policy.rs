@@ -37,7 +37,11 @@ fn workload() -> (Vec<(IpNet, u32)>, Vec<IpAddr>) {
     while remote.len() < PREFIXES {
         let r = rng.next();
         let len = 8 + (r % 25) as u8;
-        let base: u32 = if r & (1 << 40) == 0 { 0x0a00_0000 } else { 0xac10_0000 };
+        let base: u32 = if r & (1 << 40) == 0 {
+            0x0a00_0000
+        } else {
+            0xac10_0000
+        };
         let addr = base | ((r >> 8) as u32 & 0x000f_ffff);
         let net = Ipv4Net::new(Ipv4Addr::from(addr), len.max(12))
             .expect("length <= 32")

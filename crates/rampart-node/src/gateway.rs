@@ -46,11 +46,7 @@ pub(crate) fn peer_policies<'a>(
     config: &'a GatewayConfig,
     _ike: &'a Ike,
 ) -> impl Iterator<Item = (PeerId, &'a PeerConfig)> + 'a {
-    config
-        .peers
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (PeerId(i), p))
+    config.peers.iter().enumerate().map(|(i, p)| (PeerId(i), p))
 }
 
 impl Gateway {

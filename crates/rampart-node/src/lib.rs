@@ -13,8 +13,8 @@ mod output;
 mod status;
 
 pub use dataplane::{
-    ControlPlane, ControlRequest, DataPlane, DataPlaneChange, DataPlaneConfig,
-    DataPlaneCounters, FirstEstablished, PeerSelector, Policy, TunnelSettings, TunnelState,
+    ControlPlane, ControlRequest, DataPlane, DataPlaneChange, DataPlaneConfig, DataPlaneCounters,
+    FirstEstablished, PeerSelector, Policy, TunnelSettings, TunnelState,
 };
 pub use gateway::Gateway;
 pub use node::Node;

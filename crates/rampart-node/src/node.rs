@@ -46,7 +46,6 @@ pub trait Node {
     );
     /// Datagrams from one peer received together (one GRO read), all in `buf` at `packets[i]`,
     /// not overlapping; each is changed only inside its own range.
-    #[allow(clippy::too_many_arguments)]
     fn handle_udp_batch(
         &mut self,
         now: Instant,

@@ -162,6 +162,7 @@ impl DataPlane {
     /// `remote` (one segmentation-offload read): all of them live in `buf`, at `packets[i]`,
     /// without overlapping. `out[i]` receives what to do with each (ranges into `buf`); an
     /// ESP packet is decrypted inside its own range only, so the others stay intact.
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_udp_batch(
         &mut self,
         now: Instant,
@@ -184,9 +185,7 @@ impl DataPlane {
                 None
             };
             match esp {
-                Some(esp) => {
-                    self.queue_open(now, buf, i, esp, Some((local, remote)), out, control)
-                }
+                Some(esp) => self.queue_open(now, buf, i, esp, Some((local, remote)), out, control),
                 None => {
                     // IKE and the rest see every ESP packet before them finished.
                     self.open_pending(now, buf, out, control);

@@ -113,7 +113,12 @@ mod tests {
             DropReason::Malformed
         );
         assert_eq!(
-            (c.seal_expired, c.seal_sequence_exhausted, c.seal_no_room, c.seal_crypto),
+            (
+                c.seal_expired,
+                c.seal_sequence_exhausted,
+                c.seal_no_room,
+                c.seal_crypto
+            ),
             (1, 1, 2, 0)
         );
         assert_eq!((c.dropped_no_sa, c.dropped_malformed), (2, 2));
@@ -123,7 +128,12 @@ mod tests {
     fn counters_without_the_seal_keys_still_read() {
         let mut json = serde_json::to_value(DataPlaneCounters::default()).unwrap();
         let map = json.as_object_mut().unwrap();
-        for key in ["seal_expired", "seal_sequence_exhausted", "seal_no_room", "seal_crypto"] {
+        for key in [
+            "seal_expired",
+            "seal_sequence_exhausted",
+            "seal_no_room",
+            "seal_crypto",
+        ] {
             assert!(map.remove(key).is_some(), "{key}");
         }
         let back: DataPlaneCounters = serde_json::from_value(json).unwrap();

@@ -157,12 +157,7 @@ impl DataPlane {
                 _ => None,
             })
             .collect();
-        let inspect = Inspector::new(
-            inspect_policy,
-            config.member_id,
-            rng.fork().next_u64(),
-            now,
-        );
+        let inspect = Inspector::new(inspect_policy, config.member_id, rng.fork().next_u64(), now);
         DataPlane {
             policy: Policy::new(config.local_domain.clone(), &config.remote_domains),
             config,

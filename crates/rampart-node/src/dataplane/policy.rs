@@ -242,18 +242,9 @@ mod tests {
     fn picks_the_most_specific_remote_domain() {
         let p = policy();
         let src = ip("10.1.0.5");
-        assert_eq!(
-            p.outbound_candidates(src, ip("10.2.1.9")),
-            Some(&[1][..])
-        );
-        assert_eq!(
-            p.outbound_candidates(src, ip("10.2.1.200")),
-            Some(&[2][..])
-        );
-        assert_eq!(
-            p.outbound_candidates(src, ip("10.3.0.1")),
-            Some(&[4][..])
-        );
+        assert_eq!(p.outbound_candidates(src, ip("10.2.1.9")), Some(&[1][..]));
+        assert_eq!(p.outbound_candidates(src, ip("10.2.1.200")), Some(&[2][..]));
+        assert_eq!(p.outbound_candidates(src, ip("10.3.0.1")), Some(&[4][..]));
     }
 
     #[test]
@@ -285,10 +276,7 @@ mod tests {
     #[test]
     fn source_outside_the_local_domain_has_no_policy() {
         let p = policy();
-        assert_eq!(
-            p.outbound_candidates(ip("10.9.0.1"), ip("10.2.1.9")),
-            None
-        );
+        assert_eq!(p.outbound_candidates(ip("10.9.0.1"), ip("10.2.1.9")), None);
         assert_eq!(p.outbound_candidates(ip("fd09::1"), ip("fd02::1")), None);
     }
 

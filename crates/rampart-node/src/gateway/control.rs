@@ -116,9 +116,7 @@ impl IkeControl<'_> {
                 })
             }
             IkeEvent::PeerDead { peer } => {
-                let Some(p) = peer_policy(self.config, self.ike, peer) else {
-                    return None;
-                };
+                let p = peer_policy(self.config, self.ike, peer)?;
                 let action = match p.start_action {
                     StartAction::Always => "re-initiating",
                     StartAction::OnTraffic => "waiting for traffic to re-initiate",
@@ -139,7 +137,8 @@ impl IkeControl<'_> {
     }
 
     fn peer_name(&self, peer: rampart_ike::PeerId) -> String {
-        peer_policy(self.config, self.ike, peer).map_or_else(|| format!("{peer:?}"), |p| p.name.clone())
+        peer_policy(self.config, self.ike, peer)
+            .map_or_else(|| format!("{peer:?}"), |p| p.name.clone())
     }
 }
 
