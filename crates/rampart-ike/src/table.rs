@@ -105,12 +105,12 @@ impl TimerQueue {
             self.heap.pop();
         }
         // Rebuild when stale entries dominate, so the heap stays O(SAs).
+        // In place: the buffer is reused, so this costs no allocation on the packet path.
         if self.heap.len() > 64 && self.heap.len() > 4 * self.current.len() {
-            self.heap = self
-                .current
-                .iter()
-                .map(|(&id, &t)| Reverse((t, id)))
-                .collect();
+            let mut entries = std::mem::take(&mut self.heap).into_vec();
+            entries.clear();
+            entries.extend(self.current.iter().map(|(&id, &t)| Reverse((t, id))));
+            self.heap = BinaryHeap::from(entries);
         }
     }
 
@@ -156,10 +156,14 @@ impl Ike {
         }
         ids.sort_unstable();
         ids.dedup();
-        for id in ids {
+        for &id in &ids {
             let at = self.sas.get(&id).and_then(|sa| self.sa_deadline(sa));
             self.timers.set(id, at);
         }
+        // Hand the buffer back: data-plane calls (`child_traffic`) refresh on every batch and
+        // must not allocate.
+        ids.clear();
+        self.sas.touched = ids;
         self.timers.prune();
     }
 

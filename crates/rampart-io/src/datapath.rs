@@ -134,7 +134,7 @@ pub enum ReadResult {
 /// still take a whole super-packet, so that small packets (one per read) also leave in one GSO
 /// send or one `sendmmsg`; nothing waits for packets that have not arrived. Returns `Empty`
 /// when the device ran dry; errors other than `WouldBlock` are the device failing.
-pub async fn tun_once<N: crate::Node>(
+pub async fn tun_once<N: rampart_node::Node>(
     node: &mut N,
     io: &mut Io,
     b: &mut Buffers,
@@ -337,7 +337,7 @@ fn gso_run(out: &[Disposition], start: usize, limit: usize) -> usize {
 
 /// One `recvmmsg` on UDP socket `index`, every datagram handed to the node, the results carried
 /// out. Returns `Empty` when nothing was waiting.
-pub async fn udp_once<N: crate::Node>(
+pub async fn udp_once<N: rampart_node::Node>(
     node: &mut N,
     io: &mut Io,
     index: usize,
@@ -403,7 +403,7 @@ pub async fn udp_once<N: crate::Node>(
 }
 
 /// One `recvmmsg` on raw ESP socket `index`, handed to the node as one batch.
-pub async fn raw_once<N: crate::Node>(
+pub async fn raw_once<N: rampart_node::Node>(
     node: &mut N,
     io: &mut Io,
     index: usize,

@@ -3,12 +3,12 @@
 //! `rampart_node::Gateway` with them. No protocol decision is taken here.
 //!
 //! [`run_gateway`] is the whole job; the modules are public so tests (and later runtimes) can
-//! assemble the parts themselves, e.g. run the loop with a stand-in [`Node`].
+//! assemble the parts themselves, e.g. run the loop with a stand-in
+//! [`rampart_node::Node`].
 
 mod crypt_pool;
 pub mod datapath;
 mod error;
-mod node;
 pub mod raw_esp;
 pub mod routes;
 pub mod runtime;
@@ -20,7 +20,6 @@ pub mod udp;
 
 pub use crypt_pool::CryptPool;
 pub use error::{IoError, RouteError};
-pub use node::Node;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -16,10 +16,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rampart_config::GatewayConfig;
-use rampart_node::{LogLevel, Output};
+use rampart_node::{LogLevel, Node, Output};
 
 use crate::datapath::{self, Buffers, ReadResult};
-use crate::node::Node;
 use crate::raw_esp::RawEspSocket;
 use crate::routes::Routes;
 use crate::status_server::{StatusQuery, StatusRequests, StatusServer};
@@ -277,6 +276,14 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                 Ok(()) => tracing::info!("route {prefix} dev {} removed", io.tun.name()),
                 Err(e) => tracing::error!("{e}"),
             },
+            // Address claims come with the cluster work; until the shell applies them (netlink,
+            // a later issue) it says loudly that it did not.
+            Output::ClaimAddress { interface, addr } => tracing::warn!(
+                "node asked to claim {addr} on {interface}: address management is not implemented in this shell; ignored"
+            ),
+            Output::ReleaseAddress { interface, addr } => tracing::warn!(
+                "node asked to release {addr} on {interface}: address management is not implemented in this shell; ignored"
+            ),
             Output::Log(record) => match record.level {
                 LogLevel::Error => tracing::error!(target: "rampart_node", "{}", record.message),
                 LogLevel::Warn => tracing::warn!(target: "rampart_node", "{}", record.message),

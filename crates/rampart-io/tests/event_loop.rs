@@ -17,8 +17,10 @@ use rampart_io::runtime::{self, Io};
 use rampart_io::status_server::{self, StatusServer};
 use rampart_io::tun::{Tun, HEADROOM, TAILROOM};
 use rampart_io::udp::UdpEndpoint;
-use rampart_io::Node;
-use rampart_node::{DataPlaneCounters, Disposition, GatewayStatus, LogLevel, LogRecord, Output};
+use rampart_node::{
+    ConnList, DataPlaneCounters, Disposition, GatewayStatus, InspectStats, LogEvent, LogLevel,
+    LogRecord, Node, Output,
+};
 use tokio::net::UdpSocket;
 
 const DOMAIN: &str = "10.77.0.0/24";
@@ -81,14 +83,55 @@ impl Node for FakeNode {
         }
     }
 
+    /// The stand-in handles a batch packet by packet (a real node must answer the same).
+    fn handle_tun_batch<B: AsMut<[u8]>>(
+        &mut self,
+        now: Instant,
+        bufs: &mut [B],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        for ((buf, packet), slot) in bufs.iter_mut().zip(packets).zip(out.iter_mut()) {
+            *slot = self.handle_tun(now, buf.as_mut(), packet.clone());
+        }
+    }
+
+    fn handle_udp_batch(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packets: &[Range<usize>],
+        out: &mut [Disposition],
+    ) {
+        for (packet, slot) in packets.iter().zip(out.iter_mut()) {
+            *slot = self.handle_udp(now, local, remote, buf, packet.clone());
+        }
+    }
+
+    fn handle_raw_esp_batch(
+        &mut self,
+        now: Instant,
+        local: IpAddr,
+        buf: &mut [u8],
+        packets: &[(IpAddr, Range<usize>)],
+        out: &mut [Disposition],
+    ) {
+        for ((remote, packet), slot) in packets.iter().zip(out.iter_mut()) {
+            *slot = self.handle_raw_esp(now, local, *remote, buf, packet.clone());
+        }
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         if self.timer.is_some_and(|t| t <= now) {
             self.timer = None;
             self.timeouts += 1;
-            self.outputs.push_back(Output::Log(LogRecord {
-                level: LogLevel::Info,
-                message: "timer fired".into(),
-            }));
+            self.outputs.push_back(Output::Log(LogRecord::new(
+                LogLevel::Info,
+                LogEvent::Other,
+                "timer fired".into(),
+            )));
         }
     }
 
@@ -113,6 +156,19 @@ impl Node for FakeNode {
             ike_defence: Default::default(),
             batching: Default::default(),
         }
+    }
+
+    /// The stand-in inspects nothing: an empty table.
+    fn conn_list(&self, _now: Instant, _limit: usize) -> ConnList {
+        ConnList {
+            connections: Vec::new(),
+            total: 0,
+            truncated: false,
+        }
+    }
+
+    fn conn_stats(&self) -> InspectStats {
+        InspectStats::default()
     }
 }
 

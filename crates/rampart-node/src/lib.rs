@@ -1,19 +1,27 @@
 //! The Rampart gateway node: a sans-IO state machine that ties the IKEv2 engine, the ESP engine
 //! and the security policy together. The I/O shell (`rampart-io`) feeds it datagrams, TUN
 //! packets and time, and carries out what it returns. See `docs/design/contracts.md`.
+//!
+//! Parts: [`DataPlane`] (policy, inspection, ESP, batches; shared by every kind of node),
+//! [`Gateway`] (IKE plus a data plane behind one output stream), and the [`Node`] trait the
+//! shell drives them through.
 
+pub mod dataplane;
 mod gateway;
-mod policy;
+mod node;
+mod output;
 mod status;
-mod tunnel;
 
+pub use dataplane::{
+    ControlPlane, ControlRequest, DataPlane, DataPlaneChange, DataPlaneConfig, DataPlaneCounters,
+    FirstEstablished, PeerSelector, Policy, TunnelSettings, TunnelState,
+};
 pub use gateway::Gateway;
-pub use policy::Policy;
-pub use rampart_ike::PeerId;
+pub use node::Node;
+pub use output::{LogEvent, LogLevel, LogRecord, Output};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use status::{
-    BatchCounters, DataPlaneCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus,
-    TunnelStatus,
+    BatchCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus, TunnelStatus,
 };
 
 /// Errors building a node from a configuration.
@@ -59,39 +67,8 @@ pub enum DropReason {
     Authentication,
     Replay,
     PolicyMismatch,
+    /// The SA reached its hard lifetime or sequence space (inbound or outbound).
     Lifetime,
     /// Stateful inspection dropped or rejected it (rule, out of state, table full, NAT).
     Firewall,
-}
-
-/// A control-plane output: things that are rare enough to own their bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Output {
-    SendUdp {
-        local: SocketAddr,
-        remote: SocketAddr,
-        data: Vec<u8>,
-    },
-    RouteAdd {
-        prefix: ipnet::IpNet,
-    },
-    RouteDel {
-        prefix: ipnet::IpNet,
-    },
-    Log(LogRecord),
-}
-
-/// A log record the shell writes through `tracing`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogRecord {
-    pub level: LogLevel,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogLevel {
-    Error,
-    Warn,
-    Info,
-    Debug,
 }

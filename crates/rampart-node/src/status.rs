@@ -2,6 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataplane::DataPlaneCounters;
+use crate::gateway::peer_policies;
+
 /// A snapshot of one gateway, produced by [`crate::Gateway::status`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GatewayStatus {
@@ -103,32 +106,11 @@ pub struct TunnelStatus {
     pub rekey_in_secs: Option<u64>,
 }
 
-/// Gateway-wide data-plane counters.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct DataPlaneCounters {
-    pub tun_packets_in: u64,
-    pub tun_packets_out: u64,
-    pub esp_packets_in: u64,
-    pub esp_packets_out: u64,
-    pub dropped_no_policy: u64,
-    pub dropped_no_sa: u64,
-    pub dropped_unknown_spi: u64,
-    pub dropped_auth: u64,
-    pub dropped_replay: u64,
-    pub dropped_malformed: u64,
-    pub dropped_policy_mismatch: u64,
-    /// Dropped or rejected by stateful inspection (details: `rampart conn stats`).
-    #[serde(default)]
-    pub dropped_firewall: u64,
-}
-
 /// Builds the snapshot from the IKE engine's view and the data plane's counters.
 pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStatus {
     let config = gw.config();
     let ike = gw.ike().status(now);
-    let peers = gw
-        .ike()
-        .peers()
+    let peers = peer_policies(gw.ike())
         .map(|(index, p)| {
             // The newest established IKE SA of the peer, else any (connecting).
             let sa = ike.iter().filter(|s| s.peer == index).max_by_key(|s| {
@@ -138,6 +120,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
                 )
             });
             let tunnels = gw
+                .dataplane()
                 .tunnels()
                 .iter()
                 .filter(|(_, t)| t.peer == index)
@@ -169,7 +152,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         name: config.gateway.name.clone(),
         uptime_secs: secs(now, gw.started()),
         peers,
-        counters: gw.counters().clone(),
+        counters: gw.dataplane().counters().clone(),
         ike_defence: {
             let dos = gw.ike().dos_stats();
             IkeDefenceCounters {
@@ -186,7 +169,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
 
 fn tunnel_status(
     id: u64,
-    t: &crate::tunnel::Tunnel,
+    t: &crate::dataplane::Tunnel,
     ike: &[rampart_ike::IkeSaStatus],
     now: std::time::Instant,
 ) -> TunnelStatus {

@@ -278,6 +278,8 @@ impl GatewayNode {
                         self.tun_routes.retain(|r| *r != n);
                     }
                 }
+                // The simulated hosts have no virtual addresses yet.
+                Output::ClaimAddress { .. } | Output::ReleaseAddress { .. } => {}
                 Output::Log(record) => {
                     changed = true;
                     // The engine names the SA a new tunnel replaces: that is a rekey (a

@@ -67,6 +67,20 @@ fn counters(out: &mut String, c: &DataPlaneCounters) {
         c.dropped_policy_mismatch,
         c.dropped_firewall
     );
+    // Seal refusals are part of the drops above; their reasons only when there are any.
+    let seal = [
+        c.seal_expired,
+        c.seal_sequence_exhausted,
+        c.seal_no_room,
+        c.seal_crypto,
+    ];
+    if seal.iter().any(|&n| n > 0) {
+        let _ = writeln!(
+            out,
+            "  seal refused  expired {}  sequence exhausted {}  no room {}  cipher {}",
+            seal[0], seal[1], seal[2], seal[3]
+        );
+    }
 }
 
 fn peer_block(out: &mut String, peer: &PeerStatus) {
@@ -235,6 +249,24 @@ mod tests {
                 "\npeer b  connecting  192.0.2.1 -> 192.0.2.2\n  no IKE SA\n  no tunnels\n"
             ),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn seal_refusals_show_by_reason_only_when_there_are_any() {
+        let mut out = String::new();
+        counters(&mut out, &DataPlaneCounters::default());
+        assert!(!out.contains("seal refused"), "{out}");
+        let c = DataPlaneCounters {
+            seal_sequence_exhausted: 2,
+            seal_no_room: 1,
+            ..Default::default()
+        };
+        out.clear();
+        counters(&mut out, &c);
+        assert!(
+            out.contains("  seal refused  expired 0  sequence exhausted 2  no room 1  cipher 0\n"),
+            "{out}"
         );
     }
 }

@@ -118,7 +118,10 @@ impl Pair {
                         self.wire.push((to, remote, local, data, false));
                     }
                     Output::Log(record) => self.logs[side].push(record.message),
-                    Output::RouteAdd { .. } | Output::RouteDel { .. } => {}
+                    Output::RouteAdd { .. }
+                    | Output::RouteDel { .. }
+                    | Output::ClaimAddress { .. }
+                    | Output::ReleaseAddress { .. } => {}
                 }
             }
         }

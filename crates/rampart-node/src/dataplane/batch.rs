@@ -13,19 +13,18 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
-use std::sync::Arc;
 use std::time::Instant;
 
 use rampart_crypto::{CipherKey, CryptoError};
 use rampart_esp::udp_encap::{self, Classified};
-use rampart_esp::{CryptJob, CryptRunner, CryptTask};
+use rampart_esp::{CryptJob, CryptTask};
 use rampart_ike::ChildSaId;
 
-use super::{batch_len, Gateway, TunStep};
-use crate::tunnel::Tunnels;
+use super::seal::TunStep;
+use super::{batch_len, ControlPlane, DataPlane, Tunnels};
 use crate::{Disposition, DropReason};
 
-/// Cipher jobs handed to the runner at once (and the capacity of `Gateway::pending`).
+/// Cipher jobs handed to the runner at once (and the capacity of `DataPlane::pending`).
 pub const CRYPT_CHUNK: usize = 64;
 
 /// A packet of the current batch whose cipher job is prepared.
@@ -74,12 +73,7 @@ fn idle<'a>() -> CryptTask<'a> {
     CryptTask::idle()
 }
 
-impl Gateway {
-    /// Sets who runs the cipher jobs of a batch; the default runs them on the calling thread.
-    pub fn set_crypt_runner(&mut self, runner: Arc<dyn CryptRunner>) {
-        self.crypt = runner;
-    }
-
+impl DataPlane {
     /// A batch of packets read from the TUN device: `bufs[i][packets[i]]` is one IP packet with
     /// head- and tailroom around it, as for [`Self::handle_tun`]; `out[i]` receives what to do
     /// with it (ranges into `bufs[i]`). All packets see the same `now`.
@@ -92,11 +86,12 @@ impl Gateway {
         bufs: &mut [B],
         packets: &[Range<usize>],
         out: &mut [Disposition],
+        control: &mut impl ControlPlane,
     ) {
         let n = batch_len(bufs.len(), packets.len(), out.len());
         self.pending.clear();
         for i in 0..n {
-            match self.tun_prepare(now, bufs[i].as_mut(), packets[i].clone()) {
+            match self.tun_prepare(now, bufs[i].as_mut(), packets[i].clone(), control) {
                 TunStep::Done(disposition) => out[i] = disposition,
                 TunStep::Seal {
                     tunnel,
@@ -167,6 +162,7 @@ impl Gateway {
     /// `remote` (one segmentation-offload read): all of them live in `buf`, at `packets[i]`,
     /// without overlapping. `out[i]` receives what to do with each (ranges into `buf`); an
     /// ESP packet is decrypted inside its own range only, so the others stay intact.
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_udp_batch(
         &mut self,
         now: Instant,
@@ -175,11 +171,12 @@ impl Gateway {
         buf: &mut [u8],
         packets: &[Range<usize>],
         out: &mut [Disposition],
+        control: &mut impl ControlPlane,
     ) {
         let n = packets.len().min(out.len());
         self.pending.clear();
         for (i, packet) in packets.iter().enumerate().take(n) {
-            let esp = if local.port() == self.config.gateway.nat_t_port {
+            let esp = if local.port() == self.config.nat_t_port {
                 match buf.get(packet.clone()).map(udp_encap::classify) {
                     Some(Classified::Esp(r)) => Some(packet.start + r.start..packet.start + r.end),
                     _ => None,
@@ -188,15 +185,15 @@ impl Gateway {
                 None
             };
             match esp {
-                Some(esp) => self.queue_open(now, buf, i, esp, Some((local, remote)), out),
+                Some(esp) => self.queue_open(now, buf, i, esp, Some((local, remote)), out, control),
                 None => {
                     // IKE and the rest see every ESP packet before them finished.
-                    self.open_pending(now, buf, out);
-                    out[i] = self.handle_udp(now, local, remote, buf, packet.clone());
+                    self.open_pending(now, buf, out, control);
+                    out[i] = self.handle_udp(now, local, remote, buf, packet.clone(), control);
                 }
             }
         }
-        self.open_pending(now, buf, out);
+        self.open_pending(now, buf, out, control);
         self.mark_short_batch(n, packets.len(), out);
     }
 
@@ -210,13 +207,14 @@ impl Gateway {
         buf: &mut [u8],
         packets: &[(IpAddr, Range<usize>)],
         out: &mut [Disposition],
+        control: &mut impl ControlPlane,
     ) {
         let n = packets.len().min(out.len());
         self.pending.clear();
         for (i, (_, packet)) in packets.iter().enumerate().take(n) {
-            self.queue_open(now, buf, i, packet.clone(), None, out);
+            self.queue_open(now, buf, i, packet.clone(), None, out, control);
         }
-        self.open_pending(now, buf, out);
+        self.open_pending(now, buf, out, control);
         self.mark_short_batch(n, packets.len(), out);
     }
 
@@ -229,6 +227,7 @@ impl Gateway {
 
     /// Prepares packet `index` (ESP at `buf[esp]`) and queues its job, running the queue first
     /// when it is full or when `esp` does not lie after the queued packets.
+    #[allow(clippy::too_many_arguments)]
     fn queue_open(
         &mut self,
         now: Instant,
@@ -237,10 +236,11 @@ impl Gateway {
         esp: Range<usize>,
         udp: Option<(SocketAddr, SocketAddr)>,
         out: &mut [Disposition],
+        control: &mut impl ControlPlane,
     ) {
         let after_queue = self.pending.last().is_none_or(|p| esp.start >= p.esp.end);
         if !after_queue || self.pending.len() == CRYPT_CHUNK {
-            self.open_pending(now, buf, out);
+            self.open_pending(now, buf, out, control);
         }
         match self.esp_prepare(buf, esp.clone()) {
             Ok((tunnel, job)) => self.pending.push(Pending {
@@ -256,7 +256,13 @@ impl Gateway {
 
     /// Runs the pending open jobs (disjoint ranges of `buf`, ascending) and finishes them in
     /// order.
-    fn open_pending(&mut self, now: Instant, buf: &mut [u8], out: &mut [Disposition]) {
+    fn open_pending(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        out: &mut [Disposition],
+        control: &mut impl ControlPlane,
+    ) {
         let count = self.pending.len();
         if count == 0 {
             return;
@@ -300,6 +306,7 @@ impl Gateway {
                 &p.job,
                 result,
                 p.udp,
+                control,
             );
         }
         pending.clear();

@@ -14,6 +14,8 @@ use rampart_ike::PeerId;
 /// One CHILD SA pair as the data plane holds it.
 pub struct Tunnel {
     pub peer: PeerId,
+    /// The peer's name, for log records.
+    pub peer_name: String,
     pub inbound: InboundSa,
     pub outbound: OutboundSa,
     pub local_ts: Vec<TrafficSelector>,
@@ -59,7 +61,7 @@ pub struct Tunnels {
 type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
 
 /// Hashes integer keys with one multiply and a fold: every packet looks up its tunnel, and the
-/// keys (our own inbound SPIs, sequential CHILD SA ids, peer indices) are never chosen by a
+/// keys (our own inbound SPIs, sequential CHILD SA ids, peer ids) are never chosen by a
 /// peer, so a keyed hash has nothing to defend against here. A peer can choose the SPI it
 /// *asks* for, but only entries we inserted are ever probed.
 #[derive(Default, Clone, Copy)]
@@ -128,6 +130,11 @@ impl Tunnels {
     pub fn by_inbound_spi(&mut self, spi: u32) -> Option<(ChildSaId, &mut Tunnel)> {
         let id = *self.by_spi.get(&spi)?;
         self.tunnels.get_mut(&id).map(|t| (id, t))
+    }
+
+    /// Whether `peer` has a tunnel outbound traffic can use.
+    pub fn has_tunnel(&self, peer: PeerId) -> bool {
+        self.active_out.contains_key(&peer)
     }
 
     pub fn active_for(&mut self, peer: PeerId) -> Option<(ChildSaId, &mut Tunnel)> {

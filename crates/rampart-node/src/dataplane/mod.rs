@@ -1,0 +1,472 @@
+//! The data plane: policy lookup, stateful inspection, ESP open and seal, the batch paths and
+//! their counters. It knows nothing of the configuration file or of IKE: it is built from a
+//! [`DataPlaneConfig`] and an inspection policy, and talks to whatever negotiates its SAs
+//! through the [`ControlPlane`] trait (a gateway's IKE engine today, a client's tomorrow).
+//!
+//! Invariants:
+//! - Every input is answered in the caller's buffer (a [`Disposition`]); anything else the data
+//!   plane has to say (logs, requests) goes to the control plane at once, in packet order.
+//! - After every request it makes, the data plane applies the changes the control plane has
+//!   for it ([`ControlPlane::poll_change`]) before it looks at the next packet, so a tunnel
+//!   installed or moved by a request is in place for the packets that follow.
+//! - The per-packet paths do not allocate.
+
+mod batch;
+mod counters;
+mod open;
+mod policy;
+mod seal;
+mod tunnels;
+
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use rampart_crypto::Rng;
+use rampart_esp::udp_encap::{self, Classified};
+use rampart_esp::{CryptRunner, InboundSa, Inline, Lifetime, OutboundSa, SaConfig};
+use rampart_ike::{ChildSaId, ChildSaKeys, PeerId};
+use rampart_inspect::Inspector;
+
+pub use counters::{open_drop_reason, seal_drop_reason, DataPlaneCounters};
+pub use policy::{FirstEstablished, PeerSelector, Policy, TunnelState};
+pub(crate) use tunnels::{Tunnel, Tunnels};
+
+use crate::{Disposition, DropReason, LogEvent, LogLevel, LogRecord};
+
+/// How often the data plane looks at ESP lifetimes when nothing else wakes it.
+const LIFETIME_CHECK: Duration = Duration::from_secs(1);
+
+/// What a data plane is built from: plain values, no configuration-file types.
+#[derive(Debug, Clone)]
+pub struct DataPlaneConfig {
+    /// This member's id in a cluster (0 alone); part of every connection id.
+    pub member_id: u16,
+    /// The protected local networks: outbound traffic must come from one of them.
+    pub local_domain: Vec<IpNet>,
+    /// Every (remote prefix, peer) pair; a prefix given for several peers has them all as
+    /// candidates, in this order.
+    pub remote_domains: Vec<(IpNet, PeerId)>,
+    /// The UDP port of ESP-in-UDP (RFC 3948): datagrams there may be ESP, IKE or keepalives.
+    pub nat_t_port: u16,
+}
+
+/// The settings of one peer that its tunnels need, handed over with each CHILD SA.
+#[derive(Debug, Clone)]
+pub struct TunnelSettings {
+    pub peer_name: String,
+    pub replay_window: u32,
+    /// Soft byte lifetime of each direction (the hard one is 10% more).
+    pub lifetime_bytes: Option<u64>,
+}
+
+/// What the data plane asks of its control plane. All are rare except `ChildTraffic`, which is
+/// sent at most once per tunnel and instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlRequest {
+    /// Outbound traffic for `peer` found no tunnel: negotiate one if the peer wants that.
+    Acquire { peer: PeerId },
+    /// A soft lifetime of `child` was reached: rekey it.
+    RekeyChild { child: ChildSaId },
+    /// `child` carried inbound traffic (liveness checks only run on idle SAs).
+    ChildTraffic { child: ChildSaId },
+    /// An authenticated ESP-in-UDP packet of `child` came from a new address: the peer's NAT
+    /// mapping moved.
+    NatMappingMoved {
+        child: ChildSaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+}
+
+/// A change the control plane makes to the data plane's tunnels.
+#[derive(Debug)]
+pub enum DataPlaneChange {
+    /// Install a CHILD SA (boxed: keys are large and installs rare).
+    Install(Box<(ChildSaKeys, TunnelSettings)>),
+    /// Remove a CHILD SA (its SPIs for the log).
+    Remove {
+        child: ChildSaId,
+        spi_in: u32,
+        spi_out: u32,
+    },
+    /// The addresses (and encapsulation) of a CHILD SA changed.
+    Endpoint {
+        child: ChildSaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+    },
+}
+
+/// The data plane's view of the node that owns it.
+pub trait ControlPlane {
+    /// A control datagram (IKE) that arrived on `local` from `remote`.
+    fn control_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &[u8],
+    );
+    fn request(&mut self, now: Instant, request: ControlRequest);
+    /// The next change to apply to the data plane, once the control plane has one.
+    fn poll_change(&mut self) -> Option<DataPlaneChange>;
+    /// A record for the node's output stream.
+    fn log(&mut self, record: LogRecord);
+}
+
+/// The per-packet engine shared by every kind of node (sans-IO).
+pub struct DataPlane {
+    config: DataPlaneConfig,
+    policy: Policy,
+    selector: Box<dyn PeerSelector>,
+    tunnels: Tunnels,
+    rng: Rng,
+    counters: DataPlaneCounters,
+    next_lifetime_check: Instant,
+    /// Stateful inspection of every packet that enters or leaves a tunnel.
+    inspect: Inspector,
+    /// The IP Pool NAT pools (local hosts answer pool addresses through the TUN device).
+    pools: Vec<IpNet>,
+    /// Runs the cipher jobs of a batch (on other threads if the shell set a pool).
+    crypt: Arc<dyn CryptRunner>,
+    /// The last (tunnel, instant) reported as carrying traffic: a batch shares one `now`, so the
+    /// control plane hears of each tunnel once per batch, not once per packet.
+    last_child_traffic: Option<(ChildSaId, Instant)>,
+    /// The packets of the current batch whose cipher job is prepared and not yet run; holds at
+    /// most [`batch::CRYPT_CHUNK`] (allocated once).
+    pending: Vec<batch::Pending>,
+}
+
+impl DataPlane {
+    /// `rng` seeds the connection table (one fork, taken first) and then every outbound SA.
+    pub fn new(
+        config: DataPlaneConfig,
+        inspect_policy: rampart_inspect::InspectPolicy,
+        now: Instant,
+        mut rng: Rng,
+    ) -> DataPlane {
+        let pools = inspect_policy
+            .nat
+            .iter()
+            .filter_map(|n| match n {
+                rampart_inspect::policy::NatRule::Pool { pool, .. } => Some(*pool),
+                _ => None,
+            })
+            .collect();
+        let inspect = Inspector::new(inspect_policy, config.member_id, rng.fork().next_u64(), now);
+        DataPlane {
+            policy: Policy::new(config.local_domain.clone(), &config.remote_domains),
+            config,
+            selector: Box::new(FirstEstablished),
+            tunnels: Tunnels::default(),
+            rng,
+            counters: DataPlaneCounters::default(),
+            next_lifetime_check: now + LIFETIME_CHECK,
+            inspect,
+            pools,
+            crypt: Arc::new(Inline),
+            last_child_traffic: None,
+            pending: Vec::with_capacity(batch::CRYPT_CHUNK),
+        }
+    }
+
+    /// Sets who runs the cipher jobs of a batch; the default runs them on the calling thread.
+    pub fn set_crypt_runner(&mut self, runner: Arc<dyn CryptRunner>) {
+        self.crypt = runner;
+    }
+
+    /// Sets how a peer is chosen among a prefix's candidates (default [`FirstEstablished`]).
+    pub fn set_peer_selector(&mut self, selector: Box<dyn PeerSelector>) {
+        self.selector = selector;
+    }
+
+    /// The routes into the TUN device for the node's whole life: every remote prefix, then
+    /// every IP Pool NAT pool.
+    pub fn routes(&self) -> Vec<IpNet> {
+        self.policy
+            .remote_prefixes()
+            .chain(self.pools.iter().copied())
+            .collect()
+    }
+
+    /// A datagram from one of our UDP sockets: control traffic on any port but the NAT-T port;
+    /// there IKE, ESP-in-UDP or a NAT keepalive.
+    pub fn handle_udp(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+        control: &mut impl ControlPlane,
+    ) -> Disposition {
+        let Some(datagram) = buf.get(packet.clone()) else {
+            return self.drop(DropReason::Malformed);
+        };
+        if local.port() != self.config.nat_t_port {
+            control.control_datagram(now, local, remote, datagram);
+            self.sync(now, control);
+            return Disposition::Consumed;
+        }
+        match udp_encap::classify(datagram) {
+            Classified::Ike(range) => {
+                let start = packet.start + range.start;
+                let end = packet.start + range.end;
+                control.control_datagram(now, local, remote, &buf[start..end]);
+                self.sync(now, control);
+                Disposition::Consumed
+            }
+            Classified::Keepalive => Disposition::Consumed,
+            Classified::Esp(range) => {
+                let esp = packet.start + range.start..packet.start + range.end;
+                self.handle_esp(now, buf, esp, Some((local, remote)), control)
+            }
+            Classified::Invalid => self.drop(DropReason::Malformed),
+        }
+    }
+
+    /// An ESP packet from the raw protocol-50 socket (IP header removed).
+    pub fn handle_raw_esp(
+        &mut self,
+        now: Instant,
+        _local: IpAddr,
+        _remote: IpAddr,
+        buf: &mut [u8],
+        packet: Range<usize>,
+        control: &mut impl ControlPlane,
+    ) -> Disposition {
+        self.handle_esp(now, buf, packet, None, control)
+    }
+
+    /// Connection timeouts now, soft lifetimes once a second (each asks for a rekey once; hard
+    /// limits are enforced by the SA), then the control plane's changes.
+    pub fn handle_timeout(&mut self, now: Instant, control: &mut impl ControlPlane) {
+        self.inspect.handle_timeout(now);
+        self.drain_inspect_logs(control);
+        if now >= self.next_lifetime_check {
+            self.next_lifetime_check = now + LIFETIME_CHECK;
+            for (id, tunnel) in self.tunnels.iter_mut() {
+                if tunnel.take_rekey_due() {
+                    control.request(now, ControlRequest::RekeyChild { child: *id });
+                }
+            }
+        }
+        self.sync(now, control);
+    }
+
+    pub fn poll_timeout(&self) -> Instant {
+        self.next_lifetime_check.min(self.inspect.poll_timeout())
+    }
+
+    /// Applies every change the control plane has for the data plane.
+    pub fn sync(&mut self, now: Instant, control: &mut impl ControlPlane) {
+        while let Some(change) = control.poll_change() {
+            match change {
+                DataPlaneChange::Install(install) => {
+                    let (keys, settings) = *install;
+                    self.install(now, keys, settings, control);
+                }
+                DataPlaneChange::Remove {
+                    child,
+                    spi_in,
+                    spi_out,
+                } => {
+                    if let Some(tunnel) = self.tunnels.remove(child) {
+                        let peer = tunnel.peer_name;
+                        control.log(LogRecord::new(
+                            LogLevel::Info,
+                            LogEvent::TunnelDown {
+                                peer: peer.clone(),
+                                child: child.0,
+                                spi_in,
+                                spi_out,
+                            },
+                            format!(
+                                "peer {peer}: tunnel {:#x} removed (SPIs in {spi_in:08x}, out {spi_out:08x})",
+                                child.0
+                            ),
+                        ));
+                    }
+                }
+                DataPlaneChange::Endpoint {
+                    child,
+                    local,
+                    remote,
+                    encap,
+                } => {
+                    if let Some(t) = self.tunnels.get_mut(child) {
+                        t.local = local;
+                        t.remote = remote;
+                        t.encap = encap;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The connection table for `rampart conn list` (at most `limit` entries).
+    pub fn conn_list(&self, now: Instant, limit: usize) -> rampart_inspect::ConnList {
+        self.inspect.list(now, limit)
+    }
+
+    /// Inspection counters for `rampart conn stats`.
+    pub fn conn_stats(&self) -> rampart_inspect::InspectStats {
+        self.inspect.stats()
+    }
+
+    pub fn counters(&self) -> &DataPlaneCounters {
+        &self.counters
+    }
+
+    pub(crate) fn tunnels(&self) -> &Tunnels {
+        &self.tunnels
+    }
+
+    /// Makes a request of the control plane and applies what it changed.
+    fn request(&mut self, now: Instant, control: &mut impl ControlPlane, request: ControlRequest) {
+        control.request(now, request);
+        self.sync(now, control);
+    }
+
+    /// Tells the control plane that tunnel `id` carried inbound traffic at `now`, once per
+    /// tunnel and instant.
+    fn note_child_traffic(&mut self, now: Instant, id: ChildSaId, control: &mut impl ControlPlane) {
+        if self.last_child_traffic != Some((id, now)) {
+            self.last_child_traffic = Some((id, now));
+            control.request(now, ControlRequest::ChildTraffic { child: id });
+        }
+    }
+
+    fn drain_inspect_logs(&mut self, control: &mut impl ControlPlane) {
+        while let Some(record) = self.inspect.poll_log() {
+            let level = if record.warn {
+                LogLevel::Warn
+            } else {
+                LogLevel::Info
+            };
+            control.log(LogRecord::new(level, LogEvent::Firewall, record.message));
+        }
+    }
+
+    fn install(
+        &mut self,
+        now: Instant,
+        keys: ChildSaKeys,
+        settings: TunnelSettings,
+        control: &mut impl ControlPlane,
+    ) {
+        let lifetime = Lifetime {
+            soft_bytes: settings.lifetime_bytes,
+            hard_bytes: settings.lifetime_bytes.map(|b| b.saturating_add(b / 10)),
+            soft_packets: None,
+            hard_packets: None,
+        };
+        let integ_in = keys.integ.map(|i| (i, keys.integ_key_in.as_slice()));
+        let integ_out = keys.integ.map(|i| (i, keys.integ_key_out.as_slice()));
+        let inbound = InboundSa::new(&SaConfig {
+            spi: keys.spi_in,
+            encr: keys.encr,
+            encr_key: &keys.key_in,
+            integ: integ_in,
+            esn: keys.esn,
+            replay_window: settings.replay_window,
+            lifetime,
+        });
+        let outbound = OutboundSa::new(
+            &SaConfig {
+                spi: keys.spi_out,
+                encr: keys.encr,
+                encr_key: &keys.key_out,
+                integ: integ_out,
+                esn: keys.esn,
+                replay_window: settings.replay_window,
+                lifetime,
+            },
+            self.rng.fork(),
+        );
+        let name = settings.peer_name;
+        let (inbound, outbound) = match (inbound, outbound) {
+            (Ok(i), Ok(o)) => (i, o),
+            (Err(e), _) | (_, Err(e)) => {
+                control.log(LogRecord::new(
+                    LogLevel::Error,
+                    LogEvent::TunnelFailed {
+                        peer: name.clone(),
+                        child: keys.child.0,
+                    },
+                    format!(
+                        "peer {name}: cannot install tunnel {:#x}: {e}",
+                        keys.child.0
+                    ),
+                ));
+                return;
+            }
+        };
+        let mut algorithms = keys.encr.to_string();
+        if let Some(i) = keys.integ {
+            algorithms.push('-');
+            algorithms.push_str(&i.to_string());
+        }
+        if keys.esn {
+            algorithms.push_str("-esn");
+        }
+        let message = format!(
+            "peer {}: tunnel {:#x} up, SPIs in {:08x} out {:08x}, {algorithms}, {}{}",
+            name,
+            keys.child.0,
+            keys.spi_in,
+            keys.spi_out,
+            if keys.encap { "esp-in-udp" } else { "esp" },
+            match keys.replaces {
+                Some(old) => format!(", replaces {:#x}", old.0),
+                None => String::new(),
+            }
+        );
+        let event = LogEvent::TunnelUp {
+            peer: name.clone(),
+            child: keys.child.0,
+            spi_in: keys.spi_in,
+            spi_out: keys.spi_out,
+            encap: keys.encap,
+            replaces: keys.replaces.map(|c| c.0),
+        };
+        self.tunnels.insert(
+            keys.child,
+            Tunnel {
+                peer: keys.peer,
+                peer_name: name,
+                inbound,
+                outbound,
+                local_ts: keys.local_ts.clone(),
+                remote_ts: keys.remote_ts.clone(),
+                local: keys.local,
+                remote: keys.remote,
+                encap: keys.encap,
+                algorithms,
+                established: now,
+                rekey_requested: false,
+            },
+        );
+        control.log(LogRecord::new(LogLevel::Info, event, message));
+    }
+
+    fn drop(&mut self, reason: DropReason) -> Disposition {
+        self.counters.drop(reason);
+        Disposition::Dropped(reason)
+    }
+}
+
+impl TunnelState for Tunnels {
+    fn has_tunnel(&self, peer: PeerId) -> bool {
+        Tunnels::has_tunnel(self, peer)
+    }
+}
+
+/// How many packets of a batch can be handled: as many as every slice has room for.
+fn batch_len(bufs: usize, packets: usize, out: usize) -> usize {
+    bufs.min(packets).min(out)
+}

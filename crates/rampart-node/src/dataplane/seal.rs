@@ -1,0 +1,158 @@
+//! Outbound: an IP packet from the TUN device inspected, matched to a peer by the policy and
+//! its selector, and sealed in place by that peer's newest tunnel.
+
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Instant;
+
+use rampart_esp::{CryptJob, SealError};
+use rampart_ike::ChildSaId;
+use rampart_inspect::{Side, Verdict};
+use rampart_wire::ip::PacketInfo;
+
+use super::{ControlPlane, ControlRequest, DataPlane};
+use crate::{Disposition, DropReason};
+
+/// What the first step of [`DataPlane::handle_tun`] decided.
+pub(super) enum TunStep {
+    Done(Disposition),
+    /// Prepared for sealing: `esp` is the ESP packet's range, `disposition` where it goes once
+    /// the job ran.
+    Seal {
+        tunnel: ChildSaId,
+        job: CryptJob,
+        esp: Range<usize>,
+        disposition: Disposition,
+    },
+}
+
+impl DataPlane {
+    /// An IP packet from the TUN device, to be encrypted in place for its peer.
+    pub fn handle_tun(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        packet: Range<usize>,
+        control: &mut impl ControlPlane,
+    ) -> Disposition {
+        match self.tun_prepare(now, buf, packet, control) {
+            TunStep::Done(disposition) => disposition,
+            TunStep::Seal {
+                tunnel,
+                job,
+                esp,
+                disposition,
+            } => {
+                let crypted = self
+                    .tunnels
+                    .get(tunnel)
+                    .map(|t| job.run(t.outbound.key(), &mut buf[esp]));
+                match crypted {
+                    Some(Ok(())) => disposition,
+                    _ => self.crypt_failed(),
+                }
+            }
+        }
+    }
+
+    /// Everything of [`Self::handle_tun`] but the cipher call: inspection, policy, peer and SA
+    /// choice and [`rampart_esp::OutboundSa::prepare_seal`].
+    pub(super) fn tun_prepare(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        packet: Range<usize>,
+        control: &mut impl ControlPlane,
+    ) -> TunStep {
+        self.counters.tun_packets_in += 1;
+        let Some(inner) = buf.get(packet.clone()) else {
+            return TunStep::Done(self.drop(DropReason::Malformed));
+        };
+        if PacketInfo::parse(inner).is_err() {
+            return TunStep::Done(self.drop(DropReason::Malformed));
+        }
+        // Inspection first: NAT may change the addresses the policy looks at.
+        let verdict = self
+            .inspect
+            .handle(now, Side::Inside, &mut buf[packet.clone()]);
+        self.drain_inspect_logs(control);
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::Drop(_) => return TunStep::Done(self.drop(DropReason::Firewall)),
+            Verdict::Reject => {
+                self.counters.dropped_firewall += 1;
+                return TunStep::Done(match rampart_inspect::reject::build(buf, packet) {
+                    Some(data) => Disposition::WriteTun { data },
+                    None => Disposition::Dropped(DropReason::Firewall),
+                });
+            }
+        }
+        let info = match PacketInfo::parse(&buf[packet.clone()]) {
+            Ok(info) => info,
+            Err(_) => return TunStep::Done(self.drop(DropReason::Malformed)),
+        };
+        let Some(candidates) = self.policy.outbound_candidates(info.src, info.dst) else {
+            return TunStep::Done(self.drop(DropReason::NoPolicy));
+        };
+        let peer = self.selector.select(info.dst, candidates, &self.tunnels);
+        let Some((id, tunnel)) = self.tunnels.active_for(peer) else {
+            self.request(now, control, ControlRequest::Acquire { peer });
+            return TunStep::Done(self.drop(DropReason::NoSa));
+        };
+        let next_header = if info.src.is_ipv4() {
+            rampart_esp::next_header::IPV4
+        } else {
+            rampart_esp::next_header::IPV6
+        };
+        let (local, remote, encap) = (tunnel.local, tunnel.remote, tunnel.encap);
+        let prepared = tunnel.outbound.prepare_seal(buf, packet, next_header);
+        if tunnel.take_rekey_due() {
+            self.request(now, control, ControlRequest::RekeyChild { child: id });
+        }
+        match prepared {
+            Ok((esp, job)) => TunStep::Seal {
+                tunnel: id,
+                job,
+                disposition: self.sealed(Ok(esp.clone()), local, remote, encap),
+                esp,
+            },
+            Err(e) => TunStep::Done(self.sealed(Err(e), local, remote, encap)),
+        }
+    }
+
+    /// A cipher job that failed although its SA prepared it (a bug, not an attack): the packet
+    /// is dropped and counted as malformed.
+    pub(super) fn crypt_failed(&mut self) -> Disposition {
+        tracing::error!("ESP cipher call failed on a prepared packet; packet dropped");
+        self.drop(DropReason::Malformed)
+    }
+
+    /// Where a sealed ESP packet goes: ESP-in-UDP from our NAT-T port, or raw ESP. A packet the
+    /// SA refused is counted by the refusal's reason.
+    pub(super) fn sealed(
+        &mut self,
+        sealed: Result<Range<usize>, SealError>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+    ) -> Disposition {
+        let data = match sealed {
+            Ok(data) => data,
+            Err(e) => return Disposition::Dropped(self.counters.seal_failed(&e)),
+        };
+        self.counters.esp_packets_out += 1;
+        if encap {
+            Disposition::SendUdp {
+                local: SocketAddr::new(local.ip(), self.config.nat_t_port),
+                remote,
+                data,
+            }
+        } else {
+            Disposition::SendRawEsp {
+                local: local.ip(),
+                remote: remote.ip(),
+                data,
+            }
+        }
+    }
+}

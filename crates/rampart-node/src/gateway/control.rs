@@ -1,0 +1,189 @@
+//! The gateway's control plane as the data plane sees it: requests go to the IKE engine, IKE's
+//! events become data-plane changes, datagrams and log records in the output queue.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use rampart_config::{GatewayConfig, StartAction};
+use rampart_esp::udp_encap;
+use rampart_ike::{Ike, IkeEvent};
+
+use super::peer_policy;
+use crate::dataplane::{ControlPlane, ControlRequest, DataPlaneChange, TunnelSettings};
+use crate::{LogEvent, LogLevel, LogRecord, Output};
+
+/// IKE and the output queue, borrowed for one input.
+pub(super) struct IkeControl<'a> {
+    pub config: &'a GatewayConfig,
+    pub ike: &'a mut Ike,
+    pub outputs: &'a mut VecDeque<Output>,
+}
+
+impl IkeControl<'_> {
+    fn push_log(&mut self, level: LogLevel, event: LogEvent, message: String) {
+        self.outputs
+            .push_back(Output::Log(LogRecord::new(level, event, message)));
+    }
+
+    /// Turns one IKE event into output, or into the change it asks of the data plane.
+    fn on_event(&mut self, event: IkeEvent) -> Option<DataPlaneChange> {
+        match event {
+            IkeEvent::Transmit { local, remote, msg } => {
+                let data = if local.port() == self.config.gateway.nat_t_port {
+                    let mut framed = Vec::with_capacity(msg.len() + 4);
+                    framed.extend_from_slice(&udp_encap::NON_ESP_MARKER);
+                    framed.extend_from_slice(&msg);
+                    framed
+                } else {
+                    msg
+                };
+                self.outputs.push_back(Output::SendUdp {
+                    local,
+                    remote,
+                    data,
+                });
+            }
+            IkeEvent::NatKeepalive { local, remote } => {
+                self.outputs.push_back(Output::SendUdp {
+                    local,
+                    remote,
+                    data: udp_encap::KEEPALIVE.to_vec(),
+                });
+            }
+            IkeEvent::IkeSaUp { peer, ike_sa } => {
+                let name = self.peer_name(peer);
+                self.push_log(
+                    LogLevel::Info,
+                    LogEvent::PeerUp {
+                        peer: name.clone(),
+                        ike_sa: ike_sa.0,
+                    },
+                    format!("peer {name}: IKE SA {:#x} established", ike_sa.0),
+                );
+            }
+            IkeEvent::IkeSaDown {
+                peer,
+                ike_sa,
+                reason,
+            } => {
+                let name = self.peer_name(peer);
+                self.push_log(
+                    LogLevel::Info,
+                    LogEvent::PeerDown {
+                        peer: name.clone(),
+                        ike_sa: ike_sa.0,
+                        reason: format!("{reason:?}"),
+                    },
+                    format!("peer {name}: IKE SA {:#x} down ({reason:?})", ike_sa.0),
+                );
+            }
+            IkeEvent::ChildSaUp(keys) => {
+                let Some(p) = peer_policy(self.ike, keys.peer) else {
+                    // The peer was removed since: its SAs go with it.
+                    return None;
+                };
+                let settings = TunnelSettings {
+                    peer_name: p.name.clone(),
+                    replay_window: p.replay_window,
+                    lifetime_bytes: p.child_lifetime_bytes,
+                };
+                return Some(DataPlaneChange::Install(Box::new((keys, settings))));
+            }
+            IkeEvent::ChildSaDown {
+                peer: _,
+                child,
+                spi_in,
+                spi_out,
+            } => {
+                return Some(DataPlaneChange::Remove {
+                    child,
+                    spi_in,
+                    spi_out,
+                })
+            }
+            IkeEvent::ChildSaEndpoint {
+                child,
+                local,
+                remote,
+                encap,
+            } => {
+                return Some(DataPlaneChange::Endpoint {
+                    child,
+                    local,
+                    remote,
+                    encap,
+                })
+            }
+            IkeEvent::PeerDead { peer } => {
+                let p = peer_policy(self.ike, peer)?;
+                let action = match p.start_action {
+                    StartAction::Always => "re-initiating",
+                    StartAction::OnTraffic => "waiting for traffic to re-initiate",
+                    StartAction::None => "not re-initiating (start_action = none)",
+                };
+                let (name, remote) = (p.name.clone(), p.remote_address.to_string());
+                let message = format!(
+                    "peer {name} ({remote}) is dead: no answer to liveness checks; SAs removed, {action}"
+                );
+                self.push_log(
+                    LogLevel::Warn,
+                    LogEvent::PeerDead { peer: name, remote },
+                    message,
+                );
+            }
+        }
+        None
+    }
+
+    fn peer_name(&self, peer: rampart_ike::PeerId) -> String {
+        peer_policy(self.ike, peer).map_or_else(|| format!("{peer:?}"), |p| p.name.clone())
+    }
+}
+
+impl ControlPlane for IkeControl<'_> {
+    fn control_datagram(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: &[u8],
+    ) {
+        self.ike.handle_datagram(now, local, remote, datagram);
+    }
+
+    fn request(&mut self, now: Instant, request: ControlRequest) {
+        match request {
+            ControlRequest::Acquire { peer } => {
+                let on_traffic = peer_policy(self.ike, peer)
+                    .is_some_and(|p| p.start_action == StartAction::OnTraffic);
+                if on_traffic {
+                    self.ike.acquire(now, peer);
+                }
+            }
+            ControlRequest::RekeyChild { child } => self.ike.rekey_child(now, child),
+            ControlRequest::ChildTraffic { child } => self.ike.child_traffic(now, child),
+            ControlRequest::NatMappingMoved {
+                child,
+                local,
+                remote,
+            } => {
+                // Whether it moved shows in the events (one endpoint change per CHILD SA).
+                let _moved = self.ike.esp_peer_address(child, local, remote);
+            }
+        }
+    }
+
+    fn poll_change(&mut self) -> Option<DataPlaneChange> {
+        while let Some(event) = self.ike.poll_event() {
+            if let Some(change) = self.on_event(event) {
+                return Some(change);
+            }
+        }
+        None
+    }
+
+    fn log(&mut self, record: LogRecord) {
+        self.outputs.push_back(Output::Log(record));
+    }
+}

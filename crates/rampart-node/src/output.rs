@@ -1,0 +1,103 @@
+//! What a node asks the I/O shell to do, beyond the data-plane answers it writes into the
+//! caller's buffer: one stream per node, drained with `poll_output`.
+
+use std::net::SocketAddr;
+
+use ipnet::IpNet;
+
+/// A control-plane output: things that are rare enough to own their bytes.
+///
+/// Every engine of a node (IKE, inspection, later cluster sync and entry-point probes) writes
+/// into the node's one output stream, in the order things happened. Cluster sync messages and
+/// probe datagrams are `SendUdp` from their own local port (the shell binds one socket per
+/// local address the node names), so no new variant is needed for them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    SendUdp {
+        local: SocketAddr,
+        remote: SocketAddr,
+        data: Vec<u8>,
+    },
+    RouteAdd {
+        prefix: IpNet,
+    },
+    RouteDel {
+        prefix: IpNet,
+    },
+    /// Bring `addr` up on `interface` (a cluster's virtual address taken over by this member).
+    ClaimAddress {
+        interface: String,
+        addr: IpNet,
+    },
+    /// Take `addr` off `interface` again (another member owns it now).
+    ReleaseAddress {
+        interface: String,
+        addr: IpNet,
+    },
+    Log(LogRecord),
+}
+
+/// A log record the shell writes through `tracing`: `message` is the text for people, `event`
+/// the same fact typed for programs (monitoring, the cluster's peer bookkeeping).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    pub level: LogLevel,
+    pub event: LogEvent,
+    pub message: String,
+}
+
+impl LogRecord {
+    pub fn new(level: LogLevel, event: LogEvent, message: String) -> LogRecord {
+        LogRecord {
+            level,
+            event,
+            message,
+        }
+    }
+}
+
+/// What a [`LogRecord`] reports. Ids are the engine's SA ids (`IkeSaId.0`, `ChildSaId.0`);
+/// peers are named as in the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogEvent {
+    /// An IKE SA with `peer` was established.
+    PeerUp { peer: String, ike_sa: u64 },
+    /// An IKE SA with `peer` went away; `reason` as the engine names it.
+    PeerDown {
+        peer: String,
+        ike_sa: u64,
+        reason: String,
+    },
+    /// `peer` did not answer liveness checks; its SAs were removed.
+    PeerDead { peer: String, remote: String },
+    /// A CHILD SA was installed in the data plane (`replaces`: the one it rekeyed).
+    TunnelUp {
+        peer: String,
+        child: u64,
+        spi_in: u32,
+        spi_out: u32,
+        encap: bool,
+        replaces: Option<u64>,
+    },
+    /// A CHILD SA was removed from the data plane.
+    TunnelDown {
+        peer: String,
+        child: u64,
+        spi_in: u32,
+        spi_out: u32,
+    },
+    /// A CHILD SA could not be installed (its keys did not fit its algorithms).
+    TunnelFailed { peer: String, child: u64 },
+    /// Stateful inspection: a rule's log, a drop or a table limit (the message says which).
+    Firewall,
+    /// Anything else; the message is all there is.
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
