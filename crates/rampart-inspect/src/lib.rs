@@ -13,7 +13,6 @@
 //! [`Inspector::enable_change_stream`] every create/update/delete is queued for a sync protocol.
 //! NAT is IPv4 only; non-first fragments are not reassembled (dropped under a rule base).
 
-mod checksum;
 mod conn;
 mod engine;
 mod log;
@@ -27,7 +26,6 @@ mod table;
 pub mod tcp;
 mod tuple;
 
-pub use checksum::{finish as checksum_finish, sum as checksum_sum};
 pub use conn::{Change, ConnState, Connection, NatKind, NatState, NO_RULE, NO_SERVICE};
 pub use engine::Inspector;
 pub use log::LogRecord;
