@@ -12,7 +12,7 @@ use rampart_config::GatewayConfig;
 use rampart_crypto::Rng;
 use rampart_node::{Disposition, DropReason, Gateway, LogLevel, Output};
 
-use crate::packet::{self, Ipv4};
+use crate::packet::{self, Ipv4Header};
 
 /// Room the engine needs around a packet to encrypt in place.
 const HEADROOM: usize = 64;
@@ -125,7 +125,7 @@ impl GatewayNode {
         base: Instant,
         now: Duration,
         p: &[u8],
-        ip: &Ipv4,
+        ip: &Ipv4Header,
         fx: &mut GwEffects,
     ) {
         let Some(g) = self.engine.as_mut() else {

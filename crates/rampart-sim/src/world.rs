@@ -14,7 +14,7 @@ use rampart_crypto::Rng;
 use crate::gateway_node::{GatewayNode, GwEffects};
 use crate::host::{Host, TransferRecord};
 use crate::middlebox::{Firewall, Nat};
-use crate::packet::{self, Ipv4, Reassembler};
+use crate::packet::{self, Ipv4Header, Reassembler};
 
 /// One event in the queue.
 #[derive(Debug)]
@@ -316,7 +316,7 @@ impl World {
             return;
         }
         let name = self.nodes[node].name.clone();
-        let Some(ip) = Ipv4::parse(&packet) else {
+        let Some(ip) = Ipv4Header::parse(&packet).ok() else {
             self.drop_packet(&name, "malformed IP packet");
             return;
         };
@@ -338,7 +338,7 @@ impl World {
         node: usize,
         in_iface: Option<usize>,
         mut p: Vec<u8>,
-        mut ip: Ipv4,
+        mut ip: Ipv4Header,
         depth: usize,
     ) {
         let name = self.nodes[node].name.clone();
@@ -350,7 +350,7 @@ impl World {
                     match self.nodes[node].reasm.add(now, &p, &ip) {
                         Some(whole) => {
                             p = whole;
-                            ip = match Ipv4::parse(&p) {
+                            ip = match Ipv4Header::parse(&p).ok() {
                                 Some(ip) => ip,
                                 None => return,
                             };
@@ -365,7 +365,7 @@ impl World {
                     self.drop_packet(&name, reason);
                     return;
                 }
-                ip = match Ipv4::parse(&p) {
+                ip = match Ipv4Header::parse(&p).ok() {
                     Some(ip) => ip,
                     None => return,
                 };
@@ -377,7 +377,7 @@ impl World {
                 match self.nodes[node].reasm.add(now, &p, &ip) {
                     Some(whole) => {
                         p = whole;
-                        ip = match Ipv4::parse(&p) {
+                        ip = match Ipv4Header::parse(&p).ok() {
                             Some(ip) => ip,
                             None => return,
                         };
@@ -429,7 +429,7 @@ impl World {
                             match self.nodes[node].reasm.add(now, &p, &ip) {
                                 Some(whole) => {
                                     p = whole;
-                                    ip = match Ipv4::parse(&p) {
+                                    ip = match Ipv4Header::parse(&p).ok() {
                                         Some(ip) => ip,
                                         None => return,
                                     };
@@ -444,7 +444,7 @@ impl World {
                             self.drop_packet(&name, reason);
                             return;
                         }
-                        ip = match Ipv4::parse(&p) {
+                        ip = match Ipv4Header::parse(&p).ok() {
                             Some(ip) => ip,
                             None => return,
                         };
@@ -461,7 +461,7 @@ impl World {
         node: usize,
         in_iface: Option<usize>,
         p: Vec<u8>,
-        ip: Ipv4,
+        ip: Ipv4Header,
         depth: usize,
     ) {
         let name = self.nodes[node].name.clone();
@@ -497,7 +497,7 @@ impl World {
         node: usize,
         in_iface: Option<usize>,
         p: &[u8],
-        ip: &Ipv4,
+        ip: &Ipv4Header,
         mtu: u16,
     ) {
         let src = in_iface
@@ -520,7 +520,7 @@ impl World {
 
     /// A packet this machine originates (or its TUN device wrote): route and send.
     pub fn send_local(&mut self, node: usize, p: Vec<u8>, depth: usize) {
-        let Some(ip) = Ipv4::parse(&p) else { return };
+        let Some(ip) = Ipv4Header::parse(&p).ok() else { return };
         if let Kind::Host(_) = self.nodes[node].kind {
             self.output(node, 0, p, &ip);
             return;
@@ -548,7 +548,7 @@ impl World {
     }
 
     /// Sends on an interface: ICMP "fragmentation needed" or fragmentation above the MTU.
-    fn output(&mut self, node: usize, iface: usize, p: Vec<u8>, ip: &Ipv4) {
+    fn output(&mut self, node: usize, iface: usize, p: Vec<u8>, ip: &Ipv4Header) {
         let Some(i) = self.nodes[node].ifaces.get(iface) else {
             return;
         };
