@@ -120,7 +120,12 @@ impl Nat {
     }
 
     /// Destination NAT of a packet that arrived on the outside for the public address.
-    pub fn inbound(&mut self, now: Duration, p: &mut [u8], ip: &Ipv4Header) -> Result<(), &'static str> {
+    pub fn inbound(
+        &mut self,
+        now: Duration,
+        p: &mut [u8],
+        ip: &Ipv4Header,
+    ) -> Result<(), &'static str> {
         if ip.fragment_offset > 0 {
             return Err("nat: non-first fragment dropped");
         }

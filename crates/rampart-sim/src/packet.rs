@@ -197,7 +197,9 @@ impl Reassembler {
         if !ip.more_fragments {
             entry.total = Some(ip.fragment_offset_bytes() + data.len());
         }
-        entry.parts.insert(ip.fragment_offset_bytes(), data.to_vec());
+        entry
+            .parts
+            .insert(ip.fragment_offset_bytes(), data.to_vec());
         let total = entry.total?;
         if entry.header.is_empty() {
             return None;

@@ -166,6 +166,36 @@ impl World {
         Some(ev)
     }
 
+    /// The next event if it is a packet arriving at `node` at the current instant.
+    fn pop_arrival_now(&mut self, node: usize) -> Option<(usize, Vec<u8>)> {
+        let (&(at, _), ev) = self.queue.first_key_value()?;
+        if at != self.now || !matches!(ev, Ev::Arrive { node: n, .. } if *n == node) {
+            return None;
+        }
+        match self.pop(at)? {
+            Ev::Arrive { iface, packet, .. } => Some((iface, packet)),
+            _ => None,
+        }
+    }
+
+    /// Hands the inputs a gateway queued to its engine, one batch per run, applying each
+    /// batch's effects before the next batch (so what a batch sends back into the same
+    /// gateway is handled first, as the per-packet chain did).
+    fn flush_gateway(&mut self, node: usize) {
+        let runs = match &mut self.nodes[node].kind {
+            Kind::Gateway(gw) => gw.take_runs(),
+            _ => return,
+        };
+        for run in runs {
+            let mut fx = GwEffects::default();
+            let depth = match &mut self.nodes[node].kind {
+                Kind::Gateway(gw) => gw.run_batch(self.base, self.now, run, &mut fx),
+                _ => return,
+            };
+            self.apply_depth(node, fx, depth);
+        }
+    }
+
     pub fn note(&mut self, who: &str, text: String) {
         self.timeline.push(Entry {
             at: self.now,
@@ -188,7 +218,16 @@ impl World {
                 node,
                 iface,
                 packet,
-            } => self.arrive(node, iface, packet),
+            } => {
+                self.arrive(node, iface, packet);
+                if matches!(self.nodes[node].kind, Kind::Gateway(_)) {
+                    // What reaches a gateway at one instant goes to its engine as a batch.
+                    while let Some((iface, packet)) = self.pop_arrival_now(node) {
+                        self.arrive(node, iface, packet);
+                    }
+                    self.flush_gateway(node);
+                }
+            }
             Ev::Wake { node } => {
                 if self.nodes[node].wake == Some(self.now) {
                     self.nodes[node].wake = None;
@@ -306,6 +345,8 @@ impl World {
         for p in fx.send {
             self.send_local(node, p, depth);
         }
+        // What the sends routed back into this gateway.
+        self.flush_gateway(node);
         self.reschedule(node);
     }
 
@@ -387,9 +428,9 @@ impl World {
             }
             match &mut self.nodes[node].kind {
                 Kind::Gateway(gw) => {
-                    let mut fx = GwEffects::default();
-                    gw.deliver_local(self.base, now, &p, &ip, &mut fx);
-                    self.apply(node, fx);
+                    if let Err(reason) = gw.deliver_local(&p, &ip) {
+                        self.drop_packet(&name, reason);
+                    }
                 }
                 _ => {
                     if ip.protocol != packet::PROTO_ICMP {
@@ -479,17 +520,13 @@ impl World {
                 return;
             }
             for f in packet::fragment(&p, &ip, mtu) {
-                let mut fx = GwEffects::default();
                 if let Kind::Gateway(gw) = &mut self.nodes[node].kind {
-                    gw.tun_input(self.base, self.now, &f, &mut fx);
+                    gw.tun_input(f, depth);
                 }
-                self.apply_depth(node, fx, depth + 1);
             }
             return;
         }
-        let mut fx = GwEffects::default();
-        gw.tun_input(self.base, self.now, &p, &mut fx);
-        self.apply_depth(node, fx, depth + 1);
+        gw.tun_input(p, depth);
     }
 
     fn icmp_too_big(
@@ -520,7 +557,9 @@ impl World {
 
     /// A packet this machine originates (or its TUN device wrote): route and send.
     pub fn send_local(&mut self, node: usize, p: Vec<u8>, depth: usize) {
-        let Some(ip) = Ipv4Header::parse(&p).ok() else { return };
+        let Some(ip) = Ipv4Header::parse(&p).ok() else {
+            return;
+        };
         if let Kind::Host(_) = self.nodes[node].kind {
             self.output(node, 0, p, &ip);
             return;
