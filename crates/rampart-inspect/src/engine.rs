@@ -541,8 +541,8 @@ impl Inspector {
         if let Some(icmp) = pkt.get_mut(l4..len) {
             icmp[2] = 0;
             icmp[3] = 0;
-            let c = crate::checksum::finish(crate::checksum::sum(0, icmp));
-            crate::checksum::put16(icmp, 2, c);
+            let c = rampart_wire::checksum::checksum(icmp);
+            crate::rewrite::put16(icmp, 2, c);
         }
         Verdict::Accept
     }

@@ -15,7 +15,6 @@
 //! [`Inspector::set_policy`] swaps the [`InspectPolicy`] live (reload).
 //! NAT is IPv4 only; non-first fragments are not reassembled (dropped under a rule base).
 
-mod checksum;
 mod conn;
 mod engine;
 mod log;
@@ -30,7 +29,6 @@ mod table;
 pub mod tcp;
 mod tuple;
 
-pub use checksum::{finish as checksum_finish, sum as checksum_sum};
 pub use conn::{
     Change, ConnState, Connection, NatKind, NatState, CLOCK_BASE_MS, NO_RULE, NO_SERVICE,
 };

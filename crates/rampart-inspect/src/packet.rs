@@ -1,8 +1,8 @@
 //! What the inspector needs to know about one packet, read without allocation.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
-use rampart_wire::ip::{proto, PacketInfo, Transport};
+use rampart_wire::ip::{proto, Ipv4Header, Ipv6Header, PacketInfo, Transport};
 
 use crate::tuple::FlowTuple;
 
@@ -118,26 +118,20 @@ pub fn parse(pkt: &[u8]) -> Option<Parsed> {
 /// its total length, which ICMP truncates) and its transport offset.
 fn quoted(q: &[u8], v6: bool) -> Option<(FlowTuple, usize)> {
     let (src, dst, protocol, ihl) = if v6 {
-        let h = q.get(..40)?;
-        let s: [u8; 16] = h[8..24].try_into().ok()?;
-        let d: [u8; 16] = h[24..40].try_into().ok()?;
+        let h = Ipv6Header::parse_truncated(q).ok()?;
         (
-            IpAddr::V6(Ipv6Addr::from(s)),
-            IpAddr::V6(Ipv6Addr::from(d)),
-            h[6],
-            40,
+            IpAddr::V6(h.src),
+            IpAddr::V6(h.dst),
+            h.next_header,
+            Ipv6Header::LEN,
         )
     } else {
-        let h = q.get(..20)?;
-        if h[0] >> 4 != 4 {
-            return None;
-        }
-        let ihl = usize::from(h[0] & 0x0f) * 4;
+        let h = Ipv4Header::parse_truncated(q).ok()?;
         (
-            IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
-            IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
-            h[9],
-            ihl,
+            IpAddr::V4(h.src),
+            IpAddr::V4(h.dst),
+            h.protocol,
+            h.header_len,
         )
     };
     let l4 = q.get(ihl..ihl + 8)?;

@@ -5,7 +5,9 @@ use std::ops::Range;
 
 use rampart_wire::ip::{proto, PacketInfo};
 
-use crate::checksum::{finish, get16, pseudo, put16, sum};
+use rampart_wire::checksum::{checksum, finish, pseudo_header, sum};
+
+use crate::rewrite::{get16, put16};
 
 /// Bytes of the offending packet quoted in an ICMP error: its IP header plus 8 bytes (IPv4),
 /// at most this many for IPv6.
@@ -62,13 +64,13 @@ pub fn build(buf: &mut [u8], packet: Range<usize>) -> Option<Range<usize>> {
     if v6 {
         icmp[0] = 1; // destination unreachable
         icmp[1] = 1; // communication administratively prohibited
-        let s = pseudo(&out[8..24], &out[24..40], proto::ICMPV6, total - 40);
+        let s = pseudo_header(&out[8..40], proto::ICMPV6, total - 40);
         let c = finish(sum(s, &out[40..]));
         put16(out, 42, c);
     } else {
         icmp[0] = 3; // destination unreachable
         icmp[1] = 13; // communication administratively prohibited
-        let c = finish(sum(0, icmp));
+        let c = checksum(icmp);
         put16(icmp, 2, c);
     }
     Some(start..start + total)
@@ -144,9 +146,9 @@ fn tcp_rst(buf: &mut [u8], start: usize, info: &PacketInfo) -> Option<Range<usiz
     t[12] = 5 << 4;
     t[13] = rflags;
     let s = if v6 {
-        pseudo(&out[8..24], &out[24..40], proto::TCP, 20)
+        pseudo_header(&out[8..40], proto::TCP, 20)
     } else {
-        pseudo(&out[12..16], &out[16..20], proto::TCP, 20)
+        pseudo_header(&out[12..20], proto::TCP, 20)
     };
     let c = finish(sum(s, &out[ip_len..]));
     put16(out, ip_len + 16, c);

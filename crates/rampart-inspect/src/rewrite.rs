@@ -1,9 +1,8 @@
 //! In-place rewriting of IPv4 addresses, ports and ICMP identifiers with incremental checksum
 //! updates. Callers have checked the header lengths (see [`crate::packet::Parsed`]).
 
+use rampart_wire::checksum::update;
 use rampart_wire::ip::proto;
-
-use crate::checksum::{get16, put16, update};
 
 /// Which end of a packet to rewrite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,4 +75,14 @@ pub fn set_port(pkt: &mut [u8], l4: usize, protocol: u8, end: End, port: u16) {
     }
     pkt[at..at + 2].copy_from_slice(&new);
     update_l4(pkt, l4, protocol, &old, &new);
+}
+
+/// The big-endian 16-bit field at `at` (callers have checked the length).
+pub fn get16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// Stores `v` big-endian at `at` (callers have checked the length).
+pub fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }

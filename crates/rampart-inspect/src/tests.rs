@@ -7,9 +7,9 @@ use crate::policy::{InspectPolicy, NatRule, Rule, RuleAction, Service, ServicePr
 use ipnet::IpNet;
 use proptest::prelude::*;
 
-use crate::checksum::{finish, pseudo, sum};
 use crate::tcp::{flags::*, next, start, Dir, TcpState};
 use crate::*;
+use rampart_wire::checksum::{finish, fold, pseudo_header, pseudo_header_v4, sum};
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()
@@ -70,7 +70,7 @@ fn packet(
     let s = if protocol == 1 {
         0
     } else {
-        pseudo(&src.octets(), &dst.octets(), protocol, l4len)
+        pseudo_header_v4(src, dst, protocol, l4len)
     };
     let c = finish(sum(s, &p[20..]));
     p[20 + at..20 + at + 2].copy_from_slice(&c.to_be_bytes());
@@ -79,16 +79,16 @@ fn packet(
 
 /// Whether every checksum of an IPv4 TCP/UDP/ICMP packet verifies.
 fn checksums_ok(p: &[u8]) -> bool {
-    if sum(0, &p[..20]) != 0xffff {
+    if fold(sum(0, &p[..20])) != 0xffff {
         return false;
     }
     let protocol = p[9];
     let s = if protocol == 1 {
         0
     } else {
-        pseudo(&p[12..16], &p[16..20], protocol, p.len() - 20)
+        pseudo_header(&p[12..20], protocol, p.len() - 20)
     };
-    sum(s, &p[20..]) == 0xffff
+    fold(sum(s, &p[20..])) == 0xffff
 }
 
 fn fields(p: &[u8]) -> (Ipv4Addr, Ipv4Addr, u16, u16) {
@@ -362,8 +362,8 @@ fn icmp_error_is_matched_and_translated() {
     assert_eq!(&err[16..20], &ip(H1).octets()); // outer destination restored
     assert_eq!(&err[28 + 12..28 + 16], &ip(H1).octets()); // quoted source restored
     assert_eq!(u16::from_be_bytes([err[48], err[49]]), 5555); // quoted source port restored
-    assert_eq!(sum(0, &err[28..48]), 0xffff); // quoted IP header checksum
-                                              // An error about nothing known is out of state.
+    assert_eq!(fold(sum(0, &err[28..48])), 0xffff); // quoted IP header checksum
+                                                    // An error about nothing known is out of state.
     err[48] = 0;
     assert!(matches!(
         i.handle(now, Side::Tunnel, &mut err),

@@ -28,6 +28,8 @@
 use std::io::{self, IoSlice};
 use std::ops::Range;
 
+use rampart_wire::checksum::{fold, pseudo_header, sum};
+use rampart_wire::ip::{Ipv4Header, Ipv6Header};
 use tun_rs::VIRTIO_NET_HDR_LEN;
 
 use crate::tun::Tun;
@@ -550,13 +552,13 @@ fn build_header(slot: &mut [u8], first: &[u8], w: &Write) -> usize {
     let ip = &mut slot[VIRTIO_NET_HDR_LEN..VIRTIO_NET_HDR_LEN + l3 + l4];
     ip.copy_from_slice(first);
     let addrs = if w.v6 { 8..40 } else { 12..20 };
-    let pseudo = fold(sum(&ip[addrs], u64::from(proto) + transport_len as u64));
+    let pseudo = fold(pseudo_header(&ip[addrs], proto, transport_len));
     if w.v6 {
         ip[4..6].copy_from_slice(&(transport_len as u16).to_be_bytes());
     } else {
         ip[2..4].copy_from_slice(&((l3 + transport_len) as u16).to_be_bytes());
         ip[10..12].fill(0);
-        let check = !fold(sum(&ip[..20], 0));
+        let check = rampart_wire::checksum::checksum(&ip[..20]);
         ip[10..12].copy_from_slice(&check.to_be_bytes());
     }
     match w.kind {
@@ -601,15 +603,10 @@ fn parse(pkt: &[u8], udp: bool) -> Parsed {
 }
 
 fn parse_v4(pkt: &[u8], udp: bool) -> Parsed {
-    if pkt.len() < 20 {
+    let Ok(hdr) = Ipv4Header::parse(pkt) else {
         return Parsed::Barrier;
-    }
-    let l3 = usize::from(pkt[0] & 0x0f) * 4;
-    let total = usize::from(be16(pkt, 2));
-    if l3 < 20 || total < l3 || total > pkt.len() {
-        return Parsed::Barrier;
-    }
-    let proto = pkt[9];
+    };
+    let (l3, total, proto) = (hdr.header_len, hdr.total_len, hdr.protocol);
     let tracked = proto == PROTO_TCP || (udp && proto == PROTO_UDP);
     if !tracked {
         // AH could carry a TCP segment of a tracked flow.
@@ -619,17 +616,16 @@ fn parse_v4(pkt: &[u8], udp: bool) -> Parsed {
             Parsed::Other
         };
     }
-    let fragment = be16(pkt, 6) & 0x3fff != 0;
     let ip = &pkt[..total];
     let Some(ports) = ip.get(l3..l3 + 4) else {
         return Parsed::Barrier;
     };
-    if fragment {
+    if hdr.is_fragment() {
         return Parsed::Barrier;
     }
     let key = FlowKey::new(proto, false, &ip[12..20], ports);
-    let seg = if l3 == 20 && fold(sum(&ip[..20], 0)) == 0xffff {
-        segment(ip, proto, l3, false, be16(ip, 4))
+    let seg = if l3 == 20 && fold(sum(0, &ip[..20])) == 0xffff {
+        segment(ip, proto, l3, false, hdr.ident)
     } else {
         None
     };
@@ -637,14 +633,10 @@ fn parse_v4(pkt: &[u8], udp: bool) -> Parsed {
 }
 
 fn parse_v6(pkt: &[u8], udp: bool) -> Parsed {
-    if pkt.len() < 40 {
+    let Ok(hdr) = Ipv6Header::parse(pkt) else {
         return Parsed::Barrier;
-    }
-    let total = 40 + usize::from(be16(pkt, 4));
-    if total > pkt.len() {
-        return Parsed::Barrier;
-    }
-    let proto = pkt[6];
+    };
+    let (total, proto) = (hdr.total_len(), hdr.next_header);
     match proto {
         PROTO_TCP => {}
         PROTO_UDP if udp => {}
@@ -689,8 +681,8 @@ fn segment(ip: &[u8], proto: u8, l3: usize, v6: bool, id: u16) -> Option<Seg> {
     if payload == 0 {
         return None;
     }
-    let check = sum(addrs, u64::from(proto) + transport.len() as u64);
-    if fold(sum(transport, check)) != 0xffff {
+    let check = pseudo_header(addrs, proto, transport.len());
+    if fold(sum(check, transport)) != 0xffff {
         return None;
     }
     Some(Seg {
@@ -710,44 +702,6 @@ fn be16(b: &[u8], at: usize) -> u16 {
 
 fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
-/// Adds `data` (big-endian 16-bit words, an odd last byte as the high byte) to the unfolded
-/// ones'-complement sum `acc`. Exact for any slice shorter than 8 GB.
-///
-/// The bulk is summed as native-endian 32-bit words into a 64-bit accumulator (a loop the
-/// compiler vectorizes), folded, and swapped to network order: a ones'-complement sum of
-/// byte-swapped words is the byte-swapped sum (RFC 1071 2(B)). The tail starts at an offset
-/// that is a multiple of 4, so its words keep their big-endian alignment.
-fn sum(data: &[u8], mut acc: u64) -> u64 {
-    let mut chunks = data.chunks_exact(4);
-    let mut native: u64 = 0;
-    for c in &mut chunks {
-        native += u64::from(u32::from_ne_bytes([c[0], c[1], c[2], c[3]]));
-    }
-    let folded = fold(native);
-    acc += u64::from(if cfg!(target_endian = "little") {
-        folded.swap_bytes()
-    } else {
-        folded
-    });
-    let mut rest = chunks.remainder();
-    if rest.len() >= 2 {
-        acc += u64::from(u16::from_be_bytes([rest[0], rest[1]]));
-        rest = &rest[2..];
-    }
-    if let Some(&b) = rest.first() {
-        acc += u64::from(b) << 8;
-    }
-    acc
-}
-
-/// Folds an unfolded ones'-complement sum to 16 bits (not complemented).
-fn fold(mut acc: u64) -> u16 {
-    while acc > 0xffff {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
-    acc as u16
 }
 
 #[cfg(test)]

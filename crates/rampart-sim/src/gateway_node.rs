@@ -1,6 +1,15 @@
 //! A simulated gateway machine: the real `rampart_node::Gateway` engine plus what the kernel
 //! and the I/O shell do around it (sockets on the IKE and NAT-T ports, the raw ESP socket, the
 //! TUN device and its routes). Crash drops the engine; restart builds a fresh one.
+//!
+//! Like the I/O shell, the machine hands the engine batches: inputs are queued as they reach the
+//! machine ([`GatewayNode::deliver_local`], [`GatewayNode::tun_input`]) and the world flushes
+//! the queue at the end of their virtual instant ([`GatewayNode::take_runs`],
+//! [`GatewayNode::run_batch`]). A run is a maximal sequence of queued inputs that one batch call
+//! of production takes: TUN packets (`Gateway::handle_tun_batch`), datagrams of one UDP
+//! socket pair (`handle_udp_batch`), ESP packets of one raw socket (`handle_raw_esp_batch`).
+//! The `Disposition` of every packet is carried out in batch order, then the control outputs
+//! are drained.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -12,7 +21,7 @@ use rampart_config::GatewayConfig;
 use rampart_crypto::Rng;
 use rampart_node::{Disposition, DropReason, Gateway, LogLevel, Output};
 
-use crate::packet::{self, Ipv4};
+use crate::packet::{self, Ipv4Header};
 
 /// Room the engine needs around a packet to encrypt in place.
 const HEADROOM: usize = 64;
@@ -45,8 +54,55 @@ pub struct GatewayNode {
     pub installs: Vec<Duration>,
     /// IKE fragments (RFC 7383 SKF payloads) this gateway sent, over the whole run.
     pub ike_fragments_sent: u64,
+    /// Batches handed to the engine, and the packets they carried (over the whole run).
+    pub batches: u64,
+    pub batched_packets: u64,
     ident: u16,
+    /// Inputs of the current virtual instant, in arrival order, not yet given to the engine.
+    pending: Vec<Input>,
 }
+
+/// An input waiting for the end of its virtual instant.
+#[derive(Debug)]
+enum Input {
+    /// An IP packet routed into the TUN device; `depth` counts passes through the tunnel.
+    Tun { packet: Vec<u8>, depth: usize },
+    /// The payload of a UDP datagram that arrived on `local` from `remote`.
+    Udp {
+        local: SocketAddr,
+        remote: SocketAddr,
+        datagram: Vec<u8>,
+    },
+    /// An ESP packet (IP protocol 50) that arrived for `local` from `remote`.
+    RawEsp {
+        local: IpAddr,
+        remote: IpAddr,
+        packet: Vec<u8>,
+    },
+}
+
+impl Input {
+    /// Whether `next` may join a batch that starts with `self`.
+    fn same_batch(&self, next: &Input) -> bool {
+        match (self, next) {
+            (Input::Tun { .. }, Input::Tun { .. }) => true,
+            (
+                Input::Udp { local, remote, .. },
+                Input::Udp {
+                    local: l,
+                    remote: r,
+                    ..
+                },
+            ) => local == l && remote == r,
+            (Input::RawEsp { local, .. }, Input::RawEsp { local: l, .. }) => local == l,
+            _ => false,
+        }
+    }
+}
+
+/// Queued inputs that go to the engine in one batch call (see the module documentation).
+#[derive(Debug)]
+pub struct Run(Vec<Input>);
 
 /// IKEv2 payload type of an encrypted fragment (SKF, RFC 7383).
 const PAYLOAD_SKF: u8 = 53;
@@ -78,7 +134,10 @@ impl GatewayNode {
             restarts: 0,
             installs: Vec::new(),
             ike_fragments_sent: 0,
+            batches: 0,
+            batched_packets: 0,
             ident: 1,
+            pending: Vec::new(),
         }
     }
 
@@ -94,6 +153,7 @@ impl GatewayNode {
     /// The machine stops: engine state, routes and tunnels are gone.
     pub fn crash(&mut self) {
         self.engine = None;
+        self.pending.clear();
         self.tun_routes.clear();
         self.tunnels.clear();
     }
@@ -119,71 +179,131 @@ impl GatewayNode {
             .max()
     }
 
-    /// A packet addressed to this machine (already reassembled): IKE, NAT-T or raw ESP.
-    pub fn deliver_local(
-        &mut self,
-        base: Instant,
-        now: Duration,
-        p: &[u8],
-        ip: &Ipv4,
-        fx: &mut GwEffects,
-    ) {
-        let Some(g) = self.engine.as_mut() else {
-            return;
-        };
+    /// A packet addressed to this machine (already reassembled): IKE, NAT-T or raw ESP. Queued
+    /// for the batch of its instant; `Err` names why the machine drops it at once.
+    pub fn deliver_local(&mut self, p: &[u8], ip: &Ipv4Header) -> Result<(), &'static str> {
+        if self.engine.is_none() {
+            return Ok(());
+        }
         let payload = &p[ip.header_len..ip.total_len];
-        let (mut buf, range) = framed(payload);
-        let d = match ip.protocol {
+        let input = match ip.protocol {
             packet::PROTO_UDP if payload.len() >= 8 => {
                 let sport = u16::from_be_bytes([payload[0], payload[1]]);
                 let dport = u16::from_be_bytes([payload[2], payload[3]]);
                 let gw = &self.config.gateway;
                 if dport != gw.ike_port && dport != gw.nat_t_port {
-                    fx.drops.push("gateway: UDP port not open");
-                    return;
+                    return Err("gateway: UDP port not open");
                 }
-                let local = SocketAddr::new(IpAddr::V4(ip.dst), dport);
-                let remote = SocketAddr::new(IpAddr::V4(ip.src), sport);
-                let r = range.start + 8..range.end;
-                g.handle_udp(base + now, local, remote, &mut buf, r)
+                Input::Udp {
+                    local: SocketAddr::new(IpAddr::V4(ip.dst), dport),
+                    remote: SocketAddr::new(IpAddr::V4(ip.src), sport),
+                    datagram: payload[8..].to_vec(),
+                }
             }
-            packet::PROTO_ESP => g.handle_raw_esp(
-                base + now,
-                IpAddr::V4(ip.dst),
-                IpAddr::V4(ip.src),
-                &mut buf,
-                range,
-            ),
-            packet::PROTO_ICMP => {
-                fx.drops.push("gateway: ICMP ignored");
-                return;
-            }
-            _ => {
-                fx.drops.push("gateway: protocol not handled");
-                return;
-            }
+            packet::PROTO_ESP => Input::RawEsp {
+                local: IpAddr::V4(ip.dst),
+                remote: IpAddr::V4(ip.src),
+                packet: payload.to_vec(),
+            },
+            packet::PROTO_ICMP => return Err("gateway: ICMP ignored"),
+            _ => return Err("gateway: protocol not handled"),
         };
-        self.dispose(base, now, d, &buf, fx);
+        self.pending.push(input);
+        Ok(())
     }
 
-    /// An inner packet routed into the TUN device.
-    pub fn tun_input(&mut self, base: Instant, now: Duration, p: &[u8], fx: &mut GwEffects) {
-        let Some(g) = self.engine.as_mut() else {
-            return;
-        };
-        let (mut buf, range) = framed(p);
-        let d = g.handle_tun(base + now, &mut buf, range);
-        self.dispose(base, now, d, &buf, fx);
+    /// An inner packet routed into the TUN device, after `depth` passes through the tunnel in
+    /// this chain of events. Queued for the batch of its instant.
+    pub fn tun_input(&mut self, p: Vec<u8>, depth: usize) {
+        if self.engine.is_some() {
+            self.pending.push(Input::Tun { packet: p, depth });
+        }
     }
 
-    fn dispose(
+    /// Takes the queued inputs, cut into the runs that go to the engine one batch call each.
+    pub fn take_runs(&mut self) -> Vec<Run> {
+        let mut runs: Vec<Run> = Vec::new();
+        for input in self.pending.drain(..) {
+            match runs.last_mut() {
+                Some(Run(run)) if run[0].same_batch(&input) => run.push(input),
+                _ => runs.push(Run(vec![input])),
+            }
+        }
+        runs
+    }
+
+    /// Hands `run` to the engine's batch entry point, carries out each packet's disposition in
+    /// order, then drains the control outputs. Returns the chain depth of what the batch emits
+    /// (one more than its deepest TUN packet; 0 for what came from the network).
+    pub fn run_batch(
         &mut self,
         base: Instant,
         now: Duration,
-        d: Disposition,
-        buf: &[u8],
+        run: Run,
         fx: &mut GwEffects,
-    ) {
+    ) -> usize {
+        let Run(inputs) = run;
+        let Some(g) = self.engine.as_mut() else {
+            return 0;
+        };
+        let n = inputs.len();
+        self.batches += 1;
+        self.batched_packets += n as u64;
+        let mut out = vec![Disposition::Consumed; n];
+        let mut depth = 0;
+        match inputs.first() {
+            Some(Input::Tun { .. }) => {
+                let mut bufs = Vec::with_capacity(n);
+                let mut ranges = Vec::with_capacity(n);
+                for input in &inputs {
+                    if let Input::Tun { packet, depth: d } = input {
+                        let (buf, range) = framed(packet);
+                        bufs.push(buf);
+                        ranges.push(range);
+                        depth = depth.max(d + 1);
+                    }
+                }
+                g.handle_tun_batch(base + now, &mut bufs, &ranges, &mut out);
+                for (d, buf) in out.into_iter().zip(&bufs) {
+                    self.dispose(d, buf, fx);
+                }
+            }
+            Some(&Input::Udp { local, remote, .. }) => {
+                let (mut buf, ranges) = concatenated(inputs.iter().map(|i| match i {
+                    Input::Udp { datagram, .. } => &datagram[..],
+                    _ => &[],
+                }));
+                g.handle_udp_batch(base + now, local, remote, &mut buf, &ranges, &mut out);
+                for d in out {
+                    self.dispose(d, &buf, fx);
+                }
+            }
+            Some(&Input::RawEsp { local, .. }) => {
+                let (mut buf, ranges) = concatenated(inputs.iter().map(|i| match i {
+                    Input::RawEsp { packet, .. } => &packet[..],
+                    _ => &[],
+                }));
+                let packets: Vec<(IpAddr, Range<usize>)> = inputs
+                    .iter()
+                    .zip(ranges)
+                    .map(|(i, r)| match i {
+                        Input::RawEsp { remote, .. } => (*remote, r),
+                        _ => (local, r),
+                    })
+                    .collect();
+                g.handle_raw_esp_batch(base + now, local, &mut buf, &packets, &mut out);
+                for d in out {
+                    self.dispose(d, &buf, fx);
+                }
+            }
+            None => {}
+        }
+        self.drain(base, now, fx);
+        depth
+    }
+
+    /// Carries out what the engine decided for one packet (ranges into `buf`).
+    fn dispose(&mut self, d: Disposition, buf: &[u8], fx: &mut GwEffects) {
         match d {
             Disposition::SendUdp {
                 local,
@@ -230,7 +350,6 @@ impl GatewayNode {
                 fx.drops.push(drop_name(r));
             }
         }
-        self.drain(base, now, fx);
     }
 
     fn next_ident(&mut self) -> u16 {
@@ -342,6 +461,19 @@ fn observe_ike(
             );
         }
     }
+}
+
+/// Lays `parts` end to end in one buffer, as one batched socket read does; returns it and the
+/// range of each part.
+fn concatenated<'a>(parts: impl Iterator<Item = &'a [u8]>) -> (Vec<u8>, Vec<Range<usize>>) {
+    let mut buf = Vec::new();
+    let mut ranges = Vec::new();
+    for p in parts {
+        let start = buf.len();
+        buf.extend_from_slice(p);
+        ranges.push(start..buf.len());
+    }
+    (buf, ranges)
 }
 
 /// Copies `p` into a buffer with the head and tail room the engine needs.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rampart_crypto::Rng;
 
-use crate::packet::{self, Ipv4};
+use crate::packet::{self, Ipv4Header};
 
 /// One NAT mapping: inside (address, port) <-> public port, per protocol.
 #[derive(Debug, Clone)]
@@ -81,10 +81,10 @@ impl Nat {
         &mut self,
         now: Duration,
         p: &mut [u8],
-        ip: &Ipv4,
+        ip: &Ipv4Header,
         rng: &mut Rng,
     ) -> Result<(), &'static str> {
-        if ip.frag_offset > 0 {
+        if ip.fragment_offset > 0 {
             return Err("nat: non-first fragment dropped");
         }
         let Some((sport, _)) = ip.ports(p) else {
@@ -120,8 +120,13 @@ impl Nat {
     }
 
     /// Destination NAT of a packet that arrived on the outside for the public address.
-    pub fn inbound(&mut self, now: Duration, p: &mut [u8], ip: &Ipv4) -> Result<(), &'static str> {
-        if ip.frag_offset > 0 {
+    pub fn inbound(
+        &mut self,
+        now: Duration,
+        p: &mut [u8],
+        ip: &Ipv4Header,
+    ) -> Result<(), &'static str> {
+        if ip.fragment_offset > 0 {
             return Err("nat: non-first fragment dropped");
         }
         let Some((_, dport)) = ip.ports(p) else {
@@ -197,10 +202,10 @@ impl Firewall {
         &mut self,
         now: Duration,
         p: &[u8],
-        ip: &Ipv4,
+        ip: &Ipv4Header,
         outbound: bool,
     ) -> Result<(), &'static str> {
-        if ip.frag_offset > 0 {
+        if ip.fragment_offset > 0 {
             return Err("firewall: fragment without ports");
         }
         let (sport, dport) = ip.ports(p).unwrap_or((0, 0));

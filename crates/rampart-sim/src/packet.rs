@@ -1,5 +1,6 @@
-//! IPv4 as the simulated kernels see it: header fields, checksums, fragmentation and
-//! reassembly, ICMP "fragmentation needed", UDP datagrams. The simulator is IPv4-only.
+//! IPv4 as the simulated kernels see it: fragmentation and reassembly, ICMP "fragmentation
+//! needed", UDP datagrams, NAT rewriting. Headers are read with [`Ipv4Header`] and checksums
+//! computed with `rampart_wire::checksum`. The simulator is IPv4-only.
 //!
 //! Every function takes untrusted bytes and never panics: malformed input gives `None`.
 
@@ -7,95 +8,21 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
-pub const PROTO_ESP: u8 = 50;
+use rampart_wire::checksum::{checksum, finish, pseudo_header_v4, sum, update_word};
+use rampart_wire::ip::proto;
+pub use rampart_wire::ip::Ipv4Header;
 
-/// The fields of an IPv4 header the simulator uses. `header_len` is in bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4 {
-    pub header_len: usize,
-    pub total_len: usize,
-    pub ident: u16,
-    pub dont_fragment: bool,
-    pub more_fragments: bool,
-    /// Fragment offset in bytes.
-    pub frag_offset: usize,
-    pub ttl: u8,
-    pub protocol: u8,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
-}
-
-impl Ipv4 {
-    /// Parses and checks the header; `total_len` fits in `p`.
-    pub fn parse(p: &[u8]) -> Option<Ipv4> {
-        if p.len() < 20 || p[0] >> 4 != 4 {
-            return None;
-        }
-        let header_len = usize::from(p[0] & 0x0f) * 4;
-        let total_len = usize::from(u16::from_be_bytes([p[2], p[3]]));
-        if header_len < 20 || total_len < header_len || total_len > p.len() {
-            return None;
-        }
-        let flags = u16::from_be_bytes([p[6], p[7]]);
-        Some(Ipv4 {
-            header_len,
-            total_len,
-            ident: u16::from_be_bytes([p[4], p[5]]),
-            dont_fragment: flags & 0x4000 != 0,
-            more_fragments: flags & 0x2000 != 0,
-            frag_offset: usize::from(flags & 0x1fff) * 8,
-            ttl: p[8],
-            protocol: p[9],
-            src: Ipv4Addr::new(p[12], p[13], p[14], p[15]),
-            dst: Ipv4Addr::new(p[16], p[17], p[18], p[19]),
-        })
-    }
-
-    pub fn is_fragment(&self) -> bool {
-        self.more_fragments || self.frag_offset > 0
-    }
-
-    /// Source and destination ports of a TCP/UDP packet that carries its L4 header.
-    pub fn ports(&self, p: &[u8]) -> Option<(u16, u16)> {
-        if !(self.protocol == PROTO_TCP || self.protocol == PROTO_UDP) || self.frag_offset > 0 {
-            return None;
-        }
-        let l4 = p.get(self.header_len..self.header_len + 4)?;
-        Some((
-            u16::from_be_bytes([l4[0], l4[1]]),
-            u16::from_be_bytes([l4[2], l4[3]]),
-        ))
-    }
-}
-
-/// Ones' complement sum of `data` added to `sum` (not folded).
-pub fn sum16(mut sum: u32, data: &[u8]) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
-    }
-    if let [last] = chunks.remainder() {
-        sum += u32::from(*last) << 8;
-    }
-    sum
-}
-
-pub fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+pub const PROTO_ICMP: u8 = proto::ICMP;
+pub const PROTO_TCP: u8 = proto::TCP;
+pub const PROTO_UDP: u8 = proto::UDP;
+pub const PROTO_ESP: u8 = proto::ESP;
 
 /// Recomputes the header checksum of the IPv4 packet in `p` (header assumed valid).
 pub fn fix_ip_checksum(p: &mut [u8]) {
     let hl = usize::from(p[0] & 0x0f) * 4;
     p[10] = 0;
     p[11] = 0;
-    let c = fold(sum16(0, &p[..hl]));
+    let c = checksum(&p[..hl]);
     p[10..12].copy_from_slice(&c.to_be_bytes());
 }
 
@@ -103,19 +30,13 @@ pub fn fix_ip_checksum(p: &mut [u8]) {
 /// from `old` to `new`.
 pub fn adjust_checksum(p: &mut [u8], at: usize, old: u16, new: u16) {
     let Some(c) = p.get(at..at + 2) else { return };
-    let hc = u16::from_be_bytes([c[0], c[1]]);
-    let sum = u32::from(!hc) + u32::from(!old) + u32::from(new);
-    let mut s = sum;
-    while s > 0xffff {
-        s = (s & 0xffff) + (s >> 16);
-    }
-    let out = !(s as u16);
+    let out = update_word(u16::from_be_bytes([c[0], c[1]]), old, new);
     p[at..at + 2].copy_from_slice(&out.to_be_bytes());
 }
 
 /// Rewrites the source or destination address and/or port of a TCP/UDP packet (NAT), fixing
 /// the IP and L4 checksums incrementally so that first fragments stay correct too.
-pub fn rewrite(p: &mut [u8], ip: &Ipv4, src: bool, addr: Ipv4Addr, port: Option<u16>) {
+pub fn rewrite(p: &mut [u8], ip: &Ipv4Header, src: bool, addr: Ipv4Addr, port: Option<u16>) {
     let (addr_at, port_off) = if src { (12, 0) } else { (16, 2) };
     let old_addr = [
         u16::from_be_bytes([p[addr_at], p[addr_at + 1]]),
@@ -128,7 +49,7 @@ pub fn rewrite(p: &mut [u8], ip: &Ipv4, src: bool, addr: Ipv4Addr, port: Option<
         u16::from_be_bytes([o[2], o[3]]),
     ];
     fix_ip_checksum(p);
-    if ip.frag_offset > 0 {
+    if ip.fragment_offset_bytes() > 0 {
         return;
     }
     let l4 = ip.header_len;
@@ -193,10 +114,7 @@ pub fn build_udp(
     udp[2..4].copy_from_slice(&dport.to_be_bytes());
     udp[4..6].copy_from_slice(&(len.min(0xffff) as u16).to_be_bytes());
     udp[8..].copy_from_slice(data);
-    let mut sum = sum16(0, &src.octets());
-    sum = sum16(sum, &dst.octets());
-    sum += u32::from(PROTO_UDP) + len as u32;
-    let mut c = fold(sum16(sum, &udp));
+    let mut c = finish(sum(pseudo_header_v4(src, dst, PROTO_UDP, len), &udp));
     if c == 0 {
         c = 0xffff;
     }
@@ -205,20 +123,20 @@ pub fn build_udp(
 }
 
 /// ICMP destination unreachable / fragmentation needed (type 3 code 4) about `offending`.
-pub fn icmp_frag_needed(src: Ipv4Addr, offending: &[u8], ip: &Ipv4, mtu: u16) -> Vec<u8> {
+pub fn icmp_frag_needed(src: Ipv4Addr, offending: &[u8], ip: &Ipv4Header, mtu: u16) -> Vec<u8> {
     let quoted = &offending[..(ip.header_len + 8).min(offending.len())];
     let mut icmp = vec![0u8; 8 + quoted.len()];
     icmp[0] = 3;
     icmp[1] = 4;
     icmp[6..8].copy_from_slice(&mtu.to_be_bytes());
     icmp[8..].copy_from_slice(quoted);
-    let c = fold(sum16(0, &icmp));
+    let c = checksum(&icmp);
     icmp[2..4].copy_from_slice(&c.to_be_bytes());
     build_ipv4(src, ip.src, PROTO_ICMP, 0, &icmp)
 }
 
 /// Splits `p` into fragments that fit `mtu` (offsets in multiples of 8 bytes).
-pub fn fragment(p: &[u8], ip: &Ipv4, mtu: usize) -> Vec<Vec<u8>> {
+pub fn fragment(p: &[u8], ip: &Ipv4Header, mtu: usize) -> Vec<Vec<u8>> {
     let hl = ip.header_len;
     let payload = &p[hl..ip.total_len];
     let step = ((mtu.saturating_sub(hl)) / 8 * 8).max(8);
@@ -232,7 +150,7 @@ pub fn fragment(p: &[u8], ip: &Ipv4, mtu: usize) -> Vec<Vec<u8>> {
         f.extend_from_slice(&payload[off..end]);
         let total = f.len() as u16;
         f[2..4].copy_from_slice(&total.to_be_bytes());
-        let abs = (ip.frag_offset + off) / 8;
+        let abs = (ip.fragment_offset_bytes() + off) / 8;
         let mf = !last || ip.more_fragments;
         let flags = (abs as u16 & 0x1fff) | if mf { 0x2000 } else { 0 };
         f[6..8].copy_from_slice(&flags.to_be_bytes());
@@ -262,7 +180,7 @@ pub const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Reassembler {
     /// Adds a fragment; returns the whole datagram once all parts are there.
-    pub fn add(&mut self, now: Duration, p: &[u8], ip: &Ipv4) -> Option<Vec<u8>> {
+    pub fn add(&mut self, now: Duration, p: &[u8], ip: &Ipv4Header) -> Option<Vec<u8>> {
         self.pending
             .retain(|_, v| now.saturating_sub(v.started) < REASSEMBLY_TIMEOUT);
         let key = (ip.src, ip.dst, ip.protocol, ip.ident);
@@ -273,13 +191,15 @@ impl Reassembler {
             total: None,
         });
         let data = &p[ip.header_len..ip.total_len];
-        if ip.frag_offset == 0 {
+        if ip.fragment_offset_bytes() == 0 {
             entry.header = p[..ip.header_len].to_vec();
         }
         if !ip.more_fragments {
-            entry.total = Some(ip.frag_offset + data.len());
+            entry.total = Some(ip.fragment_offset_bytes() + data.len());
         }
-        entry.parts.insert(ip.frag_offset, data.to_vec());
+        entry
+            .parts
+            .insert(ip.fragment_offset_bytes(), data.to_vec());
         let total = entry.total?;
         if entry.header.is_empty() {
             return None;
@@ -324,13 +244,13 @@ mod tests {
             7,
             &data,
         );
-        let ip = Ipv4::parse(&p).unwrap();
+        let ip = Ipv4Header::parse(&p).unwrap();
         let frags = fragment(&p, &ip, 1280);
         assert_eq!(frags.len(), 3);
         let mut r = Reassembler::default();
         let mut out = None;
         for f in frags.iter().rev() {
-            let fi = Ipv4::parse(f).unwrap();
+            let fi = Ipv4Header::parse(f).unwrap();
             assert!(f.len() <= 1280);
             out = r.add(Duration::ZERO, f, &fi);
         }
@@ -348,7 +268,7 @@ mod tests {
             b"hello",
         );
         let mut p = p0.clone();
-        let ip = Ipv4::parse(&p).unwrap();
+        let ip = Ipv4Header::parse(&p).unwrap();
         rewrite(
             &mut p,
             &ip,
@@ -369,7 +289,7 @@ mod tests {
 
     #[test]
     fn garbage_does_not_parse() {
-        assert!(Ipv4::parse(&[0x45, 0, 0xff, 0xff]).is_none());
-        assert!(Ipv4::parse(&[0u8; 40]).is_none());
+        assert!(Ipv4Header::parse(&[0x45, 0, 0xff, 0xff]).is_err());
+        assert!(Ipv4Header::parse(&[0u8; 40]).is_err());
     }
 }

@@ -14,7 +14,7 @@ use rampart_crypto::Rng;
 use crate::gateway_node::{GatewayNode, GwEffects};
 use crate::host::{Host, TransferRecord};
 use crate::middlebox::{Firewall, Nat};
-use crate::packet::{self, Ipv4, Reassembler};
+use crate::packet::{self, Ipv4Header, Reassembler};
 
 /// One event in the queue.
 #[derive(Debug)]
@@ -166,6 +166,36 @@ impl World {
         Some(ev)
     }
 
+    /// The next event if it is a packet arriving at `node` at the current instant.
+    fn pop_arrival_now(&mut self, node: usize) -> Option<(usize, Vec<u8>)> {
+        let (&(at, _), ev) = self.queue.first_key_value()?;
+        if at != self.now || !matches!(ev, Ev::Arrive { node: n, .. } if *n == node) {
+            return None;
+        }
+        match self.pop(at)? {
+            Ev::Arrive { iface, packet, .. } => Some((iface, packet)),
+            _ => None,
+        }
+    }
+
+    /// Hands the inputs a gateway queued to its engine, one batch per run, applying each
+    /// batch's effects before the next batch (so what a batch sends back into the same
+    /// gateway is handled first, as the per-packet chain did).
+    fn flush_gateway(&mut self, node: usize) {
+        let runs = match &mut self.nodes[node].kind {
+            Kind::Gateway(gw) => gw.take_runs(),
+            _ => return,
+        };
+        for run in runs {
+            let mut fx = GwEffects::default();
+            let depth = match &mut self.nodes[node].kind {
+                Kind::Gateway(gw) => gw.run_batch(self.base, self.now, run, &mut fx),
+                _ => return,
+            };
+            self.apply_depth(node, fx, depth);
+        }
+    }
+
     pub fn note(&mut self, who: &str, text: String) {
         self.timeline.push(Entry {
             at: self.now,
@@ -188,7 +218,16 @@ impl World {
                 node,
                 iface,
                 packet,
-            } => self.arrive(node, iface, packet),
+            } => {
+                self.arrive(node, iface, packet);
+                if matches!(self.nodes[node].kind, Kind::Gateway(_)) {
+                    // What reaches a gateway at one instant goes to its engine as a batch.
+                    while let Some((iface, packet)) = self.pop_arrival_now(node) {
+                        self.arrive(node, iface, packet);
+                    }
+                    self.flush_gateway(node);
+                }
+            }
             Ev::Wake { node } => {
                 if self.nodes[node].wake == Some(self.now) {
                     self.nodes[node].wake = None;
@@ -306,6 +345,8 @@ impl World {
         for p in fx.send {
             self.send_local(node, p, depth);
         }
+        // What the sends routed back into this gateway.
+        self.flush_gateway(node);
         self.reschedule(node);
     }
 
@@ -316,7 +357,7 @@ impl World {
             return;
         }
         let name = self.nodes[node].name.clone();
-        let Some(ip) = Ipv4::parse(&packet) else {
+        let Some(ip) = Ipv4Header::parse(&packet).ok() else {
             self.drop_packet(&name, "malformed IP packet");
             return;
         };
@@ -338,7 +379,7 @@ impl World {
         node: usize,
         in_iface: Option<usize>,
         mut p: Vec<u8>,
-        mut ip: Ipv4,
+        mut ip: Ipv4Header,
         depth: usize,
     ) {
         let name = self.nodes[node].name.clone();
@@ -350,7 +391,7 @@ impl World {
                     match self.nodes[node].reasm.add(now, &p, &ip) {
                         Some(whole) => {
                             p = whole;
-                            ip = match Ipv4::parse(&p) {
+                            ip = match Ipv4Header::parse(&p).ok() {
                                 Some(ip) => ip,
                                 None => return,
                             };
@@ -365,7 +406,7 @@ impl World {
                     self.drop_packet(&name, reason);
                     return;
                 }
-                ip = match Ipv4::parse(&p) {
+                ip = match Ipv4Header::parse(&p).ok() {
                     Some(ip) => ip,
                     None => return,
                 };
@@ -377,7 +418,7 @@ impl World {
                 match self.nodes[node].reasm.add(now, &p, &ip) {
                     Some(whole) => {
                         p = whole;
-                        ip = match Ipv4::parse(&p) {
+                        ip = match Ipv4Header::parse(&p).ok() {
                             Some(ip) => ip,
                             None => return,
                         };
@@ -387,9 +428,9 @@ impl World {
             }
             match &mut self.nodes[node].kind {
                 Kind::Gateway(gw) => {
-                    let mut fx = GwEffects::default();
-                    gw.deliver_local(self.base, now, &p, &ip, &mut fx);
-                    self.apply(node, fx);
+                    if let Err(reason) = gw.deliver_local(&p, &ip) {
+                        self.drop_packet(&name, reason);
+                    }
                 }
                 _ => {
                     if ip.protocol != packet::PROTO_ICMP {
@@ -429,7 +470,7 @@ impl World {
                             match self.nodes[node].reasm.add(now, &p, &ip) {
                                 Some(whole) => {
                                     p = whole;
-                                    ip = match Ipv4::parse(&p) {
+                                    ip = match Ipv4Header::parse(&p).ok() {
                                         Some(ip) => ip,
                                         None => return,
                                     };
@@ -444,7 +485,7 @@ impl World {
                             self.drop_packet(&name, reason);
                             return;
                         }
-                        ip = match Ipv4::parse(&p) {
+                        ip = match Ipv4Header::parse(&p).ok() {
                             Some(ip) => ip,
                             None => return,
                         };
@@ -461,7 +502,7 @@ impl World {
         node: usize,
         in_iface: Option<usize>,
         p: Vec<u8>,
-        ip: Ipv4,
+        ip: Ipv4Header,
         depth: usize,
     ) {
         let name = self.nodes[node].name.clone();
@@ -479,17 +520,13 @@ impl World {
                 return;
             }
             for f in packet::fragment(&p, &ip, mtu) {
-                let mut fx = GwEffects::default();
                 if let Kind::Gateway(gw) = &mut self.nodes[node].kind {
-                    gw.tun_input(self.base, self.now, &f, &mut fx);
+                    gw.tun_input(f, depth);
                 }
-                self.apply_depth(node, fx, depth + 1);
             }
             return;
         }
-        let mut fx = GwEffects::default();
-        gw.tun_input(self.base, self.now, &p, &mut fx);
-        self.apply_depth(node, fx, depth + 1);
+        gw.tun_input(p, depth);
     }
 
     fn icmp_too_big(
@@ -497,7 +534,7 @@ impl World {
         node: usize,
         in_iface: Option<usize>,
         p: &[u8],
-        ip: &Ipv4,
+        ip: &Ipv4Header,
         mtu: u16,
     ) {
         let src = in_iface
@@ -520,7 +557,9 @@ impl World {
 
     /// A packet this machine originates (or its TUN device wrote): route and send.
     pub fn send_local(&mut self, node: usize, p: Vec<u8>, depth: usize) {
-        let Some(ip) = Ipv4::parse(&p) else { return };
+        let Some(ip) = Ipv4Header::parse(&p).ok() else {
+            return;
+        };
         if let Kind::Host(_) = self.nodes[node].kind {
             self.output(node, 0, p, &ip);
             return;
@@ -548,7 +587,7 @@ impl World {
     }
 
     /// Sends on an interface: ICMP "fragmentation needed" or fragmentation above the MTU.
-    fn output(&mut self, node: usize, iface: usize, p: Vec<u8>, ip: &Ipv4) {
+    fn output(&mut self, node: usize, iface: usize, p: Vec<u8>, ip: &Ipv4Header) {
         let Some(i) = self.nodes[node].ifaces.get(iface) else {
             return;
         };

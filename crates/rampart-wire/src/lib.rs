@@ -1,6 +1,8 @@
-//! Wire formats of Rampart: the IKEv2 message codec ([`ike`]) and zero-copy IP header views
-//! ([`ip`]). Nothing here panics on untrusted bytes; every inconsistency is a typed error.
+//! Wire formats of Rampart: the IKEv2 message codec ([`ike`]), zero-copy IP header views
+//! ([`ip`]) and the internet checksum ([`checksum`]). Nothing here panics on untrusted bytes;
+//! every inconsistency is a typed error.
 
+pub mod checksum;
 pub mod ike;
 pub mod ip;
 

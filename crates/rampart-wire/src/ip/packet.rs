@@ -1,8 +1,9 @@
 //! IPv4/IPv6 header walking.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 
 use super::error::ParseError;
+use super::header::{has_ports, Ipv4Header, Ipv6Header};
 
 /// IP protocol numbers that the parser looks into.
 pub mod proto {
@@ -108,43 +109,24 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 }
 
 fn parse_v4(buf: &[u8]) -> Result<PacketInfo, ParseError> {
-    let hdr: &[u8; 20] = buf
-        .get(..20)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(ParseError::ShortHeader)?;
-    let ihl = usize::from(hdr[0] & 0x0f) * 4;
-    let len = usize::from(u16::from_be_bytes([hdr[2], hdr[3]]));
-    if len > buf.len() || len < 20 {
-        return Err(ParseError::TotalLength {
-            claimed: len,
-            available: buf.len(),
-        });
-    }
-    if ihl < 20 || ihl > len {
-        return Err(ParseError::HeaderLength);
-    }
-    let flags_frag = u16::from_be_bytes([hdr[6], hdr[7]]);
-    let offset = flags_frag & 0x1fff;
-    let more = flags_frag & 0x2000 != 0;
-    let fragment = (offset != 0 || more).then_some(Fragment {
-        offset,
-        more,
-        id: u32::from(u16::from_be_bytes([hdr[4], hdr[5]])),
+    let h = Ipv4Header::parse(buf)?;
+    let (ihl, len) = (h.header_len, h.total_len);
+    let fragment = h.is_fragment().then_some(Fragment {
+        offset: h.fragment_offset,
+        more: h.more_fragments,
+        id: u32::from(h.ident),
     });
-    let protocol = hdr[9];
-    let src = Ipv4Addr::new(hdr[12], hdr[13], hdr[14], hdr[15]);
-    let dst = Ipv4Addr::new(hdr[16], hdr[17], hdr[18], hdr[19]);
-    let transport = if offset == 0 {
-        transport(protocol, proto::ICMP, &buf[ihl..len])?
+    let transport = if h.fragment_offset == 0 {
+        transport(h.protocol, proto::ICMP, &buf[ihl..len])?
     } else {
         Transport::None
     };
     Ok(with_ports(PacketInfo {
         version: 4,
-        src: IpAddr::V4(src),
-        dst: IpAddr::V4(dst),
-        protocol,
-        ttl: hdr[8],
+        src: IpAddr::V4(h.src),
+        dst: IpAddr::V4(h.dst),
+        protocol: h.protocol,
+        ttl: h.ttl,
         len,
         transport_offset: ihl,
         fragment,
@@ -155,24 +137,11 @@ fn parse_v4(buf: &[u8]) -> Result<PacketInfo, ParseError> {
 }
 
 fn parse_v6(buf: &[u8]) -> Result<PacketInfo, ParseError> {
-    let hdr: &[u8; 40] = buf
-        .get(..40)
-        .and_then(|h| h.try_into().ok())
-        .ok_or(ParseError::ShortHeader)?;
-    let len = 40 + usize::from(u16::from_be_bytes([hdr[4], hdr[5]]));
-    if len > buf.len() {
-        return Err(ParseError::TotalLength {
-            claimed: len,
-            available: buf.len(),
-        });
-    }
+    let h = Ipv6Header::parse(buf)?;
+    let len = h.total_len();
     let pkt = &buf[..len];
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
-    src.copy_from_slice(&hdr[8..24]);
-    dst.copy_from_slice(&hdr[24..40]);
 
-    let mut next = hdr[6];
+    let mut next = h.next_header;
     let mut off = 40usize;
     let mut fragment = None;
     let mut non_first = false;
@@ -215,10 +184,10 @@ fn parse_v6(buf: &[u8]) -> Result<PacketInfo, ParseError> {
     };
     Ok(with_ports(PacketInfo {
         version: 6,
-        src: IpAddr::V6(Ipv6Addr::from(src)),
-        dst: IpAddr::V6(Ipv6Addr::from(dst)),
+        src: IpAddr::V6(h.src),
+        dst: IpAddr::V6(h.dst),
         protocol: next,
-        ttl: hdr[7],
+        ttl: h.hop_limit,
         len,
         transport_offset: off,
         fragment,
@@ -231,8 +200,7 @@ fn parse_v6(buf: &[u8]) -> Result<PacketInfo, ParseError> {
 /// Reads ports or ICMP type/code from the start of the upper-layer header.
 fn transport(protocol: u8, icmp: u8, l4: &[u8]) -> Result<Transport, ParseError> {
     match protocol {
-        proto::TCP | proto::UDP | proto::SCTP | proto::UDP_LITE => match (be16(l4, 0), be16(l4, 2))
-        {
+        p if has_ports(p) => match (be16(l4, 0), be16(l4, 2)) {
             (Some(src), Some(dst)) => Ok(Transport::Ports { src, dst }),
             _ => Err(ParseError::Transport(protocol)),
         },

@@ -246,16 +246,125 @@ fn ipv6_errors() {
     );
 }
 
+#[test]
+fn ipv4_header_fields() {
+    // TOS 0xb8, DF, ident 0x1234, ttl 64, UDP, header checksum 0xabcd.
+    let mut pkt = v4(proto::UDP, 0x4000, &h("1194 01f4 0008 0000"));
+    pkt[1] = 0xb8;
+    pkt[10..12].copy_from_slice(&[0xab, 0xcd]);
+    let hdr = Ipv4Header::parse(&pkt).unwrap();
+    assert_eq!(
+        hdr,
+        Ipv4Header {
+            header_len: 20,
+            total_len: 28,
+            tos: 0xb8,
+            ident: 0x1234,
+            dont_fragment: true,
+            more_fragments: false,
+            fragment_offset: 0,
+            ttl: 64,
+            protocol: proto::UDP,
+            checksum: 0xabcd,
+            src: "192.0.2.1".parse().unwrap(),
+            dst: "198.51.100.5".parse().unwrap(),
+        }
+    );
+    assert!(!hdr.is_fragment());
+    assert_eq!(hdr.ports(&pkt), Some((4500, 500)));
+
+    // A later fragment: offset in 8-byte units and in bytes, no ports.
+    let frag = v4(proto::UDP, 0x2000 | 185, &[0u8; 16]);
+    let hdr = Ipv4Header::parse(&frag).unwrap();
+    assert!(hdr.is_fragment() && hdr.more_fragments);
+    assert_eq!(
+        (hdr.fragment_offset, hdr.fragment_offset_bytes()),
+        (185, 1480)
+    );
+    assert_eq!(hdr.ports(&frag), None);
+}
+
+#[test]
+fn ipv4_header_truncated_as_quoted_by_icmp() {
+    // A 1500-byte packet quoted as its header and 8 bytes.
+    let mut pkt = v4(proto::TCP, 0, &[0u8; 1480]);
+    pkt.truncate(28);
+    assert_eq!(
+        Ipv4Header::parse(&pkt),
+        Err(ParseError::TotalLength {
+            claimed: 1500,
+            available: 28
+        })
+    );
+    let hdr = Ipv4Header::parse_truncated(&pkt).unwrap();
+    assert_eq!((hdr.total_len, hdr.protocol), (1500, proto::TCP));
+    // Options beyond the quoted bytes, or an IHL below 5, are errors.
+    pkt[0] = 0x4f;
+    assert_eq!(
+        Ipv4Header::parse_truncated(&pkt),
+        Err(ParseError::ShortHeader)
+    );
+    pkt[0] = 0x44;
+    assert_eq!(
+        Ipv4Header::parse_truncated(&pkt),
+        Err(ParseError::HeaderLength)
+    );
+    assert_eq!(
+        Ipv4Header::parse_truncated(&[0x60; 20]),
+        Err(ParseError::Version(6))
+    );
+    assert_eq!(Ipv4Header::parse_truncated(&[]), Err(ParseError::Empty));
+}
+
+#[test]
+fn ipv6_header_fields() {
+    let mut pkt = v6(proto::TCP, &[], &[0u8; 20]);
+    // Traffic class 0xb8, flow label 0x12345.
+    pkt[0..4].copy_from_slice(&[0x6b, 0x81, 0x23, 0x45]);
+    let hdr = Ipv6Header::parse(&pkt).unwrap();
+    assert_eq!((hdr.traffic_class, hdr.flow_label), (0xb8, 0x12345));
+    assert_eq!((hdr.payload_len, hdr.total_len()), (20, 60));
+    assert_eq!((hdr.next_header, hdr.hop_limit), (proto::TCP, 64));
+    assert_eq!(IpAddr::V6(hdr.src), ip("2001:db8::1"));
+    assert_eq!(IpAddr::V6(hdr.dst), ip("2001:db8::2"));
+    assert!(matches!(
+        Ipv6Header::parse(&pkt[..59]),
+        Err(ParseError::TotalLength {
+            claimed: 60,
+            available: 59
+        })
+    ));
+    assert_eq!(Ipv6Header::parse_truncated(&pkt[..40]), Ok(hdr));
+    assert_eq!(
+        Ipv6Header::parse_truncated(&pkt[..39]),
+        Err(ParseError::ShortHeader)
+    );
+}
+
 proptest! {
     #[test]
     fn garbage_never_panics(data in prop::collection::vec(any::<u8>(), 0..200), version in 0u8..16) {
         let _ = PacketInfo::parse(&data);
-        let mut d = data;
+        let mut d = data.clone();
         if let Some(b) = d.first_mut() {
             *b = (version << 4) | (*b & 0x0f);
         }
         if let Ok(info) = PacketInfo::parse(&d) {
             prop_assert!(info.transport_offset <= info.len && info.len <= d.len());
+        }
+        for buf in [&data[..], &d[..]] {
+            if let Ok(h) = Ipv4Header::parse(buf) {
+                prop_assert!(20 <= h.header_len && h.header_len <= h.total_len && h.total_len <= buf.len());
+                let _ = h.ports(buf);
+            }
+            if let Ok(h) = Ipv4Header::parse_truncated(buf) {
+                prop_assert!(20 <= h.header_len && h.header_len <= buf.len());
+                let _ = h.ports(buf);
+            }
+            if let Ok(h) = Ipv6Header::parse(buf) {
+                prop_assert!(h.total_len() <= buf.len());
+            }
+            let _ = Ipv6Header::parse_truncated(buf);
         }
     }
 

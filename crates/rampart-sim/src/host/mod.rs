@@ -1,0 +1,127 @@
+//! End hosts: a real TCP/IP stack (smoltcp) on a simulated device ([`device`]), the
+//! applications that move data through it ([`apps`]: a bulk sender, a receiver that checks
+//! every byte) and, on a proxy host, the HTTP CONNECT relay ([`relay`]).
+
+mod apps;
+mod device;
+mod relay;
+
+use std::collections::VecDeque;
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant as SmolInstant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+use apps::App;
+pub use apps::{ProxyHop, TransferRecord};
+use device::SimDevice;
+use relay::ProxyService;
+
+/// Socket buffers of every TCP connection: a 64 KiB window, as without window scaling.
+const TCP_BUFFER: usize = 64 * 1024;
+/// Bytes generated per refill of a sender.
+const CHUNK: usize = 16 * 1024;
+
+/// A host: one smoltcp interface with one address and a default route.
+pub struct Host {
+    iface: Interface,
+    device: SimDevice,
+    sockets: SocketSet<'static>,
+    apps: Vec<App>,
+    next_port: u16,
+    proxy: Option<ProxyService>,
+    /// Relay buffer of the proxy.
+    scratch: Vec<u8>,
+}
+
+fn smol(t: Duration) -> SmolInstant {
+    SmolInstant::from_micros(t.as_micros() as i64)
+}
+
+impl Host {
+    pub fn new(
+        addr: Ipv4Addr,
+        prefix: u8,
+        gateway: Option<Ipv4Addr>,
+        mtu: usize,
+        seed: u64,
+    ) -> Host {
+        let mut device = SimDevice {
+            rx: VecDeque::new(),
+            tx: Vec::new(),
+            mtu,
+        };
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = seed;
+        let mut iface = Interface::new(config, &mut device, SmolInstant::ZERO);
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), prefix));
+        });
+        if let Some(gw) = gateway {
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        Host {
+            iface,
+            device,
+            sockets: SocketSet::new(Vec::new()),
+            apps: Vec::new(),
+            next_port: 40000 + (seed % 1000) as u16,
+            proxy: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn local_port(&mut self) -> u16 {
+        let port = self.next_port;
+        self.next_port = self.next_port.wrapping_add(1).max(40000);
+        port
+    }
+
+    fn tcp_socket() -> tcp::Socket<'static> {
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+            tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+        );
+        s.set_congestion_control(tcp::CongestionControl::Reno);
+        s.set_nagle_enabled(false);
+        // smoltcp has no persist timer: after a retransmission timeout against a closed window
+        // it waits for input, and a lost window update would stall the connection forever. A
+        // 1 s keep-alive probes the window the way a persist timer would.
+        s.set_keep_alive(Some(smoltcp::time::Duration::from_secs(1)));
+        s
+    }
+
+    /// A packet arrives from the network.
+    pub fn receive(&mut self, packet: Vec<u8>) {
+        self.device.rx.push_back(packet);
+    }
+
+    /// Runs the stack and the applications at `now`; returns the packets to send.
+    pub fn run(
+        &mut self,
+        now: Duration,
+        transfers: &mut [TransferRecord],
+        notes: &mut Vec<String>,
+    ) -> Vec<Vec<u8>> {
+        let ts = smol(now);
+        for _ in 0..64 {
+            self.iface.poll(ts, &mut self.device, &mut self.sockets);
+            let progress = self.step_apps(now, transfers, notes) | self.step_proxy(notes);
+            if !progress && self.device.rx.is_empty() {
+                self.iface.poll(ts, &mut self.device, &mut self.sockets);
+                break;
+            }
+        }
+        std::mem::take(&mut self.device.tx)
+    }
+
+    /// When the stack next needs to run.
+    pub fn poll_at(&mut self, now: Duration) -> Option<Duration> {
+        self.iface
+            .poll_at(smol(now), &self.sockets)
+            .map(|t| Duration::from_micros(t.total_micros().max(0) as u64))
+    }
+}
