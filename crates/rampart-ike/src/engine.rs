@@ -92,6 +92,16 @@ impl Ike {
         &self.cfg
     }
 
+    /// Replaces the engine settings (live reload): retransmission, keepalive, fragmentation,
+    /// cookie and half-open limits and the local domain apply from now on. SAs keep their ids,
+    /// so the member id must stay; the node refuses a reload that changes it or the ports.
+    pub fn set_config(&mut self, config: IkeConfig) {
+        debug_assert_eq!(config.member_id, self.cfg.member_id, "member id is fixed");
+        self.cfg = config;
+        self.sas.touch_all();
+        self.refresh_timers();
+    }
+
     /// Adds a peer. Nothing is initiated: the caller applies the start action.
     pub fn add_peer(&mut self, policy: PeerPolicy) -> PeerId {
         self.peers.insert(policy)

@@ -30,6 +30,7 @@ use rampart_node::Gateway;
 use tokio::signal::unix::{signal, SignalKind};
 
 /// Runs one gateway until SIGINT or SIGTERM, then removes its routes and its status socket.
+/// SIGHUP reloads the configuration file (see `rampart reload`).
 ///
 /// `config_path` is only used in messages (which file the gateway was started from).
 pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<(), IoError> {
@@ -37,6 +38,10 @@ pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<
     warn_if_not_forwarding(&config);
     let name = config.gateway.name.clone();
     let mut io = runtime::Io::open(&config)?;
+    // SIGHUP re-reads the file the gateway was started from (`rampart reload` names a file).
+    io.hangup = Some(signal(SignalKind::hangup()).map_err(|source| IoError::Signals { source })?);
+    io.config_path =
+        Some(std::fs::canonicalize(&config_path).unwrap_or_else(|_| config_path.clone()));
     let crypto_threads = usize::from(config.tunnel.crypto_threads);
     let mut gateway =
         Gateway::new(config, Instant::now(), Rng::from_os()).map_err(|e| IoError::Node {

@@ -12,11 +12,13 @@ use std::collections::BTreeSet;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rampart_config::GatewayConfig;
-use rampart_node::{LogLevel, Node, Output};
+use rampart_node::{LogLevel, Node, Output, ReloadCounters, ReloadReport};
+use tokio::signal::unix::Signal;
 
 use crate::datapath::{self, Buffers, ReadResult};
 use crate::raw_esp::RawEspSocket;
@@ -41,6 +43,12 @@ pub struct Io {
     pub routes: Routes,
     pub status: StatusServer,
     pub status_requests: StatusRequests,
+    /// The file the gateway was started from: SIGHUP reads it again. `None`: no SIGHUP reload.
+    pub config_path: Option<PathBuf>,
+    /// SIGHUP, when the shell installed a handler.
+    pub hangup: Option<Signal>,
+    /// Reloads applied and refused, shown in `rampart status`.
+    pub reloads: ReloadCounters,
 }
 
 impl Io {
@@ -52,7 +60,34 @@ impl Io {
             config.tunnel.mtu,
             config.tunnel.offload,
         )?;
-        let locals: BTreeSet<IpAddr> = config.peers.iter().map(|p| p.local_address).collect();
+        let routes = Routes::open(tun.name(), tun.index())?;
+        let (status, status_requests) = StatusServer::bind(&config.gateway.status_socket)?;
+        let mut io = Io {
+            tun,
+            udp: Vec::new(),
+            raw: Vec::new(),
+            routes,
+            status,
+            status_requests,
+            config_path: None,
+            hangup: None,
+            reloads: ReloadCounters::default(),
+        };
+        io.open_sockets(config)?;
+        Ok(io)
+    }
+
+    /// Opens the IKE, NAT-T and raw ESP sockets of every peer `local_address` that has none
+    /// yet (at start, and for peers a reload adds). All or nothing: on error the sockets opened
+    /// by this call are closed again and the error names the address.
+    pub fn open_sockets(&mut self, config: &GatewayConfig) -> Result<(), IoError> {
+        let have: BTreeSet<IpAddr> = self.raw.iter().map(|r| r.local()).collect();
+        let locals: BTreeSet<IpAddr> = config
+            .peers
+            .iter()
+            .map(|p| p.local_address)
+            .filter(|a| !have.contains(a))
+            .collect();
         let mut udp = Vec::new();
         let mut raw = Vec::new();
         for &local in &locals {
@@ -66,16 +101,9 @@ impl Io {
             ))?);
             raw.push(RawEspSocket::open(local)?);
         }
-        let routes = Routes::open(tun.name(), tun.index())?;
-        let (status, status_requests) = StatusServer::bind(&config.gateway.status_socket)?;
-        Ok(Io {
-            tun,
-            udp,
-            raw,
-            routes,
-            status,
-            status_requests,
-        })
+        self.udp.extend(udp);
+        self.raw.extend(raw);
+        Ok(())
     }
 
     pub(crate) fn udp_for(&self, local: SocketAddr) -> Option<&UdpEndpoint> {
@@ -138,6 +166,7 @@ fn poll_sockets(
 
 enum Event {
     Shutdown,
+    Hangup,
     Timer,
     Tun(io::Result<()>),
     Socket(usize),
@@ -184,11 +213,18 @@ async fn event_loop<N: Node>(
             i = poll_fn(|cx| poll_sockets(&io.udp, &io.raw, cx, next_socket)) => Event::Socket(i),
             Some(q) = io.status_requests.recv() => Event::StatusQuery(q),
             r = io.status.accept() => Event::StatusClient(r),
+            Some(()) = hangup(&mut io.hangup) => Event::Hangup,
         };
         match event {
             Event::Shutdown => {
                 tracing::info!("shutting down");
                 return Ok(());
+            }
+            Event::Hangup => {
+                if let Some(path) = io.config_path.clone() {
+                    tracing::info!("SIGHUP: reloading {}", path.display());
+                    let _ = reload(node, io, &path).await;
+                }
             }
             Event::Timer => {
                 node.handle_timeout(Instant::now());
@@ -233,8 +269,13 @@ async fn event_loop<N: Node>(
                         let mut status = node.status(now);
                         status.batching = buffers.counters.clone();
                         status.batching.raw_esp_skipped = io.raw.iter().map(|r| r.skipped()).sum();
+                        status.reloads = io.reloads.clone();
                         serde_json::to_string(&status)
                     }
+                    StatusRequest::Reload(path) => match reload(node, io, &path).await {
+                        Ok(report) => serde_json::to_string(&report),
+                        Err(message) => Ok(crate::status_server::error_document(&message)),
+                    },
                     StatusRequest::ConnList => {
                         serde_json::to_string(&node.conn_list(now, CONN_LIST_LIMIT))
                     }
@@ -257,6 +298,44 @@ async fn event_loop<N: Node>(
             }
         }
     }
+}
+
+/// SIGHUP, if a handler is installed; pending forever otherwise.
+async fn hangup(signal: &mut Option<Signal>) -> Option<()> {
+    match signal {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Reads `path`, validates it (the same messages as `rampart check-config`), opens the sockets
+/// of new local addresses and has the node apply it. Any error leaves the gateway as it was and
+/// is logged, counted and returned as one text.
+async fn reload<N: Node>(node: &mut N, io: &mut Io, path: &Path) -> Result<ReloadReport, String> {
+    let result = match rampart_config::load(path) {
+        Err(errors) => Err(errors.to_string()),
+        Ok(config) => match io.open_sockets(&config) {
+            Err(e) => Err(format!("{}: {e}", path.display())),
+            Ok(()) => node
+                .reload(Instant::now(), config)
+                .map_err(|e| format!("{}: {e}", path.display())),
+        },
+    };
+    match &result {
+        Ok(_) => {
+            io.reloads.applied += 1;
+            drain_outputs(node, io).await;
+        }
+        Err(message) => {
+            io.reloads.refused += 1;
+            io.reloads.last_error = Some(message.clone());
+            tracing::error!(
+                "reload of {} refused, gateway unchanged:\n{message}",
+                path.display()
+            );
+        }
+    }
+    result
 }
 
 /// Carries out every queued control output of the node.

@@ -20,8 +20,8 @@ const MAX_REQUEST: u64 = 1024;
 /// How long a client may take to send its request or to read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a client asked for: `status`, `conn list` or `conn stats`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a client asked for: `status`, `conn list`, `conn stats` or `reload <file>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusRequest {
     /// `GatewayStatus`.
     Status,
@@ -29,11 +29,20 @@ pub enum StatusRequest {
     ConnList,
     /// `InspectStats`: the inspection counters.
     ConnStats,
+    /// `reload /abs/path.toml`: read, validate and apply that configuration file; the answer
+    /// is a `ReloadReport` or `{"error": ...}` with every problem found.
+    Reload(PathBuf),
 }
 
 impl StatusRequest {
     /// The request a line names (surrounding whitespace ignored).
     pub fn parse(line: &str) -> Option<StatusRequest> {
+        if let Some(path) = line.trim().strip_prefix("reload ") {
+            let path = Path::new(path.trim());
+            return path
+                .is_absolute()
+                .then(|| StatusRequest::Reload(path.to_owned()));
+        }
         match line.split_whitespace().collect::<Vec<_>>().as_slice() {
             ["status"] => Some(StatusRequest::Status),
             ["conn", "list"] => Some(StatusRequest::ConnList),
@@ -145,7 +154,7 @@ async fn serve_client(stream: UnixStream, queries: mpsc::Sender<StatusQuery>) ->
             }
         }
         None => error_document(&format!(
-            "unknown request {:?}; the requests are \"status\", \"conn list\", \"conn stats\"",
+            "unknown request {:?}; the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\"",
             line.trim()
         )),
     };

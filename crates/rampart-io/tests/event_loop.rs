@@ -155,7 +155,17 @@ impl Node for FakeNode {
             },
             ike_defence: Default::default(),
             batching: Default::default(),
+            reloads: Default::default(),
         }
+    }
+
+    fn reload(
+        &mut self,
+        _now: Instant,
+        _config: rampart_config::GatewayConfig,
+    ) -> Result<rampart_node::ReloadReport, rampart_node::ReloadError> {
+        // The stand-in has no peers: a reload changes nothing.
+        Ok(rampart_node::ReloadReport::default())
     }
 
     /// The stand-in inspects nothing: an empty table.
@@ -256,6 +266,9 @@ fn loop_drives_node_on_real_devices() {
                 routes,
                 status,
                 status_requests,
+                config_path: None,
+                hangup: None,
+                reloads: Default::default(),
             };
             let sink = UdpSocket::bind((HOST, 0)).await.unwrap();
             let mut node = FakeNode {

@@ -3,6 +3,9 @@
 //! entry-point engines join here later, writing into the same output stream.
 
 mod control;
+mod reload;
+
+pub use reload::{ReloadError, ReloadReport};
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -43,6 +46,14 @@ pub(crate) fn peer_policies(ike: &Ike) -> impl Iterator<Item = (PeerId, &PeerPol
     ike.peers()
 }
 
+/// Every (remote prefix, peer) pair of the data plane's policy, in peer order: a prefix shared
+/// by several peers (an entry-point group) has them all as candidates.
+pub(crate) fn remote_domains(ike: &Ike) -> Vec<(ipnet::IpNet, PeerId)> {
+    peer_policies(ike)
+        .flat_map(|(id, p)| p.remote_domain.iter().map(move |n| (*n, id)))
+        .collect()
+}
+
 impl Gateway {
     /// Builds the gateway. Every configured peer moves into the IKE engine, which then holds the
     /// only copy of the peer list (`config().peers` is empty), and is initiated per its start
@@ -58,9 +69,7 @@ impl Gateway {
         for peer in std::mem::take(&mut config.peers) {
             ike.add_peer(peer);
         }
-        let remote_domains = peer_policies(&ike)
-            .flat_map(|(id, p)| p.remote_domain.iter().map(move |n| (*n, id)))
-            .collect();
+        let remote_domains = remote_domains(&ike);
         let dataplane = DataPlane::new(
             DataPlaneConfig {
                 member_id,

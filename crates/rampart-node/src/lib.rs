@@ -16,12 +16,13 @@ pub use dataplane::{
     ControlPlane, ControlRequest, DataPlane, DataPlaneChange, DataPlaneConfig, DataPlaneCounters,
     FirstEstablished, PeerSelector, Policy, TunnelSettings, TunnelState,
 };
-pub use gateway::Gateway;
+pub use gateway::{Gateway, ReloadError, ReloadReport};
 pub use node::Node;
 pub use output::{LogEvent, LogLevel, LogRecord, Output};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use status::{
-    BatchCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus, TunnelStatus,
+    BatchCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus, ReloadCounters,
+    TunnelStatus,
 };
 
 /// Errors building a node from a configuration.

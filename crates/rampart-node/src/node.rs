@@ -4,7 +4,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::Instant;
 
-use crate::{ConnList, Disposition, Gateway, GatewayStatus, InspectStats, Output};
+use rampart_config::GatewayConfig;
+
+use crate::{
+    ConnList, Disposition, Gateway, GatewayStatus, InspectStats, Output, ReloadError, ReloadReport,
+};
 
 /// A node the I/O shell drives: a gateway today, a client or a cluster member later.
 ///
@@ -73,6 +77,9 @@ pub trait Node {
     fn conn_list(&self, now: Instant, limit: usize) -> ConnList;
     /// Inspection counters (`rampart conn stats`).
     fn conn_stats(&self) -> InspectStats;
+    /// Applies a new, already validated configuration (`rampart reload`, SIGHUP). On error the
+    /// node is unchanged.
+    fn reload(&mut self, now: Instant, config: GatewayConfig) -> Result<ReloadReport, ReloadError>;
 }
 
 impl Node for Gateway {
@@ -157,5 +164,8 @@ impl Node for Gateway {
 
     fn conn_stats(&self) -> InspectStats {
         Gateway::conn_stats(self)
+    }
+    fn reload(&mut self, now: Instant, config: GatewayConfig) -> Result<ReloadReport, ReloadError> {
+        Gateway::reload(self, now, config)
     }
 }

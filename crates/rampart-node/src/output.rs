@@ -90,6 +90,13 @@ pub enum LogEvent {
     TunnelFailed { peer: String, child: u64 },
     /// Stateful inspection: a rule's log, a drop or a table limit (the message says which).
     Firewall,
+    /// A new configuration was applied (counts of peers per outcome; names in the message).
+    Reloaded {
+        added: usize,
+        removed: usize,
+        reestablished: usize,
+        updated: usize,
+    },
     /// Anything else; the message is all there is.
     Other,
 }

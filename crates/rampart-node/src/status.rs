@@ -19,6 +19,22 @@ pub struct GatewayStatus {
     /// What the I/O shell's batching achieved: filled in by the shell, zero from a bare node.
     #[serde(default)]
     pub batching: BatchCounters,
+    /// Configuration reloads (`rampart reload`, SIGHUP): filled in by the shell, which reads
+    /// and validates the file; zero from a bare node.
+    #[serde(default)]
+    pub reloads: ReloadCounters,
+}
+
+/// Reloads applied and refused since the gateway started.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct ReloadCounters {
+    /// Reloads applied.
+    pub applied: u64,
+    /// Reloads refused (errors in the file, keys that need a restart, sockets that could not
+    /// be opened); the gateway was left unchanged each time.
+    pub refused: u64,
+    /// Why the last refused reload was refused.
+    pub last_error: Option<String>,
 }
 
 /// System calls against the packets they moved: with offload working, a TUN read or write and
@@ -164,6 +180,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
             }
         },
         batching: BatchCounters::default(),
+        reloads: ReloadCounters::default(),
     }
 }
 

@@ -24,6 +24,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Show the connection table and inspection counters of a running gateway.
     Conn(ConnArgs),
+    /// Re-read a running gateway's configuration file and apply it without a restart.
+    Reload(ReloadArgs),
     /// Run simulated networks with real gateway engines (no root needed); no argument: a showcase.
     Lab(LabArgs),
     /// A small CA: create it, issue gateway and client certificates, list, revoke.
@@ -123,6 +125,17 @@ pub enum ConnCommand {
     List,
     /// Counters: accepted, dropped by rule, dropped out of state, table full, NAT exhausted.
     Stats,
+}
+
+#[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// The new configuration. It is checked here first (the same messages as `check-config`);
+    /// then the gateway whose `status_socket` it names reads and applies it.
+    #[arg(long, short, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Print the gateway's reload report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,4 +1,4 @@
-//! `rampart`: run a gateway, check configuration files, show a running gateway's status.
+//! `rampart`: run a gateway, check configuration files, show a running gateway's status, reload it.
 //!
 //! Exit codes: 0 success, 1 runtime failure (the gateway stopped on an error, no status socket),
 //! 2 invalid configuration or usage.
@@ -10,6 +10,7 @@ mod gateway_cmd;
 mod lab_cmd;
 mod logging;
 mod pki_cmd;
+mod reload_cmd;
 mod status_cmd;
 mod status_view;
 
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status_cmd::run(&args),
         Command::Pki { command } => pki_cmd::run(command),
         Command::Conn(args) => conn_cmd::run(&args),
+        Command::Reload(args) => reload_cmd::run(&args),
         Command::Lab(args) => lab_cmd::run(&args),
     }
 }

@@ -42,6 +42,19 @@ pub fn render(status: &GatewayStatus) -> String {
         per(b.udp_receive_datagrams, b.udp_receives),
         b.raw_esp_skipped
     );
+    let r = &status.reloads;
+    if r.applied + r.refused > 0 {
+        let _ = writeln!(
+            out,
+            "  reloads  applied {}  refused {}{}",
+            r.applied,
+            r.refused,
+            r.last_error
+                .as_deref()
+                .map(|e| format!("  last refused: {}", e.lines().next().unwrap_or_default()))
+                .unwrap_or_default()
+        );
+    }
     for peer in &status.peers {
         out.push('\n');
         peer_block(&mut out, peer);
@@ -237,6 +250,7 @@ mod tests {
                 ..Default::default()
             },
             batching: Default::default(),
+            reloads: Default::default(),
         };
         let text = render(&status);
         assert!(text.starts_with("gateway gw  up 5s  peers 1\n"), "{text}");

@@ -217,6 +217,7 @@ fn sample_status() -> GatewayStatus {
             tun_write_packets: 10,
             ..Default::default()
         },
+        reloads: Default::default(),
     }
 }
 

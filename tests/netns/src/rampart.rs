@@ -340,6 +340,57 @@ impl Gateway {
         &self.config_path
     }
 
+    /// Writes `config` over the gateway's configuration file and runs
+    /// `rampart reload --config <file>`; `Ok` is its standard output, `Err` its whole output when
+    /// it exits non-zero.
+    pub fn reload(&self, config: &GatewayToml) -> Result<String, String> {
+        std::fs::write(&self.config_path, config.to_toml())
+            .map_err(|e| format!("write {}: {e}", self.config_path.display()))?;
+        let bin = self.binary.to_string_lossy().into_owned();
+        let cfg = self.config_path.to_string_lossy().into_owned();
+        run(&bin, &["reload", "--config", &cfg]).map_err(|e| e.to_string())
+    }
+
+    /// Writes raw text over the configuration file (for files with errors).
+    pub fn write_config_text(&self, text: &str) {
+        std::fs::write(&self.config_path, text)
+            .unwrap_or_else(|e| panic!("write {}: {e}", self.config_path.display()));
+    }
+
+    /// Sends `sig` to the gateway process.
+    pub fn signal(&self, sig: libc::c_int) {
+        if let Some(p) = self.process.as_ref() {
+            p.signal(sig);
+        }
+    }
+
+    /// The status entry of the peer called `name`, if the gateway lists it (read from the
+    /// socket: the configuration file may hold a rejected edit).
+    pub fn peer(&self, name: &str) -> Option<Value> {
+        let status = self.status_from_socket().ok()?;
+        status["peers"]
+            .as_array()?
+            .iter()
+            .find(|p| p["name"] == name)
+            .cloned()
+    }
+
+    /// Names of every peer the gateway lists, read from its status socket.
+    pub fn peer_names(&self) -> Vec<String> {
+        let Ok(status) = self.status_from_socket() else {
+            return Vec::new();
+        };
+        status["peers"]
+            .as_array()
+            .map(|peers| {
+                peers
+                    .iter()
+                    .filter_map(|p| p["name"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// `kill -9` the gateway.
     pub fn kill9(&mut self) {
         if let Some(p) = self.process.as_mut() {
@@ -375,21 +426,26 @@ impl Gateway {
     /// The status document read straight from the status socket (one `status` line out, one
     /// JSON document back), bypassing the CLI.
     pub fn status_from_socket(&self) -> Result<Value, String> {
+        self.socket_request("status")
+    }
+
+    /// One request line on the status socket and the JSON document it answers.
+    pub fn socket_request(&self, request: &str) -> Result<Value, String> {
         use std::io::{Read, Write};
         let socket = &self.socket;
         let mut stream = std::os::unix::net::UnixStream::connect(socket)
             .map_err(|e| format!("connect {}: {e}", socket.display()))?;
         stream
-            .set_read_timeout(Some(Duration::from_secs(5)))
+            .set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| e.to_string())?;
         stream
-            .write_all(b"status\n")
+            .write_all(format!("{request}\n").as_bytes())
             .map_err(|e| format!("write {}: {e}", socket.display()))?;
         let mut body = Vec::new();
         stream
             .read_to_end(&mut body)
             .map_err(|e| format!("read {}: {e}", socket.display()))?;
-        serde_json::from_slice(&body).map_err(|e| format!("status is not JSON ({e})"))
+        serde_json::from_slice(&body).map_err(|e| format!("answer is not JSON ({e})"))
     }
 
     /// SPIs of the first peer when its IKE SA is established and it has a tunnel.

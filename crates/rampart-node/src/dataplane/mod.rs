@@ -149,14 +149,7 @@ impl DataPlane {
         now: Instant,
         mut rng: Rng,
     ) -> DataPlane {
-        let pools = inspect_policy
-            .nat
-            .iter()
-            .filter_map(|n| match n {
-                rampart_inspect::policy::NatRule::Pool { pool, .. } => Some(*pool),
-                _ => None,
-            })
-            .collect();
+        let pools = pools_of(&inspect_policy);
         let inspect = Inspector::new(inspect_policy, config.member_id, rng.fork().next_u64(), now);
         DataPlane {
             policy: Policy::new(config.local_domain.clone(), &config.remote_domains),
@@ -182,6 +175,23 @@ impl DataPlane {
     /// Sets how a peer is chosen among a prefix's candidates (default [`FirstEstablished`]).
     pub fn set_peer_selector(&mut self, selector: Box<dyn PeerSelector>) {
         self.selector = selector;
+    }
+
+    /// Takes a new local domain, remote prefixes and inspection policy (live reload). Tunnels
+    /// stay installed; the policy table and the IP Pool NAT pools are rebuilt and the
+    /// inspection policy is swapped in one step ([`Inspector::set_policy`]).
+    pub fn reconfigure(
+        &mut self,
+        now: Instant,
+        local_domain: Vec<IpNet>,
+        remote_domains: Vec<(IpNet, PeerId)>,
+        inspect_policy: rampart_inspect::InspectPolicy,
+    ) -> rampart_inspect::PolicySwap {
+        self.pools = pools_of(&inspect_policy);
+        self.policy = Policy::new(local_domain.clone(), &remote_domains);
+        self.config.local_domain = local_domain;
+        self.config.remote_domains = remote_domains;
+        self.inspect.set_policy(now, inspect_policy)
     }
 
     /// The routes into the TUN device for the node's whole life: every remote prefix, then
@@ -467,6 +477,18 @@ impl TunnelState for Tunnels {
 }
 
 /// How many packets of a batch can be handled: as many as every slice has room for.
+/// The IP Pool NAT pools of a policy.
+fn pools_of(policy: &rampart_inspect::InspectPolicy) -> Vec<IpNet> {
+    policy
+        .nat
+        .iter()
+        .filter_map(|n| match n {
+            rampart_inspect::policy::NatRule::Pool { pool, .. } => Some(*pool),
+            _ => None,
+        })
+        .collect()
+}
+
 fn batch_len(bufs: usize, packets: usize, out: usize) -> usize {
     bufs.min(packets).min(out)
 }
