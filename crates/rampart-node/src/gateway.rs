@@ -3,6 +3,7 @@
 //! entry-point engines join here later, writing into the same output stream.
 
 mod control;
+mod snapshot;
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +20,7 @@ use crate::dataplane::{DataPlane, DataPlaneConfig, PeerSelector};
 use crate::status::GatewayStatus;
 use crate::{Disposition, NodeError, Output};
 use control::IkeControl;
+pub use snapshot::{SaSnapshot, SnapshotError, TunnelEspState, DEFAULT_TAKEOVER_MARGIN};
 
 /// A site-to-site gateway (sans-IO). See `docs/design/contracts.md`.
 ///
