@@ -14,8 +14,8 @@
 //!   [`datagrams`] splits an entry. Until then GRO stays off, so [`UdpEndpoint::try_recv_from`]
 //!   always gets exactly one datagram; the two must not be mixed on one endpoint (once GRO is
 //!   on, `try_recv_from` refuses to read).
-//! - [`UdpEndpoint::try_send_segments`] sends equal-size datagrams to one peer with one GSO
-//!   `sendmsg` (`UDP_SEGMENT`). The kernel caps one GSO send at [`MAX_GSO_SEGMENTS`] segments
+//! - [`UdpEndpoint::send_gathered`] sends equal-size datagrams to one peer with one GSO
+//!   `sendmsg` (`UDP_SEGMENT`), gathered from where they lie. The kernel caps one GSO send at [`MAX_GSO_SEGMENTS`] segments
 //!   (`UDP_MAX_SEGMENTS` is 64, 128 on kernels since 6.11: 64 is safe everywhere) and at a total
 //!   UDP payload of [`MAX_UDP_PAYLOAD_V4`] / [`MAX_UDP_PAYLOAD_V6`] bytes;
 //!   [`UdpEndpoint::segments_per_send`] tells how many segments of a size fit. Each segment,
@@ -33,14 +33,13 @@
 //! IPv4 `IP_PMTUDISC_DONT` (DF clear: routers may fragment too), IPv6 `IPV6_DONTFRAG = 0` and
 //! the kernel's default `IPV6_PMTUDISC_WANT` (the sender fragments to the path MTU it learns).
 
-use std::fmt;
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
-use quinn_udp::{Transmit, UdpSocketState};
-use socket2::{Domain, Protocol, SockAddr, SockRef, Socket, Type};
+use quinn_udp::UdpSocketState;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
@@ -78,32 +77,6 @@ pub struct UdpEndpoint {
     gro_on: AtomicBool,
     /// Set when the kernel refused a gathered GSO send with `EIO`/`EINVAL` (never cleared).
     gso_refused: AtomicBool,
-}
-
-/// A batch that went out only in part: the first `sent` bytes of `total` (whole datagrams) left,
-/// then `source` stopped the rest, which was not sent. Carried as the inner error of an
-/// [`io::Error`] of kind `Other`; resume with `contents[sent..]` if the rest is still wanted.
-#[derive(Debug)]
-pub struct PartialSend {
-    pub sent: usize,
-    pub total: usize,
-    pub source: io::Error,
-}
-
-impl fmt::Display for PartialSend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "sent {} of {} bytes, then: {}",
-            self.sent, self.total, self.source
-        )
-    }
-}
-
-impl std::error::Error for PartialSend {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        Some(&self.source)
-    }
 }
 
 impl UdpEndpoint {
@@ -152,13 +125,6 @@ impl UdpEndpoint {
         self.socket.poll_recv_ready(cx)
     }
 
-    /// Waits until the socket may take a datagram: after `WouldBlock` from
-    /// [`Self::try_send_segments`], which tokio also answers before it has seen a new socket
-    /// writable.
-    pub fn poll_send_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.socket.poll_send_ready(cx)
-    }
-
     /// Receives one datagram into `buf`, or `WouldBlock` when none is waiting.
     ///
     /// `InvalidInput` once the endpoint has been read with [`Self::try_recv_batch`]: GRO is on
@@ -202,79 +168,6 @@ impl UdpEndpoint {
         self.socket.try_io(Interest::READABLE, || {
             self.state.recv((&self.socket).into(), bufs, meta)
         })
-    }
-
-    /// Sends `contents` to `remote` as datagrams of `segment_size` bytes (the last may be
-    /// shorter): with one GSO `sendmsg` when there are several and GSO is available, else one
-    /// `sendmsg` per datagram. An empty `contents` is one empty datagram.
-    ///
-    /// - `Ok(())`: every datagram went out.
-    /// - `WouldBlock` (tokio's readiness cleared): the socket buffer is full and none went;
-    ///   also before tokio has seen the socket writable. Wait with [`Self::poll_send_ready`].
-    /// - `InvalidInput`: `segment_size` is 0, or several segments exceed what one GSO send may
-    ///   carry ([`Self::segments_per_send`] with this endpoint's GSO: [`MAX_GSO_SEGMENTS`]
-    ///   segments, [`MAX_UDP_PAYLOAD_V4`] / [`MAX_UDP_PAYLOAD_V6`] bytes).
-    /// - Kind `Other` around a [`PartialSend`]: only without GSO, the first datagrams went out
-    ///   and the buffer filled (or an error came) before the rest; those were not sent.
-    /// - Any other error: nothing went out.
-    ///
-    /// A GSO send the kernel refuses with `EIO` or `EINVAL` (a device without checksum
-    /// offload; quinn-udp then turns GSO off for this socket) or `EMSGSIZE` (segments larger
-    /// than the route MTU) is logged at debug and sent again one datagram per `sendmsg`, so
-    /// the batch is not lost; if that fails too, its error is returned.
-    pub fn try_send_segments(
-        &self,
-        remote: SocketAddr,
-        contents: &[u8],
-        segment_size: usize,
-    ) -> io::Result<()> {
-        check_segments(contents.len(), segment_size, remote.is_ipv6())?;
-        let (sent, error) = self.socket.try_io(Interest::WRITABLE, || {
-            match self.send_once(remote, contents, segment_size) {
-                (0, Some(e)) => Err(e),
-                progress => Ok(progress),
-            }
-        })?;
-        match error {
-            None => Ok(()),
-            Some(source) => Err(io::Error::other(PartialSend {
-                sent,
-                total: contents.len(),
-                source,
-            })),
-        }
-    }
-
-    /// [`Self::try_send_segments`], waiting for room in the socket buffer whenever it is full
-    /// (also part-way through a batch sent without GSO: nothing is sent twice). An error other
-    /// than `WouldBlock` after some datagrams went out comes as a [`PartialSend`].
-    pub async fn send_segments(
-        &self,
-        remote: SocketAddr,
-        contents: &[u8],
-        segment_size: usize,
-    ) -> io::Result<()> {
-        check_segments(contents.len(), segment_size, remote.is_ipv6())?;
-        let mut offset = 0;
-        loop {
-            let rest = contents.get(offset..).unwrap_or_default();
-            let (sent, error) = self
-                .socket
-                .async_io(Interest::WRITABLE, || {
-                    match self.send_once(remote, rest, segment_size) {
-                        (0, Some(e)) => Err(e),
-                        progress => Ok(progress),
-                    }
-                })
-                .await
-                .map_err(|source| partial(offset, contents.len(), source))?;
-            offset += sent;
-            match error {
-                None => return Ok(()),
-                Some(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Some(source) => return Err(partial(offset, contents.len(), source)),
-            }
-        }
     }
 
     /// Sends `datagrams` to `remote` with one GSO `sendmsg` that gathers them from where they
@@ -353,7 +246,7 @@ impl UdpEndpoint {
         self.state.gro_segments().max(1)
     }
 
-    /// How many full segments of `segment_size` bytes one [`Self::try_send_segments`] may
+    /// How many full segments of `segment_size` bytes one [`Self::send_gathered`] may
     /// carry to an IPv4 (`v6 == false`) or IPv6 peer with one GSO send: at most
     /// [`Self::max_segments`] and [`MAX_GSO_SEGMENTS`], with a total within the UDP payload
     /// limit; always at least 1.
@@ -372,65 +265,6 @@ impl UdpEndpoint {
             // is one datagram, which is still correct.
             Err(e) => tracing::debug!(local = %self.local, "cannot switch UDP GRO on: {e}"),
         }
-    }
-
-    /// One attempt at sending `contents`, without readiness bookkeeping: how many bytes (whole
-    /// datagrams) went out and the error that stopped the rest, if any.
-    fn send_once(
-        &self,
-        remote: SocketAddr,
-        contents: &[u8],
-        segment_size: usize,
-    ) -> (usize, Option<io::Error>) {
-        let count = segment_count(contents.len(), segment_size);
-        if count > 1 && count <= self.max_segments() {
-            let transmit = Transmit {
-                destination: remote,
-                ecn: None,
-                contents,
-                segment_size: Some(segment_size),
-                src_ip: None,
-            };
-            match self.state.try_send((&self.socket).into(), &transmit) {
-                Ok(()) => return (contents.len(), None),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return (0, Some(e)),
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EIO | libc::EINVAL | libc::EMSGSIZE)
-                    ) =>
-                {
-                    tracing::debug!(
-                        local = %self.local, %remote, segments = count, segment_size,
-                        "GSO send failed ({e}); sending the datagrams one by one"
-                    );
-                }
-                Err(e) => {
-                    tracing::debug!(
-                        local = %self.local, %remote, segments = count, segment_size,
-                        "GSO send failed: {e}"
-                    );
-                    return (0, Some(e));
-                }
-            }
-        }
-        let socket = SockRef::from(&self.socket);
-        let to = SockAddr::from(remote);
-        let mut sent = 0;
-        for datagram in segments(contents, segment_size) {
-            match socket.send_to(datagram, &to) {
-                Ok(_) => sent += datagram.len(),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {
-                    // Nothing left: a datagram is sent whole or not at all. Try it again.
-                    match socket.send_to(datagram, &to) {
-                        Ok(_) => sent += datagram.len(),
-                        Err(e) => return (sent, Some(e)),
-                    }
-                }
-                Err(e) => return (sent, Some(e)),
-            }
-        }
-        (sent, None)
     }
 }
 
@@ -512,19 +346,6 @@ fn allow_fragmentation(socket: &UdpSocket, v6: bool) -> io::Result<()> {
     }
 }
 
-/// The [`PartialSend`] error, or `source` itself when nothing went out yet.
-fn partial(sent: usize, total: usize, source: io::Error) -> io::Error {
-    if sent == 0 {
-        source
-    } else {
-        io::Error::other(PartialSend {
-            sent,
-            total,
-            source,
-        })
-    }
-}
-
 /// Largest UDP payload of one datagram to an IPv4 or IPv6 peer.
 pub fn max_udp_payload(v6: bool) -> usize {
     if v6 {
@@ -567,15 +388,6 @@ fn check_segments(len: usize, segment_size: usize, v6: bool) -> io::Result<()> {
 fn segments_per_send(segment_size: usize, v6: bool, max_segments: usize) -> usize {
     let by_bytes = max_udp_payload(v6).checked_div(segment_size).unwrap_or(1);
     by_bytes.min(max_segments).clamp(1, MAX_GSO_SEGMENTS)
-}
-
-/// `contents` cut into datagrams of `segment_size` bytes (the last may be shorter); one empty
-/// datagram for empty `contents`.
-fn segments(contents: &[u8], segment_size: usize) -> Datagrams<'_> {
-    Datagrams {
-        rest: Some(contents),
-        stride: segment_size.max(1),
-    }
 }
 
 /// The datagrams of one entry filled by [`UdpEndpoint::try_recv_batch`]: `buf[..meta.len]` cut
@@ -665,17 +477,6 @@ mod tests {
         assert!(check_segments(MAX_UDP_PAYLOAD_V6 + 1, 1200, true).is_err());
     }
 
-    #[test]
-    fn segments_cut_contents() {
-        let data: Vec<u8> = (0..25).collect();
-        let parts: Vec<&[u8]> = segments(&data, 10).collect();
-        assert_eq!(parts, vec![&data[..10], &data[10..20], &data[20..]]);
-        let parts: Vec<&[u8]> = segments(&data[..20], 10).collect();
-        assert_eq!(parts, vec![&data[..10], &data[10..20]]);
-        assert_eq!(segments(&[], 10).collect::<Vec<_>>(), vec![&[] as &[u8]]);
-        assert_eq!(segments(&data, 100).count(), 1);
-    }
-
     fn meta(len: usize, stride: usize) -> RecvMeta {
         let mut m = RecvMeta::default();
         m.len = len;
@@ -705,23 +506,6 @@ mod tests {
             datagrams(&buf, &meta(0, 0)).collect::<Vec<_>>(),
             vec![&[] as &[u8]]
         );
-    }
-
-    #[test]
-    fn partial_send_error_names_progress() {
-        let e = partial(2400, 6000, io::Error::from(io::ErrorKind::WouldBlock));
-        assert_eq!(e.kind(), io::ErrorKind::Other);
-        let inner = e
-            .get_ref()
-            .and_then(|e| e.downcast_ref::<PartialSend>())
-            .unwrap();
-        assert_eq!((inner.sent, inner.total), (2400, 6000));
-        assert!(
-            e.to_string().starts_with("sent 2400 of 6000 bytes, then: "),
-            "{e}"
-        );
-        let e = partial(0, 6000, io::Error::from(io::ErrorKind::WouldBlock));
-        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
     }
 
     #[tokio::test]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rampart_io::raw_esp::{RawEspSocket, RawPacket, MAX_BATCH};
 use rampart_io::udp::{
-    datagrams, PartialSend, RecvMeta, UdpEndpoint, MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD_V4,
-    MAX_UDP_PAYLOAD_V6, RECV_BUFFER_SIZE,
+    datagrams, RecvMeta, UdpEndpoint, MAX_GSO_SEGMENTS, MAX_UDP_PAYLOAD_V4, MAX_UDP_PAYLOAD_V6,
+    RECV_BUFFER_SIZE,
 };
 
 mod netns;
@@ -26,13 +26,6 @@ fn datagram(i: usize, len: usize) -> Vec<u8> {
             }
         })
         .collect()
-}
-
-/// Waits until tokio has seen `ep` writable (a fresh socket is not, before the reactor ran).
-async fn writable(ep: &UdpEndpoint) {
-    std::future::poll_fn(|cx| ep.poll_send_ready(cx))
-        .await
-        .unwrap();
 }
 
 /// Waits for readability and reads batches until `want` datagrams arrived (5 s at most).
@@ -76,7 +69,8 @@ async fn receive(rx: &UdpEndpoint, want: usize) -> (Vec<(SocketAddr, Vec<u8>)>, 
     (got, coalesced)
 }
 
-/// One segmented send of 20 full datagrams and a short last one, received in batches.
+/// One segmented send of 20 full datagrams and a short last one cut from one contiguous
+/// buffer, received in batches; then smaller sends on the same sockets.
 async fn segments_round_trip(addr: &str) {
     let rx = UdpEndpoint::bind(addr.parse().unwrap()).unwrap();
     let tx = UdpEndpoint::bind(addr.parse().unwrap()).unwrap();
@@ -98,8 +92,9 @@ async fn segments_round_trip(addr: &str) {
             tx.max_segments()
         );
     }
-    writable(&tx).await;
-    tx.try_send_segments(rx.local(), &contents, SEGMENT)
+    let slices: Vec<&[u8]> = contents.chunks(SEGMENT).collect();
+    tx.send_gathered(rx.local(), &slices, SEGMENT)
+        .await
         .expect("one segmented send into an empty 4 MiB buffer");
 
     let (got, coalesced) = receive(&rx, sent.len()).await;
@@ -118,12 +113,12 @@ async fn segments_round_trip(addr: &str) {
         assert_eq!(coalesced, 0);
     }
 
-    // The async variant, then single datagrams, on the same sockets.
+    // Another segment size, then a single datagram shorter than its segment size.
     let small: Vec<Vec<u8>> = (0..3).map(|i| datagram(100 + i, 500)).collect();
-    tx.send_segments(rx.local(), &small.concat(), 500)
+    let slices: Vec<&[u8]> = small.iter().map(Vec::as_slice).collect();
+    tx.send_gathered(rx.local(), &slices, 500).await.unwrap();
+    tx.send_gathered(rx.local(), &[small[0].as_slice()], SEGMENT)
         .await
-        .unwrap();
-    tx.try_send_segments(rx.local(), &small[0], SEGMENT)
         .unwrap();
     let (got, _) = receive(&rx, 4).await;
     let bytes: Vec<&Vec<u8>> = got.iter().map(|(_, b)| b).collect();
@@ -254,34 +249,42 @@ async fn segments_per_send_respects_kernel_limits() {
     // Past the limits: refused before the kernel sees it (the kernel would answer EINVAL,
     // which makes quinn-udp turn GSO off for good).
     let remote = ep.local();
+    let hundred = [0u8; 100];
     let err = ep
-        .try_send_segments(remote, &vec![0u8; 65 * 100], 100)
+        .send_gathered(remote, &vec![&hundred[..]; 65], 100)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    let full = [0u8; 1500];
+    let err = ep
+        .send_gathered(
+            remote,
+            &vec![&full[..]; MAX_UDP_PAYLOAD_V4 / 1500 + 1],
+            1500,
+        )
+        .await
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
     let err = ep
-        .try_send_segments(remote, &vec![0u8; MAX_UDP_PAYLOAD_V4 + 1], 1500)
+        .send_gathered(remote, &[&[1, 2, 3]], 0)
+        .await
         .unwrap_err();
     assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-    let err = ep.try_send_segments(remote, &[1, 2, 3], 0).unwrap_err();
-    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    let err = ep.send_gathered(remote, &[], 100).await.unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "no datagrams");
     assert_eq!(ep.max_segments(), max, "refused sends leave GSO alone");
 }
 
 #[tokio::test]
-async fn oversized_datagram_is_an_error_not_a_partial_send() {
+async fn oversized_datagram_is_the_kernels_error() {
     let rx = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let tx = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    writable(&tx).await;
+    let big = vec![7u8; 70_000];
     let err = tx
-        .try_send_segments(rx.local(), &vec![7u8; 70_000], 70_000)
+        .send_gathered(rx.local(), &[big.as_slice()], 70_000)
+        .await
         .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EMSGSIZE), "{err}");
-    assert!(
-        err.get_ref()
-            .and_then(|e| e.downcast_ref::<PartialSend>())
-            .is_none(),
-        "nothing went out: a plain error"
-    );
 }
 
 /// In a namespace whose loopback has a 1500-byte MTU: datagrams larger than the MTU leave
@@ -307,11 +310,12 @@ fn datagrams_over_the_mtu_are_fragmented() {
             let (got, _) = receive(&rx, 1).await;
             assert_eq!(got[0].1, big, "4000 bytes over a 1500-byte MTU");
 
+            // The GSO send of segments over the MTU is refused (EMSGSIZE): the datagrams go
+            // out one by one and IP fragments each.
             let gso = tx.max_segments();
             let sent: Vec<Vec<u8>> = (0..3).map(|i| datagram(i, 2000)).collect();
-            tx.send_segments(rx.local(), &sent.concat(), 2000)
-                .await
-                .unwrap();
+            let slices: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
+            tx.send_gathered(rx.local(), &slices, 2000).await.unwrap();
             let (got, coalesced) = receive(&rx, 3).await;
             assert_eq!(coalesced, 0, "reassembled datagrams are not coalesced");
             for (i, ((from, bytes), want)) in got.iter().zip(&sent).enumerate() {
@@ -320,18 +324,10 @@ fn datagrams_over_the_mtu_are_fragmented() {
             }
             assert_eq!(tx.max_segments(), gso, "EMSGSIZE does not turn GSO off");
 
-            // The gathered send falls back the same way, and fragments each datagram.
-            let slices: Vec<&[u8]> = sent.iter().map(Vec::as_slice).collect();
-            tx.send_gathered(rx.local(), &slices, 2000).await.unwrap();
-            let (got, _) = receive(&rx, 3).await;
-            for (i, ((_, bytes), want)) in got.iter().zip(&sent).enumerate() {
-                assert_eq!(bytes, want, "gathered datagram {i}");
-            }
-
             // Segments within the MTU still go as one GSO send.
             let small: Vec<Vec<u8>> = (0..5).map(|i| datagram(10 + i, 1000)).collect();
-            tx.try_send_segments(rx.local(), &small.concat(), 1000)
-                .unwrap();
+            let slices: Vec<&[u8]> = small.iter().map(Vec::as_slice).collect();
+            tx.send_gathered(rx.local(), &slices, 1000).await.unwrap();
             let (got, _) = receive(&rx, 5).await;
             let bytes: Vec<&Vec<u8>> = got.iter().map(|(_, b)| b).collect();
             assert_eq!(bytes, small.iter().collect::<Vec<_>>());

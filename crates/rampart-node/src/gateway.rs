@@ -4,6 +4,7 @@
 
 mod control;
 mod reload;
+mod snapshot;
 
 pub use reload::{ReloadError, ReloadReport};
 
@@ -22,6 +23,7 @@ use crate::dataplane::{DataPlane, DataPlaneConfig, PeerSelector};
 use crate::status::GatewayStatus;
 use crate::{Disposition, NodeError, Output};
 use control::IkeControl;
+pub use snapshot::{SaSnapshot, SnapshotError, TunnelEspState, DEFAULT_TAKEOVER_MARGIN};
 
 /// A site-to-site gateway (sans-IO). See `docs/design/contracts.md`.
 ///

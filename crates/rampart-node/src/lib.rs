@@ -16,7 +16,10 @@ pub use dataplane::{
     ControlPlane, ControlRequest, DataPlane, DataPlaneChange, DataPlaneConfig, DataPlaneCounters,
     FirstEstablished, PeerSelector, Policy, TunnelSettings, TunnelState,
 };
-pub use gateway::{Gateway, ReloadError, ReloadReport};
+pub use gateway::{
+    Gateway, ReloadError, ReloadReport, SaSnapshot, SnapshotError, TunnelEspState,
+    DEFAULT_TAKEOVER_MARGIN,
+};
 pub use node::Node;
 pub use output::{LogEvent, LogLevel, LogRecord, Output};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
@@ -25,11 +28,12 @@ pub use status::{
     TunnelStatus,
 };
 
-/// Errors building a node from a configuration.
+/// Errors of the gateway's fallible operations.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("invalid configuration: {0}")]
-    Config(String),
+    /// An SA snapshot was not imported ([`Gateway::import_sa`]).
+    #[error("SA import: {0}")]
+    Snapshot(#[from] SnapshotError),
 }
 
 use std::net::{IpAddr, SocketAddr};

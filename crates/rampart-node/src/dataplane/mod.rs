@@ -16,6 +16,7 @@ mod counters;
 mod open;
 mod policy;
 mod seal;
+mod transfer;
 mod tunnels;
 
 use std::net::{IpAddr, SocketAddr};

@@ -137,6 +137,14 @@ impl Tunnels {
         self.active_out.contains_key(&peer)
     }
 
+    /// Makes `id` the tunnel its peer's outbound traffic uses (after an import, whose tunnels
+    /// were all installed at one instant in the exporter's order).
+    pub fn make_active(&mut self, id: ChildSaId) {
+        if let Some(t) = self.tunnels.get(&id) {
+            self.active_out.insert(t.peer, id);
+        }
+    }
+
     pub fn active_for(&mut self, peer: PeerId) -> Option<(ChildSaId, &mut Tunnel)> {
         let id = *self.active_out.get(&peer)?;
         self.tunnels.get_mut(&id).map(|t| (id, t))
