@@ -40,8 +40,8 @@ use rampart_ike::policy::{
 };
 use rampart_ike::{ChildSaKeys, Ike, IkeConfig, IkeEvent, IkeSaStateKind, PeerId};
 use rampart_wire::ike::{
-    encode_header, encode_payloads, exchange, parse, parse_payloads, payload_type, Header,
-    Payload, HEADER_LEN,
+    encode_header, encode_payloads, exchange, parse, parse_payloads, payload_type, Header, Payload,
+    HEADER_LEN,
 };
 
 /// Most IKE SAs one side may hold at once (besides half-open responder SAs): the current one,
@@ -167,6 +167,9 @@ pub fn step_duration(v: u8) -> Duration {
         _ => Duration::from_secs(60 * u64::from(v - 199)),
     }
 }
+
+/// An established IKE SA as (SPIi, SPIr, its CHILD SAs' (inbound, outbound) SPIs).
+type EstablishedSa = (u64, u64, Vec<(u32, u32)>);
 
 #[derive(Debug, Clone)]
 struct Packet {
@@ -345,6 +348,23 @@ impl World {
     /// Runs a whole input: the ops, then recovery and the final checks.
     pub fn run(input: &Input) {
         let mut w = World::new(input.mode);
+        for op in &input.ops {
+            w.apply(op);
+            w.check();
+        }
+        w.recover();
+    }
+
+    /// Like [`World::run`], but the ops start from an established pair (IKE SA + CHILD SA after
+    /// clean delivery), so they go straight at CREATE_CHILD_SA and INFORMATIONAL exchanges.
+    pub fn run_established(input: &Input) {
+        let mut w = World::new(input.mode);
+        let end = w.now + Duration::from_secs(1);
+        w.settle(end);
+        assert!(
+            !w.a.children.is_empty() && !w.b.children.is_empty(),
+            "clean negotiation failed"
+        );
         for op in &input.ops {
             w.apply(op);
             w.check();
@@ -538,7 +558,14 @@ impl World {
             set.insert((h.spi_i, spi_r, h.mid));
         }
         if trace() {
-            eprintln!("{:?} deliver {:?} -> {:?} len {} hdr {:x?}", self.now, p.from, p.from.other(), p.msg.len(), hdr(&p.msg));
+            eprintln!(
+                "{:?} deliver {:?} -> {:?} len {} hdr {:x?}",
+                self.now,
+                p.from,
+                p.from.other(),
+                p.msg.len(),
+                hdr(&p.msg)
+            );
         }
         let to = self.node(p.from.other());
         to.ike.handle_datagram(now, p.dst, p.src, &p.msg);
@@ -821,7 +848,7 @@ impl World {
         }
         self.settle(end);
         self.check();
-        let sa = |n: &Node| -> Vec<(u64, u64, Vec<(u32, u32)>)> {
+        let sa = |n: &Node| -> Vec<EstablishedSa> {
             n.ike
                 .status(self.now)
                 .into_iter()
@@ -835,11 +862,7 @@ impl World {
         let (sa_a, sa_b) = (sa(&self.a), sa(&self.b));
         let working = sa_a.iter().any(|(i, r, ca)| {
             sa_b.iter().any(|(i2, r2, cb)| {
-                i == i2
-                    && r == r2
-                    && ca
-                        .iter()
-                        .any(|(a_in, a_out)| cb.contains(&(*a_out, *a_in)))
+                i == i2 && r == r2 && ca.iter().any(|(a_in, a_out)| cb.contains(&(*a_out, *a_in)))
             })
         });
         assert!(
