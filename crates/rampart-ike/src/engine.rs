@@ -55,6 +55,8 @@ pub struct Ike {
     pub(crate) events: VecDeque<IkeEvent>,
     /// SAs whose task queue changed while handling another SA's message.
     pub(crate) kick: Vec<IkeSaId>,
+    /// `start_action = always` peers waiting to be tried again after a failed negotiation.
+    pub(crate) retries: crate::retry::Retries,
     /// Cookie secrets and counters of the IKE_SA_INIT defences.
     pub(crate) dos: crate::cookie::DosGuard,
 }
@@ -84,6 +86,7 @@ impl Ike {
             child_index: HashMap::new(),
             events: VecDeque::new(),
             kick: Vec::new(),
+            retries: crate::retry::Retries::default(),
             dos: crate::cookie::DosGuard::default(),
         }
     }
@@ -113,6 +116,7 @@ impl Ike {
     /// `IkeSaDown { reason: Deleted }` are reported now, not when the peer answers.
     pub fn remove_peer(&mut self, now: Instant, id: PeerId) -> Option<PeerPolicy> {
         let policy = self.peers.remove(id)?;
+        self.retries.clear(id);
         let ids: Vec<IkeSaId> = self
             .sas
             .values()
@@ -585,18 +589,26 @@ impl Ike {
         };
         tracing::debug!(ike_sa = id.0, ?reason, "IKE SA failed");
         self.remove_sa(id, Some(if quiet { quiet_reason } else { reason }));
-        if reason == DownReason::Timeout && !quiet {
+        if quiet || matches!(reason, DownReason::Deleted | DownReason::DeletedByPeer) {
+            return;
+        }
+        let others = self.sas.values().any(|s| {
+            s.peer == peer && matches!(s.state, IkeState::Connecting | IkeState::Established)
+        });
+        let always = self
+            .peers
+            .get(peer)
+            .is_some_and(|p| p.start_action == StartAction::Always);
+        if reason == DownReason::Timeout {
             self.events.push_back(IkeEvent::PeerDead { peer });
-            let others = self.sas.values().any(|s| {
-                s.peer == peer && matches!(s.state, IkeState::Connecting | IkeState::Established)
-            });
-            let always = self
-                .peers
-                .get(peer)
-                .is_some_and(|p| p.start_action == StartAction::Always);
             if !others && always {
                 self.start_ike_sa(now, peer);
             }
+        } else if !others && always {
+            // Authentication, proposals, an error notify: trying again at once would loop
+            // against a misconfiguration, never trying again would leave the tunnel down.
+            let wait = self.retries.failed(now, peer);
+            tracing::info!(%peer, ?reason, "negotiation failed; retrying in {}s", wait.as_secs());
         }
     }
 

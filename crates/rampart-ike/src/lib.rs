@@ -25,6 +25,7 @@ mod peers;
 pub mod policy;
 mod proposal;
 mod retransmit;
+mod retry;
 mod sa;
 mod sk;
 mod spi;

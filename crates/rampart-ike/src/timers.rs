@@ -17,11 +17,27 @@ impl Ike {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let next = self.timers.next();
         debug_assert_eq!(next, self.scan_timeout(), "timer heap out of date");
-        next
+        match (next, self.retries.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Handles the timers of the SAs that are due at `now` (only those: the heap names them).
     pub fn handle_timeout(&mut self, now: Instant) {
+        for peer in self.retries.take_due(now) {
+            let busy = self.sas.values().any(|s| {
+                s.peer == peer && matches!(s.state, IkeState::Connecting | IkeState::Established)
+            });
+            let always = self
+                .peers
+                .get(peer)
+                .is_some_and(|p| p.start_action == crate::policy::StartAction::Always);
+            if always && !busy {
+                tracing::info!(%peer, "retrying the negotiation");
+                self.start_ike_sa(now, peer);
+            }
+        }
         self.refresh_timers();
         for id in self.timers.pop_due(now) {
             self.sa_timeout(now, id);

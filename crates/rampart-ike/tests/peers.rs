@@ -257,3 +257,44 @@ fn an_unknown_identity_does_not_match_a_template() {
         .iter()
         .any(|e| matches!(e, IkeEvent::ChildSaUp(_))));
 }
+
+#[test]
+fn an_always_peer_that_failed_authentication_is_tried_again_with_backoff() {
+    let (a, mut b) = configs(false);
+    let good_psk = b.peers[0].psk.clone();
+    b.peers[0].psk = zeroize::Zeroizing::new(b"a different key, also long enough".to_vec());
+    let mut p = Pair::new(a, b);
+    p.initiate();
+    p.run(Duration::from_secs(2));
+    assert!(p.live_children(Side::A).is_empty(), "wrong key: no tunnel");
+    assert!(p.events_a.iter().any(|e| matches!(
+        e,
+        IkeEvent::IkeSaDown {
+            reason: DownReason::AuthenticationFailed,
+            ..
+        }
+    )));
+    // The first retry comes 5 s after the failure (at about 0.05 s); it fails again (still the
+    // wrong key).
+    let sent_before = p.sent.len();
+    p.run(Duration::from_secs(2));
+    let early: Vec<_> = p.sent[sent_before..]
+        .iter()
+        .map(|x| (x.from, x.exchange(), x.at - p.start))
+        .collect();
+    assert_eq!(
+        p.sent.len(),
+        sent_before,
+        "no retry before the backoff: {early:?}"
+    );
+    p.run(Duration::from_secs(2));
+    assert!(p.sent.len() > sent_before, "retried after 5 s");
+    assert!(p.live_children(Side::A).is_empty());
+    // B's operator fixes the key; A's next retry (10 s after the second failure) succeeds.
+    let mut fixed = p.b.peer(p.peer_b).unwrap().clone();
+    fixed.psk = good_psk;
+    p.b.remove_peer(p.now, p.peer_b);
+    p.peer_b = p.b.add_peer(fixed);
+    p.run(Duration::from_secs(11));
+    p.assert_one_matching_child();
+}

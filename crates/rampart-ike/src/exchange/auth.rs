@@ -444,6 +444,7 @@ impl Ike {
         let remote = sa.remote;
         self.half_open.remove(&(remote, spi_i));
         self.half_open.retain(|_, v| *v != id);
+        self.retries.clear(peer);
         tracing::debug!(ike_sa = id.0, %peer, "IKE SA established");
         self.events
             .push_back(IkeEvent::IkeSaUp { peer, ike_sa: id });
