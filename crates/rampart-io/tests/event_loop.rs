@@ -155,6 +155,7 @@ impl Node for FakeNode {
             },
             ike_defence: Default::default(),
             batching: Default::default(),
+            nat: Default::default(),
         }
     }
 

@@ -19,6 +19,10 @@ pub struct GatewayStatus {
     /// What the I/O shell's batching achieved: filled in by the shell, zero from a bare node.
     #[serde(default)]
     pub batching: BatchCounters,
+    /// Following peers' NAT mappings: `hints`, `checks_sent`, `checks_rate_limited`,
+    /// `mappings_moved`, `local_mapping_changes` (gateway-wide).
+    #[serde(default)]
+    pub nat: rampart_ike::NatFollowStats,
 }
 
 /// System calls against the packets they moved: with offload working, a TUN read or write and
@@ -80,6 +84,11 @@ pub struct IkeSaInfo {
     pub remote_id: String,
     pub nat_local: bool,
     pub nat_remote: bool,
+    /// The addresses the IKE SA uses now (`ip:port`; they follow NAT mapping moves).
+    #[serde(default)]
+    pub local_endpoint: String,
+    #[serde(default)]
+    pub remote_endpoint: String,
     pub established_secs: u64,
     pub rekey_in_secs: Option<u64>,
 }
@@ -141,6 +150,8 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
                     remote_id: s.remote_id.clone(),
                     nat_local: s.nat_local,
                     nat_remote: s.nat_remote,
+                    local_endpoint: s.local.to_string(),
+                    remote_endpoint: s.remote.to_string(),
                     established_secs: s.established_for.map_or(0, |d| d.as_secs()),
                     rekey_in_secs: s.rekey_in.map(|d| d.as_secs()),
                 }),
@@ -164,6 +175,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
             }
         },
         batching: BatchCounters::default(),
+        nat: gw.ike().nat_stats(),
     }
 }
 

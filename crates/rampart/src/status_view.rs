@@ -237,6 +237,7 @@ mod tests {
                 ..Default::default()
             },
             batching: Default::default(),
+            nat: Default::default(),
         };
         let text = render(&status);
         assert!(text.starts_with("gateway gw  up 5s  peers 1\n"), "{text}");
