@@ -73,7 +73,10 @@ fn ike_sa(status: &Value) -> &Value {
 /// The port gw2 sends to now (its IKE SA's remote endpoint).
 fn remote_port(g2: &Gateway) -> u16 {
     let s = g2.status().unwrap();
-    let endpoint = ike_sa(&s)["remote_endpoint"].as_str().unwrap_or_default().to_string();
+    let endpoint = ike_sa(&s)["remote_endpoint"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     let addr: std::net::SocketAddr = endpoint
         .parse()
         .unwrap_or_else(|e| panic!("remote_endpoint {endpoint:?}: {e}\n{s}"));
@@ -92,9 +95,13 @@ fn nat_counter(g: &Gateway, key: &str) -> u64 {
 fn first_echo(from: &rampart_netns_tests::Netns, to: &str, limit: Duration) -> Option<Duration> {
     let started = Instant::now();
     let deadline = limit.as_secs().max(1).to_string();
-    let out = from.try_exec(&["ping", "-n", "-q", "-c", "1", "-i", "0.1", "-w", &deadline, to]);
+    let out = from.try_exec(&[
+        "ping", "-n", "-q", "-c", "1", "-i", "0.1", "-w", &deadline, to,
+    ]);
     let elapsed = started.elapsed();
-    out.ok().filter(|o| o.contains(" 1 received")).map(|_| elapsed)
+    out.ok()
+        .filter(|o| o.contains(" 1 received"))
+        .map(|_| elapsed)
 }
 
 #[test]
@@ -104,7 +111,10 @@ fn public_side_traffic_follows_a_new_nat_mapping_within_two_keepalives() {
     }
     let (topo, g1, g2) = start("rp-rebind");
     let old_port = remote_port(&g2);
-    assert!((20000..21000).contains(&old_port), "first mapping: {old_port}");
+    assert!(
+        (20000..21000).contains(&old_port),
+        "first mapping: {old_port}"
+    );
     assert_eq!(nat_counter(&g2, "mappings_moved"), 0);
 
     // The NAT forgets the mapping; new mappings come from another range.
@@ -123,7 +133,10 @@ fn public_side_traffic_follows_a_new_nat_mapping_within_two_keepalives() {
     };
     eprintln!("public-side traffic recovered {recovered:?} after the conntrack flush");
     let new_port = remote_port(&g2);
-    assert!((30000..31000).contains(&new_port), "gw2 follows the new mapping: {new_port}");
+    assert!(
+        (30000..31000).contains(&new_port),
+        "gw2 follows the new mapping: {new_port}"
+    );
     assert!(
         recovered <= RECOVERY_LIMIT,
         "recovery took {recovered:?} (limit {RECOVERY_LIMIT:?})"
@@ -145,9 +158,8 @@ fn spoofed_keepalive_from_another_port_does_not_move_the_sa() {
     let (topo, _g1, g2) = start("rp-rebind-spoof");
     let old_port = remote_port(&g2);
     // A keepalive (one 0xFF byte) from the NAT box itself, from another source port.
-    let send = format!(
-        "printf '\\377' | socat -u - UDP4-SENDTO:{GW2_WAN}:{NAT_T_PORT},sourceport=40000"
-    );
+    let send =
+        format!("printf '\\377' | socat -u - UDP4-SENDTO:{GW2_WAN}:{NAT_T_PORT},sourceport=40000");
     for _ in 0..3 {
         topo.nat.exec(&["sh", "-c", &send]);
     }
@@ -157,7 +169,11 @@ fn spoofed_keepalive_from_another_port_does_not_move_the_sa() {
     assert_eq!(nat_counter(&g2, "checks_sent"), 1);
     assert!(nat_counter(&g2, "checks_rate_limited") >= 1);
     assert_eq!(nat_counter(&g2, "mappings_moved"), 0);
-    assert_eq!(remote_port(&g2), old_port, "the SA stays at the real mapping");
+    assert_eq!(
+        remote_port(&g2),
+        old_port,
+        "the SA stays at the real mapping"
+    );
     ping(&topo.h2, &H1.to_string(), 3).unwrap();
     ping(&topo.h1, &H2.to_string(), 3).unwrap();
     std::thread::sleep(Duration::from_secs(3));
