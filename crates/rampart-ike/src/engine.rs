@@ -59,6 +59,8 @@ pub struct Ike {
     pub(crate) retries: crate::retry::Retries,
     /// Cookie secrets and counters of the IKE_SA_INIT defences.
     pub(crate) dos: crate::cookie::DosGuard,
+    /// Counters of NAT mapping following.
+    pub(crate) nat: crate::nat_follow::NatFollowStats,
 }
 
 impl Ike {
@@ -88,6 +90,7 @@ impl Ike {
             kick: Vec::new(),
             retries: crate::retry::Retries::default(),
             dos: crate::cookie::DosGuard::default(),
+            nat: crate::nat_follow::NatFollowStats::default(),
         }
     }
 
@@ -373,21 +376,17 @@ impl Ike {
             && (sa.remote != remote || sa.local != local)
             && sa.state != IkeState::Connecting
         {
-            tracing::debug!(ike_sa = id.0, %remote, "peer NAT mapping moved");
-            sa.remote = remote;
-            sa.local = local;
-            for c in &sa.children {
-                self.events.push_back(IkeEvent::ChildSaEndpoint {
-                    child: c.id,
-                    local,
-                    remote,
-                    encap: true,
-                });
-            }
+            // An authenticated request from a new address: the peer's NAT mapping moved.
+            self.move_sa(id, local, remote);
         } else if !response && sa.state == IkeState::Connecting && sa.encap() {
             sa.remote = remote;
             sa.local = local;
+        } else if response {
+            self.nat_check_answered(id, h.message_id, local, remote);
         }
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
         let to = (local, remote);
         if response {
             let Some(p) = sa.pending.take() else { return };

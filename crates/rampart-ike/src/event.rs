@@ -28,6 +28,15 @@ pub enum DownReason {
     Failed,
 }
 
+/// Whose NAT mapping moved (see [`IkeEvent::NatMappingMoved`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NatSide {
+    /// The peer's: the SA now sends to a new remote address.
+    Peer,
+    /// Ours: the peer's mapping check named a new public address of ours.
+    Local,
+}
+
 /// Output of the engine, drained by [`crate::Ike::poll_event`].
 #[derive(Debug)]
 pub enum IkeEvent {
@@ -65,6 +74,15 @@ pub enum IkeEvent {
         local: SocketAddr,
         remote: SocketAddr,
         encap: bool,
+    },
+    /// A NAT mapping of an IKE SA moved (for the log): the peer's (the SA and its CHILD SAs,
+    /// reported with `ChildSaEndpoint`, now use `local`/`remote`), or ours (`remote` unchanged).
+    NatMappingMoved {
+        peer: PeerId,
+        ike_sa: IkeSaId,
+        side: NatSide,
+        local: SocketAddr,
+        remote: SocketAddr,
     },
     /// Liveness failed; the SAs were already reported down.
     PeerDead {

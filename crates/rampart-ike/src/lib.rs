@@ -20,7 +20,7 @@ mod exchange;
 mod fragment;
 mod keys;
 mod msg;
-mod nat_follow;
+pub mod nat_follow;
 mod peers;
 pub mod policy;
 mod proposal;
@@ -38,7 +38,8 @@ mod ts;
 pub use config::{ChildSaId, IkeConfig, IkeSaId};
 pub use cookie::DosStats;
 pub use engine::{Ike, PeerUpdateError};
-pub use event::{ChildSaKeys, ChildSaStatus, DownReason, IkeEvent, IkeSaStatus};
+pub use event::{ChildSaKeys, ChildSaStatus, DownReason, IkeEvent, IkeSaStatus, NatSide};
+pub use nat_follow::{NatFollowStats, NatHint, NAT_CHECK_INTERVAL};
 pub use peers::PeerId;
 pub use policy::{
     Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RemoteAddress,

@@ -130,6 +130,8 @@ pub(crate) struct IkeSa {
     pub peer_by_id: bool,
     /// RFC 7383: whether (and up to which size) we fragment, and the peer's partial message.
     pub frag: crate::fragment::FragState,
+    /// Mapping checks after NAT hints (see [`crate::nat_follow`]).
+    pub follow: crate::nat_follow::NatFollow,
 }
 
 impl IkeSa {
@@ -177,6 +179,7 @@ impl IkeSa {
             announced: false,
             peer_by_id: false,
             frag: crate::fragment::FragState::default(),
+            follow: crate::nat_follow::NatFollow::default(),
         }
     }
 
@@ -232,6 +235,24 @@ impl IkeSa {
         payloads: &[Payload],
         kind: Request,
     ) -> Result<(), IkeError> {
+        let to = (self.local, self.remote);
+        self.send_request_via(now, timeout, rng, events, exchange, payloads, kind, to)
+    }
+
+    /// [`IkeSa::send_request`], with the first transmission going to `to` (local, remote)
+    /// instead of the SA's addresses (a NAT mapping check); retransmissions go to the SA's.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_request_via(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        rng: &mut Rng,
+        events: &mut VecDeque<IkeEvent>,
+        exchange: u8,
+        payloads: &[Payload],
+        kind: Request,
+        to: (SocketAddr, SocketAddr),
+    ) -> Result<(), IkeError> {
         let keys = self.keys.as_ref().ok_or(IkeError::Malformed("no keys"))?;
         let id = self.next_msg_id;
         let msgs = fragment::seal_message(
@@ -239,13 +260,13 @@ impl IkeSa {
             payloads,
             &keys.out,
             rng,
-            self.frag.limit(self.remote),
+            self.frag.limit(to.1),
         )?;
         self.next_msg_id = self.next_msg_id.wrapping_add(1);
         for bytes in &msgs {
             events.push_back(IkeEvent::Transmit {
-                local: self.local,
-                remote: self.remote,
+                local: to.0,
+                remote: to.1,
                 msg: bytes.clone(),
             });
         }

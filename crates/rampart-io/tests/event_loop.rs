@@ -156,6 +156,7 @@ impl Node for FakeNode {
             ike_defence: Default::default(),
             batching: Default::default(),
             reloads: Default::default(),
+            nat: Default::default(),
         }
     }
 

@@ -144,6 +144,14 @@ impl Gateway {
         dataplane.handle_raw_esp(now, local, remote, buf, packet, &mut control)
     }
 
+    /// An ICMP port or host unreachable answered our UDP datagram from `local` to `remote` (the
+    /// shell read it from the socket's error queue): a hint that the peer's NAT mapping is gone;
+    /// IKE checks the peer (rate-limited), nothing moves.
+    pub fn handle_unreachable(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) {
+        let (dataplane, mut control) = self.parts();
+        dataplane.handle_unreachable(now, local, remote, &mut control)
+    }
+
     /// An IP packet from the TUN device, to be encrypted in place for its peer.
     pub fn handle_tun(
         &mut self,

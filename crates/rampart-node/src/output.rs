@@ -86,6 +86,13 @@ pub enum LogEvent {
         spi_in: u32,
         spi_out: u32,
     },
+    /// A NAT mapping moved: `side` `peer` (we now send to `remote`) or `local` (the peer's
+    /// mapping check named a new public address of ours).
+    NatMappingMoved {
+        peer: String,
+        side: String,
+        remote: String,
+    },
     /// A CHILD SA could not be installed (its keys did not fit its algorithms).
     TunnelFailed { peer: String, child: u64 },
     /// Stateful inspection: a rule's log, a drop or a table limit (the message says which).

@@ -23,6 +23,10 @@ pub struct GatewayStatus {
     /// and validates the file; zero from a bare node.
     #[serde(default)]
     pub reloads: ReloadCounters,
+    /// Following peers' NAT mappings: `hints`, `checks_sent`, `checks_rate_limited`,
+    /// `mappings_moved`, `local_mapping_changes` (gateway-wide).
+    #[serde(default)]
+    pub nat: rampart_ike::NatFollowStats,
 }
 
 /// Reloads applied and refused since the gateway started.
@@ -96,6 +100,11 @@ pub struct IkeSaInfo {
     pub remote_id: String,
     pub nat_local: bool,
     pub nat_remote: bool,
+    /// The addresses the IKE SA uses now (`ip:port`; they follow NAT mapping moves).
+    #[serde(default)]
+    pub local_endpoint: String,
+    #[serde(default)]
+    pub remote_endpoint: String,
     pub established_secs: u64,
     pub rekey_in_secs: Option<u64>,
 }
@@ -157,6 +166,8 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
                     remote_id: s.remote_id.clone(),
                     nat_local: s.nat_local,
                     nat_remote: s.nat_remote,
+                    local_endpoint: s.local.to_string(),
+                    remote_endpoint: s.remote.to_string(),
                     established_secs: s.established_for.map_or(0, |d| d.as_secs()),
                     rekey_in_secs: s.rekey_in.map(|d| d.as_secs()),
                 }),
@@ -181,6 +192,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         },
         batching: BatchCounters::default(),
         reloads: ReloadCounters::default(),
+        nat: gw.ike().nat_stats(),
     }
 }
 

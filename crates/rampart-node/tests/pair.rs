@@ -153,3 +153,66 @@ fn byte_lifetime_rekeys_at_the_soft_limit_without_drops() {
         "no rekey happened: {now_spi:?}"
     );
 }
+
+#[test]
+fn keepalive_from_a_new_port_is_only_a_hint() {
+    let mut pair = Pair::new("encapsulation = \"force\"", "");
+    let t = pair.now + Duration::from_secs(3);
+    pair.run_until(t);
+    assert!(pair.established(1));
+    let before = pair.gw[1].status(pair.now);
+    let sa = before.peers[0].ike_sa.clone().unwrap();
+    assert_eq!(sa.remote_endpoint, "192.0.2.1:4500");
+    // A keepalive from A's IP on another port (nothing of A listens there).
+    let spoof: std::net::SocketAddr = "192.0.2.1:31000".parse().unwrap();
+    let local: std::net::SocketAddr = "192.0.2.2:4500".parse().unwrap();
+    for _ in 0..3 {
+        let mut buf = vec![0xffu8; 1];
+        let d = pair.gw[1].handle_udp(pair.now, local, spoof, &mut buf, 0..1);
+        assert_eq!(d, Disposition::Consumed);
+    }
+    // The check goes to the candidate, once (rate limit).
+    let mut to_spoof = 0;
+    while let Some(out) = pair.gw[1].poll_output() {
+        if let rampart_node::Output::SendUdp { remote, data, .. } = &out {
+            assert_eq!(*remote, spoof, "only the check leaves: {data:?}");
+            to_spoof += 1;
+        }
+    }
+    assert_eq!(to_spoof, 1);
+    // Keepalives from the known address are no hints.
+    let known: std::net::SocketAddr = "192.0.2.1:4500".parse().unwrap();
+    let mut buf = vec![0xffu8; 1];
+    pair.gw[1].handle_udp(pair.now, local, known, &mut buf, 0..1);
+    let t = pair.now + Duration::from_secs(5);
+    pair.run_until(t);
+    let after = pair.gw[1].status(pair.now);
+    let nat = after.nat;
+    assert_eq!(
+        (
+            nat.hints,
+            nat.checks_sent,
+            nat.checks_rate_limited,
+            nat.mappings_moved
+        ),
+        (3, 1, 2, 0)
+    );
+    assert_eq!(
+        after.peers[0].ike_sa.as_ref().unwrap().remote_endpoint,
+        "192.0.2.1:4500"
+    );
+    assert!(pair.established(0) && pair.established(1));
+    let ab = udp_packet([10, 1, 0, 5], [10, 2, 0, 7], b"still flowing");
+    pair.send_from_tun(0, &ab);
+    assert_eq!(pair.tun_out[1], vec![ab]);
+    let json = serde_json::to_value(&after).unwrap();
+    for key in [
+        "hints",
+        "checks_sent",
+        "checks_rate_limited",
+        "mappings_moved",
+        "local_mapping_changes",
+    ] {
+        assert!(json["nat"][key].is_u64(), "nat.{key} in {json}");
+    }
+}

@@ -251,6 +251,7 @@ mod tests {
             },
             batching: Default::default(),
             reloads: Default::default(),
+            nat: Default::default(),
         };
         let text = render(&status);
         assert!(text.starts_with("gateway gw  up 5s  peers 1\n"), "{text}");

@@ -173,6 +173,8 @@ fn sample_status() -> GatewayStatus {
                     remote_id: "192.0.2.2".into(),
                     nat_local: false,
                     nat_remote: true,
+                    local_endpoint: "192.0.2.1:4500".into(),
+                    remote_endpoint: "198.51.100.7:31000".into(),
                     established_secs: 300,
                     rekey_in_secs: Some(14_100),
                 }),
@@ -218,6 +220,7 @@ fn sample_status() -> GatewayStatus {
             ..Default::default()
         },
         reloads: Default::default(),
+        nat: Default::default(),
     }
 }
 

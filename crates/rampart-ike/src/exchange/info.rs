@@ -119,6 +119,9 @@ impl Ike {
                 _ => {}
             }
         }
+        if let Some(hash) = Ike::nat_check_notify(p) {
+            self.nat_public_hash(id, hash);
+        }
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };

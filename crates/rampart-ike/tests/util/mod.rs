@@ -15,7 +15,7 @@ use rampart_ike::policy::{
     Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RemoteAddress,
     StartAction,
 };
-use rampart_ike::{ChildSaId, ChildSaKeys, Ike, IkeConfig, IkeEvent, PeerId};
+use rampart_ike::{ChildSaId, ChildSaKeys, Ike, IkeConfig, IkeEvent, NatHint, PeerId};
 
 pub const A_IP: &str = "192.0.2.1";
 pub const B_IP: &str = "203.0.113.2";
@@ -193,6 +193,9 @@ pub struct Pair {
     pub nat_port_offset: u16,
     pub keepalives_a: usize,
     pub keepalives_b: usize,
+    /// Hand A's NAT keepalives (translated) to B as NAT hints for B's first live CHILD SA, as
+    /// the node's data plane does when one comes from a new port.
+    pub keepalive_hints: bool,
 }
 
 impl Pair {
@@ -220,6 +223,7 @@ impl Pair {
             nat_port_offset: 10000,
             keepalives_a: 0,
             keepalives_b: 0,
+            keepalive_hints: false,
         }
     }
 
@@ -246,8 +250,14 @@ impl Pair {
                             self.in_flight.push_back(p);
                         }
                     }
-                    IkeEvent::NatKeepalive { .. } => match side {
-                        Side::A => self.keepalives_a += 1,
+                    IkeEvent::NatKeepalive { local, remote } => match side {
+                        Side::A => {
+                            self.keepalives_a += 1;
+                            if self.keepalive_hints {
+                                let (src, dst) = self.translate(side, local, remote);
+                                self.keepalive_hint_to_b(dst, src);
+                            }
+                        }
                         Side::B => self.keepalives_b += 1,
                     },
                     other => match side {
@@ -256,6 +266,24 @@ impl Pair {
                     },
                 }
             }
+        }
+    }
+
+    /// A keepalive from `src` reached B's `dst`: a hint when `src` is not where B's tunnel is.
+    fn keepalive_hint_to_b(&mut self, dst: SocketAddr, src: SocketAddr) {
+        let Some((child, remote)) = self
+            .live_children(Side::B)
+            .first()
+            .map(|k| (k.child, current_remote(&self.events_b, k)))
+        else {
+            return;
+        };
+        if remote != src {
+            let hint = NatHint::NewAddress {
+                local: dst,
+                remote: src,
+            };
+            self.b.nat_hint(self.now, child, hint);
         }
     }
 
@@ -397,4 +425,18 @@ pub fn assert_keys_match(a: &ChildSaKeys, b: &ChildSaKeys) {
     assert_eq!(a.encap, b.encap);
     assert_eq!(a.local_ts, b.remote_ts);
     assert_eq!(a.remote_ts, b.local_ts);
+}
+
+/// Where a CHILD SA's peer is now: its install address, moved by any later endpoint event.
+pub fn current_remote(events: &[IkeEvent], keys: &ChildSaKeys) -> SocketAddr {
+    events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            IkeEvent::ChildSaEndpoint { child, remote, .. } if *child == keys.child => {
+                Some(*remote)
+            }
+            _ => None,
+        })
+        .unwrap_or(keys.remote)
 }

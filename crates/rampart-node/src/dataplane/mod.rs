@@ -28,7 +28,7 @@ use ipnet::IpNet;
 use rampart_crypto::Rng;
 use rampart_esp::udp_encap::{self, Classified};
 use rampart_esp::{CryptRunner, InboundSa, Inline, Lifetime, OutboundSa, SaConfig};
-use rampart_ike::{ChildSaId, ChildSaKeys, PeerId};
+use rampart_ike::{ChildSaId, ChildSaKeys, NatHint, PeerId};
 use rampart_inspect::Inspector;
 
 pub use counters::{open_drop_reason, seal_drop_reason, DataPlaneCounters};
@@ -80,6 +80,10 @@ pub enum ControlRequest {
         local: SocketAddr,
         remote: SocketAddr,
     },
+    /// Something unauthenticated suggests the peer of `child` moved (a NAT keepalive from its IP
+    /// on a new port, an ESP packet of the SA from a new port that did not open, an ICMP
+    /// unreachable): the control plane may check, it must not move the SA on this alone.
+    NatHint { child: ChildSaId, hint: NatHint },
 }
 
 /// A change the control plane makes to the data plane's tunnels.
@@ -231,12 +235,54 @@ impl DataPlane {
                 self.sync(now, control);
                 Disposition::Consumed
             }
-            Classified::Keepalive => Disposition::Consumed,
+            Classified::Keepalive => {
+                self.keepalive(now, local, remote, control);
+                Disposition::Consumed
+            }
             Classified::Esp(range) => {
                 let esp = packet.start + range.start..packet.start + range.end;
                 self.handle_esp(now, buf, esp, Some((local, remote)), control)
             }
             Classified::Invalid => self.drop(DropReason::Malformed),
+        }
+    }
+
+    /// A NAT keepalive from `remote`: nothing when a tunnel's peer is there; when only its IP
+    /// is known (a NAT in front of the peer gave it a new port), a hint per peer address there.
+    fn keepalive(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        control: &mut impl ControlPlane,
+    ) {
+        let Some(moved) = self.tunnels.moved_from(remote) else {
+            return;
+        };
+        // Rare: at most one tunnel per distinct old address of this IP (bounded, no allocation).
+        for child in moved.into_iter().flatten() {
+            let hint = NatHint::NewAddress { local, remote };
+            self.request(now, control, ControlRequest::NatHint { child, hint });
+        }
+    }
+
+    /// An ICMP port or host unreachable answered our datagram from `local` to `remote`: when a
+    /// UDP-encapsulated tunnel sends there, IKE checks whether the peer is still there.
+    pub fn handle_unreachable(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        control: &mut impl ControlPlane,
+    ) {
+        let child = self
+            .tunnels
+            .at_remote(remote)
+            .find(|(_, t)| t.encap && t.local.port() == local.port())
+            .map(|(id, _)| id);
+        if let Some(child) = child {
+            let hint = NatHint::Unreachable;
+            self.request(now, control, ControlRequest::NatHint { child, hint });
         }
     }
 
@@ -309,11 +355,7 @@ impl DataPlane {
                     remote,
                     encap,
                 } => {
-                    if let Some(t) = self.tunnels.get_mut(child) {
-                        t.local = local;
-                        t.remote = remote;
-                        t.encap = encap;
-                    }
+                    self.tunnels.set_endpoint(child, local, remote, encap);
                 }
             }
         }

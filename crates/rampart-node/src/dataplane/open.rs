@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rampart_crypto::CryptoError;
 use rampart_esp::CryptJob;
-use rampart_ike::{ChildSaId, PeerId};
+use rampart_ike::{ChildSaId, NatHint, PeerId};
 use rampart_inspect::{Side, Verdict};
 use rampart_wire::ip::PacketInfo;
 
@@ -83,7 +83,15 @@ impl DataPlane {
         };
         let opened = match tunnel.inbound.finish_open(buf, packet, job, crypted) {
             Ok(opened) => opened,
-            Err(e) => return self.drop(open_drop_reason(&e)),
+            Err(e) => {
+                // Not authenticated (or replayed) from a new port: at most a hint.
+                let hint = udp.filter(|&(_, remote)| tunnel.encap && tunnel.remote != remote);
+                if let Some((local, remote)) = hint {
+                    let hint = NatHint::NewAddress { local, remote };
+                    self.request(now, control, ControlRequest::NatHint { child: id, hint });
+                }
+                return self.drop(open_drop_reason(&e));
+            }
         };
         let rekey_due = tunnel.take_rekey_due();
         // Dummy packets (RFC 4303 2.6, next header 59) carry nothing for the TUN device.

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use rampart_esp::{InboundSa, OutboundSa};
@@ -55,7 +55,14 @@ pub struct Tunnels {
     tunnels: IdMap<ChildSaId, Tunnel>,
     by_spi: IdMap<u32, ChildSaId>,
     active_out: IdMap<PeerId, ChildSaId>,
+    /// Peer IP -> the tunnels that send there (for NAT keepalives and ICMP errors, which name
+    /// an address, not an SA). Keys come from peers' datagrams: the default (keyed) hasher.
+    by_ip: HashMap<IpAddr, Vec<ChildSaId>>,
 }
+
+/// At most this many hints per NAT keepalive from a new port (distinct old peer addresses of
+/// one IP, e.g. several clients behind one NAT).
+pub const MAX_HINTS_PER_KEEPALIVE: usize = 4;
 
 /// A map over the integer keys of the data plane, hashed with [`IdHasher`].
 type IdMap<K, V> = HashMap<K, V, BuildHasherDefault<IdHasher>>;
@@ -95,6 +102,7 @@ impl Hasher for IdHasher {
 
 impl Tunnels {
     pub fn insert(&mut self, id: ChildSaId, tunnel: Tunnel) {
+        self.by_ip.entry(tunnel.remote.ip()).or_default().push(id);
         self.by_spi.insert(tunnel.inbound.spi(), id);
         self.active_out.insert(tunnel.peer, id);
         self.tunnels.insert(id, tunnel);
@@ -102,6 +110,7 @@ impl Tunnels {
 
     pub fn remove(&mut self, id: ChildSaId) -> Option<Tunnel> {
         let tunnel = self.tunnels.remove(&id)?;
+        self.unindex_ip(id, tunnel.remote.ip());
         self.by_spi.remove(&tunnel.inbound.spi());
         if self.active_out.get(&tunnel.peer) == Some(&id) {
             // Fall back to the newest remaining tunnel of the same peer.
@@ -117,6 +126,68 @@ impl Tunnels {
             };
         }
         Some(tunnel)
+    }
+
+    fn unindex_ip(&mut self, id: ChildSaId, ip: IpAddr) {
+        if let Some(ids) = self.by_ip.get_mut(&ip) {
+            ids.retain(|c| *c != id);
+            if ids.is_empty() {
+                self.by_ip.remove(&ip);
+            }
+        }
+    }
+
+    /// Moves tunnel `id` to new addresses (a NAT mapping moved, or encapsulation changed).
+    pub fn set_endpoint(
+        &mut self,
+        id: ChildSaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+    ) {
+        let Some(t) = self.tunnels.get_mut(&id) else {
+            return;
+        };
+        let old_ip = t.remote.ip();
+        t.local = local;
+        t.remote = remote;
+        t.encap = encap;
+        if old_ip != remote.ip() {
+            self.unindex_ip(id, old_ip);
+            self.by_ip.entry(remote.ip()).or_default().push(id);
+        }
+    }
+
+    /// The tunnels whose peer has `remote`'s IP.
+    pub fn at_remote(&self, remote: SocketAddr) -> impl Iterator<Item = (ChildSaId, &Tunnel)> {
+        self.by_ip
+            .get(&remote.ip())
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.tunnels.get(id).map(|t| (*id, t)))
+    }
+
+    /// For a NAT keepalive from `remote`: `None` when no UDP-encapsulated tunnel's peer has its
+    /// IP or one is exactly there (nothing moved); else one tunnel per distinct old address of
+    /// that IP (at most [`MAX_HINTS_PER_KEEPALIVE`]).
+    pub fn moved_from(
+        &self,
+        remote: SocketAddr,
+    ) -> Option<[Option<ChildSaId>; MAX_HINTS_PER_KEEPALIVE]> {
+        let mut out = [None; MAX_HINTS_PER_KEEPALIVE];
+        let mut olds = [None; MAX_HINTS_PER_KEEPALIVE];
+        let mut n = 0;
+        for (id, t) in self.at_remote(remote).filter(|(_, t)| t.encap) {
+            if t.remote == remote {
+                return None;
+            }
+            if n < MAX_HINTS_PER_KEEPALIVE && !olds.contains(&Some(t.remote)) {
+                olds[n] = Some(t.remote);
+                out[n] = Some(id);
+                n += 1;
+            }
+        }
+        (n > 0).then_some(out)
     }
 
     pub fn get(&self, id: ChildSaId) -> Option<&Tunnel> {

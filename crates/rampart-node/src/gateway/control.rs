@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use rampart_config::{GatewayConfig, StartAction};
 use rampart_esp::udp_encap;
-use rampart_ike::{Ike, IkeEvent};
+use rampart_ike::{Ike, IkeEvent, NatSide};
 
 use super::peer_policy;
 use crate::dataplane::{ControlPlane, ControlRequest, DataPlaneChange, TunnelSettings};
@@ -115,6 +115,34 @@ impl IkeControl<'_> {
                     encap,
                 })
             }
+            IkeEvent::NatMappingMoved {
+                peer,
+                ike_sa,
+                side,
+                local,
+                remote,
+            } => {
+                let name = self.peer_name(peer);
+                let (side, message) = match side {
+                    NatSide::Peer => (
+                        "peer",
+                        format!("peer {name}: NAT mapping moved, now at {remote} (IKE SA {:#x})", ike_sa.0),
+                    ),
+                    NatSide::Local => (
+                        "local",
+                        format!("peer {name}: our NAT mapping moved (the peer checked our new public address; local {local}, IKE SA {:#x})", ike_sa.0),
+                    ),
+                };
+                self.push_log(
+                    LogLevel::Info,
+                    LogEvent::NatMappingMoved {
+                        peer: name,
+                        side: side.to_string(),
+                        remote: remote.to_string(),
+                    },
+                    message,
+                );
+            }
             IkeEvent::PeerDead { peer } => {
                 let p = peer_policy(self.ike, peer)?;
                 let action = match p.start_action {
@@ -171,6 +199,7 @@ impl ControlPlane for IkeControl<'_> {
                 // Whether it moved shows in the events (one endpoint change per CHILD SA).
                 let _moved = self.ike.esp_peer_address(child, local, remote);
             }
+            ControlRequest::NatHint { child, hint } => self.ike.nat_hint(now, child, hint),
         }
     }
 
