@@ -30,7 +30,8 @@ const GW2_C: &str = "192.0.2.12";
 const GW1_B: &str = "192.0.2.21";
 const GW2_B: &str = "192.0.2.22";
 
-const RULES_BEFORE: &str = r#"
+/// The services both rule bases name.
+const SERVICES: &str = r#"
 [[service]]
 name = "bulk"
 protocol = "tcp"
@@ -40,32 +41,20 @@ ports = [5001]
 name = "side"
 protocol = "tcp"
 ports = [7002]
+"#;
 
+const ACCEPT_ALL: &str = r#"
 [[rule]]
 name = "allow-all"
 action = "accept"
 "#;
 
-/// The changed rule base: port 7002 is now rejected, everything else still accepted.
-const RULES_AFTER: &str = r#"
-[[service]]
-name = "bulk"
-protocol = "tcp"
-ports = [5001]
-
-[[service]]
-name = "side"
-protocol = "tcp"
-ports = [7002]
-
+/// The changed rule: port 7002 is now rejected, everything else still accepted.
+const REJECT_SIDE: &str = r#"
 [[rule]]
 name = "no-side"
 service = ["side"]
 action = "reject"
-
-[[rule]]
-name = "allow-all"
-action = "accept"
 "#;
 
 fn setup() -> bool {
@@ -104,11 +93,11 @@ fn configs(topo: &SiteToSite) -> (GatewayToml, GatewayToml, GatewayToml) {
     let mut before = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, a.clone());
     before.domain = domains1.clone();
     before.peers.push(c);
-    before.extra = RULES_BEFORE.into();
+    before.extra = format!("{SERVICES}{ACCEPT_ALL}");
 
     let mut after = before.clone();
     after.peers = vec![a, b];
-    after.extra = RULES_AFTER.into();
+    after.extra = format!("{SERVICES}{REJECT_SIDE}{ACCEPT_ALL}");
 
     let mut responder = GatewayToml::new(
         "gw-b",
