@@ -50,3 +50,20 @@ fn no_ops_establishes() {
 fn random_inputs_from_established() {
     run_random_with(3, 200, 256, World::run_established);
 }
+
+#[test]
+fn every_mode_establishes_without_ops() {
+    for bits in 0u8..32 {
+        let mode = fuzz_harness::Mode {
+            cookies: bits & 1 != 0,
+            fragments: bits & 2 != 0,
+            cbc: bits & 4 != 0,
+            pfs: bits & 8 != 0,
+            certs: bits & 16 != 0,
+        };
+        World::run(&Input {
+            mode,
+            ops: Vec::new(),
+        });
+    }
+}

@@ -1,9 +1,10 @@
-//! An op interpreter that drives two [`Ike`] engines (an initiator A and a responder B, PSK) in
+//! An op interpreter that drives two [`Ike`] engines (an initiator A and a responder B, PSK or
+//! certificates) in
 //! virtual time, shared by the `ike_engine` cargo-fuzz target (`fuzz/fuzz_targets/ike_engine.rs`
 //! includes this file) and by the stable test `tests/engine_fuzz.rs`.
 //!
 //! The input ([`Input`], decoded with `arbitrary`) picks a [`Mode`] (cookies always required,
-//! small fragment size, CBC IKE SA, PFS on CHILD SAs) and a list of [`Op`]s: deliver, drop,
+//! small fragment size, CBC IKE SA, PFS on CHILD SAs, certificate authentication) and a list of [`Op`]s: deliver, drop,
 //! duplicate, reorder, truncate or replay queued datagrams, flip bytes of them, decrypt-mutate-
 //! reseal their inner payload lists with the IKE SA's keys (read with [`Ike::export_sa`], the
 //! public cluster API, so no test hook is needed in the engine), advance time, and call the
@@ -90,6 +91,9 @@ pub struct Mode {
     pub cbc: bool,
     /// CHILD SAs with PFS (a KE payload in every CREATE_CHILD_SA).
     pub pfs: bool,
+    /// IKE_AUTH with ECDSA P-256 certificates from one root (CERT, CERTREQ and signature AUTH
+    /// payloads) instead of the pre-shared key.
+    pub certs: bool,
 }
 
 /// How to change an SK payload's plaintext before resealing it.
@@ -269,8 +273,50 @@ fn policy(mode: Mode, local: &str, remote: &str, domain: &str, initiator: bool) 
         liveness_interval: Duration::from_secs(15),
         encapsulation: Encapsulation::Auto,
         replay_window: 64,
-        auth: PeerAuth::Psk,
+        auth: if mode.certs {
+            cert_auth(local)
+        } else {
+            PeerAuth::Psk
+        },
     }
+}
+
+/// Unix time the certificates are valid at (and the engines' wall-clock anchor).
+const CERT_NOW: u64 = 1_800_000_000;
+
+/// Certificate authentication for the side at `local`: a root and one ECDSA P-256 leaf per side
+/// (IP identities), made once per process so a fuzz run does not pay for key generation.
+fn cert_auth(local: &str) -> PeerAuth {
+    use rampart_pki::ca::{Algorithm, Ca, San, Validity};
+    use rampart_pki::{CertAuth, Credentials, PrivateKey, TrustStore, WallClock};
+    use std::sync::OnceLock;
+    type Leaf = (Vec<u8>, String);
+    static MATERIAL: OnceLock<(Vec<u8>, Leaf, Leaf)> = OnceLock::new();
+    let (root, leaf_a, leaf_b) = MATERIAL.get_or_init(|| {
+        let year = Validity::days_from(CERT_NOW as i64, 365);
+        let ca = Ca::new_root("Fuzz Root", Algorithm::EcdsaP256, year).expect("root");
+        let leaf = |addr: &str| {
+            let l = ca
+                .issue(addr, &[San::Ip(ip(addr))], Algorithm::EcdsaP256, year)
+                .expect("leaf");
+            (l.cert_der, l.key_pem)
+        };
+        (ca.cert.cert_der.clone(), leaf(A_IP), leaf(B_IP))
+    });
+    let (der, key) = if local == A_IP { leaf_a } else { leaf_b };
+    PeerAuth::Cert(Box::new(CertAuth {
+        credentials: Credentials::new(
+            vec![der.clone()],
+            PrivateKey::from_pem(key.as_bytes()).expect("key"),
+        )
+        .expect("credentials"),
+        trust: TrustStore::new(vec![root.clone()], vec![]).expect("trust"),
+        rsa_pss: false,
+        clock: WallClock {
+            at: Instant::now(),
+            unix: CERT_NOW,
+        },
+    }))
 }
 
 fn ike_config(mode: Mode, domain: &str) -> IkeConfig {
