@@ -89,7 +89,7 @@ fn answers_status_from_the_loop_and_errors_otherwise() {
         let bad: serde_json::Value = serde_json::from_str(&bad).unwrap();
         assert_eq!(
             bad["error"],
-            "unknown request \"shutdown\"; the requests are \"status\", \"conn list\", \"conn stats\""
+            "unknown request \"shutdown\"; the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\""
         );
     });
     let _ = std::fs::remove_dir_all(&dir);
