@@ -8,6 +8,7 @@
 
 mod crypt_pool;
 pub mod datapath;
+pub mod errqueue;
 mod error;
 pub mod raw_esp;
 pub mod routes;

@@ -24,7 +24,7 @@ pub use node::Node;
 pub use output::{LogEvent, LogLevel, LogRecord, Output};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use status::{
-    BatchCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus, ReloadCounters,
+    BatchCounters, GatewayStatus, IcmpCounters, IkeDefenceCounters, IkeSaInfo, PeerStatus, ReloadCounters,
     TunnelStatus,
 };
 
