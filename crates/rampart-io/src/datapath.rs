@@ -461,7 +461,10 @@ pub async fn udp_errors<N: rampart_node::Node>(
             }
             other => {
                 b.icmp.other_errors += 1;
-                tracing::trace!("UDP {}: error queue entry dropped: {other:?}", socket.local());
+                tracing::trace!(
+                    "UDP {}: error queue entry dropped: {other:?}",
+                    socket.local()
+                );
             }
         }
     }

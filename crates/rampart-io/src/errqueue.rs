@@ -149,9 +149,7 @@ pub fn classify(local: SocketAddr, remote: Option<SocketAddr>, control: &[u8]) -
             }),
             None => QueuedError::Unparsed,
         },
-        libc::SO_EE_ORIGIN_LOCAL => QueuedError::Local {
-            errno: ee.ee_errno,
-        },
+        libc::SO_EE_ORIGIN_LOCAL => QueuedError::Local { errno: ee.ee_errno },
         origin => QueuedError::OtherOrigin { origin },
     }
 }
@@ -192,8 +190,9 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: usize) -> Option<Socke
     match libc::c_int::from(storage.ss_family) {
         libc::AF_INET if len >= size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family and length say a sockaddr_in is there; storage is large enough.
-            let sin: libc::sockaddr_in =
-                unsafe { std::ptr::read_unaligned((storage as *const libc::sockaddr_storage).cast()) };
+            let sin: libc::sockaddr_in = unsafe {
+                std::ptr::read_unaligned((storage as *const libc::sockaddr_storage).cast())
+            };
             Some(SocketAddr::V4(SocketAddrV4::new(
                 Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
                 u16::from_be(sin.sin_port),
@@ -201,8 +200,9 @@ fn sockaddr_to_std(storage: &libc::sockaddr_storage, len: usize) -> Option<Socke
         }
         libc::AF_INET6 if len >= size_of::<libc::sockaddr_in6>() => {
             // SAFETY: as above, for sockaddr_in6.
-            let sin6: libc::sockaddr_in6 =
-                unsafe { std::ptr::read_unaligned((storage as *const libc::sockaddr_storage).cast()) };
+            let sin6: libc::sockaddr_in6 = unsafe {
+                std::ptr::read_unaligned((storage as *const libc::sockaddr_storage).cast())
+            };
             Some(SocketAddr::V6(SocketAddrV6::new(
                 Ipv6Addr::from(sin6.sin6_addr.s6_addr),
                 u16::from_be(sin6.sin6_port),
@@ -323,13 +323,23 @@ mod tests {
             (3, IcmpKind::HostUnreachable),
             (0, IcmpKind::NetUnreachable),
             (1, IcmpKind::AdminProhibited),
-            (5, IcmpKind::Other { icmp_type: 1, code: 5 }),
+            (
+                5,
+                IcmpKind::Other {
+                    icmp_type: 1,
+                    code: 5,
+                },
+            ),
         ] {
             let ee = extended(libc::ECONNREFUSED, libc::SO_EE_ORIGIN_ICMP6, 1, code);
             let buf = control(&[(libc::IPPROTO_IPV6, libc::IPV6_RECVERR, &ee)]);
             assert_eq!(
                 classify(local, Some(remote), &buf),
-                QueuedError::Icmp(IcmpError { local, remote, kind }),
+                QueuedError::Icmp(IcmpError {
+                    local,
+                    remote,
+                    kind
+                }),
                 "code {code}"
             );
         }
@@ -342,12 +352,18 @@ mod tests {
         assert_eq!(IcmpKind::from_icmp(false, 3, 13), IcmpKind::AdminProhibited);
         assert_eq!(
             IcmpKind::from_icmp(false, 11, 0),
-            IcmpKind::Other { icmp_type: 11, code: 0 }
+            IcmpKind::Other {
+                icmp_type: 11,
+                code: 0
+            }
         );
         // ICMPv4 codes mean nothing under ICMPv6 and the other way round.
         assert_eq!(
             IcmpKind::from_icmp(true, 3, 3),
-            IcmpKind::Other { icmp_type: 3, code: 3 }
+            IcmpKind::Other {
+                icmp_type: 3,
+                code: 3
+            }
         );
         assert!(IcmpKind::PortUnreachable.is_nat_hint());
         assert!(IcmpKind::HostUnreachable.is_nat_hint());
@@ -405,7 +421,9 @@ mod tests {
             },
             sin_zero: [0; 8],
         };
-        unsafe { std::ptr::write_unaligned((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+        unsafe {
+            std::ptr::write_unaligned((&mut storage as *mut libc::sockaddr_storage).cast(), sin)
+        };
         assert_eq!(
             sockaddr_to_std(&storage, size_of::<libc::sockaddr_in>()),
             Some(REMOTE.parse().unwrap())

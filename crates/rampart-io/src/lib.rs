@@ -8,8 +8,8 @@
 
 mod crypt_pool;
 pub mod datapath;
-pub mod errqueue;
 mod error;
+pub mod errqueue;
 pub mod raw_esp;
 pub mod routes;
 pub mod runtime;

@@ -388,7 +388,9 @@ fn enable_error_queue(socket: &UdpSocket, v6: bool) -> io::Result<AsyncFd<OwnedF
     set_int_option(socket, libc::SOL_SOCKET, SO_SELECT_ERR_QUEUE, 1)?;
     let dup = socket.as_fd().try_clone_to_owned()?;
     // mio reports EPOLLPRI as readable: `poll_read_ready` on this registration waits for it.
-    AsyncFd::with_interest(dup, Interest::PRIORITY)
+    // SAFETY: `dup` is an open descriptor owned by the AsyncFd for its whole life, and
+    // `OwnedFd::as_raw_fd` always returns it.
+    unsafe { AsyncFd::register_with_interest(dup, Interest::PRIORITY) }.map_err(io::Error::from)
 }
 
 /// Undoes quinn-udp's ban on fragmentation (see the module doc).

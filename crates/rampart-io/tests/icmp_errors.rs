@@ -16,9 +16,12 @@ use tokio::net::UdpSocket;
 
 /// Waits until the endpoint's error queue polls ready.
 async fn error_ready(ep: &UdpEndpoint) {
-    tokio::time::timeout(Duration::from_secs(5), poll_fn(|cx| ep.poll_error_ready(cx)))
-        .await
-        .expect("no ICMP error was queued");
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        poll_fn(|cx| ep.poll_error_ready(cx)),
+    )
+    .await
+    .expect("no ICMP error was queued");
 }
 
 /// Receives one datagram with batched reads, skipping the one-off pending-error report.
@@ -70,18 +73,28 @@ async fn closed_port_round(local: &str, closed_ip: &str) {
     });
     assert_eq!(ep.try_recv_error(&mut errq).unwrap(), expected);
     let empty = ep.try_recv_error(&mut errq).unwrap_err();
-    assert_eq!(empty.kind(), io::ErrorKind::WouldBlock, "one error, read once");
+    assert_eq!(
+        empty.kind(),
+        io::ErrorKind::WouldBlock,
+        "one error, read once"
+    );
 
     // A normal datagram after it arrives.
     peer.send_to(b"hello", ep.local()).await.unwrap();
-    assert_eq!(recv_one(&ep).await, (b"hello".to_vec(), peer.local_addr().unwrap()));
+    assert_eq!(
+        recv_one(&ep).await,
+        (b"hello".to_vec(), peer.local_addr().unwrap())
+    );
 
     // An error left pending while a datagram arrives: the receive may report the error once,
     // then hands over the datagram, and the queue still holds the details.
     ep.send_to(b"anyone?", closed).await.unwrap();
     error_ready(&ep).await;
     peer.send_to(b"again", ep.local()).await.unwrap();
-    assert_eq!(recv_one(&ep).await, (b"again".to_vec(), peer.local_addr().unwrap()));
+    assert_eq!(
+        recv_one(&ep).await,
+        (b"again".to_vec(), peer.local_addr().unwrap())
+    );
     assert_eq!(ep.try_recv_error(&mut errq).unwrap(), expected);
 
     // A send after an unread error still goes out (the pending report is retried past).
