@@ -23,7 +23,9 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr};
 use std::ops::Range;
 
-use rampart_node::{BatchCounters, Disposition};
+use rampart_node::{BatchCounters, Disposition, IcmpCounters};
+
+use crate::errqueue::{self, ErrQueueBuf, QueuedError};
 
 use crate::raw_esp::{RawPacket, MAX_BATCH as RAW_BATCH};
 use crate::runtime::Io;
@@ -64,6 +66,10 @@ pub struct Buffers {
     gro: GroWriter,
     /// System calls against packets, for `rampart status`.
     pub counters: BatchCounters,
+    /// Control messages of one error-queue entry.
+    errq: ErrQueueBuf,
+    /// Errors read from the UDP error queues, for `rampart status`.
+    pub icmp: IcmpCounters,
 }
 
 impl Buffers {
@@ -91,6 +97,8 @@ impl Buffers {
             tun_pending: Vec::with_capacity(UDP_BATCH * TUN_BATCH.max(RAW_BATCH)),
             gro: GroWriter::new(UDP_BATCH * TUN_BATCH.max(RAW_BATCH)),
             counters: BatchCounters::default(),
+            errq: ErrQueueBuf::new(),
+            icmp: IcmpCounters::default(),
         }
     }
 }
@@ -356,8 +364,13 @@ pub async fn udp_once<N: rampart_node::Node>(
     let entries = match received {
         Ok(n) => n.min(UDP_BATCH),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => return ReadResult::Empty,
+        Err(e) if errqueue::is_pending_icmp_error(&e) => {
+            // An ICMP error for an earlier datagram, reported once: the queue has it.
+            udp_errors(node, io, index, b).await;
+            return ReadResult::More;
+        }
         Err(e) => {
-            // Errors queued by ICMP and the like are consumed by the read: go on.
+            // Any other failure costs this read only.
             tracing::debug!("UDP {local}: receive failed: {e}");
             return ReadResult::More;
         }
@@ -400,6 +413,62 @@ pub async fn udp_once<N: rampart_node::Node>(
     .await;
     b.tun_pending.clear();
     ReadResult::More
+}
+
+/// Most error-queue entries read per call, so that a flood of ICMP cannot hold the loop (the
+/// rest stay queued and keep the socket's error readiness set).
+pub const ERRORS_PER_CALL: usize = 64;
+
+/// Reads what waits in UDP socket `index`'s error queue (at most [`ERRORS_PER_CALL`] entries),
+/// counts it, and hands each port or host unreachable to the node as a NAT hint, draining the
+/// node's outputs after each. Returns how many entries were read.
+pub async fn udp_errors<N: rampart_node::Node>(
+    node: &mut N,
+    io: &mut Io,
+    index: usize,
+    b: &mut Buffers,
+) -> usize {
+    let mut read = 0;
+    while read < ERRORS_PER_CALL {
+        let Some(socket) = io.udp.get(index) else {
+            break;
+        };
+        let entry = match socket.try_recv_error(&mut b.errq) {
+            Ok(entry) => entry,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::WouldBlock {
+                    tracing::debug!("UDP {}: error queue read failed: {e}", socket.local());
+                }
+                break;
+            }
+        };
+        read += 1;
+        match entry {
+            QueuedError::Icmp(icmp) => {
+                b.icmp.icmp_errors_received += 1;
+                tracing::debug!(
+                    "UDP {} -> {}: ICMP {:?}",
+                    icmp.local,
+                    icmp.remote,
+                    icmp.kind
+                );
+                if icmp.kind.is_nat_hint() {
+                    b.icmp.icmp_hints += 1;
+                    node.handle_unreachable(std::time::Instant::now(), icmp.local, icmp.remote);
+                    crate::runtime::drain_outputs(node, io).await;
+                }
+            }
+            other => {
+                b.icmp.other_errors += 1;
+                tracing::trace!(
+                    "UDP {}: error queue entry dropped: {other:?}",
+                    socket.local()
+                );
+            }
+        }
+    }
+    read
 }
 
 /// One `recvmmsg` on raw ESP socket `index`, handed to the node as one batch.

@@ -140,25 +140,38 @@ impl Io {
     }
 }
 
-/// Polls every UDP and raw socket for readability, starting at `start` so that a busy socket
-/// cannot starve the others. Returns the index of a ready socket (UDP sockets first, then raw).
+/// A socket that is ready: its index (UDP sockets first, then raw) and whether its error
+/// queue (UDP only) has entries.
+#[derive(Debug, Clone, Copy)]
+struct ReadySocket {
+    index: usize,
+    errors: bool,
+}
+
+/// Polls every UDP and raw socket for readability, and every UDP socket's error queue,
+/// starting at `start` so that a busy socket cannot starve the others.
 fn poll_sockets(
     udp: &[UdpEndpoint],
     raw: &[RawEspSocket],
     cx: &mut Context<'_>,
     start: usize,
-) -> Poll<usize> {
+) -> Poll<ReadySocket> {
     let count = udp.len() + raw.len();
     for k in 0..count {
-        let i = (start + k) % count;
-        let ready = match udp.get(i) {
-            Some(s) => s.poll_recv_ready(cx).is_ready(),
-            None => raw
-                .get(i - udp.len())
-                .is_some_and(|s| s.poll_recv_ready(cx).is_ready()),
+        let index = (start + k) % count;
+        let (readable, errors) = match udp.get(index) {
+            Some(s) => (
+                s.poll_recv_ready(cx).is_ready(),
+                s.poll_error_ready(cx).is_ready(),
+            ),
+            None => (
+                raw.get(index - udp.len())
+                    .is_some_and(|s| s.poll_recv_ready(cx).is_ready()),
+                false,
+            ),
         };
-        if ready {
-            return Poll::Ready(i);
+        if readable || errors {
+            return Poll::Ready(ReadySocket { index, errors });
         }
     }
     Poll::Pending
@@ -169,7 +182,7 @@ enum Event {
     Hangup,
     Timer,
     Tun(io::Result<()>),
-    Socket(usize),
+    Socket(ReadySocket),
     StatusQuery(StatusQuery),
     StatusClient(io::Result<()>),
 }
@@ -248,8 +261,11 @@ async fn event_loop<N: Node>(
                     }
                 }
             }
-            Event::Socket(i) => {
+            Event::Socket(ReadySocket { index: i, errors }) => {
                 next_socket = i + 1;
+                if errors && i < io.udp.len() {
+                    datapath::udp_errors(node, io, i, &mut buffers).await;
+                }
                 for _ in 0..READS_PER_WAKE {
                     let read = if i < io.udp.len() {
                         datapath::udp_once(node, io, i, &mut buffers).await
@@ -270,6 +286,7 @@ async fn event_loop<N: Node>(
                         status.batching = buffers.counters.clone();
                         status.batching.raw_esp_skipped = io.raw.iter().map(|r| r.skipped()).sum();
                         status.reloads = io.reloads.clone();
+                        status.icmp = buffers.icmp.clone();
                         serde_json::to_string(&status)
                     }
                     StatusRequest::Reload(path) => match reload(node, io, &path).await {

@@ -32,17 +32,31 @@
 //! fragmented by IP, as they are on a strongSwan gateway, so [`UdpEndpoint::bind`] undoes this:
 //! IPv4 `IP_PMTUDISC_DONT` (DF clear: routers may fragment too), IPv6 `IPV6_DONTFRAG = 0` and
 //! the kernel's default `IPV6_PMTUDISC_WANT` (the sender fragments to the path MTU it learns).
+//!
+//! # ICMP errors
+//!
+//! `IP_RECVERR` (`IPV6_RECVERR`) is on: ICMP errors answering our datagrams wait in the
+//! socket's error queue ([`crate::errqueue`]) and `SO_SELECT_ERR_QUEUE` makes a non-empty queue
+//! poll `EPOLLPRI`. [`UdpEndpoint::poll_error_ready`] waits for that on a second registration
+//! of the socket (a duplicated descriptor registered for `EPOLLPRI` only, so data never wakes
+//! it) and [`UdpEndpoint::try_recv_error`] reads one entry. The kernel also reports a pending
+//! error once on the next receive or send: a receive that fails that way is not fatal (the
+//! caller drains the queue and reads on), and a send that fails that way is tried once more,
+//! since the error belongs to an earlier datagram.
 
 use std::io::{self, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use quinn_udp::UdpSocketState;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use crate::errqueue::{self, ErrQueueBuf, QueuedError, SO_SELECT_ERR_QUEUE};
 use crate::sockbuf::set_int_option;
 use crate::IoError;
 
@@ -73,6 +87,9 @@ pub struct UdpEndpoint {
     socket: UdpSocket,
     state: UdpSocketState,
     local: SocketAddr,
+    /// The same socket, duplicated and registered for `EPOLLPRI` only: ready when the error
+    /// queue is not empty (see the module doc).
+    errors: AsyncFd<OwnedFd>,
     /// Whether `UDP_GRO` is on (set by the first [`Self::try_recv_batch`], never cleared).
     gro_on: AtomicBool,
     /// Set when the kernel refused a gathered GSO send with `EIO`/`EINVAL` (never cleared).
@@ -107,10 +124,12 @@ impl UdpEndpoint {
             set_int_option(&socket, libc::SOL_UDP, libc::UDP_GRO, 0).map_err(err)?;
         }
         let _ = set_int_option(&socket, libc::SOL_SOCKET, libc::SO_TIMESTAMPNS, 0);
+        let errors = enable_error_queue(&socket, local.is_ipv6()).map_err(err)?;
         Ok(UdpEndpoint {
             socket,
             state,
             local,
+            errors,
             gro_on: AtomicBool::new(false),
             gso_refused: AtomicBool::new(false),
         })
@@ -123,6 +142,36 @@ impl UdpEndpoint {
 
     pub fn poll_recv_ready(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.socket.poll_recv_ready(cx)
+    }
+
+    /// Ready when the error queue may hold entries (until [`Self::try_recv_error`] found it
+    /// empty). Data arriving does not make it ready.
+    pub fn poll_error_ready(&self, cx: &mut Context<'_>) -> Poll<()> {
+        match self.errors.poll_read_ready(cx) {
+            Poll::Ready(Ok(_guard)) => Poll::Ready(()),
+            // A registration error cannot be waited out: report ready, the read will say.
+            Poll::Ready(Err(_)) => Poll::Ready(()),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Reads one entry of the error queue into `buf` (no allocation); `WouldBlock` when the
+    /// queue is empty, which also clears [`Self::poll_error_ready`]. Callable any time (e.g.
+    /// after a receive failed with a pending ICMP error, before the poll noticed).
+    pub fn try_recv_error(&self, buf: &mut ErrQueueBuf) -> io::Result<QueuedError> {
+        let fd = self.socket.as_raw_fd();
+        let mut called = false;
+        let read = self.errors.try_io(Interest::READABLE, |_| {
+            called = true;
+            errqueue::recv_error(fd, self.local, buf)
+        });
+        match read {
+            // Not marked ready: read anyway (nothing to clear if it is empty).
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !called => {
+                errqueue::recv_error(fd, self.local, buf)
+            }
+            other => other,
+        }
     }
 
     /// Receives one datagram into `buf`, or `WouldBlock` when none is waiting.
@@ -139,8 +188,15 @@ impl UdpEndpoint {
         self.socket.try_recv_from(buf)
     }
 
+    /// Sends one datagram. A send refused only because an ICMP error for an earlier datagram
+    /// was pending (reported once, see the module doc) is tried once more.
     pub async fn send_to(&self, data: &[u8], remote: SocketAddr) -> io::Result<()> {
-        self.socket.send_to(data, remote).await.map(|_| ())
+        match self.socket.send_to(data, remote).await {
+            Err(e) if errqueue::is_pending_icmp_error(&e) => {
+                self.socket.send_to(data, remote).await.map(|_| ())
+            }
+            other => other.map(|_| ()),
+        }
     }
 
     /// Receives up to `min(bufs.len(), meta.len(), 32)` entries with one `recvmmsg`; returns
@@ -203,12 +259,16 @@ impl UdpEndpoint {
             && !self.gso_refused.load(Ordering::Relaxed)
         {
             let to = SockAddr::from(remote);
-            let sent = self
-                .socket
-                .async_io(Interest::WRITABLE, || {
+            let send = || {
+                self.socket.async_io(Interest::WRITABLE, || {
                     gathered_gso_send(&self.socket, &to, datagrams, segment_size)
                 })
-                .await;
+            };
+            let sent = match send().await {
+                // An earlier datagram's ICMP error, reported now: this send did not happen.
+                Err(e) if errqueue::is_pending_icmp_error(&e) => send().await,
+                other => other,
+            };
             match sent {
                 Ok(()) => return Ok(()),
                 Err(e) if matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
@@ -315,6 +375,22 @@ fn gathered_gso_send(
         }
     }
     Ok(())
+}
+
+/// Switches `IP_RECVERR` / `IPV6_RECVERR` and `SO_SELECT_ERR_QUEUE` on and registers a
+/// duplicate of the socket for `EPOLLPRI` (see the module doc).
+fn enable_error_queue(socket: &UdpSocket, v6: bool) -> io::Result<AsyncFd<OwnedFd>> {
+    if v6 {
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_RECVERR, 1)?;
+    } else {
+        set_int_option(socket, libc::IPPROTO_IP, libc::IP_RECVERR, 1)?;
+    }
+    set_int_option(socket, libc::SOL_SOCKET, SO_SELECT_ERR_QUEUE, 1)?;
+    let dup = socket.as_fd().try_clone_to_owned()?;
+    // mio reports EPOLLPRI as readable: `poll_read_ready` on this registration waits for it.
+    // SAFETY: `dup` is an open descriptor owned by the AsyncFd for its whole life, and
+    // `OwnedFd::as_raw_fd` always returns it.
+    unsafe { AsyncFd::register_with_interest(dup, Interest::PRIORITY) }.map_err(io::Error::from)
 }
 
 /// Undoes quinn-udp's ban on fragmentation (see the module doc).
@@ -534,6 +610,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn error_queue_is_on_and_reports_a_closed_port() {
+        let ep = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        assert_eq!(
+            int_option(&ep.socket, libc::IPPROTO_IP, libc::IP_RECVERR).unwrap(),
+            1
+        );
+        assert_eq!(
+            int_option(&ep.socket, libc::SOL_SOCKET, SO_SELECT_ERR_QUEUE).unwrap(),
+            1
+        );
+        // Loopback ICMP is not rate-limited: a closed port answers at once.
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        ep.send_to(b"x", closed).await.unwrap();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            std::future::poll_fn(|cx| ep.poll_error_ready(cx)),
+        )
+        .await
+        .expect("no ICMP error queued");
+        let mut buf = ErrQueueBuf::new();
+        let got = ep.try_recv_error(&mut buf).unwrap();
+        assert_eq!(
+            got,
+            QueuedError::Icmp(errqueue::IcmpError {
+                local: ep.local(),
+                remote: closed,
+                kind: errqueue::IcmpKind::PortUnreachable,
+            })
+        );
+        let err = ep.try_recv_error(&mut buf).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[tokio::test]
     async fn v6_socket_may_fragment() {
         let Ok(ep) = UdpEndpoint::bind("[::1]:0".parse().unwrap()) else {
             eprintln!("skipped: ::1 is not available");
@@ -543,5 +656,7 @@ mod tests {
         assert_eq!(dontfrag, 0);
         let mtu = int_option(&ep.socket, libc::IPPROTO_IPV6, libc::IPV6_MTU_DISCOVER).unwrap();
         assert_eq!(mtu, libc::IPV6_PMTUDISC_WANT);
+        let recverr = int_option(&ep.socket, libc::IPPROTO_IPV6, libc::IPV6_RECVERR).unwrap();
+        assert_eq!(recverr, 1);
     }
 }

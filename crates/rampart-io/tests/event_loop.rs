@@ -1,6 +1,7 @@
 //! The whole event loop on real devices in a private namespace, driven with a stand-in node
 //! (root only): routes from `poll_output`, UDP echo, TUN -> UDP in place, UDP -> TUN, the node
-//! timer, the status socket, and cleanup on shutdown.
+//! timer, ICMP errors from the socket's error queue as `handle_unreachable`, the status socket,
+//! and cleanup on shutdown.
 
 mod netns;
 
@@ -28,11 +29,15 @@ const DOMAIN: &str = "10.77.0.0/24";
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 76, 0, 1);
 
 /// Echoes UDP, forwards TUN packets to `sink` with a 4-byte marker written into the headroom,
-/// and writes datagrams that start with `T` to the TUN device.
+/// writes datagrams that start with `T` to the TUN device, and sends datagrams that start with
+/// `X` on to `closed` (a port nobody listens on).
 struct FakeNode {
     outputs: VecDeque<Output>,
     udp_local: SocketAddr,
     sink: SocketAddr,
+    closed: SocketAddr,
+    /// The `(local, remote)` of every `handle_unreachable` call.
+    unreachable: Vec<(SocketAddr, SocketAddr)>,
     tun_packets: u64,
     timer: Option<Instant>,
     timeouts: u64,
@@ -50,6 +55,12 @@ impl Node for FakeNode {
         if buf[packet.clone()].first() == Some(&b'T') {
             Disposition::WriteTun {
                 data: packet.start + 1..packet.end,
+            }
+        } else if buf[packet.clone()].first() == Some(&b'X') {
+            Disposition::SendUdp {
+                local,
+                remote: self.closed,
+                data: packet,
             }
         } else {
             Disposition::SendUdp {
@@ -123,6 +134,10 @@ impl Node for FakeNode {
         }
     }
 
+    fn handle_unreachable(&mut self, _now: Instant, local: SocketAddr, remote: SocketAddr) {
+        self.unreachable.push((local, remote));
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         if self.timer.is_some_and(|t| t <= now) {
             self.timer = None;
@@ -144,7 +159,7 @@ impl Node for FakeNode {
     }
 
     fn status(&self, _now: Instant) -> GatewayStatus {
-        GatewayStatus {
+        let mut status = GatewayStatus {
             name: "fake".into(),
             // The stand-in reports its timer count here.
             uptime_secs: self.timeouts,
@@ -157,7 +172,11 @@ impl Node for FakeNode {
             batching: Default::default(),
             reloads: Default::default(),
             nat: Default::default(),
-        }
+            icmp: Default::default(),
+        };
+        // The stand-in reports its `handle_unreachable` calls as NAT hints.
+        status.nat.hints = self.unreachable.len() as u64;
+        status
     }
 
     fn reload(
@@ -272,7 +291,14 @@ fn loop_drives_node_on_real_devices() {
                 reloads: Default::default(),
             };
             let sink = UdpSocket::bind((HOST, 0)).await.unwrap();
+            // A port that was free a moment ago: nothing listens there.
+            let closed = std::net::UdpSocket::bind((HOST, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap();
             let mut node = FakeNode {
+                closed,
+                unreachable: Vec::new(),
                 outputs: VecDeque::from([Output::RouteAdd {
                     prefix: DOMAIN.parse().unwrap(),
                 }]),
@@ -320,6 +346,31 @@ fn loop_drives_node_on_real_devices() {
                 assert_eq!(got, b"from the tunnel");
                 assert_eq!(from, "10.77.0.5:7000".parse().unwrap());
 
+                // Sent on to a closed port: the ICMP port unreachable reaches the node, and the
+                // socket still echoes afterwards.
+                peer.send_to(b"X to nowhere", udp_local).await.unwrap();
+                let mut hinted = None;
+                for _ in 0..100 {
+                    let path = status_path.clone();
+                    let doc =
+                        tokio::task::spawn_blocking(move || status_server::query(&path, "status"))
+                            .await
+                            .unwrap()
+                            .unwrap();
+                    let s: GatewayStatus = serde_json::from_str(&doc).unwrap();
+                    if s.nat.hints > 0 {
+                        hinted = Some(s);
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                let hinted = hinted.expect("the ICMP error never reached the node");
+                assert_eq!(hinted.nat.hints, 1);
+                assert_eq!(hinted.icmp.icmp_errors_received, 1);
+                assert_eq!(hinted.icmp.icmp_hints, 1);
+                peer.send_to(b"still there", udp_local).await.unwrap();
+                assert_eq!(recv(&peer).await, (b"still there".to_vec(), udp_local));
+
                 // Status socket: the node's document, and an error for anything else.
                 let mut status = None;
                 for _ in 0..100 {
@@ -356,6 +407,7 @@ fn loop_drives_node_on_real_devices() {
             };
             let (result, ()) = tokio::join!(runtime::run(&mut node, &mut io, shutdown), client);
             result.unwrap();
+            assert_eq!(node.unreachable, vec![(udp_local, closed)]);
 
             // Routes are gone; the socket file goes with the server.
             assert_eq!(ns.ip(&format!("route show {DOMAIN}")).trim(), "");

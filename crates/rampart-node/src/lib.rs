@@ -24,8 +24,8 @@ pub use node::Node;
 pub use output::{LogEvent, LogLevel, LogRecord, Output};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use status::{
-    BatchCounters, GatewayStatus, IkeDefenceCounters, IkeSaInfo, PeerStatus, ReloadCounters,
-    TunnelStatus,
+    BatchCounters, GatewayStatus, IcmpCounters, IkeDefenceCounters, IkeSaInfo, PeerStatus,
+    ReloadCounters, TunnelStatus,
 };
 
 /// Errors of the gateway's fallible operations.

@@ -68,6 +68,10 @@ pub trait Node {
         packets: &[(IpAddr, Range<usize>)],
         out: &mut [Disposition],
     );
+    /// An ICMP port or host unreachable answered our datagram from `local` to `remote` (read
+    /// by the shell from the socket's error queue). Only a hint: a real node may send an
+    /// authenticated, rate-limited check, and moves nothing on it.
+    fn handle_unreachable(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr);
     fn handle_timeout(&mut self, now: Instant);
     /// When [`Node::handle_timeout`] wants to run next.
     fn poll_timeout(&self) -> Option<Instant>;
@@ -140,6 +144,10 @@ impl Node for Gateway {
         out: &mut [Disposition],
     ) {
         Gateway::handle_raw_esp_batch(self, now, local, buf, packets, out)
+    }
+
+    fn handle_unreachable(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) {
+        Gateway::handle_unreachable(self, now, local, remote)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

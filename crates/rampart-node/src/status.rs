@@ -27,6 +27,22 @@ pub struct GatewayStatus {
     /// `mappings_moved`, `local_mapping_changes` (gateway-wide).
     #[serde(default)]
     pub nat: rampart_ike::NatFollowStats,
+    /// Errors read from the UDP sockets' error queues: filled in by the shell, zero from a
+    /// bare node.
+    #[serde(default)]
+    pub icmp: IcmpCounters,
+}
+
+/// What the shell read from its UDP sockets' error queues (`IP_RECVERR`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IcmpCounters {
+    /// ICMP and ICMPv6 errors that answered a datagram of ours.
+    pub icmp_errors_received: u64,
+    /// Of those, port or host unreachables handed to the node as NAT hints.
+    pub icmp_hints: u64,
+    /// Local errors (e.g. `EMSGSIZE`), other origins and entries that could not be parsed:
+    /// counted and dropped.
+    pub other_errors: u64,
 }
 
 /// Reloads applied and refused since the gateway started.
@@ -193,6 +209,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         batching: BatchCounters::default(),
         reloads: ReloadCounters::default(),
         nat: gw.ike().nat_stats(),
+        icmp: IcmpCounters::default(),
     }
 }
 

@@ -252,6 +252,7 @@ mod tests {
             batching: Default::default(),
             reloads: Default::default(),
             nat: Default::default(),
+            icmp: Default::default(),
         };
         let text = render(&status);
         assert!(text.starts_with("gateway gw  up 5s  peers 1\n"), "{text}");

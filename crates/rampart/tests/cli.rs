@@ -221,6 +221,7 @@ fn sample_status() -> GatewayStatus {
         },
         reloads: Default::default(),
         nat: Default::default(),
+        icmp: Default::default(),
     }
 }
 
