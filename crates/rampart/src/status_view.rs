@@ -42,6 +42,20 @@ pub fn render(status: &GatewayStatus) -> String {
         per(b.udp_receive_datagrams, b.udp_receives),
         b.raw_esp_skipped
     );
+    let (n, i) = (&status.nat, &status.icmp);
+    if n.hints + n.mappings_moved + n.local_mapping_changes + i.icmp_errors_received > 0 {
+        let _ = writeln!(
+            out,
+            "  NAT mappings  hints {}  checks {} (rate-limited {})  peers moved {}  ours moved {}  ICMP errors {} (hints {})",
+            n.hints,
+            n.checks_sent,
+            n.checks_rate_limited,
+            n.mappings_moved,
+            n.local_mapping_changes,
+            i.icmp_errors_received,
+            i.icmp_hints
+        );
+    }
     let r = &status.reloads;
     if r.applied + r.refused > 0 {
         let _ = writeln!(
