@@ -331,12 +331,18 @@ async fn hangup(signal: &mut Option<Signal>) -> Option<()> {
 async fn reload<N: Node>(node: &mut N, io: &mut Io, path: &Path) -> Result<ReloadReport, String> {
     let result = match rampart_config::load(path) {
         Err(errors) => Err(errors.to_string()),
-        Ok(config) => match io.open_sockets(&config) {
-            Err(e) => Err(format!("{}: {e}", path.display())),
-            Ok(()) => node
-                .reload(Instant::now(), config)
-                .map_err(|e| format!("{}: {e}", path.display())),
-        },
+        Ok(config) => {
+            let (udp, raw) = (io.udp.len(), io.raw.len());
+            match io.open_sockets(&config) {
+                Err(e) => Err(format!("{}: {e}", path.display())),
+                Ok(()) => node.reload(Instant::now(), config).map_err(|e| {
+                    // Refused: close what this reload opened, so nothing is left changed.
+                    io.udp.truncate(udp);
+                    io.raw.truncate(raw);
+                    format!("{}: {e}", path.display())
+                }),
+            }
+        }
     };
     match &result {
         Ok(_) => {
