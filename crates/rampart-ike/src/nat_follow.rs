@@ -130,10 +130,32 @@ impl Ike {
             self.nat.checks_rate_limited += 1;
             return;
         }
-        let msg_id = if let Some(p) = &sa.pending {
+        // Our own liveness check (an empty INFORMATIONAL, often sent on an ICMP hint to the
+        // mapping that just died) is sealed again under the same message id with the
+        // candidate's NAT_DETECTION hash, so the NATed side learns its new address. A peer that
+        // already saw the first copy takes this one as a retransmission and answers from its
+        // cache; any other outstanding request is re-sent as it is.
+        let resealed = match (&sa.pending, sa.keys.as_ref()) {
+            (Some(p), Some(keys)) if candidate && matches!(p.kind, Request::Liveness) => {
+                let hash = nat_hash(sa.spi_i, sa.spi_r, remote);
+                crate::fragment::seal_message(
+                    &sa.header(exchange::INFORMATIONAL, p.msg_id, false),
+                    &[msg::notify(n::NAT_DETECTION_DESTINATION_IP, hash)],
+                    &keys.out,
+                    &mut self.rng,
+                    sa.frag.limit(remote),
+                )
+                .ok()
+            }
+            _ => None,
+        };
+        let msg_id = if let Some(p) = &mut sa.pending {
             if !candidate {
                 // An unreachable while a request is out: its retransmissions are the check.
                 return;
+            }
+            if let Some(msgs) = resealed {
+                p.msgs = msgs;
             }
             for bytes in &p.msgs {
                 self.events.push_back(IkeEvent::Transmit {

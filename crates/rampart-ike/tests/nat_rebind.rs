@@ -188,3 +188,26 @@ fn hint_for_the_current_address_is_ignored() {
     p.b.nat_hint(p.now, child, hint);
     assert_eq!(p.b.nat_stats(), Default::default());
 }
+
+#[test]
+fn an_icmp_check_still_out_is_resealed_for_the_new_port() {
+    // The usual order in the field: the public side's traffic hits the dead mapping, the NAT
+    // answers with ICMP (a check goes to the old, dead address), then A's keepalive shows up
+    // from the new port while that check is still outstanding.
+    let mut p = natted_pair();
+    p.run(Duration::from_secs(3));
+    p.nat_port_offset = 20000;
+    // The old mapping is gone: whatever B sends there is lost.
+    let dead = sock("198.51.100.1:14500");
+    p.drop = Box::new(move |x| x.from == Side::B && x.dst == dead);
+    let child = p.only_child(Side::B);
+    p.b.nat_hint(p.now, child, NatHint::Unreachable);
+    p.run(Duration::from_millis(2100));
+    assert_eq!(b_remote(&p), sock("198.51.100.1:24500"));
+    let st = p.b.nat_stats();
+    assert_eq!((st.checks_sent, st.mappings_moved), (2, 1), "{st:?}");
+    // The re-sent check carried the new address's hash, so A learns its mapping moved.
+    assert_eq!(p.a.nat_stats().local_mapping_changes, 1);
+    p.run(Duration::from_secs(5));
+    p.assert_one_matching_child();
+}
