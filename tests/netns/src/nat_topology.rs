@@ -16,7 +16,8 @@ use std::path::Path;
 use crate::capture::Capture;
 use crate::env::{serial, SerialGuard};
 use crate::netns::{veth, Netns};
-use crate::topology::{GW1_LAN, GW2_LAN, GW2_WAN, H1, H2, WAN_IF};
+use crate::rampart::{GatewayToml, PeerToml};
+use crate::topology::{DOMAIN1, DOMAIN2, GW1_LAN, GW2_LAN, GW2_WAN, H1, H2, PSK, WAN_IF};
 use crate::workdir::TestDir;
 
 /// gw1's private transit address, behind the NAT.
@@ -125,6 +126,35 @@ impl NatSiteToSite {
     #[track_caller]
     pub fn daemon_dir(&self, name: &str) -> std::path::PathBuf {
         self.dir.subdir(name)
+    }
+
+    /// The two Rampart gateways of this topology: gw1 (`gw-a`, behind the NAT, FQDN identity
+    /// `site-a.example`) initiates towards gw2; gw2 (`gw-b`) knows it only by the NAT's public
+    /// address and waits (`start_action = "none"`). Tests change what they exercise.
+    pub fn rampart_pair(&self) -> (GatewayToml, GatewayToml) {
+        let mut p1 = PeerToml::new(
+            "site-b",
+            &GW1_PRIVATE.to_string(),
+            &GW2_WAN.to_string(),
+            DOMAIN2,
+            PSK,
+        );
+        p1.local_id = "site-a.example".into();
+        p1.remote_id = "site-b.example".into();
+        let mut p2 = PeerToml::new(
+            "site-a",
+            &GW2_WAN.to_string(),
+            &NAT_PUBLIC.to_string(),
+            DOMAIN1,
+            PSK,
+        );
+        p2.local_id = "site-b.example".into();
+        p2.remote_id = "site-a.example".into();
+        p2.start_action = "none".into();
+        (
+            GatewayToml::new("gw-a", &self.daemon_dir("gw1"), DOMAIN1, p1),
+            GatewayToml::new("gw-b", &self.daemon_dir("gw2"), DOMAIN2, p2),
+        )
     }
 }
 

@@ -10,8 +10,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use rampart_netns_tests::nat_topology::{udp_datagrams, NatSiteToSite, GW1_PRIVATE, NAT_PUBLIC};
-use rampart_netns_tests::rampart::{Gateway, GatewayToml, PeerToml};
-use rampart_netns_tests::topology::{DOMAIN1, DOMAIN2, GW2_WAN, H1, H2, PSK};
+use rampart_netns_tests::rampart::Gateway;
+use rampart_netns_tests::topology::{GW2_WAN, H1, H2};
 use rampart_netns_tests::{
     check_only_ike_esp, ping, require_tools, skip_unless_root, tcp_transfer, try_wait_until,
     wait_until, SiteToSite, TransferSpec,
@@ -55,28 +55,8 @@ fn rampart_behind_hide_nat_floats_keeps_alive_and_follows_a_new_mapping() {
     let private =
         rampart_netns_tests::Capture::start(&topo.gw1, "wan0", topo.dir.path(), "private");
 
-    let mut p1 = PeerToml::new(
-        "site-b",
-        &GW1_PRIVATE.to_string(),
-        &GW2_WAN.to_string(),
-        DOMAIN2,
-        PSK,
-    );
-    p1.local_id = "site-a.example".into();
-    p1.remote_id = "site-b.example".into();
-    let mut p2 = PeerToml::new(
-        "site-a",
-        &GW2_WAN.to_string(),
-        &NAT_PUBLIC.to_string(),
-        DOMAIN1,
-        PSK,
-    );
-    p2.local_id = "site-b.example".into();
-    p2.remote_id = "site-a.example".into();
-    p2.start_action = "none".into();
-    let mut c1 = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, p1);
+    let (mut c1, c2) = topo.rampart_pair();
     c1.nat_keepalive = Some("1s".into());
-    let c2 = GatewayToml::new("gw-b", &topo.daemon_dir("gw2"), DOMAIN2, p2);
     let mut g2 = Gateway::start(&topo.gw2, &topo.daemon_dir("gw2"), "gw2", &c2);
     let mut g1 = Gateway::start(&topo.gw1, &topo.daemon_dir("gw1"), "gw1", &c1);
     g1.wait_tunnel(TUNNEL_UP);

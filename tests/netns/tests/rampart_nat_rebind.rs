@@ -9,9 +9,9 @@
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use rampart_netns_tests::nat_topology::{NatSiteToSite, GW1_PRIVATE, NAT_PUBLIC};
-use rampart_netns_tests::rampart::{Gateway, GatewayToml, PeerToml};
-use rampart_netns_tests::topology::{DOMAIN1, DOMAIN2, GW2_WAN, H1, H2, PSK};
+use rampart_netns_tests::nat_topology::{NatSiteToSite, NAT_PUBLIC};
+use rampart_netns_tests::rampart::Gateway;
+use rampart_netns_tests::topology::{GW2_WAN, H1, H2};
 use rampart_netns_tests::{ping, require_tools, skip_unless_root};
 use serde_json::Value;
 
@@ -31,31 +31,11 @@ fn setup(test: &str) -> bool {
 /// The topology with both gateways up (gw1 behind the NAT) and traffic checked both ways.
 fn start(test: &str) -> (NatSiteToSite, Gateway, Gateway) {
     let topo = NatSiteToSite::new(test, "20000-20999");
-    let mut p1 = PeerToml::new(
-        "site-b",
-        &GW1_PRIVATE.to_string(),
-        &GW2_WAN.to_string(),
-        DOMAIN2,
-        PSK,
-    );
-    p1.local_id = "site-a.example".into();
-    p1.remote_id = "site-b.example".into();
-    p1.liveness_interval = "30s".into();
-    let mut p2 = PeerToml::new(
-        "site-a",
-        &GW2_WAN.to_string(),
-        &NAT_PUBLIC.to_string(),
-        DOMAIN1,
-        PSK,
-    );
-    p2.local_id = "site-b.example".into();
-    p2.remote_id = "site-a.example".into();
-    p2.start_action = "none".into();
-    p2.liveness_interval = "30s".into();
-    let mut c1 = GatewayToml::new("gw-a", &topo.daemon_dir("gw1"), DOMAIN1, p1);
+    let (mut c1, mut c2) = topo.rampart_pair();
+    c1.peers[0].liveness_interval = "30s".into();
+    c2.peers[0].liveness_interval = "30s".into();
     c1.nat_t_port = NAT_T_PORT;
     c1.nat_keepalive = Some("2s".into());
-    let mut c2 = GatewayToml::new("gw-b", &topo.daemon_dir("gw2"), DOMAIN2, p2);
     c2.nat_t_port = NAT_T_PORT;
     let mut g2 = Gateway::start(&topo.gw2, &topo.daemon_dir("gw2"), "gw2", &c2);
     let mut g1 = Gateway::start(&topo.gw1, &topo.daemon_dir("gw1"), "gw1", &c1);
