@@ -13,7 +13,7 @@ use crate::middlebox::{Allow, Firewall, Nat};
 use crate::packet::Reassembler;
 use crate::scenario::{Impairment, NodeKind, Scenario};
 use crate::units;
-use crate::world::{Iface, Kind, Link, LinkParams, LinkStats, Node, Route, World};
+use crate::world::{Iface, Kind, Link, LinkParams, LinkStats, Node, Route, Switch, World};
 use crate::SimError;
 
 fn err(msg: impl Into<String>) -> SimError {
@@ -47,6 +47,12 @@ pub(crate) fn impair(p: &mut LinkParams, imp: &Impairment, what: &str) -> Result
             return Err(err(format!("{what}.loss: {loss} is not in 0..=1")));
         }
         p.loss = loss;
+    }
+    if let Some(r) = imp.reorder {
+        if !(0.0..=1.0).contains(&r) {
+            return Err(err(format!("{what}.reorder: {r} is not in 0..=1")));
+        }
+        p.reorder = r;
     }
     if let Some(b) = &imp.bandwidth {
         p.bandwidth = units::rate(b).ok_or_else(|| {
@@ -133,6 +139,7 @@ pub(crate) fn build(
             latency: Duration::from_millis(1),
             jitter: Duration::ZERO,
             loss: 0.0,
+            reorder: 0.0,
             bandwidth: 1_000_000_000,
             queue: 256_000,
         };
@@ -150,6 +157,7 @@ pub(crate) fn build(
                 side,
                 addr,
                 net,
+                claimed: Vec::new(),
             });
             let iface = n.ifaces.len() - 1;
             n.routes.push(Route { net, iface });
@@ -214,6 +222,25 @@ pub(crate) fn build(
         };
         let kind = match spec.kind {
             NodeKind::Router => Kind::Router,
+            NodeKind::Switch => {
+                // Its routes name next hops that are resolved per packet to the machine that
+                // owns them now (a virtual address moves with its claims).
+                let mut routes = Vec::new();
+                for r in &spec.routes {
+                    let (net, via) = r.split_once(" via ").unwrap_or((r, ""));
+                    let net: Ipv4Net = net.trim().parse().map_err(|_| {
+                        err(format!("{what}.routes: {net:?} is not an IPv4 prefix"))
+                    })?;
+                    let via: Ipv4Addr = via.trim().parse().map_err(|_| {
+                        err(format!("{what}.routes: {via:?} is not an IPv4 address"))
+                    })?;
+                    routes.push((net.trunc(), via));
+                }
+                Kind::Switch(Box::new(Switch {
+                    routes,
+                    owners: BTreeMap::new(),
+                }))
+            }
             NodeKind::Host | NodeKind::Proxy => {
                 let n = &world.nodes[ni];
                 let [iface] = n.ifaces.as_slice() else {

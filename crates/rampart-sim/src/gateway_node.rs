@@ -36,6 +36,8 @@ pub struct GwEffects {
     /// Timeline lines that are not engine logs (what the simulator observed).
     pub notes: Vec<String>,
     pub drops: Vec<&'static str>,
+    /// Virtual addresses claimed (`true`) or released: (interface = link name, address).
+    pub claims: Vec<(String, Ipv4Addr, bool)>,
 }
 
 pub struct GatewayNode {
@@ -397,8 +399,16 @@ impl GatewayNode {
                         self.tun_routes.retain(|r| *r != n);
                     }
                 }
-                // The simulated hosts have no virtual addresses yet.
-                Output::ClaimAddress { .. } | Output::ReleaseAddress { .. } => {}
+                Output::ClaimAddress { interface, addr } => {
+                    if let IpAddr::V4(a) = addr.addr() {
+                        fx.claims.push((interface, a, true));
+                    }
+                }
+                Output::ReleaseAddress { interface, addr } => {
+                    if let IpAddr::V4(a) = addr.addr() {
+                        fx.claims.push((interface, a, false));
+                    }
+                }
                 Output::Log(record) => {
                     changed = true;
                     // The engine names the SA a new tunnel replaces: that is a rekey (a

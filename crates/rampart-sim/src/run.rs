@@ -201,6 +201,7 @@ fn scheduled(
             if let Kind::Gateway(gw) = &mut world.nodes[n].kind {
                 gw.crash();
             }
+            world.forget_claims(n);
             let name = world.nodes[n].name.clone();
             world.note(&name, "CRASH: the machine stops (all state lost)".into());
         }

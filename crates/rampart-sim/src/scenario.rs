@@ -34,13 +34,16 @@ fn default_seed() -> u64 {
     1
 }
 
-/// `host | gateway | router | nat | firewall | proxy`
+/// `host | gateway | router | switch | nat | firewall | proxy`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeKind {
     Host,
     Gateway,
     Router,
+    /// A shared segment: delivers each packet to the attached machine that owns its destination
+    /// (or its route's next hop), as ARP would; virtual addresses follow their last claim.
+    Switch,
     Nat,
     Firewall,
     Proxy,
@@ -99,6 +102,8 @@ pub struct Impairment {
     pub jitter: Option<String>,
     /// Probability in 0..=1 that a packet is lost, each direction.
     pub loss: Option<f64>,
+    /// Probability in 0..=1 that a packet may overtake the ones before it (with `jitter`).
+    pub reorder: Option<f64>,
     /// `"100Mbit"`; default 1Gbit.
     pub bandwidth: Option<String>,
     /// Queue limit of each direction, default 256KB.

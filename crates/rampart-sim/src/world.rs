@@ -37,6 +37,18 @@ pub(crate) struct Iface {
     pub side: usize,
     pub addr: Ipv4Addr,
     pub net: Ipv4Net,
+    /// Virtual addresses the machine claimed on this interface (a cluster's active member).
+    pub claimed: Vec<Ipv4Addr>,
+}
+
+/// A shared segment (see [`Kind::Switch`]).
+pub(crate) struct Switch {
+    /// `(prefix, next hop)`: packets for `prefix` go to whoever owns the next hop now.
+    pub routes: Vec<(Ipv4Net, Ipv4Addr)>,
+    /// Claimed addresses and the port (interface index) of the last machine that announced
+    /// them: the gratuitous ARP of a claim updates it, a release does not (stale until the
+    /// next claim, as a real neighbour cache).
+    pub owners: BTreeMap<Ipv4Addr, usize>,
 }
 
 pub(crate) struct Route {
@@ -48,6 +60,11 @@ pub(crate) enum Kind {
     Host(Box<Host>),
     Gateway(Box<GatewayNode>),
     Router,
+    /// A shared segment joining several machines: it delivers a packet to the port whose
+    /// machine owns the destination address (its own address or a claimed one), or, for other
+    /// destinations, the owner of the route's next hop. Nothing is forwarded back out of the
+    /// port it came in on; an address nobody owns is dropped ("ARP unanswered").
+    Switch(Box<Switch>),
     Nat(Box<Nat>),
     Firewall(Box<Firewall>),
 }
@@ -69,6 +86,8 @@ pub struct LinkParams {
     pub latency: Duration,
     pub jitter: Duration,
     pub loss: f64,
+    /// Probability that a packet may overtake earlier ones (arrives with its own jitter).
+    pub reorder: f64,
     pub bandwidth: u64,
     pub queue: u64,
 }
@@ -342,6 +361,9 @@ impl World {
         for d in fx.drops {
             self.drop_packet(&name, d);
         }
+        for (interface, addr, claim) in fx.claims {
+            self.claim(node, &interface, addr, claim);
+        }
         for p in fx.send {
             self.send_local(node, p, depth);
         }
@@ -361,6 +383,10 @@ impl World {
             self.drop_packet(&name, "malformed IP packet");
             return;
         };
+        if let Kind::Switch(_) = &self.nodes[node].kind {
+            self.switch_forward(node, iface, packet, ip.dst);
+            return;
+        }
         if let Kind::Host(h) = &mut self.nodes[node].kind {
             if ip.is_fragment() {
                 self.drop_packet(&name, "host: IP fragment (hosts do not reassemble)");
@@ -412,7 +438,10 @@ impl World {
                 };
             }
         }
-        let local = self.nodes[node].ifaces.iter().any(|i| i.addr == ip.dst);
+        let local = self.nodes[node]
+            .ifaces
+            .iter()
+            .any(|i| i.addr == ip.dst || i.claimed.contains(&ip.dst));
         if local {
             if ip.is_fragment() {
                 match self.nodes[node].reasm.add(now, &p, &ip) {
@@ -644,9 +673,17 @@ impl World {
             let j = l.params.jitter.as_nanos() as u64;
             Duration::from_nanos(self.rng.next_u64() % j)
         };
+        let overtake = l.params.reorder > 0.0
+            && f64::from(self.rng.next_u32()) / 4_294_967_296.0 < l.params.reorder;
         let l = &mut self.links[link];
-        let arrival = (start + tx + l.params.latency + jitter).max(l.last_arrival[from_side]);
-        l.last_arrival[from_side] = arrival;
+        let own = start + tx + l.params.latency + jitter;
+        let arrival = if overtake {
+            own
+        } else {
+            let a = own.max(l.last_arrival[from_side]);
+            l.last_arrival[from_side] = a;
+            a
+        };
         l.stats.packets += 1;
         l.stats.bytes += len;
         let (node, iface) = l.ends[1 - from_side];
@@ -658,5 +695,77 @@ impl World {
                 packet: p,
             },
         );
+    }
+
+    /// A machine claims (`claim`) or releases a virtual address on the interface attached to
+    /// the link named `interface`; a switch at the other end learns the claim (gratuitous ARP).
+    fn claim(&mut self, node: usize, interface: &str, addr: Ipv4Addr, claim: bool) {
+        let name = self.nodes[node].name.clone();
+        let Some(k) = self.nodes[node]
+            .ifaces
+            .iter()
+            .position(|i| self.links[i.link].name == interface)
+        else {
+            self.note(
+                &name,
+                format!("cannot claim {addr}: no interface on link {interface:?}"),
+            );
+            return;
+        };
+        let iface = &mut self.nodes[node].ifaces[k];
+        iface.claimed.retain(|a| *a != addr);
+        if claim {
+            iface.claimed.push(addr);
+        }
+        let (link, side) = (iface.link, iface.side);
+        let (peer, port) = self.links[link].ends[1 - side];
+        if claim {
+            if let Kind::Switch(sw) = &mut self.nodes[peer].kind {
+                sw.owners.insert(addr, port);
+            }
+        }
+        let verb = if claim { "claims" } else { "releases" };
+        self.note(&name, format!("{verb} {addr} on {interface}"));
+    }
+
+    /// Every address this machine lost with a crash (its claims die with it; neighbours keep
+    /// their stale entries until someone else claims).
+    pub fn forget_claims(&mut self, node: usize) {
+        for i in &mut self.nodes[node].ifaces {
+            i.claimed.clear();
+        }
+    }
+
+    /// A switch forwards `p`, which came in on port `in_port`, to the owner of `dst` or of its
+    /// route's next hop.
+    fn switch_forward(&mut self, node: usize, in_port: usize, p: Vec<u8>, dst: Ipv4Addr) {
+        let name = self.nodes[node].name.clone();
+        let Kind::Switch(sw) = &self.nodes[node].kind else {
+            return;
+        };
+        let target = sw
+            .routes
+            .iter()
+            .filter(|(net, _)| net.contains(&dst))
+            .max_by_key(|(net, _)| net.prefix_len())
+            .map_or(dst, |&(_, via)| via);
+        let claimed = sw.owners.get(&target).copied();
+        let port = claimed.or_else(|| {
+            self.nodes[node].ifaces.iter().position(|i| {
+                let (peer, pi) = self.links[i.link].ends[1 - i.side];
+                self.nodes[peer].ifaces[pi].addr == target
+            })
+        });
+        match port {
+            Some(port) if port != in_port => {
+                let (link, side) = (
+                    self.nodes[node].ifaces[port].link,
+                    self.nodes[node].ifaces[port].side,
+                );
+                self.link_send(link, side, p);
+            }
+            Some(_) => self.drop_packet(&name, "switch: would go back out of its port"),
+            None => self.drop_packet(&name, "switch: nobody owns the next hop (ARP unanswered)"),
+        }
     }
 }
