@@ -16,8 +16,12 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+use std::fmt::Write as _;
+
 use crate::env::{serial, SerialGuard};
 use crate::netns::{veth, CommandError, Netns, Process};
+use crate::rampart::{GatewayToml, PeerToml};
+use crate::topology::PSK;
 use crate::workdir::TestDir;
 
 pub const LAN_DOMAIN: &str = "10.1.0.0/24";
@@ -270,6 +274,117 @@ impl ClusterTopology {
     }
 }
 
+/// The `[cluster]` section of a member's configuration (keys of the plan's "Config + CLI": see
+/// docs/configuration.md once the cluster lands).
+#[derive(Debug, Clone)]
+pub struct ClusterToml {
+    pub name: String,
+    pub member_id: u8,
+    /// Every member: id and sync address (port 8116, the default).
+    pub members: Vec<(u8, Ipv4Addr)>,
+    /// The member with the top priority.
+    pub primary: Option<u8>,
+    pub switch_back: bool,
+    pub heartbeat_interval: String,
+    pub dead_after: u32,
+    pub monitor: Vec<String>,
+    /// `(interface, address/prefix)`.
+    pub vips: Vec<(String, String)>,
+    pub secret: String,
+    /// Appended verbatim inside `[cluster]` (e.g. `takeover_margin = 1000`).
+    pub extra: String,
+}
+
+impl ClusterToml {
+    /// Member `id` of a cluster of `count` members in [`ClusterTopology`]: member 1 primary,
+    /// both VIPs, LAN and WAN monitored, the defaults' timers.
+    pub fn new(count: u8, id: u8) -> ClusterToml {
+        ClusterToml {
+            name: "netns".into(),
+            member_id: id,
+            members: (1..=count).map(|m| (m, member_sync(m))).collect(),
+            primary: Some(1),
+            switch_back: false,
+            heartbeat_interval: "100ms".into(),
+            dead_after: 3,
+            monitor: vec![LAN_IF.into(), WAN_IF.into()],
+            vips: vec![
+                (LAN_IF.into(), format!("{LAN_VIP}/{VIP_PREFIX}")),
+                (WAN_IF.into(), format!("{WAN_VIP}/{VIP_PREFIX}")),
+            ],
+            secret: "rampart netns cluster secret, not secret".into(),
+            extra: String::new(),
+        }
+    }
+
+    pub fn to_toml(&self) -> String {
+        let q = |v: &str| serde_json::Value::String(v.to_string()).to_string();
+        let mut s = String::new();
+        let _ = writeln!(s, "[cluster]");
+        let _ = writeln!(s, "name = {}", q(&self.name));
+        let _ = writeln!(s, "member_id = {}", self.member_id);
+        let _ = writeln!(s, "mode = \"high-availability\"");
+        if let Some(p) = self.primary {
+            let _ = writeln!(s, "primary = {p}");
+        }
+        let _ = writeln!(s, "switch_back = {}", self.switch_back);
+        let _ = writeln!(s, "heartbeat_interval = {}", q(&self.heartbeat_interval));
+        let _ = writeln!(s, "dead_after = {}", self.dead_after);
+        let monitor: Vec<String> = self.monitor.iter().map(|m| q(m)).collect();
+        let _ = writeln!(s, "monitor = [{}]", monitor.join(", "));
+        let _ = writeln!(s, "secret = {}", q(&self.secret));
+        for line in self.extra.lines() {
+            let _ = writeln!(s, "{line}");
+        }
+        for (id, addr) in &self.members {
+            let _ = writeln!(s, "\n[[cluster.member]]");
+            let _ = writeln!(s, "id = {id}");
+            let _ = writeln!(s, "address = {}", q(&addr.to_string()));
+        }
+        for (interface, address) in &self.vips {
+            let _ = writeln!(s, "\n[[cluster.vip]]");
+            let _ = writeln!(s, "interface = {}", q(interface));
+            let _ = writeln!(s, "address = {}", q(address));
+        }
+        s
+    }
+}
+
+impl ClusterTopology {
+    /// Member `id`'s gateway configuration: protects the LAN, one peer `remote` (the remote
+    /// gateway, which initiates: `start_action = "none"` here) with the WAN VIP as local
+    /// address and identity, and the `[cluster]` section of [`ClusterToml::new`].
+    pub fn member_config(&self, id: u8) -> (GatewayToml, ClusterToml) {
+        let mut peer = PeerToml::new(
+            "remote",
+            &WAN_VIP.to_string(),
+            &REMOTE_GW_WAN.to_string(),
+            REMOTE_DOMAIN,
+            PSK,
+        );
+        peer.start_action = "none".into();
+        let gw = GatewayToml::new(
+            &format!("m{id}"),
+            &self.daemon_dir(&format!("m{id}")),
+            LAN_DOMAIN,
+            peer,
+        );
+        (gw, ClusterToml::new(self.members.len() as u8, id))
+    }
+
+    /// The remote site's Rampart gateway: peer `cluster` at the WAN VIP, initiates.
+    pub fn remote_rampart_config(&self) -> GatewayToml {
+        let peer = PeerToml::new(
+            "cluster",
+            &REMOTE_GW_WAN.to_string(),
+            &WAN_VIP.to_string(),
+            LAN_DOMAIN,
+            PSK,
+        );
+        GatewayToml::new("remote", &self.daemon_dir("remote"), REMOTE_DOMAIN, peer)
+    }
+}
+
 /// The MAC address of an interface.
 #[track_caller]
 pub fn mac(ns: &Netns, ifname: &str) -> String {
@@ -364,5 +479,21 @@ mod tests {
         all.sort();
         all.dedup();
         assert_eq!(all.len(), n, "duplicate address");
+    }
+
+    #[test]
+    fn cluster_section_has_the_plan_keys() {
+        let text = ClusterToml::new(2, 2).to_toml();
+        for want in [
+            "[cluster]\nname = \"netns\"\nmember_id = 2\nmode = \"high-availability\"\nprimary = 1",
+            "heartbeat_interval = \"100ms\"\ndead_after = 3",
+            "monitor = [\"lan0\", \"wan0\"]",
+            "[[cluster.member]]\nid = 1\naddress = \"172.31.0.1\"",
+            "[[cluster.member]]\nid = 2\naddress = \"172.31.0.2\"",
+            "[[cluster.vip]]\ninterface = \"lan0\"\naddress = \"10.1.0.1/24\"",
+            "[[cluster.vip]]\ninterface = \"wan0\"\naddress = \"192.0.2.1/24\"",
+        ] {
+            assert!(text.contains(want), "{want:?} not in:\n{text}");
+        }
     }
 }
