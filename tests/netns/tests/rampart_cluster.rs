@@ -4,7 +4,8 @@
 //! transfer completes byte-exact, the remote's IKE SA and CHILD SA SPIs are unchanged; finally the
 //! killed member restarts and rejoins by full sync (standby, one full sync received).
 //!
-//! Two remotes: a Rampart gateway and strongSwan 5.9.8. N = 1,000 by default, 10,000 with
+//! Two remotes: a Rampart gateway and strongSwan 5.9.8; plus a graceful `rampart cluster
+//! switchover` with the Rampart remote. N = 1,000 by default, 10,000 with
 //! `RAMPART_HEAVY=1`. The tools are proven without a cluster by `cluster_tools.rs`.
 //!
 //! Ignored until the cluster lands (wave 2 of issue 11: `[cluster]` in rampart-config, the node's
@@ -151,7 +152,16 @@ fn setup(test: &str, kind: RemoteKind) -> bool {
     true
 }
 
-fn kill9_active_member_keeps_every_connection(test: &str, kind: RemoteKind) {
+/// How the active member gives up its role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Event {
+    /// `kill -9`, then a restart and rejoin by full sync.
+    Kill9,
+    /// `rampart cluster switchover` (graceful: nothing lost, member 1 stays up as standby).
+    Switchover,
+}
+
+fn failover_keeps_every_connection(test: &str, kind: RemoteKind, event: Event) {
     if !setup(test, kind) {
         return;
     }
@@ -214,9 +224,19 @@ fn kill9_active_member_keeps_every_connection(test: &str, kind: RemoteKind) {
     });
 
     let killed = Instant::now();
-    m1.kill9();
+    match event {
+        Event::Kill9 => {
+            m1.kill9();
+        }
+        Event::Switchover => {
+            let bin = binary().to_string_lossy().into_owned();
+            let cfg = m1.config_path().to_string_lossy().into_owned();
+            run(&bin, &["cluster", "switchover", "--config", &cfg])
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
     let took = wait_state(&mut m2, "active", Duration::from_secs(10));
-    eprintln!("{test}: member 2 active {took:?} after kill -9 of member 1");
+    eprintln!("{test}: member 2 active {took:?} after {event:?} of member 1");
     assert!(
         transfer.received() < bulk.bytes,
         "the transfer was still running at the failover"
@@ -240,6 +260,17 @@ fn kill9_active_member_keeps_every_connection(test: &str, kind: RemoteKind) {
     assert_eq!(remote.spis(), Some(before.clone()));
     ping(&topo.lan_host, &REMOTE_HOST.to_string(), 3).unwrap();
 
+    if event == Event::Switchover {
+        // Graceful: member 1 hands over and stands by without a full sync, nothing is lost.
+        wait_state(&mut m1, "standby", Duration::from_secs(5));
+        assert_eq!(full_syncs_received(&m1), 0);
+        assert!(
+            probed.max_gap() < Duration::from_millis(500),
+            "switchover gap: {probed:?}"
+        );
+        return;
+    }
+
     // The killed member comes back, pulls a full sync and stands by (no switch back).
     m1.restart(topo.member(1));
     wait_state(&mut m1, "standby", Duration::from_secs(60));
@@ -252,11 +283,17 @@ fn kill9_active_member_keeps_every_connection(test: &str, kind: RemoteKind) {
 #[test]
 #[ignore = "needs the HA cluster (issue 11 wave 2)"]
 fn cluster_kill9_with_rampart_remote_keeps_every_connection() {
-    kill9_active_member_keeps_every_connection("cl-rp", RemoteKind::Rampart);
+    failover_keeps_every_connection("cl-rp", RemoteKind::Rampart, Event::Kill9);
 }
 
 #[test]
 #[ignore = "needs the HA cluster (issue 11 wave 2)"]
 fn cluster_kill9_with_strongswan_remote_keeps_every_connection() {
-    kill9_active_member_keeps_every_connection("cl-sw", RemoteKind::StrongSwan);
+    failover_keeps_every_connection("cl-sw", RemoteKind::StrongSwan, Event::Kill9);
+}
+
+#[test]
+#[ignore = "needs the HA cluster (issue 11 wave 2)"]
+fn cluster_switchover_with_rampart_remote_keeps_every_connection() {
+    failover_keeps_every_connection("cl-rp-sw", RemoteKind::Rampart, Event::Switchover);
 }
