@@ -20,10 +20,14 @@ pub struct Transmit {
 pub enum ClusterEvent {
     /// This member takes the active role: import the replicated SAs, claim the virtual
     /// addresses, start sending.
-    BecameActive { reason: String },
+    BecameActive {
+        reason: String,
+    },
     /// This member gives up the active role (another member ranks higher, an interface went
     /// down, admin down, switchover): release the virtual addresses, stop initiating.
-    BecameStandby { reason: String },
+    BecameStandby {
+        reason: String,
+    },
     /// Pull a full sync from `member` at `address` (TCP, TLS). The node calls
     /// [`Cluster::full_sync_started`] when the stream is open and
     /// [`Cluster::full_sync_complete`] / [`Cluster::full_sync_failed`] when it ends.
@@ -32,10 +36,16 @@ pub enum ClusterEvent {
         address: SocketAddr,
     },
     /// A member came up or went down (for logs).
-    MemberUp { member: MemberId },
-    MemberDown { member: MemberId },
+    MemberUp {
+        member: MemberId,
+    },
+    MemberDown {
+        member: MemberId,
+    },
     /// One line for the log (level: warn), e.g. why a datagram was refused the first time.
-    Log { message: String },
+    Log {
+        message: String,
+    },
 }
 
 /// Why a datagram was refused (each also counted in [`SyncStats`]).
@@ -108,7 +118,11 @@ impl Cluster {
 
     /// Graceful switchover: hand the active role to `to` (or the best eligible member) after
     /// every queued record has been acknowledged by it.
-    pub fn switchover(&mut self, _now: Instant, _to: Option<MemberId>) -> Result<(), SwitchoverError> {
+    pub fn switchover(
+        &mut self,
+        _now: Instant,
+        _to: Option<MemberId>,
+    ) -> Result<(), SwitchoverError> {
         todo!()
     }
 

@@ -9,7 +9,11 @@ pub enum FullSyncFrame {
     Hello { member: MemberId, proof: [u8; 32] },
     /// The snapshot starts; it holds every record up to the sender's sequence `snapshot_seq`.
     Begin { snapshot_seq: u64 },
-    Record { kind: RecordKind, key: u64, body: Vec<u8> },
+    Record {
+        kind: RecordKind,
+        key: u64,
+        body: Vec<u8>,
+    },
     /// The snapshot ends with `records` records.
     End { records: u64 },
 }

@@ -3,6 +3,7 @@
 //! entry-point engines join here later, writing into the same output stream.
 
 mod control;
+mod member;
 mod reload;
 mod snapshot;
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use rampart_config::GatewayConfig;
 use rampart_crypto::Rng;
-use rampart_node::{Disposition, DropReason, Gateway, LogLevel, Output};
+use rampart_node::{Disposition, DropReason, FullSyncProgress, Gateway, LogLevel, Output};
 
 use crate::packet::{self, Ipv4Header};
 
@@ -38,6 +38,8 @@ pub struct GwEffects {
     pub drops: Vec<&'static str>,
     /// Virtual addresses claimed (`true`) or released: (interface = link name, address).
     pub claims: Vec<(String, Ipv4Addr, bool)>,
+    /// Full syncs to pull: (member id, its sync address).
+    pub full_syncs: Vec<(u8, SocketAddr)>,
 }
 
 pub struct GatewayNode {
@@ -152,6 +154,48 @@ impl GatewayNode {
         self.drain(base, now, fx);
     }
 
+    /// Serves a full sync to another member (the frames of this engine's state now); `None`
+    /// when the engine is not running.
+    pub fn full_sync_export(&mut self, base: Instant, now: Duration) -> Option<Vec<u8>> {
+        Some(self.engine.as_mut()?.full_sync_export(base + now))
+    }
+
+    /// The full-sync stream from `member` delivered `data` (`Ok`) or broke (`Err`).
+    pub fn full_sync_arrived(
+        &mut self,
+        base: Instant,
+        now: Duration,
+        member: u8,
+        data: Result<Vec<u8>, String>,
+        fx: &mut GwEffects,
+    ) {
+        let Some(g) = self.engine.as_mut() else {
+            return;
+        };
+        match data {
+            Ok(bytes) => match g.full_sync_input(base + now, member, &bytes) {
+                Ok(FullSyncProgress::Done) => fx
+                    .notes
+                    .push(format!("full sync from member {member}: {} bytes applied", bytes.len())),
+                Ok(FullSyncProgress::More) => {
+                    g.full_sync_failed(base + now, member, "stream ended early");
+                    fx.notes
+                        .push(format!("full sync from member {member}: stream ended early"));
+                }
+                Err(e) => {
+                    g.full_sync_failed(base + now, member, &e);
+                    fx.notes.push(format!("full sync from member {member} refused: {e}"));
+                }
+            },
+            Err(why) => {
+                g.full_sync_failed(base + now, member, &why);
+                fx.notes
+                    .push(format!("full sync from member {member} failed: {why}"));
+            }
+        }
+        self.drain(base, now, fx);
+    }
+
     /// The machine stops: engine state, routes and tunnels are gone.
     pub fn crash(&mut self) {
         self.engine = None;
@@ -193,7 +237,12 @@ impl GatewayNode {
                 let sport = u16::from_be_bytes([payload[0], payload[1]]);
                 let dport = u16::from_be_bytes([payload[2], payload[3]]);
                 let gw = &self.config.gateway;
-                if dport != gw.ike_port && dport != gw.nat_t_port {
+                let sync_port = self
+                    .config
+                    .cluster
+                    .as_ref()
+                    .map(|c| c.me().sync_address.port());
+                if dport != gw.ike_port && dport != gw.nat_t_port && Some(dport) != sync_port {
                     return Err("gateway: UDP port not open");
                 }
                 Input::Udp {
@@ -408,6 +457,9 @@ impl GatewayNode {
                     if let IpAddr::V4(a) = addr.addr() {
                         fx.claims.push((interface, a, false));
                     }
+                }
+                Output::FullSyncConnect { member, address } => {
+                    fx.full_syncs.push((member, address));
                 }
                 Output::Log(record) => {
                     changed = true;

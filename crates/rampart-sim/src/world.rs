@@ -29,6 +29,12 @@ pub(crate) enum Ev {
     },
     Scheduled(usize),
     TransferStart(usize),
+    /// The end of a full-sync stream reaches the member that pulled it.
+    FullSync {
+        node: usize,
+        member: u8,
+        data: Result<Vec<u8>, String>,
+    },
     Check,
 }
 
@@ -253,6 +259,17 @@ impl World {
                     self.wake(node);
                 }
             }
+            Ev::FullSync { node, member, data } => {
+                let (base, now) = (self.base, self.now);
+                if !self.nodes[node].up {
+                    return;
+                }
+                let mut fx = GwEffects::default();
+                if let Kind::Gateway(gw) = &mut self.nodes[node].kind {
+                    gw.full_sync_arrived(base, now, member, data, &mut fx);
+                }
+                self.apply(node, fx);
+            }
             // The scenario layer handles these.
             Ev::Scheduled(_) | Ev::TransferStart(_) | Ev::Check => {}
         }
@@ -363,6 +380,9 @@ impl World {
         }
         for (interface, addr, claim) in fx.claims {
             self.claim(node, &interface, addr, claim);
+        }
+        for (member, address) in fx.full_syncs {
+            self.start_full_sync(node, member, address);
         }
         for p in fx.send {
             self.send_local(node, p, depth);
@@ -767,5 +787,51 @@ impl World {
             Some(_) => self.drop_packet(&name, "switch: would go back out of its port"),
             None => self.drop_packet(&name, "switch: nobody owns the next hop (ARP unanswered)"),
         }
+    }
+
+    /// `node` opens the full-sync stream to `address` (a TCP connection in production): it
+    /// needs an up link shared with the machine that has the address and a running engine
+    /// there. The whole snapshot arrives after the link's latency plus its serialisation time.
+    fn start_full_sync(&mut self, node: usize, member: u8, address: std::net::SocketAddr) {
+        let std::net::IpAddr::V4(ip) = address.ip() else {
+            return;
+        };
+        let source = (0..self.nodes.len()).find(|&n| {
+            n != node && self.nodes[n].ifaces.iter().any(|i| i.addr == ip)
+        });
+        let link = source.and_then(|s| {
+            self.links.iter().find(|l| {
+                let ends = [l.ends[0].0, l.ends[1].0];
+                ends.contains(&node) && ends.contains(&s)
+            })
+        });
+        let (base, now) = (self.base, self.now);
+        let (data, delay) = match (source, link) {
+            (Some(s), Some(l)) if l.up && self.nodes[s].up => {
+                let latency = l.params.latency;
+                let bandwidth = l.params.bandwidth.max(1);
+                let exported = match &mut self.nodes[s].kind {
+                    Kind::Gateway(gw) => gw.full_sync_export(base, now),
+                    _ => None,
+                };
+                match exported {
+                    Some(bytes) => {
+                        let tx = Duration::from_nanos(
+                            (bytes.len() as u64 * 8).saturating_mul(1_000_000_000) / bandwidth,
+                        );
+                        // TCP and TLS handshakes: two round trips before the first byte.
+                        (Ok(bytes), latency * 5 + tx)
+                    }
+                    None => (Err("connection refused".to_string()), latency * 2),
+                }
+            }
+            _ => (
+                Err(format!("{address} unreachable")),
+                Duration::from_secs(3),
+            ),
+        };
+        let name = self.nodes[node].name.clone();
+        self.note(&name, format!("pulls a full sync from member {member} at {address}"));
+        self.schedule(now + delay, Ev::FullSync { node, member, data });
     }
 }

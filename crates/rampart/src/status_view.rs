@@ -267,6 +267,8 @@ mod tests {
             reloads: Default::default(),
             nat: Default::default(),
             icmp: Default::default(),
+            cluster: None,
+            sync: None,
         };
         let text = render(&status);
         assert!(text.starts_with("gateway gw  up 5s  peers 1\n"), "{text}");

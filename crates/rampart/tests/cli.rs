@@ -222,6 +222,8 @@ fn sample_status() -> GatewayStatus {
         reloads: Default::default(),
         nat: Default::default(),
         icmp: Default::default(),
+        cluster: None,
+        sync: None,
     }
 }
 
