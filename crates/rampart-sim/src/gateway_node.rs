@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use rampart_config::GatewayConfig;
 use rampart_crypto::Rng;
-use rampart_node::{Disposition, DropReason, FullSyncProgress, Gateway, LogLevel, Output};
+use rampart_node::{
+    ClusterCommand, Disposition, DropReason, FullSyncProgress, Gateway, LogLevel, Output,
+};
 
 use crate::packet::{self, Ipv4Header};
 
@@ -194,6 +196,28 @@ impl GatewayNode {
             }
         }
         self.drain(base, now, fx);
+    }
+
+    /// `rampart cluster switchover|down|up`.
+    pub fn cluster_command(
+        &mut self,
+        base: Instant,
+        now: Duration,
+        command: ClusterCommand,
+    ) -> Result<String, String> {
+        match self.engine.as_mut() {
+            Some(g) => g.cluster_command(base + now, command),
+            None => Err("not running".into()),
+        }
+    }
+
+    /// The member's cluster status and sync counters; `None` when not running or no cluster.
+    pub fn cluster_status(
+        &self,
+        base: Instant,
+        now: Duration,
+    ) -> Option<(rampart_node::ClusterStatus, rampart_node::SyncStats)> {
+        self.engine.as_ref()?.cluster_status(base + now)
     }
 
     /// The machine stops: engine state, routes and tunnels are gone.

@@ -8,6 +8,7 @@ use crate::gateway_node::GwEffects;
 use crate::report::{Outcome, Report, Verdict};
 use crate::scenario::{Action, AssertSpec, Scenario};
 use crate::world::{Ev, Kind, World};
+use rampart_node::ClusterCommand;
 use crate::SimError;
 
 /// Interval at which assertions are looked at (a scenario ends once all have passed).
@@ -141,7 +142,11 @@ fn validate_event(sc: &Scenario, i: usize, plan: &Plan) -> Result<(), SimError> 
                 return Err(SimError::Scenario(format!("{what}: no link named {l:?}")));
             }
         }
-        Action::Crash | Action::Restart => {
+        Action::Crash
+        | Action::Restart
+        | Action::Switchover
+        | Action::AdminDown
+        | Action::AdminUp => {
             let n = e
                 .node
                 .as_ref()
@@ -204,6 +209,26 @@ fn scheduled(
             world.forget_claims(n);
             let name = world.nodes[n].name.clone();
             world.note(&name, "CRASH: the machine stops (all state lost)".into());
+        }
+        (Action::Switchover | Action::AdminDown | Action::AdminUp, _, Some(n)) => {
+            let command = match e.action {
+                Action::Switchover => ClusterCommand::Switchover { to: e.to },
+                Action::AdminDown => ClusterCommand::Down,
+                _ => ClusterCommand::Up,
+            };
+            let (base, now) = (world.base, world.now);
+            let name = world.nodes[n].name.clone();
+            let answer = match &mut world.nodes[n].kind {
+                Kind::Gateway(gw) => gw.cluster_command(base, now, command),
+                _ => Err("not a gateway".to_string()),
+            };
+            let text = match answer {
+                Ok(line) => format!("{:?}: {line}", e.action),
+                Err(why) => format!("{:?} refused: {why}", e.action),
+            };
+            world.note(&name, text);
+            world.apply(n, GwEffects::default());
+            world.wake_now(n);
         }
         (Action::Restart, _, Some(n)) => {
             world.nodes[n].up = true;
@@ -300,6 +325,59 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 Some(gateway(g)?),
                 None,
             )
+        } else if let Some(text) = &a.no_log {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`no_log` needs `node`".into()))?;
+            (
+                format!("{g} does not log \"{text}\"{}", w(within)),
+                Some(gateway(g)?),
+                None,
+            )
+        } else if let Some(state) = &a.cluster_state {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`cluster_state` needs `node`".into()))?;
+            if !["active", "standby", "syncing", "down", "init"].contains(&state.as_str()) {
+                return Err(e(format!(
+                    "cluster_state: {state:?} is not one of active, standby, syncing, down, init"
+                )));
+            }
+            let span = if a.until_end {
+                " until the end".to_string()
+            } else {
+                w(within)
+            };
+            (
+                format!(
+                    "{g} is {state}{span} from {}",
+                    crate::units::secs(after)
+                ),
+                Some(gateway(g)?),
+                None,
+            )
+        } else if let Some(n) = a.sync_lost_at_most {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`sync_lost_at_most` needs `node`".into()))?;
+            (
+                format!("{g} loses at most {n} sync record(s)"),
+                Some(gateway(g)?),
+                None,
+            )
+        } else if let Some(n) = a.full_syncs_at_least {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`full_syncs_at_least` needs `node`".into()))?;
+            (
+                format!("{g} applies at least {n} full sync(s)"),
+                Some(gateway(g)?),
+                None,
+            )
         } else if let Some(n) = a.rekeys_at_least {
             let g = a
                 .node
@@ -336,8 +414,9 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             )
         } else {
             return Err(e(
-                "name what to check: transfer, tunnel, no_tunnel, log, rekeys_at_least, \
-                 ike_fragments_at_least, no_esp_errors or no_drops"
+                "name what to check: transfer, tunnel, no_tunnel, log, no_log, rekeys_at_least, \
+                 ike_fragments_at_least, no_esp_errors, no_drops, cluster_state, \
+                 sync_lost_at_most or full_syncs_at_least"
                     .into(),
             ));
         };
@@ -447,6 +526,54 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
                 c.verdict = Some(Verdict::Pass(format!("at {}", secs(*t))));
             } else if late || end {
                 c.verdict = Some(Verdict::Fail("not logged in the window".into()));
+            }
+        } else if let Some(text) = &c.spec.no_log {
+            let hit = world
+                .logs
+                .iter()
+                .find(|(t, n, m)| *n == node && in_window(*t) && m.contains(text.as_str()));
+            if let Some((t, _, m)) = hit {
+                c.verdict = Some(Verdict::Fail(format!("at {}: {m}", secs(*t))));
+            } else if late || end {
+                c.verdict = Some(Verdict::Pass("not logged".into()));
+            }
+        } else if let Some(want) = &c.spec.cluster_state {
+            let state = gw
+                .cluster_status(world.base, now)
+                .map(|(s, _)| format!("{:?}", s.state).to_lowercase())
+                .unwrap_or_else(|| "not running".into());
+            let started = now >= c.after;
+            if c.spec.until_end {
+                if started && &state != want {
+                    c.verdict = Some(Verdict::Fail(format!("{state} at {}", secs(now))));
+                } else if end {
+                    c.verdict = Some(Verdict::Pass(format!("{want} until {}", secs(now))));
+                }
+            } else if started && in_window(now) && &state == want {
+                c.verdict = Some(Verdict::Pass(format!("at {}", secs(now))));
+            } else if late || end {
+                c.verdict = Some(Verdict::Fail(format!("{state} at {}", secs(now))));
+            }
+        } else if let Some(n) = c.spec.sync_lost_at_most {
+            let stats = gw.cluster_status(world.base, now).map(|(_, s)| s);
+            if end {
+                c.verdict = Some(match stats {
+                    Some(s) if s.lost <= n => Verdict::Pass(format!(
+                        "{} lost, {} received, {} retransmitted, {} NACKs sent",
+                        s.lost, s.records_received, s.retransmitted, s.nacks_sent
+                    )),
+                    Some(s) => Verdict::Fail(format!("{} lost", s.lost)),
+                    None => Verdict::Fail("not running".into()),
+                });
+            }
+        } else if let Some(n) = c.spec.full_syncs_at_least {
+            let got = gw
+                .cluster_status(world.base, now)
+                .map_or(0, |(_, s)| s.full_syncs_received);
+            if got >= n {
+                c.verdict = Some(Verdict::Pass(format!("{got} applied")));
+            } else if end {
+                c.verdict = Some(Verdict::Fail(format!("{got} applied")));
             }
         } else if let Some(n) = c.spec.rekeys_at_least {
             if gw.rekeys >= n {

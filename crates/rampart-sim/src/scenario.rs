@@ -110,7 +110,7 @@ pub struct Impairment {
     pub queue: Option<String>,
 }
 
-/// `link-down | link-up | impair | crash | restart`
+/// `link-down | link-up | impair | crash | restart | switchover | admin-down | admin-up`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
@@ -119,6 +119,11 @@ pub enum Action {
     Impair,
     Crash,
     Restart,
+    /// `rampart cluster switchover` on `node` (optionally `to` a member id).
+    Switchover,
+    /// `rampart cluster down` / `up` on `node`.
+    AdminDown,
+    AdminUp,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -128,6 +133,8 @@ pub struct EventSpec {
     pub action: Action,
     pub link: Option<String>,
     pub node: Option<String>,
+    /// Switchover: the member id to hand the active role to (default: the best one).
+    pub to: Option<u8>,
     #[serde(flatten)]
     pub impairment: Impairment,
 }
@@ -151,8 +158,9 @@ pub struct TransferSpec {
     pub proxy_auth: Option<String>,
 }
 
-/// One check. Exactly one of `transfer`, `tunnel`, `no_tunnel`, `log`, `rekeys_at_least`,
-/// `ike_fragments_at_least`, `no_esp_errors`, `no_drops` names what is checked.
+/// One check. Exactly one of `transfer`, `tunnel`, `no_tunnel`, `log`, `no_log`,
+/// `rekeys_at_least`, `ike_fragments_at_least`, `no_esp_errors`, `no_drops`, `cluster_state`,
+/// `sync_lost_at_most`, `full_syncs_at_least` names what is checked.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssertSpec {
@@ -177,6 +185,18 @@ pub struct AssertSpec {
     /// The gateway `node` logs a line containing this text, within `within` of `after`.
     pub log: Option<String>,
     pub node: Option<String>,
+    /// The gateway `node` logs no line containing this text within `within` of `after`.
+    pub no_log: Option<String>,
+    /// The cluster member `node` is in this state (`active`, `standby`, `syncing`, `down`) at
+    /// a check in the window `after` .. `after + within` (checks run every 0.5 s), or, with
+    /// `until_end = true`, at every check from `after` to the end.
+    pub cluster_state: Option<String>,
+    #[serde(default)]
+    pub until_end: bool,
+    /// The cluster member `node` counted at most this many lost sync records (the end of run).
+    pub sync_lost_at_most: Option<u64>,
+    /// The cluster member `node` applied at least this many full syncs.
+    pub full_syncs_at_least: Option<u64>,
     /// The gateway `node` rekeyed its tunnels at least this many times.
     pub rekeys_at_least: Option<u32>,
     /// The gateway `node` dropped no ESP packet for authentication or replay reasons.

@@ -275,6 +275,11 @@ impl World {
         }
     }
 
+    /// Runs the node's timers at once (after a command changed what it wants to do).
+    pub fn wake_now(&mut self, node: usize) {
+        self.wake(node);
+    }
+
     fn wake(&mut self, node: usize) {
         if !self.nodes[node].up {
             return;
