@@ -112,14 +112,7 @@ struct Trio {
 impl Trio {
     fn new(remote_extra: &str) -> Trio {
         let now = Instant::now();
-        let remote = config(
-            "r",
-            REMOTE,
-            VIP,
-            "10.2.0.0/24",
-            "10.1.0.0/24",
-            remote_extra,
-        );
+        let remote = config("r", REMOTE, VIP, "10.2.0.0/24", "10.1.0.0/24", remote_extra);
         Trio {
             now,
             gw: vec![
@@ -174,7 +167,11 @@ impl Trio {
                         data,
                     } => {
                         if remote.port() != 8116 {
-                            let ike = if remote.port() == 4500 { &data[4..] } else { &data[..] };
+                            let ike = if remote.port() == 4500 {
+                                &data[4..]
+                            } else {
+                                &data[..]
+                            };
                             if ike.len() > 19 && ike[18] == IKE_SA_INIT && ike[19] & 0x20 == 0 {
                                 self.ike_inits += 1;
                             }
@@ -284,8 +281,7 @@ impl Trio {
                 Some(t) if t <= until => {
                     self.now = self.now.max(t);
                     for i in 0..3 {
-                        if self.up[i] && self.gw[i].poll_timeout().is_some_and(|t| t <= self.now)
-                        {
+                        if self.up[i] && self.gw[i].poll_timeout().is_some_and(|t| t <= self.now) {
                             self.gw[i].handle_timeout(self.now);
                         }
                     }
@@ -408,7 +404,11 @@ fn failover_keeps_spis_connections_and_rekeys_work() {
         t.ping(1, 4000, 5000, &i.to_be_bytes());
     }
     let s = t.gw[2].status(t.now);
-    assert_ne!(s.peers[0].ike_sa.clone().unwrap().id, ike_before, "IKE SA rekeyed");
+    assert_ne!(
+        s.peers[0].ike_sa.clone().unwrap().id,
+        ike_before,
+        "IKE SA rekeyed"
+    );
     assert_ne!(t.remote_spis().2, spis.2, "CHILD SAs rekeyed");
     assert_eq!(t.ike_inits, 0, "no new IKE_SA_INIT: {:?}", t.logs[2]);
     assert!(
