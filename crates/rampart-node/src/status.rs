@@ -216,8 +216,8 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         reloads: ReloadCounters::default(),
         nat: gw.ike().nat_stats(),
         icmp: IcmpCounters::default(),
-        cluster: None,
-        sync: None,
+        cluster: gw.cluster_status(now).map(|(c, _)| c),
+        sync: gw.cluster_status(now).map(|(_, s)| s),
     }
 }
 
