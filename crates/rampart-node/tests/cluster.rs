@@ -487,3 +487,22 @@ fn sync_false_is_not_synced_and_sync_after_delays() {
     assert!(t.has_conn(1, 6001), "synced once 5 s old");
     assert!(!t.has_conn(1, 6000));
 }
+
+#[test]
+fn reload_refuses_cluster_changes_and_names_the_keys() {
+    let mut t = Trio::established("");
+    let mut cfg = member_config(1);
+    let cluster = cfg.cluster.as_mut().expect("cluster");
+    cluster.heartbeat_interval = Duration::from_millis(200);
+    cluster.switch_back = true;
+    let err = t.gw[0].reload(t.now, cfg).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("cluster.heartbeat_interval") && text.contains("cluster.switch_back"),
+        "{text}"
+    );
+    let mut cfg = member_config(1);
+    cfg.cluster = None;
+    let err = t.gw[0].reload(t.now, cfg).unwrap_err();
+    assert!(err.to_string().contains("cluster"), "{err}");
+}

@@ -149,7 +149,10 @@ impl GatewayNode {
 
     /// (Re)starts the engine: a fresh `Gateway::new`, as a process restart would.
     pub fn start(&mut self, base: Instant, now: Duration, rng: Rng, fx: &mut GwEffects) {
-        match Gateway::new(self.config.clone(), base + now, rng) {
+        // A cluster member's boot id must grow across restarts (production uses the Unix time
+        // in ms at start): simulated milliseconds since the start of the run, plus one.
+        let boot_id = now.as_millis() as u64 + 1;
+        match Gateway::with_boot_id(self.config.clone(), base + now, rng, boot_id) {
             Ok(g) => self.engine = Some(g),
             Err(e) => fx.logs.push(format!("cannot start: {e}")),
         }

@@ -59,6 +59,10 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("dead-peer"),
         builtin!("lossy-wan"),
         builtin!("cert-behind-nat"),
+        builtin!("ha-failover"),
+        builtin!("ha-rejoin"),
+        builtin!("ha-sync-loss"),
+        builtin!("ha-split-brain"),
     ]
 }
 

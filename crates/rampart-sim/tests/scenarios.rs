@@ -87,3 +87,23 @@ no_drops = "never dropped"
         "{out}"
     );
 }
+
+#[test]
+fn ha_failover() {
+    run_builtin("ha-failover");
+}
+
+#[test]
+fn ha_rejoin() {
+    run_builtin("ha-rejoin");
+}
+
+#[test]
+fn ha_sync_loss() {
+    run_builtin("ha-sync-loss");
+}
+
+#[test]
+fn ha_split_brain() {
+    run_builtin("ha-split-brain");
+}

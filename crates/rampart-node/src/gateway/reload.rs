@@ -70,11 +70,15 @@ fn restart_only_changes(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'stati
             t.crypto_threads != u.crypto_threads,
         ),
     ];
-    checks
+    let mut keys: Vec<&'static str> = checks
         .into_iter()
         .filter(|(_, differs)| *differs)
         .map(|(key, _)| key)
-        .collect()
+        .collect();
+    // Membership, addresses and keys of a cluster change together on every member: a restart
+    // (one member at a time, the others carry the traffic) is the safe way.
+    keys.extend(old.cluster_changes(new));
+    keys
 }
 
 /// Settings that are not SA-relevant but still make a peer "changed".
