@@ -18,6 +18,7 @@ pub mod status_server;
 pub mod tun;
 pub mod tun_gro;
 pub mod udp;
+pub mod vip;
 
 pub use crypt_pool::CryptPool;
 pub use error::{IoError, RouteError};
