@@ -10,6 +10,7 @@ mod crypt_pool;
 pub mod datapath;
 mod error;
 pub mod errqueue;
+pub mod linkmon;
 pub mod raw_esp;
 pub mod routes;
 pub mod runtime;
