@@ -9,18 +9,29 @@
 //! Wire format, election rule and recovery rules: `docs/cluster.md`.
 
 mod config;
+mod crypto;
 mod engine;
 mod fullsync;
 mod record;
+mod recv;
+mod replay;
+mod send;
 mod status;
+mod wire;
 
 pub use config::{
     ClusterConfig, ClusterMode, MemberConfig, MemberId, SyncAuth, TlsFiles, VirtualAddress,
     DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_RETRANSMIT_QUEUE, DEFAULT_SYNC_PORT,
 };
-pub use engine::{Cluster, ClusterEvent, DropReason, SwitchoverError, Transmit};
-pub use fullsync::{FullSyncDecoder, FullSyncEncoder, FullSyncFrame, StreamError};
+pub use crypto::{full_sync_proof, verify_full_sync_proof};
+pub use engine::{Cluster, ClusterEvent, DropReason, SwitchoverError, Transmit, FLUSH_DELAY};
+pub use fullsync::{FullSyncDecoder, FullSyncEncoder, FullSyncFrame, StreamError, MAX_FRAME};
 pub use record::{DeltaRecord, RecordKind};
 pub use status::{
     ClusterStatus, MemberState, MemberStatus, PeerSyncStats, Role, SyncStats, VipStatus,
 };
+pub use wire::MAX_RECORD_BODY;
+
+/// Largest datagram the engine sends (a record bigger than fits 1,452 bytes travels alone):
+/// size the sync socket's receive buffer for it.
+pub const MAX_DATAGRAM_LEN: usize = 65_535;
