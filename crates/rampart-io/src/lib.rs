@@ -16,6 +16,7 @@ pub mod routes;
 pub mod runtime;
 mod sockbuf;
 pub mod status_server;
+pub mod sync_tls;
 pub mod tun;
 pub mod tun_gro;
 pub mod udp;
