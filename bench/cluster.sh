@@ -84,6 +84,7 @@ need_pkg ss iproute2
 [[ ,$cases, == *,keepalived-* ]] && need_pkg keepalived keepalived
 if [[ ,$cases, == *,conntrackd,* ]]; then
     need_pkg conntrackd conntrackd
+    need_pkg conntrack conntrack
     need_pkg nft nftables
 fi
 
@@ -105,7 +106,7 @@ prefix="rpc$$"
 sw="$prefix-sw" h="$prefix-h" m1="$prefix-m1" m2="$prefix-m2" rgw="$prefix-rgw" rh="$prefix-rh"
 all_ns=("$h" "$m1" "$m2" "$rgw" "$rh" "$sw")
 
-ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+ns_exists() { [[ -e /run/netns/$1 ]]; }
 
 teardown() {
     local ns pid
@@ -156,12 +157,12 @@ setup() {
         ip -n "$sw" link set "$3" master "$4" up
         ip -n "$1" link set "$2" up
     }
-    link "$h" eth0 h br-lan
-    link "$m1" lan0 m1-lan br-lan
-    link "$m2" lan0 m2-lan br-lan
-    link "$m1" wan0 m1-wan br-wan
-    link "$m2" wan0 m2-wan br-wan
-    link "$rgw" wan0 rgw br-wan
+    link "$h" eth0 sw-h br-lan
+    link "$m1" lan0 sw-m1-lan br-lan
+    link "$m2" lan0 sw-m2-lan br-lan
+    link "$m1" wan0 sw-m1-wan br-wan
+    link "$m2" wan0 sw-m2-wan br-wan
+    link "$rgw" wan0 sw-rgw br-wan
     ip -n "$sw" link set br-lan up
     ip -n "$sw" link set br-wan up
     ip link add sync0 netns "$m1" type veth peer name sync0 netns "$m2"
@@ -209,7 +210,8 @@ wait_for() {
 }
 
 reachable() { ip netns exec "$h" ping -c 1 -W 1 10.2.0.10; }
-has_addr() { ip -n "$1" -o addr show | grep -q " $2/"; }
+# (No `| grep -q` under pipefail: grep exiting early can fail the pipeline with SIGPIPE.)
+has_addr() { [[ $(ip -n "$1" -o addr show) == *" $2/"* ]]; }
 lacks_addr() { ! has_addr "$@"; }
 now_ns() { date +%s%N; }
 
@@ -266,8 +268,8 @@ probe_run() {
     printf '%s\tlost\t%s\t%s\n' "$case" "$run" "$lost" >>"$samples"
     printf '%s\treordered\t%s\t%s\n' "$case" "$run" "$reord" >>"$samples"
     printf '%s\tmax_send_interval_ms\t%s\t%s\n' "$case" "$run" "$pause" >>"$samples"
-    printf '   %-18s run %s: gap %s ms, %s probes lost, %s reordered (sender longest pause %s ms)\n' \
-        "$case" "$run" "$gap" "$lost" "$reord" "$pause"
+    printf '   %-18s run %s: gap %.1f ms, %s probes lost, %s reordered (sender longest pause %.1f ms)\n' \
+        "$case" "$run" "${gap/NA/nan}" "$lost" "$reord" "${pause/NA/nan}"
 }
 
 # ---------------------------------------------------------------- keepalived
@@ -305,6 +307,7 @@ start_keepalived() { # start_keepalived NS NAME PRIORITY ADVERT_INT
         --checkers_pid "$work/keepalived-$name-checkers.pid" \
         >>"$work/keepalived-$name.log" 2>&1 &
     ka_pid[$name]=$!
+    disown "${ka_pid[$name]}" # it gets killed on purpose: no "Killed" line from bash
 }
 
 # The keepalived parent and its VRRP child, child first: the child of a parent that dies first
@@ -347,22 +350,29 @@ case_keepalived() { # case_keepalived CASE ADVERT_INT POST_SECONDS
 conn_pid=""
 start_conns() {
     local tag=$1
-    ip netns exec "$rh" sh -c "ulimit -n 1048576; exec '$rbench' conn-serve --listen 10.2.0.10:7000" \
+    ip netns exec "$rh" sh -c "ulimit -n \$(ulimit -Hn); exec '$rbench' conn-serve --listen 10.2.0.10:7000" \
         >"$work/conn-serve-$tag.log" 2>&1 &
     wait_for 5 "the connection echo server" ip netns exec "$rh" sh -c 'ss -ltn | grep -q "10.2.0.10:7000 "'
     rm -f "$work/conns-$tag-go" "$work/conns-$tag-ready.json"
-    ip netns exec "$h" sh -c "ulimit -n 1048576; exec '$rbench' conn-open --connect 10.2.0.10:7000 \
+    ip netns exec "$h" sh -c "ulimit -n \$(ulimit -Hn); exec '$rbench' conn-open --connect 10.2.0.10:7000 \
         --count $conns --ready '$work/conns-$tag-ready.json' --check-when '$work/conns-$tag-go' \
         --hold 300 --json '$work/conns-$tag.json'" >/dev/null 2>"$work/conns-$tag.err" &
     conn_pid=$!
 }
 
-# check_conns TAG: tells conn-open to check every connection, waits for its result.
+# check_conns TAG: tells conn-open to check every connection, waits for its result and puts a
+# summary in conn_result (not to be called in a subshell: it waits for conn-open).
+conn_result="{}"
 check_conns() {
     touch "$work/conns-$1-go"
     wait "$conn_pid" || true
-    jq -c '{opened: .open.opened, ok: .check_ok, failed: .check_failed, errors: .check_errors}' \
-        "$work/conns-$1.json" 2>/dev/null || echo "   conn-open failed: $(cat "$work/conns-$1.err")" >&2
+    if ! conn_result=$(jq -c \
+        '{opened: .open.opened, ok: .check_ok, failed: .check_failed, errors: .check_errors}' \
+        "$work/conns-$1.json" 2>/dev/null); then
+        conn_result="{}"
+        echo "   conn-open failed: $(cat "$work/conns-$1.err")" >&2
+        keep=1
+    fi
 }
 
 link_bytes() { # link_bytes NS IFACE tx|rx
@@ -393,6 +403,9 @@ sync_measure() {
     opened=$(jq '.opened' "$r")
     start=$(jq '.open_start_unix_ns' "$r")
     end=$(jq '.open_end_unix_ns' "$r")
+    local txc rxc
+    txc=$(awk -v b="$tx" -v n="$opened" 'BEGIN{printf "%.1f", (n > 0 ? b / n : 0)}')
+    rxc=$(awk -v b="$rx" -v n="$opened" 'BEGIN{printf "%.1f", (n > 0 ? b / n : 0)}')
     local sync_s=NA after_s=NA
     if [[ -n $done_ns ]]; then
         sync_s=$(awk -v a="$done_ns" -v b="$start" 'BEGIN{printf "%.3f", (a - b) / 1e9}')
@@ -407,12 +420,12 @@ sync_measure() {
         printf '%s\tsync_s\t%s\t%s\n' "$case" "$run" "$sync_s"
         printf '%s\tsync_after_open_s\t%s\t%s\n' "$case" "$run" "$after_s"
         printf '%s\tbackup_entries\t%s\t%s\n' "$case" "$run" "$count"
-        printf '%s\ttx_bytes_per_conn\t%s\t%s\n' "$case" "$run" "$((tx / opened))"
-        printf '%s\trx_bytes_per_conn\t%s\t%s\n' "$case" "$run" "$((rx / opened))"
+        printf '%s\ttx_bytes_per_conn\t%s\t%s\n' "$case" "$run" "$txc"
+        printf '%s\trx_bytes_per_conn\t%s\t%s\n' "$case" "$run" "$rxc"
     } >>"$samples"
     printf '   %-18s run %s: %s opened in %s s; backup holds %s after %s s (%s s after the last); sync link %s B/conn sent, %s B/conn received\n' \
         "$case" "$run" "$opened" "$(jq '.open_seconds' "$r")" "$count" "$sync_s" "$after_s" \
-        "$((tx / opened))" "$((rx / opened))"
+        "$txc" "$rxc"
 }
 
 # ---------------------------------------------------------------- conntrackd
@@ -462,6 +475,10 @@ ctd_external_m2() {
         awk '/cache external/{f=1} f && /current active connections/{print $NF; exit}'
 }
 
+# TCP entries in member 2's kernel conntrack table.
+ct_kernel_m2() { ip netns exec "$m2" conntrack -C 2>/dev/null || echo 0; }
+ct_kernel_m2_full() { [[ $(($(ct_kernel_m2) - ct_base)) -ge $conns ]]; }
+
 case_conntrackd() {
     local run
     echo "==> conntrackd: FT-FW over the sync link, $conns TCP connections, $runs runs"
@@ -499,7 +516,20 @@ EOF
         rx_before=$(link_bytes "$m1" sync0 rx)
         start_conns "conntrackd-$run"
         sync_measure conntrackd "$run" "conntrackd-$run" ctd_external_m2
-        echo "   check: $(check_conns "conntrackd-$run")"
+        # What primary-backup.sh runs at failover: commit the external cache to the kernel.
+        local t0 t1 kcount
+        ct_base=$(ct_kernel_m2) # the sync link's own UDP flow and such
+        t0=$(now_ns)
+        ip netns exec "$m2" conntrackd -C "$work/conntrackd-m2.conf" -c >>"$work/conntrackd-m2.out" 2>&1 || true
+        wait_for 60 "the commit on member 2" ct_kernel_m2_full || true
+        t1=$(now_ns)
+        kcount=$(($(ct_kernel_m2) - ct_base))
+        local commit_s=NA
+        [[ $kcount -ge $conns ]] && commit_s=$(awk -v a="$t1" -v b="$t0" 'BEGIN{printf "%.3f", (a - b) / 1e9}')
+        printf 'conntrackd\tcommit_s\t%s\t%s\n' "$run" "$commit_s" >>"$samples"
+        echo "   commit on member 2 (conntrackd -c): $commit_s s, $kcount entries added to its kernel table"
+        check_conns "conntrackd-$run"
+        echo "   connections checked after: $conn_result"
     done
 }
 
@@ -602,6 +632,7 @@ start_rampart_member() { # start_rampart_member ID NS
     ip netns exec "$2" "$rampart" gateway run --config "$work/member$1.toml" \
         >>"$work/rampart-member$1.log" 2>&1 &
     rp_pid[$1]=$!
+    disown "${rp_pid[$1]}"
 }
 
 cluster_state() { # cluster_state ID: this member's state (init, syncing, standby, active, down)
@@ -656,11 +687,10 @@ case_rampart() { # case_rampart CASE
         rampart_m2_new() { echo $(($(rampart_replicated_m2 || echo 0) - base)); }
         sync_measure rampart-sync "$run" "$case-$run" rampart_m2_new
         probe_run "$case" "$run" 1 3 "$action"
-        local res
-        res=$(check_conns "$case-$run")
-        echo "   connections after the failover: $res"
-        printf '%s\tconns_opened\t%s\t%s\n' "$case" "$run" "$(jq '.opened // "NA"' <<<"$res" | tr -d '"')" >>"$samples"
-        printf '%s\tconns_lost\t%s\t%s\n' "$case" "$run" "$(jq '.failed // "NA"' <<<"$res" | tr -d '"')" >>"$samples"
+        check_conns "$case-$run"
+        echo "   connections after the failover: $conn_result"
+        printf '%s\tconns_opened\t%s\t%s\n' "$case" "$run" "$(jq -r '.opened // "NA"' <<<"$conn_result")" >>"$samples"
+        printf '%s\tconns_lost\t%s\t%s\n' "$case" "$run" "$(jq -r '.failed // "NA"' <<<"$conn_result")" >>"$samples"
     done
 }
 

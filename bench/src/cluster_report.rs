@@ -8,7 +8,8 @@
 //!   `conns_lost`.
 //! - `conntrackd` and `rampart-sync` (10,000 connections through member 1): `conns`,
 //!   `open_s`, `sync_s` (from the first connection opened until the backup holds them all),
-//!   `sync_after_open_s`, `backup_entries`, `tx_bytes_per_conn`, `rx_bytes_per_conn`.
+//!   `sync_after_open_s`, `backup_entries`, `tx_bytes_per_conn`, `rx_bytes_per_conn`;
+//!   `conntrackd` also `commit_s` (the backup writing its external cache into its kernel table).
 //! - `rampart-delta`: `updates_per_s`, `bytes_per_conn`; `rampart-fullsync`: `seconds`,
 //!   `peak_mib` (wave 2: not measured by this script yet).
 
@@ -113,6 +114,12 @@ pub fn render(s: &Samples, p: &Params) -> String {
         p.date,
         p.runs
     );
+    let _ = writeln!(
+        o,
+        "Rows marked *anchor* are the systems we compare with, measured in this run. **Rampart** \
+         rows stay empty until the cluster exists (wave 2 of issue #11 runs \
+         `bench/cluster.sh --cases keepalived-1s,keepalived-100ms,conntrackd,rampart-kill,rampart-switchover`).\n"
+    );
     let _ = writeln!(o, "Machine:\n\n{}", p.machine);
 
     // ------------------------------------------------------------ failover
@@ -204,9 +211,9 @@ pub fn render(s: &Samples, p: &Params) -> String {
     );
     let _ = writeln!(
         o,
-        "| | case | opening took s | backup holds all after s (from first open) | after the last open s | entries on the backup | sync bytes/conn sent | sync bytes/conn received (acks) | goal |"
+        "| | case | opening took s | backup holds all after s (from first open) | after the last open s | entries on the backup | sync bytes/conn sent | sync bytes/conn received (acks) | commit on takeover s | goal |"
     );
-    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(o, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for (who, case, label, goal) in [
         (
             "anchor",
@@ -228,13 +235,17 @@ pub fn render(s: &Samples, p: &Params) -> String {
         };
         let _ = writeln!(
             o,
-            "| {who} | {label} | {} | {} | {} | {} | {} | {} | {goal} |",
+            "| {who} | {label} | {} | {} | {} | {} | {} | {} | {} | {goal} |",
             cell(s.summary(case, "open_s", 2), fb),
             cell(s.summary(case, "sync_s", 2), ""),
-            cell(s.summary(case, "sync_after_open_s", 2), ""),
+            cell(s.summary(case, "sync_after_open_s", 3), ""),
             cell(s.summary(case, "backup_entries", 0), ""),
-            cell(s.summary(case, "tx_bytes_per_conn", 0), ""),
-            cell(s.summary(case, "rx_bytes_per_conn", 0), ""),
+            cell(s.summary(case, "tx_bytes_per_conn", 1), ""),
+            cell(s.summary(case, "rx_bytes_per_conn", 1), ""),
+            cell(
+                s.summary(case, "commit_s", 2),
+                if case == "conntrackd" { "" } else { NOT_YET }
+            ),
         );
     }
 
@@ -299,14 +310,23 @@ section and the remote gateway is a Rampart gateway, so the probe stream crosses
   interfaces, so the killed box would go on answering ARP for them and forwarding: a dead box
   does neither, and taking its links down is what makes it dead for the network (its addresses
   stay, unreachable). Member 2 takes over after the master-down interval (3 x advert_int + skew,
-  skew = (256 - priority) / 256 x advert_int) and sends gratuitous ARPs for the VIPs.
+  skew = (256 - priority) / 256 x advert_int: 3.61 s, or 0.361 s with 100 ms adverts) counted
+  from the last advert it heard, and sends gratuitous ARPs for the VIPs: the kill falls at a
+  random point between two adverts, so the expected gap lies between 2.61 and 3.61 s (0.261
+  and 0.361 s), plus the time to process the takeover.
 - **conntrackd** (Debian's 1.4.7): both members run conntrackd in FT-FW mode over the sync link
   (UDP unicast 172.16.0.1 <-> 172.16.0.2, port 3780), VIPs static on member 1, an nftables
   `ct state` rule in each member so that the kernel tracks connections in the namespace. The
   10,000 connections are real TCP connections (not `conntrack -I`): opening them takes about a
   second. The backup's external cache is read with `conntrackd -s` every 50 ms. Bytes are
   member 1's sync0 tx (updates) and rx (acks) counters over the whole run, divided by 10,000;
-  FT-FW sends an update for every conntrack event (new, then state changes of the handshake).
+  FT-FW sends an update for every conntrack event (new, then state changes of the handshake);
+  the counters run from just before the first connection until 1 s after the backup holds them
+  all (FT-FW's alive messages are in it; they are a few bytes per second). "Commit on takeover"
+  is `conntrackd -c` on the backup (what `primary-backup.sh` runs when keepalived makes it
+  master) until its kernel table holds all the connections (`conntrack -C`): until then the
+  new master forwards without the state, which is how conntrackd + keepalived can reset
+  connections after a failover. Rampart's standby applies records as they arrive.
 - **Rampart**: two members with `heartbeat_interval = "100 ms"`, `dead_after = 3`, both links
   monitored, VIPs on lan0 and wan0, sync over the sync link; the probe stream and 10,000
   connections cross the tunnel to the remote Rampart gateway. kill -9 as for keepalived;
