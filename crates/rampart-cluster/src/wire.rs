@@ -155,7 +155,8 @@ impl<'a> Reader<'a> {
             }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return Some(v);
+                // Minimal encodings only: one value, one encoding.
+                return (i == 0 || b != 0).then_some(v);
             }
         }
         None

@@ -13,8 +13,8 @@ use toml::Spanned;
 
 use crate::error::{ErrorKind, Sink};
 use crate::raw::{
-    struct_fields, RawEntryPointGroup, RawGateway, RawInspection, RawLocal, RawNat, RawObject,
-    RawPeer, RawRule, RawService, RawTunnel, SECTIONS,
+    struct_fields, RawCluster, RawClusterMember, RawClusterVip, RawEntryPointGroup, RawGateway,
+    RawInspection, RawLocal, RawNat, RawObject, RawPeer, RawRule, RawService, RawTunnel, SECTIONS,
 };
 
 /// One table of the file after deserialization.
@@ -53,6 +53,10 @@ pub(crate) struct RawDocument {
     pub rules: Vec<Section<RawRule>>,
     pub nats: Vec<Section<RawNat>>,
     pub entry_point_groups: Vec<Section<RawEntryPointGroup>>,
+    /// `[cluster]` with its `[[cluster.member]]` and `[[cluster.vip]]` tables.
+    pub cluster: Section<RawCluster>,
+    pub cluster_members: Vec<Section<RawClusterMember>>,
+    pub cluster_vips: Vec<Section<RawClusterVip>>,
 }
 
 /// Parses the text. `None` when the text is not TOML (the syntax errors are in `sink`); otherwise
@@ -104,6 +108,17 @@ pub(crate) fn read(text: &str, sink: &mut Sink<'_>) -> Option<RawDocument> {
             "nat" => doc.nats = tables("nat", value, sink),
             "entry_point_group" => {
                 doc.entry_point_groups = tables("entry_point_group", value, sink)
+            }
+            "cluster" => {
+                doc.cluster = section("cluster", value, sink);
+                if let Some(table) = value.get_ref().as_table() {
+                    if let Some(members) = table.get("member") {
+                        doc.cluster_members = tables("cluster.member", members, sink);
+                    }
+                    if let Some(vips) = table.get("vip") {
+                        doc.cluster_vips = tables("cluster.vip", vips, sink);
+                    }
+                }
             }
             other => sink.push(
                 ErrorKind::UnknownKey,

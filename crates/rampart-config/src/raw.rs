@@ -22,6 +22,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "rule",
     "nat",
     "entry_point_group",
+    "cluster",
 ];
 
 /// `[gateway]`
@@ -65,6 +66,52 @@ pub(crate) struct RawLocal {
 pub(crate) struct RawEntryPointGroup {
     pub name: Str,
     pub peers: StrList,
+}
+
+/// `[cluster]` (its `[[cluster.member]]` and `[[cluster.vip]]` tables are read on their own;
+/// the two fields here only put them in the list of allowed keys).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCluster {
+    pub name: Str,
+    pub member_id: Int,
+    pub mode: Str,
+    pub priority: Int,
+    pub primary: Int,
+    pub switch_back: Option<Spanned<bool>>,
+    pub heartbeat_interval: Option<Spanned<Scalar>>,
+    pub dead_after: Int,
+    pub monitor: StrList,
+    pub secret: Str,
+    pub secret_file: Str,
+    pub tls_ca: Str,
+    pub tls_cert: Str,
+    pub tls_key: Str,
+    pub retransmit_queue: Int,
+    pub takeover_margin: Int,
+    pub esp_sync_interval: Option<Spanned<Scalar>>,
+    #[allow(dead_code)] // read by `document::read` as [[cluster.member]] tables
+    pub member: Option<de::IgnoredAny>,
+    #[allow(dead_code)] // read by `document::read` as [[cluster.vip]] tables
+    pub vip: Option<de::IgnoredAny>,
+}
+
+/// `[[cluster.member]]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClusterMember {
+    pub id: Int,
+    pub address: Str,
+    pub port: Int,
+    pub priority: Int,
+}
+
+/// `[[cluster.vip]]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawClusterVip {
+    pub interface: Str,
+    pub address: Str,
 }
 
 /// `[[peer]]`

@@ -10,6 +10,11 @@ pub use rampart_ike::policy::{
 };
 use rampart_ike::IkeConfig;
 
+/// The cluster engine's configuration types; `[cluster]` builds them.
+pub use rampart_cluster::{
+    ClusterConfig, ClusterMode, MemberConfig, MemberId, SyncAuth, TlsFiles, VirtualAddress,
+};
+
 /// The stateful-inspection policy types live with their engine; the configuration builds them.
 pub use rampart_inspect::policy::{
     ConnTimeouts, InspectPolicy, NatRule, NetworkObject, Rule, RuleAction, Service, ServiceProtocol,
@@ -29,6 +34,10 @@ pub struct GatewayConfig {
     pub entry_point_groups: Vec<EntryPointGroup>,
     /// `[inspection]`, `[[object]]`, `[[service]]`, `[[rule]]`, `[[nat]]`: the stateful firewall.
     pub firewall: InspectPolicy,
+    /// `[cluster]`: the high-availability cluster this gateway is a member of. With one,
+    /// `gateway.member_id` is the cluster member id and every peer's `local_address` is one of
+    /// the virtual addresses.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl GatewayConfig {
@@ -47,6 +56,86 @@ impl GatewayConfig {
             cookie_threshold: self.gateway.cookie_threshold,
             half_open_per_source: self.gateway.half_open_per_source,
         }
+    }
+
+    /// The `[cluster]` keys that differ between this (running) configuration and `new`. Every
+    /// cluster key is restart-only: a reload that changes one must be refused and name it
+    /// (`cluster` alone when the table was added or removed).
+    pub fn cluster_changes(&self, new: &GatewayConfig) -> Vec<&'static str> {
+        let (a, b) = match (&self.cluster, &new.cluster) {
+            (None, None) => return Vec::new(),
+            (Some(a), Some(b)) => (a, b),
+            _ => return vec!["cluster"],
+        };
+        fn tls<'a>(
+            auth: &'a SyncAuth,
+            f: impl Fn(&'a TlsFiles) -> &'a std::path::PathBuf,
+        ) -> Option<&'a std::path::PathBuf> {
+            auth.tls.as_ref().map(f)
+        }
+        // Destructured so that a new field cannot be forgotten here.
+        let ClusterConfig {
+            name,
+            member_id,
+            mode,
+            members,
+            switch_back,
+            heartbeat_interval,
+            dead_after,
+            monitored_interfaces,
+            virtual_addresses,
+            auth,
+            retransmit_queue,
+            takeover_margin,
+            esp_sync_interval,
+        } = a;
+        let checks: [(&'static str, bool); 16] = [
+            ("cluster.name", *name != b.name),
+            ("cluster.member_id", *member_id != b.member_id),
+            ("cluster.mode", *mode != b.mode),
+            ("cluster.member", *members != b.members),
+            ("cluster.switch_back", *switch_back != b.switch_back),
+            (
+                "cluster.heartbeat_interval",
+                *heartbeat_interval != b.heartbeat_interval,
+            ),
+            ("cluster.dead_after", *dead_after != b.dead_after),
+            (
+                "cluster.monitor",
+                *monitored_interfaces != b.monitored_interfaces,
+            ),
+            ("cluster.vip", *virtual_addresses != b.virtual_addresses),
+            ("cluster.secret", auth.secret != b.auth.secret),
+            (
+                "cluster.tls_ca",
+                tls(auth, |t| &t.ca) != tls(&b.auth, |t| &t.ca),
+            ),
+            (
+                "cluster.tls_cert",
+                tls(auth, |t| &t.cert) != tls(&b.auth, |t| &t.cert),
+            ),
+            (
+                "cluster.tls_key",
+                tls(auth, |t| &t.key) != tls(&b.auth, |t| &t.key),
+            ),
+            (
+                "cluster.retransmit_queue",
+                *retransmit_queue != b.retransmit_queue,
+            ),
+            (
+                "cluster.takeover_margin",
+                *takeover_margin != b.takeover_margin,
+            ),
+            (
+                "cluster.esp_sync_interval",
+                *esp_sync_interval != b.esp_sync_interval,
+            ),
+        ];
+        checks
+            .into_iter()
+            .filter(|(_, differs)| *differs)
+            .map(|(key, _)| key)
+            .collect()
     }
 
     /// The entry-point group `peer` (a peer name) belongs to, if any.

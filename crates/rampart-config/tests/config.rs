@@ -264,7 +264,7 @@ fn unknown_keys_are_all_reported() {
     assert_eq!(
         only_kind(&text, ErrorKind::UnknownKey),
         [
-            "gw.toml:1:1: colour: unknown key; allowed: gateway, tunnel, local, peer, inspection, object, service, rule, nat, entry_point_group",
+            "gw.toml:1:1: colour: unknown key; allowed: gateway, tunnel, local, peer, inspection, object, service, rule, nat, entry_point_group, cluster",
             "gw.toml:4:1: gateway.ike_prot: unknown key; allowed: name, member_id, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries, nat_keepalive, fragmentation, fragment_size, cookie_threshold, half_open_per_source",
             "gw.toml:5:1: gateway.foo: unknown key; allowed: name, member_id, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries, nat_keepalive, fragmentation, fragment_size, cookie_threshold, half_open_per_source",
         ]

@@ -61,6 +61,10 @@ pub struct Ike {
     pub(crate) dos: crate::cookie::DosGuard,
     /// Counters of NAT mapping following.
     pub(crate) nat: crate::nat_follow::NatFollowStats,
+    /// Which SAs changed, for a cluster member's sync (off by default).
+    pub(crate) tracker: crate::sync::ChangeTracker,
+    /// A standby cluster member: no datagrams, no initiation, no retries.
+    pub(crate) passive: bool,
 }
 
 impl Ike {
@@ -91,6 +95,8 @@ impl Ike {
             retries: crate::retry::Retries::default(),
             dos: crate::cookie::DosGuard::default(),
             nat: crate::nat_follow::NatFollowStats::default(),
+            tracker: crate::sync::ChangeTracker::default(),
+            passive: false,
         }
     }
 
@@ -220,6 +226,9 @@ impl Ike {
         remote: SocketAddr,
         msg: &[u8],
     ) {
+        if self.passive {
+            return;
+        }
         self.datagram(now, local, remote, msg);
         self.refresh_timers();
     }
@@ -418,7 +427,7 @@ impl Ike {
     }
 
     fn initiate_sa(&mut self, now: Instant, peer: PeerId) {
-        if self.peers.get(peer).is_none_or(|p| p.is_template()) {
+        if self.passive || self.peers.get(peer).is_none_or(|p| p.is_template()) {
             return;
         }
         let existing = self.sas.values_mut().find(|s| {

@@ -31,6 +31,7 @@ mod sk;
 mod spi;
 mod state;
 mod status;
+mod sync;
 mod table;
 mod timers;
 mod ts;

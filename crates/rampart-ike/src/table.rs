@@ -159,6 +159,9 @@ impl Ike {
         for &id in &ids {
             let at = self.sas.get(&id).and_then(|sa| self.sa_deadline(sa));
             self.timers.set(id, at);
+            if self.tracker.enabled {
+                self.tracker.observe(id, self.sas.get(&id));
+            }
         }
         // Hand the buffer back: data-plane calls (`child_traffic`) refresh on every batch and
         // must not allocate.

@@ -53,6 +53,8 @@ pub struct Inspector {
     limiter: Limiter,
     sweep_cursor: usize,
     next_sweep_ms: u64,
+    /// A cluster standby's replicas: nothing expires (the active member streams deletions).
+    frozen: bool,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -94,6 +96,7 @@ impl Inspector {
             limiter: Limiter::default(),
             sweep_cursor: 0,
             next_sweep_ms: CLOCK_BASE_MS + SWEEP_INTERVAL_MS,
+            frozen: false,
         }
     }
 
@@ -171,7 +174,9 @@ impl Inspector {
         let now_ms = self.now_ms(now);
         if now_ms >= self.next_sweep_ms {
             self.next_sweep_ms = now_ms + SWEEP_INTERVAL_MS;
-            self.sweep(now_ms, SWEEP_BUDGET);
+            if !self.frozen {
+                self.sweep(now_ms, SWEEP_BUDGET);
+            }
         }
     }
 

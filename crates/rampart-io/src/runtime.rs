@@ -386,6 +386,9 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
             Output::ReleaseAddress { interface, addr } => tracing::warn!(
                 "node asked to release {addr} on {interface}: address management is not implemented in this shell; ignored"
             ),
+            Output::FullSyncConnect { member, address } => tracing::warn!(
+                "node asked for a full sync from cluster member {member} at {address}: not implemented in this shell; ignored"
+            ),
             Output::Log(record) => match record.level {
                 LogLevel::Error => tracing::error!(target: "rampart_node", "{}", record.message),
                 LogLevel::Warn => tracing::warn!(target: "rampart_node", "{}", record.message),

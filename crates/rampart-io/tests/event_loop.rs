@@ -173,6 +173,8 @@ impl Node for FakeNode {
             reloads: Default::default(),
             nat: Default::default(),
             icmp: Default::default(),
+            cluster: None,
+            sync: None,
         };
         // The stand-in reports its `handle_unreachable` calls as NAT hints.
         status.nat.hints = self.unreachable.len() as u64;
@@ -199,6 +201,39 @@ impl Node for FakeNode {
 
     fn conn_stats(&self) -> InspectStats {
         InspectStats::default()
+    }
+
+    // The stand-in is no cluster member.
+    fn handle_link_state(&mut self, _now: Instant, _interface: &str, _up: bool) {}
+
+    fn cluster_command(
+        &mut self,
+        _now: Instant,
+        _command: rampart_node::ClusterCommand,
+    ) -> Result<String, String> {
+        Err("no cluster configured".into())
+    }
+
+    fn full_sync_export(&mut self, _now: Instant) -> Vec<u8> {
+        Vec::new()
+    }
+
+    fn full_sync_input(
+        &mut self,
+        _now: Instant,
+        _member: u8,
+        _bytes: &[u8],
+    ) -> Result<rampart_node::FullSyncProgress, String> {
+        Err("no cluster configured".into())
+    }
+
+    fn full_sync_failed(&mut self, _now: Instant, _member: u8, _why: &str) {}
+
+    fn cluster_status(
+        &self,
+        _now: Instant,
+    ) -> Option<(rampart_node::ClusterStatus, rampart_node::SyncStats)> {
+        None
     }
 }
 

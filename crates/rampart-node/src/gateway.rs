@@ -3,6 +3,7 @@
 //! entry-point engines join here later, writing into the same output stream.
 
 mod control;
+mod member;
 mod reload;
 mod snapshot;
 
@@ -35,6 +36,8 @@ pub struct Gateway {
     ike: Ike,
     dataplane: DataPlane,
     outputs: VecDeque<Output>,
+    /// `[cluster]`: the cluster engine and this member's replicas.
+    cluster: Option<Box<crate::cluster::ClusterMember>>,
 }
 
 /// A peer's settings by id. The IKE engine holds the one peer list; `None` for a removed peer
@@ -60,14 +63,37 @@ impl Gateway {
     /// Builds the gateway. Every configured peer moves into the IKE engine, which then holds the
     /// only copy of the peer list (`config().peers` is empty), and is initiated per its start
     /// action.
-    pub fn new(
+    ///
+    /// With `[cluster]` the boot id is 0: use [`Gateway::with_boot_id`].
+    pub fn new(config: GatewayConfig, now: Instant, rng: Rng) -> Result<Gateway, NodeError> {
+        Gateway::with_boot_id(config, now, rng, 0)
+    }
+
+    /// [`Gateway::new`] for a cluster member: `boot_id` must grow across restarts of this
+    /// member (e.g. Unix time in milliseconds at start; see `rampart_cluster::Cluster::new`).
+    /// A member starts standby: it initiates and answers nothing until the cluster makes it
+    /// active.
+    pub fn with_boot_id(
         mut config: GatewayConfig,
         now: Instant,
         mut rng: Rng,
+        boot_id: u64,
     ) -> Result<Gateway, NodeError> {
         let ike_config = config.ike_config();
         let member_id = ike_config.member_id;
         let mut ike = Ike::new(ike_config, rng.fork());
+        let cluster = config.cluster.clone().map(|cc| {
+            Box::new(crate::cluster::ClusterMember::new(
+                cc,
+                now,
+                boot_id,
+                rng.fork(),
+            ))
+        });
+        if cluster.is_some() {
+            ike.set_passive(true);
+            ike.track_changes();
+        }
         for peer in std::mem::take(&mut config.peers) {
             ike.add_peer(peer);
         }
@@ -89,7 +115,13 @@ impl Gateway {
             ike,
             dataplane,
             outputs: VecDeque::new(),
+            cluster,
         };
+        if gateway.cluster.is_some() {
+            let inspector = gateway.dataplane.inspector_mut();
+            inspector.enable_change_stream(crate::cluster::CHANGE_STREAM_LIMIT);
+            inspector.set_frozen(true);
+        }
         // Routes for every remote domain go into the TUN device for the gateway's whole life, so
         // traffic without an SA is dropped here rather than leaking in clear text.
         for prefix in gateway.shutdown_routes() {
@@ -104,6 +136,7 @@ impl Gateway {
         }
         let (dataplane, mut control) = gateway.parts();
         dataplane.sync(now, &mut control);
+        gateway.cluster_pump(now);
         Ok(gateway)
     }
 
@@ -127,8 +160,20 @@ impl Gateway {
         buf: &mut [u8],
         packet: Range<usize>,
     ) -> Disposition {
+        if let Some(c) = self.cluster.as_mut() {
+            if local == c.sync_local {
+                let r = c.engine.handle_datagram(now, remote, &mut buf[packet]);
+                self.cluster_pump(now);
+                return match r {
+                    Ok(()) => Disposition::Consumed,
+                    Err(_) => Disposition::Dropped(crate::DropReason::Malformed),
+                };
+            }
+        }
         let (dataplane, mut control) = self.parts();
-        dataplane.handle_udp(now, local, remote, buf, packet, &mut control)
+        let d = dataplane.handle_udp(now, local, remote, buf, packet, &mut control);
+        self.cluster_pump(now);
+        d
     }
 
     /// An ESP packet from the raw protocol-50 socket (IP header removed).
@@ -141,7 +186,9 @@ impl Gateway {
         packet: Range<usize>,
     ) -> Disposition {
         let (dataplane, mut control) = self.parts();
-        dataplane.handle_raw_esp(now, local, remote, buf, packet, &mut control)
+        let d = dataplane.handle_raw_esp(now, local, remote, buf, packet, &mut control);
+        self.cluster_pump(now);
+        d
     }
 
     /// An ICMP port or host unreachable answered our UDP datagram from `local` to `remote` (the
@@ -149,7 +196,8 @@ impl Gateway {
     /// IKE checks the peer (rate-limited), nothing moves.
     pub fn handle_unreachable(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) {
         let (dataplane, mut control) = self.parts();
-        dataplane.handle_unreachable(now, local, remote, &mut control)
+        dataplane.handle_unreachable(now, local, remote, &mut control);
+        self.cluster_pump(now);
     }
 
     /// An IP packet from the TUN device, to be encrypted in place for its peer.
@@ -160,7 +208,9 @@ impl Gateway {
         packet: Range<usize>,
     ) -> Disposition {
         let (dataplane, mut control) = self.parts();
-        dataplane.handle_tun(now, buf, packet, &mut control)
+        let d = dataplane.handle_tun(now, buf, packet, &mut control);
+        self.cluster_pump(now);
+        d
     }
 
     /// A batch of packets read from the TUN device: `bufs[i][packets[i]]` is one IP packet with
@@ -177,7 +227,8 @@ impl Gateway {
         out: &mut [Disposition],
     ) {
         let (dataplane, mut control) = self.parts();
-        dataplane.handle_tun_batch(now, bufs, packets, out, &mut control)
+        dataplane.handle_tun_batch(now, bufs, packets, out, &mut control);
+        self.cluster_pump(now);
     }
 
     /// A batch of datagrams that arrived together on the UDP socket bound to `local` from
@@ -192,8 +243,15 @@ impl Gateway {
         packets: &[Range<usize>],
         out: &mut [Disposition],
     ) {
+        if self.cluster.as_ref().is_some_and(|c| c.sync_local == local) {
+            for (packet, slot) in packets.iter().zip(out.iter_mut()) {
+                *slot = self.handle_udp(now, local, remote, buf, packet.clone());
+            }
+            return;
+        }
         let (dataplane, mut control) = self.parts();
-        dataplane.handle_udp_batch(now, local, remote, buf, packets, out, &mut control)
+        dataplane.handle_udp_batch(now, local, remote, buf, packets, out, &mut control);
+        self.cluster_pump(now);
     }
 
     /// A batch of ESP packets from the raw socket bound to `local` (one `recvmmsg`): packet `i`
@@ -207,7 +265,8 @@ impl Gateway {
         out: &mut [Disposition],
     ) {
         let (dataplane, mut control) = self.parts();
-        dataplane.handle_raw_esp_batch(now, local, buf, packets, out, &mut control)
+        dataplane.handle_raw_esp_batch(now, local, buf, packets, out, &mut control);
+        self.cluster_pump(now);
     }
 
     /// Sets who runs the cipher jobs of a batch; the default runs them on the calling thread.
@@ -221,14 +280,24 @@ impl Gateway {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let Some(c) = self.cluster.as_mut() {
+            if c.engine.poll_timeout().is_some_and(|t| t <= now) {
+                c.engine.handle_timeout(now);
+            }
+        }
         self.ike.handle_timeout(now);
         let (dataplane, mut control) = self.parts();
         dataplane.handle_timeout(now, &mut control);
+        self.cluster_pump(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let data = self.dataplane.poll_timeout();
-        Some(self.ike.poll_timeout().map_or(data, |t| t.min(data)))
+        let mut t = self.ike.poll_timeout().map_or(data, |t| t.min(data));
+        if let Some(c) = self.cluster.as_ref().and_then(|c| c.poll_timeout()) {
+            t = t.min(c);
+        }
+        Some(t)
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {

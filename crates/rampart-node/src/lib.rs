@@ -6,12 +6,14 @@
 //! [`Gateway`] (IKE plus a data plane behind one output stream), and the [`Node`] trait the
 //! shell drives them through.
 
+mod cluster;
 pub mod dataplane;
 mod gateway;
 mod node;
 mod output;
 mod status;
 
+pub use cluster::{ClusterCommand, FullSyncProgress};
 pub use dataplane::{
     ControlPlane, ControlRequest, DataPlane, DataPlaneChange, DataPlaneConfig, DataPlaneCounters,
     FirstEstablished, PeerSelector, Policy, TunnelSettings, TunnelState,
@@ -22,6 +24,7 @@ pub use gateway::{
 };
 pub use node::Node;
 pub use output::{LogEvent, LogLevel, LogRecord, Output};
+pub use rampart_cluster::{ClusterStatus, SyncStats};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use status::{
     BatchCounters, GatewayStatus, IcmpCounters, IkeDefenceCounters, IkeSaInfo, PeerStatus,

@@ -7,7 +7,8 @@ use std::time::Instant;
 use rampart_config::GatewayConfig;
 
 use crate::{
-    ConnList, Disposition, Gateway, GatewayStatus, InspectStats, Output, ReloadError, ReloadReport,
+    ClusterCommand, ClusterStatus, ConnList, Disposition, FullSyncProgress, Gateway, GatewayStatus,
+    InspectStats, Output, ReloadError, ReloadReport, SyncStats,
 };
 
 /// A node the I/O shell drives: a gateway today, a client or a cluster member later.
@@ -84,6 +85,29 @@ pub trait Node {
     /// Applies a new, already validated configuration (`rampart reload`, SIGHUP). On error the
     /// node is unchanged.
     fn reload(&mut self, now: Instant, config: GatewayConfig) -> Result<ReloadReport, ReloadError>;
+    /// Link state of a network interface (the shell reports the initial state of every
+    /// monitored interface, then each change). A cluster member gives up the active role while
+    /// a monitored interface is down; other nodes ignore it.
+    fn handle_link_state(&mut self, now: Instant, interface: &str, up: bool);
+    /// `rampart cluster switchover|down|up`: `Ok` with a line for the operator, `Err` with why
+    /// not (e.g. "no cluster configured").
+    fn cluster_command(&mut self, now: Instant, command: ClusterCommand) -> Result<String, String>;
+    /// A full sync served to another member: the encoded frames (`Begin`, one `Record` per
+    /// piece of state, `End`) of this member's state at `now`, after the shell's `Hello`
+    /// exchange. Empty without a cluster.
+    fn full_sync_export(&mut self, now: Instant) -> Vec<u8>;
+    /// Bytes read from the full-sync stream to `member` (opened on
+    /// [`Output::FullSyncConnect`]), after the `Hello` exchange, in any split.
+    fn full_sync_input(
+        &mut self,
+        now: Instant,
+        member: u8,
+        bytes: &[u8],
+    ) -> Result<FullSyncProgress, String>;
+    /// The full-sync stream to `member` broke (connect, TLS, proof, timeout, decode error).
+    fn full_sync_failed(&mut self, now: Instant, member: u8, why: &str);
+    /// `rampart cluster status` and `rampart cluster sync-stats`; `None` without a cluster.
+    fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)>;
 }
 
 impl Node for Gateway {
@@ -175,5 +199,34 @@ impl Node for Gateway {
     }
     fn reload(&mut self, now: Instant, config: GatewayConfig) -> Result<ReloadReport, ReloadError> {
         Gateway::reload(self, now, config)
+    }
+
+    fn handle_link_state(&mut self, now: Instant, interface: &str, up: bool) {
+        Gateway::handle_link_state(self, now, interface, up)
+    }
+
+    fn cluster_command(&mut self, now: Instant, command: ClusterCommand) -> Result<String, String> {
+        Gateway::cluster_command(self, now, command)
+    }
+
+    fn full_sync_export(&mut self, now: Instant) -> Vec<u8> {
+        Gateway::full_sync_export(self, now)
+    }
+
+    fn full_sync_input(
+        &mut self,
+        now: Instant,
+        member: u8,
+        bytes: &[u8],
+    ) -> Result<FullSyncProgress, String> {
+        Gateway::full_sync_input(self, now, member, bytes)
+    }
+
+    fn full_sync_failed(&mut self, now: Instant, member: u8, why: &str) {
+        Gateway::full_sync_failed(self, now, member, why)
+    }
+
+    fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)> {
+        Gateway::cluster_status(self, now)
     }
 }

@@ -34,6 +34,13 @@ pub enum Output {
         interface: String,
         addr: IpNet,
     },
+    /// Open the full-sync stream (TLS over TCP) to cluster member `member` at `address`, feed
+    /// what it reads to `Node::full_sync_input` and report a broken stream with
+    /// `Node::full_sync_failed`.
+    FullSyncConnect {
+        member: u8,
+        address: SocketAddr,
+    },
     Log(LogRecord),
 }
 

@@ -31,6 +31,12 @@ pub struct GatewayStatus {
     /// bare node.
     #[serde(default)]
     pub icmp: IcmpCounters,
+    /// This member's view of its cluster (`None` without `[cluster]`).
+    #[serde(default)]
+    pub cluster: Option<rampart_cluster::ClusterStatus>,
+    /// The cluster's sync counters (`None` without `[cluster]`).
+    #[serde(default)]
+    pub sync: Option<rampart_cluster::SyncStats>,
 }
 
 /// What the shell read from its UDP sockets' error queues (`IP_RECVERR`).
@@ -210,6 +216,8 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         reloads: ReloadCounters::default(),
         nat: gw.ike().nat_stats(),
         icmp: IcmpCounters::default(),
+        cluster: gw.cluster_status(now).map(|(c, _)| c),
+        sync: gw.cluster_status(now).map(|(_, s)| s),
     }
 }
 

@@ -398,7 +398,9 @@ impl GatewayNode {
                     }
                 }
                 // The simulated hosts have no virtual addresses yet.
-                Output::ClaimAddress { .. } | Output::ReleaseAddress { .. } => {}
+                Output::ClaimAddress { .. }
+                | Output::ReleaseAddress { .. }
+                | Output::FullSyncConnect { .. } => {}
                 Output::Log(record) => {
                     changed = true;
                     // The engine names the SA a new tunnel replaces: that is a rekey (a

@@ -13,7 +13,15 @@ pub fn run(args: &CheckConfigArgs) -> ExitCode {
             Ok(config) => {
                 let n = config.peers.len();
                 let noun = if n == 1 { "peer" } else { "peers" };
-                println!("{}: ok ({n} {noun})", file.display());
+                let cluster = config.cluster.as_ref().map_or_else(String::new, |c| {
+                    format!(
+                        ", cluster {} member {} of {}",
+                        c.name,
+                        c.member_id,
+                        c.members.len()
+                    )
+                });
+                println!("{}: ok ({n} {noun}{cluster})", file.display());
             }
             Err(errors) => {
                 failed = true;

@@ -28,6 +28,8 @@ pub enum Command {
     Reload(ReloadArgs),
     /// Run simulated networks with real gateway engines (no root needed); no argument: a showcase.
     Lab(LabArgs),
+    /// Show and steer the high-availability cluster of a running gateway.
+    Cluster(ClusterArgs),
     /// A small CA: create it, issue gateway and client certificates, list, revoke.
     Pki {
         #[command(subcommand)]
@@ -128,6 +130,62 @@ pub enum ConnCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct ClusterArgs {
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+    /// Read the status socket path from this configuration file.
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        conflicts_with = "socket",
+        global = true
+    )]
+    pub config: Option<PathBuf>,
+    /// Connect to this status socket (default: the only socket in /run/rampart).
+    #[arg(long, short, value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
+    /// Print the gateway's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum ClusterCommand {
+    /// Members (priority, state, last heartbeat, interfaces down), this member's state and
+    /// why, and which member owns each virtual address.
+    Status,
+    /// Delta and full sync counters: records, datagrams, queues, NACKs, retransmissions, lost
+    /// updates, resyncs, refused datagrams, and per peer member.
+    SyncStats,
+    /// Hand the active role over gracefully (nothing lost) to the best standby, or to --to.
+    Switchover {
+        /// The member id (1 to 5) that takes the active role.
+        #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u8).range(1..=5))]
+        to: Option<u8>,
+    },
+    /// Administratively down: this member gives up the active role (switching over first)
+    /// and is not eligible until `rampart cluster up`.
+    Down,
+    /// Undo `rampart cluster down`: this member is eligible again.
+    Up,
+}
+
+impl ClusterCommand {
+    /// The status-socket request line.
+    pub fn request(self) -> String {
+        match self {
+            ClusterCommand::Status => "cluster status".into(),
+            ClusterCommand::SyncStats => "cluster sync-stats".into(),
+            ClusterCommand::Switchover { to: None } => "cluster switchover".into(),
+            ClusterCommand::Switchover { to: Some(id) } => format!("cluster switchover {id}"),
+            ClusterCommand::Down => "cluster down".into(),
+            ClusterCommand::Up => "cluster up".into(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct ReloadArgs {
     /// The new configuration. It is checked here first (the same messages as `check-config`);
     /// then the gateway whose `status_socket` it names reads and applies it.
@@ -168,6 +226,65 @@ mod tests {
         assert!(r.is_err());
         let r = Cli::try_parse_from(["rampart", "status", "--socket", "b", "--json"]);
         assert!(r.is_ok(), "{r:?}");
+    }
+
+    fn cluster(args: &[&str]) -> Result<ClusterArgs, clap::Error> {
+        let argv = ["rampart", "cluster"].iter().chain(args);
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Cluster(a) => a,
+            other => panic!("{other:?}"),
+        })
+    }
+
+    #[test]
+    fn cluster_commands_and_their_requests() {
+        let cases: [(&[&str], ClusterCommand, &str); 6] = [
+            (&["status"], ClusterCommand::Status, "cluster status"),
+            (
+                &["sync-stats"],
+                ClusterCommand::SyncStats,
+                "cluster sync-stats",
+            ),
+            (
+                &["switchover"],
+                ClusterCommand::Switchover { to: None },
+                "cluster switchover",
+            ),
+            (
+                &["switchover", "--to", "2"],
+                ClusterCommand::Switchover { to: Some(2) },
+                "cluster switchover 2",
+            ),
+            (&["down"], ClusterCommand::Down, "cluster down"),
+            (&["up"], ClusterCommand::Up, "cluster up"),
+        ];
+        for (args, command, request) in cases {
+            let a = cluster(args).unwrap();
+            assert_eq!(a.command, command, "{args:?}");
+            assert_eq!(a.command.request(), request);
+            assert!(!a.json && a.config.is_none() && a.socket.is_none());
+        }
+    }
+
+    #[test]
+    fn cluster_options() {
+        let a = cluster(&["status", "--json", "--socket", "/run/x.sock"]).unwrap();
+        assert!(a.json);
+        assert_eq!(
+            a.socket.as_deref(),
+            Some(std::path::Path::new("/run/x.sock"))
+        );
+        let a = cluster(&["--config", "gw.toml", "sync-stats", "--json"]).unwrap();
+        assert_eq!(a.command, ClusterCommand::SyncStats);
+        assert!(a.json && a.config.is_some());
+        // Member ids are 1..=5.
+        for bad in ["0", "6", "x"] {
+            assert!(cluster(&["switchover", "--to", bad]).is_err(), "{bad}");
+        }
+        assert!(cluster(&["status", "--config", "a", "--socket", "b"]).is_err());
+        assert!(cluster(&[]).is_err());
+        assert!(cluster(&["failover"]).is_err());
+        assert!(cluster(&["down", "2"]).is_err());
     }
 
     #[test]

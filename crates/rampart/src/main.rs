@@ -5,6 +5,7 @@
 
 mod check_config;
 mod cli;
+mod cluster_cmd;
 mod conn_cmd;
 mod gateway_cmd;
 mod lab_cmd;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         Command::Status(args) => status_cmd::run(&args),
         Command::Pki { command } => pki_cmd::run(command),
         Command::Conn(args) => conn_cmd::run(&args),
+        Command::Cluster(args) => cluster_cmd::run(&args),
         Command::Reload(args) => reload_cmd::run(&args),
         Command::Lab(args) => lab_cmd::run(&args),
     }

@@ -11,7 +11,8 @@ use rampart_pki::ca::{self, Algorithm, San};
 pub enum PkiCommand {
     /// Create a root CA: DIR/ca.crt and DIR/private/ca.key.
     InitCa(InitCaArgs),
-    /// Issue a gateway or client certificate signed by the CA (or by a new intermediate CA).
+    /// Issue a gateway, client or cluster member certificate (serverAuth and clientAuth)
+    /// signed by the CA (or by a new intermediate CA).
     Issue(IssueArgs),
     /// List the certificates issued in DIR.
     List(DirArgs),

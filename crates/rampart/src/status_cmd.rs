@@ -26,7 +26,7 @@ pub fn run(args: &StatusArgs) -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let status = match fetch(&socket) {
+    let (status, document) = match fetch_document(&socket) {
         Ok(status) => status,
         Err(message) => {
             eprintln!("rampart: {message}");
@@ -43,6 +43,7 @@ pub fn run(args: &StatusArgs) -> ExitCode {
         }
     } else {
         print!("{}", status_view::render(&status));
+        print!("{}", status_view::cluster_section(&document));
     }
     ExitCode::SUCCESS
 }
@@ -94,8 +95,9 @@ fn sockets_in(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// Connects, sends `status\n`, reads the JSON document until the gateway closes the
-/// connection. Every error is one line that says what to check.
-pub fn fetch(socket: &Path) -> Result<GatewayStatus, String> {
+/// connection. Every error is one line that says what to check. The status comes with the
+/// document as JSON, for the parts `GatewayStatus` may not carry (`cluster`, `sync`).
+pub fn fetch_document(socket: &Path) -> Result<(GatewayStatus, serde_json::Value), String> {
     let shown = socket.display();
     let mut stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => format!("is the gateway running? no socket at {shown}"),
@@ -127,5 +129,8 @@ pub fn fetch(socket: &Path) -> Result<GatewayStatus, String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(format!("the gateway closed {shown} without an answer"));
     }
-    serde_json::from_slice(&body).map_err(|e| format!("invalid status document from {shown}: {e}"))
+    let invalid = |e: serde_json::Error| format!("invalid status document from {shown}: {e}");
+    let document: serde_json::Value = serde_json::from_slice(&body).map_err(invalid)?;
+    let status = serde_json::from_value(document.clone()).map_err(invalid)?;
+    Ok((status, document))
 }

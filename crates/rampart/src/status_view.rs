@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use rampart_cluster::{ClusterStatus, MemberState, SyncStats};
 use rampart_node::{DataPlaneCounters, GatewayStatus, IkeSaInfo, PeerStatus, TunnelStatus};
 
 /// Renders the status as indented blocks: the gateway, then per peer its IKE SA and tunnels.
@@ -228,9 +229,335 @@ fn bytes(n: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// The cluster section of `rampart status`: the `cluster` and `sync` members of the status
+/// document, read from the JSON so that this works whatever fields `GatewayStatus` has.
+pub fn cluster_section(document: &serde_json::Value) -> String {
+    let mut out = String::new();
+    let cluster = document
+        .get("cluster")
+        .and_then(|v| serde_json::from_value::<ClusterStatus>(v.clone()).ok());
+    let sync = document
+        .get("sync")
+        .and_then(|v| serde_json::from_value::<SyncStats>(v.clone()).ok());
+    if let Some(c) = &cluster {
+        out.push('\n');
+        cluster_status(&mut out, c);
+    }
+    if let Some(s) = &sync {
+        out.push('\n');
+        sync_summary(&mut out, s);
+    }
+    out
+}
+
+pub fn state_name(s: MemberState) -> &'static str {
+    match s {
+        MemberState::Init => "init",
+        MemberState::Syncing => "syncing",
+        MemberState::Standby => "standby",
+        MemberState::Active => "active",
+        MemberState::Down => "down",
+    }
+}
+
+/// `rampart cluster status`: this member, the members table and the virtual addresses.
+pub fn cluster_status(out: &mut String, c: &ClusterStatus) {
+    let _ = writeln!(
+        out,
+        "cluster {}  {}  member {}  {}{}  failovers {}",
+        c.name,
+        c.mode,
+        c.member_id,
+        state_name(c.state),
+        if c.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", c.reason)
+        },
+        c.failovers
+    );
+    let _ = writeln!(
+        out,
+        "  {:<7} {:<40} {:>8}  {:<8} {:<5}  {:<14}  INTERFACES DOWN",
+        "MEMBER", "SYNC ADDRESS", "PRIORITY", "STATE", "ALIVE", "LAST HEARTBEAT"
+    );
+    for m in &c.members {
+        let id = if m.local {
+            format!("{} (me)", m.id)
+        } else {
+            m.id.to_string()
+        };
+        let heard = if m.local {
+            "-".to_string()
+        } else {
+            m.last_heartbeat_ms
+                .map_or_else(|| "never".to_string(), |ms| format!("{} ago", millis(ms)))
+        };
+        let down = if m.interfaces_down.is_empty() {
+            "-".to_string()
+        } else {
+            m.interfaces_down.join(", ")
+        };
+        let _ = writeln!(
+            out,
+            "  {:<7} {:<40} {:>8}  {:<8} {:<5}  {:<14}  {}",
+            id,
+            m.sync_address,
+            m.priority,
+            state_name(m.state),
+            if m.alive { "yes" } else { "no" },
+            heard,
+            down
+        );
+    }
+    if c.virtual_addresses.is_empty() {
+        out.push_str("  no virtual addresses\n");
+        return;
+    }
+    let _ = writeln!(out, "  {:<43} {:<15} OWNER", "VIRTUAL ADDRESS", "INTERFACE");
+    for v in &c.virtual_addresses {
+        let owner = match v.owner {
+            None => "none".to_string(),
+            Some(id) if id == c.member_id => format!("{id} (me)"),
+            Some(id) => id.to_string(),
+        };
+        let _ = writeln!(out, "  {:<43} {:<15} {}", v.address, v.interface, owner);
+    }
+}
+
+/// `rampart cluster sync-stats`: every counter on its own line, then one row per peer member.
+pub fn sync_stats(out: &mut String, s: &SyncStats) {
+    let _ = writeln!(out, "sync  member {}", s.member_id);
+    let rows: [(&str, String); 20] = [
+        ("records sent", s.records_sent.to_string()),
+        ("records received", s.records_received.to_string()),
+        ("records applied", s.records_applied.to_string()),
+        ("datagrams sent", s.datagrams_sent.to_string()),
+        ("datagrams received", s.datagrams_received.to_string()),
+        ("bytes sent", bytes(s.bytes_sent)),
+        ("bytes received", bytes(s.bytes_received)),
+        ("send queue", s.send_queue.to_string()),
+        ("retransmit queue", s.retransmit_queue.to_string()),
+        ("retransmitted", s.retransmitted.to_string()),
+        ("NACKs sent", s.nacks_sent.to_string()),
+        ("NACKs received", s.nacks_received.to_string()),
+        ("lost (resynced)", s.lost.to_string()),
+        ("resyncs", s.resyncs.to_string()),
+        ("full syncs served", s.full_syncs_served.to_string()),
+        ("full syncs received", s.full_syncs_received.to_string()),
+        ("dropped, auth failed", s.dropped_auth.to_string()),
+        ("dropped, replayed", s.dropped_replay.to_string()),
+        ("dropped, malformed", s.dropped_malformed.to_string()),
+        (
+            "dropped, unknown member",
+            s.dropped_unknown_member.to_string(),
+        ),
+    ];
+    for (k, v) in rows {
+        let _ = writeln!(out, "  {k:<24} {v}");
+    }
+    if s.peers.is_empty() {
+        out.push_str("  no peer members\n");
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  {:<6} {:>12} {:>12} {:>8} {:>10} {:>10} {:>13} {:>6} {:>7}",
+        "PEER",
+        "ACKED SEQ",
+        "RECEIVED SEQ",
+        "REORDER",
+        "NACKS SENT",
+        "NACKS RECV",
+        "RETRANSMITTED",
+        "LOST",
+        "RESYNCS"
+    );
+    for p in &s.peers {
+        let _ = writeln!(
+            out,
+            "  {:<6} {:>12} {:>12} {:>8} {:>10} {:>10} {:>13} {:>6} {:>7}",
+            p.id,
+            p.acked_seq,
+            p.received_seq,
+            p.reorder_queue,
+            p.nacks_sent,
+            p.nacks_received,
+            p.retransmitted,
+            p.lost,
+            p.resyncs
+        );
+    }
+}
+
+/// The sync part of `rampart status`: one line (`rampart cluster sync-stats` has the rest).
+fn sync_summary(out: &mut String, s: &SyncStats) {
+    let dropped =
+        s.dropped_auth + s.dropped_replay + s.dropped_malformed + s.dropped_unknown_member;
+    let _ = writeln!(
+        out,
+        "sync  records sent {}  received {}  applied {}  queues {}/{}  retransmitted {}  lost {}  resyncs {}  full syncs {}/{}  refused datagrams {}",
+        s.records_sent,
+        s.records_received,
+        s.records_applied,
+        s.send_queue,
+        s.retransmit_queue,
+        s.retransmitted,
+        s.lost,
+        s.resyncs,
+        s.full_syncs_served,
+        s.full_syncs_received,
+        dropped
+    );
+}
+
+/// `40ms`, `2.3s`, `1m5s`.
+fn millis(ms: u64) -> String {
+    match ms {
+        0..=999 => format!("{ms}ms"),
+        1_000..=59_999 => format!("{:.1}s", ms as f64 / 1000.0),
+        _ => duration(ms / 1000),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rampart_cluster::{MemberStatus, PeerSyncStats, VipStatus};
+
+    fn two_members() -> ClusterStatus {
+        let member = |id, local, state, alive, heard, down: &[&str]| MemberStatus {
+            id,
+            sync_address: format!("10.255.0.{id}:8116"),
+            priority: if id == 1 { 200 } else { 100 },
+            state,
+            alive,
+            last_heartbeat_ms: heard,
+            interfaces_down: down.iter().map(|s| s.to_string()).collect(),
+            local,
+        };
+        ClusterStatus {
+            name: "hq".into(),
+            mode: "high-availability".into(),
+            member_id: 2,
+            state: MemberState::Active,
+            reason: "member 1 dead".into(),
+            members: vec![
+                member(1, false, MemberState::Down, false, Some(1_500), &["eth1"]),
+                member(2, true, MemberState::Active, true, None, &[]),
+                member(3, false, MemberState::Init, false, None, &[]),
+            ],
+            virtual_addresses: vec![
+                VipStatus {
+                    interface: "eth0".into(),
+                    address: "10.1.0.1/24".into(),
+                    owner: Some(2),
+                },
+                VipStatus {
+                    interface: "eth1".into(),
+                    address: "192.0.2.1/24".into(),
+                    owner: None,
+                },
+            ],
+            failovers: 1,
+        }
+    }
+
+    #[test]
+    fn cluster_table() {
+        let mut out = String::new();
+        cluster_status(&mut out, &two_members());
+        let expected = "\
+cluster hq  high-availability  member 2  active (member 1 dead)  failovers 1
+  MEMBER  SYNC ADDRESS                             PRIORITY  STATE    ALIVE  LAST HEARTBEAT  INTERFACES DOWN
+  1       10.255.0.1:8116                               200  down     no     1.5s ago        eth1
+  2 (me)  10.255.0.2:8116                               100  active   yes    -               -
+  3       10.255.0.3:8116                               100  init     no     never           -
+  VIRTUAL ADDRESS                             INTERFACE       OWNER
+  10.1.0.1/24                                 eth0            2 (me)
+  192.0.2.1/24                                eth1            none
+";
+        assert_eq!(out, expected, "\n{out}");
+    }
+
+    #[test]
+    fn sync_table() {
+        let stats = SyncStats {
+            member_id: 1,
+            records_sent: 1000,
+            bytes_sent: 2048,
+            lost: 3,
+            dropped_auth: 5,
+            peers: vec![
+                PeerSyncStats {
+                    id: 2,
+                    acked_seq: 1000,
+                    received_seq: 7,
+                    retransmitted: 12,
+                    ..Default::default()
+                },
+                PeerSyncStats {
+                    id: 3,
+                    lost: 3,
+                    resyncs: 1,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let mut out = String::new();
+        sync_stats(&mut out, &stats);
+        assert!(
+            out.starts_with("sync  member 1\n  records sent             1000\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("\n  bytes sent               2.0 KiB\n"),
+            "{out}"
+        );
+        assert!(out.contains("\n  lost (resynced)          3\n"), "{out}");
+        assert!(out.contains("\n  dropped, auth failed     5\n"), "{out}");
+        assert!(
+            out.ends_with(
+                "  PEER      ACKED SEQ RECEIVED SEQ  REORDER NACKS SENT NACKS RECV RETRANSMITTED   LOST RESYNCS
+  2              1000            7        0          0          0            12      0       0
+  3                 0            0        0          0          0             0      3       1
+"
+            ),
+            "{out}"
+        );
+        let mut out = String::new();
+        sync_stats(&mut out, &SyncStats::default());
+        assert!(out.ends_with("  no peer members\n"), "{out}");
+    }
+
+    #[test]
+    fn status_document_with_and_without_a_cluster() {
+        assert_eq!(cluster_section(&serde_json::json!({ "name": "gw" })), "");
+        assert_eq!(
+            cluster_section(&serde_json::json!({ "cluster": null, "sync": null })),
+            ""
+        );
+        let doc = serde_json::json!({
+            "name": "gw",
+            "cluster": two_members(),
+            "sync": SyncStats { records_sent: 9, ..Default::default() },
+        });
+        let text = cluster_section(&doc);
+        assert!(
+            text.starts_with("\ncluster hq  high-availability  member 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nsync  records sent 9  received 0"),
+            "{text}"
+        );
+        // A garbled cluster member is left out rather than failing `rampart status`.
+        let text = cluster_section(&serde_json::json!({ "cluster": { "name": 3 } }));
+        assert_eq!(text, "");
+        assert_eq!(millis(40), "40ms");
+        assert_eq!(millis(65_000), "1m5s");
+    }
 
     #[test]
     fn durations_and_sizes() {
@@ -267,6 +594,8 @@ mod tests {
             reloads: Default::default(),
             nat: Default::default(),
             icmp: Default::default(),
+            cluster: None,
+            sync: None,
         };
         let text = render(&status);
         assert!(text.starts_with("gateway gw  up 5s  peers 1\n"), "{text}");

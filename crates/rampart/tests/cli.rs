@@ -69,6 +69,23 @@ fn check_config_accepts_the_examples() {
     );
 }
 
+#[test]
+fn check_config_accepts_the_cluster_examples() {
+    let dir = examples().join("../cluster");
+    let a = dir.join("cluster-a.toml");
+    let b = dir.join("cluster-b.toml");
+    let o = rampart(&["check-config", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "{}: ok (1 peer, cluster hq member 1 of 2)\n{}: ok (1 peer, cluster hq member 2 of 2)\n",
+            a.display(),
+            b.display()
+        )
+    );
+}
+
 const BAD: &str = r#"[gateway]
 name = "gw"
 nat_t_port = 500
@@ -222,6 +239,8 @@ fn sample_status() -> GatewayStatus {
         reloads: Default::default(),
         nat: Default::default(),
         icmp: Default::default(),
+        cluster: None,
+        sync: None,
     }
 }
 

@@ -38,6 +38,12 @@ fn tool_exists(tool: &str) -> bool {
         .any(|dir| dir.join(tool).is_file())
 }
 
+/// Whether the opt-in heavy variants run (`RAMPART_HEAVY=1`): e.g. 10,000 connections through
+/// the cluster instead of 1,000. scripts/test.sh has no heavy mode; set the variable by hand.
+pub fn heavy() -> bool {
+    std::env::var("RAMPART_HEAVY").is_ok_and(|v| v == "1")
+}
+
 /// Exclusive lock shared by every netns test process of this machine; released on drop.
 #[derive(Debug)]
 pub struct SerialGuard {

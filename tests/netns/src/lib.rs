@@ -9,6 +9,8 @@
 //! so that heavy tests never overlap on the 2-core machines this runs on.
 
 pub mod capture;
+pub mod cluster_topology;
+pub mod conn_load;
 pub mod env;
 pub mod fragnat;
 pub mod ike_flood;
@@ -17,6 +19,7 @@ pub mod nat_topology;
 pub mod netns;
 pub mod pcap;
 pub mod pki;
+pub mod probe;
 pub mod rampart;
 pub mod strongswan;
 pub mod topology;
@@ -27,7 +30,7 @@ pub mod wait;
 pub mod workdir;
 
 pub use capture::Capture;
-pub use env::{require_tools, serial, skip_unless_root, SerialGuard};
+pub use env::{heavy, require_tools, serial, skip_unless_root, SerialGuard};
 pub use netns::{veth, CommandError, Netns, Process};
 pub use pcap::{check_only_ike_esp, CaptureSummary};
 pub use topology::SiteToSite;

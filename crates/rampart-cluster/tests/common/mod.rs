@@ -14,11 +14,26 @@ use rampart_crypto::Rng;
 
 pub const HB: Duration = Duration::from_millis(100);
 
+thread_local! {
+    /// `retransmit_queue` of the configs this thread builds.
+    pub static QUEUE: std::cell::Cell<usize> = const { std::cell::Cell::new(100_000) };
+}
+
 pub fn addr(id: MemberId) -> SocketAddr {
     format!("10.0.0.{id}:8116").parse().unwrap()
 }
 
 pub fn config(id: MemberId, n: u8, priorities: &[u16], switch_back: bool) -> ClusterConfig {
+    config_dead(id, n, priorities, switch_back, 3)
+}
+
+pub fn config_dead(
+    id: MemberId,
+    n: u8,
+    priorities: &[u16],
+    switch_back: bool,
+    dead_after: u32,
+) -> ClusterConfig {
     ClusterConfig {
         name: "test".into(),
         member_id: id,
@@ -32,7 +47,7 @@ pub fn config(id: MemberId, n: u8, priorities: &[u16], switch_back: bool) -> Clu
             .collect(),
         switch_back,
         heartbeat_interval: HB,
-        dead_after: 3,
+        dead_after,
         monitored_interfaces: vec!["eth0".into(), "eth1".into()],
         virtual_addresses: vec![VirtualAddress {
             interface: "eth0".into(),
@@ -42,7 +57,7 @@ pub fn config(id: MemberId, n: u8, priorities: &[u16], switch_back: bool) -> Clu
             secret: zeroize::Zeroizing::new(b"a cluster secret of some length".to_vec()),
             tls: None,
         },
-        retransmit_queue: 100_000,
+        retransmit_queue: QUEUE.with(|q| q.get()),
         takeover_margin: 16384,
         esp_sync_interval: Duration::from_millis(100),
     }
@@ -86,17 +101,28 @@ pub struct Net {
     pub full_sync_time: Duration,
     pub priorities: Vec<u16>,
     pub switch_back: bool,
+    pub dead_after: u32,
 }
 
 impl Net {
     pub fn new(n: u8, priorities: &[u16], switch_back: bool, seed: u64) -> Net {
+        Net::with_dead_after(n, priorities, switch_back, seed, 3)
+    }
+
+    pub fn with_dead_after(
+        n: u8,
+        priorities: &[u16],
+        switch_back: bool,
+        seed: u64,
+        dead_after: u32,
+    ) -> Net {
         let start = Instant::now();
         let mut seed_bytes = [0u8; 32];
         seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
         let nodes = (1..=n)
             .map(|id| Node {
                 cluster: Cluster::new(
-                    config(id, n, priorities, switch_back),
+                    config_dead(id, n, priorities, switch_back, dead_after),
                     start,
                     1000,
                     Rng::from_seed([id; 32]),
@@ -124,6 +150,7 @@ impl Net {
             full_sync_time: Duration::from_millis(20),
             priorities: priorities.to_vec(),
             switch_back,
+            dead_after,
         }
     }
 
@@ -164,7 +191,7 @@ impl Net {
         let node = &mut self.nodes[i];
         node.boot += 1;
         node.cluster = Cluster::new(
-            config(id, n, &self.priorities, self.switch_back),
+            config_dead(id, n, &self.priorities, self.switch_back, self.dead_after),
             self.now,
             node.boot,
             Rng::from_seed([id + 100; 32]),
@@ -188,6 +215,12 @@ impl Net {
         }
         node.cluster.push_record(now, kind, key, body);
         self.drain(i);
+    }
+
+    pub fn drain_all(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.drain(i);
+        }
     }
 
     fn chance(&mut self, per_mille: u32) -> bool {

@@ -13,6 +13,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 mod auth;
+mod cluster;
 mod firewall;
 mod peers;
 mod scalars;
@@ -91,13 +92,17 @@ pub(crate) fn validate(
         sink,
         base_dir: base_dir.to_path_buf(),
     };
-    let gateway = v.gateway(&doc.gateway);
+    let mut gateway = v.gateway(&doc.gateway);
     let tunnel = v.tunnel(&doc.tunnel);
     let local = v.local(&doc.local);
     let (peers, domains) = v.peers(&doc, &local);
     let entry_point_groups = v.entry_point_groups(&doc, &peers);
     v.domain_overlaps(&peers, &domains, &entry_point_groups);
     let firewall = v.firewall(&doc);
+    let cluster = v.cluster(&doc, &mut gateway);
+    if let Some(cluster) = &cluster {
+        v.cluster_peers(&doc, cluster, &peers);
+    }
     if v.sink.is_empty() {
         Some(GatewayConfig {
             gateway,
@@ -106,6 +111,7 @@ pub(crate) fn validate(
             peers,
             entry_point_groups,
             firewall,
+            cluster,
         })
     } else {
         None

@@ -153,4 +153,41 @@ impl Inspector {
             self.nat.release(c.nat, &c.xlat);
         }
     }
+
+    /// Freezes expiry (a cluster standby: its entries are replicas, the active member sends
+    /// their deletions) or lets it run again.
+    pub fn set_frozen(&mut self, frozen: bool) {
+        self.frozen = frozen;
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        self.frozen
+    }
+
+    /// Restarts every connection's idle timer at `now` (a takeover: the replicas' expiry was
+    /// frozen and packets kept them alive at the old member). Returns how many there are.
+    pub fn refresh_all(&mut self, now: Instant) -> usize {
+        let now_ms = self.now_ms(now);
+        let idxs: Vec<u32> = self.table.iter().map(|(i, _)| i).collect();
+        for idx in &idxs {
+            let timeout = self.table.get(*idx).map(|c| self.timeout_ms(c.state));
+            if let (Some(t), Some(c)) = (timeout, self.table.get_mut(*idx)) {
+                c.last_seen_ms = now_ms;
+                c.expires_ms = now_ms.saturating_add(t);
+            }
+        }
+        idxs.len()
+    }
+
+    /// Connection `id` keyed by `(side, orig)` as it would leave in a [`Change::Created`] now.
+    pub fn lookup(
+        &self,
+        now: Instant,
+        id: u64,
+        side: crate::Side,
+        orig: &crate::FlowTuple,
+    ) -> Option<Connection> {
+        let idx = self.find_by_key(id, side, orig)?;
+        Some(exported(*self.table.get(idx)?, self.now_ms(now)))
+    }
 }

@@ -51,4 +51,17 @@ impl DataPlane {
     pub fn apply_connection(&mut self, now: Instant, change: Change) -> Result<(), ApplyError> {
         self.inspect.apply(now, change)
     }
+
+    pub(crate) fn inspector(&self) -> &rampart_inspect::Inspector {
+        &self.inspect
+    }
+
+    pub(crate) fn inspector_mut(&mut self) -> &mut rampart_inspect::Inspector {
+        &mut self.inspect
+    }
+
+    /// Every installed tunnel's id.
+    pub(crate) fn tunnel_ids(&self) -> Vec<ChildSaId> {
+        self.tunnels.iter().map(|(id, _)| *id).collect()
+    }
 }

@@ -121,7 +121,8 @@ impl Pair {
                     Output::RouteAdd { .. }
                     | Output::RouteDel { .. }
                     | Output::ClaimAddress { .. }
-                    | Output::ReleaseAddress { .. } => {}
+                    | Output::ReleaseAddress { .. }
+                    | Output::FullSyncConnect { .. } => {}
                 }
             }
         }

@@ -1,0 +1,120 @@
+//! The gateway as a cluster member: the records it syncs (codec), the replicas a standby keeps,
+//! takeover and demotion. The cluster engine (`rampart-cluster`) moves the records; this module
+//! says what they mean.
+
+/// An administrator's request to the cluster (`rampart cluster switchover|down|up`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterCommand {
+    /// Hand the active role to member `to` (or the best eligible one) without losing anything.
+    Switchover { to: Option<u8> },
+    /// Administrative down: give up the active role, stay out of elections.
+    Down,
+    /// Back from administrative down.
+    Up,
+}
+
+/// How far a full-sync stream fed to `Node::full_sync_input` has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullSyncProgress {
+    /// Keep reading the stream.
+    More,
+    /// The snapshot is complete and applied; close the stream.
+    Done,
+}
+
+pub(crate) const NO_CLUSTER: &str = "no cluster configured";
+
+pub mod codec;
+mod replica;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rampart_cluster::{Cluster, ClusterConfig, FullSyncDecoder};
+use rampart_ike::{ChildSaId, IkeSaId};
+use rampart_inspect::{FlowTuple, Side};
+
+pub(crate) use replica::Replicas;
+
+/// Undrained connection changes a member keeps before it counts an overflow (a resync).
+pub(crate) const CHANGE_STREAM_LIMIT: usize = 1 << 20;
+
+/// The gateway's cluster state: the engine and what the node keeps around it.
+pub(crate) struct ClusterMember {
+    pub engine: Cluster,
+    /// Where cluster datagrams arrive and leave from.
+    pub sync_local: SocketAddr,
+    /// This member owns the virtual addresses and the traffic.
+    pub active: bool,
+    /// Standby: the active member's SAs as values, imported on takeover.
+    pub replicas: Replicas,
+    /// Active: connections not synced (yet): their service has `sync = false`, or
+    /// `sync_after` has not passed.
+    pub unsynced: HashSet<u64>,
+    /// Active: connections to sync once `sync_after` passed, by due time.
+    pub delayed: BTreeMap<(Instant, u64), (Side, FlowTuple)>,
+    /// Active: IKE SAs the other members hold a copy of.
+    pub synced_sas: HashSet<IkeSaId>,
+    /// Active: the (next outbound sequence, highest inbound) last sent per tunnel.
+    pub esp_sent: HashMap<ChildSaId, (u64, u64)>,
+    pub next_esp_sync: Instant,
+    /// Full-sync streams being read, per member.
+    pub incoming: HashMap<u8, Incoming>,
+    /// Takeovers of this member (for the log).
+    pub takeovers: u64,
+}
+
+/// A full-sync stream being read.
+#[derive(Default)]
+pub(crate) struct Incoming {
+    pub decoder: FullSyncDecoder,
+    pub snapshot_seq: Option<u64>,
+    pub records: u64,
+}
+
+impl ClusterMember {
+    pub fn new(
+        config: ClusterConfig,
+        now: Instant,
+        boot_id: u64,
+        rng: rampart_crypto::Rng,
+    ) -> Self {
+        let sync_local = config.me().sync_address;
+        ClusterMember {
+            engine: Cluster::new(config, now, boot_id, rng),
+            sync_local,
+            active: false,
+            replicas: Replicas::default(),
+            unsynced: HashSet::new(),
+            delayed: BTreeMap::new(),
+            synced_sas: HashSet::new(),
+            esp_sent: HashMap::new(),
+            next_esp_sync: now,
+            incoming: HashMap::new(),
+            takeovers: 0,
+        }
+    }
+
+    pub fn config(&self) -> &ClusterConfig {
+        self.engine.config()
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut t = self.engine.poll_timeout();
+        let mut fold = |x: Instant| t = Some(t.map_or(x, |t| t.min(x)));
+        if self.active {
+            fold(self.next_esp_sync);
+            if let Some((&(due, _), _)) = self.delayed.first_key_value() {
+                fold(due);
+            }
+        }
+        t
+    }
+
+    pub fn esp_interval(&self) -> Duration {
+        self.config()
+            .esp_sync_interval
+            .max(Duration::from_millis(1))
+    }
+}

@@ -1,0 +1,523 @@
+//! The gateway as a cluster member: the `Node` calls of a cluster, the records the active
+//! member sends, the ones a standby applies, takeover and demotion.
+//!
+//! After every input the gateway runs [`Gateway::cluster_pump`]: an active member turns the
+//! connection changes, the IKE SAs that changed and (every `esp_sync_interval`) the tunnels'
+//! counters into records; a standby applies the records it received; both act on the engine's
+//! events and send its datagrams.
+
+use std::time::Instant;
+
+use rampart_cluster::{ClusterEvent, DeltaRecord, FullSyncEncoder, FullSyncFrame, RecordKind};
+use rampart_config::StartAction;
+use rampart_ike::{IkeSaId, IkeSaStateKind, PeerId};
+use rampart_inspect::{Change, Connection, CLOCK_BASE_MS, NO_SERVICE};
+
+use super::{peer_policies, Gateway};
+use crate::cluster::{codec, ClusterMember, Incoming, NO_CLUSTER};
+use crate::{
+    ClusterCommand, ClusterStatus, FullSyncProgress, LogEvent, LogLevel, LogRecord, Output,
+    SyncStats,
+};
+
+/// Whether a connection may be synced at all, and after how long (its service's `sync` and
+/// `sync_after`).
+fn sync_rule(inspector: &rampart_inspect::Inspector, c: &Connection) -> (bool, u64) {
+    if c.service == NO_SERVICE {
+        return (true, 0);
+    }
+    match inspector
+        .rules()
+        .config()
+        .services
+        .get(usize::from(c.service))
+    {
+        Some(s) => (s.sync, s.sync_after.as_millis() as u64),
+        None => (true, 0),
+    }
+}
+
+impl Gateway {
+    fn log(&mut self, level: LogLevel, message: String) {
+        self.outputs
+            .push_back(Output::Log(LogRecord::new(level, LogEvent::Other, message)));
+    }
+
+    /// Runs the cluster after an input (see the module documentation). Cheap when nothing
+    /// happened.
+    pub(crate) fn cluster_pump(&mut self, now: Instant) {
+        let Some(mut c) = self.cluster.take() else {
+            return;
+        };
+        for _ in 0..8 {
+            if c.active {
+                self.push_changes(now, &mut c);
+            }
+            let mut acted = false;
+            while let Some(event) = c.engine.poll_event() {
+                acted = true;
+                self.cluster_event(now, &mut c, event);
+            }
+            while let Some(record) = c.engine.poll_record() {
+                if !c.active {
+                    self.apply_record(now, &mut c, record);
+                }
+            }
+            if !acted {
+                break;
+            }
+        }
+        while let Some(t) = c.engine.poll_transmit() {
+            self.outputs.push_back(Output::SendUdp {
+                local: c.sync_local,
+                remote: t.remote,
+                data: t.data,
+            });
+        }
+        self.cluster = Some(c);
+    }
+
+    /// Active: connection changes, changed SAs and due ESP counters into records.
+    fn push_changes(&mut self, now: Instant, c: &mut ClusterMember) {
+        let mut body = Vec::new();
+        // Connections whose sync_after has passed and that still exist.
+        while let Some((&(due, id), _)) = c.delayed.first_key_value() {
+            if due > now {
+                break;
+            }
+            let (side, orig) = c.delayed.remove(&(due, id)).expect("first key");
+            if !c.unsynced.remove(&id) {
+                continue;
+            }
+            if let Some(conn) = self.dataplane.inspector().lookup(now, id, side, &orig) {
+                body.clear();
+                codec::encode_conn(&conn, &mut body);
+                c.engine.push_record(now, RecordKind::ConnUpsert, id, &body);
+            }
+        }
+        let inspector = self.dataplane.inspector_mut();
+        while let Some(change) = inspector.poll_change() {
+            match &change {
+                Change::Created(conn) => {
+                    let (sync, after_ms) = sync_rule(inspector, conn);
+                    if !sync {
+                        c.unsynced.insert(conn.id);
+                        continue;
+                    }
+                    let age = CLOCK_BASE_MS.saturating_sub(conn.created_ms);
+                    if age < after_ms {
+                        c.unsynced.insert(conn.id);
+                        let due = now + std::time::Duration::from_millis(after_ms - age);
+                        c.delayed
+                            .insert((due, conn.id), (conn.init_side, conn.orig));
+                        continue;
+                    }
+                }
+                Change::Updated { id, .. } if c.unsynced.contains(id) => continue,
+                Change::Deleted { id, .. } if c.unsynced.remove(id) => continue,
+                _ => {}
+            }
+            body.clear();
+            let (kind, key) = codec::encode_change(&change, &mut body);
+            c.engine.push_record(now, kind, key, &body);
+        }
+        if inspector.changes_overflowed() {
+            self.log(
+                LogLevel::Warn,
+                "cluster: connection changes overflowed before they were synced; standby members may miss some".into(),
+            );
+        }
+        while let Some((id, state)) = self.ike.poll_changed_sa() {
+            match state {
+                Some(IkeSaStateKind::Established) => {
+                    // Not exportable while our own CREATE_CHILD_SA is in flight: it changes
+                    // again when that exchange completes.
+                    if let Some(snap) = self.export_sa(now, id) {
+                        c.engine.push_record(
+                            now,
+                            RecordKind::SaUpsert,
+                            id.0,
+                            &codec::encode_sa(&snap),
+                        );
+                        c.synced_sas.insert(id);
+                    }
+                }
+                Some(IkeSaStateKind::Connecting) => {}
+                None | Some(IkeSaStateKind::Rekeyed | IkeSaStateKind::Deleting) => {
+                    if c.synced_sas.remove(&id) {
+                        c.engine.push_record(now, RecordKind::SaDelete, id.0, &[]);
+                    }
+                }
+            }
+        }
+        if now >= c.next_esp_sync {
+            c.next_esp_sync = now + c.esp_interval();
+            for child in self.dataplane.tunnel_ids() {
+                let Some((out, inb)) = self.dataplane.tunnel_esp_state(child) else {
+                    continue;
+                };
+                let mark = (out.next_sequence, inb.highest);
+                if c.esp_sent.get(&child) == Some(&mark) {
+                    continue;
+                }
+                c.esp_sent.insert(child, mark);
+                c.engine.push_record(
+                    now,
+                    RecordKind::EspCounters,
+                    child.0,
+                    &codec::encode_esp(&out, &inb),
+                );
+            }
+            let live: std::collections::HashSet<_> =
+                self.dataplane.tunnel_ids().into_iter().collect();
+            c.esp_sent.retain(|k, _| live.contains(k));
+        }
+    }
+
+    /// Standby: one record of the active member's stream or full sync.
+    fn apply_record(&mut self, now: Instant, c: &mut ClusterMember, r: DeltaRecord) {
+        let result = match r.kind {
+            RecordKind::ConnUpsert | RecordKind::ConnDelete => {
+                codec::decode_change(r.kind, r.key, &r.body).map(|change| {
+                    // An update or delete of a connection this member never saw (e.g. created
+                    // before a resync) is harmless to skip.
+                    let _ = self.dataplane.apply_connection(now, change);
+                })
+            }
+            RecordKind::SaUpsert => codec::decode_sa(&r.body).map(|s| c.replicas.upsert(now, s)),
+            RecordKind::SaDelete => {
+                c.replicas.remove(IkeSaId(r.key));
+                Ok(())
+            }
+            RecordKind::EspCounters => codec::decode_esp(&r.body)
+                .map(|(o, i)| c.replicas.esp(rampart_ike::ChildSaId(r.key), o, i)),
+            RecordKind::IkeMessageIds | RecordKind::NatAllocation => Ok(()),
+        };
+        if let Err(e) = result {
+            self.log(
+                LogLevel::Warn,
+                format!("cluster: record {} of key {:#x} ignored: {e}", r.seq, r.key),
+            );
+        }
+    }
+
+    fn cluster_event(&mut self, now: Instant, c: &mut ClusterMember, event: ClusterEvent) {
+        match event {
+            ClusterEvent::BecameActive { reason } => self.take_over(now, c, &reason),
+            ClusterEvent::BecameStandby { reason } => self.demote(now, c, &reason),
+            ClusterEvent::FullSyncNeeded { member, address } => {
+                c.incoming.remove(&member);
+                self.log(
+                    LogLevel::Info,
+                    format!("cluster: pulling a full sync from member {member} at {address}"),
+                );
+                self.outputs
+                    .push_back(Output::FullSyncConnect { member, address });
+            }
+            ClusterEvent::MemberUp { member } => {
+                self.log(LogLevel::Info, format!("cluster: member {member} is up"))
+            }
+            ClusterEvent::MemberDown { member } => {
+                self.log(LogLevel::Warn, format!("cluster: member {member} is down"))
+            }
+            ClusterEvent::Log { message } => {
+                self.log(LogLevel::Warn, format!("cluster: {message}"))
+            }
+        }
+    }
+
+    /// This member becomes active: continue every replicated SA and connection, claim the
+    /// virtual addresses, then bring up the peers that have no SA.
+    fn take_over(&mut self, now: Instant, c: &mut ClusterMember, reason: &str) {
+        if c.active {
+            return;
+        }
+        c.active = true;
+        c.takeovers += 1;
+        self.ike.set_passive(false);
+        let inspector = self.dataplane.inspector_mut();
+        inspector.set_frozen(false);
+        let connections = inspector.refresh_all(now);
+        while inspector.poll_change().is_some() {}
+        let margin = c.config().takeover_margin;
+        let mut imported = 0;
+        for snap in c.replicas.take_all(now) {
+            let id = snap.ike.id;
+            match self.import_sa(now, snap, margin) {
+                Ok(_) => imported += 1,
+                Err(e) => self.log(
+                    LogLevel::Warn,
+                    format!("cluster: takeover of IKE SA {:#x} failed: {e}", id.0),
+                ),
+            }
+        }
+        for v in c.config().virtual_addresses.clone() {
+            self.outputs.push_back(Output::ClaimAddress {
+                interface: v.interface,
+                addr: v.address,
+            });
+        }
+        let always: Vec<PeerId> = peer_policies(&self.ike)
+            .filter(|(_, p)| p.start_action == StartAction::Always)
+            .map(|(id, _)| id)
+            .collect();
+        for id in always {
+            self.ike.initiate(now, id);
+        }
+        let (dataplane, mut control) = self.parts();
+        dataplane.sync(now, &mut control);
+        c.esp_sent.clear();
+        c.next_esp_sync = now;
+        self.log(
+            LogLevel::Warn,
+            format!("cluster: this member is now active ({reason}): {imported} IKE SAs and {connections} connections taken over"),
+        );
+    }
+
+    /// This member becomes standby: release the virtual addresses and keep its SAs as
+    /// replicas, removed from IKE and the data plane without telling the peers.
+    fn demote(&mut self, now: Instant, c: &mut ClusterMember, reason: &str) {
+        for v in c.config().virtual_addresses.clone() {
+            self.outputs.push_back(Output::ReleaseAddress {
+                interface: v.interface,
+                addr: v.address,
+            });
+        }
+        if !c.active {
+            return;
+        }
+        c.active = false;
+        let mut kept = 0;
+        for snap in self.export_all(now) {
+            c.replicas.upsert(now, snap);
+            kept += 1;
+        }
+        for id in self.ike.sa_ids() {
+            self.ike.forget_sa(id);
+        }
+        self.ike.set_passive(true);
+        let (dataplane, mut control) = self.parts();
+        dataplane.sync(now, &mut control);
+        let inspector = self.dataplane.inspector_mut();
+        inspector.set_frozen(true);
+        while inspector.poll_change().is_some() {}
+        while self.ike.poll_changed_sa().is_some() {}
+        c.synced_sas.clear();
+        c.unsynced.clear();
+        c.delayed.clear();
+        c.esp_sent.clear();
+        self.log(
+            LogLevel::Warn,
+            format!(
+                "cluster: this member is now standby ({reason}): {kept} IKE SAs kept as replicas"
+            ),
+        );
+    }
+
+    /// Link state of an interface; only monitored interfaces of a cluster matter.
+    pub fn handle_link_state(&mut self, now: Instant, interface: &str, up: bool) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.engine.set_interface_state(now, interface, up);
+            self.cluster_pump(now);
+        }
+    }
+
+    /// `rampart cluster switchover|down|up`.
+    pub fn cluster_command(
+        &mut self,
+        now: Instant,
+        command: ClusterCommand,
+    ) -> Result<String, String> {
+        let c = self
+            .cluster
+            .as_mut()
+            .ok_or_else(|| NO_CLUSTER.to_string())?;
+        let answer = match command {
+            ClusterCommand::Switchover { to } => c
+                .engine
+                .switchover(now, to)
+                .map(|()| match to {
+                    Some(m) => format!("switchover to member {m} started"),
+                    None => "switchover started".to_string(),
+                })
+                .map_err(|e| e.to_string()),
+            ClusterCommand::Down => {
+                c.engine.set_admin_down(now, true);
+                Ok("member set administratively down".to_string())
+            }
+            ClusterCommand::Up => {
+                c.engine.set_admin_down(now, false);
+                Ok("member back up".to_string())
+            }
+        };
+        self.cluster_pump(now);
+        answer
+    }
+
+    /// This member's state as full-sync frames (`Begin`, the records, `End`); empty without
+    /// a cluster. Connections of `sync = false` services, and those younger than their
+    /// `sync_after`, are left out (the latter follow as delta records).
+    pub fn full_sync_export(&mut self, now: Instant) -> Vec<u8> {
+        self.cluster_pump(now);
+        let Some(c) = self.cluster.as_mut() else {
+            return Vec::new();
+        };
+        let mut enc = FullSyncEncoder::default();
+        let mut out = Vec::new();
+        enc.encode(
+            &FullSyncFrame::Begin {
+                snapshot_seq: c.engine.next_seq(),
+            },
+            &mut out,
+        );
+        let mut records = 0u64;
+        let inspector = self.dataplane.inspector();
+        let mut body = Vec::new();
+        for conn in inspector.export(now) {
+            let (sync, after_ms) = sync_rule(inspector, &conn);
+            if !sync || CLOCK_BASE_MS.saturating_sub(conn.created_ms) < after_ms {
+                continue;
+            }
+            body.clear();
+            codec::encode_conn(&conn, &mut body);
+            enc.encode(
+                &FullSyncFrame::Record {
+                    kind: RecordKind::ConnUpsert,
+                    key: conn.id,
+                    body: body.clone(),
+                },
+                &mut out,
+            );
+            records += 1;
+        }
+        let sas: Vec<_> = if c.active {
+            self.export_all(now)
+        } else {
+            Vec::new()
+        };
+        for snap in &sas {
+            enc.encode(
+                &FullSyncFrame::Record {
+                    kind: RecordKind::SaUpsert,
+                    key: snap.ike.id.0,
+                    body: codec::encode_sa(snap),
+                },
+                &mut out,
+            );
+            records += 1;
+        }
+        enc.encode(&FullSyncFrame::End { records }, &mut out);
+        let c = self.cluster.as_mut().expect("checked");
+        c.engine.full_sync_served();
+        out
+    }
+
+    /// Bytes of the full-sync stream from `member`, in any split.
+    pub fn full_sync_input(
+        &mut self,
+        now: Instant,
+        member: u8,
+        bytes: &[u8],
+    ) -> Result<FullSyncProgress, String> {
+        let mut c = self.cluster.take().ok_or_else(|| NO_CLUSTER.to_string())?;
+        let result = self.full_sync_frames(now, &mut c, member, bytes);
+        if let Err(why) = &result {
+            c.incoming.remove(&member);
+            c.engine.full_sync_failed(now, member, why);
+        }
+        self.cluster = Some(c);
+        self.cluster_pump(now);
+        result
+    }
+
+    fn full_sync_frames(
+        &mut self,
+        now: Instant,
+        c: &mut ClusterMember,
+        member: u8,
+        bytes: &[u8],
+    ) -> Result<FullSyncProgress, String> {
+        if !c.incoming.contains_key(&member) {
+            c.engine.full_sync_started(now, member);
+            c.incoming.insert(member, Incoming::default());
+        }
+        let inc = c.incoming.get_mut(&member).expect("inserted");
+        inc.decoder.push(bytes);
+        loop {
+            let inc = c.incoming.get_mut(&member).expect("present");
+            let frame = inc.decoder.next_frame().map_err(|e| e.to_string())?;
+            let Some(frame) = frame else {
+                return Ok(FullSyncProgress::More);
+            };
+            match frame {
+                FullSyncFrame::Hello { .. } => {}
+                FullSyncFrame::Begin { snapshot_seq } => {
+                    inc.snapshot_seq = Some(snapshot_seq);
+                    inc.records = 0;
+                    c.replicas.clear();
+                }
+                FullSyncFrame::Record { kind, key, body } => {
+                    if inc.snapshot_seq.is_none() {
+                        return Err("full sync: record before Begin".into());
+                    }
+                    inc.records += 1;
+                    self.apply_record(
+                        now,
+                        c,
+                        DeltaRecord {
+                            seq: 0,
+                            kind,
+                            key,
+                            body,
+                        },
+                    );
+                }
+                FullSyncFrame::End { records } => {
+                    let Some(seq) = inc.snapshot_seq else {
+                        return Err("full sync: End before Begin".into());
+                    };
+                    if records != inc.records {
+                        return Err(format!(
+                            "full sync: {} records received, the sender counted {records}",
+                            inc.records
+                        ));
+                    }
+                    c.incoming.remove(&member);
+                    c.engine.full_sync_complete(now, member, seq);
+                    self.log(
+                        LogLevel::Info,
+                        format!(
+                            "cluster: full sync from member {member} applied ({records} records)"
+                        ),
+                    );
+                    return Ok(FullSyncProgress::Done);
+                }
+            }
+        }
+    }
+
+    /// The full-sync stream from `member` broke.
+    pub fn full_sync_failed(&mut self, now: Instant, member: u8, why: &str) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.incoming.remove(&member);
+            c.engine.full_sync_failed(now, member, why);
+            self.cluster_pump(now);
+        }
+    }
+
+    /// `rampart cluster status` / `sync-stats`.
+    pub fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)> {
+        let c = self.cluster.as_ref()?;
+        Some((c.engine.status(now), c.engine.stats()))
+    }
+
+    /// Whether this member is a cluster member in the active role (true without a cluster).
+    pub fn is_active(&self) -> bool {
+        self.cluster.as_ref().is_none_or(|c| c.active)
+    }
+
+    /// Standby: the number of IKE SAs held as replicas.
+    pub fn replica_count(&self) -> usize {
+        self.cluster.as_ref().map_or(0, |c| c.replicas.len())
+    }
+}
