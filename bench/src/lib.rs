@@ -3,10 +3,16 @@
 //! - [`throughput`]: turns the iperf3 samples `run.sh` collects into `bench/results/throughput.md`.
 //! - [`ike_load`]: an IKEv2 setup-rate load generator built from `rampart_ike::Ike` initiators.
 //! - [`ike_report`]: turns the load generator's results into `bench/results/ike.md`.
+//! - [`probe`]: the 1 ms UDP probe stream whose longest silence is the failover gap.
+//! - [`conns`]: many idle TCP connections opened through the cluster, checked after a failover.
+//! - [`cluster_report`]: turns `bench/cluster.sh`'s samples into `bench/results/cluster.md`.
 //! - [`stats`] and [`machine`]: medians, percentiles and the facts about the machine.
 
+pub mod cluster_report;
+pub mod conns;
 pub mod ike_load;
 pub mod ike_report;
 pub mod machine;
+pub mod probe;
 pub mod stats;
 pub mod throughput;

@@ -1,12 +1,12 @@
 //! `rampart-bench`: the Rust half of `bench/run.sh`.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rampart_bench::{ike_load, ike_report, machine, throughput};
+use rampart_bench::{cluster_report, conns, ike_load, ike_report, machine, probe, throughput};
 
 #[derive(Parser)]
 #[command(about = "Rampart benchmark harness helpers (driven by bench/run.sh)")]
@@ -53,6 +53,71 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
         results: Vec<PathBuf>,
+    },
+    /// Sends the failover probe stream: one UDP datagram every --interval-us with a sequence
+    /// number and send timestamp; prints a JSON summary when done.
+    ProbeSend {
+        #[arg(long)]
+        to: SocketAddr,
+        #[arg(long, default_value_t = 1000)]
+        interval_us: u64,
+        /// Seconds to send for.
+        #[arg(long)]
+        duration: f64,
+        /// Datagram size in bytes (at least 24).
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+    },
+    /// Receives the probe stream until its end marker (or --duration) and prints the gap,
+    /// losses and reordering as JSON.
+    ProbeRecv {
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Longest time to wait for the end marker, in seconds.
+        #[arg(long)]
+        duration: f64,
+        /// Also write the JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// TCP echo server for conn-open.
+    ConnServe {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Opens --count TCP connections (one round trip each), writes --ready, keeps them idle,
+    /// and when --check-when exists does one more round trip on each; prints the JSON result.
+    ConnOpen {
+        #[arg(long)]
+        connect: SocketAddr,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long, default_value_t = 256)]
+        concurrency: usize,
+        #[arg(long)]
+        ready: PathBuf,
+        #[arg(long)]
+        check_when: Option<PathBuf>,
+        /// Seconds to wait for --check-when (without it: to hold the connections).
+        #[arg(long, default_value_t = 300.0)]
+        hold: f64,
+        /// Seconds allowed for one connect or round trip.
+        #[arg(long, default_value_t = 20.0)]
+        timeout: f64,
+        /// Also write the JSON here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Writes bench/results/cluster.md from cluster.sh's samples.
+    ClusterReport {
+        #[arg(long)]
+        samples: PathBuf,
+        #[arg(long)]
+        runs: u32,
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -139,7 +204,88 @@ fn run(command: Command) -> Result<(), String> {
                 &ike_report::render(&all, &machine::describe(), &today()),
             )
         }
+        Command::ProbeSend {
+            to,
+            interval_us,
+            duration,
+            size,
+        } => {
+            let r = probe::send(
+                to,
+                Duration::from_micros(interval_us.max(1)),
+                Duration::from_secs_f64(duration),
+                size,
+            )
+            .map_err(|e| format!("probe-send: {e}"))?;
+            println!("{}", serde_json::to_string(&r).map_err(|e| e.to_string())?);
+            Ok(())
+        }
+        Command::ProbeRecv {
+            listen,
+            duration,
+            json,
+        } => {
+            let r = probe::receive(listen, Duration::from_secs_f64(duration))
+                .map_err(|e| format!("probe-recv on {listen}: {e}"))?;
+            let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+            println!("{text}");
+            if let Some(p) = json {
+                write(&p, &text)?;
+            }
+            Ok(())
+        }
+        Command::ConnServe { listen } => runtime()?
+            .block_on(conns::serve(listen))
+            .map_err(|e| format!("conn-serve on {listen}: {e}")),
+        Command::ConnOpen {
+            connect,
+            count,
+            concurrency,
+            ready,
+            check_when,
+            hold,
+            timeout,
+            json,
+        } => {
+            let r = runtime()?.block_on(conns::open_and_check(conns::OpenParams {
+                connect,
+                count,
+                concurrency,
+                ready,
+                check_when,
+                hold: Duration::from_secs_f64(hold),
+                timeout: Duration::from_secs_f64(timeout),
+            }))?;
+            let text = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+            println!("{text}");
+            if let Some(p) = json {
+                write(&p, &text)?;
+            }
+            Ok(())
+        }
+        Command::ClusterReport {
+            samples,
+            runs,
+            quick,
+            out,
+        } => {
+            let parsed = cluster_report::Samples::parse(&read(&samples)?)?;
+            let params = cluster_report::Params {
+                runs,
+                quick,
+                machine: machine::describe(),
+                date: today(),
+            };
+            write(&out, &cluster_report::render(&parsed, &params))
+        }
     }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("tokio runtime: {e}"))
 }
 
 /// Today's date (UTC) as YYYY-MM-DD, from the system clock.

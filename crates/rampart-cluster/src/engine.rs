@@ -3,8 +3,15 @@
 //!
 //! Election (high availability), evaluated by every member on what it sees:
 //! - eligible = announced state Standby or Active, no monitored interface down, not admin down;
-//! - two Actives that see each other: the better rank `(priority, lower id)` stays Active, the
-//!   other yields, becomes Syncing and pulls a full sync from the winner;
+//! - every member keeps a takeover `generation`: becoming Active sets it to (the highest
+//!   generation seen from any member, or its own) + 1; heartbeats carry it;
+//! - two Actives that see each other (a healed split brain): the higher generation stays
+//!   Active: the most recent takeover, the member the neighbours' ARP/ND caches point to and
+//!   the one with the newest SA and connection state; equal generations (simultaneous start)
+//!   fall back to the better rank `(priority, lower id)`. The other yields, becomes Syncing
+//!   and pulls a full sync from the winner; the winner emits
+//!   [`ClusterEvent::ReannounceAddresses`] so that neighbours still pointing at the loser
+//!   come back;
 //! - nobody Active in sight: the best candidate becomes Active; candidates are this member and
 //!   every live member not Down, ranked by `(has state, priority, lower id)` where "has state"
 //!   means Standby (a member without state only wins when no member with state is alive), and
@@ -42,6 +49,15 @@ const REORDER_DELAY: Duration = Duration::from_millis(1);
 const MAX_LOGGED_SOURCES: usize = 1024;
 const FULL_SYNC_BACKOFF_MIN: Duration = Duration::from_secs(1);
 const FULL_SYNC_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// A receiver acknowledges a sender's data once its datagrams stop for this long (the end of
+/// a burst), so the sender learns promptly that its tail arrived.
+const ACK_IDLE: Duration = Duration::from_millis(2);
+/// Least time the sender waits for the ack of its newest datagram before resending it (the
+/// probe timeout is `max(2 x measured round trip, this)`; the round trip includes [`ACK_IDLE`]).
+const TAIL_PROBE_MIN: Duration = Duration::from_millis(5);
+/// Tail probes per datagram (the second after twice the timeout); then the next heartbeat's
+/// `next_seq` lets the receiver NACK whatever is still missing.
+const MAX_TAIL_PROBES: u8 = 2;
 
 /// A datagram to send from the member's sync address (UDP).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +92,13 @@ pub enum ClusterEvent {
     },
     MemberDown {
         member: MemberId,
+    },
+    /// This (active) member just saw a split brain heal in its favour: another member that
+    /// was, or may have been, active while they could not hear each other is back and yields.
+    /// Announce every virtual address again (gratuitous ARP / unsolicited NA) so that
+    /// neighbours still pointing at the other member come back.
+    ReannounceAddresses {
+        reason: String,
     },
     /// One line for the log (level: warn), e.g. why a datagram was refused the first time.
     Log {
@@ -115,8 +138,13 @@ struct Peer {
     /// As announced in its last heartbeat.
     state: MemberState,
     priority: u16,
+    /// Its takeover generation, as announced.
+    generation: u64,
     admin_down: bool,
     interfaces_down: Vec<String>,
+    /// It came back (same boot) after we had declared it dead: it may have been active
+    /// meanwhile. Consumed by its next heartbeat.
+    rejoined: bool,
     /// Its newest boot seen, the key of that boot and the replay window.
     boot: Option<u64>,
     key: Option<DatagramKey>,
@@ -125,6 +153,8 @@ struct Peer {
     rx: RecvStream,
     last_prompt_ack: Option<Instant>,
     prompt_ack_at: Option<Instant>,
+    /// Ack its stream then unless more data comes first (see [`ACK_IDLE`]).
+    idle_ack_at: Option<Instant>,
     /// Its cumulative ack of our stream (this boot); `None` until it reports one.
     acked: Option<u64>,
     stats: PeerSyncStats,
@@ -140,6 +170,21 @@ impl Peer {
     fn rank(&self) -> (u16, Reverse<MemberId>) {
         (self.priority, Reverse(self.id))
     }
+    /// Between active members: the most recent takeover first, then rank.
+    fn active_rank(&self) -> (u64, u16, Reverse<MemberId>) {
+        (self.generation, self.priority, Reverse(self.id))
+    }
+}
+
+/// The newest data datagram of new records, watched for tail loss.
+struct Tail {
+    from: u64,
+    to: u64,
+    sent_at: Instant,
+    /// A round-trip sample was taken (or cannot be: the datagram was probed).
+    sampled: bool,
+    probes: u8,
+    probe_at: Option<Instant>,
 }
 
 enum SyncPhase {
@@ -200,6 +245,14 @@ pub struct Cluster {
     tx_counter: u64,
     state: MemberState,
     reason: String,
+    /// Takeover generation: set to (highest generation seen from any member, or ours) + 1
+    /// each time this member becomes active; announced in heartbeats.
+    generation: u64,
+    /// The highest generation seen from any member (or ours).
+    highest_generation: u64,
+    /// Smoothed round trip from sending a datagram to its ack (includes [`ACK_IDLE`]).
+    rtt: Option<Duration>,
+    tail: Option<Tail>,
     /// Our replica follows the active member's stream without loss (or we are the source).
     synced: bool,
     /// The active member whose stream our replica tracks; `None`: adopt the next one seen.
@@ -249,14 +302,17 @@ impl Cluster {
                 alive: false,
                 state: MemberState::Init,
                 priority: m.priority,
+                generation: 0,
                 admin_down: false,
                 interfaces_down: Vec::new(),
+                rejoined: false,
                 boot: None,
                 key: None,
                 replay: ReplayWindow::default(),
                 rx: RecvStream::default(),
                 last_prompt_ack: None,
                 prompt_ack_at: None,
+                idle_ack_at: None,
                 acked: None,
                 stats: PeerSyncStats {
                     id: m.id,
@@ -276,6 +332,10 @@ impl Cluster {
             tx_counter: 0,
             state: MemberState::Init,
             reason: "starting: listening for the cluster".into(),
+            generation: 0,
+            highest_generation: 0,
+            rtt: None,
+            tail: None,
             synced: false,
             following: None,
             admin_down: false,
@@ -309,6 +369,11 @@ impl Cluster {
     /// The state this member announces.
     pub fn state(&self) -> MemberState {
         self.state
+    }
+
+    /// This member's takeover generation (see the module documentation).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// A datagram received on the sync socket; decrypted in place in `buf`.
@@ -387,8 +452,14 @@ impl Cluster {
             key.open(header.counter, buf, HEADER_LEN)
                 .map_err(|()| DropReason::Auth)?
         };
-        if let Some(key) = new_key {
-            self.new_peer_boot(pi, header.boot_id, key);
+        match new_key {
+            Some(key) => self.new_peer_boot(pi, header.boot_id, key),
+            None => {
+                let p = &mut self.peers[pi];
+                if !p.alive && p.last_heard.is_some() {
+                    p.rejoined = true;
+                }
+            }
         }
         self.peers[pi].replay.commit(header.counter);
         self.heard(now, pi);
@@ -431,6 +502,8 @@ impl Cluster {
         p.rx.reset();
         p.acked = None;
         p.prompt_ack_at = None;
+        p.idle_ack_at = None;
+        p.rejoined = false;
         let id = p.id;
         if restarted {
             self.log(format!("cluster member {id} restarted"));
@@ -457,8 +530,14 @@ impl Cluster {
 
     fn on_heartbeat(&mut self, now: Instant, pi: usize, hb: Heartbeat) {
         let p = &mut self.peers[pi];
+        let rejoined = std::mem::take(&mut p.rejoined);
+        let newly_active =
+            hb.state == MemberState::Active && (p.state != MemberState::Active || rejoined);
         p.state = hb.state;
         p.priority = hb.priority;
+        p.generation = hb.generation;
+        self.highest_generation = self.highest_generation.max(hb.generation);
+        let p = &mut self.peers[pi];
         p.admin_down = hb.admin_down;
         p.interfaces_down = hb.interfaces_down;
         p.rx.anchor(hb.next_seq);
@@ -477,6 +556,23 @@ impl Cluster {
         self.schedule_prompt_ack(now, pi);
         self.check_caught_up(now);
         self.evaluate(now);
+        // Still active: a member that was (or may have been) active on its own is back and
+        // yields to us; neighbours may still point at it.
+        let grace = self.takeover_grace.is_some_and(|(m, t)| m == id && now < t);
+        if (rejoined || newly_active)
+            && self.state == MemberState::Active
+            && self.handover.is_none()
+            && !grace
+        {
+            let reason = if newly_active {
+                format!("split brain healed: member {id} was also active and yields")
+            } else {
+                format!("member {id} is back after being unreachable (possible split brain)")
+            };
+            self.log(format!("{reason}: re-announcing the virtual addresses"));
+            self.events
+                .push_back(ClusterEvent::ReannounceAddresses { reason });
+        }
     }
 
     fn on_data(&mut self, now: Instant, pi: usize, msg: &[u8]) -> Result<(), DropReason> {
@@ -494,6 +590,7 @@ impl Cluster {
         if p.rx.unacked_datagrams >= ACK_EVERY_DATAGRAMS {
             self.send_ack(now, pi);
         } else {
+            p.idle_ack_at = Some(now + ACK_IDLE);
             self.schedule_prompt_ack(now, pi);
         }
         self.check_takeover(now);
@@ -507,6 +604,13 @@ impl Cluster {
             return;
         }
         let next = entry.next.min(self.send.next_seq);
+        if let Some(t) = &mut self.tail {
+            if next >= t.to && !t.sampled {
+                t.sampled = true;
+                let sample = now.saturating_duration_since(t.sent_at);
+                self.rtt = Some(self.rtt.map_or(sample, |r| (r * 7 + sample) / 8));
+            }
+        }
         let p = &mut self.peers[pi];
         p.acked = Some(p.acked.map_or(next, |a| a.max(next)));
         if next < self.send.base {
@@ -545,6 +649,46 @@ impl Cluster {
             self.flush_at = None;
         } else if let Some(u) = upto {
             self.send.release(u.min(self.send.sent_upto));
+        }
+        let tail_done = self.tail.as_ref().is_some_and(|t| {
+            self.peers
+                .iter()
+                .filter(|p| p.alive)
+                .all(|p| p.acked.is_some_and(|a| a >= t.to))
+        });
+        if tail_done {
+            self.tail = None;
+        }
+    }
+
+    /// Probe timeout of the tail datagram.
+    fn tail_pto(&self) -> Duration {
+        self.rtt
+            .map_or(TAIL_PROBE_MIN, |r| (r * 2).max(TAIL_PROBE_MIN))
+    }
+
+    /// The newest datagram is not acknowledged in time: resend its records to every live
+    /// member that has not acknowledged them (a lost tail would otherwise wait for the next
+    /// heartbeat; a receiver that still misses earlier records sees the gap and NACKs it).
+    fn probe_tail(&mut self, now: Instant) {
+        let Some(t) = &self.tail else { return };
+        let (from, to) = (t.from, t.to);
+        for pi in 0..self.peers.len() {
+            let p = &self.peers[pi];
+            if !p.alive || p.acked.is_some_and(|a| a >= to) {
+                continue;
+            }
+            let start = from.max(p.acked.unwrap_or(0)).max(self.send.base);
+            let end = to.min(self.send.sent_upto);
+            if start < end {
+                self.pack(now, start, end, Some(pi));
+            }
+        }
+        let pto = self.tail_pto();
+        if let Some(t) = &mut self.tail {
+            t.probes += 1;
+            t.sampled = true;
+            t.probe_at = (t.probes < MAX_TAIL_PROBES).then(|| now + pto * (1 << t.probes));
         }
     }
 
@@ -609,6 +753,7 @@ impl Cluster {
 
     fn send_ack(&mut self, now: Instant, pi: usize) {
         self.peers[pi].prompt_ack_at = None;
+        self.peers[pi].idle_ack_at = None;
         let Some(entry) = self.ack_entry(&self.peers[pi]) else {
             return;
         };
@@ -659,9 +804,9 @@ impl Cluster {
 
     /// Sends records `from..to` in as few datagrams as fit, to `only` or every live peer.
     fn pack(&mut self, now: Instant, from: u64, to: u64, only: Option<usize>) {
-        let _ = now;
         let mut seq = from;
         while seq < to {
+            let first = seq;
             let (mut buf, counter) = self.begin(MsgType::Data, MAX_PLAINTEXT);
             wire::put_varint(&mut buf, seq);
             let mut prev_key = 0;
@@ -698,6 +843,14 @@ impl Cluster {
                             self.emit(remote, buf.clone());
                         }
                         self.emit(*last, buf);
+                        self.tail = Some(Tail {
+                            from: first,
+                            to: seq,
+                            sent_at: now,
+                            sampled: false,
+                            probes: 0,
+                            probe_at: Some(now + self.tail_pto()),
+                        });
                     }
                 }
             }
@@ -713,6 +866,7 @@ impl Cluster {
             if p.alive && p.last_heard.is_some_and(|t| now >= t + self.dead_time) {
                 p.alive = false;
                 p.prompt_ack_at = None;
+                p.idle_ack_at = None;
                 let member = p.id;
                 self.events.push_back(ClusterEvent::MemberDown { member });
                 if self.pending_takeover.is_some_and(|(m, _)| m == member) {
@@ -720,12 +874,21 @@ impl Cluster {
                 }
                 self.release_acked();
             }
-            if self.peers[pi].prompt_ack_at.is_some_and(|t| now >= t) {
+            let p = &self.peers[pi];
+            if p.prompt_ack_at.is_some_and(|t| now >= t) || p.idle_ack_at.is_some_and(|t| now >= t)
+            {
                 self.send_ack(now, pi);
             }
         }
         if self.flush_at.is_some_and(|t| now >= t) {
             self.flush(now);
+        }
+        if self
+            .tail
+            .as_ref()
+            .is_some_and(|t| t.probe_at.is_some_and(|p| now >= p))
+        {
+            self.probe_tail(now);
         }
         if let Some(s) = &mut self.sync {
             if let SyncPhase::Wanted { retry_at: Some(t) } = s.phase {
@@ -770,8 +933,10 @@ impl Cluster {
             }
         };
         consider(self.flush_at);
+        consider(self.tail.as_ref().and_then(|t| t.probe_at));
         for p in &self.peers {
             consider(p.prompt_ack_at);
+            consider(p.idle_ack_at);
             if p.alive {
                 consider(p.last_heard.map(|h| h + self.dead_time));
             }
@@ -799,6 +964,7 @@ impl Cluster {
         self.c.nacks_sent += nacks;
         for (p, a) in self.peers.iter_mut().filter(|p| p.rx.anchored).zip(&acks) {
             p.stats.nacks_sent += u64::from(a.n_nacks);
+            p.idle_ack_at = None;
             p.rx.unacked_datagrams = 0;
             p.rx.gap_pending = false;
         }
@@ -807,6 +973,7 @@ impl Cluster {
             admin_down: self.admin_down,
             priority: self.priority,
             next_seq: self.send.next_seq,
+            generation: self.generation,
             interfaces_down: self.interfaces_down.clone(),
             acks,
         };
@@ -1140,6 +1307,8 @@ impl Cluster {
             p.rx.hold = None;
         }
         self.failovers += 1;
+        self.generation = self.generation.max(self.highest_generation) + 1;
+        self.highest_generation = self.generation;
         self.events.push_back(ClusterEvent::BecameActive {
             reason: reason.clone(),
         });
@@ -1163,7 +1332,12 @@ impl Cluster {
         (self.priority, Reverse(self.me))
     }
 
-    /// The best-ranked live member announcing Active (ignoring one we just took over from).
+    fn my_active_rank(&self) -> (u64, u16, Reverse<MemberId>) {
+        (self.generation, self.priority, Reverse(self.me))
+    }
+
+    /// The live member announcing Active with the most recent takeover (then the best rank),
+    /// ignoring one we just took over from.
     fn visible_active(&self, now: Instant) -> Option<&Peer> {
         self.peers
             .iter()
@@ -1173,7 +1347,7 @@ impl Cluster {
                     .takeover_grace
                     .is_some_and(|(m, t)| m == p.id && now < t)
             })
-            .max_by_key(|p| p.rank())
+            .max_by_key(|p| p.active_rank())
     }
 
     /// Whether this member ranks first among the candidates when nobody is Active.
@@ -1226,7 +1400,7 @@ impl Cluster {
                 self.set_state(now, MemberState::Init, "back up".into());
             }
         }
-        let active = self.visible_active(now).map(|p| (p.id, p.rank()));
+        let active = self.visible_active(now).map(|p| (p.id, p.active_rank()));
         match self.state {
             MemberState::Init | MemberState::Syncing => {
                 if let Some((a, _)) = active {
@@ -1272,12 +1446,16 @@ impl Cluster {
                 }
                 if let Some((a, rank)) = active {
                     let handing_to = self.handover.as_ref().map(|h| h.target);
-                    if rank > self.my_rank() && handing_to != Some(a) {
+                    let mine = self.my_active_rank();
+                    if rank > mine && handing_to != Some(a) {
                         self.handover = None;
+                        let why = if rank.0 > mine.0 {
+                            "took over more recently"
+                        } else {
+                            "took over at the same time and ranks higher"
+                        };
                         self.events.push_back(ClusterEvent::BecameStandby {
-                            reason: format!(
-                                "split brain: member {a} is also active and ranks higher"
-                            ),
+                            reason: format!("split brain: member {a} is also active and {why}"),
                         });
                         self.c.resyncs += 1;
                         self.start_sync(now, a);

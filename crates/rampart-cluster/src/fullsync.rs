@@ -146,6 +146,9 @@ impl FullSyncDecoder {
                 return Err(StreamError::TooLarge(len));
             }
             if b & 0x80 == 0 {
+                if header > 1 && b == 0 {
+                    return Err(StreamError::Malformed("non-minimal length"));
+                }
                 break;
             }
             if header == 3 {

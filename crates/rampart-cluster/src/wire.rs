@@ -155,7 +155,8 @@ impl<'a> Reader<'a> {
             }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b & 0x80 == 0 {
-                return Some(v);
+                // Minimal encodings only: one value, one encoding.
+                return (i == 0 || b != 0).then_some(v);
             }
         }
         None
@@ -264,6 +265,8 @@ pub(crate) struct Heartbeat {
     pub priority: u16,
     /// The sequence number the sender's next record gets.
     pub next_seq: u64,
+    /// The sender's takeover generation (see the engine's election rule).
+    pub generation: u64,
     /// Names of the sender's monitored interfaces that are down.
     pub interfaces_down: Vec<String>,
     pub acks: Vec<AckEntry>,
@@ -271,12 +274,13 @@ pub(crate) struct Heartbeat {
 
 impl Heartbeat {
     /// state u8, flags u8 (bit 0 admin down), priority u16 BE, next_seq varint,
-    /// interface count u8 + (len u8, name) each, ack count u8 + [`AckEntry`] each.
+    /// generation varint, interface count u8 + (len u8, name) each, ack count u8 + [`AckEntry`] each.
     pub(crate) fn write(&self, out: &mut Vec<u8>) {
         out.push(state_to_u8(self.state));
         out.push(u8::from(self.admin_down));
         out.extend_from_slice(&self.priority.to_be_bytes());
         put_varint(out, self.next_seq);
+        put_varint(out, self.generation);
         let ifaces = &self.interfaces_down[..self.interfaces_down.len().min(MAX_IFACES)];
         out.push(ifaces.len() as u8);
         for name in ifaces {
@@ -296,6 +300,7 @@ impl Heartbeat {
         let flags = r.u8()?;
         let priority = r.u16()?;
         let next_seq = r.varint()?;
+        let generation = r.varint()?;
         let n_if = usize::from(r.u8()?);
         if n_if > MAX_IFACES {
             return None;
@@ -324,6 +329,7 @@ impl Heartbeat {
             admin_down: flags & 1 != 0,
             priority,
             next_seq,
+            generation,
             interfaces_down,
             acks,
         })
@@ -476,6 +482,7 @@ mod tests {
             admin_down: true,
             priority: 200,
             next_seq: 123_456,
+            generation: 300,
             interfaces_down: vec!["eth1".into()],
             acks: vec![ack, AckEntry::new(4, 1, 0)],
         };

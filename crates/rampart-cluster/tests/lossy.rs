@@ -173,3 +173,70 @@ fn a_gap_the_sender_cannot_fill_is_counted_and_resynced() {
         rampart_cluster::ClusterEvent::Log { message } if message.contains("lost 84")
     )));
 }
+
+/// Runs until just after member `i` sent a heartbeat (idle stream: only heartbeats go out),
+/// so the next one is about a heartbeat interval away.
+fn just_after_heartbeat(net: &mut Net, i: usize) {
+    let before = net.cluster(i).stats().datagrams_sent;
+    for _ in 0..200 {
+        net.run_for(Duration::from_millis(1));
+        if net.cluster(i).stats().datagrams_sent != before {
+            return;
+        }
+    }
+    panic!("no heartbeat");
+}
+
+#[test]
+fn a_lost_tail_is_resent_without_waiting_for_a_heartbeat() {
+    let mut net = Net::with_dead_after(2, &[200, 100], false, 11, 20);
+    net.run_for(Duration::from_secs(3));
+    // A first burst measures the round trip; nothing is resent when nothing is lost.
+    for k in 0..10u64 {
+        net.write(0, RecordKind::ConnUpsert, k, &[1; 40]);
+    }
+    net.run_for(Duration::from_millis(10));
+    let s = net.cluster(0).stats();
+    assert_eq!(s.retransmitted, 0, "no spurious probe");
+    assert_eq!(
+        s.retransmit_queue, 0,
+        "the end of a burst is acknowledged at once"
+    );
+    // The last (here: only) datagram of a burst is lost.
+    just_after_heartbeat(&mut net, 0);
+    net.cut_link(0, 1, true);
+    for k in 10..20u64 {
+        net.write(0, RecordKind::ConnUpsert, k, &[2; 40]);
+    }
+    // Sent after `FLUSH_DELAY` (1 ms), into the cut.
+    net.run_for(Duration::from_millis(2));
+    net.cut_link(0, 1, false);
+    net.run_for(Duration::from_millis(15));
+    assert_eq!(
+        net.nodes[1].table, net.nodes[0].table,
+        "repaired well before the next heartbeat"
+    );
+    let s = net.cluster(0).stats();
+    assert_eq!(s.retransmitted, 10);
+    assert_eq!(s.retransmit_queue, 0);
+    assert_eq!(net.cluster(1).stats().lost, 0);
+
+    // Two bursts, both lost: the probe resends the newest, the receiver NACKs the older one.
+    just_after_heartbeat(&mut net, 0);
+    net.cut_link(0, 1, true);
+    for k in 20..30u64 {
+        net.write(0, RecordKind::ConnUpsert, k, &[3; 40]);
+    }
+    net.run_for(Duration::from_millis(2));
+    for k in 30..40u64 {
+        net.write(0, RecordKind::ConnUpsert, k, &[4; 40]);
+    }
+    // Sent after `FLUSH_DELAY` (1 ms), into the cut.
+    net.run_for(Duration::from_millis(2));
+    net.cut_link(0, 1, false);
+    net.run_for(Duration::from_millis(25));
+    assert_eq!(net.nodes[1].table, net.nodes[0].table);
+    let seqs: Vec<u64> = net.nodes[1].delivered.iter().map(|r| r.seq).collect();
+    assert_eq!(seqs, (0..40).collect::<Vec<u64>>(), "each once, in order");
+    assert_eq!(net.cluster(0).stats().retransmit_queue, 0);
+}

@@ -276,10 +276,11 @@ fn switchover_is_graceful_and_fast() {
 }
 
 #[test]
-fn sync_link_cut_gives_two_actives_and_healing_gives_one() {
+fn sync_link_cut_gives_two_actives_and_healing_keeps_the_most_recent_taker() {
     let mut net = Net::new(2, &[100, 100], false, 6);
     run_to_steady(&mut net);
     assert_eq!(net.actives(), [0], "equal priority: lower id");
+    assert_eq!(net.cluster(0).generation(), 1);
     for i in 0..10 {
         net.write(0, RecordKind::ConnUpsert, i, &body(i));
     }
@@ -291,20 +292,81 @@ fn sync_link_cut_gives_two_actives_and_healing_gives_one() {
         [0, 1],
         "each side sees the other dead and takes the role"
     );
+    assert_eq!(
+        net.cluster(1).generation(),
+        2,
+        "the taker's generation is above every generation it saw"
+    );
+    // Member 2 carries the traffic now (its gratuitous ARP moved the addresses); member 1's
+    // state is stale.
     net.write(0, RecordKind::ConnUpsert, 100, &body(100));
     net.write(1, RecordKind::ConnUpsert, 200, &body(200));
+    net.write(1, RecordKind::ConnUpsert, 5, &body(500));
     net.cut_link(0, 1, false);
     net.run_for(Duration::from_secs(1));
-    assert_eq!(net.actives(), [0], "the better rank stays active");
-    assert_eq!(net.cluster(1).state(), MemberState::Standby);
-    assert!(net.nodes[1].events.iter().any(
-        |e| matches!(e, ClusterEvent::BecameStandby { reason } if reason.contains("split brain"))
-    ));
     assert_eq!(
-        net.nodes[1].table, net.nodes[0].table,
-        "the loser's state is replaced"
+        net.actives(),
+        [1],
+        "the most recent taker stays active although it ranks lower"
     );
-    assert!(!net.nodes[1].table.contains_key(&200));
+    assert_eq!(net.cluster(0).state(), MemberState::Standby);
+    assert!(net.nodes[0].events.iter().any(|e| matches!(
+        e,
+        ClusterEvent::BecameStandby { reason }
+            if reason.contains("split brain") && reason.contains("more recently")
+    )));
+    let reannounced = net.nodes[1]
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClusterEvent::ReannounceAddresses { .. }))
+        .count();
+    assert_eq!(reannounced, 1, "the winner re-announces its addresses once");
+    assert!(!net.nodes[0]
+        .events
+        .iter()
+        .any(|e| matches!(e, ClusterEvent::ReannounceAddresses { .. })));
+    assert_eq!(
+        net.nodes[0].table, net.nodes[1].table,
+        "the loser's state is replaced by the winner's"
+    );
+    assert!(!net.nodes[0].table.contains_key(&100));
+    assert_eq!(net.nodes[0].table[&5], body(500));
+    // The generation survives: a later failover goes above it.
+    net.crash(1);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.actives(), [0]);
+    assert_eq!(net.cluster(0).generation(), 3);
+}
+
+#[test]
+fn simultaneous_actives_with_equal_generations_fall_back_to_rank() {
+    // The sync link is cut from the start: both members start the cluster alone.
+    let mut net = Net::new(2, &[100, 200], false, 8);
+    net.cut_link(0, 1, true);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(net.actives(), [0, 1]);
+    assert_eq!(net.cluster(0).generation(), 1);
+    assert_eq!(net.cluster(1).generation(), 1);
+    net.write(0, RecordKind::ConnUpsert, 1, &body(1));
+    net.write(1, RecordKind::ConnUpsert, 2, &body(2));
+    net.cut_link(0, 1, false);
+    net.run_for(Duration::from_secs(1));
+    assert_eq!(
+        net.actives(),
+        [1],
+        "same generation: the higher priority stays"
+    );
+    assert_eq!(net.cluster(0).state(), MemberState::Standby);
+    assert!(net.nodes[0].events.iter().any(|e| matches!(
+        e,
+        ClusterEvent::BecameStandby { reason } if reason.contains("ranks higher")
+    )));
+    assert!(net.nodes[1]
+        .events
+        .iter()
+        .any(|e| matches!(e, ClusterEvent::ReannounceAddresses { .. })));
+    assert_eq!(net.nodes[0].table, net.nodes[1].table);
+    assert!(net.nodes[0].table.contains_key(&2) && !net.nodes[0].table.contains_key(&1));
 }
 
 #[test]

@@ -63,6 +63,20 @@ pub enum IoError {
         config_path: PathBuf,
         message: String,
     },
+    #[error("cannot start the cluster's full sync: {message}")]
+    Cluster { message: String },
+    #[error(
+        "cannot listen for full sync on TCP {addr}: {source}{}",
+        Hint::bind(
+            source,
+            "is another rampart gateway running, or is [cluster] member address not on this host?"
+        )
+    )]
+    SyncListen {
+        addr: SocketAddr,
+        #[source]
+        source: io::Error,
+    },
     #[error("{what} failed: {source}")]
     Runtime {
         what: &'static str,

@@ -6,18 +6,22 @@
 //! assemble the parts themselves, e.g. run the loop with a stand-in
 //! [`rampart_node::Node`].
 
+pub mod cluster_io;
 mod crypt_pool;
 pub mod datapath;
 mod error;
 pub mod errqueue;
+pub mod linkmon;
 pub mod raw_esp;
 pub mod routes;
 pub mod runtime;
 mod sockbuf;
 pub mod status_server;
+pub mod sync_tls;
 pub mod tun;
 pub mod tun_gro;
 pub mod udp;
+pub mod vip;
 
 pub use crypt_pool::CryptPool;
 pub use error::{IoError, RouteError};
@@ -39,13 +43,31 @@ pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<
     warn_if_not_forwarding(&config);
     let name = config.gateway.name.clone();
     let mut io = runtime::Io::open(&config)?;
+    io.open_cluster(&config).await?;
+    let cluster_line = config.cluster.as_ref().map(|c| {
+        format!(
+            "cluster {} member {}: sync UDP {}{}",
+            c.name,
+            c.member_id,
+            c.me().sync_address,
+            if c.monitored_interfaces.is_empty() {
+                String::new()
+            } else {
+                format!(", monitoring {}", c.monitored_interfaces.join(" "))
+            }
+        )
+    });
+    // A cluster member's datagrams are keyed per boot: the id must grow across restarts.
+    let boot_id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
     // SIGHUP re-reads the file the gateway was started from (`rampart reload` names a file).
     io.hangup = Some(signal(SignalKind::hangup()).map_err(|source| IoError::Signals { source })?);
     io.config_path =
         Some(std::fs::canonicalize(&config_path).unwrap_or_else(|_| config_path.clone()));
     let crypto_threads = usize::from(config.tunnel.crypto_threads);
-    let mut gateway =
-        Gateway::new(config, Instant::now(), Rng::from_os()).map_err(|e| IoError::Node {
+    let mut gateway = Gateway::with_boot_id(config, Instant::now(), Rng::from_os(), boot_id)
+        .map_err(|e| IoError::Node {
             config_path: config_path.clone(),
             message: e.to_string(),
         })?;
@@ -69,6 +91,17 @@ pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<
         },
         io.status.path().display(),
     );
+    if let (Some(cluster), Some(c)) = (&cluster_line, &io.cluster) {
+        tracing::info!(
+            "{cluster}, full sync on TCP {} authenticated by {}",
+            c.sync_address,
+            if c.certificates() {
+                "the cluster CA and the cluster secret"
+            } else {
+                "the cluster secret"
+            }
+        );
+    }
     runtime::run(&mut gateway, &mut io, shutdown).await
 }
 

@@ -48,6 +48,16 @@ pub struct RawEspSocket {
 impl RawEspSocket {
     /// Opens and binds a raw ESP socket on `local`. Must be called inside a tokio runtime.
     pub fn open(local: IpAddr) -> Result<RawEspSocket, IoError> {
+        RawEspSocket::open_with(local, false)
+    }
+
+    /// Like [`RawEspSocket::open`], but `local` need not be on an interface yet
+    /// (`IP_FREEBIND` / `IPV6_FREEBIND`): a cluster's virtual address on a standby member.
+    pub fn open_freebind(local: IpAddr) -> Result<RawEspSocket, IoError> {
+        RawEspSocket::open_with(local, true)
+    }
+
+    fn open_with(local: IpAddr, freebind: bool) -> Result<RawEspSocket, IoError> {
         let err = |source| IoError::RawEsp {
             addr: local,
             source,
@@ -58,6 +68,9 @@ impl RawEspSocket {
         };
         let socket =
             Socket::new(domain, Type::RAW, Some(Protocol::from(IPPROTO_ESP))).map_err(err)?;
+        if freebind {
+            set_freebind(&socket, local).map_err(err)?;
+        }
         // No IPV6_V6ONLY: a raw IPv6 socket never sees IPv4, and the kernel refuses the option
         // on raw sockets (they count as bound from creation).
         crate::sockbuf::grow(&socket, crate::udp::SOCKET_BUFFER);
@@ -278,6 +291,15 @@ impl RawEspSocket {
 
 /// One `sendmmsg` of up to [`MAX_BATCH`] packets: how many went out (> 0), or the error of the
 /// first. The caller checked the count.
+/// `IP_FREEBIND` (IPv4) or `IPV6_FREEBIND` (IPv6): binding to an address that is not (yet) on
+/// any interface succeeds.
+pub(crate) fn set_freebind(socket: &Socket, local: IpAddr) -> io::Result<()> {
+    match local {
+        IpAddr::V4(_) => socket.set_freebind_v4(true),
+        IpAddr::V6(_) => socket.set_freebind_v6(true),
+    }
+}
+
 fn send_mmsg(socket: &Socket, packets: &[(IpAddr, &[u8])]) -> io::Result<usize> {
     let n = packets.len().min(MAX_BATCH);
     // SAFETY (zeroed): all-zero bytes are valid values of these plain C structs.

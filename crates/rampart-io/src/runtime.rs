@@ -6,7 +6,8 @@
 //!   packet is received, processed and sent in batches without any allocation.
 //! - After every input the node's output queue is drained, so control traffic and route changes
 //!   are never left waiting for the next packet.
-//! - Routes added through [`Routes`] are removed when the loop ends, whatever the reason.
+//! - Routes added through [`Routes`] and virtual addresses claimed through
+//!   [`crate::vip::Vips`] are removed when the loop ends, whatever the reason.
 
 use std::collections::BTreeSet;
 use std::future::{poll_fn, Future};
@@ -17,8 +18,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use rampart_config::GatewayConfig;
-use rampart_node::{LogLevel, Node, Output, ReloadCounters, ReloadReport};
+use rampart_node::{FullSyncProgress, LogLevel, Node, Output, ReloadCounters, ReloadReport};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::Signal;
+use tokio::sync::mpsc;
+
+use crate::cluster_io::{ClusterIo, SyncEvent};
+use crate::linkmon::{LinkChange, LinkMonitor};
 
 use crate::datapath::{self, Buffers, ReadResult};
 use crate::raw_esp::RawEspSocket;
@@ -49,6 +55,9 @@ pub struct Io {
     pub hangup: Option<Signal>,
     /// Reloads applied and refused, shown in `rampart status`.
     pub reloads: ReloadCounters,
+    /// Virtual addresses, monitored links and full sync of a cluster member
+    /// ([`Io::open_cluster`]); `None` without `[cluster]`.
+    pub cluster: Option<ClusterIo>,
 }
 
 impl Io {
@@ -72,15 +81,29 @@ impl Io {
             config_path: None,
             hangup: None,
             reloads: ReloadCounters::default(),
+            cluster: None,
         };
         io.open_sockets(config)?;
         Ok(io)
     }
 
+    /// Opens the cluster I/O of `[cluster]` (nothing without it): the virtual-address handle,
+    /// the link monitor and the full-sync listener. The sync UDP socket is opened with the
+    /// others ([`Io::open_sockets`]).
+    pub async fn open_cluster(&mut self, config: &GatewayConfig) -> Result<(), IoError> {
+        if let Some(cluster) = &config.cluster {
+            self.cluster = Some(ClusterIo::open(cluster).await?);
+        }
+        Ok(())
+    }
+
     /// Opens the IKE, NAT-T and raw ESP sockets of every peer `local_address` that has none
-    /// yet (at start, and for peers a reload adds). All or nothing: on error the sockets opened
-    /// by this call are closed again and the error names the address.
+    /// yet (at start, and for peers a reload adds), and the cluster sync socket. All or nothing:
+    /// on error the sockets opened by this call are closed again and the error names the
+    /// address. A cluster's virtual addresses are bound with `IP_FREEBIND`: a standby member
+    /// opens them before it owns them.
     pub fn open_sockets(&mut self, config: &GatewayConfig) -> Result<(), IoError> {
+        let virtual_ips = crate::cluster_io::virtual_ips(config.cluster.as_ref());
         let have: BTreeSet<IpAddr> = self.raw.iter().map(|r| r.local()).collect();
         let locals: BTreeSet<IpAddr> = config
             .peers
@@ -91,15 +114,26 @@ impl Io {
         let mut udp = Vec::new();
         let mut raw = Vec::new();
         for &local in &locals {
-            udp.push(UdpEndpoint::bind(SocketAddr::new(
-                local,
-                config.gateway.ike_port,
-            ))?);
-            udp.push(UdpEndpoint::bind(SocketAddr::new(
-                local,
-                config.gateway.nat_t_port,
-            ))?);
-            raw.push(RawEspSocket::open(local)?);
+            let freebind = virtual_ips.contains(&local);
+            for port in [config.gateway.ike_port, config.gateway.nat_t_port] {
+                let addr = SocketAddr::new(local, port);
+                udp.push(if freebind {
+                    UdpEndpoint::bind_freebind(addr)?
+                } else {
+                    UdpEndpoint::bind(addr)?
+                });
+            }
+            raw.push(if freebind {
+                RawEspSocket::open_freebind(local)?
+            } else {
+                RawEspSocket::open(local)?
+            });
+        }
+        if let Some(cluster) = &config.cluster {
+            let sync = cluster.me().sync_address;
+            if self.udp_for(sync).is_none() {
+                udp.push(UdpEndpoint::bind(sync)?);
+            }
         }
         self.udp.extend(udp);
         self.raw.extend(raw);
@@ -185,6 +219,9 @@ enum Event {
     Socket(ReadySocket),
     StatusQuery(StatusQuery),
     StatusClient(io::Result<()>),
+    Sync(SyncEvent),
+    SyncClient(io::Result<(TcpStream, SocketAddr)>),
+    Link(LinkChange),
 }
 
 /// Drives `node` with `io` until `shutdown` completes or a device fails, then removes the routes
@@ -196,6 +233,9 @@ pub async fn run<N: Node>(
 ) -> Result<(), IoError> {
     let result = event_loop(node, io, shutdown).await;
     io.routes.remove_all().await;
+    if let Some(cluster) = io.cluster.as_mut() {
+        cluster.shutdown().await;
+    }
     result
 }
 
@@ -219,6 +259,10 @@ async fn event_loop<N: Node>(
                 .as_mut()
                 .reset(tokio::time::Instant::from_std(deadline));
         }
+        let (sync_events, sync_listener, links) = match io.cluster.as_mut() {
+            Some(c) => (Some(&mut c.events), Some(&c.listener), c.links.as_mut()),
+            None => (None, None, None),
+        };
         let event = tokio::select! {
             () = &mut shutdown => Event::Shutdown,
             () = &mut timer, if deadline.is_some() => Event::Timer,
@@ -227,6 +271,9 @@ async fn event_loop<N: Node>(
             Some(q) = io.status_requests.recv() => Event::StatusQuery(q),
             r = io.status.accept() => Event::StatusClient(r),
             Some(()) = hangup(&mut io.hangup) => Event::Hangup,
+            Some(e) = recv_opt(sync_events) => Event::Sync(e),
+            r = accept_opt(sync_listener) => Event::SyncClient(r),
+            Some(c) = link_opt(links) => Event::Link(c),
         };
         match event {
             Event::Shutdown => {
@@ -297,11 +344,51 @@ async fn event_loop<N: Node>(
                         serde_json::to_string(&node.conn_list(now, CONN_LIST_LIMIT))
                     }
                     StatusRequest::ConnStats => serde_json::to_string(&node.conn_stats()),
+                    StatusRequest::ClusterStatus => match node.cluster_status(now) {
+                        Some((status, _)) => serde_json::to_string(&status),
+                        None => Ok(crate::status_server::error_document(NO_CLUSTER)),
+                    },
+                    StatusRequest::ClusterSyncStats => match node.cluster_status(now) {
+                        Some((_, stats)) => serde_json::to_string(&stats),
+                        None => Ok(crate::status_server::error_document(NO_CLUSTER)),
+                    },
+                    StatusRequest::Cluster(command) => {
+                        let answer = node.cluster_command(now, command);
+                        drain_outputs(node, io).await;
+                        match answer {
+                            Ok(message) => {
+                                tracing::info!("cluster command {command:?}: {message}");
+                                Ok(serde_json::json!({ "message": message }).to_string())
+                            }
+                            Err(e) => Ok(crate::status_server::error_document(&e)),
+                        }
+                    }
                 };
                 let document = document.unwrap_or_else(|e| {
                     crate::status_server::error_document(&format!("cannot encode status: {e}"))
                 });
                 let _ = q.reply.send(document);
+            }
+            Event::Sync(event) => {
+                full_sync_event(node, io, event);
+                drain_outputs(node, io).await;
+            }
+            Event::SyncClient(r) => match (r, io.cluster.as_ref()) {
+                (Ok((tcp, peer)), Some(cluster)) => cluster.serve(tcp, peer),
+                (Ok(_), None) => {}
+                (Err(e), _) => {
+                    tracing::warn!("full sync listener: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Event::Link(change) => {
+                tracing::info!(
+                    "monitored interface {} is {}",
+                    change.interface,
+                    if change.up { "up" } else { "down" }
+                );
+                node.handle_link_state(Instant::now(), &change.interface, change.up);
+                drain_outputs(node, io).await;
             }
             Event::StatusClient(r) => {
                 if let Err(e) = r {
@@ -314,6 +401,76 @@ async fn event_loop<N: Node>(
                 }
             }
         }
+    }
+}
+
+/// The answer to the cluster requests of a gateway without `[cluster]`.
+const NO_CLUSTER: &str = "no cluster configured";
+
+/// Feeds what a full-sync task reported to the node.
+fn full_sync_event<N: Node>(node: &mut N, io: &mut Io, event: SyncEvent) {
+    let Some(cluster) = io.cluster.as_mut() else {
+        return;
+    };
+    let now = Instant::now();
+    match event {
+        SyncEvent::Data {
+            member,
+            pull,
+            bytes,
+        } => {
+            if !cluster.is_current(member, pull) {
+                return;
+            }
+            match node.full_sync_input(now, member, &bytes) {
+                Ok(FullSyncProgress::More) => {}
+                Ok(FullSyncProgress::Done) => {
+                    cluster.end_pull(member);
+                }
+                Err(why) => {
+                    // The node has already counted it and scheduled the retry.
+                    if let Some(address) = cluster.end_pull(member) {
+                        tracing::warn!("full sync from member {member} at {address} failed: {why}");
+                    }
+                }
+            }
+        }
+        SyncEvent::PullFailed { member, pull, line } => {
+            if cluster.is_current(member, pull) {
+                cluster.end_pull(member);
+                tracing::warn!("{line}");
+                node.full_sync_failed(now, member, &line);
+            }
+        }
+        SyncEvent::Export { member, reply } => {
+            let bytes = node.full_sync_export(now);
+            tracing::info!(
+                "full sync to member {member}: {} bytes of state",
+                bytes.len()
+            );
+            let _ = reply.send(bytes);
+        }
+    }
+}
+
+async fn recv_opt<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn accept_opt(listener: Option<&TcpListener>) -> io::Result<(TcpStream, SocketAddr)> {
+    match listener {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn link_opt(links: Option<&mut LinkMonitor>) -> Option<LinkChange> {
+    match links {
+        Some(l) => l.next().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -378,17 +535,33 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                 Ok(()) => tracing::info!("route {prefix} dev {} removed", io.tun.name()),
                 Err(e) => tracing::error!("{e}"),
             },
-            // Address claims come with the cluster work; until the shell applies them (netlink,
-            // a later issue) it says loudly that it did not.
-            Output::ClaimAddress { interface, addr } => tracing::warn!(
-                "node asked to claim {addr} on {interface}: address management is not implemented in this shell; ignored"
-            ),
-            Output::ReleaseAddress { interface, addr } => tracing::warn!(
-                "node asked to release {addr} on {interface}: address management is not implemented in this shell; ignored"
-            ),
-            Output::FullSyncConnect { member, address } => tracing::warn!(
-                "node asked for a full sync from cluster member {member} at {address}: not implemented in this shell; ignored"
-            ),
+            Output::ClaimAddress { interface, addr } => match io.cluster.as_mut() {
+                Some(c) => match c.vips.claim(&interface, addr).await {
+                    Ok(()) => tracing::info!("virtual address {addr} claimed on {interface}"),
+                    Err(e) => tracing::error!("{e}"),
+                },
+                None => tracing::warn!(
+                    "node asked to claim {addr} on {interface} but this gateway has no [cluster]; ignored"
+                ),
+            },
+            Output::ReleaseAddress { interface, addr } => match io.cluster.as_mut() {
+                Some(c) => match c.vips.release(&interface, addr).await {
+                    Ok(()) => tracing::info!("virtual address {addr} released from {interface}"),
+                    Err(e) => tracing::error!("{e}"),
+                },
+                None => tracing::warn!(
+                    "node asked to release {addr} on {interface} but this gateway has no [cluster]; ignored"
+                ),
+            },
+            Output::FullSyncConnect { member, address } => match io.cluster.as_mut() {
+                Some(c) => {
+                    tracing::info!("full sync from member {member} at {address}: connecting");
+                    c.pull(member, address);
+                }
+                None => tracing::warn!(
+                    "node asked for a full sync from member {member} at {address} but this gateway has no [cluster]; ignored"
+                ),
+            },
             Output::Log(record) => match record.level {
                 LogLevel::Error => tracing::error!(target: "rampart_node", "{}", record.message),
                 LogLevel::Warn => tracing::warn!(target: "rampart_node", "{}", record.message),

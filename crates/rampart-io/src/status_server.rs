@@ -9,6 +9,7 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use rampart_node::ClusterCommand;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
@@ -20,7 +21,8 @@ const MAX_REQUEST: u64 = 1024;
 /// How long a client may take to send its request or to read the answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a client asked for: `status`, `conn list`, `conn stats` or `reload <file>`.
+/// What a client asked for: `status`, `conn list`, `conn stats`, `reload <file>` or one of the
+/// `cluster` requests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StatusRequest {
     /// `GatewayStatus`.
@@ -32,6 +34,13 @@ pub enum StatusRequest {
     /// `reload /abs/path.toml`: read, validate and apply that configuration file; the answer
     /// is a `ReloadReport` or `{"error": ...}` with every problem found.
     Reload(PathBuf),
+    /// `cluster status`: `ClusterStatus`.
+    ClusterStatus,
+    /// `cluster sync-stats`: `SyncStats`.
+    ClusterSyncStats,
+    /// `cluster switchover [ID]`, `cluster down`, `cluster up`: `{"message": ...}` with the
+    /// node's acknowledgement, or `{"error": ...}`.
+    Cluster(ClusterCommand),
 }
 
 impl StatusRequest {
@@ -47,6 +56,17 @@ impl StatusRequest {
             ["status"] => Some(StatusRequest::Status),
             ["conn", "list"] => Some(StatusRequest::ConnList),
             ["conn", "stats"] => Some(StatusRequest::ConnStats),
+            ["cluster", "status"] => Some(StatusRequest::ClusterStatus),
+            ["cluster", "sync-stats"] => Some(StatusRequest::ClusterSyncStats),
+            ["cluster", "switchover"] => Some(StatusRequest::Cluster(ClusterCommand::Switchover {
+                to: None,
+            })),
+            ["cluster", "switchover", id] => id
+                .parse()
+                .ok()
+                .map(|to| StatusRequest::Cluster(ClusterCommand::Switchover { to: Some(to) })),
+            ["cluster", "down"] => Some(StatusRequest::Cluster(ClusterCommand::Down)),
+            ["cluster", "up"] => Some(StatusRequest::Cluster(ClusterCommand::Up)),
             _ => None,
         }
     }
@@ -153,10 +173,7 @@ async fn serve_client(stream: UnixStream, queries: mpsc::Sender<StatusQuery>) ->
                 _ => error_document("the gateway is shutting down"),
             }
         }
-        None => error_document(&format!(
-            "unknown request {:?}; the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\"",
-            line.trim()
-        )),
+        None => error_document(&format!("unknown request {:?}; {REQUESTS}", line.trim())),
     };
     tokio::time::timeout(CLIENT_TIMEOUT, async {
         write.write_all(answer.as_bytes()).await?;
@@ -166,6 +183,9 @@ async fn serve_client(stream: UnixStream, queries: mpsc::Sender<StatusQuery>) ->
     .await
     .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "client does not read"))?
 }
+
+/// The requests, as the answer to an unknown one lists them.
+pub const REQUESTS: &str = "the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\", \"cluster status\", \"cluster sync-stats\", \"cluster switchover [ID]\", \"cluster down\", \"cluster up\"";
 
 /// `{"error": "..."}` with `message` escaped.
 pub fn error_document(message: &str) -> String {

@@ -100,11 +100,25 @@ impl UdpEndpoint {
     /// Binds `addr` (IPv6 sockets are IPv6-only). Port 0 picks a free port; [`Self::local`]
     /// tells which. Must be called inside a tokio runtime.
     pub fn bind(addr: SocketAddr) -> Result<UdpEndpoint, IoError> {
+        UdpEndpoint::bind_with(addr, false)
+    }
+
+    /// Like [`UdpEndpoint::bind`], but with `IP_FREEBIND` / `IPV6_FREEBIND`: `addr` need not be
+    /// on an interface yet. For a cluster's virtual addresses, which a standby member binds
+    /// before it owns them (the kernel delivers to the socket once the address is added).
+    pub fn bind_freebind(addr: SocketAddr) -> Result<UdpEndpoint, IoError> {
+        UdpEndpoint::bind_with(addr, true)
+    }
+
+    fn bind_with(addr: SocketAddr, freebind: bool) -> Result<UdpEndpoint, IoError> {
         let err = |source| IoError::UdpBind { addr, source };
         let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
             .map_err(err)?;
         if addr.is_ipv6() {
             socket.set_only_v6(true).map_err(err)?;
+        }
+        if freebind {
+            crate::raw_esp::set_freebind(&socket, addr.ip()).map_err(err)?;
         }
         crate::sockbuf::grow(&socket, SOCKET_BUFFER);
         socket.set_nonblocking(true).map_err(err)?;

@@ -324,6 +324,7 @@ fn loop_drives_node_on_real_devices() {
                 config_path: None,
                 hangup: None,
                 reloads: Default::default(),
+                cluster: None,
             };
             let sink = UdpSocket::bind((HOST, 0)).await.unwrap();
             // A port that was free a moment ago: nothing listens there.

@@ -89,8 +89,42 @@ fn answers_status_from_the_loop_and_errors_otherwise() {
         let bad: serde_json::Value = serde_json::from_str(&bad).unwrap();
         assert_eq!(
             bad["error"],
-            "unknown request \"shutdown\"; the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\""
+            "unknown request \"shutdown\"; the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\", \"cluster status\", \"cluster sync-stats\", \"cluster switchover [ID]\", \"cluster down\", \"cluster up\""
         );
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cluster_requests_parse() {
+    use rampart_io::status_server::StatusRequest;
+    use rampart_node::ClusterCommand;
+    let parse = StatusRequest::parse;
+    assert_eq!(parse("cluster status"), Some(StatusRequest::ClusterStatus));
+    assert_eq!(
+        parse(" cluster  sync-stats\n"),
+        Some(StatusRequest::ClusterSyncStats)
+    );
+    assert_eq!(
+        parse("cluster switchover"),
+        Some(StatusRequest::Cluster(ClusterCommand::Switchover {
+            to: None
+        }))
+    );
+    assert_eq!(
+        parse("cluster switchover 2"),
+        Some(StatusRequest::Cluster(ClusterCommand::Switchover {
+            to: Some(2)
+        }))
+    );
+    assert_eq!(parse("cluster switchover two"), None);
+    assert_eq!(
+        parse("cluster down"),
+        Some(StatusRequest::Cluster(ClusterCommand::Down))
+    );
+    assert_eq!(
+        parse("cluster up"),
+        Some(StatusRequest::Cluster(ClusterCommand::Up))
+    );
+    assert_eq!(parse("cluster"), None);
 }

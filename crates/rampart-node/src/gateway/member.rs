@@ -214,6 +214,20 @@ impl Gateway {
                 self.outputs
                     .push_back(Output::FullSyncConnect { member, address });
             }
+            ClusterEvent::ReannounceAddresses { reason } => {
+                if c.active {
+                    self.log(
+                        LogLevel::Warn,
+                        format!("cluster: re-announcing the virtual addresses ({reason})"),
+                    );
+                    for v in c.config().virtual_addresses.clone() {
+                        self.outputs.push_back(Output::ClaimAddress {
+                            interface: v.interface,
+                            addr: v.address,
+                        });
+                    }
+                }
+            }
             ClusterEvent::MemberUp { member } => {
                 self.log(LogLevel::Info, format!("cluster: member {member} is up"))
             }

@@ -1,0 +1,712 @@
+#!/usr/bin/env bash
+# Cluster failover and state-sync benchmark in network namespaces (run as root on Debian 12).
+#
+#   LAN host 10.1.0.10 --[br-lan]-- member 1 (lan0 10.1.0.2)  member 2 (lan0 10.1.0.3)  VIP 10.1.0.1
+#                                   member 1 (wan0 192.0.2.2) member 2 (wan0 192.0.2.3) VIP 192.0.2.1
+#   remote gw 192.0.2.10 --[br-wan]    sync link: m1 sync0 172.16.0.1 == 172.16.0.2 sync0 m2
+#   remote host 10.2.0.10 -- remote gw lan0 10.2.0.1
+#
+# The bridges live in a switch namespace; the LAN host's default route and the remote gateway's
+# route to 10.1.0.0/24 go via the VIPs. Cases:
+#
+#   keepalived-1s     keepalived VRRP (advert_int 1, the default): kill -9 the master, links down,
+#                     failover gap of a 1 ms UDP probe stream LAN host -> remote host
+#   keepalived-100ms  the same with advert_int 0.1 (VRRPv3)
+#   conntrackd        conntrackd FT-FW on both members over the sync link; 10,000 TCP connections
+#                     through member 1; time until member 2's external cache holds them all and
+#                     sync-link bytes per connection
+#   rampart-kill      (wave 2, needs the cluster) two Rampart members + a remote Rampart gateway;
+#                     10,000 connections through the tunnel, sync measured, kill -9 the active,
+#                     gap of the probe stream, connections checked after the failover
+#   rampart-switchover (wave 2) the same with `rampart cluster switchover` instead of the kill
+#
+# Results: bench/results/cluster.md (raw samples and logs in a temp directory, kept with --keep
+# or when something failed).
+#
+# Options:
+#   --quick         2 failover runs per case instead of 5 (numbers are rough)
+#   --runs N        failover runs per case (default 5)
+#   --cases LIST    comma-separated subset (default keepalived-1s,keepalived-100ms,conntrackd;
+#                   the rampart-* cases run only when named here)
+#   --conns N       TCP connections for the sync and connection-survival cases (default 10000)
+#   --keep          keep the temporary directory with raw samples and logs
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+root=$(pwd)
+
+runs=5
+quick=0
+keep=0
+conns=10000
+cases="keepalived-1s,keepalived-100ms,conntrackd"
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --quick) quick=1 runs=2 ;;
+        --runs) runs=$2; shift ;;
+        --cases) cases=$2; shift ;;
+        --conns) conns=$2; shift ;;
+        --keep) keep=1 ;;
+        -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+        *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [[ $(id -u) -ne 0 ]]; then
+    echo "error: the benchmark creates network namespaces: run it as root" >&2
+    exit 1
+fi
+IFS=, read -ra case_list <<<"$cases"
+want_rampart=0
+for c in "${case_list[@]}"; do
+    case $c in
+        keepalived-1s | keepalived-100ms | conntrackd) ;;
+        rampart-kill | rampart-switchover) want_rampart=1 ;;
+        *) echo "unknown case: $c (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+# ---------------------------------------------------------------- installs
+apt_updated=0
+need_pkg() { # need_pkg COMMAND PACKAGE...
+    local cmd=$1; shift
+    if ! command -v "$cmd" >/dev/null 2>&1; then
+        if [[ $apt_updated -eq 0 ]]; then apt-get update -q; apt_updated=1; fi
+        echo "==> installing $*"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@"
+    fi
+}
+need_pkg ip iproute2
+need_pkg ping iputils-ping
+need_pkg jq jq
+need_pkg ss iproute2
+[[ ,$cases, == *,keepalived-* ]] && need_pkg keepalived keepalived
+if [[ ,$cases, == *,conntrackd,* ]]; then
+    need_pkg conntrackd conntrackd
+    need_pkg conntrack conntrack
+    need_pkg nft nftables
+fi
+
+echo "==> building rampart-bench (release)"
+if [[ $want_rampart -eq 1 ]]; then
+    cargo build --release -q -p rampart -p rampart-bench
+else
+    cargo build --release -q -p rampart-bench
+fi
+target="${CARGO_TARGET_DIR:-$root/target}/release"
+rbench="$target/rampart-bench"
+rampart="$target/rampart"
+
+# ---------------------------------------------------------------- topology
+work=$(mktemp -d /tmp/rampart-cluster-bench.XXXXXX)
+samples="$work/samples.tsv"
+: >"$samples"
+prefix="rpc$$"
+sw="$prefix-sw" h="$prefix-h" m1="$prefix-m1" m2="$prefix-m2" rgw="$prefix-rgw" rh="$prefix-rh"
+all_ns=("$h" "$m1" "$m2" "$rgw" "$rh" "$sw")
+
+ns_exists() { [[ -e /run/netns/$1 ]]; }
+
+teardown() {
+    local ns pid
+    for ns in "${all_ns[@]}"; do
+        if ns_exists "$ns"; then
+            for pid in $(ip netns pids "$ns"); do kill -TERM "$pid" 2>/dev/null || true; done
+        fi
+    done
+    for _ in $(seq 1 30); do
+        local left=0
+        for ns in "${all_ns[@]}"; do
+            if ns_exists "$ns" && [[ -n $(ip netns pids "$ns") ]]; then left=1; fi
+        done
+        [[ $left -eq 0 ]] && break
+        sleep 0.1
+    done
+    for ns in "${all_ns[@]}"; do
+        if ns_exists "$ns"; then
+            for pid in $(ip netns pids "$ns"); do kill -KILL "$pid" 2>/dev/null || true; done
+            ip netns del "$ns" 2>/dev/null || true
+        fi
+    done
+}
+
+on_exit() {
+    local rc=$?
+    teardown
+    if [[ $keep -eq 0 && $rc -eq 0 ]]; then rm -rf "$work"; else echo "raw samples and logs: $work"; fi
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT TERM
+
+# setup plain|rampart: a fresh topology. plain: the members and the remote gateway route with
+# plain Linux forwarding; rampart: the routes to the remote site are left to the Rampart tunnels.
+setup() {
+    teardown
+    local ns
+    for ns in "${all_ns[@]}"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+    ip -n "$sw" link add br-lan type bridge
+    ip -n "$sw" link add br-wan type bridge
+    # link NS IFNAME SWITCH-PORT BRIDGE
+    link() {
+        ip link add "$2" netns "$1" type veth peer name "$3" netns "$sw"
+        ip -n "$sw" link set "$3" master "$4" up
+        ip -n "$1" link set "$2" up
+    }
+    link "$h" eth0 sw-h br-lan
+    link "$m1" lan0 sw-m1-lan br-lan
+    link "$m2" lan0 sw-m2-lan br-lan
+    link "$m1" wan0 sw-m1-wan br-wan
+    link "$m2" wan0 sw-m2-wan br-wan
+    link "$rgw" wan0 sw-rgw br-wan
+    ip -n "$sw" link set br-lan up
+    ip -n "$sw" link set br-wan up
+    ip link add sync0 netns "$m1" type veth peer name sync0 netns "$m2"
+    ip -n "$m1" link set sync0 up
+    ip -n "$m2" link set sync0 up
+    ip link add lan0 netns "$rgw" type veth peer name eth0 netns "$rh"
+    ip -n "$rgw" link set lan0 up
+    ip -n "$rh" link set eth0 up
+
+    ip -n "$h" addr add 10.1.0.10/24 dev eth0
+    ip -n "$m1" addr add 10.1.0.2/24 dev lan0
+    ip -n "$m2" addr add 10.1.0.3/24 dev lan0
+    ip -n "$m1" addr add 192.0.2.2/24 dev wan0
+    ip -n "$m2" addr add 192.0.2.3/24 dev wan0
+    ip -n "$m1" addr add 172.16.0.1/24 dev sync0
+    ip -n "$m2" addr add 172.16.0.2/24 dev sync0
+    ip -n "$rgw" addr add 192.0.2.10/24 dev wan0
+    ip -n "$rgw" addr add 10.2.0.1/24 dev lan0
+    ip -n "$rh" addr add 10.2.0.10/24 dev eth0
+    ip -n "$h" route add default via 10.1.0.1
+    ip -n "$rh" route add default via 10.2.0.1
+    for ns in "$m1" "$m2" "$rgw"; do
+        ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+        ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0
+        ip netns exec "$ns" sysctl -qw net.ipv4.conf.default.rp_filter=0
+    done
+    if [[ $1 == plain ]]; then
+        ip -n "$rgw" route add 10.1.0.0/24 via 192.0.2.1
+        ip -n "$m1" route add 10.2.0.0/24 via 192.0.2.10
+        ip -n "$m2" route add 10.2.0.0/24 via 192.0.2.10
+    fi
+}
+
+# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.1 s until it succeeds.
+wait_for() {
+    local secs=$1 what=$2; shift 2
+    local deadline=$((SECONDS + secs))
+    until "$@" >/dev/null 2>&1; do
+        if [[ $SECONDS -ge $deadline ]]; then
+            echo "error: $what did not happen within ${secs}s" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+reachable() { ip netns exec "$h" ping -c 1 -W 1 10.2.0.10; }
+# (No `| grep -q` under pipefail: grep exiting early can fail the pipeline with SIGPIPE.)
+has_addr() { [[ $(ip -n "$1" -o addr show) == *" $2/"* ]]; }
+lacks_addr() { ! has_addr "$@"; }
+now_ns() { date +%s%N; }
+
+# kill_box NS PID...: what a crashed box looks like to the network: the processes die with
+# SIGKILL (in the order given) and every link of the box goes down at the same moment. The
+# killed daemon leaves its VIPs configured; with the links down nobody can reach them.
+kill_box() {
+    local ns=$1; shift
+    kill -9 "$@" 2>/dev/null || true
+    ip -n "$ns" link set lan0 down
+    ip -n "$ns" link set wan0 down
+    ip -n "$ns" link set sync0 down
+}
+
+# ---------------------------------------------------------------- probe stream
+# probe_run CASE RUN PRE POST ACTION...: starts the 1 ms probe stream LAN host -> remote host,
+# runs ACTION after PRE seconds, keeps streaming POST more seconds, records the gap.
+probe_run() {
+    local case=$1 run=$2 pre=$3 post=$4; shift 4
+    local total out="$work/$case-$run"
+    total=$(awk -v a="$pre" -v b="$post" 'BEGIN{print a + b}')
+    ip netns exec "$rh" "$rbench" probe-recv --listen 10.2.0.10:9000 \
+        --duration "$(awk -v t="$total" 'BEGIN{print t + 5}')" --json "$out-recv.json" \
+        >/dev/null 2>"$out-recv.err" &
+    local recv_pid=$!
+    wait_for 5 "the probe receiver" ip netns exec "$rh" sh -c 'ss -lun | grep -q "10.2.0.10:9000 "'
+    ip netns exec "$h" "$rbench" probe-send --to 10.2.0.10:9000 --duration "$total" \
+        >"$out-send.json" 2>"$out-send.err" &
+    local send_pid=$!
+    sleep "$pre"
+    local action_ns
+    action_ns=$(now_ns)
+    "$@"
+    echo "$action_ns" >"$out-action-ns"
+    wait "$send_pid" || true
+    wait "$recv_pid" || true
+    local gap=NA lost=NA reord=NA pause=NA
+    if [[ -s $out-recv.json ]]; then
+        gap=$(jq 'if .unique > 0 then .gap_ms else "NA" end' "$out-recv.json" | tr -d '"')
+        lost=$(jq '.lost' "$out-recv.json")
+        reord=$(jq '.reordered' "$out-recv.json")
+        local resumed
+        resumed=$(jq '.resumed' "$out-recv.json")
+        if [[ $resumed != true ]]; then
+            echo "   $case run $run: the stream did not come back within ${post}s" >&2
+            gap=NA
+            keep=1
+        fi
+    else
+        keep=1
+    fi
+    [[ -s $out-send.json ]] && pause=$(jq '.max_send_interval_ms' "$out-send.json")
+    printf '%s\tgap_ms\t%s\t%s\n' "$case" "$run" "$gap" >>"$samples"
+    printf '%s\tlost\t%s\t%s\n' "$case" "$run" "$lost" >>"$samples"
+    printf '%s\treordered\t%s\t%s\n' "$case" "$run" "$reord" >>"$samples"
+    printf '%s\tmax_send_interval_ms\t%s\t%s\n' "$case" "$run" "$pause" >>"$samples"
+    printf '   %-18s run %s: gap %.1f ms, %s probes lost, %s reordered (sender longest pause %.1f ms)\n' \
+        "$case" "$run" "${gap/NA/nan}" "$lost" "$reord" "${pause/NA/nan}"
+}
+
+# ---------------------------------------------------------------- keepalived
+keepalived_conf() { # keepalived_conf NAME PRIORITY ADVERT_INT
+    local version=2
+    [[ $3 != 1 ]] && version=3 # fractional advert_int needs VRRPv3
+    cat <<EOF
+global_defs {
+    router_id $1
+    vrrp_version $version
+    script_user root
+    enable_script_security
+}
+vrrp_instance bench {
+    state BACKUP
+    interface lan0
+    virtual_router_id 51
+    priority $2
+    advert_int $3
+    virtual_ipaddress {
+        10.1.0.1/24 dev lan0
+        192.0.2.1/24 dev wan0
+    }
+}
+EOF
+}
+
+declare -A ka_pid
+start_keepalived() { # start_keepalived NS NAME PRIORITY ADVERT_INT
+    local ns=$1 name=$2
+    keepalived_conf "$name" "$3" "$4" >"$work/keepalived-$name.conf"
+    ip netns exec "$ns" keepalived --vrrp --dont-fork --log-console --log-detail \
+        --use-file "$work/keepalived-$name.conf" --pid "$work/keepalived-$name.pid" \
+        --vrrp_pid "$work/keepalived-$name-vrrp.pid" \
+        --checkers_pid "$work/keepalived-$name-checkers.pid" \
+        >>"$work/keepalived-$name.log" 2>&1 &
+    ka_pid[$name]=$!
+    disown "${ka_pid[$name]}" # it gets killed on purpose: no "Killed" line from bash
+}
+
+# The keepalived parent and its VRRP child, child first: the child of a parent that dies first
+# gets SIGTERM (PR_SET_PDEATHSIG) and leaves gracefully with a priority-0 advert, which would be
+# a switchover, not a crash.
+keepalived_pids() { # keepalived_pids NAME
+    local parent=${ka_pid[$1]}
+    pgrep -P "$parent" || true
+    echo "$parent"
+}
+
+kill_keepalived_m1() {
+    # shellcheck disable=SC2046
+    kill_box "$m1" $(keepalived_pids m1)
+}
+
+case_keepalived() { # case_keepalived CASE ADVERT_INT POST_SECONDS
+    local case=$1 advert=$2 post=$3 run
+    echo "==> $case: keepalived VRRP, advert_int $advert, $runs runs"
+    for run in $(seq 1 "$runs"); do
+        setup plain
+        start_keepalived "$m1" m1 150 "$advert"
+        start_keepalived "$m2" m2 100 "$advert"
+        if ! wait_for 30 "member 1 becoming VRRP master" has_addr "$m1" 10.1.0.1 ||
+            ! wait_for 10 "the LAN host reaching the remote host" reachable ||
+            ! lacks_addr "$m2" 10.1.0.1; then
+            echo "   $case run $run: setup failed (logs in $work)" >&2
+            printf '%s\tgap_ms\t%s\tNA\n' "$case" "$run" >>"$samples"
+            keep=1
+            continue
+        fi
+        probe_run "$case" "$run" 1 "$post" kill_keepalived_m1
+        has_addr "$m2" 10.1.0.1 || echo "   warning: member 2 never took the VIP" >&2
+    done
+}
+
+# ---------------------------------------------------------------- connections
+# start_conns TAG: echo server on the remote host, conn-open on the LAN host (in the background,
+# its pid in conn_pid); returns once the connections are open (ready file written).
+conn_pid=""
+start_conns() {
+    local tag=$1
+    ip netns exec "$rh" sh -c "ulimit -n \$(ulimit -Hn); exec '$rbench' conn-serve --listen 10.2.0.10:7000" \
+        >"$work/conn-serve-$tag.log" 2>&1 &
+    wait_for 5 "the connection echo server" ip netns exec "$rh" sh -c 'ss -ltn | grep -q "10.2.0.10:7000 "'
+    rm -f "$work/conns-$tag-go" "$work/conns-$tag-ready.json"
+    ip netns exec "$h" sh -c "ulimit -n \$(ulimit -Hn); exec '$rbench' conn-open --connect 10.2.0.10:7000 \
+        --count $conns --ready '$work/conns-$tag-ready.json' --check-when '$work/conns-$tag-go' \
+        --hold 300 --json '$work/conns-$tag.json'" >/dev/null 2>"$work/conns-$tag.err" &
+    conn_pid=$!
+}
+
+# check_conns TAG: tells conn-open to check every connection, waits for its result and puts a
+# summary in conn_result (not to be called in a subshell: it waits for conn-open).
+conn_result="{}"
+check_conns() {
+    touch "$work/conns-$1-go"
+    wait "$conn_pid" || true
+    if ! conn_result=$(jq -c \
+        '{opened: .open.opened, ok: .check_ok, failed: .check_failed, errors: .check_errors}' \
+        "$work/conns-$1.json" 2>/dev/null); then
+        conn_result="{}"
+        echo "   conn-open failed: $(cat "$work/conns-$1.err")" >&2
+        keep=1
+    fi
+}
+
+link_bytes() { # link_bytes NS IFACE tx|rx
+    ip netns exec "$1" cat "/sys/class/net/$2/statistics/${3}_bytes"
+}
+
+# sync_measure CASE RUN TAG COUNT-COMMAND...: with connections being opened (start_conns TAG),
+# polls COUNT-COMMAND (prints the number of connections the backup holds) until it reaches
+# $conns, then records the sync figures; tx_before/rx_before are member 1's sync0 counters from
+# before.
+sync_measure() {
+    local case=$1 run=$2 tag=$3; shift 3
+    local count=0 done_ns="" deadline=$((SECONDS + 120))
+    while [[ $SECONDS -lt $deadline ]]; do
+        count=$("$@" 2>/dev/null || echo 0)
+        if [[ ${count:-0} -ge $conns ]]; then
+            done_ns=$(now_ns)
+            break
+        fi
+        sleep 0.05
+    done
+    wait_for 60 "conn-open finishing the opening" test -s "$work/conns-$tag-ready.json"
+    sleep 1 # acks and late retransmissions
+    local tx rx
+    tx=$(($(link_bytes "$m1" sync0 tx) - tx_before))
+    rx=$(($(link_bytes "$m1" sync0 rx) - rx_before))
+    local r="$work/conns-$tag-ready.json" opened start end
+    opened=$(jq '.opened' "$r")
+    start=$(jq '.open_start_unix_ns' "$r")
+    end=$(jq '.open_end_unix_ns' "$r")
+    local txc rxc
+    txc=$(awk -v b="$tx" -v n="$opened" 'BEGIN{printf "%.1f", (n > 0 ? b / n : 0)}')
+    rxc=$(awk -v b="$rx" -v n="$opened" 'BEGIN{printf "%.1f", (n > 0 ? b / n : 0)}')
+    local sync_s=NA after_s=NA
+    if [[ -n $done_ns ]]; then
+        sync_s=$(awk -v a="$done_ns" -v b="$start" 'BEGIN{printf "%.3f", (a - b) / 1e9}')
+        after_s=$(awk -v a="$done_ns" -v b="$end" 'BEGIN{printf "%.3f", (a - b) / 1e9}')
+    else
+        echo "   $case run $run: the backup holds only $count of $conns connections" >&2
+        keep=1
+    fi
+    {
+        printf '%s\tconns\t%s\t%s\n' "$case" "$run" "$opened"
+        printf '%s\topen_s\t%s\t%s\n' "$case" "$run" "$(jq '.open_seconds' "$r")"
+        printf '%s\tsync_s\t%s\t%s\n' "$case" "$run" "$sync_s"
+        printf '%s\tsync_after_open_s\t%s\t%s\n' "$case" "$run" "$after_s"
+        printf '%s\tbackup_entries\t%s\t%s\n' "$case" "$run" "$count"
+        printf '%s\ttx_bytes_per_conn\t%s\t%s\n' "$case" "$run" "$txc"
+        printf '%s\trx_bytes_per_conn\t%s\t%s\n' "$case" "$run" "$rxc"
+    } >>"$samples"
+    printf '   %-18s run %s: %s opened in %s s; backup holds %s after %s s (%s s after the last); sync link %s B/conn sent, %s B/conn received\n' \
+        "$case" "$run" "$opened" "$(jq '.open_seconds' "$r")" "$count" "$sync_s" "$after_s" \
+        "$txc" "$rxc"
+}
+
+# ---------------------------------------------------------------- conntrackd
+conntrackd_conf() { # conntrackd_conf NAME LOCAL PEER
+    cat <<EOF
+Sync {
+    Mode FTFW {
+    }
+    UDP {
+        IPv4_address $2
+        IPv4_Destination_Address $3
+        Port 3780
+        Interface sync0
+        SndSocketBuffer 1249280
+        RcvSocketBuffer 1249280
+        Checksum on
+    }
+}
+General {
+    HashSize 32768
+    HashLimit 262144
+    LogFile $work/conntrackd-$1.log
+    Syslog off
+    LockFile $work/conntrackd-$1.lock
+    UNIX {
+        Path $work/conntrackd-$1.ctl
+    }
+    NetlinkBufferSize 2097152
+    NetlinkBufferSizeMaxGrowth 8388608
+    Filter From Userspace {
+        Protocol Accept {
+            TCP
+        }
+        Address Ignore {
+            IPv4_address 127.0.0.1
+            IPv4_address 172.16.0.1
+            IPv4_address 172.16.0.2
+        }
+    }
+}
+EOF
+}
+
+# Connections in member 2's external cache (what it learnt from member 1).
+ctd_external_m2() {
+    ip netns exec "$m2" conntrackd -C "$work/conntrackd-m2.conf" -s 2>/dev/null |
+        awk '/cache external/{f=1} f && /current active connections/{print $NF; exit}'
+}
+
+# TCP entries in member 2's kernel conntrack table.
+ct_kernel_m2() { ip netns exec "$m2" conntrack -C 2>/dev/null || echo 0; }
+ct_kernel_m2_full() { [[ $(($(ct_kernel_m2) - ct_base)) -ge $conns ]]; }
+
+case_conntrackd() {
+    local run
+    echo "==> conntrackd: FT-FW over the sync link, $conns TCP connections, $runs runs"
+    for run in $(seq 1 "$runs"); do
+        setup plain
+        ip -n "$m1" addr add 10.1.0.1/24 dev lan0
+        ip -n "$m1" addr add 192.0.2.1/24 dev wan0
+        # A rule that uses conntrack, so that the kernel tracks connections in these namespaces.
+        local ns
+        for ns in "$m1" "$m2"; do
+            ip netns exec "$ns" nft -f - <<'EOF'
+table inet bench {
+    chain forward {
+        type filter hook forward priority 0; policy accept;
+        ct state established,related accept
+    }
+}
+EOF
+        done
+        conntrackd_conf m1 172.16.0.1 172.16.0.2 >"$work/conntrackd-m1.conf"
+        conntrackd_conf m2 172.16.0.2 172.16.0.1 >"$work/conntrackd-m2.conf"
+        rm -f "$work"/conntrackd-m?.lock
+        ip netns exec "$m1" conntrackd -C "$work/conntrackd-m1.conf" >>"$work/conntrackd-m1.out" 2>&1 &
+        ip netns exec "$m2" conntrackd -C "$work/conntrackd-m2.conf" >>"$work/conntrackd-m2.out" 2>&1 &
+        if ! wait_for 10 "conntrackd's control sockets" \
+            test -S "$work/conntrackd-m1.ctl" -a -S "$work/conntrackd-m2.ctl" ||
+            ! wait_for 10 "the LAN host reaching the remote host" reachable; then
+            echo "   conntrackd run $run: setup failed (logs in $work)" >&2
+            printf 'conntrackd\tsync_s\t%s\tNA\n' "$run" >>"$samples"
+            keep=1
+            continue
+        fi
+        sleep 0.5 # the ping's ICMP entry is not synced (TCP only); let things settle
+        tx_before=$(link_bytes "$m1" sync0 tx)
+        rx_before=$(link_bytes "$m1" sync0 rx)
+        start_conns "conntrackd-$run"
+        sync_measure conntrackd "$run" "conntrackd-$run" ctd_external_m2
+        # What primary-backup.sh runs at failover: commit the external cache to the kernel.
+        local t0 t1 kcount
+        ct_base=$(ct_kernel_m2) # the sync link's own UDP flow and such
+        t0=$(now_ns)
+        ip netns exec "$m2" conntrackd -C "$work/conntrackd-m2.conf" -c >>"$work/conntrackd-m2.out" 2>&1 || true
+        wait_for 60 "the commit on member 2" ct_kernel_m2_full || true
+        t1=$(now_ns)
+        kcount=$(($(ct_kernel_m2) - ct_base))
+        local commit_s=NA
+        [[ $kcount -ge $conns ]] && commit_s=$(awk -v a="$t1" -v b="$t0" 'BEGIN{printf "%.3f", (a - b) / 1e9}')
+        printf 'conntrackd\tcommit_s\t%s\t%s\n' "$run" "$commit_s" >>"$samples"
+        echo "   commit on member 2 (conntrackd -c): $commit_s s, $kcount entries added to its kernel table"
+        check_conns "conntrackd-$run"
+        echo "   connections checked after: $conn_result"
+    done
+}
+
+# ---------------------------------------------------------------- Rampart (wave 2)
+# Not runnable until the cluster exists (rampart-cluster engine + node + io shell); the
+# `[cluster]` keys are the plan's. Kept behind --cases rampart-kill,rampart-switchover.
+rampart_member_conf() { # rampart_member_conf ID
+    cat <<EOF
+[gateway]
+name = "member$1"
+status_socket = "$work/member$1.sock"
+member_id = $1
+ike_port = 500
+nat_t_port = 4500
+
+[tunnel]
+device = "rpc0"
+mtu = 1400
+
+[local]
+domain = ["10.1.0.0/24"]
+
+[cluster]
+name = "bench"
+member_id = $1
+mode = "high-availability"
+primary = 1
+switch_back = false
+heartbeat_interval = "100ms"
+dead_after = 3
+monitor = ["lan0", "wan0"]
+secret = "rampart cluster benchmark secret, not a secret"
+
+[[cluster.member]]
+id = 1
+address = "172.16.0.1"
+
+[[cluster.member]]
+id = 2
+address = "172.16.0.2"
+
+[[cluster.vip]]
+interface = "lan0"
+address = "10.1.0.1/24"
+
+[[cluster.vip]]
+interface = "wan0"
+address = "192.0.2.1/24"
+
+[[peer]]
+name = "remote"
+local_address = "192.0.2.1"
+remote_address = "192.0.2.10"
+local_id = "192.0.2.1"
+remote_id = "192.0.2.10"
+psk = "rampart benchmark key, not a secret"
+remote_domain = ["10.2.0.0/24"]
+ike_proposals = ["aes256gcm16-prfsha256-x25519"]
+esp_proposals = ["aes256gcm16"]
+start_action = "none"
+encapsulation = "force"
+EOF
+}
+
+rampart_remote_conf() {
+    cat <<EOF
+[gateway]
+name = "remote"
+status_socket = "$work/remote.sock"
+ike_port = 500
+nat_t_port = 4500
+
+[tunnel]
+device = "rpc0"
+mtu = 1400
+
+[local]
+domain = ["10.2.0.0/24"]
+
+[[peer]]
+name = "cluster"
+local_address = "192.0.2.10"
+remote_address = "192.0.2.1"
+local_id = "192.0.2.10"
+remote_id = "192.0.2.1"
+psk = "rampart benchmark key, not a secret"
+remote_domain = ["10.1.0.0/24"]
+ike_proposals = ["aes256gcm16-prfsha256-x25519"]
+esp_proposals = ["aes256gcm16"]
+start_action = "always"
+encapsulation = "force"
+EOF
+}
+
+declare -A rp_pid
+start_rampart_member() { # start_rampart_member ID NS
+    rampart_member_conf "$1" >"$work/member$1.toml"
+    "$rampart" check-config "$work/member$1.toml" >"$work/member$1-check.log" 2>&1 ||
+        { echo "   member $1: check-config failed: $(cat "$work/member$1-check.log")" >&2; return 1; }
+    ip netns exec "$2" "$rampart" gateway run --config "$work/member$1.toml" \
+        >>"$work/rampart-member$1.log" 2>&1 &
+    rp_pid[$1]=$!
+    disown "${rp_pid[$1]}"
+}
+
+cluster_state() { # cluster_state ID: this member's state (init, syncing, standby, active, down)
+    "$rampart" cluster status --socket "$work/member$1.sock" --json 2>/dev/null | jq -r '.state'
+}
+is_state() { [[ $(cluster_state "$1") == "$2" ]]; }
+
+# Connections member 2 holds as replicas: records applied from member 1's delta stream.
+rampart_replicated_m2() {
+    "$rampart" cluster sync-stats --socket "$work/member2.sock" --json 2>/dev/null |
+        jq -r '.records_applied'
+}
+
+start_rampart_cluster() {
+    start_rampart_member 1 "$m1" || return 1
+    wait_for 10 "member 1 becoming active" is_state 1 active || return 1
+    start_rampart_member 2 "$m2" || return 1
+    wait_for 30 "member 2 becoming standby (full sync)" is_state 2 standby || return 1
+    rampart_remote_conf >"$work/remote.toml"
+    ip netns exec "$rgw" "$rampart" gateway run --config "$work/remote.toml" \
+        >>"$work/rampart-remote.log" 2>&1 &
+    wait_for 30 "the tunnel to the cluster" reachable
+}
+
+kill_rampart_m1() { kill_box "$m1" "${rp_pid[1]}"; }
+switchover_rampart() {
+    "$rampart" cluster switchover --socket "$work/member1.sock" >>"$work/switchover.log" 2>&1
+}
+
+case_rampart() { # case_rampart CASE
+    local case=$1 run action
+    case $case in
+        rampart-kill) action=kill_rampart_m1 ;;
+        rampart-switchover) action=switchover_rampart ;;
+    esac
+    echo "==> $case: two Rampart members, $conns connections, $runs runs"
+    for run in $(seq 1 "$runs"); do
+        setup rampart
+        if ! start_rampart_cluster; then
+            echo "   $case run $run: the cluster did not come up (logs in $work)" >&2
+            printf '%s\tgap_ms\t%s\tNA\n' "$case" "$run" >>"$samples"
+            keep=1
+            continue
+        fi
+        # The sync figures: the records member 2 applies include the tunnel's SA records, so
+        # the target is $conns more than before the connections.
+        local base
+        base=$(rampart_replicated_m2 || echo 0)
+        tx_before=$(link_bytes "$m1" sync0 tx)
+        rx_before=$(link_bytes "$m1" sync0 rx)
+        start_conns "$case-$run"
+        rampart_m2_new() { echo $(($(rampart_replicated_m2 || echo 0) - base)); }
+        sync_measure rampart-sync "$run" "$case-$run" rampart_m2_new
+        probe_run "$case" "$run" 1 3 "$action"
+        check_conns "$case-$run"
+        echo "   connections after the failover: $conn_result"
+        printf '%s\tconns_opened\t%s\t%s\n' "$case" "$run" "$(jq -r '.opened // "NA"' <<<"$conn_result")" >>"$samples"
+        printf '%s\tconns_lost\t%s\t%s\n' "$case" "$run" "$(jq -r '.failed // "NA"' <<<"$conn_result")" >>"$samples"
+    done
+}
+
+# ---------------------------------------------------------------- run
+for c in "${case_list[@]}"; do
+    case $c in
+        keepalived-1s) case_keepalived keepalived-1s 1 6 ;;
+        keepalived-100ms) case_keepalived keepalived-100ms 0.1 2 ;;
+        conntrackd) case_conntrackd ;;
+        rampart-kill | rampart-switchover) case_rampart "$c" ;;
+    esac
+done
+teardown
+mkdir -p bench/results
+quick_flag=()
+[[ $quick -eq 1 ]] && quick_flag=(--quick)
+"$rbench" cluster-report --samples "$samples" --runs "$runs" "${quick_flag[@]}" \
+    --out bench/results/cluster.md
+echo "==> wrote bench/results/cluster.md"
