@@ -569,7 +569,7 @@ impl Cluster {
             } else {
                 format!("member {id} is back after being unreachable (possible split brain)")
             };
-            self.log(format!("{reason}: re-announcing the virtual addresses"));
+            // The node logs the re-announcement with the reason (one line, not two).
             self.events
                 .push_back(ClusterEvent::ReannounceAddresses { reason });
         }

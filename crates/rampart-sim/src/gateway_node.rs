@@ -179,17 +179,20 @@ impl GatewayNode {
         };
         match data {
             Ok(bytes) => match g.full_sync_input(base + now, member, &bytes) {
-                Ok(FullSyncProgress::Done) => fx
-                    .notes
-                    .push(format!("full sync from member {member}: {} bytes applied", bytes.len())),
+                Ok(FullSyncProgress::Done) => fx.notes.push(format!(
+                    "full sync from member {member}: {} bytes applied",
+                    bytes.len()
+                )),
                 Ok(FullSyncProgress::More) => {
                     g.full_sync_failed(base + now, member, "stream ended early");
-                    fx.notes
-                        .push(format!("full sync from member {member}: stream ended early"));
+                    fx.notes.push(format!(
+                        "full sync from member {member}: stream ended early"
+                    ));
                 }
                 Err(e) => {
                     g.full_sync_failed(base + now, member, &e);
-                    fx.notes.push(format!("full sync from member {member} refused: {e}"));
+                    fx.notes
+                        .push(format!("full sync from member {member} refused: {e}"));
                 }
             },
             Err(why) => {

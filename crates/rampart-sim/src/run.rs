@@ -8,8 +8,8 @@ use crate::gateway_node::GwEffects;
 use crate::report::{Outcome, Report, Verdict};
 use crate::scenario::{Action, AssertSpec, Scenario};
 use crate::world::{Ev, Kind, World};
-use rampart_node::ClusterCommand;
 use crate::SimError;
+use rampart_node::ClusterCommand;
 
 /// Interval at which assertions are looked at (a scenario ends once all have passed).
 const CHECK_EVERY: Duration = Duration::from_millis(500);
@@ -351,10 +351,7 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 w(within)
             };
             (
-                format!(
-                    "{g} is {state}{span} from {}",
-                    crate::units::secs(after)
-                ),
+                format!("{g} is {state}{span} from {}", crate::units::secs(after)),
                 Some(gateway(g)?),
                 None,
             )

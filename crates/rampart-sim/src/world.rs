@@ -801,9 +801,8 @@ impl World {
         let std::net::IpAddr::V4(ip) = address.ip() else {
             return;
         };
-        let source = (0..self.nodes.len()).find(|&n| {
-            n != node && self.nodes[n].ifaces.iter().any(|i| i.addr == ip)
-        });
+        let source = (0..self.nodes.len())
+            .find(|&n| n != node && self.nodes[n].ifaces.iter().any(|i| i.addr == ip));
         let link = source.and_then(|s| {
             self.links.iter().find(|l| {
                 let ends = [l.ends[0].0, l.ends[1].0];
@@ -836,7 +835,10 @@ impl World {
             ),
         };
         let name = self.nodes[node].name.clone();
-        self.note(&name, format!("pulls a full sync from member {member} at {address}"));
+        self.note(
+            &name,
+            format!("pulls a full sync from member {member} at {address}"),
+        );
         self.schedule(now + delay, Ev::FullSync { node, member, data });
     }
 }
