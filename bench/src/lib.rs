@@ -5,10 +5,12 @@
 //! - [`ike_report`]: turns the load generator's results into `bench/results/ike.md`.
 //! - [`probe`]: the 1 ms UDP probe stream whose longest silence is the failover gap.
 //! - [`conns`]: many idle TCP connections opened through the cluster, checked after a failover.
+//! - [`cluster_sync`]: delta and full sync between two real cluster members, in process.
 //! - [`cluster_report`]: turns `bench/cluster.sh`'s samples into `bench/results/cluster.md`.
 //! - [`stats`] and [`machine`]: medians, percentiles and the facts about the machine.
 
 pub mod cluster_report;
+pub mod cluster_sync;
 pub mod conns;
 pub mod ike_load;
 pub mod ike_report;

@@ -6,7 +6,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use rampart_bench::{cluster_report, conns, ike_load, ike_report, machine, probe, throughput};
+use rampart_bench::{
+    cluster_report, cluster_sync, conns, ike_load, ike_report, machine, probe, throughput,
+};
 
 #[derive(Parser)]
 #[command(about = "Rampart benchmark harness helpers (driven by bench/run.sh)")]
@@ -107,6 +109,35 @@ enum Command {
         /// Also write the JSON here.
         #[arg(long)]
         json: Option<PathBuf>,
+    },
+    /// Delta sync between two cluster members over loopback UDP: updates/s and wire bytes per
+    /// new connection (prints the machine and a JSON result).
+    ClusterDelta {
+        #[arg(long, default_value_t = 1_000_000)]
+        conns: u64,
+        /// New connections made on the active member between two socket rounds.
+        #[arg(long, default_value_t = 1000)]
+        batch: u64,
+        /// UDP port of both members (on 127.0.0.1 and 127.0.0.2).
+        #[arg(long, default_value_t = 18116)]
+        port: u16,
+    },
+    /// Full sync of --conns connections + --sas SAs over loopback TLS into a receiver child
+    /// process: time and the receiver's peak memory (prints the machine and a JSON result).
+    ClusterFullsync {
+        #[arg(long, default_value_t = 1_000_000)]
+        conns: u64,
+        #[arg(long, default_value_t = 10_000)]
+        sas: u64,
+        /// TCP port of both members (on 127.0.0.1 and 127.0.0.2).
+        #[arg(long, default_value_t = 18117)]
+        port: u16,
+    },
+    /// The receiving member of cluster-fullsync (started by it).
+    #[command(hide = true)]
+    ClusterFullsyncRecv {
+        #[arg(long)]
+        port: u16,
     },
     /// Writes bench/results/cluster.md from cluster.sh's samples.
     ClusterReport {
@@ -263,6 +294,28 @@ fn run(command: Command) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::ClusterDelta { conns, batch, port } => {
+            print!("{}", machine::describe());
+            let r = cluster_sync::delta(conns, batch.max(1), port)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+            );
+            print!("{}", machine::describe());
+            Ok(())
+        }
+        Command::ClusterFullsync { conns, sas, port } => {
+            print!("{}", machine::describe());
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            let r = cluster_sync::fullsync(conns, sas, port, &exe)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?
+            );
+            print!("{}", machine::describe());
+            Ok(())
+        }
+        Command::ClusterFullsyncRecv { port } => cluster_sync::fullsync_recv(port),
         Command::ClusterReport {
             samples,
             runs,
