@@ -287,6 +287,19 @@ async fn event_loop<N: Node>(
                 }
             }
             Event::Timer => {
+                // Heartbeats that already arrived count before the timers run: a member whose
+                // loop was busy for longer than the dead time must not declare a peer dead
+                // whose heartbeats are waiting in the socket buffer.
+                let sync = io.cluster.as_ref().map(|c| c.sync_address);
+                if let Some(i) = sync.and_then(|a| io.udp.iter().position(|s| s.local() == a)) {
+                    for _ in 0..READS_PER_WAKE {
+                        if let ReadResult::Empty =
+                            datapath::udp_once(node, io, i, &mut buffers).await
+                        {
+                            break;
+                        }
+                    }
+                }
                 node.handle_timeout(Instant::now());
                 drain_outputs(node, io).await;
             }
