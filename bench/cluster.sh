@@ -15,12 +15,14 @@
 #   conntrackd        conntrackd FT-FW on both members over the sync link; 10,000 TCP connections
 #                     through member 1; time until member 2's external cache holds them all and
 #                     sync-link bytes per connection
-#   rampart-kill      (wave 2, needs the cluster) two Rampart members + a remote Rampart gateway;
+#   rampart-kill      two Rampart members (a [cluster] section) + a remote Rampart gateway;
 #                     10,000 connections through the tunnel, sync measured, kill -9 the active,
 #                     gap of the probe stream, connections checked after the failover
-#   rampart-switchover (wave 2) the same with `rampart cluster switchover` instead of the kill
+#   rampart-switchover the same with `rampart cluster switchover` instead of the kill
 #
-# Results: bench/results/cluster.md (raw samples and logs in a temp directory, kept with --keep
+# Results: bench/results/cluster.md, with bench/results/cluster-engine.md (run B of
+# `rampart-bench cluster-delta` / `cluster-fullsync`, kept by hand) included as its section
+# "Rampart sync engine", so a re-run does not erase those rows (raw samples and logs in a temp directory, kept with --keep
 # or when something failed).
 #
 # Options:
@@ -47,7 +49,7 @@ while [[ $# -gt 0 ]]; do
         --cases) cases=$2; shift ;;
         --conns) conns=$2; shift ;;
         --keep) keep=1 ;;
-        -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -533,15 +535,14 @@ EOF
     done
 }
 
-# ---------------------------------------------------------------- Rampart (wave 2)
-# Not runnable until the cluster exists (rampart-cluster engine + node + io shell); the
-# `[cluster]` keys are the plan's. Kept behind --cases rampart-kill,rampart-switchover.
+# ---------------------------------------------------------------- Rampart
+# Two members with a [cluster] section (docs/configuration.md, "Cluster"), a remote Rampart
+# gateway. Behind --cases rampart-kill,rampart-switchover.
 rampart_member_conf() { # rampart_member_conf ID
     cat <<EOF
 [gateway]
 name = "member$1"
 status_socket = "$work/member$1.sock"
-member_id = $1
 ike_port = 500
 nat_t_port = 4500
 
@@ -640,10 +641,12 @@ cluster_state() { # cluster_state ID: this member's state (init, syncing, standb
 }
 is_state() { [[ $(cluster_state "$1") == "$2" ]]; }
 
-# Connections member 2 holds as replicas: records applied from member 1's delta stream.
+# Connections in member 2's connection table (applied from member 1's delta stream). Not
+# `cluster sync-stats .records_applied`: a connection is several records (new, then its state
+# changes), so that count reaches $conns before member 2 holds them all.
 rampart_replicated_m2() {
-    "$rampart" cluster sync-stats --socket "$work/member2.sock" --json 2>/dev/null |
-        jq -r '.records_applied'
+    "$rampart" conn stats --socket "$work/member2.sock" --json 2>/dev/null |
+        jq -r '(.active // .inspect.active // .stats.active) | numbers'
 }
 
 start_rampart_cluster() {
@@ -677,15 +680,31 @@ case_rampart() { # case_rampart CASE
             keep=1
             continue
         fi
-        # The sync figures: the records member 2 applies include the tunnel's SA records, so
-        # the target is $conns more than before the connections.
+        # The sync figures: member 2's table may already hold a few connections (the pings).
         local base
+        sleep 0.5 # the reachability pings' connections reach member 2 first
         base=$(rampart_replicated_m2 || echo 0)
         tx_before=$(link_bytes "$m1" sync0 tx)
         rx_before=$(link_bytes "$m1" sync0 rx)
         start_conns "$case-$run"
         rampart_m2_new() { echo $(($(rampart_replicated_m2 || echo 0) - base)); }
         sync_measure rampart-sync "$run" "$case-$run" rampart_m2_new
+        # What member 1's sync engine sent: records (a connection is several: new, then its
+        # state changes), datagrams and socket payload bytes, per connection opened.
+        "$rampart" cluster sync-stats --socket "$work/member1.sock" --json \
+            >"$work/sync-stats-$case-$run.json" 2>/dev/null || true
+        local opened_n
+        opened_n=$(jq '.opened' "$work/conns-$case-$run-ready.json" 2>/dev/null || echo 0)
+        if [[ -s $work/sync-stats-$case-$run.json && ${opened_n:-0} -gt 0 ]]; then
+            local metric field
+            for metric in records_sent:records_per_conn datagrams_sent:datagrams_per_conn \
+                bytes_sent:payload_bytes_per_conn; do
+                field=${metric%%:*}
+                printf 'rampart-sync\t%s\t%s\t%s\n' "${metric#*:}" "$run" \
+                    "$(jq -r --argjson n "$opened_n" ".$field / \$n" "$work/sync-stats-$case-$run.json")" \
+                    >>"$samples"
+            done
+        fi
         probe_run "$case" "$run" 1 3 "$action"
         check_conns "$case-$run"
         echo "   connections after the failover: $conn_result"
@@ -707,6 +726,7 @@ teardown
 mkdir -p bench/results
 quick_flag=()
 [[ $quick -eq 1 ]] && quick_flag=(--quick)
+# The "Rampart sync engine" section (run B, in process) lives in its own file and is included.
 "$rbench" cluster-report --samples "$samples" --runs "$runs" "${quick_flag[@]}" \
-    --out bench/results/cluster.md
+    --engine bench/results/cluster-engine.md --out bench/results/cluster.md
 echo "==> wrote bench/results/cluster.md"

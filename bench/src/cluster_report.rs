@@ -10,8 +10,10 @@
 //!   `open_s`, `sync_s` (from the first connection opened until the backup holds them all),
 //!   `sync_after_open_s`, `backup_entries`, `tx_bytes_per_conn`, `rx_bytes_per_conn`;
 //!   `conntrackd` also `commit_s` (the backup writing its external cache into its kernel table).
+//!   `rampart-sync` also `records_per_conn`, `datagrams_per_conn`, `payload_bytes_per_conn`
+//!   (member 1's `rampart cluster sync-stats`).
 //! - `rampart-delta`: `updates_per_s`, `bytes_per_conn`; `rampart-fullsync`: `seconds`,
-//!   `peak_mib` (wave 2: not measured by this script yet).
+//!   `peak_mib` (not measured by this script: without `--engine`, their rows stay open).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -92,9 +94,13 @@ pub struct Params {
     pub quick: bool,
     pub machine: String,
     pub date: String,
+    /// The "Rampart sync engine" section, kept in its own file (`cluster-engine.md`, written by
+    /// hand from `rampart-bench cluster-delta` / `cluster-fullsync`, with its own machine and
+    /// load) so that re-running `cluster.sh` does not erase it; `None`: the rows stay open.
+    pub engine: Option<String>,
 }
 
-const NOT_YET: &str = "_to be measured (wave 2)_";
+const NOT_YET: &str = "_to be measured (`rampart-bench cluster-delta` / `cluster-fullsync`)_";
 
 fn cell(s: Option<String>, fallback: &str) -> String {
     s.unwrap_or_else(|| fallback.to_owned())
@@ -116,9 +122,12 @@ pub fn render(s: &Samples, p: &Params) -> String {
     );
     let _ = writeln!(
         o,
-        "Rows marked *anchor* are the systems we compare with, measured in this run. **Rampart** \
-         rows stay empty until the cluster exists (wave 2 of issue #11 runs \
-         `bench/cluster.sh --cases keepalived-1s,keepalived-100ms,conntrackd,rampart-kill,rampart-switchover`).\n"
+        "Rows marked *anchor* are the systems we compare with; they and the **Rampart** daemon \
+         rows (failover gap, connections, state sync) are measured in the same run, on the machine \
+         below (`bench/cluster.sh --cases keepalived-1s,keepalived-100ms,conntrackd,rampart-kill,rampart-switchover`). \
+         A row that says \"not run\" was not in this run's `--cases`. The section \"Rampart sync \
+         engine\" is included from `bench/results/cluster-engine.md` (in process, no daemon; its own \
+         run, machine and load are given there).\n"
     );
     let _ = writeln!(o, "Machine:\n\n{}", p.machine);
 
@@ -161,11 +170,7 @@ pub fn render(s: &Samples, p: &Params) -> String {
         ),
     ];
     for (who, case, label, goal) in rows {
-        let fallback = if case.starts_with("rampart") {
-            NOT_YET
-        } else {
-            "not run"
-        };
+        let fallback = "not run";
         let failed = s.failed(case, "gap_ms");
         let _ = writeln!(
             o,
@@ -191,7 +196,8 @@ pub fn render(s: &Samples, p: &Params) -> String {
         s.summary(case, "conns_opened", 0),
     ) {
         (Some(l), Some(n)) => format!("{l} of {n}"),
-        _ => NOT_YET.to_owned(),
+        _ if s.has_case(case) => "NA (no run completed)".to_owned(),
+        _ => "not run".to_owned(),
     };
     let _ = writeln!(
         o,
@@ -228,11 +234,7 @@ pub fn render(s: &Samples, p: &Params) -> String {
             "<= 48 B/conn",
         ),
     ] {
-        let fb = if case.starts_with("rampart") {
-            NOT_YET
-        } else {
-            "not run"
-        };
+        let fb = "not run";
         let _ = writeln!(
             o,
             "| {who} | {label} | {} | {} | {} | {} | {} | {} | {} | {goal} |",
@@ -244,13 +246,36 @@ pub fn render(s: &Samples, p: &Params) -> String {
             cell(s.summary(case, "rx_bytes_per_conn", 1), ""),
             cell(
                 s.summary(case, "commit_s", 2),
-                if case == "conntrackd" { "" } else { NOT_YET }
+                if case == "conntrackd" || !s.has_case(case) {
+                    ""
+                } else {
+                    "none (records applied on arrival)"
+                }
             ),
+        );
+    }
+
+    if s.has_case("rampart-sync") {
+        let _ = writeln!(
+            o,
+            "\nRampart delta sync, what member 1's engine sent (`rampart cluster sync-stats --json` \
+             after the connections, divided by the connections opened; counted from the daemon's \
+             start, so the tunnel's SA records and the heartbeats are in it): {} records, {} \
+             datagrams and {} B of UDP payload per connection. The interface bytes above add \
+             42 B of Ethernet/IPv4/UDP headers per datagram.",
+            cell(s.summary("rampart-sync", "records_per_conn", 2), "NA"),
+            cell(s.summary("rampart-sync", "datagrams_per_conn", 3), "NA"),
+            cell(s.summary("rampart-sync", "payload_bytes_per_conn", 1), "NA"),
         );
     }
 
     // ------------------------------------------------------------ rampart-only rows
     let _ = writeln!(o, "\n## Rampart sync engine\n");
+    if let Some(engine) = &p.engine {
+        let _ = writeln!(o, "{}", engine.trim_end());
+        o.push_str(METHOD);
+        return o;
+    }
     let _ = writeln!(o, "| | measurement | result | goal |");
     let _ = writeln!(o, "|---|---|---:|---|");
     let _ = writeln!(
@@ -327,11 +352,18 @@ section and the remote gateway is a Rampart gateway, so the probe stream crosses
   master) until its kernel table holds all the connections (`conntrack -C`): until then the
   new master forwards without the state, which is how conntrackd + keepalived can reset
   connections after a failover. Rampart's standby applies records as they arrive.
-- **Rampart**: two members with `heartbeat_interval = "100 ms"`, `dead_after = 3`, both links
-  monitored, VIPs on lan0 and wan0, sync over the sync link; the probe stream and 10,000
-  connections cross the tunnel to the remote Rampart gateway. kill -9 as for keepalived;
-  switchover with `rampart cluster switchover`. `conn-open` checks that every connection opened
-  before the failover still exchanges data after it.
+- **Rampart**: two members (`rampart gateway run`, release build) with `heartbeat_interval =
+  "100ms"`, `dead_after = 3`, lan0 and wan0 monitored, VIPs on lan0 and wan0, delta sync over
+  the sync link; the remote Rampart gateway initiates the tunnel to the WAN VIP (ESP in UDP,
+  AES-256-GCM), so the probe stream and the 10,000 connections cross the tunnel. Member 1 is
+  started first and becomes active, member 2 joins by full sync and stands by. "Backup holds
+  all": member 2's connection table (`rampart conn stats --json`, `.active`, minus what it held
+  before, polled every 50 ms) reaches 10,000; the bytes are member 1's sync0 counters as for
+  conntrackd (heartbeats every 100 ms both ways included). The sync row has one sample per
+  failover run of both Rampart cases. kill -9 as for keepalived (the daemon with SIGKILL, then
+  lan0, wan0 and sync0 down); switchover with `rampart cluster switchover` on member 1. After
+  the failover `conn-open` sends data on every connection opened before it and counts those
+  that get their echo back; "lost" are those that do not.
 
 Compare rows of the same run only; the machine is shared with other work (see the load above).
 "#;
@@ -354,13 +386,40 @@ mod tests {
                 quick: false,
                 machine: "- CPU: x\n".into(),
                 date: "2026-01-01".into(),
+                engine: None,
             },
         );
         assert!(md.contains("| 3625 (3600-3650) |"), "{md}");
         assert!(md.contains("| 1 |"), "one failed run counted: {md}");
         assert!(md.contains("| 1.50 |"));
-        assert!(md.contains("Rampart, kill -9 the active member + links down | _to be measured"));
+        assert!(md.contains("Rampart, kill -9 the active member + links down | not run"));
         assert!(md.contains("transfer + apply | _to be measured"));
+    }
+
+    #[test]
+    fn includes_the_engine_section_and_rampart_rows() {
+        let s = Samples::parse(
+            "rampart-kill\tgap_ms\t1\t310\nrampart-kill\tconns_lost\t1\t0\n\
+             rampart-kill\tconns_opened\t1\t10000\nrampart-sync\tsync_s\t1\t1.2\n",
+        )
+        .unwrap();
+        let md = render(
+            &s,
+            &Params {
+                runs: 1,
+                quick: true,
+                machine: "- CPU: x\n".into(),
+                date: "2026-01-01".into(),
+                engine: Some("| x | run B row | 1 | |\n".into()),
+            },
+        );
+        assert!(md.contains("| 310 |"), "{md}");
+        assert!(md.contains("| 0 of 10000 | not run |"), "{md}");
+        assert!(
+            md.contains("## Rampart sync engine\n\n| x | run B row | 1 | |\n"),
+            "{md}"
+        );
+        assert!(!md.contains("_to be measured"), "{md}");
     }
 
     #[test]

@@ -149,6 +149,10 @@ enum Command {
         quick: bool,
         #[arg(long)]
         out: PathBuf,
+        /// Markdown included as the "Rampart sync engine" section (run B rows, kept apart so
+        /// that a re-run does not erase them); missing file: the rows stay open.
+        #[arg(long)]
+        engine: Option<PathBuf>,
     },
 }
 
@@ -321,13 +325,19 @@ fn run(command: Command) -> Result<(), String> {
             runs,
             quick,
             out,
+            engine,
         } => {
+            let engine = match engine {
+                Some(path) if path.exists() => Some(read(&path)?),
+                _ => None,
+            };
             let parsed = cluster_report::Samples::parse(&read(&samples)?)?;
             let params = cluster_report::Params {
                 runs,
                 quick,
                 machine: machine::describe(),
                 date: today(),
+                engine,
             };
             write(&out, &cluster_report::render(&parsed, &params))
         }
