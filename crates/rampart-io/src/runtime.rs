@@ -36,6 +36,8 @@ use crate::IoError;
 
 /// Reads (each a batch) taken from one ready source before the loop looks at the others again.
 const READS_PER_WAKE: usize = 16;
+/// How often a repeated UDP send failure to one destination is logged again.
+const SEND_FAILURE_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Most connections one `conn list` answer carries (the document says when it was cut).
 const CONN_LIST_LIMIT: usize = 10_000;
 
@@ -58,6 +60,10 @@ pub struct Io {
     /// Virtual addresses, monitored links and full sync of a cluster member
     /// ([`Io::open_cluster`]); `None` without `[cluster]`.
     pub cluster: Option<ClusterIo>,
+    /// UDP send failures per (local, remote) being summarised: when the last line was logged
+    /// and how many failures since.
+    pub send_failures:
+        std::sync::Mutex<std::collections::BTreeMap<(SocketAddr, SocketAddr), (Instant, u64)>>,
 }
 
 impl Io {
@@ -82,6 +88,7 @@ impl Io {
             hangup: None,
             reloads: ReloadCounters::default(),
             cluster: None,
+            send_failures: Default::default(),
         };
         io.open_sockets(config)?;
         Ok(io)
@@ -150,7 +157,27 @@ impl Io {
         match self.udp_for(local) {
             Some(socket) => {
                 if let Err(e) = socket.send_to(data, remote).await {
-                    tracing::warn!("UDP {local} -> {remote}: send failed: {e}");
+                    // A dead neighbour (a cluster member's heartbeats every 100 ms) would log
+                    // the same failure ten times a second: once, then a summary every 10 s.
+                    let now = Instant::now();
+                    let mut seen = self.send_failures.lock().unwrap_or_else(|p| p.into_inner());
+                    let entry = seen.entry((local, remote)).or_insert((now, 0));
+                    if entry.1 == 0 {
+                        tracing::warn!("UDP {local} -> {remote}: send failed: {e}");
+                        *entry = (now, 1);
+                    } else if now.duration_since(entry.0) >= SEND_FAILURE_LOG_EVERY {
+                        tracing::warn!(
+                            "UDP {local} -> {remote}: send failed: {e} ({} failures in the last {} s)",
+                            entry.1,
+                            SEND_FAILURE_LOG_EVERY.as_secs()
+                        );
+                        *entry = (now, 1);
+                    } else {
+                        entry.1 += 1;
+                    }
+                    if seen.len() > 4096 {
+                        seen.clear();
+                    }
                 }
             }
             None => tracing::warn!("no UDP socket is bound to {local}; datagram not sent"),

@@ -248,6 +248,7 @@ async fn io(tun: &str, status: &Path, cluster: &ClusterConfig) -> Io {
         hangup: None,
         reloads: Default::default(),
         cluster: Some(ClusterIo::open(cluster).await.unwrap()),
+        send_failures: Default::default(),
     }
 }
 

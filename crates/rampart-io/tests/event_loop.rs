@@ -325,6 +325,7 @@ fn loop_drives_node_on_real_devices() {
                 hangup: None,
                 reloads: Default::default(),
                 cluster: None,
+                send_failures: Default::default(),
             };
             let sink = UdpSocket::bind((HOST, 0)).await.unwrap();
             // A port that was free a moment ago: nothing listens there.
