@@ -185,6 +185,10 @@ enum Event {
     Kill9,
     /// `rampart cluster switchover` (graceful: nothing lost, member 1 stays up as standby).
     Switchover,
+    /// Member 1's monitored WAN interface loses its link: it gives up the role at once (its
+    /// heartbeat says so; no dead time), member 2 takes over; the link comes back and member 1
+    /// stands by again.
+    MonitoredLinkDown,
 }
 
 fn failover_keeps_every_connection(test: &str, kind: RemoteKind, event: Event) {
@@ -260,6 +264,9 @@ fn failover_keeps_every_connection(test: &str, kind: RemoteKind, event: Event) {
             run(&bin, &["cluster", "switchover", "--config", &cfg])
                 .unwrap_or_else(|e| panic!("{e}"));
         }
+        Event::MonitoredLinkDown => {
+            topo.member(1).ip(&format!("link set dev {WAN_IF} down"));
+        }
     }
     let took = wait_state(&mut m2, "active", Duration::from_secs(10));
     eprintln!("{test}: member 2 active {took:?} after {event:?} of member 1");
@@ -287,6 +294,20 @@ fn failover_keeps_every_connection(test: &str, kind: RemoteKind, event: Event) {
     // The remote never noticed: same IKE SA, same CHILD SAs.
     assert_eq!(remote.spis(), Some(before.clone()));
     ping(&topo.lan_host, &REMOTE_HOST.to_string(), 3).unwrap();
+
+    if event == Event::MonitoredLinkDown {
+        wait_state(&mut m1, "down", Duration::from_secs(5));
+        let m1_addrs = topo.member(1).ip("-o addr show");
+        assert!(
+            !m1_addrs.contains(&format!(" {LAN_VIP}/")),
+            "member 1 kept the LAN VIP with its WAN link down: {m1_addrs}"
+        );
+        topo.member(1).ip(&format!("link set dev {WAN_IF} up"));
+        wait_state(&mut m1, "standby", Duration::from_secs(30));
+        assert_eq!(state(&m2).as_deref(), Some("active"));
+        assert_eq!(remote.spis(), Some(before));
+        return;
+    }
 
     if event == Event::Switchover {
         // Graceful: member 1 hands over and stands by, nothing is lost. It needs no full sync,
@@ -333,6 +354,11 @@ fn failover_keeps_every_connection(test: &str, kind: RemoteKind, event: Event) {
 #[test]
 fn cluster_kill9_with_rampart_remote_keeps_every_connection() {
     failover_keeps_every_connection("cl-rp", RemoteKind::Rampart, Event::Kill9);
+}
+
+#[test]
+fn cluster_monitored_link_down_hands_over_and_keeps_every_connection() {
+    failover_keeps_every_connection("cl-ld", RemoteKind::Rampart, Event::MonitoredLinkDown);
 }
 
 #[test]
