@@ -85,6 +85,13 @@ impl ClusterMember {
         rng: rampart_crypto::Rng,
     ) -> Self {
         let sync_local = config.me().sync_address;
+        // With `switch_back` the engine starts a handover on its own, inside a timer: changes
+        // held in the window at that instant would miss the handover, so nothing is held.
+        let hold = if config.switch_back {
+            std::time::Duration::ZERO
+        } else {
+            coalesce::HOLD
+        };
         ClusterMember {
             engine: Cluster::new(config, now, boot_id, rng),
             sync_local,
@@ -92,7 +99,7 @@ impl ClusterMember {
             replicas: Replicas::default(),
             unsynced: HashSet::new(),
             delayed: BTreeMap::new(),
-            pending: Pending::new(coalesce::HOLD, coalesce::PENDING_LIMIT),
+            pending: Pending::new(hold, coalesce::PENDING_LIMIT),
             synced_sas: HashSet::new(),
             esp_sent: HashMap::new(),
             next_esp_sync: now,
