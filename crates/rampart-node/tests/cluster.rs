@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use common::{config, udp_packet, HEADROOM};
 use rampart_crypto::Rng;
 use rampart_node::{ClusterCommand, Disposition, Gateway, Output};
+use rampart_wire::checksum;
 
 const VIP: &str = "192.0.2.1";
 const REMOTE: &str = "192.0.2.2";
@@ -81,9 +82,13 @@ sync_after = "5s"
 name = "udp"
 protocol = "udp"
 
+[[service]]
+name = "tcp"
+protocol = "tcp"
+
 [[rule]]
 name = "all"
-service = ["nosync", "late", "udp"]
+service = ["nosync", "late", "udp", "tcp"]
 action = "accept"
 "#,
         s1 = SYNC[0],
@@ -486,6 +491,75 @@ fn sync_false_is_not_synced_and_sync_after_delays() {
     }
     assert!(t.has_conn(1, 6001), "synced once 5 s old");
     assert!(!t.has_conn(1, 6000));
+}
+
+/// An IPv4/TCP packet with valid checksums.
+fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    let ip = checksum::finish(checksum::sum(0, &p[..20]));
+    p[10..12].copy_from_slice(&ip.to_be_bytes());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[32] = 5 << 4;
+    p[33] = flags;
+    p[34..36].copy_from_slice(&8192u16.to_be_bytes());
+    let pseudo = checksum::pseudo_header(&p[12..20], 6, 20);
+    let l4 = checksum::finish(checksum::sum(pseudo, &p[20..]));
+    p[36..38].copy_from_slice(&l4.to_be_bytes());
+    p
+}
+
+#[test]
+fn tcp_handshake_inside_the_hold_window_is_one_record() {
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    let mut t = Trio::established("");
+    let sent = |t: &Trio| t.gw[0].cluster_status(t.now).unwrap().1.records_sent;
+    // Line up with the ESP counter sync: traffic on a known connection moves only the
+    // counters, whose record leaves at the next `esp_sync_interval` tick.
+    t.ping(0, 4000, 5000, b"first");
+    t.run_for(Duration::from_millis(300));
+    t.ping(0, 4000, 5000, b"counters only");
+    let before = sent(&t);
+    for _ in 0..200 {
+        t.run_for(Duration::from_millis(1));
+        if sent(&t) != before {
+            break;
+        }
+    }
+    assert_eq!(sent(&t), before + 1, "one ESP counters record");
+    let before = sent(&t);
+    // SYN, SYN-ACK, ACK: Created and two Updated within the window.
+    assert!(t.send_from_tun(0, &tcp(HOST_A, 40000, HOST_B, 443, SYN)));
+    assert!(t.send_from_tun(2, &tcp(HOST_B, 443, HOST_A, 40000, SYN | ACK)));
+    assert!(t.send_from_tun(0, &tcp(HOST_A, 40000, HOST_B, 443, ACK)));
+    assert_eq!(sent(&t), before, "held in the window");
+    t.run_for(Duration::from_millis(10));
+    assert_eq!(
+        sent(&t),
+        before + 1,
+        "Created + Updated + Updated is one record"
+    );
+    let standby = t.gw[1].conn_list(t.now, 1000);
+    let c = standby
+        .connections
+        .iter()
+        .find(|c| c.original.contains(":443"))
+        .expect("synced to the standby");
+    assert_eq!(c.protocol, "tcp");
+    let active = t.gw[0].conn_list(t.now, 1000);
+    let a = active
+        .connections
+        .iter()
+        .find(|c| c.original.contains(":443"))
+        .unwrap();
+    assert_eq!(c.state, a.state, "the standby has the latest state");
 }
 
 #[test]

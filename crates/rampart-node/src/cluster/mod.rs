@@ -24,6 +24,7 @@ pub enum FullSyncProgress {
 
 pub(crate) const NO_CLUSTER: &str = "no cluster configured";
 
+mod coalesce;
 pub mod codec;
 mod replica;
 
@@ -35,6 +36,7 @@ use rampart_cluster::{Cluster, ClusterConfig, FullSyncDecoder};
 use rampart_ike::{ChildSaId, IkeSaId};
 use rampart_inspect::{FlowTuple, Side};
 
+pub(crate) use coalesce::Pending;
 pub(crate) use replica::Replicas;
 
 /// Undrained connection changes a member keeps before it counts an overflow (a resync).
@@ -54,6 +56,8 @@ pub(crate) struct ClusterMember {
     pub unsynced: HashSet<u64>,
     /// Active: connections to sync once `sync_after` passed, by due time.
     pub delayed: BTreeMap<(Instant, u64), (Side, FlowTuple)>,
+    /// Active: connection changes in their hold window, merged per connection id.
+    pub pending: Pending,
     /// Active: IKE SAs the other members hold a copy of.
     pub synced_sas: HashSet<IkeSaId>,
     /// Active: the (next outbound sequence, highest inbound) last sent per tunnel.
@@ -81,6 +85,13 @@ impl ClusterMember {
         rng: rampart_crypto::Rng,
     ) -> Self {
         let sync_local = config.me().sync_address;
+        // With `switch_back` the engine starts a handover on its own, inside a timer: changes
+        // held in the window at that instant would miss the handover, so nothing is held.
+        let hold = if config.switch_back {
+            std::time::Duration::ZERO
+        } else {
+            coalesce::HOLD
+        };
         ClusterMember {
             engine: Cluster::new(config, now, boot_id, rng),
             sync_local,
@@ -88,6 +99,7 @@ impl ClusterMember {
             replicas: Replicas::default(),
             unsynced: HashSet::new(),
             delayed: BTreeMap::new(),
+            pending: Pending::new(hold, coalesce::PENDING_LIMIT),
             synced_sas: HashSet::new(),
             esp_sent: HashMap::new(),
             next_esp_sync: now,
@@ -106,6 +118,9 @@ impl ClusterMember {
         if self.active {
             fold(self.next_esp_sync);
             if let Some((&(due, _), _)) = self.delayed.first_key_value() {
+                fold(due);
+            }
+            if let Some(due) = self.pending.deadline() {
                 fold(due);
             }
         }

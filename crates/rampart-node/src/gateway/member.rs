@@ -117,9 +117,13 @@ impl Gateway {
                 Change::Deleted { id, .. } if c.unsynced.remove(id) => continue,
                 _ => {}
             }
-            body.clear();
-            let (kind, key) = codec::encode_change(&change, &mut body);
-            c.engine.push_record(now, kind, key, &body);
+            c.pending.push(now, change);
+            if c.pending.due(now) {
+                Self::flush_pending(now, c);
+            }
+        }
+        if c.pending.due(now) {
+            Self::flush_pending(now, c);
         }
         if inspector.changes_overflowed() {
             self.log(
@@ -171,6 +175,25 @@ impl Gateway {
             let live: std::collections::HashSet<_> =
                 self.dataplane.tunnel_ids().into_iter().collect();
             c.esp_sent.retain(|k, _| live.contains(k));
+        }
+    }
+
+    /// Active: the connection changes in their hold window into records now.
+    fn flush_pending(now: Instant, c: &mut ClusterMember) {
+        let mut body = Vec::new();
+        for change in c.pending.drain(now) {
+            body.clear();
+            let (kind, key) = codec::encode_change(&change, &mut body);
+            c.engine.push_record(now, kind, key, &body);
+        }
+    }
+
+    /// Active: the changes in the hold window into records now (before a full-sync export
+    /// or a switchover names the sequence number it covers). `cluster_pump` has drained the
+    /// inspector after every input, so nothing else waits.
+    fn settle_changes(&mut self, now: Instant) {
+        if let Some(c) = self.cluster.as_mut().filter(|c| c.active) {
+            Self::flush_pending(now, c);
         }
     }
 
@@ -248,6 +271,7 @@ impl Gateway {
         }
         c.active = true;
         c.takeovers += 1;
+        c.pending.clear();
         self.ike.set_passive(false);
         let inspector = self.dataplane.inspector_mut();
         inspector.set_frozen(false);
@@ -300,6 +324,8 @@ impl Gateway {
         if !c.active {
             return;
         }
+        // Changes in the hold window are still sent, the window cut short.
+        Self::flush_pending(now, c);
         c.active = false;
         let mut kept = 0;
         for snap in self.export_all(now) {
@@ -342,10 +368,14 @@ impl Gateway {
         now: Instant,
         command: ClusterCommand,
     ) -> Result<String, String> {
-        let c = self
-            .cluster
-            .as_mut()
-            .ok_or_else(|| NO_CLUSTER.to_string())?;
+        if self.cluster.is_none() {
+            return Err(NO_CLUSTER.to_string());
+        }
+        if command != ClusterCommand::Up {
+            // The handover covers every record up to now: nothing may wait in the window.
+            self.settle_changes(now);
+        }
+        let c = self.cluster.as_mut().expect("checked");
         let answer = match command {
             ClusterCommand::Switchover { to } => c
                 .engine
@@ -373,6 +403,9 @@ impl Gateway {
     /// `sync_after`, are left out (the latter follow as delta records).
     pub fn full_sync_export(&mut self, now: Instant) -> Vec<u8> {
         self.cluster_pump(now);
+        // The snapshot names the next sequence number: changes still in the hold window
+        // become records before it, not after.
+        self.settle_changes(now);
         let Some(c) = self.cluster.as_mut() else {
             return Vec::new();
         };
