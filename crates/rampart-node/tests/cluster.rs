@@ -540,7 +540,7 @@ fn tcp_handshake_inside_the_hold_window_is_one_record() {
     assert!(t.send_from_tun(2, &tcp(HOST_B, 443, HOST_A, 40000, SYN | ACK)));
     assert!(t.send_from_tun(0, &tcp(HOST_A, 40000, HOST_B, 443, ACK)));
     assert_eq!(sent(&t), before, "held in the window");
-    t.run_for(Duration::from_millis(10));
+    t.run_for(Duration::from_millis(30));
     assert_eq!(
         sent(&t),
         before + 1,

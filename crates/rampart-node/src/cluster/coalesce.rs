@@ -1,5 +1,5 @@
 //! The active member's hold window: connection changes wait a short while (default
-//! [`HOLD`], 2 ms) per connection id before they become records, the way pfsync compresses
+//! [`HOLD`], 20 ms) per connection id before they become records, the way pfsync compresses
 //! its updates, so a TCP connection's SYN, SYN-ACK and ACK leave as one upsert.
 //!
 //! | pending  | new      | pending afterwards                                        |
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use rampart_inspect::Change;
 
 /// Default hold window.
-pub(crate) const HOLD: Duration = Duration::from_millis(2);
+pub(crate) const HOLD: Duration = Duration::from_millis(20);
 /// Pending changes held at most before they are all flushed.
 pub(crate) const PENDING_LIMIT: usize = 4096;
 
