@@ -118,6 +118,11 @@ impl RecvStream {
                 body,
             },
         );
+        Accept::Delivered(self.drain_in_order(out))
+    }
+
+    /// Delivers the buffered records that are now next in order; returns how many.
+    fn drain_in_order(&mut self, out: &mut VecDeque<DeltaRecord>) -> usize {
         let mut n = 0;
         while let Some(entry) = self.ooo.first_entry() {
             if *entry.key() != self.next {
@@ -135,7 +140,7 @@ impl RecvStream {
             );
             n += 1;
         }
-        Accept::Delivered(n)
+        n
     }
 
     /// Skips to `resume_at` (the sender no longer has what lies below). Returns how many
@@ -155,22 +160,7 @@ impl RecvStream {
             held.clear();
             *from = resume_at;
         }
-        // Drain what became in order.
-        while let Some(entry) = self.ooo.first_entry() {
-            if *entry.key() != self.next {
-                break;
-            }
-            let (seq, (kind, key, body)) = entry.remove_entry();
-            self.deliver(
-                out,
-                DeltaRecord {
-                    seq,
-                    kind,
-                    key,
-                    body,
-                },
-            );
-        }
+        self.drain_in_order(out);
         missing
     }
 
