@@ -108,29 +108,11 @@ prefix="rpc$$"
 sw="$prefix-sw" h="$prefix-h" m1="$prefix-m1" m2="$prefix-m2" rgw="$prefix-rgw" rh="$prefix-rh"
 all_ns=("$h" "$m1" "$m2" "$rgw" "$rh" "$sw")
 
-ns_exists() { [[ -e /run/netns/$1 ]]; }
+# shellcheck source=bench/netns.sh
+source "$root/bench/netns.sh"
 
 teardown() {
-    local ns pid
-    for ns in "${all_ns[@]}"; do
-        if ns_exists "$ns"; then
-            for pid in $(ip netns pids "$ns"); do kill -TERM "$pid" 2>/dev/null || true; done
-        fi
-    done
-    for _ in $(seq 1 30); do
-        local left=0
-        for ns in "${all_ns[@]}"; do
-            if ns_exists "$ns" && [[ -n $(ip netns pids "$ns") ]]; then left=1; fi
-        done
-        [[ $left -eq 0 ]] && break
-        sleep 0.1
-    done
-    for ns in "${all_ns[@]}"; do
-        if ns_exists "$ns"; then
-            for pid in $(ip netns pids "$ns"); do kill -KILL "$pid" 2>/dev/null || true; done
-            ip netns del "$ns" 2>/dev/null || true
-        fi
-    done
+    teardown_namespaces
 }
 
 on_exit() {

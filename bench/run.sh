@@ -107,30 +107,11 @@ prefix="rpb$$"
 h1="$prefix-h1" gw1="$prefix-gw1" gw2="$prefix-gw2" h2="$prefix-h2"
 all_ns=("$h1" "$gw1" "$gw2" "$h2")
 
-ns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+# shellcheck source=bench/netns.sh
+source "$root/bench/netns.sh"
 
 teardown() {
-    local ns pid
-    for ns in "${all_ns[@]}"; do
-        if ns_exists "$ns"; then
-            for pid in $(ip netns pids "$ns"); do kill -TERM "$pid" 2>/dev/null || true; done
-        fi
-    done
-    # Give daemons a moment to exit cleanly, then make sure.
-    for _ in $(seq 1 30); do
-        local left=0
-        for ns in "${all_ns[@]}"; do
-            if ns_exists "$ns" && [[ -n $(ip netns pids "$ns") ]]; then left=1; fi
-        done
-        [[ $left -eq 0 ]] && break
-        sleep 0.1
-    done
-    for ns in "${all_ns[@]}"; do
-        if ns_exists "$ns"; then
-            for pid in $(ip netns pids "$ns"); do kill -KILL "$pid" 2>/dev/null || true; done
-            ip netns del "$ns" 2>/dev/null || true
-        fi
-    done
+    teardown_namespaces
     # boringtun's UAPI sockets live outside the namespaces.
     rm -f "/var/run/wireguard/${prefix}a.sock" "/var/run/wireguard/${prefix}b.sock"
 }
