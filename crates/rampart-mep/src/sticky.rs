@@ -1,0 +1,1 @@
+//! Connection -> entry point bindings: bounded, idle-expiring, owned by H2.
