@@ -375,6 +375,8 @@ impl Mep {
         choice.responding.then_some(choice.entry_point)
     }
 
+    /// Every group with its entry points' probe state and counters. `responder` is `None`:
+    /// the node owns the [`crate::Responder`] and fills it in.
     pub fn status(&self, now: Instant) -> MepStatus {
         let groups = self
             .config

@@ -842,6 +842,12 @@ proptest! {
         }
     }
 
+}
+
+proptest! {
+    // 10k pairs per case: fewer cases.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
     /// The random method: per pair, the choice stays while the set of up members is
     /// unchanged; a member going down moves exactly its own pairs; the spread over three
     /// members is even (each within 3 percentage points of a third over 10k pairs).
