@@ -178,7 +178,9 @@ pub struct EntryPointGroup {
     pub domain: Vec<IpNet>,
     /// Log every resolution. Default `[mep] tracking`.
     pub tracking: bool,
-    /// Every member keeps its tunnel up (`start_action = always`). Default false.
+    /// Every member keeps its tunnel up (`start_action = always`). Default false: members
+    /// without a `start_action` get `on-traffic` (the tunnel comes up when a connection is
+    /// resolved to the member).
     pub preconnect: bool,
     /// `[[entry_point_group.rule]]` (priority-list only), in file order; at most one without
     /// satellites (the default rule).

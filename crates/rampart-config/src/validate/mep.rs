@@ -441,7 +441,11 @@ impl Validator<'_, '_> {
             };
             let problem = if j == i {
                 Some(("a peer cannot be its own backup".to_string(), None))
-            } else if let Some(p) = &peer_mep[j].backup_of {
+            } else if let Some(p) = peer_mep[j]
+                .backup_of
+                .as_ref()
+                .filter(|p| **p != peers[j].name && peers.iter().any(|q| q.name == **p))
+            {
                 Some((
                     format!("peer \"{target}\" is itself a backup (of \"{p}\")"),
                     Some("a peer that is no backup (no chains of backups)"),
@@ -573,21 +577,23 @@ impl Validator<'_, '_> {
             .collect()
     }
 
-    /// `preconnect = true`: every member starts its tunnel at once. A member that sets another
-    /// `start_action` is a conflict.
+    /// Start actions of explicit group members: a member without `start_action` gets
+    /// `always` with `preconnect = true` and `on-traffic` (its tunnel comes up when a
+    /// connection is resolved to it) otherwise. With `preconnect = true`, a member that sets
+    /// another `start_action` is a conflict.
     pub(super) fn preconnect(
         &mut self,
         doc: &RawDocument,
         peers: &mut [PeerPolicy],
         groups: &[EntryPointGroup],
     ) {
-        for (gi, g) in groups.iter().enumerate().filter(|(_, g)| g.preconnect) {
+        for (gi, g) in groups.iter().enumerate() {
             for (i, peer) in peers.iter_mut().enumerate() {
                 if !g.peers.contains(&peer.name) {
                     continue;
                 }
                 match &doc.peers[i].value.start_action {
-                    Some(v) if v.get_ref() != "always" => self.error(
+                    Some(v) if g.preconnect && v.get_ref() != "always" => self.error(
                         ErrorKind::Conflict,
                         span(v),
                         format!("peer[{i}].start_action"),
@@ -598,7 +604,9 @@ impl Validator<'_, '_> {
                         ),
                         "always (or no start_action) in a group with preconnect".to_string(),
                     ),
-                    _ => peer.start_action = StartAction::Always,
+                    Some(_) => {}
+                    None if g.preconnect => peer.start_action = StartAction::Always,
+                    None => peer.start_action = StartAction::OnTraffic,
                 }
             }
         }
