@@ -599,3 +599,45 @@ fn mep_changes_are_restart_only() {
         ["peer.remote_domain (of an entry point)"]
     );
 }
+
+#[test]
+fn the_examples_pass_and_mean_what_they_say() {
+    let sat = ok(include_str!("../../../examples/mep/satellite.toml"));
+    let m = sat.mep_config().unwrap();
+    assert_eq!(m.groups.len(), 1);
+    assert_eq!(m.groups[0].method, Method::PriorityList);
+    assert_eq!(m.groups[0].levels.0[0], [rampart_mep::EntryPointId(0)]);
+    assert_eq!(m.groups[0].levels.0[1], [rampart_mep::EntryPointId(1)]);
+    assert!(m.groups[0].tracking);
+    assert!(sat
+        .peers
+        .iter()
+        .all(|p| p.start_action == StartAction::Always));
+    for text in [
+        include_str!("../../../examples/mep/ep1.toml"),
+        include_str!("../../../examples/mep/ep2.toml"),
+    ] {
+        let ep = ok(text);
+        assert!(ep.mep_config().is_none());
+        let r = ep.mep_responder().unwrap();
+        assert_eq!(r.satellites.len(), 1);
+        assert_eq!(
+            r.satellites[0].address,
+            "192.0.2.10".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(
+            ep.rim,
+            Some(RimConfig {
+                table: 201,
+                protocol: 201,
+                metric: 100,
+                peers: vec!["sat".into()]
+            })
+        );
+        assert!(ep
+            .firewall
+            .nat
+            .iter()
+            .any(|n| matches!(n, NatRule::Pool { .. })));
+    }
+}
