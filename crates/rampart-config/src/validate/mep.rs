@@ -510,11 +510,8 @@ impl Validator<'_, '_> {
         mep: &MepSection,
     ) -> Vec<ImplicitGroup> {
         let implicit_on = mep.present && mep.implicit != ImplicitMethod::Off;
-        let in_group = |i: usize, names: &[String]| {
-            peers
-                .get(i)
-                .is_some_and(|p| names.iter().any(|n| *n == p.name))
-        };
+        let in_group =
+            |i: usize, names: &[String]| peers.get(i).is_some_and(|p| names.contains(&p.name));
         let explicit = |i: usize| groups.iter().position(|g| in_group(i, &g.peers));
         let backup = |i: usize| backups.iter().position(|g| in_group(i, &g.peers));
         let free = |i: usize| {
