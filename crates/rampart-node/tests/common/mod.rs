@@ -120,6 +120,8 @@ impl Pair {
                     Output::Log(record) => self.logs[side].push(record.message),
                     Output::RouteAdd { .. }
                     | Output::RouteDel { .. }
+                    | Output::RouteInject { .. }
+                    | Output::RouteWithdraw { .. }
                     | Output::ClaimAddress { .. }
                     | Output::ReleaseAddress { .. }
                     | Output::FullSyncConnect { .. } => {}
