@@ -600,3 +600,75 @@ impl MepNode {
         Some(status)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ipv4(protocol: u8, transport: &[u8]) -> Vec<u8> {
+        let total = 20 + transport.len();
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = protocol;
+        p[12..16].copy_from_slice(&[10, 1, 0, 5]);
+        p[16..20].copy_from_slice(&[10, 2, 0, 7]);
+        p[20..].copy_from_slice(transport);
+        p
+    }
+
+    fn key(packet: &[u8]) -> FlowKey {
+        flow_key(&PacketInfo::parse(packet).unwrap(), packet)
+    }
+
+    #[test]
+    fn flow_keys_carry_ports_or_the_echo_identifier() {
+        let udp = ipv4(17, &[0x0f, 0xa0, 0x13, 0x88, 0, 8, 0, 0]);
+        let k = key(&udp);
+        assert_eq!(
+            (k.protocol, k.src_port, k.dst_port),
+            (17, 4000, 5000),
+            "{k:?}"
+        );
+        assert_eq!(k.src, "10.1.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(k.dst, "10.2.0.7".parse::<IpAddr>().unwrap());
+        // Echo request, identifier 0x1234, sequence 7.
+        let echo = ipv4(1, &[8, 0, 0, 0, 0x12, 0x34, 0, 7]);
+        let k = key(&echo);
+        assert_eq!((k.protocol, k.src_port, k.dst_port), (1, 0x1234, 0));
+        // Destination unreachable has no identifier.
+        let unreachable = ipv4(1, &[3, 1, 0, 0, 0x12, 0x34, 0, 7]);
+        let k = key(&unreachable);
+        assert_eq!((k.src_port, k.dst_port), (0, 0));
+        // GRE: no ports.
+        let gre = ipv4(47, &[0, 0, 0x08, 0]);
+        let k = key(&gre);
+        assert_eq!((k.protocol, k.src_port, k.dst_port), (47, 0, 0));
+    }
+
+    #[test]
+    fn selector_ranges_become_prefixes() {
+        let mut out = BTreeSet::new();
+        let ts = TrafficSelector::from_net(&"10.2.0.0/24".parse().unwrap());
+        selector_prefixes(&ts, &mut out);
+        assert_eq!(
+            out.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            ["10.2.0.0/24"]
+        );
+        out.clear();
+        let ts = TrafficSelector {
+            ip_protocol: 0,
+            start_port: 0,
+            end_port: u16::MAX,
+            start_addr: "10.0.0.1".parse().unwrap(),
+            end_addr: "10.0.0.6".parse().unwrap(),
+        };
+        selector_prefixes(&ts, &mut out);
+        let got: Vec<String> = out.iter().map(|n| n.to_string()).collect();
+        assert_eq!(
+            got,
+            ["10.0.0.1/32", "10.0.0.2/31", "10.0.0.4/31", "10.0.0.6/32"]
+        );
+    }
+}
