@@ -92,6 +92,18 @@ pub(crate) fn flow_key(info: &PacketInfo, packet: &[u8]) -> FlowKey {
     }
 }
 
+/// The protocol as the tracking line names it.
+fn protocol_name(protocol: u8) -> String {
+    match protocol {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "icmpv6".into(),
+        132 => "sctp".into(),
+        n => format!("proto {n}"),
+    }
+}
+
 /// Whether two engine configurations describe the same entry points, groups and settings (a
 /// reload that changes none of it keeps the engine with its probe state and bindings).
 fn same_config(a: &MepConfig, b: &MepConfig) -> bool {
@@ -224,6 +236,17 @@ impl MepNode {
             .iter()
             .find(|ep| ep.id == id)
             .map(|ep| ep.peer)
+    }
+
+    /// The name of the group of entry point `id`.
+    fn group_of(&self, id: EntryPointId) -> String {
+        self.engine
+            .as_ref()
+            .and_then(|e| {
+                let group = e.config().entry_points.get(id.0 as usize)?.group;
+                e.config().groups.get(group.0 as usize)
+            })
+            .map_or_else(|| "?".to_string(), |g| g.name.clone())
     }
 
     fn entry_point_name(&self, id: EntryPointId) -> String {
@@ -370,7 +393,8 @@ impl MepNode {
                         misses: None,
                     },
                     format!(
-                        "mep: entry point {name} is up (responding, rtt {:.1} ms)",
+                        "MEP {}: entry point {name} up (rtt {:.1} ms)",
+                        self.group_of(entry_point),
                         rtt.as_secs_f64() * 1e3
                     ),
                 )
@@ -389,7 +413,8 @@ impl MepNode {
                         misses: Some(misses),
                     },
                     format!(
-                        "mep: entry point {name} is down (not responding, {misses} probes missed)"
+                        "MEP {}: entry point {name} down ({misses} probes missed)",
+                        self.group_of(entry_point)
                     ),
                 )
             }
@@ -411,8 +436,10 @@ impl MepNode {
                     "not responding"
                 };
                 let message = format!(
-                    "mep: group {group}: {} {}:{} -> {}:{} resolved to gateway {name} ({level}, {responding})",
-                    flow.protocol, flow.src, flow.src_port, flow.dst, flow.dst_port
+                    "MEP {group}: resolved {name} ({level}, {responding}) for {} -> {} {}",
+                    flow.src,
+                    flow.dst,
+                    protocol_name(flow.protocol)
                 );
                 LogRecord::new(
                     LogLevel::Info,
@@ -436,7 +463,7 @@ impl MepNode {
                     from: from.to_string(),
                     reason: error.to_string(),
                 },
-                format!("mep: probe reply from {from} refused: {error} (further refusals from there are only counted)"),
+                format!("MEP: probe reply from {from} refused: {error} (further refusals from there are only counted)"),
             ),
         }
     }
