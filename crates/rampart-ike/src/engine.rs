@@ -492,6 +492,24 @@ impl Ike {
         self.refresh_timers();
     }
 
+    /// Something outside IKE (Multiple Entry Points probing) found `peer` dead: every IKE SA
+    /// with it is removed as if liveness had timed out (`IkeSaDown` with `Timeout`,
+    /// `PeerDead`, and the start action `always` initiates again), without waiting for
+    /// retransmissions and without a Delete. Returns how many SAs were removed.
+    pub fn peer_dead(&mut self, now: Instant, peer: PeerId) -> usize {
+        let ids: Vec<IkeSaId> = self
+            .sas
+            .values()
+            .filter(|s| s.peer == peer)
+            .map(|s| s.id)
+            .collect();
+        for &id in &ids {
+            self.fail_sa(now, id, DownReason::Timeout);
+        }
+        self.refresh_timers();
+        ids.len()
+    }
+
     /// Deletes an IKE SA with its CHILD SAs (INFORMATIONAL Delete); events follow on the response.
     pub fn delete_ike_sa(&mut self, now: Instant, ike_sa: IkeSaId) {
         let Some(sa) = self.sas.get_mut(&ike_sa) else {

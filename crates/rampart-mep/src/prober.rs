@@ -24,8 +24,10 @@
 //!   probed as `Ike`: configuration validation refuses that, but the engine never panics on
 //!   it); `Ike` asks the node for IKE liveness ([`Transmit::IkeProbe`]) and counts a probe
 //!   sent at `t` as answered when the node reports an authenticated IKE message heard after
-//!   `t`; `Auto` sends both (datagrams only with a key) until the first valid Rampart reply,
-//!   then datagrams only. One probe attempt counts once in `probes_sent` whatever it sends.
+//!   `t`; `Auto` with a key sends datagrams first; if the entry point has never answered one
+//!   and misses `misses` in a row, it adds IKE liveness (it may be a third-party gateway)
+//!   until the first valid Rampart reply, then datagrams only. So a Rampart entry point never
+//!   gets an IKE SA just for probing. `Auto` without a key is `Ike`. One probe attempt counts once in `probes_sent` whatever it sends.
 //! - A reply is matched on its source address (IP only; the port may be rewritten by NAT)
 //!   and then on its MAC and nonce; entry points sharing an address are told apart by the
 //!   nonce. Checks and the counter a refusal lands in: no entry point at the address
@@ -81,6 +83,9 @@ struct Entry {
     mode: ProbeMode,
     /// Auto: a valid Rampart reply was seen; IKE liveness is no longer asked for.
     known_rampart: bool,
+    /// Auto: `misses` probes in a row went unanswered before any Rampart reply, so IKE
+    /// liveness is asked for as well (until `known_rampart`).
+    ike_fallback: bool,
     state: ProbeState,
     since_change: Option<Instant>,
     /// Start of the next round (when no round is in flight).
@@ -110,7 +115,7 @@ impl Entry {
         match self.mode {
             ProbeMode::Ike => true,
             ProbeMode::Rampart => self.key.is_none(),
-            ProbeMode::Auto => self.key.is_none() || !self.known_rampart,
+            ProbeMode::Auto => self.key.is_none() || (self.ike_fallback && !self.known_rampart),
         }
     }
 
@@ -164,6 +169,7 @@ impl Prober {
                     key: ep.key.as_ref().map(|k| k.hmac_key()),
                     mode: ep.probe,
                     known_rampart: false,
+                    ike_fallback: false,
                     state: ProbeState::Unknown,
                     since_change: None,
                     next_round: now,
@@ -224,6 +230,9 @@ impl Prober {
         e.deadline = None;
         e.misses = e.misses.saturating_add(1);
         e.probes_missed += 1;
+        if e.misses >= limit && !e.known_rampart {
+            e.ike_fallback = true;
+        }
         if e.state != ProbeState::Down && e.misses >= limit {
             e.state = ProbeState::Down;
             e.since_change = Some(now);
@@ -829,27 +838,53 @@ mod tests {
         let mut p = one(ProbeMode::Auto, Some(b"k1"), t0);
         p.handle_timeout(t0);
         let (dgs, ike) = drain(&mut p);
-        assert_eq!((dgs.len(), ike), (1, 1));
+        assert_eq!(
+            (dgs.len(), ike),
+            (1, 0),
+            "datagrams first: no IKE SA just to probe"
+        );
+        assert_eq!(status(&p, t0).probing_with, "rampart");
+        // Three misses without any Rampart answer: down, and IKE liveness joins in.
+        run(&mut p, t0 + 500 * MS);
+        assert!(!p.is_up(E0));
         assert_eq!(status(&p, t0).probing_with, "rampart+ike");
-        // IKE answers first: up, but still not known as a Rampart gateway.
-        p.handle_ike_heard(t0 + 10 * MS, E0, Some(t0 + 10 * MS));
-        assert!(p.is_up(E0));
         let t1 = t0 + Duration::from_secs(1);
         p.handle_timeout(t1);
         let (dgs, ike) = drain(&mut p);
-        assert_eq!((dgs.len(), ike), (1, 1));
-        assert_eq!(status(&p, t1).probes_sent, 2, "one attempt, two messages");
-        p.handle_reply(t1 + 5 * MS, from(A), &reply(b"k1", &dgs[0]))
-            .unwrap();
-        assert_eq!(status(&p, t1).probing_with, "rampart");
+        assert_eq!((dgs.len(), ike), (1, 1), "one attempt, two messages");
+        // IKE answers: up, but still not known as a Rampart gateway, so IKE stays on.
+        p.handle_ike_heard(t1 + 10 * MS, E0, Some(t1 + 10 * MS));
+        assert!(p.is_up(E0));
         let t2 = t0 + Duration::from_secs(2);
         p.handle_timeout(t2);
+        let (dgs, ike) = drain(&mut p);
+        assert_eq!((dgs.len(), ike), (1, 1));
+        p.handle_reply(t2 + 5 * MS, from(A), &reply(b"k1", &dgs[0]))
+            .unwrap();
+        assert_eq!(status(&p, t2).probing_with, "rampart");
+        let t3 = t0 + Duration::from_secs(3);
+        p.handle_timeout(t3);
         assert_eq!(drain(&mut p).1, 0, "no more IKE probes");
         // Without Rampart answers it goes down even though IKE traffic is heard.
-        run(&mut p, t2 + 500 * MS);
-        p.handle_ike_heard(t2 + 500 * MS, E0, Some(t2 + 400 * MS));
+        run(&mut p, t3 + 500 * MS);
+        p.handle_ike_heard(t3 + 500 * MS, E0, Some(t3 + 400 * MS));
         assert!(!p.is_up(E0));
-        assert_eq!(status(&p, t2).probing_with, "rampart");
+        assert_eq!(status(&p, t3).probing_with, "rampart");
+    }
+
+    #[test]
+    fn auto_mode_answered_at_once_never_asks_for_ike() {
+        let t0 = Instant::now();
+        let mut p = one(ProbeMode::Auto, Some(b"k1"), t0);
+        for round in 0..5u32 {
+            let t = t0 + Duration::from_secs(round.into());
+            p.handle_timeout(t);
+            let (dgs, ike) = drain(&mut p);
+            assert_eq!((dgs.len(), ike), (1, 0));
+            p.handle_reply(t + 2 * MS, from(A), &reply(b"k1", &dgs[0]))
+                .unwrap();
+            assert!(p.is_up(E0));
+        }
     }
 
     #[test]

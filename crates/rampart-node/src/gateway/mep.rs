@@ -358,7 +358,21 @@ impl MepNode {
                 }
             }
         }
-        self.drain_events(outputs);
+        while let Some(event) = self.engine.as_mut().and_then(|e| e.poll_event()) {
+            // A dead entry point's SAs are useless (its connections move to another entry
+            // point at once) and, if it restarted, stale: drop them now, as IKE liveness would
+            // after its retransmissions, so a connection resolved to it once it is back gets a
+            // fresh SA (and `start_action = always` re-initiates).
+            if let MepEvent::EntryPointDown { entry_point, .. } = event {
+                if let Some(peer) = self.peer_of(entry_point) {
+                    if ike.peer_dead(now, peer) > 0 {
+                        ike_used = true;
+                    }
+                }
+            }
+            let record = self.event_record(event);
+            outputs.push_back(Output::Log(record));
+        }
         ike_used
     }
 
@@ -369,14 +383,6 @@ impl MepNode {
         };
         for ep in self.entry_points.iter().filter(|ep| ep.ike) {
             engine.handle_ike_heard(now, ep.id, ike.last_heard(ep.peer));
-        }
-    }
-
-    /// The engine's events as log records.
-    pub fn drain_events(&mut self, outputs: &mut std::collections::VecDeque<Output>) {
-        while let Some(event) = self.engine.as_mut().and_then(|e| e.poll_event()) {
-            let record = self.event_record(event);
-            outputs.push_back(Output::Log(record));
         }
     }
 
