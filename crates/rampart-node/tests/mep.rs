@@ -56,6 +56,7 @@ remote_domain = ["10.2.0.0/24"]
 [[entry_point_group]]
 name = "hq"
 peers = ["m1", "m2"]
+preconnect = true
 "#,
         m1 = M[0],
         m2 = M[1],
@@ -360,7 +361,7 @@ fn status_shows_groups_and_the_responder() {
     let responder = m1.responder.expect("m1 answers probes");
     assert!(responder.replies >= 2, "{responder:?}");
     assert_eq!(responder.rejected.unknown_source, 0);
-    // Tunnels are reported per entry point (both preconnected by start_action always).
+    // Tunnels are reported per entry point (both preconnected: `preconnect = true`).
     let sat = w.gw[0].mep_status(w.now).unwrap();
     assert!(sat.groups[0].entry_points.iter().all(|e| e.tunnel_up));
     // The shell binds one probe socket: the satellite's local address.
