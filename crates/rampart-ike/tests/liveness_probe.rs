@@ -127,3 +127,36 @@ fn unknown_peers_and_passive_engines_are_not_probed() {
     p.run(Duration::from_millis(100));
     assert_eq!(informational_requests_from(&p, Side::A, base), 0);
 }
+
+#[test]
+fn peer_dead_drops_every_sa_at_once_and_the_start_action_applies() {
+    let mut p = established();
+    p.run(Duration::from_secs(2));
+    let events_before = p.events_a.len();
+    let sent_before = p.sent.len();
+    // Another component (MEP probing) found the peer dead: no retransmissions are waited for.
+    assert_eq!(p.a.peer_dead(p.now, p.peer_a), 1);
+    p.run(Duration::from_millis(10));
+    let new = &p.events_a[events_before..];
+    assert!(
+        new.iter()
+            .any(|e| matches!(e, IkeEvent::ChildSaDown { peer, .. } if *peer == p.peer_a)),
+        "{new:?}"
+    );
+    assert_eq!(
+        new.iter()
+            .filter(|e| matches!(e, IkeEvent::PeerDead { peer } if *peer == p.peer_a))
+            .count(),
+        1
+    );
+    // Start action "always": a fresh IKE_SA_INIT goes out at once.
+    assert!(p.sent[sent_before..]
+        .iter()
+        .any(|x| x.from == Side::A && x.exchange() == 34 && !x.is_response()));
+    // No SA left of the old ones: nothing more to drop.
+    assert_eq!(
+        p.a.peer_dead(p.now, PeerId::from_parts(77, 3)),
+        0,
+        "unknown peer"
+    );
+}
