@@ -1,0 +1,1 @@
+//! Office Mode address pools (work in progress).
