@@ -6,6 +6,7 @@
 //! returns the range of their body in the input and the engine calls [`parse_payloads`] on the
 //! decrypted inner chain.
 
+pub mod cfg_attr;
 mod error;
 mod header;
 pub mod notify;
@@ -14,6 +15,7 @@ mod reader;
 mod sa;
 mod ts;
 
+pub use cfg_attr::{Ask, CfgAttr, CfgError, CfgReply, CfgRequest};
 pub use error::ParseError;
 pub use header::{
     encode_header, exchange, flags, parse_header, set_length, Header, HEADER_LEN, VERSION_2_0,
