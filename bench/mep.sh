@@ -222,9 +222,11 @@ EOF
 }
 
 sat_conf() { # sat_conf PRECONNECT(true|false) M1-PROBE M2-PROBE
+    local start=on-traffic
+    [[ $1 == true ]] && start=always # another start action is an error with preconnect
     gateway_head sat 10.1.0.0/24
-    peer m1 192.0.2.1 192.0.2.11 10.3.0.0/16 on-traffic "probe = \"$2\""
-    peer m2 192.0.2.1 192.0.2.12 10.3.0.0/16 on-traffic "probe = \"$3\""
+    peer m1 192.0.2.1 192.0.2.11 10.3.0.0/16 "$start" "probe = \"$2\""
+    peer m2 192.0.2.1 192.0.2.12 10.3.0.0/16 "$start" "probe = \"$3\""
     cat <<EOF
 
 [mep]

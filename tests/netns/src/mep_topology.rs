@@ -286,9 +286,10 @@ impl MepTopology {
             .ip(&format!("route replace {SITE_DOMAIN} via {}", ep_lan(i)));
     }
 
-    /// The satellite (`sat`, peers `m1` and `m2` in group `hq`). Both peers have
-    /// `start_action = "on-traffic"` (the group's `preconnect` decides whether they start at
-    /// once); tests change what they exercise on the returned value.
+    /// The satellite (`sat`, peers `m1` and `m2` in group `hq`). Both peers start as the
+    /// group's `preconnect` says (`always` with it, `on-traffic` without: another start action
+    /// in a preconnect group is a configuration error); tests change what they exercise on the
+    /// returned value.
     pub fn satellite_config(&self, mep: &SatelliteMep) -> GatewayToml {
         let sat = SAT_WAN.to_string();
         let peer = |i: u8| {
@@ -299,7 +300,12 @@ impl MepTopology {
                 HQ_DOMAIN,
                 PSK,
             );
-            p.start_action = "on-traffic".into();
+            p.start_action = if mep.preconnect {
+                "always"
+            } else {
+                "on-traffic"
+            }
+            .into();
             p
         };
         let mut cfg = GatewayToml::new("sat", &self.daemon_dir("sat"), SITE_DOMAIN, peer(1));
