@@ -14,7 +14,8 @@ use toml::Spanned;
 use crate::error::{ErrorKind, Sink};
 use crate::raw::{
     struct_fields, RawCluster, RawClusterMember, RawClusterVip, RawEntryPointGroup, RawGateway,
-    RawInspection, RawLocal, RawNat, RawObject, RawPeer, RawRule, RawService, RawTunnel, SECTIONS,
+    RawInspection, RawLocal, RawMep, RawMepRule, RawNat, RawObject, RawPeer, RawRim, RawRule,
+    RawService, RawTunnel, SECTIONS,
 };
 
 /// One table of the file after deserialization.
@@ -53,6 +54,11 @@ pub(crate) struct RawDocument {
     pub rules: Vec<Section<RawRule>>,
     pub nats: Vec<Section<RawNat>>,
     pub entry_point_groups: Vec<Section<RawEntryPointGroup>>,
+    /// `[[entry_point_group.rule]]` tables, one list per entry of `entry_point_groups`.
+    pub entry_point_rules: Vec<Vec<Section<RawMepRule>>>,
+    /// `[mep]` and `[rim]`.
+    pub mep: Section<RawMep>,
+    pub rim: Section<RawRim>,
     /// `[cluster]` with its `[[cluster.member]]` and `[[cluster.vip]]` tables.
     pub cluster: Section<RawCluster>,
     pub cluster_members: Vec<Section<RawClusterMember>>,
@@ -107,8 +113,27 @@ pub(crate) fn read(text: &str, sink: &mut Sink<'_>) -> Option<RawDocument> {
             "rule" => doc.rules = tables("rule", value, sink),
             "nat" => doc.nats = tables("nat", value, sink),
             "entry_point_group" => {
-                doc.entry_point_groups = tables("entry_point_group", value, sink)
+                doc.entry_point_groups = tables("entry_point_group", value, sink);
+                doc.entry_point_rules = match value.get_ref() {
+                    DeValue::Array(items) => items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| {
+                            match item.get_ref().as_table().and_then(|t| t.get("rule")) {
+                                Some(rules) => {
+                                    tables(&format!("entry_point_group[{i}].rule"), rules, sink)
+                                }
+                                None => Vec::new(),
+                            }
+                        })
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                doc.entry_point_rules
+                    .resize_with(doc.entry_point_groups.len(), Vec::new);
             }
+            "mep" => doc.mep = section("mep", value, sink),
+            "rim" => doc.rim = section("rim", value, sink),
             "cluster" => {
                 doc.cluster = section("cluster", value, sink);
                 if let Some(table) = value.get_ref().as_table() {

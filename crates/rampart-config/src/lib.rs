@@ -10,11 +10,12 @@
 
 mod document;
 mod error;
+mod mep;
 mod proposal;
 mod raw;
 mod schema;
 mod units;
-mod validate;
+pub(crate) mod validate;
 
 use std::path::Path;
 

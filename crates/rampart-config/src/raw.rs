@@ -23,6 +23,8 @@ pub(crate) const SECTIONS: &[&str] = &[
     "nat",
     "entry_point_group",
     "cluster",
+    "mep",
+    "rim",
 ];
 
 /// `[gateway]`
@@ -65,6 +67,48 @@ pub(crate) struct RawLocal {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawEntryPointGroup {
     pub name: Str,
+    pub peers: StrList,
+    pub method: Str,
+    pub tie_break: Str,
+    pub domain: StrList,
+    pub tracking: Option<Spanned<bool>>,
+    pub preconnect: Option<Spanned<bool>>,
+    #[allow(dead_code)] // read by `document::read` as [[entry_point_group.rule]] tables
+    pub rule: Option<de::IgnoredAny>,
+}
+
+/// `[[entry_point_group.rule]]`: a priority-list rule.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMepRule {
+    pub satellites: StrList,
+    pub primary: StrList,
+    pub secondary: StrList,
+    pub tertiary: StrList,
+}
+
+/// `[mep]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMep {
+    pub probe_port: Int,
+    pub probe_interval: Option<Spanned<Scalar>>,
+    pub probe_timeout: Option<Spanned<Scalar>>,
+    pub probe_misses: Int,
+    pub implicit: Str,
+    pub tracking: Option<Spanned<bool>>,
+    pub respond: Option<Spanned<bool>>,
+    pub sticky_capacity: Int,
+    pub sticky_idle: Option<Spanned<Scalar>>,
+}
+
+/// `[rim]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRim {
+    pub table: Int,
+    pub protocol: Int,
+    pub metric: Int,
     pub peers: StrList,
 }
 
@@ -142,6 +186,9 @@ pub(crate) struct RawPeer {
     pub ca_certificates: StrList,
     pub crl: Str,
     pub rsa_signature: Str,
+    pub probe: Str,
+    pub probe_key: Str,
+    pub backup_of: Str,
 }
 
 /// `[inspection]`
@@ -279,6 +326,6 @@ mod tests {
             &["device", "mtu", "offload", "crypto_threads"]
         );
         assert!(struct_fields::<RawPeer>().contains(&"replay_window"));
-        assert_eq!(struct_fields::<RawPeer>().len(), 24);
+        assert_eq!(struct_fields::<RawPeer>().len(), 27);
     }
 }

@@ -15,6 +15,9 @@ pub use rampart_cluster::{
     ClusterConfig, ClusterMode, MemberConfig, MemberId, SyncAuth, TlsFiles, VirtualAddress,
 };
 
+/// The Multiple Entry Points engine's types that the configuration names.
+pub use rampart_mep::{GroupKind, Method, ProbeMode, TieBreak};
+
 /// The stateful-inspection policy types live with their engine; the configuration builds them.
 pub use rampart_inspect::policy::{
     ConnTimeouts, InspectPolicy, NatRule, NetworkObject, Rule, RuleAction, Service, ServiceProtocol,
@@ -38,6 +41,16 @@ pub struct GatewayConfig {
     /// `gateway.member_id` is the cluster member id and every peer's `local_address` is one of
     /// the virtual addresses.
     pub cluster: Option<ClusterConfig>,
+    /// `[mep]` as written (defaults when absent; [`MepSection::present`] tells).
+    pub mep: MepSection,
+    /// The MEP keys of each peer: `peer_mep[i]` belongs to `peers[i]` (same length, same order).
+    pub peer_mep: Vec<PeerMep>,
+    /// Groups formed without `[[entry_point_group]]`: overlapping remote domains (with `[mep]`
+    /// and `implicit` not `off`) and primary/backup pairs (`backup_of`). Ordered by their first
+    /// member's position in the file; members in file order (a primary first).
+    pub implicit_groups: Vec<ImplicitGroup>,
+    /// `[rim]`: route injection; `None` (off) without the table.
+    pub rim: Option<RimConfig>,
 }
 
 impl GatewayConfig {
@@ -146,15 +159,147 @@ impl GatewayConfig {
     }
 }
 
-/// `[[entry_point_group]]`: gateways (peers) that protect the same remote domain, so their
-/// `remote_domain`s may overlap. A peer is in at most one group. Which member carries the
-/// traffic (selection method, probing) arrives with Multiple Entry Points; until then the
-/// first peer with an established tunnel is used, else the first in the group.
+/// `[[entry_point_group]]`: gateways (peers, "entry points") that protect the same remote
+/// domain, so their `remote_domain`s may overlap. A peer is in at most one group, and no
+/// template (`remote_address = "any"`) is in one. The Multiple Entry Points engine picks the
+/// member that carries each new connection (see `docs/configuration.md`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryPointGroup {
     pub name: String,
-    /// Peer names, each of a `[[peer]]`.
+    /// Peer names, each of a `[[peer]]`, at least two.
     pub peers: Vec<String>,
+    /// Default first-to-respond; one of FirstToRespond, ByVpnDomain, Random, PriorityList.
+    pub method: Method,
+    /// Default first-to-respond; only written with by-vpn-domain and priority-list.
+    pub tie_break: TieBreak,
+    /// The unified domain: `domain` as written, else the union of the members' own remote
+    /// domains (prefixes covered by another one dropped). Every member's
+    /// [`PeerPolicy::remote_domain`] is this domain; its own is in [`PeerMep::own_domain`].
+    pub domain: Vec<IpNet>,
+    /// Log every resolution. Default `[mep] tracking`.
+    pub tracking: bool,
+    /// Every member keeps its tunnel up (`start_action = always`). Default false: members
+    /// without a `start_action` get `on-traffic` (the tunnel comes up when a connection is
+    /// resolved to the member).
+    pub preconnect: bool,
+    /// `[[entry_point_group.rule]]` (priority-list only), in file order; at most one without
+    /// satellites (the default rule).
+    pub rules: Vec<MepRule>,
+}
+
+/// A priority-list rule: for the satellites it names (none: the default rule), the members at
+/// each level. A member is in at most one level; members in no level are never chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MepRule {
+    /// Gateway names (`gateway.name` of satellites); empty for the default rule.
+    pub satellites: Vec<String>,
+    /// Primary, secondary, tertiary: member peer names.
+    pub levels: [Vec<String>; 3],
+}
+
+/// A group formed from the peers alone (see [`GatewayConfig::implicit_groups`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImplicitGroup {
+    /// `implicit:<first member>` or `backup:<primary>` (no configured group name has a colon).
+    pub name: String,
+    /// `ImplicitOverlap` or `ImplicitPrimaryBackup`.
+    pub kind: GroupKind,
+    /// Peer names; for primary/backup the primary first, then its backups in file order.
+    pub peers: Vec<String>,
+}
+
+/// What `[mep] implicit` makes of peers whose remote domains overlap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImplicitMethod {
+    /// A group with [`Method::FirstToRespond`] (the default).
+    FirstToRespond,
+    /// A group with [`Method::LoadDistribution`].
+    LoadDistribution,
+    /// Overlaps are an error, as without `[mep]`.
+    Off,
+}
+
+/// `[mep]`: probe, implicit-group and sticky-table settings (defaults when the table is absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MepSection {
+    /// Whether `[mep]` is in the file (implicit overlap groups need it).
+    pub present: bool,
+    /// Port, interval, timeout and misses of the probes.
+    pub probe: rampart_mep::ProbeSettings,
+    /// Default first-to-respond.
+    pub implicit: ImplicitMethod,
+    /// Default of every group's `tracking`. Default false.
+    pub tracking: bool,
+    /// Answer probes from the peers (entry-point side). Default true.
+    pub respond: bool,
+    /// Sticky bindings kept and their idle time. Default 100000 and 1h.
+    pub sticky: rampart_mep::StickySettings,
+}
+
+impl Default for MepSection {
+    fn default() -> Self {
+        MepSection {
+            present: false,
+            probe: rampart_mep::ProbeSettings::default(),
+            implicit: ImplicitMethod::FirstToRespond,
+            tracking: false,
+            respond: true,
+            sticky: rampart_mep::StickySettings::default(),
+        }
+    }
+}
+
+/// The MEP keys of one `[[peer]]`. Debug output never shows `probe_key`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PeerMep {
+    /// `probe`: default auto.
+    pub probe: ProbeMode,
+    /// `probe_key` (at least 16 bytes), the probe MAC secret; `None`: the PSK is used.
+    pub probe_key: Option<zeroize::Zeroizing<Vec<u8>>>,
+    /// `backup_of`: the primary peer this one backs up.
+    pub backup_of: Option<String>,
+    /// The peer's `remote_domain` as written (its [`PeerPolicy::remote_domain`] may be a
+    /// group's unified domain, or own ∪ primary's for a backup).
+    pub own_domain: Vec<IpNet>,
+}
+
+impl std::fmt::Debug for PeerMep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PeerMep")
+            .field("probe", &self.probe)
+            .field(
+                "probe_key",
+                &self
+                    .probe_key
+                    .as_ref()
+                    .map(|k| format!("<{} bytes redacted>", k.len())),
+            )
+            .field("backup_of", &self.backup_of)
+            .field("own_domain", &self.own_domain)
+            .finish()
+    }
+}
+
+/// `[rim]`: route injection. While a peer has an installed CHILD SA, its remote domain is
+/// installed as routes `prefix dev <tunnel> table T proto P metric M`, and withdrawn when the
+/// last CHILD SA goes; a routing daemon redistributes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RimConfig {
+    /// Kernel routing table. Default 201; 1..=4294967295 except 253, 254, 255.
+    pub table: u32,
+    /// `rtm_protocol` of the routes. Default 201; 5..=255 (0-4 belong to the kernel).
+    pub protocol: u8,
+    /// Route metric (priority). Default 100.
+    pub metric: u32,
+    /// Peer names whose domains are injected; empty: every peer.
+    pub peers: Vec<String>,
+}
+
+impl RimConfig {
+    /// Whether routes of `peer` (a peer name) are injected.
+    pub fn covers(&self, peer: &str) -> bool {
+        self.peers.is_empty() || self.peers.iter().any(|p| p == peer)
+    }
 }
 
 /// `[gateway]`

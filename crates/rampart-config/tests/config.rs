@@ -264,7 +264,7 @@ fn unknown_keys_are_all_reported() {
     assert_eq!(
         only_kind(&text, ErrorKind::UnknownKey),
         [
-            "gw.toml:1:1: colour: unknown key; allowed: gateway, tunnel, local, peer, inspection, object, service, rule, nat, entry_point_group, cluster",
+            "gw.toml:1:1: colour: unknown key; allowed: gateway, tunnel, local, peer, inspection, object, service, rule, nat, entry_point_group, cluster, mep, rim",
             "gw.toml:4:1: gateway.ike_prot: unknown key; allowed: name, member_id, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries, nat_keepalive, fragmentation, fragment_size, cookie_threshold, half_open_per_source",
             "gw.toml:5:1: gateway.foo: unknown key; allowed: name, member_id, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries, nat_keepalive, fragmentation, fragment_size, cookie_threshold, half_open_per_source",
         ]
@@ -472,7 +472,7 @@ fn conflicts() {
     let second = second.replace("10.0.0.0/8", "10.2.0.0/16");
     assert_eq!(
         lines(&format!("{MINIMAL}{second}")),
-        ["gw.toml:19:18: peer[1].remote_domain[0]: 10.2.0.0/16 overlaps 10.2.0.0/24 in the remote_domain of peer[0]; allowed: prefixes that no other peer's remote_domain covers, or both peers in one [[entry_point_group]]"]
+        ["gw.toml:19:18: peer[1].remote_domain[0]: 10.2.0.0/16 overlaps 10.2.0.0/24 in the remote_domain of peer[0]; allowed: prefixes that no other peer's remote_domain covers, both peers in one [[entry_point_group]], one peer backup_of the other, or both in no group with a [mep] table whose implicit is not \"off\" (overlapping peers then form an implicit group)"]
     );
     assert_eq!(
         lines(&with_peer("esn = false\nesp_proposals = [\"aes256gcm16-esn\"]")),

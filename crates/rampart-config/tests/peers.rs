@@ -97,6 +97,12 @@ fn overlapping_domains_are_allowed_inside_an_entry_point_group() {
         [EntryPointGroup {
             name: "site-2".into(),
             peers: vec!["b".into(), "c".into()],
+            method: Method::FirstToRespond,
+            tie_break: TieBreak::FirstToRespond,
+            domain: vec!["10.2.0.0/16".parse().unwrap()],
+            tracking: false,
+            preconnect: false,
+            rules: Vec::new(),
         }]
     );
     assert_eq!(c.entry_point_group_of("c").unwrap().name, "site-2");
@@ -108,7 +114,7 @@ fn entry_point_group_errors() {
     // Overlap outside any group (c is grouped with nobody it overlaps).
     assert_eq!(
         lines(&overlapping("")),
-        ["gw.toml:19:18: peer[1].remote_domain[0]: 10.2.0.0/16 overlaps 10.2.0.0/24 in the remote_domain of peer[0]; allowed: prefixes that no other peer's remote_domain covers, or both peers in one [[entry_point_group]]"]
+        ["gw.toml:19:18: peer[1].remote_domain[0]: 10.2.0.0/16 overlaps 10.2.0.0/24 in the remote_domain of peer[0]; allowed: prefixes that no other peer's remote_domain covers, both peers in one [[entry_point_group]], one peer backup_of the other, or both in no group with a [mep] table whose implicit is not \"off\" (overlapping peers then form an implicit group)"]
     );
     // Unknown peer name; a group of one.
     assert_eq!(
@@ -124,7 +130,7 @@ fn entry_point_group_errors() {
     assert_eq!(
         lines(&text),
         [
-            "gw.toml:19:18: peer[1].remote_domain[0]: 10.2.0.0/16 overlaps 10.2.0.0/24 in the remote_domain of peer[0]; allowed: prefixes that no other peer's remote_domain covers, or both peers in one [[entry_point_group]]",
+            "gw.toml:19:18: peer[1].remote_domain[0]: 10.2.0.0/16 overlaps 10.2.0.0/24 in the remote_domain of peer[0]; allowed: prefixes that no other peer's remote_domain covers, both peers in one [[entry_point_group]], one peer backup_of the other, or both in no group with a [mep] table whose implicit is not \"off\" (overlapping peers then form an implicit group)",
             "gw.toml:23:15: entry_point_group[0].peers[1]: peer \"b\" is in this group already; allowed: each peer in at most one entry_point_group",
             "gw.toml:27:15: entry_point_group[1].peers[1]: peer \"b\" is in entry_point_group[0] already; allowed: each peer in at most one entry_point_group",
         ]

@@ -19,6 +19,7 @@ mod event;
 mod exchange;
 mod fragment;
 mod keys;
+mod liveness;
 mod msg;
 pub mod nat_follow;
 mod peers;
@@ -40,6 +41,7 @@ pub use config::{ChildSaId, IkeConfig, IkeSaId};
 pub use cookie::DosStats;
 pub use engine::{Ike, PeerUpdateError};
 pub use event::{ChildSaKeys, ChildSaStatus, DownReason, IkeEvent, IkeSaStatus, NatSide};
+pub use liveness::LivenessProbe;
 pub use nat_follow::{NatFollowStats, NatHint, NAT_CHECK_INTERVAL};
 pub use peers::PeerId;
 pub use policy::{

@@ -39,6 +39,11 @@ impl Retries {
         self.backoff.remove(&peer);
     }
 
+    /// Whether `peer` waits for a retry after a failed negotiation.
+    pub(crate) fn waiting(&self, peer: PeerId) -> bool {
+        self.due.contains_key(&peer)
+    }
+
     pub(crate) fn next(&self) -> Option<Instant> {
         self.due.values().map(|(at, _)| *at).min()
     }

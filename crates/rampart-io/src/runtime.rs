@@ -28,7 +28,7 @@ use crate::linkmon::{LinkChange, LinkMonitor};
 
 use crate::datapath::{self, Buffers, ReadResult};
 use crate::raw_esp::RawEspSocket;
-use crate::routes::Routes;
+use crate::routes::{Injected, Routes};
 use crate::status_server::{StatusQuery, StatusRequests, StatusServer};
 use crate::tun::Tun;
 use crate::udp::UdpEndpoint;
@@ -145,6 +145,26 @@ impl Io {
         self.udp.extend(udp);
         self.raw.extend(raw);
         Ok(())
+    }
+
+    /// Binds the Multiple Entry Points probe sockets the node names that are not bound yet
+    /// (at start and after a reload). A socket that cannot be bound is a warning, not an
+    /// error: the gateway runs on without probes on that address.
+    pub fn open_probe_sockets(&mut self, wanted: &[SocketAddr]) {
+        for &addr in wanted {
+            if self.udp_for(addr).is_some() {
+                continue;
+            }
+            match UdpEndpoint::bind(addr) {
+                Ok(socket) => {
+                    tracing::info!("MEP probe socket bound on {addr}");
+                    self.udp.push(socket);
+                }
+                Err(e) => tracing::warn!(
+                    "MEP probe socket {addr} cannot be bound ({e}); no probes are sent or answered on this address"
+                ),
+            }
+        }
     }
 
     pub(crate) fn udp_for(&self, local: SocketAddr) -> Option<&UdpEndpoint> {
@@ -277,6 +297,7 @@ async fn event_loop<N: Node>(
     let mut timer = std::pin::pin!(timer);
     let mut next_socket = 0usize;
 
+    io.open_probe_sockets(&node.probe_sockets());
     // The node may have queued work at creation (routes, first IKE messages).
     drain_outputs(node, io).await;
     loop {
@@ -388,6 +409,10 @@ async fn event_loop<N: Node>(
                         Some((status, _)) => serde_json::to_string(&status),
                         None => Ok(crate::status_server::error_document(NO_CLUSTER)),
                     },
+                    StatusRequest::MepStatus => match node.mep_status(now) {
+                        Some(status) => serde_json::to_string(&status),
+                        None => Ok(crate::status_server::error_document(NO_MEP)),
+                    },
                     StatusRequest::ClusterSyncStats => match node.cluster_status(now) {
                         Some((_, stats)) => serde_json::to_string(&stats),
                         None => Ok(crate::status_server::error_document(NO_CLUSTER)),
@@ -446,6 +471,9 @@ async fn event_loop<N: Node>(
 
 /// The answer to the cluster requests of a gateway without `[cluster]`.
 const NO_CLUSTER: &str = "no cluster configured";
+/// The answer to `mep status` on a gateway that neither probes entry points nor answers probes.
+const NO_MEP: &str =
+    "no multiple entry points configured (no entry-point group, and probes are not answered)";
 
 /// Feeds what a full-sync task reported to the node.
 fn full_sync_event<N: Node>(node: &mut N, io: &mut Io, event: SyncEvent) {
@@ -544,6 +572,7 @@ async fn reload<N: Node>(node: &mut N, io: &mut Io, path: &Path) -> Result<Reloa
     match &result {
         Ok(_) => {
             io.reloads.applied += 1;
+            io.open_probe_sockets(&node.probe_sockets());
             drain_outputs(node, io).await;
         }
         Err(message) => {
@@ -575,6 +604,46 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                 Ok(()) => tracing::info!("route {prefix} dev {} removed", io.tun.name()),
                 Err(e) => tracing::error!("{e}"),
             },
+            Output::RouteInject {
+                prefix,
+                table,
+                protocol,
+                metric,
+            } => {
+                let route = Injected {
+                    prefix,
+                    table,
+                    protocol,
+                    metric,
+                };
+                match io.routes.inject(route).await {
+                    Ok(()) => tracing::info!(
+                        "route {prefix} dev {} table {table} proto {protocol} metric {metric} injected",
+                        io.tun.name()
+                    ),
+                    Err(e) => tracing::error!("{e}"),
+                }
+            }
+            Output::RouteWithdraw {
+                prefix,
+                table,
+                protocol,
+                metric,
+            } => {
+                let route = Injected {
+                    prefix,
+                    table,
+                    protocol,
+                    metric,
+                };
+                match io.routes.withdraw(route).await {
+                    Ok(()) => tracing::info!(
+                        "route {prefix} dev {} table {table} proto {protocol} metric {metric} withdrawn",
+                        io.tun.name()
+                    ),
+                    Err(e) => tracing::error!("{e}"),
+                }
+            }
             Output::ClaimAddress { interface, addr } => match io.cluster.as_mut() {
                 Some(c) => match c.vips.claim(&interface, addr).await {
                     Ok(()) => tracing::info!("virtual address {addr} claimed on {interface}"),

@@ -36,6 +36,8 @@ pub enum StatusRequest {
     Reload(PathBuf),
     /// `cluster status`: `ClusterStatus`.
     ClusterStatus,
+    /// `mep status`: `rampart_mep::MepStatus` (groups, entry points, responder).
+    MepStatus,
     /// `cluster sync-stats`: `SyncStats`.
     ClusterSyncStats,
     /// `cluster switchover [ID]`, `cluster down`, `cluster up`: `{"message": ...}` with the
@@ -57,6 +59,7 @@ impl StatusRequest {
             ["conn", "list"] => Some(StatusRequest::ConnList),
             ["conn", "stats"] => Some(StatusRequest::ConnStats),
             ["cluster", "status"] => Some(StatusRequest::ClusterStatus),
+            ["mep", "status"] => Some(StatusRequest::MepStatus),
             ["cluster", "sync-stats"] => Some(StatusRequest::ClusterSyncStats),
             ["cluster", "switchover"] => Some(StatusRequest::Cluster(ClusterCommand::Switchover {
                 to: None,
@@ -185,7 +188,7 @@ async fn serve_client(stream: UnixStream, queries: mpsc::Sender<StatusQuery>) ->
 }
 
 /// The requests, as the answer to an unknown one lists them.
-pub const REQUESTS: &str = "the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\", \"cluster status\", \"cluster sync-stats\", \"cluster switchover [ID]\", \"cluster down\", \"cluster up\"";
+pub const REQUESTS: &str = "the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\", \"cluster status\", \"cluster sync-stats\", \"cluster switchover [ID]\", \"cluster down\", \"cluster up\", \"mep status\"";
 
 /// `{"error": "..."}` with `message` escaped.
 pub fn error_document(message: &str) -> String {

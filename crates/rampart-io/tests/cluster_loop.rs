@@ -186,6 +186,14 @@ impl Node for MemberNode {
     fn full_sync_failed(&mut self, _: Instant, _: u8, why: &str) {
         self.seen.lock().unwrap().failures.push(why.to_owned());
     }
+    fn probe_sockets(&self) -> Vec<SocketAddr> {
+        Vec::new()
+    }
+
+    fn mep_status(&self, _: Instant) -> Option<rampart_node::MepStatus> {
+        None
+    }
+
     fn cluster_status(&self, _: Instant) -> Option<(ClusterStatus, SyncStats)> {
         Some((
             ClusterStatus {

@@ -25,6 +25,8 @@ use rampart_node::{
 use tokio::net::UdpSocket;
 
 const DOMAIN: &str = "10.77.0.0/24";
+/// A remote domain the node injects (`[rim]`) into table 201.
+const INJECTED: &str = "10.78.0.0/24";
 /// An address on `lo` inside the namespace, the source and sink of test traffic.
 const HOST: Ipv4Addr = Ipv4Addr::new(10, 76, 0, 1);
 
@@ -41,6 +43,8 @@ struct FakeNode {
     tun_packets: u64,
     timer: Option<Instant>,
     timeouts: u64,
+    /// The probe sockets it names (the loop binds them; datagrams there are echoed too).
+    probe: Vec<SocketAddr>,
 }
 
 impl Node for FakeNode {
@@ -175,6 +179,7 @@ impl Node for FakeNode {
             icmp: Default::default(),
             cluster: None,
             sync: None,
+            mep: None,
         };
         // The stand-in reports its `handle_unreachable` calls as NAT hints.
         status.nat.hints = self.unreachable.len() as u64;
@@ -233,6 +238,14 @@ impl Node for FakeNode {
         &self,
         _now: Instant,
     ) -> Option<(rampart_node::ClusterStatus, rampart_node::SyncStats)> {
+        None
+    }
+
+    fn probe_sockets(&self) -> Vec<SocketAddr> {
+        self.probe.clone()
+    }
+
+    fn mep_status(&self, _now: Instant) -> Option<rampart_node::MepStatus> {
         None
     }
 }
@@ -328,6 +341,11 @@ fn loop_drives_node_on_real_devices() {
                 send_failures: Default::default(),
             };
             let sink = UdpSocket::bind((HOST, 0)).await.unwrap();
+            // A port that was free a moment ago: the node's probe socket.
+            let probe = std::net::UdpSocket::bind((HOST, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap();
             // A port that was free a moment ago: nothing listens there.
             let closed = std::net::UdpSocket::bind((HOST, 0))
                 .unwrap()
@@ -336,14 +354,24 @@ fn loop_drives_node_on_real_devices() {
             let mut node = FakeNode {
                 closed,
                 unreachable: Vec::new(),
-                outputs: VecDeque::from([Output::RouteAdd {
-                    prefix: DOMAIN.parse().unwrap(),
-                }]),
+                outputs: VecDeque::from([
+                    Output::RouteAdd {
+                        prefix: DOMAIN.parse().unwrap(),
+                    },
+                    Output::RouteInject {
+                        prefix: INJECTED.parse().unwrap(),
+                        table: 201,
+                        protocol: 201,
+                        metric: 100,
+                    },
+                ]),
                 udp_local,
                 sink: sink.local_addr().unwrap(),
                 tun_packets: 0,
                 timer: Some(Instant::now() + Duration::from_millis(50)),
                 timeouts: 0,
+                // The second address is on no interface: a warning, and the loop runs on.
+                probe: vec![probe, "192.0.2.99:259".parse().unwrap()],
             };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 
@@ -354,10 +382,22 @@ fn loop_drives_node_on_real_devices() {
                 })
                 .await;
 
+                // The injected route, in its table with its protocol and metric.
+                eventually("injected route", || {
+                    let table = ns.ip("route show table 201");
+                    table.contains(&format!("{INJECTED} dev rio1 proto 201"))
+                        && table.contains("metric 100")
+                })
+                .await;
+
                 // UDP in, same buffer back out.
                 let peer = UdpSocket::bind((HOST, 0)).await.unwrap();
                 peer.send_to(b"hello", udp_local).await.unwrap();
                 assert_eq!(recv(&peer).await, (b"hello".to_vec(), udp_local));
+
+                // The probe socket the node named is bound and fed to the node.
+                peer.send_to(b"probe", probe).await.unwrap();
+                assert_eq!(recv(&peer).await, (b"probe".to_vec(), probe));
 
                 // TUN in (routed into rio1), marker written into the headroom, out over UDP.
                 let app = UdpSocket::bind((HOST, 0)).await.unwrap();
@@ -436,6 +476,21 @@ fn loop_drives_node_on_real_devices() {
                         .unwrap();
                 let err: serde_json::Value = serde_json::from_str(&doc).unwrap();
                 assert!(err["error"].as_str().unwrap().contains("nonsense"), "{doc}");
+                // `mep status` on a node without MEP: an error that says so.
+                let path = status_path.clone();
+                let doc =
+                    tokio::task::spawn_blocking(move || status_server::query(&path, "mep status"))
+                        .await
+                        .unwrap()
+                        .unwrap();
+                let err: serde_json::Value = serde_json::from_str(&doc).unwrap();
+                assert!(
+                    err["error"]
+                        .as_str()
+                        .unwrap()
+                        .contains("multiple entry points"),
+                    "{doc}"
+                );
 
                 let _ = stop.send(());
             };
@@ -448,6 +503,7 @@ fn loop_drives_node_on_real_devices() {
 
             // Routes are gone; the socket file goes with the server.
             assert_eq!(ns.ip(&format!("route show {DOMAIN}")).trim(), "");
+            assert_eq!(ns.ip("route show table 201").trim(), "");
             assert!(status_path.exists());
             drop(io);
             assert!(!status_path.exists());

@@ -89,7 +89,7 @@ fn answers_status_from_the_loop_and_errors_otherwise() {
         let bad: serde_json::Value = serde_json::from_str(&bad).unwrap();
         assert_eq!(
             bad["error"],
-            "unknown request \"shutdown\"; the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\", \"cluster status\", \"cluster sync-stats\", \"cluster switchover [ID]\", \"cluster down\", \"cluster up\""
+            "unknown request \"shutdown\"; the requests are \"status\", \"conn list\", \"conn stats\", \"reload /absolute/path.toml\", \"cluster status\", \"cluster sync-stats\", \"cluster switchover [ID]\", \"cluster down\", \"cluster up\", \"mep status\""
         );
     });
     let _ = std::fs::remove_dir_all(&dir);
@@ -101,6 +101,8 @@ fn cluster_requests_parse() {
     use rampart_node::ClusterCommand;
     let parse = StatusRequest::parse;
     assert_eq!(parse("cluster status"), Some(StatusRequest::ClusterStatus));
+    assert_eq!(parse(" mep  status\n"), Some(StatusRequest::MepStatus));
+    assert_eq!(parse("mep"), None);
     assert_eq!(
         parse(" cluster  sync-stats\n"),
         Some(StatusRequest::ClusterSyncStats)

@@ -15,6 +15,8 @@
 
 mod config;
 mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 mod key;
 mod probe;
 mod prober;
@@ -31,7 +33,7 @@ pub use config::{
 };
 pub use engine::{FlowKey, Level, Mep, MepEvent, Resolution, Transmit};
 pub use key::ProbeKey;
-pub use probe::{peek_kind, ProbeError, ProbeKind, MAX_PROBE_LEN};
+pub use probe::{peek_kind, ProbeError, ProbeKind, MAX_PROBE_LEN, PROBE_LEN};
 pub use responder::Responder;
 pub use status::{
     EntryPointStatus, GroupStatus, MepStatus, ProbeState, RejectCounters, ResponderStatus,

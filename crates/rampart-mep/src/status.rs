@@ -27,6 +27,9 @@ pub struct GroupStatus {
     /// Resolutions that found no responding entry point (the packet went to the best
     /// non-responding one).
     pub resolutions_none_responding: u64,
+    /// Packets of new connections resolved without a binding because the sticky table was
+    /// full (each such packet is resolved again).
+    pub sticky_full: u64,
     pub entry_points: Vec<EntryPointStatus>,
 }
 

@@ -4,9 +4,11 @@
 
 mod control;
 mod member;
+mod mep;
 mod reload;
 mod snapshot;
 
+pub use mep::RouteInjection;
 pub use reload::{ReloadError, ReloadReport};
 
 use std::collections::VecDeque;
@@ -38,6 +40,10 @@ pub struct Gateway {
     outputs: VecDeque<Output>,
     /// `[cluster]`: the cluster engine and this member's replicas.
     cluster: Option<Box<crate::cluster::ClusterMember>>,
+    /// Multiple Entry Points (satellite engine, probe responder) and route injection.
+    mep: mep::MepNode,
+    /// Seeds the MEP engine's random choices (one seed per engine built).
+    mep_rng: Rng,
 }
 
 /// A peer's settings by id. The IKE engine holds the one peer list; `None` for a removed peer
@@ -49,6 +55,11 @@ pub(crate) fn peer_policy(ike: &Ike, id: PeerId) -> Option<&PeerPolicy> {
 /// Every peer with its id.
 pub(crate) fn peer_policies(ike: &Ike) -> impl Iterator<Item = (PeerId, &PeerPolicy)> + '_ {
     ike.peers()
+}
+
+/// The local address of a peer (probe datagrams to an entry point leave from it).
+fn peer_local(ike: &Ike, id: PeerId) -> Option<IpAddr> {
+    ike.peer(id).map(|p| p.local_address)
 }
 
 /// Every (remote prefix, peer) pair of the data plane's policy, in peer order: a prefix shared
@@ -98,6 +109,7 @@ impl Gateway {
             ike.add_peer(peer);
         }
         let remote_domains = remote_domains(&ike);
+        let mep_rng = rng.fork();
         let dataplane = DataPlane::new(
             DataPlaneConfig {
                 member_id,
@@ -116,6 +128,8 @@ impl Gateway {
             dataplane,
             outputs: VecDeque::new(),
             cluster,
+            mep: mep::MepNode::default(),
+            mep_rng,
         };
         if gateway.cluster.is_some() {
             let inspector = gateway.dataplane.inspector_mut();
@@ -146,6 +160,7 @@ impl Gateway {
             config: &self.config,
             ike: &mut self.ike,
             outputs: &mut self.outputs,
+            mep: &mut self.mep,
         };
         (&mut self.dataplane, control)
     }
@@ -163,17 +178,37 @@ impl Gateway {
         if let Some(c) = self.cluster.as_mut() {
             if local == c.sync_local {
                 let r = c.engine.handle_datagram(now, remote, &mut buf[packet]);
-                self.cluster_pump(now);
+                self.after_input(now);
                 return match r {
                     Ok(()) => Disposition::Consumed,
                     Err(_) => Disposition::Dropped(crate::DropReason::Malformed),
                 };
             }
         }
+        if self.is_probe_socket(local) {
+            let data = buf.get(packet).unwrap_or_default();
+            let answered = self
+                .mep
+                .handle_datagram(now, local, remote, data, &mut self.outputs);
+            self.after_input(now);
+            return if answered {
+                Disposition::Consumed
+            } else {
+                Disposition::Dropped(crate::DropReason::Malformed)
+            };
+        }
         let (dataplane, mut control) = self.parts();
         let d = dataplane.handle_udp(now, local, remote, buf, packet, &mut control);
-        self.cluster_pump(now);
+        self.after_input(now);
         d
+    }
+
+    /// Whether `local` is the probe port of Multiple Entry Points (and not an IKE port).
+    fn is_probe_socket(&self, local: SocketAddr) -> bool {
+        (self.mep.engine.is_some() || self.mep.responder.is_some())
+            && local.port() == self.mep.port
+            && local.port() != self.config.gateway.ike_port
+            && local.port() != self.config.gateway.nat_t_port
     }
 
     /// An ESP packet from the raw protocol-50 socket (IP header removed).
@@ -187,7 +222,7 @@ impl Gateway {
     ) -> Disposition {
         let (dataplane, mut control) = self.parts();
         let d = dataplane.handle_raw_esp(now, local, remote, buf, packet, &mut control);
-        self.cluster_pump(now);
+        self.after_input(now);
         d
     }
 
@@ -197,7 +232,7 @@ impl Gateway {
     pub fn handle_unreachable(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) {
         let (dataplane, mut control) = self.parts();
         dataplane.handle_unreachable(now, local, remote, &mut control);
-        self.cluster_pump(now);
+        self.after_input(now);
     }
 
     /// An IP packet from the TUN device, to be encrypted in place for its peer.
@@ -209,7 +244,7 @@ impl Gateway {
     ) -> Disposition {
         let (dataplane, mut control) = self.parts();
         let d = dataplane.handle_tun(now, buf, packet, &mut control);
-        self.cluster_pump(now);
+        self.after_input(now);
         d
     }
 
@@ -228,7 +263,7 @@ impl Gateway {
     ) {
         let (dataplane, mut control) = self.parts();
         dataplane.handle_tun_batch(now, bufs, packets, out, &mut control);
-        self.cluster_pump(now);
+        self.after_input(now);
     }
 
     /// A batch of datagrams that arrived together on the UDP socket bound to `local` from
@@ -243,7 +278,9 @@ impl Gateway {
         packets: &[Range<usize>],
         out: &mut [Disposition],
     ) {
-        if self.cluster.as_ref().is_some_and(|c| c.sync_local == local) {
+        if self.cluster.as_ref().is_some_and(|c| c.sync_local == local)
+            || self.is_probe_socket(local)
+        {
             for (packet, slot) in packets.iter().zip(out.iter_mut()) {
                 *slot = self.handle_udp(now, local, remote, buf, packet.clone());
             }
@@ -251,7 +288,7 @@ impl Gateway {
         }
         let (dataplane, mut control) = self.parts();
         dataplane.handle_udp_batch(now, local, remote, buf, packets, out, &mut control);
-        self.cluster_pump(now);
+        self.after_input(now);
     }
 
     /// A batch of ESP packets from the raw socket bound to `local` (one `recvmmsg`): packet `i`
@@ -266,7 +303,7 @@ impl Gateway {
     ) {
         let (dataplane, mut control) = self.parts();
         dataplane.handle_raw_esp_batch(now, local, buf, packets, out, &mut control);
-        self.cluster_pump(now);
+        self.after_input(now);
     }
 
     /// Sets who runs the cipher jobs of a batch; the default runs them on the calling thread.
@@ -285,10 +322,18 @@ impl Gateway {
                 c.engine.handle_timeout(now);
             }
         }
+        if self.mep.engine.is_some() {
+            self.mep.report_heard(now, &self.ike);
+            if let Some(e) = self.mep.engine.as_mut() {
+                if e.poll_timeout().is_some_and(|t| t <= now) {
+                    e.handle_timeout(now);
+                }
+            }
+        }
         self.ike.handle_timeout(now);
         let (dataplane, mut control) = self.parts();
         dataplane.handle_timeout(now, &mut control);
-        self.cluster_pump(now);
+        self.after_input(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -297,7 +342,66 @@ impl Gateway {
         if let Some(c) = self.cluster.as_ref().and_then(|c| c.poll_timeout()) {
             t = t.min(c);
         }
+        if let Some(m) = self.mep.engine.as_ref().and_then(|m| m.poll_timeout()) {
+            t = t.min(m);
+        }
         Some(t)
+    }
+
+    /// After every input: the cluster's work, then the MEP engine's (probes, IKE probes,
+    /// events) and the tunnel changes it and route injection follow.
+    fn after_input(&mut self, now: Instant) {
+        self.cluster_pump(now);
+        if self.mep.engine.is_some() {
+            let ike_used = self
+                .mep
+                .pump(now, &mut self.ike, peer_local, &mut self.outputs);
+            if ike_used {
+                let (dataplane, mut control) = self.parts();
+                dataplane.sync(now, &mut control);
+            }
+        }
+        self.mep
+            .after_input(&self.ike, self.dataplane.tunnels(), &mut self.outputs);
+    }
+
+    /// Multiple Entry Points: the satellite's engine (`mep`, `None`: no entry-point group),
+    /// the probe responder (`responder`, `None`: do not answer probes) and route injection
+    /// (`rim`). Called at start and on every reload with the configuration's builders; an
+    /// unchanged engine configuration keeps the running engine (probe state, connection
+    /// bindings). Probe sockets may change: the shell asks [`Gateway::probe_sockets`] again.
+    pub fn set_mep(
+        &mut self,
+        now: Instant,
+        mep: Option<rampart_mep::MepConfig>,
+        responder: Option<rampart_mep::ResponderConfig>,
+        rim: Option<RouteInjection>,
+    ) {
+        let mut seed = [0u8; 32];
+        self.mep_rng.fill(&mut seed);
+        self.mep.configure(now, mep, responder, seed);
+        self.mep.map_peers(&self.ike, self.dataplane.tunnels());
+        self.mep
+            .set_rim(rim, &self.ike, self.dataplane.tunnels(), &mut self.outputs);
+        self.after_input(now);
+    }
+
+    /// The UDP sockets of the probe protocol the shell binds: the local address of every
+    /// entry point's peer (satellite) and of every peer (responder), at the probe port. Empty
+    /// without Multiple Entry Points.
+    pub fn probe_sockets(&self) -> Vec<SocketAddr> {
+        self.mep.probe_sockets(&self.ike)
+    }
+
+    /// `rampart mep status`: the groups, entry points and responder; `None` when the gateway
+    /// neither probes nor answers probes.
+    pub fn mep_status(&self, now: Instant) -> Option<rampart_mep::MepStatus> {
+        self.mep.status(now)
+    }
+
+    /// Routes injected now (`[rim]`), for tests and the shell's bookkeeping.
+    pub fn injected_routes(&self) -> Vec<ipnet::IpNet> {
+        self.mep.injected().copied().collect()
     }
 
     pub fn poll_output(&mut self) -> Option<Output> {
@@ -332,6 +436,9 @@ impl Gateway {
     }
     pub(crate) fn dataplane(&self) -> &DataPlane {
         &self.dataplane
+    }
+    pub(crate) fn mep(&self) -> &mep::MepNode {
+        &self.mep
     }
     pub(crate) fn started(&self) -> Instant {
         self.started

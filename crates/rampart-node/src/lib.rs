@@ -19,13 +19,14 @@ pub use dataplane::{
     FirstEstablished, PeerSelector, Policy, TunnelSettings, TunnelState,
 };
 pub use gateway::{
-    Gateway, ReloadError, ReloadReport, SaSnapshot, SnapshotError, TunnelEspState,
+    Gateway, ReloadError, ReloadReport, RouteInjection, SaSnapshot, SnapshotError, TunnelEspState,
     DEFAULT_TAKEOVER_MARGIN,
 };
 pub use node::Node;
 pub use output::{LogEvent, LogLevel, LogRecord, Output};
 pub use rampart_cluster::{ClusterStatus, SyncStats};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
+pub use rampart_mep::MepStatus;
 pub use status::{
     BatchCounters, GatewayStatus, IcmpCounters, IkeDefenceCounters, IkeSaInfo, PeerStatus,
     ReloadCounters, TunnelStatus,

@@ -5,6 +5,7 @@ use std::ops::Range;
 use std::time::Instant;
 
 use rampart_config::GatewayConfig;
+use rampart_mep::MepStatus;
 
 use crate::{
     ClusterCommand, ClusterStatus, ConnList, Disposition, FullSyncProgress, Gateway, GatewayStatus,
@@ -108,6 +109,12 @@ pub trait Node {
     fn full_sync_failed(&mut self, now: Instant, member: u8, why: &str);
     /// `rampart cluster status` and `rampart cluster sync-stats`; `None` without a cluster.
     fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)>;
+    /// The UDP sockets (address and probe port) the shell binds for Multiple Entry Points
+    /// probes; datagrams that arrive there go to [`Node::handle_udp`] with that `local`. Asked
+    /// at start and after every reload.
+    fn probe_sockets(&self) -> Vec<SocketAddr>;
+    /// `rampart mep status`; `None` when the node neither probes nor answers probes.
+    fn mep_status(&self, now: Instant) -> Option<MepStatus>;
 }
 
 impl Node for Gateway {
@@ -228,5 +235,13 @@ impl Node for Gateway {
 
     fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)> {
         Gateway::cluster_status(self, now)
+    }
+
+    fn probe_sockets(&self) -> Vec<SocketAddr> {
+        Gateway::probe_sockets(self)
+    }
+
+    fn mep_status(&self, now: Instant) -> Option<MepStatus> {
+        Gateway::mep_status(self, now)
     }
 }

@@ -24,6 +24,22 @@ pub enum Output {
     RouteDel {
         prefix: IpNet,
     },
+    /// Route injection (`[rim]`): install `prefix dev <tun> table <table> proto <protocol>
+    /// metric <metric>` (a tunnel to that remote domain is up), for a routing daemon to
+    /// redistribute. The shell removes what it installed when it exits.
+    RouteInject {
+        prefix: IpNet,
+        table: u32,
+        protocol: u8,
+        metric: u32,
+    },
+    /// Withdraw an injected route (the last tunnel to that remote domain went down).
+    RouteWithdraw {
+        prefix: IpNet,
+        table: u32,
+        protocol: u8,
+        metric: u32,
+    },
     /// Bring `addr` up on `interface` (a cluster's virtual address taken over by this member).
     ClaimAddress {
         interface: String,
@@ -110,6 +126,37 @@ pub enum LogEvent {
         removed: usize,
         reestablished: usize,
         updated: usize,
+    },
+    /// Multiple Entry Points tracking (`tracking = true`): a connection of `group` was
+    /// resolved to `entry_point` (a peer name) at `level` (`primary`, `secondary`, `tertiary`,
+    /// `backup`), which was `responding` to probes or not.
+    MepResolved {
+        group: String,
+        entry_point: String,
+        level: String,
+        responding: bool,
+        src: String,
+        dst: String,
+        protocol: u8,
+        src_port: u16,
+        dst_port: u16,
+    },
+    /// An entry point started (`up`) or stopped answering probes.
+    EntryPoint {
+        entry_point: String,
+        up: bool,
+        /// Round-trip time of the answer that made it up (microseconds).
+        rtt_us: Option<u64>,
+        /// Consecutive missed probes that made it down.
+        misses: Option<u32>,
+    },
+    /// The first refused probe datagram from `from` (later ones are only counted).
+    ProbeRejected { from: String, reason: String },
+    /// Route injection: `prefix` of `peer` injected (`up`) or withdrawn.
+    RouteInjected {
+        peer: String,
+        prefix: String,
+        up: bool,
     },
     /// Anything else; the message is all there is.
     Other,

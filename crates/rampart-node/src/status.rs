@@ -37,6 +37,11 @@ pub struct GatewayStatus {
     /// The cluster's sync counters (`None` without `[cluster]`).
     #[serde(default)]
     pub sync: Option<rampart_cluster::SyncStats>,
+    /// Multiple Entry Points: groups, entry points, probe responder (`None` when the gateway
+    /// neither probes nor answers probes). Serialised only: a client reads it from the JSON
+    /// document (`rampart_mep::MepStatus` is not deserialisable).
+    #[serde(default, skip_deserializing)]
+    pub mep: Option<rampart_mep::MepStatus>,
 }
 
 /// What the shell read from its UDP sockets' error queues (`IP_RECVERR`).
@@ -218,6 +223,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         icmp: IcmpCounters::default(),
         cluster: gw.cluster_status(now).map(|(c, _)| c),
         sync: gw.cluster_status(now).map(|(_, s)| s),
+        mep: gw.mep().status(now),
     }
 }
 

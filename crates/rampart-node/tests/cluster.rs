@@ -193,7 +193,10 @@ impl Trio {
                         }
                     }
                     Output::FullSyncConnect { member, .. } => self.full_syncs.push((i, member)),
-                    Output::RouteAdd { .. } | Output::RouteDel { .. } => {}
+                    Output::RouteAdd { .. }
+                    | Output::RouteDel { .. }
+                    | Output::RouteInject { .. }
+                    | Output::RouteWithdraw { .. } => {}
                 }
             }
         }

@@ -491,6 +491,9 @@ impl GatewayNode {
                 Output::FullSyncConnect { member, address } => {
                     fx.full_syncs.push((member, address));
                 }
+                // Route injection only feeds a routing daemon, which the simulator does not
+                // model.
+                Output::RouteInject { .. } | Output::RouteWithdraw { .. } => {}
                 Output::Log(record) => {
                     changed = true;
                     // The engine names the SA a new tunnel replaces: that is a rekey (a

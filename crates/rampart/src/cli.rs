@@ -30,6 +30,8 @@ pub enum Command {
     Lab(LabArgs),
     /// Show and steer the high-availability cluster of a running gateway.
     Cluster(ClusterArgs),
+    /// Multiple Entry Points of a running gateway: groups, entry points, probes, choices.
+    Mep(MepArgs),
     /// A small CA: create it, issue gateway and client certificates, list, revoke.
     Pki {
         #[command(subcommand)]
@@ -186,6 +188,44 @@ impl ClusterCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct MepArgs {
+    #[command(subcommand)]
+    pub command: MepCommand,
+    /// Read the status socket path from this configuration file.
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        conflicts_with = "socket",
+        global = true
+    )]
+    pub config: Option<PathBuf>,
+    /// Connect to this status socket (default: the only socket in /run/rampart).
+    #[arg(long, short, value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
+    /// Print the gateway's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum MepCommand {
+    /// Each entry-point group (kind, method, tie-break, current choice, resolutions) and its
+    /// entry points: probe state, level, last RTT, misses, connections chosen, tunnel; then
+    /// the probe responder's counters.
+    Status,
+}
+
+impl MepCommand {
+    /// The status-socket request line.
+    pub fn request(self) -> String {
+        match self {
+            MepCommand::Status => "mep status".into(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct ReloadArgs {
     /// The new configuration. It is checked here first (the same messages as `check-config`);
     /// then the gateway whose `status_socket` it names reads and applies it.
@@ -264,6 +304,28 @@ mod tests {
             assert_eq!(a.command.request(), request);
             assert!(!a.json && a.config.is_none() && a.socket.is_none());
         }
+    }
+
+    #[test]
+    fn mep_status_command() {
+        let parse = |args: &[&str]| {
+            let argv = ["rampart", "mep"].iter().chain(args);
+            match Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Command::Mep(a)) => a,
+                other => panic!("{other:?}"),
+            }
+        };
+        let a = parse(&["status"]);
+        assert_eq!(a.command, MepCommand::Status);
+        assert_eq!(a.command.request(), "mep status");
+        assert!(!a.json);
+        let a = parse(&["status", "--json", "--socket", "/tmp/s.sock"]);
+        assert!(a.json);
+        assert_eq!(
+            a.socket.as_deref(),
+            Some(std::path::Path::new("/tmp/s.sock"))
+        );
+        assert!(Cli::try_parse_from(["rampart", "mep"]).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod conn_cmd;
 mod gateway_cmd;
 mod lab_cmd;
 mod logging;
+mod mep_cmd;
 mod pki_cmd;
 mod reload_cmd;
 mod status_cmd;
@@ -37,6 +38,7 @@ fn main() -> ExitCode {
         Command::Pki { command } => pki_cmd::run(command),
         Command::Conn(args) => conn_cmd::run(&args),
         Command::Cluster(args) => cluster_cmd::run(&args),
+        Command::Mep(args) => mep_cmd::run(&args),
         Command::Reload(args) => reload_cmd::run(&args),
         Command::Lab(args) => lab_cmd::run(&args),
     }

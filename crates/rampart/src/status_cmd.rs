@@ -44,6 +44,7 @@ pub fn run(args: &StatusArgs) -> ExitCode {
     } else {
         print!("{}", status_view::render(&status));
         print!("{}", status_view::cluster_section(&document));
+        print!("{}", status_view::mep_section(&document));
     }
     ExitCode::SUCCESS
 }

@@ -420,6 +420,123 @@ fn millis(ms: u64) -> String {
     }
 }
 
+/// The MEP section of `rampart status`: the `mep` member of the status document, when the
+/// gateway has one (`null` or absent: nothing).
+pub fn mep_section(document: &serde_json::Value) -> String {
+    match document.get("mep") {
+        Some(mep) if mep.get("groups").is_some_and(|g| g.is_array()) => {
+            let mut out = String::from("\n");
+            mep_status(&mut out, mep);
+            out
+        }
+        _ => String::new(),
+    }
+}
+
+/// `rampart mep status`: one block per group, a table row per entry point, then the probe
+/// responder. Reads the JSON of `rampart_mep::MepStatus`; a missing field shows as `-`.
+pub fn mep_status(out: &mut String, mep: &serde_json::Value) {
+    use serde_json::Value;
+    let text = |v: &Value, k: &str| match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => b.to_string(),
+        _ => "-".to_owned(),
+    };
+    let num = |v: &Value, k: &str| v.get(k).and_then(Value::as_u64);
+    let rtt = |us: Option<u64>| match us {
+        None => "-".to_owned(),
+        Some(us) if us < 10_000 => format!("{:.2}ms", us as f64 / 1000.0),
+        Some(us) => format!("{}ms", us / 1000),
+    };
+    let rejected = |v: &Value| -> u64 {
+        v.get("rejected")
+            .and_then(Value::as_object)
+            .map_or(0, |o| o.values().filter_map(Value::as_u64).sum())
+    };
+    let groups = mep
+        .get("groups")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    if groups.is_empty() {
+        let _ = writeln!(out, "mep  no entry-point group");
+    }
+    for (i, g) in groups.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let _ = writeln!(
+            out,
+            "group {}  {}  method {}  tie-break {}  current {}  resolutions {} (none responding {})  sticky flows {} (table full {})",
+            text(g, "name"),
+            text(g, "kind"),
+            text(g, "method"),
+            text(g, "tie_break"),
+            text(g, "current"),
+            text(g, "resolutions"),
+            text(g, "resolutions_none_responding"),
+            text(g, "sticky_flows"),
+            text(g, "sticky_full"),
+        );
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<40} {:<12} {:<7} {:<9} {:>9} {:>9} {:>6} {:>8} {:>7} {:>8} {:>6}",
+            "ENTRY POINT",
+            "ADDRESS",
+            "PROBING",
+            "STATE",
+            "LEVEL",
+            "LAST RTT",
+            "SRTT",
+            "MISSES",
+            "CHOSEN",
+            "STICKY",
+            "REJECTED",
+            "TUNNEL"
+        );
+        let eps = g
+            .get("entry_points")
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        for ep in eps {
+            let tunnel = match ep.get("tunnel_up").and_then(Value::as_bool) {
+                Some(true) => "up",
+                Some(false) => "down",
+                None => "-",
+            };
+            let _ = writeln!(
+                out,
+                "  {:<16} {:<40} {:<12} {:<7} {:<9} {:>9} {:>9} {:>6} {:>8} {:>7} {:>8} {:>6}",
+                text(ep, "name"),
+                text(ep, "address"),
+                text(ep, "probing_with"),
+                text(ep, "state"),
+                text(ep, "level"),
+                rtt(num(ep, "last_rtt_us")),
+                rtt(num(ep, "srtt_us")),
+                text(ep, "misses"),
+                text(ep, "chosen"),
+                text(ep, "sticky_flows"),
+                rejected(ep),
+                tunnel,
+            );
+        }
+    }
+    if let Some(r) = mep.get("responder").filter(|r| r.is_object()) {
+        let _ = writeln!(
+            out,
+            "probe responder  port {}  satellites {}  requests {}  replies {}  rejected {}",
+            text(r, "port"),
+            text(r, "satellites"),
+            text(r, "requests"),
+            text(r, "replies"),
+            rejected(r),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -627,5 +744,83 @@ cluster hq  high-availability  member 2  active (member 1 dead)  failovers 1
             out.contains("  seal refused  expired 0  sequence exhausted 2  no room 1  cipher 0\n"),
             "{out}"
         );
+    }
+    fn mep() -> rampart_mep::MepStatus {
+        use rampart_mep::*;
+        let ep = |name: &str, state, level: &str, rtt: Option<u64>, tunnel_up| EntryPointStatus {
+            name: name.into(),
+            address: format!("192.0.2.{}", name.len() + 10),
+            probe_mode: ProbeMode::Auto,
+            probing_with: "rampart".into(),
+            state,
+            level: level.into(),
+            last_rtt_us: rtt,
+            srtt_us: rtt,
+            misses: if state == ProbeState::Down { 3 } else { 0 },
+            probes_sent: 10,
+            replies: 7,
+            probes_missed: 3,
+            rejected: RejectCounters {
+                forged: 2,
+                replayed: 1,
+                ..RejectCounters::default()
+            },
+            ups: 1,
+            downs: 0,
+            since_change_ms: Some(1000),
+            chosen: 4,
+            sticky_flows: 2,
+            tunnel_up,
+        };
+        MepStatus {
+            groups: vec![GroupStatus {
+                name: "hq".into(),
+                kind: GroupKind::Explicit,
+                method: Method::PriorityList,
+                tie_break: TieBreak::Random,
+                current: Some("m1".into()),
+                resolutions: 8,
+                sticky_flows: 4,
+                resolutions_none_responding: 1,
+                sticky_full: 0,
+                entry_points: vec![
+                    ep("m1", ProbeState::Up, "primary", Some(1250), true),
+                    ep("m22", ProbeState::Down, "secondary", None, false),
+                ],
+            }],
+            responder: Some(ResponderStatus {
+                port: 259,
+                satellites: 2,
+                requests: 30,
+                replies: 29,
+                rejected: RejectCounters {
+                    rate_limited: 1,
+                    ..RejectCounters::default()
+                },
+            }),
+        }
+    }
+
+    #[test]
+    fn mep_table() {
+        let mut out = String::new();
+        mep_status(&mut out, &serde_json::to_value(mep()).unwrap());
+        let expected = "\
+group hq  explicit  method priority-list  tie-break random  current m1  resolutions 8 (none responding 1)  sticky flows 4 (table full 0)
+  ENTRY POINT      ADDRESS                                  PROBING      STATE   LEVEL      LAST RTT      SRTT MISSES   CHOSEN  STICKY REJECTED TUNNEL
+  m1               192.0.2.12                               rampart      up      primary      1.25ms    1.25ms      0        4       2        3     up
+  m22              192.0.2.13                               rampart      down    secondary         -         -      3        4       2        3   down
+probe responder  port 259  satellites 2  requests 30  replies 29  rejected 1
+";
+        assert_eq!(out, expected, "\n{out}");
+    }
+
+    #[test]
+    fn status_document_with_and_without_mep() {
+        assert_eq!(mep_section(&serde_json::json!({ "name": "gw" })), "");
+        assert_eq!(mep_section(&serde_json::json!({ "mep": null })), "");
+        let text = mep_section(&serde_json::json!({ "mep": mep() }));
+        assert!(text.starts_with("\ngroup hq  explicit"), "{text}");
+        assert!(text.contains("probe responder  port 259"), "{text}");
     }
 }

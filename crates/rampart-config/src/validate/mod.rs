@@ -15,6 +15,7 @@ use toml::Spanned;
 mod auth;
 mod cluster;
 mod firewall;
+pub(crate) mod mep;
 mod peers;
 mod scalars;
 mod sections;
@@ -22,7 +23,7 @@ mod sections;
 use crate::document::{RawDocument, Section};
 use crate::error::{ErrorKind, Sink};
 use crate::proposal::{parse_esp, parse_ike, ESP_FORM, IKE_FORM};
-use crate::raw::{RawGateway, RawLocal, RawPeer, RawTunnel, Scalar, StrList};
+use crate::raw::{RawGateway, RawLocal, RawMepRule, RawPeer, RawTunnel, Scalar, StrList};
 use crate::schema::*;
 use crate::units::{format_duration, parse_duration, parse_size, DURATION_FORMS, SIZE_FORMS};
 
@@ -95,9 +96,20 @@ pub(crate) fn validate(
     let mut gateway = v.gateway(&doc.gateway);
     let tunnel = v.tunnel(&doc.tunnel);
     let local = v.local(&doc.local);
-    let (peers, domains) = v.peers(&doc, &local);
-    let entry_point_groups = v.entry_point_groups(&doc, &peers);
-    v.domain_overlaps(&peers, &domains, &entry_point_groups);
+    let (mut peers, domains) = v.peers(&doc, &local);
+    let mep = v.mep_section(&doc, &gateway);
+    let peer_mep = v.peer_mep(&doc, &peers);
+    let mut entry_point_groups = v.entry_point_groups(&doc, &peers);
+    v.group_settings(&doc, &mut entry_point_groups, &peers, &local, &mep);
+    let backups = v.backups(&doc, &peers, &peer_mep, &entry_point_groups);
+    let overlap_groups = v.domain_overlaps(&peers, &domains, &entry_point_groups, &backups, &mep);
+    v.preconnect(&doc, &mut peers, &entry_point_groups);
+    mep::apply_domains(&mut peers, &peer_mep, &entry_point_groups, &backups);
+    let mut implicit_groups = overlap_groups;
+    implicit_groups.extend(backups);
+    let position = |name: &str| peers.iter().position(|p| p.name == name);
+    implicit_groups.sort_by_key(|g| position(&g.peers[0]));
+    let rim = v.rim(&doc, &peers);
     let firewall = v.firewall(&doc);
     let cluster = v.cluster(&doc, &mut gateway);
     if let Some(cluster) = &cluster {
@@ -112,6 +124,10 @@ pub(crate) fn validate(
             entry_point_groups,
             firewall,
             cluster,
+            mep,
+            peer_mep,
+            implicit_groups,
+            rim,
         })
     } else {
         None

@@ -123,7 +123,19 @@ impl Validator<'_, '_> {
                     for (j, p) in list.get_ref().iter().enumerate() {
                         let key = format!("{path}.peers[{j}]");
                         let peer = p.get_ref();
-                        if !peers.iter().any(|pc| pc.name == *peer) {
+                        let template = peers.iter().any(|pc| pc.name == *peer && pc.is_template());
+                        if template {
+                            self.error(
+                                ErrorKind::Conflict,
+                                span(p),
+                                key,
+                                format!(
+                                    "peer \"{peer}\" is a template (remote_address = \"any\"), \
+                                     which cannot be an entry point"
+                                ),
+                                "peers with a remote address".to_string(),
+                            );
+                        } else if !peers.iter().any(|pc| pc.name == *peer) {
                             let known: Vec<&str> = peers.iter().map(|p| p.name.as_str()).collect();
                             self.error(
                                 ErrorKind::InvalidValue,
@@ -155,41 +167,15 @@ impl Validator<'_, '_> {
             groups.push(EntryPointGroup {
                 name,
                 peers: members,
+                method: Method::FirstToRespond,
+                tie_break: TieBreak::FirstToRespond,
+                domain: Vec::new(),
+                tracking: false,
+                preconnect: false,
+                rules: Vec::new(),
             });
         }
         groups
-    }
-
-    /// Remote domains of two peers may overlap only when both peers are in one entry-point
-    /// group (they protect the same network); otherwise the later prefix is reported.
-    pub(super) fn domain_overlaps(
-        &mut self,
-        peers: &[PeerPolicy],
-        domains: &[DomainEntry],
-        groups: &[EntryPointGroup],
-    ) {
-        let group_of = |i: usize| {
-            let name = &peers.get(i)?.name;
-            groups.iter().position(|g| g.peers.contains(name))
-        };
-        for (k, (net, sp, owner, j)) in domains.iter().enumerate() {
-            let clash = domains[..k].iter().find(|(d, _, o, _)| {
-                o != owner
-                    && overlaps(d, net)
-                    && (group_of(*o).is_none() || group_of(*o) != group_of(*owner))
-            });
-            if let Some((other, _, o, _)) = clash {
-                self.error(
-                    ErrorKind::Conflict,
-                    Some(sp.clone()),
-                    format!("peer[{owner}].remote_domain[{j}]"),
-                    format!("{net} overlaps {other} in the remote_domain of peer[{o}]"),
-                    "prefixes that no other peer's remote_domain covers, or both peers in one \
-                     [[entry_point_group]]"
-                        .to_string(),
-                );
-            }
-        }
     }
 
     pub(super) fn address(

@@ -121,6 +121,18 @@ pub trait ControlPlane {
     fn poll_change(&mut self) -> Option<DataPlaneChange>;
     /// A record for the node's output stream.
     fn log(&mut self, record: LogRecord);
+    /// The peer of an outbound packet (`info` describes `packet`, after inspection and NAT)
+    /// when the control plane decides among these `candidates` (Multiple Entry Points: one of
+    /// them is an entry point); `None` leaves the choice to the data plane's [`PeerSelector`].
+    /// Called once per outbound packet: must not allocate once the packet's connection is
+    /// known.
+    fn select_peer(
+        &mut self,
+        now: Instant,
+        info: &rampart_wire::ip::PacketInfo,
+        packet: &[u8],
+        candidates: &[PeerId],
+    ) -> Option<PeerId>;
 }
 
 /// The per-packet engine shared by every kind of node (sans-IO).

@@ -1,5 +1,6 @@
 //! Outbound: an IP packet from the TUN device inspected, matched to a peer by the policy and
-//! its selector, and sealed in place by that peer's newest tunnel.
+//! the control plane (Multiple Entry Points) or else the selector, and sealed in place by that
+//! peer's newest tunnel.
 
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -94,7 +95,10 @@ impl DataPlane {
         let Some(candidates) = self.policy.outbound_candidates(info.src, info.dst) else {
             return TunStep::Done(self.drop(DropReason::NoPolicy));
         };
-        let peer = self.selector.select(info.dst, candidates, &self.tunnels);
+        let peer = match control.select_peer(now, &info, &buf[packet.clone()], candidates) {
+            Some(peer) => peer,
+            None => self.selector.select(info.dst, candidates, &self.tunnels),
+        };
         let Some((id, tunnel)) = self.tunnels.active_for(peer) else {
             self.request(now, control, ControlRequest::Acquire { peer });
             return TunStep::Done(self.drop(DropReason::NoSa));

@@ -7,8 +7,10 @@ use std::time::Instant;
 
 use rampart_config::{GatewayConfig, StartAction};
 use rampart_esp::udp_encap;
-use rampart_ike::{Ike, IkeEvent, NatSide};
+use rampart_ike::{Ike, IkeEvent, NatSide, PeerId};
+use rampart_wire::ip::PacketInfo;
 
+use super::mep::MepNode;
 use super::peer_policy;
 use crate::dataplane::{ControlPlane, ControlRequest, DataPlaneChange, TunnelSettings};
 use crate::{LogEvent, LogLevel, LogRecord, Output};
@@ -18,6 +20,9 @@ pub(super) struct IkeControl<'a> {
     pub config: &'a GatewayConfig,
     pub ike: &'a mut Ike,
     pub outputs: &'a mut VecDeque<Output>,
+    /// Multiple Entry Points: resolves outbound packets towards entry points; notes the peers
+    /// whose CHILD SAs change.
+    pub mep: &'a mut MepNode,
 }
 
 impl IkeControl<'_> {
@@ -79,6 +84,7 @@ impl IkeControl<'_> {
                 );
             }
             IkeEvent::ChildSaUp(keys) => {
+                self.mep.changed.push(keys.peer);
                 let Some(p) = peer_policy(self.ike, keys.peer) else {
                     // The peer was removed since: its SAs go with it.
                     return None;
@@ -91,16 +97,17 @@ impl IkeControl<'_> {
                 return Some(DataPlaneChange::Install(Box::new((keys, settings))));
             }
             IkeEvent::ChildSaDown {
-                peer: _,
+                peer,
                 child,
                 spi_in,
                 spi_out,
             } => {
+                self.mep.changed.push(peer);
                 return Some(DataPlaneChange::Remove {
                     child,
                     spi_in,
                     spi_out,
-                })
+                });
             }
             IkeEvent::ChildSaEndpoint {
                 child,
@@ -214,5 +221,17 @@ impl ControlPlane for IkeControl<'_> {
 
     fn log(&mut self, record: LogRecord) {
         self.outputs.push_back(Output::Log(record));
+    }
+
+    fn select_peer(
+        &mut self,
+        now: Instant,
+        info: &PacketInfo,
+        packet: &[u8],
+        candidates: &[PeerId],
+    ) -> Option<PeerId> {
+        self.mep.engine.as_ref()?;
+        let flow = super::mep::flow_key(info, packet);
+        self.mep.select(now, &flow, candidates)
     }
 }

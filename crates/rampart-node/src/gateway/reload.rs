@@ -205,6 +205,12 @@ impl Gateway {
             .push_back(Output::Log(LogRecord::new(LogLevel::Info, event, summary)));
         let (dataplane, mut control) = self.parts();
         dataplane.sync(now, &mut control);
+        // Peer ids of re-established and added peers are new: entry points map again, and
+        // injected routes of peers that are gone are withdrawn.
+        self.mep.map_peers(&self.ike, self.dataplane.tunnels());
+        self.mep
+            .forget_removed_peers(&self.ike, self.dataplane.tunnels(), &mut self.outputs);
+        self.after_input(now);
         Ok(report)
     }
 }

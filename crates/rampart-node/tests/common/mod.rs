@@ -59,6 +59,8 @@ pub struct Pair {
     pub wire: Vec<(usize, SocketAddr, SocketAddr, Vec<u8>, bool)>,
     pub esp_on_wire: [usize; 2],
     pub logs: [Vec<String>; 2],
+    /// Route injection outputs of each side, in order.
+    pub injections: [Vec<Output>; 2],
     pub drop_all: bool,
 }
 
@@ -92,6 +94,7 @@ impl Pair {
             wire: Vec::new(),
             esp_on_wire: [0, 0],
             logs: [Vec::new(), Vec::new()],
+            injections: [Vec::new(), Vec::new()],
             drop_all: false,
         }
     }
@@ -118,6 +121,9 @@ impl Pair {
                         self.wire.push((to, remote, local, data, false));
                     }
                     Output::Log(record) => self.logs[side].push(record.message),
+                    Output::RouteInject { .. } | Output::RouteWithdraw { .. } => {
+                        self.injections[side].push(out)
+                    }
                     Output::RouteAdd { .. }
                     | Output::RouteDel { .. }
                     | Output::ClaimAddress { .. }
