@@ -252,23 +252,6 @@ impl MepTopology {
         }
     }
 
-    /// Delays everything the internet sends to entry point `i` by `ms` milliseconds (netem on
-    /// its switch port), so the other one answers probes first.
-    #[track_caller]
-    pub fn delay(&self, i: u8, ms: u32) {
-        self.switch.exec(&[
-            "tc",
-            "qdisc",
-            "replace",
-            "dev",
-            &format!("m{i}-inet"),
-            "root",
-            "netem",
-            "delay",
-            &format!("{ms}ms"),
-        ]);
-    }
-
     /// Test-only shortcut for the tools' self-test (no IPsec): plain routing between the
     /// domains through entry point `i` (the satellite, the entry point and the router route
     /// the other side's domain that way). Calling it again with the other entry point moves
