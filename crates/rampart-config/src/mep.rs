@@ -17,8 +17,7 @@ pub const DEFAULT_RESPONDER_RATE_TOTAL: u32 = 2000;
 impl GatewayConfig {
     /// The MEP keys of the peer called `name`.
     pub fn peer_mep_of(&self, name: &str) -> Option<&PeerMep> {
-        let i = self.peers.iter().position(|p| p.name == name)?;
-        self.peer_mep.get(i)
+        self.peer_mep.iter().find(|m| m.name == name)
     }
 
     /// The secret a peer's probe key is derived from: `probe_key`, else its pre-shared key;
@@ -189,11 +188,12 @@ impl GatewayConfig {
     /// `[rim]`, `entry_point_group` (any key, rules included; implicit groups too, since they
     /// follow from the peers' domains), and the peer keys `probe`, `probe_key`, `backup_of`.
     pub fn mep_changes(&self, new: &GatewayConfig) -> Vec<&'static str> {
+        // `peer_mep`, not `peers`: a running gateway's configuration has handed its peers to
+        // the IKE engine.
         let peer_key = |f: fn(&PeerMep, &PeerMep) -> bool| {
-            self.peers
+            self.peer_mep
                 .iter()
-                .zip(&self.peer_mep)
-                .any(|(p, m)| new.peer_mep_of(&p.name).is_some_and(|n| f(m, n)))
+                .any(|m| new.peer_mep_of(&m.name).is_some_and(|n| f(m, n)))
         };
         let checks: [(&'static str, bool); 7] = [
             ("mep", self.mep != new.mep),
@@ -214,10 +214,10 @@ impl GatewayConfig {
             ),
             (
                 "peer.remote_domain (of an entry point)",
-                self.peers.iter().zip(&self.peer_mep).any(|(p, m)| {
-                    self.is_entry_point(&p.name)
+                self.peer_mep.iter().any(|m| {
+                    self.is_entry_point(&m.name)
                         && new
-                            .peer_mep_of(&p.name)
+                            .peer_mep_of(&m.name)
                             .is_some_and(|n| n.own_domain != m.own_domain)
                 }),
             ),

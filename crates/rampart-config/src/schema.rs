@@ -252,6 +252,9 @@ impl Default for MepSection {
 /// The MEP keys of one `[[peer]]`. Debug output never shows `probe_key`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PeerMep {
+    /// The peer's name (the running configuration keeps these after its peers moved into the
+    /// IKE engine).
+    pub name: String,
     /// `probe`: default auto.
     pub probe: ProbeMode,
     /// `probe_key` (at least 16 bytes), the probe MAC secret; `None`: the PSK is used.
@@ -266,6 +269,7 @@ pub struct PeerMep {
 impl std::fmt::Debug for PeerMep {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PeerMep")
+            .field("name", &self.name)
             .field("probe", &self.probe)
             .field(
                 "probe_key",

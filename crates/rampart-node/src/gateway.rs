@@ -62,6 +62,24 @@ fn peer_local(ike: &Ike, id: PeerId) -> Option<IpAddr> {
     ike.peer(id).map(|p| p.local_address)
 }
 
+/// The Multiple Entry Points parts of a configuration (read before its peers move into the
+/// IKE engine): the satellite's engine, the probe responder and route injection.
+pub(crate) fn mep_parts(
+    config: &GatewayConfig,
+) -> (
+    Option<rampart_mep::MepConfig>,
+    Option<rampart_mep::ResponderConfig>,
+    Option<RouteInjection>,
+) {
+    let rim = config.rim.as_ref().map(|r| RouteInjection {
+        table: r.table,
+        protocol: r.protocol,
+        metric: r.metric,
+        peers: r.peers.clone(),
+    });
+    (config.mep_config(), config.mep_responder(), rim)
+}
+
 /// Every (remote prefix, peer) pair of the data plane's policy, in peer order: a prefix shared
 /// by several peers (an entry-point group) has them all as candidates.
 pub(crate) fn remote_domains(ike: &Ike) -> Vec<(ipnet::IpNet, PeerId)> {
@@ -105,6 +123,7 @@ impl Gateway {
             ike.set_passive(true);
             ike.track_changes();
         }
+        let mep = mep_parts(&config);
         for peer in std::mem::take(&mut config.peers) {
             ike.add_peer(peer);
         }
@@ -150,6 +169,8 @@ impl Gateway {
         }
         let (dataplane, mut control) = gateway.parts();
         dataplane.sync(now, &mut control);
+        let (mep, responder, rim) = mep;
+        gateway.set_mep(now, mep, responder, rim);
         gateway.cluster_pump(now);
         Ok(gateway)
     }

@@ -226,6 +226,22 @@ impl GatewayNode {
         self.engine.as_ref()?.cluster_status(base + now)
     }
 
+    /// The satellite's view of entry point `name` (`None`: not running, or no such entry
+    /// point).
+    pub fn mep_entry_point(
+        &self,
+        base: Instant,
+        now: Duration,
+        name: &str,
+    ) -> Option<rampart_mep::EntryPointStatus> {
+        let status = self.engine.as_ref()?.status(base + now).mep?;
+        status
+            .groups
+            .into_iter()
+            .flat_map(|g| g.entry_points)
+            .find(|e| e.name == name)
+    }
+
     /// The machine stops: engine state, routes and tunnels are gone.
     pub fn crash(&mut self) {
         self.engine = None;
@@ -272,7 +288,12 @@ impl GatewayNode {
                     .cluster
                     .as_ref()
                     .map(|c| c.me().sync_address.port());
-                if dport != gw.ike_port && dport != gw.nat_t_port && Some(dport) != sync_port {
+                let probe_port = self.config.mep.probe_port;
+                if dport != gw.ike_port
+                    && dport != gw.nat_t_port
+                    && Some(dport) != sync_port
+                    && dport != probe_port
+                {
                     return Err("gateway: UDP port not open");
                 }
                 Input::Udp {

@@ -63,6 +63,10 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("ha-rejoin"),
         builtin!("ha-sync-loss"),
         builtin!("ha-split-brain"),
+        builtin!("mep-first-to-respond"),
+        builtin!("mep-primary-backup"),
+        builtin!("mep-load-distribution"),
+        builtin!("mep-priority-rules"),
     ]
 }
 

@@ -375,6 +375,36 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 Some(gateway(g)?),
                 None,
             )
+        } else if a.mep_state.is_some()
+            || a.mep_chosen_at_least.is_some()
+            || a.mep_chosen_at_most.is_some()
+        {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("MEP checks need `node` (the satellite)".into()))?;
+            let ep = a
+                .mep_entry_point
+                .as_ref()
+                .ok_or_else(|| e("MEP checks need `mep_entry_point`".into()))?;
+            let label = if let Some(state) = &a.mep_state {
+                if !["up", "down", "unknown"].contains(&state.as_str()) {
+                    return Err(e(format!(
+                        "mep_state: {state:?} is not one of up, down, unknown"
+                    )));
+                }
+                format!(
+                    "{g} sees entry point {ep} {state}{} from {}",
+                    w(within),
+                    crate::units::secs(after)
+                )
+            } else if let Some(n) = a.mep_chosen_at_least {
+                format!("{g} resolves at least {n} connection(s) to {ep}")
+            } else {
+                let n = a.mep_chosen_at_most.unwrap_or_default();
+                format!("{g} resolves at most {n} connection(s) to {ep}")
+            };
+            (label, Some(gateway(g)?), None)
         } else if let Some(n) = a.rekeys_at_least {
             let g = a
                 .node
@@ -413,7 +443,8 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             return Err(e(
                 "name what to check: transfer, tunnel, no_tunnel, log, no_log, rekeys_at_least, \
                  ike_fragments_at_least, no_esp_errors, no_drops, cluster_state, \
-                 sync_lost_at_most or full_syncs_at_least"
+                 sync_lost_at_most, full_syncs_at_least, mep_state, mep_chosen_at_least or \
+                 mep_chosen_at_most"
                     .into(),
             ));
         };
@@ -571,6 +602,32 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
                 c.verdict = Some(Verdict::Pass(format!("{got} applied")));
             } else if end {
                 c.verdict = Some(Verdict::Fail(format!("{got} applied")));
+            }
+        } else if let Some(want) = &c.spec.mep_state {
+            let ep = c.spec.mep_entry_point.as_deref().unwrap_or_default();
+            let state = gw
+                .mep_entry_point(world.base, now, ep)
+                .map(|e| format!("{:?}", e.state).to_lowercase())
+                .unwrap_or_else(|| "not running".into());
+            if now >= c.after && in_window(now) && &state == want {
+                c.verdict = Some(Verdict::Pass(format!("at {}", secs(now))));
+            } else if late || end {
+                c.verdict = Some(Verdict::Fail(format!("{state} at {}", secs(now))));
+            }
+        } else if c.spec.mep_chosen_at_least.is_some() || c.spec.mep_chosen_at_most.is_some() {
+            if end {
+                let ep = c.spec.mep_entry_point.as_deref().unwrap_or_default();
+                let chosen = gw
+                    .mep_entry_point(world.base, now, ep)
+                    .map_or(0, |e| e.chosen);
+                let ok = c.spec.mep_chosen_at_least.is_none_or(|n| chosen >= n)
+                    && c.spec.mep_chosen_at_most.is_none_or(|n| chosen <= n);
+                let text = format!("{chosen} resolved to {ep}");
+                c.verdict = Some(if ok {
+                    Verdict::Pass(text)
+                } else {
+                    Verdict::Fail(text)
+                });
             }
         } else if let Some(n) = c.spec.rekeys_at_least {
             if gw.rekeys >= n {

@@ -160,7 +160,8 @@ pub struct TransferSpec {
 
 /// One check. Exactly one of `transfer`, `tunnel`, `no_tunnel`, `log`, `no_log`,
 /// `rekeys_at_least`, `ike_fragments_at_least`, `no_esp_errors`, `no_drops`, `cluster_state`,
-/// `sync_lost_at_most`, `full_syncs_at_least` names what is checked.
+/// `sync_lost_at_most`, `full_syncs_at_least`, `mep_state`, `mep_chosen_at_least`,
+/// `mep_chosen_at_most` names what is checked.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssertSpec {
@@ -197,6 +198,17 @@ pub struct AssertSpec {
     pub sync_lost_at_most: Option<u64>,
     /// The cluster member `node` applied at least this many full syncs.
     pub full_syncs_at_least: Option<u64>,
+    /// With `mep_state`, `mep_chosen_at_least` and `mep_chosen_at_most`: the entry point (peer
+    /// name) of the satellite `node` that is checked.
+    pub mep_entry_point: Option<String>,
+    /// The satellite `node` sees `mep_entry_point` in this probe state (`up`, `down`,
+    /// `unknown`) at a check in the window `after` .. `after + within` (checks run every
+    /// 0.5 s and at every timeline event).
+    pub mep_state: Option<String>,
+    /// At the end of the run, the satellite `node` resolved at least / at most this many
+    /// connections to `mep_entry_point`.
+    pub mep_chosen_at_least: Option<u64>,
+    pub mep_chosen_at_most: Option<u64>,
     /// The gateway `node` rekeyed its tunnels at least this many times.
     pub rekeys_at_least: Option<u32>,
     /// The gateway `node` dropped no ESP packet for authentication or replay reasons.

@@ -107,3 +107,23 @@ fn ha_sync_loss() {
 fn ha_split_brain() {
     run_builtin("ha-split-brain");
 }
+
+#[test]
+fn mep_first_to_respond() {
+    run_builtin("mep-first-to-respond");
+}
+
+#[test]
+fn mep_primary_backup() {
+    run_builtin("mep-primary-backup");
+}
+
+#[test]
+fn mep_load_distribution() {
+    run_builtin("mep-load-distribution");
+}
+
+#[test]
+fn mep_priority_rules() {
+    run_builtin("mep-priority-rules");
+}

@@ -712,6 +712,7 @@ cluster hq  high-availability  member 2  active (member 1 dead)  failovers 1
             nat: Default::default(),
             icmp: Default::default(),
             cluster: None,
+            mep: None,
             sync: None,
         };
         let text = render(&status);

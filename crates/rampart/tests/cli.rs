@@ -240,6 +240,7 @@ fn sample_status() -> GatewayStatus {
         nat: Default::default(),
         icmp: Default::default(),
         cluster: None,
+        mep: None,
         sync: None,
     }
 }

@@ -198,6 +198,7 @@ impl Validator<'_, '_> {
                 );
             }
             out.push(PeerMep {
+                name: peer.name.clone(),
                 probe,
                 probe_key,
                 backup_of: raw.backup_of.as_ref().map(|v| v.get_ref().clone()),

@@ -78,6 +78,7 @@ fn restart_only_changes(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'stati
     // Membership, addresses and keys of a cluster change together on every member: a restart
     // (one member at a time, the others carry the traffic) is the safe way.
     keys.extend(old.cluster_changes(new));
+    keys.extend(old.mep_changes(new));
     keys
 }
 
@@ -108,6 +109,7 @@ impl Gateway {
         let mut report = ReloadReport::default();
         let old_routes: HashSet<IpNet> = self.shutdown_routes().into_iter().collect();
         let domain_changed = self.config.local.domain != config.local.domain;
+        let mep = super::mep_parts(&config);
         let peers = std::mem::take(&mut config.peers);
         self.ike.set_config(config.ike_config());
 
@@ -210,7 +212,10 @@ impl Gateway {
         self.mep.map_peers(&self.ike, self.dataplane.tunnels());
         self.mep
             .forget_removed_peers(&self.ike, self.dataplane.tunnels(), &mut self.outputs);
-        self.after_input(now);
+        // Entry points' addresses and keys come from their peers, which may have changed; an
+        // unchanged engine configuration keeps the running engine.
+        let (mep, responder, rim) = mep;
+        self.set_mep(now, mep, responder, rim);
         Ok(report)
     }
 }
