@@ -288,7 +288,7 @@ impl GatewayNode {
                     .cluster
                     .as_ref()
                     .map(|c| c.me().sync_address.port());
-                let probe_port = self.config.mep.probe_port;
+                let probe_port = self.config.mep.probe.port;
                 if dport != gw.ike_port
                     && dport != gw.nat_t_port
                     && Some(dport) != sync_port
