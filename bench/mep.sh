@@ -10,11 +10,13 @@
 # internal router routes each pool back to its entry point, so the server's view of a
 # connection's source tells which entry point carried it. Cases:
 #
-#   preconnect   FAILURES times: a new TCP connection every 20 ms from the site host to the
-#                server (`rampart-bench mep-probe` / `who-serve`); kill -9 the entry point the
-#                satellite has chosen; the time from the kill until the first new connection
-#                through the other entry point completed; restart the killed one and wait until
-#                the satellite sees it up again. Tunnels to both are kept up (preconnect = true).
+#   preconnect   FAILURES times, each in a fresh topology: a new TCP connection every 20 ms from
+#                the site host to the server (`rampart-bench mep-probe` / `who-serve`); kill -9
+#                the entry point the satellite has chosen; the time from the kill until the
+#                first new connection through the other entry point completed. Tunnels to both
+#                are kept up (preconnect = true). With --restart: one topology, the killed entry
+#                point is restarted and must be seen up before the next failure (which then
+#                hits the other one).
 #   on-demand    the same with tunnels on demand: the failover also negotiates the tunnel.
 #   probe-cost   both tunnels up and idle, m1 probed with Rampart's probe (UDP 259), m2 with
 #                IKEv2 liveness; nftables counters on the satellite over --window seconds.
@@ -27,6 +29,7 @@
 #   --quick         5 failures per case, 10 s probe-cost window
 #   --cases LIST    comma-separated subset of preconnect,on-demand,probe-cost (default all)
 #   --window S      probe-cost window in seconds (default 30)
+#   --restart       failover cases in one topology, restarting the killed entry point
 #   --keep          keep the temporary directory
 set -euo pipefail
 
@@ -35,6 +38,7 @@ root=$(pwd)
 
 failures=20
 window=30
+restart=0
 keep=0
 cases="preconnect,on-demand,probe-cost"
 while [[ $# -gt 0 ]]; do
@@ -43,8 +47,9 @@ while [[ $# -gt 0 ]]; do
         --quick) failures=5 window=10 ;;
         --cases) cases=$2; shift ;;
         --window) window=$2; shift ;;
+        --restart) restart=1 ;;
         --keep) keep=1 ;;
-        -h | --help) sed -n '2,31p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -295,58 +300,77 @@ start_all() {
     wait_for 30 "m2 up" ep_is m2 up "$tunnel" || return 1
 }
 
-case_failover() { # case_failover CASE PRECONNECT
-    local case=$1 preconnect=$2 run cur other tunnel=any out kill_ns result
-    [[ $preconnect == true ]] && tunnel=true
-    echo "==> $case: $failures failures"
-    if ! start_all "$preconnect" auto auto; then
-        echo "   $case: the topology did not come up (logs in $work)" >&2
-        keep=1
-        printf '%s\tfirst_new_ms\t1\tNA\n' "$case" >>"$samples"
-        return
-    fi
-    # Tunnels on demand: the first connection brings the chosen entry point's tunnel up.
-    ip netns exec "$site" "$rbench" mep-probe --connect 10.3.1.10:7100 --duration 3 \
-        --out "$work/$case-warmup.log" >/dev/null 2>&1 || true
-    for run in $(seq 1 "$failures"); do
-        cur=$(current)
-        case $cur in
-            m1) other=m2 ;;
-            m2) other=m1 ;;
-            *)
-                echo "   $case run $run: no entry point chosen" >&2
-                printf '%s\tfirst_new_ms\t%s\tNA\n' "$case" "$run" >>"$samples"
-                keep=1
-                continue
-                ;;
-        esac
-        out="$work/$case-$run.log"
-        ip netns exec "$site" "$rbench" mep-probe --connect 10.3.1.10:7100 --duration 7 \
-            --out "$out" >/dev/null 2>"$out.err" &
-        local probe_pid=$!
-        sleep 1
-        kill_ns=$(date +%s%N)
-        kill -9 "${gw_pid[$cur]}"
-        wait "$probe_pid" || true
-        if result=$("$rbench" mep-gap --log "$out" --kill-ns "$kill_ns" \
-            --through "10.4.${other#m}.0/24" 2>>"$out.err"); then
-            read -r first gap attempts failed stray <<<"$result"
-            printf '   run %2s: killed %s, first new connection through %s after %s ms (longest gap %s ms, %s of %s attempts failed)\n' \
-                "$run" "$cur" "$other" "$first" "$gap" "$failed" "$attempts"
-            printf '%s\tfirst_new_ms\t%s\t%s\n' "$case" "$run" "$first" >>"$samples"
-            printf '%s\tconn_gap_ms\t%s\t%s\n' "$case" "$run" "$gap" >>"$samples"
-            printf '%s\tfailed_attempts\t%s\t%s\n' "$case" "$run" "$failed" >>"$samples"
-            printf '%s\tstray\t%s\t%s\n' "$case" "$run" "$stray" >>"$samples"
-        else
-            echo "   run $run: killed $cur, no new connection through $other within 6 s" >&2
+# measure_failure CASE RUN: kills the chosen entry point while new connections run and records
+# the time until the first one through the other; sets `killed` to the killed one's name.
+killed=""
+measure_failure() {
+    local case=$1 run=$2 cur other out kill_ns result
+    killed=""
+    cur=$(current)
+    case $cur in
+        m1) other=m2 ;;
+        m2) other=m1 ;;
+        *)
+            echo "   $case run $run: no entry point chosen" >&2
             printf '%s\tfirst_new_ms\t%s\tNA\n' "$case" "$run" >>"$samples"
             keep=1
-        fi
-        start_gw "$cur"
-        if ! wait_for 30 "$cur up again" ep_is "$cur" up "$tunnel"; then
-            echo "   $case: $cur did not come back; stopping this case" >&2
-            keep=1
             return
+            ;;
+    esac
+    out="$work/$case-$run.log"
+    ip netns exec "$site" "$rbench" mep-probe --connect 10.3.1.10:7100 --duration 7 \
+        --out "$out" >/dev/null 2>"$out.err" &
+    local probe_pid=$!
+    sleep 1
+    kill_ns=$(date +%s%N)
+    kill -9 "${gw_pid[$cur]}"
+    killed=$cur
+    wait "$probe_pid" || true
+    if result=$("$rbench" mep-gap --log "$out" --kill-ns "$kill_ns" \
+        --through "10.4.${other#m}.0/24" 2>>"$out.err"); then
+        read -r first gap attempts failed stray <<<"$result"
+        printf '   run %2s: killed %s, first new connection through %s after %s ms (longest gap %s ms, %s of %s attempts failed)\n' \
+            "$run" "$cur" "$other" "$first" "$gap" "$failed" "$attempts"
+        printf '%s\tfirst_new_ms\t%s\t%s\n' "$case" "$run" "$first" >>"$samples"
+        printf '%s\tconn_gap_ms\t%s\t%s\n' "$case" "$run" "$gap" >>"$samples"
+        printf '%s\tfailed_attempts\t%s\t%s\n' "$case" "$run" "$failed" >>"$samples"
+        printf '%s\tstray\t%s\t%s\n' "$case" "$run" "$stray" >>"$samples"
+    else
+        echo "   run $run: killed $cur, no new connection through $other within 6 s" >&2
+        printf '%s\tfirst_new_ms\t%s\tNA\n' "$case" "$run" >>"$samples"
+        keep=1
+    fi
+}
+
+# Resolves one connection (first-to-respond adopts its choice then; on demand it also brings
+# that tunnel up).
+warm_up() {
+    ip netns exec "$site" "$rbench" mep-probe --connect 10.3.1.10:7100 --duration 2 \
+        --out "$work/warmup.log" >/dev/null 2>&1 || true
+}
+
+case_failover() { # case_failover CASE PRECONNECT
+    local case=$1 preconnect=$2 run tunnel=any
+    [[ $preconnect == true ]] && tunnel=true
+    echo "==> $case: $failures failures ($([[ $restart -eq 1 ]] && echo "kill and restart in one topology" || echo "a fresh topology each"))"
+    for run in $(seq 1 "$failures"); do
+        if [[ $restart -eq 0 || $run -eq 1 ]]; then
+            if ! start_all "$preconnect" auto auto; then
+                echo "   $case run $run: the topology did not come up (logs in $work)" >&2
+                keep=1
+                printf '%s\tfirst_new_ms\t%s\tNA\n' "$case" "$run" >>"$samples"
+                continue
+            fi
+            warm_up
+        fi
+        measure_failure "$case" "$run"
+        if [[ $restart -eq 1 && -n $killed ]]; then
+            start_gw "$killed"
+            if ! wait_for 30 "$killed up again" ep_is "$killed" up "$tunnel"; then
+                echo "   $case: $killed did not come back; stopping this case" >&2
+                keep=1
+                return
+            fi
         fi
     done
 }
@@ -411,6 +435,8 @@ for c in "${case_list[@]}"; do
 done
 teardown
 mkdir -p bench/results
+restart_flag=()
+[[ $restart -eq 1 ]] && restart_flag=(--restart)
 "$rbench" mep-report --samples "$samples" --failures "$failures" --build "$build" \
-    --load-start "$load_start" --out bench/results/mep.md
+    --load-start "$load_start" "${restart_flag[@]}" --out bench/results/mep.md
 echo "==> wrote bench/results/mep.md"

@@ -195,6 +195,9 @@ enum Command {
         build: String,
         #[arg(long)]
         load_start: String,
+        /// The failures ran in one topology with restarts (mep.sh --restart).
+        #[arg(long)]
+        restart: bool,
         #[arg(long)]
         out: PathBuf,
     },
@@ -425,6 +428,7 @@ fn run(command: Command) -> Result<(), String> {
             failures,
             build,
             load_start,
+            restart,
             out,
         } => {
             let parsed = cluster_report::Samples::parse(&read(&samples)?)?;
@@ -435,6 +439,7 @@ fn run(command: Command) -> Result<(), String> {
                 machine: machine::describe(),
                 load_start,
                 probe_interval: "1 s".into(),
+                restart,
             };
             write(&out, &mep_report::render(&parsed, &params))
         }
