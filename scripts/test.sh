@@ -12,6 +12,7 @@ PACKAGES=(
     iproute2 iputils-ping procps util-linux nftables conntrack iperf3 tcpdump socat hping3
     strongswan-charon strongswan-swanctl libcharon-extra-plugins
     libstrongswan-standard-plugins libstrongswan-extra-plugins
+    bird2
 )
 
 log() { printf '\n==> %s\n' "$*"; }

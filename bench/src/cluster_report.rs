@@ -55,20 +55,27 @@ impl Samples {
         Ok(s)
     }
 
+    /// The values of the successful runs of (`case`, `metric`).
+    pub fn values(&self, case: &str, metric: &str) -> &[f64] {
+        self.get(case, metric)
+    }
+
     fn get(&self, case: &str, metric: &str) -> &[f64] {
         self.values
             .get(&(case.to_owned(), metric.to_owned()))
             .map_or(&[], Vec::as_slice)
     }
 
-    fn failed(&self, case: &str, metric: &str) -> usize {
+    /// How many runs of (`case`, `metric`) failed (`NA`).
+    pub fn failed(&self, case: &str, metric: &str) -> usize {
         self.failed
             .get(&(case.to_owned(), metric.to_owned()))
             .copied()
             .unwrap_or(0)
     }
 
-    fn has_case(&self, case: &str) -> bool {
+    /// Whether any sample of `case` exists.
+    pub fn has_case(&self, case: &str) -> bool {
         self.values
             .keys()
             .chain(self.failed.keys())

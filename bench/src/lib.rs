@@ -7,6 +7,8 @@
 //! - [`conns`]: many idle TCP connections opened through the cluster, checked after a failover.
 //! - [`cluster_sync`]: delta and full sync between two real cluster members, in process.
 //! - [`cluster_report`]: turns `bench/cluster.sh`'s samples into `bench/results/cluster.md`.
+//! - [`mep`] and [`mep_report`]: new-connection prober and who-server of `bench/mep.sh`, and
+//!   `bench/results/mep.md` from its samples.
 //! - [`stats`] and [`machine`]: medians, percentiles and the facts about the machine.
 
 pub mod cluster_report;
@@ -15,6 +17,8 @@ pub mod conns;
 pub mod ike_load;
 pub mod ike_report;
 pub mod machine;
+pub mod mep;
+pub mod mep_report;
 pub mod probe;
 pub mod stats;
 pub mod throughput;

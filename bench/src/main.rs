@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use rampart_bench::{
-    cluster_report, cluster_sync, conns, ike_load, ike_report, machine, probe, throughput,
+    cluster_report, cluster_sync, conns, ike_load, ike_report, machine, mep, mep_report, probe,
+    throughput,
 };
 
 #[derive(Parser)]
@@ -153,6 +154,52 @@ enum Command {
         /// that a re-run does not erase them); missing file: the rows stay open.
         #[arg(long)]
         engine: Option<PathBuf>,
+    },
+    /// TCP server for mep-probe: answers each connection with the source address it sees.
+    WhoServe {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Opens a new TCP connection to a who-serve every --interval-ms for --duration seconds;
+    /// writes one line per attempt (start ns, end ns, ok|fail, address seen) to --out.
+    MepProbe {
+        #[arg(long)]
+        connect: SocketAddr,
+        #[arg(long, default_value_t = 20)]
+        interval_ms: u64,
+        #[arg(long, default_value_t = 300)]
+        timeout_ms: u64,
+        #[arg(long)]
+        duration: f64,
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Reads a mep-probe log and prints `first_new_ms conn_gap_ms attempts failed stray` for
+    /// a kill at --kill-ns, the backup's path told by --through (a prefix of the addresses the
+    /// server sees through it); exits non-zero when nothing went through the backup.
+    MepGap {
+        #[arg(long)]
+        log: PathBuf,
+        #[arg(long)]
+        kill_ns: u64,
+        #[arg(long)]
+        through: String,
+    },
+    /// Writes bench/results/mep.md from mep.sh's samples.
+    MepReport {
+        #[arg(long)]
+        samples: PathBuf,
+        #[arg(long)]
+        failures: u32,
+        #[arg(long)]
+        build: String,
+        #[arg(long)]
+        load_start: String,
+        /// The failures ran in one topology with restarts (mep.sh --restart).
+        #[arg(long)]
+        restart: bool,
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -340,6 +387,61 @@ fn run(command: Command) -> Result<(), String> {
                 engine,
             };
             write(&out, &cluster_report::render(&parsed, &params))
+        }
+        Command::WhoServe { listen } => {
+            mep::who_serve(listen).map_err(|e| format!("who-serve {listen}: {e}"))
+        }
+        Command::MepProbe {
+            connect,
+            interval_ms,
+            timeout_ms,
+            duration,
+            out,
+        } => {
+            let log = mep::conn_probe(
+                connect,
+                Duration::from_millis(interval_ms),
+                Duration::from_millis(timeout_ms),
+                Duration::from_secs_f64(duration),
+            );
+            write(&out, &log)
+        }
+        Command::MepGap {
+            log,
+            kill_ns,
+            through,
+        } => {
+            let attempts = mep::parse_log(&read(&log)?)?;
+            mep::in_prefix(std::net::Ipv4Addr::UNSPECIFIED.into(), &through)?;
+            let g = mep::gap(&attempts, kill_ns, |ip| {
+                mep::in_prefix(ip, &through).unwrap_or(false)
+            })
+            .ok_or_else(|| format!("no new connection through {through} after the kill"))?;
+            println!(
+                "{:.1} {:.1} {} {} {}",
+                g.first_new_ms, g.conn_gap_ms, g.attempts, g.failed, g.stray
+            );
+            Ok(())
+        }
+        Command::MepReport {
+            samples,
+            failures,
+            build,
+            load_start,
+            restart,
+            out,
+        } => {
+            let parsed = cluster_report::Samples::parse(&read(&samples)?)?;
+            let params = mep_report::Params {
+                failures,
+                date: today(),
+                build,
+                machine: machine::describe(),
+                load_start,
+                probe_interval: "1 s".into(),
+                restart,
+            };
+            write(&out, &mep_report::render(&parsed, &params))
         }
     }
 }

@@ -8,6 +8,7 @@
 //! Tests start with [`skip_unless_root`] and, when they build a topology, hold the [`serial`] lock
 //! so that heavy tests never overlap on the 2-core machines this runs on.
 
+pub mod bird;
 pub mod capture;
 pub mod cluster_topology;
 pub mod conn_load;
@@ -15,8 +16,10 @@ pub mod env;
 pub mod fragnat;
 pub mod ike_flood;
 pub mod inspect;
+pub mod mep_topology;
 pub mod nat_topology;
 pub mod netns;
+pub mod new_conns;
 pub mod pcap;
 pub mod pki;
 pub mod probe;

@@ -109,6 +109,8 @@ pub struct PeerToml {
     pub encapsulation: String,
     pub replay_window: u32,
     pub esn: bool,
+    /// Lines appended verbatim at the end of this `[[peer]]` table (e.g. `probe = "ike"`).
+    pub extra: String,
 }
 
 impl PeerToml {
@@ -132,6 +134,7 @@ impl PeerToml {
             encapsulation: "auto".into(),
             replay_window: 1024,
             esn: false,
+            extra: String::new(),
         }
     }
 }
@@ -255,6 +258,9 @@ impl GatewayToml {
             let _ = writeln!(s, "encapsulation = {}", q(&p.encapsulation));
             let _ = writeln!(s, "replay_window = {}", p.replay_window);
             let _ = writeln!(s, "esn = {}", p.esn);
+            for line in p.extra.lines() {
+                let _ = writeln!(s, "{line}");
+            }
         }
         if !self.extra.is_empty() {
             let _ = writeln!(s, "\n{}", self.extra);
@@ -338,6 +344,16 @@ impl Gateway {
 
     pub fn config_path(&self) -> &Path {
         &self.config_path
+    }
+
+    /// The status socket (from the configuration the gateway was started with).
+    pub fn socket_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The directory the gateway's configuration and logs live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Writes `config` over the gateway's configuration file and runs
