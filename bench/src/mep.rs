@@ -34,29 +34,44 @@ fn attempt(to: SocketAddr, timeout: Duration) -> Result<IpAddr, String> {
     text.trim().parse().map_err(|e| format!("{text:?}: {e}"))
 }
 
-/// Opens a new connection every `interval` (at once after a slower attempt) for `duration`;
-/// returns the attempt log.
+/// Starts a new connection every `interval` for `duration`, each on its own thread with
+/// `timeout`, so an attempt stuck on a dead entry point does not delay the next ones (the
+/// failover is measured to within `interval`); returns the attempt log in start order.
 pub fn conn_probe(
     to: SocketAddr,
     interval: Duration,
     timeout: Duration,
     duration: Duration,
 ) -> String {
-    let mut log = String::new();
+    let (tx, rx) = std::sync::mpsc::channel();
     let until = Instant::now() + duration;
+    let mut next = Instant::now();
+    let mut threads = Vec::new();
     while Instant::now() < until {
-        let started = Instant::now();
-        let start_ns = unix_ns();
-        let r = attempt(to, timeout);
-        let end_ns = unix_ns();
-        match r {
-            Ok(ip) => log.push_str(&format!("{start_ns}\t{end_ns}\tok\t{ip}\n")),
-            Err(_) => log.push_str(&format!("{start_ns}\t{end_ns}\tfail\t-\n")),
-        }
-        let next = started + interval;
+        let tx = tx.clone();
+        threads.push(std::thread::spawn(move || {
+            let start_ns = unix_ns();
+            let r = attempt(to, timeout);
+            let end_ns = unix_ns();
+            let _ = tx.send((start_ns, end_ns, r.ok()));
+        }));
+        next += interval;
         let now = Instant::now();
         if next > now {
             std::thread::sleep(next - now);
+        }
+    }
+    drop(tx);
+    for t in threads {
+        let _ = t.join();
+    }
+    let mut done: Vec<(u64, u64, Option<IpAddr>)> = rx.into_iter().collect();
+    done.sort_by_key(|(start, _, _)| *start);
+    let mut log = String::new();
+    for (start_ns, end_ns, seen) in done {
+        match seen {
+            Some(ip) => log.push_str(&format!("{start_ns}\t{end_ns}\tok\t{ip}\n")),
+            None => log.push_str(&format!("{start_ns}\t{end_ns}\tfail\t-\n")),
         }
     }
     log
