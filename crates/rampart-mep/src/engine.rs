@@ -281,10 +281,29 @@ impl Mep {
     /// # Panics
     /// If `group` is not a group of the configuration.
     pub fn resolve(&mut self, now: Instant, group: GroupId, flow: &FlowKey) -> Resolution {
+        self.resolve_flow(now, group, flow, false)
+    }
+
+    /// [`Mep::resolve`] for a packet that opens a connection (a TCP SYN without ACK): a
+    /// binding left by an earlier connection with the same addresses and ports (a reused
+    /// source port) does not decide it; the group's method does, as for any new connection.
+    /// A retransmitted SYN finds the binding its first copy made and keeps it when the method
+    /// still picks that entry point (not counted twice).
+    pub fn resolve_opening(&mut self, now: Instant, group: GroupId, flow: &FlowKey) -> Resolution {
+        self.resolve_flow(now, group, flow, true)
+    }
+
+    fn resolve_flow(
+        &mut self,
+        now: Instant,
+        group: GroupId,
+        flow: &FlowKey,
+        opening: bool,
+    ) -> Resolution {
         let g = group.0 as usize;
         let bound = self.sticky.lookup(now, flow).filter(|b| b.group == group);
         if let Some(b) = bound {
-            if self.prober.is_up(b.entry_point) {
+            if !opening && self.prober.is_up(b.entry_point) {
                 return Resolution {
                     entry_point: b.entry_point,
                     level: b.level,
@@ -309,7 +328,11 @@ impl Mep {
             responding: choice.responding,
             new: false,
         };
-        if bound.is_some_and(|b| b.entry_point == choice.entry_point) {
+        if let Some(b) = bound.filter(|b| b.entry_point == choice.entry_point) {
+            if opening {
+                // The same connection's SYN again: its binding stands as it was.
+                resolution.level = b.level;
+            }
             return resolution;
         }
         match self

@@ -344,3 +344,35 @@ proptest! {
 fn ep_index(ep: EntryPointId) -> usize {
     ep.0 as usize
 }
+
+#[test]
+fn an_opening_packet_is_resolved_afresh_despite_an_old_binding_of_its_ports() {
+    let mut sim = Sim::new(config(
+        2,
+        Method::PrimaryBackup,
+        GroupKind::ImplicitPrimaryBackup,
+        [vec![0], vec![1], vec![]],
+    ));
+    sim.run(secs(2.0));
+    // A connection bound to the backup while the primary was down...
+    sim.set_alive(0, false);
+    sim.run(secs(2.0));
+    let a = flow(1, 40000);
+    assert_eq!(sim.mep.resolve_opening(sim.now, G, &a).entry_point, M1);
+    sim.set_alive(0, true);
+    sim.run(secs(2.0));
+    // ...keeps it for its own packets, and its retransmitted SYN is not a new resolution.
+    let r = sim.mep.resolve(sim.now, G, &a);
+    assert_eq!((r.entry_point, r.new), (M1, false));
+    let before = sim.mep.status(sim.now).groups[0].resolutions;
+    // A SYN from the same ports is a new connection (the port was reused): the method decides.
+    let r = sim.mep.resolve_opening(sim.now, G, &a);
+    assert_eq!((r.entry_point, r.level, r.new), (M0, Level::Primary, true));
+    let again = sim.mep.resolve_opening(sim.now, G, &a);
+    assert_eq!(
+        (again.entry_point, again.new),
+        (M0, false),
+        "SYN retransmitted"
+    );
+    assert_eq!(sim.mep.status(sim.now).groups[0].resolutions, before + 1);
+}

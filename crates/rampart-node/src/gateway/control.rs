@@ -232,6 +232,7 @@ impl ControlPlane for IkeControl<'_> {
     ) -> Option<PeerId> {
         self.mep.engine.as_ref()?;
         let flow = super::mep::flow_key(info, packet);
-        self.mep.select(now, &flow, candidates)
+        let opening = super::mep::opens_connection(info, packet);
+        self.mep.select(now, &flow, opening, candidates)
     }
 }

@@ -92,6 +92,21 @@ pub(crate) fn flow_key(info: &PacketInfo, packet: &[u8]) -> FlowKey {
     }
 }
 
+/// Whether `packet` opens a TCP connection (SYN without ACK): its flow is resolved afresh
+/// even when an earlier connection with the same addresses and ports left a binding.
+pub(crate) fn opens_connection(info: &PacketInfo, packet: &[u8]) -> bool {
+    if info.protocol != 6 || !matches!(info.transport, Transport::Ports { .. }) {
+        return false;
+    }
+    // Non-first fragments carry no TCP header.
+    if info.fragment.is_some_and(|f| f.offset != 0) {
+        return false;
+    }
+    packet
+        .get(info.transport_offset + 13)
+        .is_some_and(|flags| flags & 0x12 == 0x02)
+}
+
 /// The protocol as the tracking line names it.
 fn protocol_name(protocol: u8) -> String {
     match protocol {
@@ -215,6 +230,7 @@ impl MepNode {
         &mut self,
         now: Instant,
         flow: &FlowKey,
+        opening: bool,
         candidates: &[PeerId],
     ) -> Option<PeerId> {
         let engine = self.engine.as_mut()?;
@@ -224,7 +240,11 @@ impl MepNode {
                 .find(|ep| ep.peer == *c)
                 .map(|ep| ep.group)
         })?;
-        let resolution = engine.resolve(now, group, flow);
+        let resolution = if opening {
+            engine.resolve_opening(now, group, flow)
+        } else {
+            engine.resolve(now, group, flow)
+        };
         self.entry_points
             .iter()
             .find(|ep| ep.id == resolution.entry_point)
@@ -653,6 +673,27 @@ mod tests {
 
     fn key(packet: &[u8]) -> FlowKey {
         flow_key(&PacketInfo::parse(packet).unwrap(), packet)
+    }
+
+    #[test]
+    fn only_a_syn_without_ack_opens_a_connection() {
+        let tcp = |flags: u8| {
+            let mut t = [0u8; 20];
+            t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+            t[2..4].copy_from_slice(&443u16.to_be_bytes());
+            t[12] = 5 << 4;
+            t[13] = flags;
+            ipv4(6, &t)
+        };
+        let opens = |p: &[u8]| opens_connection(&PacketInfo::parse(p).unwrap(), p);
+        assert!(opens(&tcp(0x02)), "SYN");
+        assert!(!opens(&tcp(0x12)), "SYN-ACK");
+        assert!(!opens(&tcp(0x10)), "ACK");
+        assert!(!opens(&tcp(0x04)), "RST");
+        assert!(
+            !opens(&ipv4(17, &[0x0f, 0xa0, 0x13, 0x88, 0, 8, 0, 0x02])),
+            "UDP"
+        );
     }
 
     #[test]
