@@ -587,6 +587,25 @@ async fn reload<N: Node>(node: &mut N, io: &mut Io, path: &Path) -> Result<Reloa
     result
 }
 
+/// Injects (`add`) or withdraws a route-injection route, logging the outcome.
+async fn rim_route(io: &mut Io, route: Injected, add: bool) {
+    let (prefix, table, protocol, metric) =
+        (route.prefix, route.table, route.protocol, route.metric);
+    let result = if add {
+        io.routes.inject(route).await
+    } else {
+        io.routes.withdraw(route).await
+    };
+    match result {
+        Ok(()) => tracing::info!(
+            "route {prefix} dev {} table {table} proto {protocol} metric {metric} {}",
+            io.tun.name(),
+            if add { "injected" } else { "withdrawn" }
+        ),
+        Err(e) => tracing::error!("{e}"),
+    }
+}
+
 /// Carries out every queued control output of the node.
 pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
     while let Some(output) = node.poll_output() {
@@ -616,13 +635,7 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                     protocol,
                     metric,
                 };
-                match io.routes.inject(route).await {
-                    Ok(()) => tracing::info!(
-                        "route {prefix} dev {} table {table} proto {protocol} metric {metric} injected",
-                        io.tun.name()
-                    ),
-                    Err(e) => tracing::error!("{e}"),
-                }
+                rim_route(io, route, true).await;
             }
             Output::RouteWithdraw {
                 prefix,
@@ -636,13 +649,7 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                     protocol,
                     metric,
                 };
-                match io.routes.withdraw(route).await {
-                    Ok(()) => tracing::info!(
-                        "route {prefix} dev {} table {table} proto {protocol} metric {metric} withdrawn",
-                        io.tun.name()
-                    ),
-                    Err(e) => tracing::error!("{e}"),
-                }
+                rim_route(io, route, false).await;
             }
             Output::ClaimAddress { interface, addr } => match io.cluster.as_mut() {
                 Some(c) => match c.vips.claim(&interface, addr).await {

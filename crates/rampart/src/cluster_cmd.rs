@@ -7,28 +7,18 @@ use std::process::ExitCode;
 use rampart_cluster::{ClusterStatus, SyncStats};
 
 use crate::cli::{ClusterArgs, ClusterCommand, StatusArgs};
-use crate::status_cmd::socket_path;
+use crate::status_cmd::ask;
 use crate::{status_view, EXIT_FAILURE};
 
 pub fn run(args: &ClusterArgs) -> ExitCode {
-    let socket = match socket_path(&StatusArgs {
+    let status_args = StatusArgs {
         config: args.config.clone(),
         socket: args.socket.clone(),
         json: args.json,
-    }) {
-        Ok(path) => path,
-        Err((code, message)) => {
-            eprintln!("{message}");
-            return ExitCode::from(code);
-        }
     };
-    let shown = socket.display();
-    let answer = match rampart_io::status_server::query(&socket, &args.command.request()) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("rampart: is the gateway running? cannot query {shown}: {e}");
-            return ExitCode::from(EXIT_FAILURE);
-        }
+    let (answer, shown) = match ask(&status_args, &args.command.request()) {
+        Ok(answered) => answered,
+        Err(code) => return code,
     };
     match render(args.command, args.json, &answer) {
         Ok(text) => {

@@ -51,6 +51,23 @@ pub fn run(args: &StatusArgs) -> ExitCode {
 
 /// The socket to ask: --socket, the status_socket of --config, or the only socket in
 /// /run/rampart. Errors carry their exit code and the whole message.
+/// Finds the status socket for `args`, sends `request` and returns the answer with the socket's
+/// path for messages. When that fails the reason is printed and the exit code returned.
+pub(crate) fn ask(args: &StatusArgs, request: &str) -> Result<(String, String), ExitCode> {
+    let socket = socket_path(args).map_err(|(code, message)| {
+        eprintln!("{message}");
+        ExitCode::from(code)
+    })?;
+    let shown = socket.display().to_string();
+    match rampart_io::status_server::query(&socket, request) {
+        Ok(answer) => Ok((answer, shown)),
+        Err(e) => {
+            eprintln!("rampart: is the gateway running? cannot query {shown}: {e}");
+            Err(ExitCode::from(EXIT_FAILURE))
+        }
+    }
+}
+
 pub(crate) fn socket_path(args: &StatusArgs) -> Result<PathBuf, (u8, String)> {
     if let Some(socket) = &args.socket {
         return Ok(socket.clone());
