@@ -115,24 +115,13 @@ teardown() {
     teardown_namespaces
 }
 
-on_exit() {
-    local rc=$?
-    teardown
-    if [[ $keep -eq 0 && $rc -eq 0 ]]; then rm -rf "$work"; else echo "raw samples and logs: $work"; fi
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT TERM
+install_exit_traps
 
 # setup plain|rampart: a fresh topology. plain: the members and the remote gateway route with
 # plain Linux forwarding; rampart: the routes to the remote site are left to the Rampart tunnels.
 setup() {
     teardown
-    local ns
-    for ns in "${all_ns[@]}"; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-    done
+    add_namespaces
     ip -n "$sw" link add br-lan type bridge
     ip -n "$sw" link add br-wan type bridge
     # link NS IFNAME SWITCH-PORT BRIDGE

@@ -106,22 +106,12 @@ teardown() {
     teardown_namespaces
 }
 
-on_exit() {
-    local rc=$?
-    teardown
-    if [[ $keep -eq 0 && $rc -eq 0 ]]; then rm -rf "$work"; else echo "raw samples and logs: $work"; fi
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT TERM
+install_exit_traps
 
 setup() {
     teardown
     local ns i
-    for ns in "${all_ns[@]}"; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-    done
+    add_namespaces
     ip -n "$sw" link add br-inet type bridge
     ip -n "$sw" link add br-int type bridge
     ip -n "$sw" link set br-inet up

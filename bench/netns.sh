@@ -28,3 +28,26 @@ teardown_namespaces() {
         fi
     done
 }
+
+# Creates every namespace of `all_ns`, loopback up.
+add_namespaces() {
+    local ns
+    for ns in "${all_ns[@]}"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+    done
+}
+
+# EXIT trap: the sourcing script's `teardown`, then `$work` (raw samples and logs) is removed
+# unless the run failed or `keep=1`.
+on_exit() {
+    local rc=$?
+    teardown
+    if [[ ${keep:-0} -eq 0 && $rc -eq 0 ]]; then rm -rf "$work"; else echo "raw samples and logs: $work"; fi
+    exit "$rc"
+}
+
+install_exit_traps() {
+    trap on_exit EXIT
+    trap 'exit 130' INT TERM
+}

@@ -116,22 +116,11 @@ teardown() {
     rm -f "/var/run/wireguard/${prefix}a.sock" "/var/run/wireguard/${prefix}b.sock"
 }
 
-on_exit() {
-    local rc=$?
-    teardown
-    if [[ $keep -eq 0 && $rc -eq 0 ]]; then rm -rf "$work"; else echo "raw samples and logs: $work"; fi
-    exit "$rc"
-}
-trap on_exit EXIT
-trap 'exit 130' INT TERM
+install_exit_traps
 
 setup() {
     teardown
-    local ns
-    for ns in "${all_ns[@]}"; do
-        ip netns add "$ns"
-        ip -n "$ns" link set lo up
-    done
+    add_namespaces
     ip link add eth0 netns "$h1" type veth peer name lan0 netns "$gw1"
     ip link add wan0 netns "$gw1" type veth peer name wan0 netns "$gw2"
     ip link add lan0 netns "$gw2" type veth peer name eth0 netns "$h2"
