@@ -311,7 +311,9 @@ measure_failure() {
     ip netns exec "$site" "$rbench" mep-probe --connect 10.3.1.10:7100 --duration 7 \
         --out "$out" >/dev/null 2>"$out.err" &
     local probe_pid=$!
-    sleep 1
+    # 1 s of traffic first, then the kill at a random moment of the 1 s probe interval: failures
+    # do not come in step with the probes, so the figures spread over the whole detection range.
+    sleep "1.$(printf '%03d' $((RANDOM % 1000)))"
     kill_ns=$(date +%s%N)
     kill -9 "${gw_pid[$cur]}"
     killed=$cur

@@ -77,7 +77,8 @@ pub fn render(s: &Samples, p: &Params) -> String {
          thread and allowed 300 ms, so an attempt stuck on the dead entry point does not delay \
          the next ones (the server answers with the source address it sees, so each connection tells \
          which entry point's pool carried it). Each failure: `kill -9` of the entry point the \
-         satellite has chosen (after one connection resolved through it), then the time from \
+         satellite has chosen (after one connection resolved through it, at a random moment \
+         of the probe interval), then the time from \
          the kill until the first new connection through the other one completed. {}\n",
         if p.restart {
             "All failures ran in one topology: the killed entry point was restarted and had to \
