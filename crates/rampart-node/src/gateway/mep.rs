@@ -92,6 +92,48 @@ pub(crate) fn flow_key(info: &PacketInfo, packet: &[u8]) -> FlowKey {
     }
 }
 
+/// Injects (`up`) or withdraws `prefix` for peer `name`, with its log line.
+fn rim_route(
+    outputs: &mut std::collections::VecDeque<Output>,
+    rim: &RouteInjection,
+    name: &str,
+    prefix: IpNet,
+    up: bool,
+) {
+    let (table, protocol, metric) = (rim.table, rim.protocol, rim.metric);
+    let (output, message) = if up {
+        (
+            Output::RouteInject {
+                prefix,
+                table,
+                protocol,
+                metric,
+            },
+            format!("rim: peer {name}: route {prefix} injected into table {table} (proto {protocol}, metric {metric})"),
+        )
+    } else {
+        (
+            Output::RouteWithdraw {
+                prefix,
+                table,
+                protocol,
+                metric,
+            },
+            format!("rim: peer {name}: route {prefix} withdrawn from table {table} (no tunnel)"),
+        )
+    };
+    outputs.push_back(output);
+    outputs.push_back(Output::Log(LogRecord::new(
+        LogLevel::Info,
+        LogEvent::RouteInjected {
+            peer: name.to_string(),
+            prefix: prefix.to_string(),
+            up,
+        },
+        message,
+    )));
+}
+
 /// Whether `packet` opens a TCP connection (SYN without ACK): its flow is resolved afresh
 /// even when an earlier connection with the same addresses and ports left a binding.
 pub(crate) fn opens_connection(info: &PacketInfo, packet: &[u8]) -> bool {
@@ -544,42 +586,11 @@ impl MepNode {
             }
         }
         let have = self.injected.remove(&peer).unwrap_or_default();
-        let (table, protocol, metric) = (rim.table, rim.protocol, rim.metric);
         for prefix in have.difference(&want) {
-            outputs.push_back(Output::RouteWithdraw {
-                prefix: *prefix,
-                table,
-                protocol,
-                metric,
-            });
-            outputs.push_back(Output::Log(LogRecord::new(
-                LogLevel::Info,
-                LogEvent::RouteInjected {
-                    peer: name.clone(),
-                    prefix: prefix.to_string(),
-                    up: false,
-                },
-                format!(
-                    "rim: peer {name}: route {prefix} withdrawn from table {table} (no tunnel)"
-                ),
-            )));
+            rim_route(outputs, rim, &name, *prefix, false);
         }
         for prefix in want.difference(&have) {
-            outputs.push_back(Output::RouteInject {
-                prefix: *prefix,
-                table,
-                protocol,
-                metric,
-            });
-            outputs.push_back(Output::Log(LogRecord::new(
-                LogLevel::Info,
-                LogEvent::RouteInjected {
-                    peer: name.clone(),
-                    prefix: prefix.to_string(),
-                    up: true,
-                },
-                format!("rim: peer {name}: route {prefix} injected into table {table} (proto {protocol}, metric {metric})"),
-            )));
+            rim_route(outputs, rim, &name, *prefix, true);
         }
         if !want.is_empty() {
             self.injected.insert(peer, want);
