@@ -8,6 +8,7 @@
 //! gw.toml:23:18: peer[0].start_action: unknown value "sometimes"; allowed: none, on-traffic, always
 //! ```
 
+mod client;
 mod document;
 mod error;
 mod mep;
@@ -19,6 +20,7 @@ pub(crate) mod validate;
 
 use std::path::Path;
 
+pub use client::{ClientProfile, ClientTransport, DnsMode, ProxySetting};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use schema::*;
 

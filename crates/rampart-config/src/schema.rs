@@ -51,6 +51,52 @@ pub struct GatewayConfig {
     pub implicit_groups: Vec<ImplicitGroup>,
     /// `[rim]`: route injection; `None` (off) without the table.
     pub rim: Option<RimConfig>,
+    /// `[remote_access]`: the gateway serves remote-access clients. Its template peer (with
+    /// [`rampart_ike::RemoteAccess::Gateway`]) is in `peers` under
+    /// [`RemoteAccessConfig::peer`], so the engine and node treat it like any peer.
+    pub remote_access: Option<RemoteAccessConfig>,
+}
+
+/// `[remote_access]` beyond the template peer: the stream transports clients may use when UDP
+/// does not get through. UDP 500 and `gateway.nat_t_port` always serve clients too.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RemoteAccessConfig {
+    /// Name of the template peer in [`GatewayConfig::peers`] built from this section.
+    pub peer: String,
+    /// RFC 9329 IKE and ESP over TCP; `None` when off.
+    pub tcp: Option<TcpTransport>,
+    /// Visitor Mode: the RFC 9329 stream inside TLS (default port 443); `None` when off.
+    pub visitor: Option<VisitorMode>,
+    /// Clamp the MSS of TCP SYN and SYN-ACK through client tunnels to fit the tunnel MTU.
+    /// Default true.
+    pub mss_clamp: bool,
+}
+
+/// `[remote_access.tcp]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TcpTransport {
+    /// Where to listen: `bind` addresses (default: every peer's `local_address`, else
+    /// 0.0.0.0) with `port` (default 4500).
+    pub listen: Vec<std::net::SocketAddr>,
+}
+
+/// `[remote_access.visitor]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisitorMode {
+    /// `bind` addresses with `port` (default 443); `bind = ["0.0.0.0"]` (default) is every
+    /// address. A bind failure is logged and the other transports keep running.
+    pub listen: Vec<std::net::SocketAddr>,
+    /// The gateway's TLS certificate chain and key (PEM).
+    pub certificate: PathBuf,
+    pub key: PathBuf,
+    /// Port sharing: a TLS connection that is not Visitor Mode (its ClientHello does not
+    /// offer the ALPN `alpn`, and its SNI is not in `server_names`) is forwarded, bytes
+    /// untouched, to this HTTPS server. `None`: such connections are closed.
+    pub https_backend: Option<std::net::SocketAddr>,
+    /// SNI names that mean Visitor Mode even without the ALPN (empty: the ALPN decides).
+    pub server_names: Vec<String>,
+    /// The ALPN protocol id of Visitor Mode. Default `"rampart-ike"`.
+    pub alpn: String,
 }
 
 impl GatewayConfig {

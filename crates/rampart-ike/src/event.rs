@@ -88,6 +88,37 @@ pub enum IkeEvent {
     PeerDead {
         peer: PeerId,
     },
+    /// Remote-access client: the gateway's CFG_REPLY (Office Mode address, DNS, split-DNS
+    /// domains, routes), reported before the first `ChildSaUp` of `ike_sa`, and again after a
+    /// reconnect (a new IKE SA) with what the gateway assigned that time.
+    VirtualIp {
+        peer: PeerId,
+        ike_sa: IkeSaId,
+        reply: rampart_wire::ike::CfgReply,
+    },
+    /// Remote-access gateway: `client` (its authenticated identity: the EAP user name, or
+    /// the IKE identity as text) holds `address` for `ike_sa`.
+    LeaseAssigned {
+        peer: PeerId,
+        ike_sa: IkeSaId,
+        client: String,
+        address: std::net::IpAddr,
+    },
+    /// Remote-access gateway: the lease of `ike_sa` went back to the pool (the IKE SA was
+    /// deleted, failed or its client declared dead; not on an IKE rekey, where the lease
+    /// moves to the new SA).
+    LeaseReleased {
+        peer: PeerId,
+        ike_sa: IkeSaId,
+        address: std::net::IpAddr,
+    },
+    /// Remote-access gateway: a client was refused an address (pool exhausted); it got
+    /// INTERNAL_ADDRESS_FAILURE.
+    PoolExhausted {
+        peer: PeerId,
+        ike_sa: IkeSaId,
+        client: String,
+    },
 }
 
 /// Keys and parameters of a new CHILD SA. Key bytes are zeroized on drop.

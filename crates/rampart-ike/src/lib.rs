@@ -45,8 +45,8 @@ pub use liveness::LivenessProbe;
 pub use nat_follow::{NatFollowStats, NatHint, NAT_CHECK_INTERVAL};
 pub use peers::PeerId;
 pub use policy::{
-    Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RemoteAddress,
-    StartAction,
+    ClientAuth, Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RaClient,
+    RaGateway, RemoteAccess, RemoteAddress, StartAction,
 };
 pub use proposal::{EspAlgs, IkeAlgs};
 pub use sa::IkeSaStateKind;

@@ -129,6 +129,7 @@ mod tests {
             encapsulation: Encapsulation::Auto,
             replay_window: 1024,
             auth: PeerAuth::Psk,
+            remote_access: crate::RemoteAccess::None,
         }
     }
 

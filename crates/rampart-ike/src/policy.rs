@@ -141,6 +141,8 @@ pub struct PeerPolicy {
     pub encapsulation: Encapsulation,
     pub replay_window: u32,
     pub auth: PeerAuth,
+    /// Remote access (configuration payload, Office Mode, EAP); `None` for site to site.
+    pub remote_access: RemoteAccess,
 }
 
 impl PeerPolicy {
@@ -161,6 +163,7 @@ impl PeerPolicy {
             && self.encapsulation == other.encapsulation
             && self.esn == other.esn
             && self.replay_window == other.replay_window
+            && self.remote_access.same(&other.remote_access)
     }
 
     /// A template: no fixed remote address.
@@ -190,6 +193,92 @@ impl std::fmt::Debug for PeerPolicy {
             .field("encapsulation", &self.encapsulation)
             .field("replay_window", &self.replay_window)
             .field("auth", &self.auth)
+            .field("remote_access", &self.remote_access)
+            .finish()
+    }
+}
+
+/// The remote-access role of a peer.
+#[derive(Debug, Clone, Default)]
+pub enum RemoteAccess {
+    /// Site to site: no configuration payload, no EAP.
+    #[default]
+    None,
+    /// Gateway side, on a template peer: every client that authenticates gets an Office Mode
+    /// address from the engine's pool for this peer, DNS and routes in a CFG_REPLY, and a
+    /// CHILD SA whose TSi is narrowed to that address.
+    Gateway(std::sync::Arc<RaGateway>),
+    /// Client side: asks for an address (CFG_REQUEST) and proposes TSi 0.0.0.0/0, which the
+    /// gateway narrows to the address it assigned.
+    Client(std::sync::Arc<RaClient>),
+}
+
+impl RemoteAccess {
+    /// Both sides the same role with equal settings (an address pool change is SA-relevant).
+    pub fn same(&self, other: &RemoteAccess) -> bool {
+        match (self, other) {
+            (RemoteAccess::None, RemoteAccess::None) => true,
+            (RemoteAccess::Gateway(a), RemoteAccess::Gateway(b)) => a == b,
+            (RemoteAccess::Client(a), RemoteAccess::Client(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// What a remote-access gateway hands its clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaGateway {
+    /// The Office Mode pool: one address per client IKE SA, never two clients one address.
+    pub pool: rampart_lease::PoolConfig,
+    /// INTERNAL_IP4_DNS / INTERNAL_IP6_DNS.
+    pub dns: Vec<IpAddr>,
+    /// Split-DNS domains (RFC 8598 INTERNAL_DNS_DOMAIN), without a trailing dot.
+    pub dns_domains: Vec<String>,
+    /// Split tunnel: the subnets the client routes into the tunnel (INTERNAL_IP4_SUBNET and
+    /// the narrowed TSr). Empty: full tunnel (TSr 0.0.0.0/0, no subnet attribute).
+    pub routes: Vec<IpNet>,
+    /// How clients authenticate.
+    pub client_auth: ClientAuth,
+}
+
+/// How remote-access clients prove who they are. The gateway always authenticates itself with
+/// the peer's [`PeerAuth`] (certificate or PSK).
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// The same method as the gateway (the peer's [`PeerAuth`]): certificate or PSK.
+    Peer,
+    /// EAP-MSCHAPv2 inside IKE_AUTH (RFC 7296 2.16) against a users file (NT hashes).
+    EapMschapv2(std::sync::Arc<rampart_eap::Credentials>),
+}
+
+impl PartialEq for ClientAuth {
+    fn eq(&self, other: &ClientAuth) -> bool {
+        match (self, other) {
+            (ClientAuth::Peer, ClientAuth::Peer) => true,
+            (ClientAuth::EapMschapv2(a), ClientAuth::EapMschapv2(b)) => {
+                std::sync::Arc::ptr_eq(a, b)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A remote-access client's settings.
+#[derive(Clone, PartialEq)]
+pub struct RaClient {
+    /// EAP-MSCHAPv2 user name and password; `None`: the client authenticates with the peer's
+    /// [`PeerAuth`] (certificate or PSK).
+    pub eap: Option<(String, Zeroizing<String>)>,
+    /// The first IKE_SA_INIT offers only the first IKE proposal (a small packet); on
+    /// NO_PROPOSAL_CHOSEN the client retries at once with every proposal.
+    pub small_first_proposal: bool,
+}
+
+impl std::fmt::Debug for RaClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaClient")
+            .field("eap_user", &self.eap.as_ref().map(|(u, _)| u))
+            .field("small_first_proposal", &self.small_first_proposal)
             .finish()
     }
 }

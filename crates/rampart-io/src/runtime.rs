@@ -64,6 +64,10 @@ pub struct Io {
     /// and how many failures since.
     pub send_failures:
         std::sync::Mutex<std::collections::BTreeMap<(SocketAddr, SocketAddr), (Instant, u64)>>,
+    /// A remote-access client's shell: where `Output::VirtualAddress` and
+    /// `Output::VirtualAddressLost` go (it sets the TUN address, routes and DNS). `None` on a
+    /// gateway.
+    pub client_outputs: Option<tokio::sync::mpsc::UnboundedSender<Output>>,
 }
 
 impl Io {
@@ -89,6 +93,7 @@ impl Io {
             reloads: ReloadCounters::default(),
             cluster: None,
             send_failures: Default::default(),
+            client_outputs: None,
         };
         io.open_sockets(config)?;
         Ok(io)
@@ -678,6 +683,18 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                     "node asked for a full sync from member {member} at {address} but this gateway has no [cluster]; ignored"
                 ),
             },
+            out @ (Output::VirtualAddress { .. } | Output::VirtualAddressLost { .. }) => {
+                match io.client_outputs.as_ref() {
+                    Some(tx) => {
+                        if tx.send(out).is_err() {
+                            tracing::error!("client shell gone: address assignment not applied");
+                        }
+                    }
+                    None => tracing::warn!(
+                        "node reported a remote-access address assignment, but this is not a client; ignored"
+                    ),
+                }
+            }
             Output::Log(record) => match record.level {
                 LogLevel::Error => tracing::error!(target: "rampart_node", "{}", record.message),
                 LogLevel::Warn => tracing::warn!(target: "rampart_node", "{}", record.message),

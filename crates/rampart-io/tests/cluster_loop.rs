@@ -257,6 +257,7 @@ async fn io(tun: &str, status: &Path, cluster: &ClusterConfig) -> Io {
         reloads: Default::default(),
         cluster: Some(ClusterIo::open(cluster).await.unwrap()),
         send_failures: Default::default(),
+        client_outputs: None,
     }
 }
 

@@ -339,6 +339,7 @@ fn loop_drives_node_on_real_devices() {
                 reloads: Default::default(),
                 cluster: None,
                 send_failures: Default::default(),
+                client_outputs: None,
             };
             let sink = UdpSocket::bind((HOST, 0)).await.unwrap();
             // A port that was free a moment ago: the node's probe socket.

@@ -57,6 +57,19 @@ pub enum Output {
         member: u8,
         address: SocketAddr,
     },
+    /// Remote-access client: the gateway assigned this configuration (Office Mode address,
+    /// DNS, split-DNS domains, routes; no subnets = full tunnel). The client shell puts the
+    /// address on the TUN device, routes the subnets (or everything) into it, sets DNS, and
+    /// undoes all of it on [`Output::VirtualAddressLost`] or exit.
+    VirtualAddress {
+        peer: String,
+        reply: rampart_wire::ike::CfgReply,
+    },
+    /// Remote-access client: the IKE SA that carried the assignment is gone (deleted, dead
+    /// gateway, failed); until the next `VirtualAddress` nothing is routed into the tunnel.
+    VirtualAddressLost {
+        peer: String,
+    },
     Log(LogRecord),
 }
 

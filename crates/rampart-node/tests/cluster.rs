@@ -196,7 +196,9 @@ impl Trio {
                     Output::RouteAdd { .. }
                     | Output::RouteDel { .. }
                     | Output::RouteInject { .. }
-                    | Output::RouteWithdraw { .. } => {}
+                    | Output::RouteWithdraw { .. }
+                    | Output::VirtualAddress { .. }
+                    | Output::VirtualAddressLost { .. } => {}
                 }
             }
         }

@@ -515,6 +515,8 @@ impl GatewayNode {
                 // Route injection only feeds a routing daemon, which the simulator does not
                 // model.
                 Output::RouteInject { .. } | Output::RouteWithdraw { .. } => {}
+                // The simulator has no remote-access client nodes yet.
+                Output::VirtualAddress { .. } | Output::VirtualAddressLost { .. } => {}
                 Output::Log(record) => {
                     changed = true;
                     // The engine names the SA a new tunnel replaces: that is a rekey (a

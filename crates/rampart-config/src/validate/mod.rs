@@ -128,6 +128,7 @@ pub(crate) fn validate(
             peer_mep,
             implicit_groups,
             rim,
+            remote_access: None,
         })
     } else {
         None

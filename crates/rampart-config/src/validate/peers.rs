@@ -594,6 +594,7 @@ impl Validator<'_, '_> {
             encapsulation,
             replay_window,
             auth,
+            remote_access: rampart_ike::RemoteAccess::None,
         }
     }
 

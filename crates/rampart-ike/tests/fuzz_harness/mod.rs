@@ -278,6 +278,7 @@ fn policy(mode: Mode, local: &str, remote: &str, domain: &str, initiator: bool) 
         } else {
             PeerAuth::Psk
         },
+        remote_access: rampart_ike::RemoteAccess::None,
     }
 }
 

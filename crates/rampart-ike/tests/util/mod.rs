@@ -112,6 +112,7 @@ pub fn peer_config(local: &str, remote: &str, remote_domain: &str) -> PeerPolicy
         encapsulation: Encapsulation::Auto,
         replay_window: 1024,
         auth: PeerAuth::Psk,
+        remote_access: rampart_ike::RemoteAccess::None,
     }
 }
 

@@ -167,6 +167,41 @@ impl IkeControl<'_> {
                     message,
                 );
             }
+            // Remote access: logged here; status and the client shell's outputs are wired
+            // in the remote-access node work.
+            IkeEvent::VirtualIp { ike_sa, reply, .. } => {
+                let message = format!(
+                    "IKE SA {}: the gateway assigned {:?} (DNS {:?}, domains {:?}, routes {:?})",
+                    ike_sa.0,
+                    reply.ip4_addresses,
+                    reply.ip4_dns,
+                    reply.dns_domains,
+                    reply.ip4_subnets
+                );
+                self.push_log(LogLevel::Info, LogEvent::Other, message);
+            }
+            IkeEvent::LeaseAssigned {
+                ike_sa,
+                client,
+                address,
+                ..
+            } => {
+                let message = format!("IKE SA {}: client {client} leased {address}", ike_sa.0);
+                self.push_log(LogLevel::Info, LogEvent::Other, message);
+            }
+            IkeEvent::LeaseReleased {
+                ike_sa, address, ..
+            } => {
+                let message = format!("IKE SA {}: lease {address} released", ike_sa.0);
+                self.push_log(LogLevel::Info, LogEvent::Other, message);
+            }
+            IkeEvent::PoolExhausted { ike_sa, client, .. } => {
+                let message = format!(
+                    "IKE SA {}: client {client} refused: the Office Mode address pool is exhausted",
+                    ike_sa.0
+                );
+                self.push_log(LogLevel::Warn, LogEvent::Other, message);
+            }
         }
         None
     }

@@ -128,7 +128,9 @@ impl Pair {
                     | Output::RouteDel { .. }
                     | Output::ClaimAddress { .. }
                     | Output::ReleaseAddress { .. }
-                    | Output::FullSyncConnect { .. } => {}
+                    | Output::FullSyncConnect { .. }
+                    | Output::VirtualAddress { .. }
+                    | Output::VirtualAddressLost { .. } => {}
                 }
             }
         }
