@@ -15,10 +15,12 @@
 //! arrived over UDP" and hands the chosen stream to the I/O layer.
 
 pub mod auth;
+pub mod captive;
 pub mod connector;
 pub mod error;
 pub mod http;
 pub mod ladder;
+pub mod pac;
 pub mod pmtu;
 pub mod proxy;
 
@@ -27,4 +29,4 @@ pub use connector::{
     ProxyAuth, Roots, TlsSettings, SYSTEM_CA_FILES,
 };
 pub use error::ConnectError;
-pub use proxy::{Credentials, Proxy, ProxyChoice};
+pub use proxy::{discover, Credentials, DiscoverError, Proxy, ProxyChoice, ProxySource};
