@@ -310,7 +310,11 @@ async fn load_from_file_and_http() {
 /// robustness without libFuzzer: no panic, and every run ends.
 #[test]
 fn mutated_scripts_never_panic() {
-    let resolve = |h: &str| (h.len() % 2 == 0).then(|| IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)));
+    let resolve = |h: &str| {
+        h.len()
+            .is_multiple_of(2)
+            .then(|| IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+    };
     let env = PacEnv {
         my_ip: "192.0.2.7".parse().unwrap(),
         resolve: &resolve,
