@@ -316,6 +316,7 @@ impl DataPlane {
     pub fn handle_timeout(&mut self, now: Instant, control: &mut impl ControlPlane) {
         self.inspect.handle_timeout(now);
         self.drain_inspect_logs(control);
+        self.tunnels.expire_retired(now);
         if now >= self.next_lifetime_check {
             self.next_lifetime_check = now + LIFETIME_CHECK;
             for (id, tunnel) in self.tunnels.iter_mut() {
@@ -328,7 +329,8 @@ impl DataPlane {
     }
 
     pub fn poll_timeout(&self) -> Instant {
-        self.next_lifetime_check.min(self.inspect.poll_timeout())
+        let t = self.next_lifetime_check.min(self.inspect.poll_timeout());
+        self.tunnels.next_expiry().map_or(t, |r| r.min(t))
     }
 
     /// Applies every change the control plane has for the data plane.
@@ -344,22 +346,30 @@ impl DataPlane {
                     spi_in,
                     spi_out,
                 } => {
-                    if let Some(tunnel) = self.tunnels.remove(child) {
-                        let peer = tunnel.peer_name;
-                        control.log(LogRecord::new(
-                            LogLevel::Info,
-                            LogEvent::TunnelDown {
-                                peer: peer.clone(),
-                                child: child.0,
-                                spi_in,
-                                spi_out,
-                            },
-                            format!(
-                                "peer {peer}: tunnel {:#x} removed (SPIs in {spi_in:08x}, out {spi_out:08x})",
-                                child.0
-                            ),
-                        ));
-                    }
+                    let (peer, grace) = match self.tunnels.delete(now, child) {
+                        tunnels::Deleted::Removed(name) => (name, ""),
+                        tunnels::Deleted::Retired => {
+                            let name = self.tunnels.get(child).map(|t| t.peer_name.clone());
+                            (
+                                name.unwrap_or_default(),
+                                "; its inbound SA decrypts for 1 s more (rekeyed)",
+                            )
+                        }
+                        tunnels::Deleted::Unknown => continue,
+                    };
+                    control.log(LogRecord::new(
+                        LogLevel::Info,
+                        LogEvent::TunnelDown {
+                            peer: peer.clone(),
+                            child: child.0,
+                            spi_in,
+                            spi_out,
+                        },
+                        format!(
+                            "peer {peer}: tunnel {:#x} removed (SPIs in {spi_in:08x}, out {spi_out:08x}){grace}",
+                            child.0
+                        ),
+                    ));
                 }
                 DataPlaneChange::Endpoint {
                     child,
@@ -514,7 +524,10 @@ impl DataPlane {
                 algorithms,
                 established: now,
                 rekey_requested: false,
+                replaced: false,
+                retired_until: None,
             },
+            keys.replaces,
         );
         control.log(LogRecord::new(LogLevel::Info, event, message));
     }
