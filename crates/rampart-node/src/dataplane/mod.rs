@@ -61,6 +61,12 @@ pub struct TunnelSettings {
     pub replay_window: u32,
     /// Soft byte lifetime of each direction (the hard one is 10% more).
     pub lifetime_bytes: Option<u64>,
+    /// The peer is a remote-access gateway template: each of its tunnels serves one client
+    /// and is chosen by the client's virtual address (see `Tunnel::per_client`).
+    pub per_client: bool,
+    /// MSS clamp for the tunnel's TCP SYN and SYN-ACK (both directions): the largest MSS
+    /// over IPv4 (IPv6: 20 less); `None`: off.
+    pub mss_limit: Option<u16>,
 }
 
 /// What the data plane asks of its control plane. All are rare except `ChildTraffic`, which is
@@ -525,6 +531,8 @@ impl DataPlane {
                 established: now,
                 rekey_requested: false,
                 replaced: false,
+                per_client: settings.per_client,
+                mss_limit: settings.mss_limit,
                 retired_until: None,
             },
             keys.replaces,
@@ -555,6 +563,30 @@ fn pools_of(policy: &rampart_inspect::InspectPolicy) -> Vec<IpNet> {
             _ => None,
         })
         .collect()
+}
+
+/// The ESP overhead the MSS clamp leaves room for besides the tunnel MTU's own: outer IPv4
+/// and UDP headers (28), ESP header and IV (8 + 16), padding and trailer (up to 17), ICV (16).
+pub const ESP_OVERHEAD: u16 = 85;
+
+/// The MSS limit (over IPv4) of a remote-access tunnel on a TUN device of `mtu` bytes: the
+/// MSS that fills `mtu`, and never more than what fits a 1500-byte outer path after ESP.
+pub fn mss_limit_for(mtu: u16) -> u16 {
+    rampart_wire::ip::mss::mss_for_mtu(mtu.min(1500 - ESP_OVERHEAD), false)
+}
+
+/// Clamps the MSS of the TCP SYN or SYN-ACK `packet` (IPv4 limit `limit`, IPv6 20 less); true
+/// when it was lowered. Anything else, and packets that do not parse, are left alone.
+fn clamp(packet: &mut [u8], limit: u16) -> bool {
+    let limit = if packet.first().is_some_and(|b| b >> 4 == 6) {
+        limit.saturating_sub(20)
+    } else {
+        limit
+    };
+    matches!(
+        rampart_wire::ip::mss::clamp_mss(packet, limit),
+        Ok(rampart_wire::ip::mss::MssOutcome::Clamped { .. })
+    )
 }
 
 fn batch_len(bufs: usize, packets: usize, out: usize) -> usize {

@@ -151,6 +151,11 @@ impl DataPlane {
         if rekey_due {
             self.request(now, control, ControlRequest::RekeyChild { child: id });
         }
+        if let Some(limit) = self.tunnels.get(id).and_then(|t| t.mss_limit) {
+            if super::clamp(&mut buf[opened.payload.clone()], limit) {
+                self.counters.mss_clamped += 1;
+            }
+        }
         let verdict = self
             .inspect
             .handle(now, Side::Tunnel, &mut buf[opened.payload.clone()]);
@@ -190,7 +195,10 @@ impl DataPlane {
         let Some(reply) = rampart_inspect::reject::build(buf, packet) else {
             return Disposition::Dropped(DropReason::Firewall);
         };
-        let Some((_, tunnel)) = self.tunnels.active_for(peer) else {
+        let Ok(info) = PacketInfo::parse(&buf[reply.clone()]) else {
+            return Disposition::Dropped(DropReason::Firewall);
+        };
+        let Some((_, tunnel)) = self.tunnels.outbound_for(peer, info.dst) else {
             return self.drop(DropReason::NoSa);
         };
         // The room the SA that seals the reply needs, inside `bound`.

@@ -36,6 +36,13 @@ pub struct Tunnel {
     /// A newer tunnel was installed as this one's rekey (`ChildSaKeys::replaces`): when IKE
     /// reports it down, its inbound SA is retired, not removed at once.
     pub replaced: bool,
+    /// One tunnel per remote-access client of a gateway template: outbound traffic finds it
+    /// by destination (its single-host remote selector, the client's virtual address), never
+    /// as its peer's active tunnel (that would hand one client's traffic to another).
+    pub per_client: bool,
+    /// MSS clamp (remote-access tunnels): the largest TCP MSS of a SYN or SYN-ACK over IPv4
+    /// entering or leaving this tunnel (IPv6: 20 less); `None`: no clamping.
+    pub mss_limit: Option<u16>,
     /// Retired (IKE deleted it after a rekey): it only decrypts what the peer sealed before
     /// it switched, until this instant ([`RETIRE_GRACE`] after its `ChildSaDown`), and is
     /// then removed. A retired tunnel seals nothing, is no peer's active tunnel, is not in
@@ -75,6 +82,17 @@ pub struct Tunnels {
     by_ip: HashMap<IpAddr, Vec<ChildSaId>>,
     /// Retired tunnels and when each goes (rare: one per rekey, for a second).
     retiring: Vec<(Instant, ChildSaId)>,
+    /// Per-client tunnels by their single remote host (a remote-access client's virtual
+    /// address): the newest live one of each address. Keys are addresses we assigned.
+    by_host: IdMap<IpAddr, ChildSaId>,
+}
+
+/// The one address a tunnel's remote selectors cover, if they name a single host.
+fn single_host(ts: &[TrafficSelector]) -> Option<IpAddr> {
+    match ts {
+        [one] if one.start_addr == one.end_addr => Some(one.start_addr),
+        _ => None,
+    }
 }
 
 /// What [`Tunnels::delete`] did.
@@ -136,7 +154,13 @@ impl Tunnels {
         }
         self.by_ip.entry(tunnel.remote.ip()).or_default().push(id);
         self.by_spi.insert(tunnel.inbound.spi(), id);
-        self.active_out.insert(tunnel.peer, id);
+        if tunnel.per_client {
+            if let Some(host) = single_host(&tunnel.remote_ts) {
+                self.by_host.insert(host, id);
+            }
+        } else {
+            self.active_out.insert(tunnel.peer, id);
+        }
         self.tunnels.insert(id, tunnel);
     }
 
@@ -153,6 +177,7 @@ impl Tunnels {
             self.by_spi.remove(&tunnel.inbound.spi());
         }
         self.unset_active(id, tunnel.peer);
+        self.unset_host(id, &tunnel.remote_ts);
         Some(tunnel)
     }
 
@@ -175,8 +200,15 @@ impl Tunnels {
         // Soft limits of a retired SA ask for nothing.
         tunnel.rekey_requested = true;
         let (peer, ip) = (tunnel.peer, tunnel.remote.ip());
+        let host = tunnel
+            .per_client
+            .then(|| single_host(&tunnel.remote_ts))
+            .flatten();
         self.unindex_ip(id, ip);
         self.unset_active(id, peer);
+        if let Some(host) = host {
+            self.unset_host_of(id, host);
+        }
         self.retiring.push((until, id));
         Deleted::Retired
     }
@@ -198,6 +230,35 @@ impl Tunnels {
         self.retiring.iter().map(|(t, _)| *t).min()
     }
 
+    fn unset_host(&mut self, id: ChildSaId, remote_ts: &[TrafficSelector]) {
+        if let Some(host) = single_host(remote_ts) {
+            self.unset_host_of(id, host);
+        }
+    }
+
+    /// If `id` is the tunnel of `host`: the newest other live per-client tunnel of that host
+    /// takes over, or none.
+    fn unset_host_of(&mut self, id: ChildSaId, host: IpAddr) {
+        if self.by_host.get(&host) != Some(&id) {
+            return;
+        }
+        let next = self
+            .tunnels
+            .iter()
+            .filter(|(other, t)| {
+                **other != id
+                    && t.per_client
+                    && t.retired_until.is_none()
+                    && single_host(&t.remote_ts) == Some(host)
+            })
+            .max_by_key(|(_, t)| t.established)
+            .map(|(id, _)| *id);
+        match next {
+            Some(n) => self.by_host.insert(host, n),
+            None => self.by_host.remove(&host),
+        };
+    }
+
     /// If `id` is its peer's active tunnel: the newest other live tunnel of the peer takes
     /// over, or none.
     fn unset_active(&mut self, id: ChildSaId, peer: PeerId) {
@@ -207,7 +268,9 @@ impl Tunnels {
         let next = self
             .tunnels
             .iter()
-            .filter(|(other, t)| **other != id && t.peer == peer && t.retired_until.is_none())
+            .filter(|(other, t)| {
+                **other != id && t.peer == peer && !t.per_client && t.retired_until.is_none()
+            })
             .max_by_key(|(_, t)| t.established)
             .map(|(id, _)| *id);
         match next {
@@ -304,14 +367,24 @@ impl Tunnels {
     /// Makes `id` the tunnel its peer's outbound traffic uses (after an import, whose tunnels
     /// were all installed at one instant in the exporter's order).
     pub fn make_active(&mut self, id: ChildSaId) {
-        if let Some(t) = self.tunnels.get(&id).filter(|t| t.retired_until.is_none()) {
+        let usable = |t: &&Tunnel| t.retired_until.is_none() && !t.per_client;
+        if let Some(t) = self.tunnels.get(&id).filter(usable) {
             self.active_out.insert(t.peer, id);
         }
     }
 
-    pub fn active_for(&mut self, peer: PeerId) -> Option<(ChildSaId, &mut Tunnel)> {
-        let id = *self.active_out.get(&peer)?;
-        self.tunnels.get_mut(&id).map(|t| (id, t))
+    /// The tunnel that seals a packet for `peer` to `dst`: the peer's active tunnel, or for a
+    /// remote-access gateway template (no active tunnel) the client tunnel of `dst`. One hash
+    /// lookup more only when the peer has no active tunnel; no allocation.
+    pub fn outbound_for(&mut self, peer: PeerId, dst: IpAddr) -> Option<(ChildSaId, &mut Tunnel)> {
+        let id = match self.active_out.get(&peer) {
+            Some(id) => *id,
+            None => *self.by_host.get(&dst)?,
+        };
+        self.tunnels
+            .get_mut(&id)
+            .filter(|t| t.peer == peer)
+            .map(|t| (id, t))
     }
 
     /// Every live tunnel (retired ones are left out).
