@@ -493,3 +493,45 @@ remote_domain = ["10.1.0.0/24"]
     let d = node.handle_tun(now, &mut buf, HEADROOM..HEADROOM + p.len());
     assert_eq!(d, Disposition::Dropped(DropReason::NoSa));
 }
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|c| c.set(c.get() + 1));
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+#[test]
+fn choosing_a_client_tunnel_and_clamping_allocate_nothing() {
+    let mut net = setup(true);
+    let syn = packet([10, 1, 0, 5], [10, 99, 0, 3], Some(1460), b"");
+    let udp = packet([10, 1, 0, 5], [10, 99, 0, 2], None, &[0x42; 1000]);
+    let mut buf = vec![0u8; 1100 + 2 * HEADROOM];
+    for round in 0..50 {
+        for p in [&syn, &udp] {
+            buf[HEADROOM..HEADROOM + p.len()].copy_from_slice(p);
+            let before = ALLOCATIONS.with(std::cell::Cell::get);
+            let d = net.nodes[0].handle_tun(net.now, &mut buf, HEADROOM..HEADROOM + p.len());
+            let after = ALLOCATIONS.with(std::cell::Cell::get);
+            assert!(matches!(d, Disposition::SendRawEsp { .. }), "{d:?}");
+            assert_eq!(after, before, "round {round}: allocations on the data path");
+        }
+    }
+    assert_eq!(net.nodes[0].status(net.now).counters.mss_clamped, 50);
+}
