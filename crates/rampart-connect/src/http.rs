@@ -323,6 +323,20 @@ mod tests {
         }
     }
 
+    #[test]
+    fn chunked() {
+        assert_eq!(
+            decode_chunked(b"4\r\nWiki\r\n5;ext=1\r\npedia\r\n0\r\n\r\n", 100).unwrap(),
+            b"Wikipedia"
+        );
+        assert_eq!(
+            decode_chunked(b"4\r\nWiki\r\n5\r\nped", 100).unwrap(),
+            b"Wikiped"
+        );
+        assert_eq!(decode_chunked(b"4\r\nWiki\r\n", 2).unwrap(), b"Wi");
+        assert!(decode_chunked(b"zz\r\n", 100).is_none());
+    }
+
     #[tokio::test]
     async fn read_head_stops_at_the_blank_line() {
         let mut data: &[u8] = b"HTTP/1.1 200 Connection established\r\n\r\nTUNNEL";
@@ -334,5 +348,109 @@ mod tests {
             read_head(&mut short).await,
             Err(ReadHeadError::Http(HttpError::Truncated))
         ));
+    }
+}
+
+/// [`get`] failed.
+#[derive(Debug, Error)]
+pub enum GetError {
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Io(#[source] std::io::Error),
+    #[error("{0}")]
+    Http(#[from] HttpError),
+    #[error("no answer within {0} ms")]
+    Timeout(u128),
+    #[error("bad chunked body")]
+    BadChunked,
+}
+
+/// `GET url` over a plain TCP connection (`Connection: close`), returning the head and at most
+/// `max_body` bytes of the body (Content-Length, chunked, or up to the close). No redirects are
+/// followed: callers look at 3xx themselves.
+pub async fn get(
+    url: &HttpUrl,
+    timeout: std::time::Duration,
+    max_body: usize,
+) -> Result<(ResponseHead, Vec<u8>), GetError> {
+    use tokio::io::AsyncWriteExt;
+    let fut = async {
+        let target = authority(&url.host, url.port);
+        let mut s = tokio::net::TcpStream::connect((url.host.as_str(), url.port))
+            .await
+            .map_err(|source| GetError::Connect {
+                target: target.clone(),
+                source,
+            })?;
+        let host = match (url.port, url.host.contains(':')) {
+            (80, false) => url.host.clone(),
+            (80, true) => format!("[{}]", url.host),
+            _ => target,
+        };
+        let req = format!(
+            "GET {} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: rampart\r\nAccept: */*\r\nConnection: close\r\n\r\n",
+            url.path
+        );
+        s.write_all(req.as_bytes()).await.map_err(GetError::Io)?;
+        let head = read_head(&mut s).await.map_err(|e| match e {
+            ReadHeadError::Io(e) => GetError::Io(e),
+            ReadHeadError::Http(h) => GetError::Http(h),
+        })?;
+        let mut body = Vec::new();
+        if matches!(head.status, 100..=199 | 204 | 304) {
+            return Ok((head, body));
+        }
+        let chunked = head
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let want = if chunked { None } else { head.content_length() };
+        let cap = want.map_or(max_body, |w| w.min(max_body));
+        // Chunk framing takes room too: read a little more than the body limit.
+        let raw_cap = if chunked { max_body + 4096 } else { cap };
+        let mut buf = [0u8; 4096];
+        while body.len() < raw_cap {
+            let n = s.read(&mut buf).await.map_err(GetError::Io)?;
+            if n == 0 {
+                break;
+            }
+            body.extend_from_slice(&buf[..n.min(raw_cap - body.len())]);
+        }
+        if chunked {
+            body = decode_chunked(&body, max_body).ok_or(GetError::BadChunked)?;
+        }
+        Ok((head, body))
+    };
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(GetError::Timeout(timeout.as_millis())),
+    }
+}
+
+/// Decodes a chunked body (possibly cut short: what is complete is returned), at most `max`
+/// bytes. `None` when the framing is invalid.
+pub fn decode_chunked(mut raw: &[u8], max: usize) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") else {
+            return Some(out);
+        };
+        let line = std::str::from_utf8(&raw[..eol]).ok()?;
+        let size_hex = line.split(';').next()?.trim();
+        let size = usize::from_str_radix(size_hex, 16).ok()?;
+        raw = &raw[eol + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        let take = size.min(raw.len());
+        out.extend_from_slice(&raw[..take.min(max.saturating_sub(out.len()))]);
+        if take < size || out.len() >= max {
+            return Some(out);
+        }
+        raw = raw.get(size + 2..)?;
     }
 }

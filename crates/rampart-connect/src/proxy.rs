@@ -202,6 +202,84 @@ pub fn in_prefix(ip: IpAddr, net: IpAddr, len: u8) -> bool {
     }
 }
 
+/// Where the proxy list comes from (the profile's `proxy` setting, typed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProxySource {
+    /// Direct only.
+    None,
+    /// [`from_env`] on the process environment.
+    Environment,
+    /// One configured proxy.
+    Explicit(Proxy),
+    /// A PAC script from a file path or an `http://` URL, evaluated for the gateway; the
+    /// credentials go to every proxy it names.
+    Pac {
+        location: String,
+        credentials: Option<Credentials>,
+    },
+}
+
+/// [`discover`] failed (only PAC can).
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    #[error("cannot load the PAC script: {0}")]
+    Load(String),
+    #[error(transparent)]
+    Pac(#[from] crate::pac::PacError),
+}
+
+/// The ordered proxy list for reaching `host:port` (the gateway's stream transport). A PAC
+/// script is asked about `https://host:port/` (the stream is a CONNECT to a TLS port); names
+/// it resolves use the system resolver. `my_ip` answers `myIpAddress()`.
+pub async fn discover(
+    source: &ProxySource,
+    host: &str,
+    port: u16,
+    my_ip: IpAddr,
+) -> Result<Vec<ProxyChoice>, DiscoverError> {
+    match source {
+        ProxySource::None => Ok(vec![ProxyChoice::Direct]),
+        ProxySource::Environment => Ok(from_env(|k| std::env::var(k).ok(), host, port)),
+        ProxySource::Explicit(p) => Ok(vec![ProxyChoice::Proxy(p.clone())]),
+        ProxySource::Pac {
+            location,
+            credentials,
+        } => {
+            let text = crate::pac::load(location, std::time::Duration::from_secs(5))
+                .await
+                .map_err(DiscoverError::Load)?;
+            let host = host.to_owned();
+            let url = format!("https://{}/", crate::http::authority(&host, port));
+            let choices = tokio::task::spawn_blocking(move || {
+                let pac = crate::pac::Pac::parse(&text)?;
+                let resolve = |h: &str| {
+                    use std::net::ToSocketAddrs;
+                    (h, 0).to_socket_addrs().ok()?.next().map(|a| a.ip())
+                };
+                let env = crate::pac::PacEnv {
+                    my_ip,
+                    resolve: &resolve,
+                };
+                pac.find_proxy(&env, &url, &host)
+            })
+            .await
+            .map_err(|e| DiscoverError::Load(format!("PAC evaluation panicked: {e}")))??;
+            Ok(choices
+                .into_iter()
+                .map(|c| match c {
+                    ProxyChoice::Proxy(mut p) => {
+                        if p.credentials.is_none() {
+                            p.credentials = credentials.clone();
+                        }
+                        ProxyChoice::Proxy(p)
+                    }
+                    d => d,
+                })
+                .collect())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,6 +374,49 @@ mod tests {
             parse_pac_result("PROXY [2001:db8::1]:8080"),
             vec![proxy("2001:db8::1", 8080)]
         );
+    }
+
+    #[tokio::test]
+    async fn discover_from_pac_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("p.pac");
+        std::fs::write(
+            &path,
+            "function FindProxyForURL(url, host) {\n\
+             if (shExpMatch(url, 'https://*:443/') && !isInNet(myIpAddress(), '10.0.0.0', '255.0.0.0'))\n\
+               return 'PROXY p1:8080; PROXY p2; DIRECT';\n\
+             return 'DIRECT'; }",
+        )
+        .unwrap();
+        let creds = Credentials {
+            user: "u".into(),
+            password: "p".into(),
+        };
+        let src = ProxySource::Pac {
+            location: path.display().to_string(),
+            credentials: Some(creds.clone()),
+        };
+        let got = discover(&src, "gw.example", 443, "192.0.2.7".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 3);
+        assert!(
+            matches!(&got[0], ProxyChoice::Proxy(p) if p.port == 8080 && p.credentials == Some(creds.clone()))
+        );
+        assert!(matches!(&got[1], ProxyChoice::Proxy(p) if p.host == "p2" && p.port == 80));
+        assert_eq!(got[2], ProxyChoice::Direct);
+        let got = discover(&src, "gw.example", 443, "10.0.0.7".parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(got, vec![ProxyChoice::Direct]);
+        let bad = ProxySource::Pac {
+            location: "/nonexistent.pac".into(),
+            credentials: None,
+        };
+        assert!(matches!(
+            discover(&bad, "gw", 443, "10.0.0.7".parse().unwrap()).await,
+            Err(DiscoverError::Load(_))
+        ));
     }
 
     #[test]

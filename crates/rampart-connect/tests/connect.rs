@@ -87,6 +87,12 @@ const PASSWORD: &str = "s3cret: with spaces";
 
 /// A CONNECT proxy: checks the request, the credentials (per `mode`), then splices.
 async fn proxy(mode: ProxyMode) -> SocketAddr {
+    proxy_to(mode, None).await
+}
+
+/// The same, connecting to `upstream` whatever the request names (a network where only the
+/// proxy reaches the gateway).
+async fn proxy_to(mode: ProxyMode, upstream: Option<SocketAddr>) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -144,7 +150,8 @@ async fn proxy(mode: ProxyMode) -> SocketAddr {
                         .await;
                     return;
                 }
-                let Ok(mut up) = TcpStream::connect(&target).await else {
+                let dest = upstream.map_or(target.clone(), |u| u.to_string());
+                let Ok(mut up) = TcpStream::connect(&dest).await else {
                     let _ = s.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
                     return;
                 };
@@ -377,4 +384,143 @@ async fn tls_rejects_an_unknown_certificate() {
             .status,
         200
     );
+}
+
+mod ladder {
+    use super::*;
+    use rampart_connect::drive::{run, Targets, Won};
+    use rampart_connect::ladder::{LadderConfig, Transport};
+    use tokio::net::UdpSocket;
+
+    async fn refused_port() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    /// Accepts TCP and never says a word: a TLS handshake to it hangs.
+    async fn mute_listener() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut keep = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                keep.push(s);
+            }
+        });
+        port
+    }
+
+    fn targets(
+        udp: SocketAddr,
+        tcp_port: u16,
+        tls_port: u16,
+        ca: &str,
+        proxies: Vec<Proxy>,
+    ) -> Targets {
+        Targets {
+            host: "127.0.0.1".into(),
+            udp: Some(udp),
+            udp_nat_t: false,
+            tcp_port,
+            tls_port,
+            tls: tls(ca).unwrap(),
+            proxies,
+        }
+    }
+
+    /// Hotel Wi-Fi: UDP silently dropped, TCP 4500 refused, TLS 443 direct hangs, only the
+    /// proxy (Digest) reaches the gateway. The ladder picks TLS via the proxy well within 3 s.
+    #[tokio::test]
+    async fn hotel_wifi_tls_via_proxy_under_3s() {
+        let gw = tls_gateway().await;
+        let udp_sink = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let p = proxy_to(ProxyMode::Digest("SHA-256"), Some(gw.addr)).await;
+        let t = targets(
+            udp_sink.local_addr().unwrap(),
+            refused_port().await,
+            mute_listener().await,
+            &gw.ca_pem,
+            vec![via(p, Some((USER, PASSWORD)))],
+        );
+        let config =
+            LadderConfig::standard(&[Transport::Udp, Transport::Tcp, Transport::Tls], 1).unwrap();
+        let start = std::time::Instant::now();
+        let choice = run(config, &t).await.unwrap();
+        let took = start.elapsed();
+        assert!(took < Duration::from_secs(3), "{took:?}");
+        assert_eq!(choice.rung.to_string(), "tls via proxy #1");
+        assert!(choice.why.contains("udp: no answer yet"), "{}", choice.why);
+        assert!(
+            choice.why.contains("tcp: cannot connect to 127.0.0.1:"),
+            "{}",
+            choice.why
+        );
+        let Won::Stream(mut c) = choice.won else {
+            panic!("not a stream")
+        };
+        assert_eq!(
+            c.path.to_string(),
+            format!("tls via proxy {p} (digest) to 127.0.0.1:{}", t.tls_port)
+        );
+        let mut ok = [0u8; 2];
+        c.stream.read_exact(&mut ok).await.unwrap();
+        assert_eq!(&ok, b"OK");
+    }
+
+    /// UDP answers (a stand-in answering the probe like the gateway's stateless reply): UDP
+    /// wins even though TCP connects too.
+    #[tokio::test]
+    async fn udp_wins_when_it_answers() {
+        let gw = tcp_gateway().await;
+        let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ua = u.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut b = [0u8; 64];
+            let (n, from) = u.recv_from(&mut b).await.unwrap();
+            let mut h = rampart_wire::ike::parse_header(&b[..n]).unwrap();
+            h.flags = rampart_wire::ike::flags::RESPONSE;
+            let mut out = Vec::new();
+            rampart_wire::ike::encode_header(&h, &mut out);
+            u.send_to(&out, from).await.unwrap();
+        });
+        let t = targets(ua, gw.port(), refused_port().await, "", vec![]);
+        let config = LadderConfig::standard(&[Transport::Udp, Transport::Tcp], 0).unwrap();
+        let choice = run(config, &t).await.unwrap();
+        assert!(matches!(choice.won, Won::Udp(_)), "{choice:?}");
+        assert_eq!(choice.rung.to_string(), "udp");
+    }
+
+    /// Nothing works: every rung's reason is reported.
+    #[tokio::test]
+    async fn all_failed_reports_every_rung() {
+        let refused_udp = {
+            let s = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+            s.local_addr().unwrap()
+        };
+        let dead = refused_port().await;
+        let t = targets(
+            refused_udp,
+            dead,
+            dead,
+            "",
+            vec![via(SocketAddr::from(([127, 0, 0, 1], dead)), None)],
+        );
+        let mut config = LadderConfig::standard(&[Transport::Udp, Transport::Tcp], 1).unwrap();
+        for r in &mut config.rungs {
+            r.timeout = Duration::from_millis(500);
+        }
+        let e = run(config, &t).await.unwrap_err();
+        assert_eq!(e.reasons.len(), 3);
+        assert!(e.summary.starts_with("udp: "), "{}", e.summary);
+        assert!(
+            e.summary.contains("; tcp: cannot connect to 127.0.0.1:"),
+            "{}",
+            e.summary
+        );
+        assert!(
+            e.summary.contains("; tcp via proxy #1: proxy 127.0.0.1:"),
+            "{}",
+            e.summary
+        );
+    }
 }
