@@ -464,3 +464,54 @@ fn small_first_proposal_then_all_on_no_proposal_chosen() {
         .iter()
         .any(|e| matches!(e, IkeEvent::IkeSaDown { .. })));
 }
+
+#[test]
+fn full_tunnel_child_rekeys_keep_the_address_selectors() {
+    let mut g = gateway_policy(POOL, ClientAuth::Peer);
+    if let rampart_ike::RemoteAccess::Gateway(gw) = &g.remote_access {
+        let mut full = (**gw).clone();
+        full.routes.clear();
+        g.remote_access = rampart_ike::RemoteAccess::Gateway(std::sync::Arc::new(full));
+    }
+    let mut net = RaNet::new(g);
+    let c = net.connect(client_policy("192.0.2.1", None));
+    net.run(Duration::from_secs(2));
+    let first = |net: &RaNet| {
+        net.nodes[c]
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                IkeEvent::ChildSaUp(k) => Some((k.child, k.local_ts.clone(), k.remote_ts.clone())),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (child, local, remote) = first(&net);
+    assert_eq!(local, gw_ts("10.99.0.1/32"));
+    assert_eq!(remote, gw_ts("0.0.0.0/0"));
+    // A rekey from either side keeps the selectors.
+    let now = net.now;
+    net.nodes[c].ike.rekey_child(now, child);
+    net.run(Duration::from_secs(2));
+    let (child2, local2, remote2) = first(&net);
+    assert_ne!(child2, child);
+    assert_eq!((local2, remote2), (local.clone(), remote.clone()));
+    assert_eq!(net.live_children(c), 1);
+    let gw_child = net.nodes[0]
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            IkeEvent::ChildSaUp(k) => Some(k.child),
+            _ => None,
+        })
+        .unwrap();
+    let now = net.now;
+    net.nodes[0].ike.rekey_child(now, gw_child);
+    net.run(Duration::from_secs(2));
+    let (child3, local3, remote3) = first(&net);
+    assert_ne!(child3, child2);
+    assert_eq!((local3, remote3), (local, remote));
+    assert_eq!(net.live_children(c), 1);
+}
