@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rampart_lease::{Lease, Pool, PoolStatus};
-use rampart_wire::ike::{id_type, CfgReply, CfgRequest, ConfigPayload, Identification, Payload};
+use rampart_wire::ike::{
+    id_type, Ask, CfgReply, CfgRequest, ConfigPayload, Identification, Payload,
+};
 
 use crate::config::IkeSaId;
 use crate::engine::Ike;
@@ -49,12 +51,16 @@ pub(crate) struct HeldLease {
 #[derive(Debug, Default)]
 pub(crate) struct RaPools {
     pub pools: HashMap<PeerId, Pool<IkeSaId>>,
+    /// Client side: the last IPv4 address each remote-access peer assigned us, asked for
+    /// again on the next connection (the gateway gives it back when it is free).
+    pub last_vip: HashMap<PeerId, Ipv4Addr>,
 }
 
-/// What a remote-access client asks for in its first IKE_AUTH.
-pub(crate) fn client_request() -> Payload {
+/// What a remote-access client asks for in its first IKE_AUTH: an IPv4 address (`prefer`,
+/// the one it had, if any), DNS servers, subnets and split-DNS domains.
+pub(crate) fn client_request(prefer: Option<Ipv4Addr>) -> Payload {
     let req = CfgRequest {
-        ip4_address: rampart_wire::ike::Ask::Any,
+        ip4_address: prefer.map_or(Ask::Any, Ask::Prefer),
         ip4_dns: true,
         ip4_subnet: true,
         dns_domains: true,
@@ -215,7 +221,8 @@ impl Ike {
         }
     }
 
-    /// Leases an address to IKE SA `id` of `peer` for `client`. `None`: the pool is exhausted
+    /// Leases an address to IKE SA `id` of `peer` for `client` (`prefer`: the one it asks
+    /// for, granted when free). `None`: the pool is exhausted
     /// (or missing); `PoolExhausted` was reported.
     pub(crate) fn lease_address(
         &mut self,
@@ -223,8 +230,12 @@ impl Ike {
         id: IkeSaId,
         peer: PeerId,
         client: &str,
+        prefer: Option<IpAddr>,
     ) -> Option<IpAddr> {
-        let got = self.ra.pools.get_mut(&peer).map(|p| p.allocate(id, now));
+        let got = self.ra.pools.get_mut(&peer).map(|p| match prefer {
+            Some(a) => p.allocate_preferred(id, a, now),
+            None => p.allocate(id, now),
+        });
         let lease = match got {
             Some(Ok(l)) => l,
             Some(Err(e)) => {

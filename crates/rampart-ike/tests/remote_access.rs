@@ -515,3 +515,32 @@ fn full_tunnel_child_rekeys_keep_the_address_selectors() {
     assert_eq!((local3, remote3), (local, remote));
     assert_eq!(net.live_children(c), 1);
 }
+
+#[test]
+fn a_reconnecting_client_replaces_its_stale_sa_and_gets_its_address_back() {
+    let mut net = RaNet::new(gateway_policy(POOL, ClientAuth::Peer));
+    let other = net.connect(client_policy("192.0.2.9", None));
+    let c = net.connect(client_policy("192.0.2.1", None));
+    net.run(Duration::from_secs(15));
+    let mine = net.virtual_ip(c).unwrap();
+    // The client finds the gateway dead (without telling it) and connects again from the
+    // same address and identity: a new IKE SA with INITIAL_CONTACT, asking for its address.
+    let now = net.now;
+    let peer = net.nodes[c].peer;
+    let old: Vec<_> = net.nodes[0]
+        .ike
+        .ra_leases()
+        .iter()
+        .filter(|l| l.address == mine)
+        .map(|l| l.ike_sa)
+        .collect();
+    assert_eq!(old.len(), 1);
+    net.nodes[c].ike.peer_dead(now, peer);
+    net.run(Duration::from_secs(3));
+    let c2 = c;
+    assert_eq!(net.virtual_ip(c2), Some(mine));
+    assert_eq!(net.live_children(other), 1);
+    let leases = net.nodes[0].ike.ra_leases();
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    assert!(!leases.iter().any(|l| old.contains(&l.ike_sa)));
+}

@@ -254,6 +254,38 @@ impl<K: Clone + Eq + Hash> Pool<K> {
         Ok(self.lease(off))
     }
 
+    /// [`allocate`](Self::allocate), but first trying `prefer` (the address a returning
+    /// client asks for, e.g. in its CFG_REQUEST) when it was released and is free now. An
+    /// address never handed out, excluded, outside the prefix or leased to someone else is
+    /// not taken; the client then gets what `allocate` gives.
+    pub fn allocate_preferred(
+        &mut self,
+        client: K,
+        prefer: IpAddr,
+        now: Instant,
+    ) -> Result<Lease<K>, PoolExhausted> {
+        if self.by_client.contains_key(&client) {
+            return self.allocate(client, now);
+        }
+        let Some(off) = self
+            .offset(prefer)
+            .filter(|o| self.free_seq.contains_key(o))
+        else {
+            return self.allocate(client, now);
+        };
+        self.take_free(off);
+        self.live.insert(
+            off,
+            Live {
+                client: client.clone(),
+                expires: now + self.lease_time,
+            },
+        );
+        self.by_client.insert(client, off);
+        self.counters.allocations += 1;
+        Ok(self.lease(off))
+    }
+
     /// Returns an offset to the free list, remembering its owner for stickiness.
     fn free(&mut self, off: u128) -> Option<Live<K>> {
         let live = self.live.remove(&off)?;

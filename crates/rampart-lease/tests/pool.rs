@@ -251,3 +251,28 @@ fn transfer_keeps_the_address_under_a_new_client() {
     p.release(&b).unwrap();
     assert_eq!(p.status().in_use, 0);
 }
+
+#[test]
+fn a_preferred_address_is_taken_only_when_released_and_free() {
+    let mut p = pool("10.9.0.0/29", &["10.9.0.6"]);
+    let now = Instant::now();
+    let a = p.allocate("a".into(), now).unwrap();
+    let b = p.allocate("b".into(), now).unwrap();
+    // Leased to someone else: not taken.
+    let c = p.allocate_preferred("c".into(), a.address, now).unwrap();
+    assert_ne!(c.address, a.address);
+    // Never handed out, or excluded: the usual order.
+    let d = p
+        .allocate_preferred("d".into(), ip("10.9.0.6"), now)
+        .unwrap();
+    assert_eq!(d.address, ip("10.9.0.4"));
+    p.release(&a).unwrap();
+    p.release(&b).unwrap();
+    // Released: a returning client gets it back, even under another key.
+    let a2 = p
+        .allocate_preferred("a-again".into(), b.address, now)
+        .unwrap();
+    assert_eq!(a2.address, b.address);
+    let st = p.status();
+    assert_eq!((st.in_use, st.in_use + st.free), (3, st.size));
+}

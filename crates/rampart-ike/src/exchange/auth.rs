@@ -1,11 +1,11 @@
 //! IKE_AUTH (RFC 7296 1.2, 2.15, 2.16, 2.19): identities, PSK / certificate / EAP
 //! authentication, the configuration payload of remote access and the first CHILD SA.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rampart_wire::ike::{exchange, notify as n, Identification, Payload};
+use rampart_wire::ike::{exchange, notify as n, Ask, Identification, Payload};
 
 use crate::config::IkeSaId;
 use crate::engine::{Ike, HALF_OPEN};
@@ -44,6 +44,7 @@ impl Ike {
         let Some(peer) = self.sas.get(&id).map(|s| s.peer) else {
             return;
         };
+        let prefer = self.ra.last_vip.get(&peer).copied();
         let first_contact = !self
             .sas
             .values()
@@ -112,7 +113,7 @@ impl Ike {
         payloads.push(Payload::IdR(msg::identification(&pc.remote_id)));
         payloads.extend(auth);
         if client.is_some() {
-            payloads.push(ra::client_request());
+            payloads.push(ra::client_request(prefer));
         }
         payloads.extend([
             Payload::Sa(proposal::esp_offer(
@@ -346,7 +347,12 @@ impl Ike {
         let mut refused = false;
         if let Some(req) = &request {
             if req.ip4_address.is_asked() || req.ip6_address.is_asked() {
-                match self.lease_address(now, id, peer, &client) {
+                let prefer = match (req.ip4_address, req.ip6_address) {
+                    (Ask::Prefer(a), _) => Some(IpAddr::V4(a)),
+                    (_, Ask::Prefer(n)) => Some(IpAddr::V6(n.addr())),
+                    _ => None,
+                };
+                match self.lease_address(now, id, peer, &client, prefer) {
                     Some(a) => address = Some(a),
                     None => refused = true,
                 }
@@ -593,6 +599,9 @@ impl Ike {
         if client {
             match reply {
                 Some(Ok(reply)) => {
+                    if let Some(a) = reply.ip4_addresses.first() {
+                        self.ra.last_vip.insert(peer, *a);
+                    }
                     have_address =
                         !reply.ip4_addresses.is_empty() || !reply.ip6_addresses.is_empty();
                     tracing::info!(ike_sa = id.0, peer = %name, ?reply, "remote access: configuration received");
