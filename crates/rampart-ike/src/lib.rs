@@ -57,5 +57,5 @@ pub use sa::IkeSaStateKind;
 pub use spi::{SpiGenerator, MAX_MEMBER_ID};
 pub use state::{
     CachedResponse, ChildPhase, ChildSaState, IkeSaState, ImportError, OutstandingKind,
-    OutstandingRequest, QueuedTask,
+    OutstandingRequest, QueuedTask, RaLeaseState,
 };

@@ -269,6 +269,42 @@ impl Ike {
         Some(address)
     }
 
+    /// An imported SA (another member's) continues with its client's address: taken from our
+    /// pool exactly (a conflict is logged; the SA then holds no lease here).
+    pub(crate) fn claim_lease(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        peer: PeerId,
+        l: &crate::state::RaLeaseState,
+    ) {
+        let claimed = self
+            .ra
+            .pools
+            .get_mut(&peer)
+            .map(|p| p.claim(id, l.address, now));
+        match claimed {
+            Some(Ok(lease)) => {
+                let half = lease.expires.saturating_duration_since(now) / 2;
+                if let Some(sa) = self.sas.get_mut(&id) {
+                    sa.ra_client = Some(l.client.clone());
+                    sa.lease = Some(HeldLease {
+                        pool: peer,
+                        lease,
+                        client: l.client.clone(),
+                        renew_at: now + half,
+                    });
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(ike_sa = id.0, client = %l.client, "remote access: imported lease not taken: {e}")
+            }
+            None => {
+                tracing::warn!(ike_sa = id.0, client = %l.client, "remote access: imported lease, but the peer has no pool")
+            }
+        }
+    }
+
     /// Reports a lease that was just taken (after `IkeSaUp`, before the CHILD SA).
     pub(crate) fn announce_lease(&mut self, id: IkeSaId) {
         let Some(h) = self.sas.get(&id).and_then(|s| s.lease.as_ref()) else {

@@ -544,3 +544,30 @@ fn a_reconnecting_client_replaces_its_stale_sa_and_gets_its_address_back() {
     assert_eq!(leases.len(), 2, "{leases:?}");
     assert!(!leases.iter().any(|l| old.contains(&l.ike_sa)));
 }
+
+#[test]
+fn an_exported_sa_carries_its_lease_to_another_member() {
+    let mut net = RaNet::new(gateway_policy(POOL, ClientAuth::Peer));
+    let c = net.connect(client_policy("192.0.2.1", None));
+    net.run(Duration::from_secs(2));
+    let vip = net.virtual_ip(c).unwrap();
+    let sa = net.nodes[0].ike.ra_leases()[0].ike_sa;
+    let st = net.nodes[0].ike.export_sa(net.now, sa).unwrap();
+    assert_eq!(st.ra_lease.as_ref().map(|l| l.address), Some(vip));
+    // A second member with the same template continues the SA and holds the address.
+    let (mut standby, _) = engine(
+        ike_config("10.2.0.0/16", gateway_policy(POOL, ClientAuth::Peer)),
+        77,
+    );
+    let id = standby.import_sa(net.now, st).unwrap();
+    let leases = standby.ra_leases();
+    assert_eq!(leases.len(), 1);
+    assert_eq!((leases[0].ike_sa, leases[0].address), (id, vip));
+    assert_eq!(leases[0].client, "client.example");
+    // Its pool never hands that address to anyone else.
+    let st = standby.ra_pools()[0].1;
+    assert_eq!((st.in_use, st.in_use + st.free), (1, st.size));
+    standby.forget_sa(id);
+    assert!(standby.ra_leases().is_empty());
+    assert_eq!(standby.ra_pools()[0].1.in_use, 0);
+}

@@ -276,3 +276,43 @@ fn a_preferred_address_is_taken_only_when_released_and_free() {
     let st = p.status();
     assert_eq!((st.in_use, st.in_use + st.free), (3, st.size));
 }
+
+#[test]
+fn claim_takes_exactly_that_address_and_the_cursor_skips_it() {
+    let mut p = pool("10.9.0.0/29", &["10.9.0.6"]);
+    let now = Instant::now();
+    let c = p.claim("c".into(), ip("10.9.0.3"), now).unwrap();
+    assert_eq!(c.address, ip("10.9.0.3"));
+    // Taken, excluded, outside, network: refused.
+    assert!(p.claim("x".into(), ip("10.9.0.3"), now).is_err());
+    assert!(p.claim("x".into(), ip("10.9.0.6"), now).is_err());
+    assert!(p.claim("x".into(), ip("10.9.1.1"), now).is_err());
+    assert!(p.claim("x".into(), ip("10.9.0.0"), now).is_err());
+    let st = p.status();
+    assert_eq!((st.in_use, st.free), (1, 4));
+    let got: Vec<IpAddr> = (0..4)
+        .map(|i| p.allocate(format!("n{i}"), now).unwrap().address)
+        .collect();
+    assert_eq!(
+        got,
+        ["10.9.0.1", "10.9.0.2", "10.9.0.4", "10.9.0.5"].map(ip)
+    );
+    assert!(p.allocate("late".into(), now).is_err());
+    p.release(&c).unwrap();
+    let st = p.status();
+    assert_eq!((st.in_use, st.free), (4, 1));
+    assert_eq!(
+        p.allocate("late".into(), now).unwrap().address,
+        ip("10.9.0.3")
+    );
+    // A released address is claimed back from the free list.
+    let mut q = pool("10.9.0.0/29", &[]);
+    let a = q.allocate("a".into(), now).unwrap();
+    q.release(&a).unwrap();
+    assert_eq!(
+        q.claim("a2".into(), a.address, now).unwrap().address,
+        a.address
+    );
+    let st = q.status();
+    assert_eq!(st.in_use + st.free, st.size);
+}
