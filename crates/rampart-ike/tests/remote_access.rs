@@ -571,3 +571,25 @@ fn an_exported_sa_carries_its_lease_to_another_member() {
     assert!(standby.ra_leases().is_empty());
     assert_eq!(standby.ra_pools()[0].1.in_use, 0);
 }
+
+#[test]
+fn an_eap_client_finds_the_eap_template_behind_another_template() {
+    // A site-to-site template first, the remote-access one second.
+    let mut other = gateway_policy("10.98.0.0/24", ClientAuth::Peer);
+    other.name = "branches".into();
+    other.remote_access = rampart_ike::RemoteAccess::None;
+    other.remote_id = rampart_ike::policy::Identity::Fqdn("branch.example".into());
+    let mut cfg = ike_config("10.2.0.0/16", other);
+    cfg.peers
+        .push(gateway_policy(POOL, ClientAuth::EapMschapv2(users())));
+    let mut net = RaNet::new(gateway_policy(POOL, ClientAuth::Peer));
+    net.nodes[0].ike = engine(cfg, 9).0;
+    // The EAP user's IKE identity is not configured anywhere.
+    let mut pc = client_policy("192.0.2.1", Some(("alice", "wonderland")));
+    pc.local_id = rampart_ike::policy::Identity::Email("alice@laptop".into());
+    let c = net.connect(pc);
+    net.run(Duration::from_secs(3));
+    assert_eq!(net.virtual_ip(c), Some(addr("10.99.0.1")));
+    assert_eq!(net.live_children(c), 1);
+    assert_eq!(net.nodes[0].ike.ra_leases()[0].client, "alice");
+}

@@ -219,9 +219,17 @@ impl Ike {
         let idi = msg::id_i(p).cloned();
         let algs = sa.algs;
         if sa.peer_by_id {
+            // No AUTH payload: the initiator wants EAP, which only an EAP gateway template
+            // offers (its IDi names nobody the configuration knows).
             let found = idi
                 .as_ref()
-                .and_then(|idi| self.match_peer_by_id(idi, algs));
+                .and_then(|idi| self.match_peer_by_id(idi, algs))
+                .or_else(|| {
+                    msg::auth(p)
+                        .is_none()
+                        .then(|| self.eap_template(algs))
+                        .flatten()
+                });
             if let (Some(peer), Some(sa)) = (found, self.sas.get_mut(&id)) {
                 sa.peer = peer;
             }
@@ -662,6 +670,18 @@ impl Ike {
                 self.peers
                     .iter()
                     .find(|(_, pc)| pc.is_template() && fits(pc))
+            })
+            .map(|(id, _)| id)
+    }
+
+    /// The first template whose clients authenticate with EAP and that accepts `algs`.
+    fn eap_template(&self, algs: Option<IkeAlgs>) -> Option<PeerId> {
+        self.peers
+            .iter()
+            .find(|(_, pc)| {
+                pc.is_template()
+                    && eap_users(pc).is_some()
+                    && algs.is_some_and(|a| pc.ike_proposals.iter().any(|x| IkeAlgs::from(x) == a))
             })
             .map(|(id, _)| id)
     }
