@@ -49,7 +49,7 @@ pub use nat_follow::{NatFollowStats, NatHint, NAT_CHECK_INTERVAL};
 pub use peers::PeerId;
 pub use policy::{
     CertVerify, ClientAuth, Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth,
-    PeerPolicy, RaClient, RaGateway, RemoteAccess, RemoteAddress, StartAction,
+    PeerPolicy, RaClient, RaGateway, RemoteAccess, RemoteAddress, StartAction, ANY_IDENTITY,
 };
 pub use proposal::{EspAlgs, IkeAlgs};
 pub use ra::RaLease;

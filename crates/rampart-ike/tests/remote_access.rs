@@ -593,3 +593,44 @@ fn an_eap_client_finds_the_eap_template_behind_another_template() {
     assert_eq!(net.live_children(c), 1);
     assert_eq!(net.nodes[0].ike.ra_leases()[0].client, "alice");
 }
+
+/// A template with `remote_id = "%any"` serves every client whose certificate chain verifies,
+/// each under its own identity.
+#[test]
+fn any_identity_template_serves_clients_with_their_own_certificates() {
+    let year = Validity::days_from(NOW as i64, 365);
+    let root = Ca::new_root("RA Root", Algorithm::EcdsaP256, year).unwrap();
+    let gw = root
+        .issue(
+            "gw",
+            &[San::Dns("gw.example".into())],
+            Algorithm::EcdsaP256,
+            year,
+        )
+        .unwrap();
+    let mut g = gateway_policy(POOL, ClientAuth::Peer);
+    g.auth = cert_auth(&root, vec![gw.cert_der], &gw.key_pem);
+    g.psk = Vec::new().into();
+    g.remote_id = rampart_ike::Identity::Fqdn(rampart_ike::ANY_IDENTITY.into());
+    let mut net = RaNet::new(g);
+    let mut clients = Vec::new();
+    for (n, name) in ["alice.example", "bob.example"].iter().enumerate() {
+        let cl = root
+            .issue(
+                name,
+                &[San::Dns((*name).into())],
+                Algorithm::EcdsaP256,
+                year,
+            )
+            .unwrap();
+        let mut c = client_policy(&format!("192.0.2.{}", n + 1), None);
+        c.local_id = rampart_ike::Identity::Fqdn((*name).into());
+        c.auth = cert_auth(&root, vec![cl.cert_der], &cl.key_pem);
+        c.psk = Vec::new().into();
+        clients.push(net.connect(c));
+    }
+    net.run(Duration::from_secs(5));
+    let a = net.virtual_ip(clients[0]).expect("alice got an address");
+    let b = net.virtual_ip(clients[1]).expect("bob got an address");
+    assert_ne!(a, b);
+}
