@@ -4,7 +4,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rampart_io::stream::hello::parse;
+
+// The parser alone (it needs only `thiserror`), without the I/O shell's dependencies.
+#[path = "../../crates/rampart-io/src/stream/hello.rs"]
+mod hello;
+
+use hello::parse;
 
 fuzz_target!(|data: &[u8]| {
     let whole = parse(data);

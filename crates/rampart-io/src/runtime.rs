@@ -8,6 +8,10 @@
 //!   are never left waiting for the next packet.
 //! - Routes added through [`Routes`] and virtual addresses claimed through
 //!   [`crate::vip::Vips`] are removed when the loop ends, whatever the reason.
+//! - RFC 9329 streams ([`crate::stream`]) are a NAT-T path to the node: their frames are
+//!   handed over like UDP receives, and a send to a peer address that has a stream becomes a
+//!   frame on it; the loop only queues (never waits on a stream), and closes every stream
+//!   when it ends.
 
 use std::collections::BTreeSet;
 use std::future::{poll_fn, Future};
