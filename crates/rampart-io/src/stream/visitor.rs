@@ -250,6 +250,51 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
 mod tests {
     use super::*;
 
+    fn visitor(dir: &std::path::Path, backend: Option<SocketAddr>) -> VisitorMode {
+        let made = rcgen::generate_simple_self_signed(vec!["vpn.example.test".into()]).unwrap();
+        let (certificate, key) = (dir.join("gw.crt"), dir.join("gw.key"));
+        std::fs::write(&certificate, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        VisitorMode {
+            listen: vec![],
+            certificate,
+            key,
+            https_backend: backend,
+            server_names: vec!["vpn.example.test".into()],
+            alpn: "rampart-ike".into(),
+        }
+    }
+
+    #[test]
+    fn routes_by_alpn_then_name_then_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: SocketAddr = "127.0.0.1:8443".parse().unwrap();
+        let router = Router::new(&visitor(dir.path(), Some(backend))).unwrap();
+        let hello = |name: Option<&str>, alpn: &[&str]| ClientHello {
+            server_name: name.map(str::to_owned),
+            alpn: alpn.iter().map(|a| a.as_bytes().to_vec()).collect(),
+        };
+        let ike = hello(Some("www.example.test"), &["h2", "rampart-ike"]);
+        assert_eq!(router.route(&ike), Route::VisitorAlpn);
+        let by_name = hello(Some("VPN.example.test."), &["h2"]);
+        assert_eq!(router.route(&by_name), Route::VisitorName);
+        let browser = hello(Some("www.example.test"), &["h2", "http/1.1"]);
+        assert_eq!(router.route(&browser), Route::Backend(backend));
+        assert_eq!(router.route(&hello(None, &[])), Route::Backend(backend));
+        let closing = Router::new(&visitor(dir.path(), None)).unwrap();
+        assert_eq!(closing.route(&browser), Route::Close);
+    }
+
+    #[test]
+    fn a_missing_key_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = visitor(dir.path(), None);
+        config.key = dir.path().join("absent.key");
+        let err = Router::new(&config).unwrap_err().to_string();
+        assert!(err.starts_with("Visitor Mode TLS: key "), "{err}");
+        assert!(err.contains("absent.key"), "{err}");
+    }
+
     #[tokio::test]
     async fn rewind_reads_the_prefix_then_the_stream() {
         let (a, mut b) = tokio::io::duplex(64);
