@@ -489,8 +489,8 @@ mod tests {
 
     #[test]
     fn ra_status_command() {
-        let cli = Cli::try_parse_from(["rampart", "ra", "status", "--json", "-s", "/r/g.sock"])
-            .unwrap();
+        let cli =
+            Cli::try_parse_from(["rampart", "ra", "status", "--json", "-s", "/r/g.sock"]).unwrap();
         match cli.command {
             Command::Ra(a) => {
                 assert_eq!(a.command.request(), "ra status");

@@ -173,13 +173,20 @@ mod tests {
     #[test]
     fn errors_and_empty() {
         assert_eq!(
-            render(RaCommand::Status, false, r#"{"error":"no [remote_access] on this gateway"}"#),
+            render(
+                RaCommand::Status,
+                false,
+                r#"{"error":"no [remote_access] on this gateway"}"#
+            ),
             Err("no [remote_access] on this gateway".into())
         );
         assert!(render(RaCommand::Status, false, "{}")
             .unwrap_err()
             .contains("no \"clients\""));
         let text = render(RaCommand::Status, false, r#"{"pools":[],"clients":[]}"#).unwrap();
-        assert_eq!(text, "remote access  no address pool\nclients  none connected\n");
+        assert_eq!(
+            text,
+            "remote access  no address pool\nclients  none connected\n"
+        );
     }
 }

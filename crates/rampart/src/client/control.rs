@@ -68,11 +68,9 @@ impl ControlServer {
             };
             let (shared, node_socket, stop) = (shared.clone(), node_socket.clone(), stop.clone());
             tokio::spawn(async move {
-                let _ = tokio::time::timeout(
-                    TIMEOUT,
-                    serve_one(stream, &shared, &node_socket, &stop),
-                )
-                .await;
+                let _ =
+                    tokio::time::timeout(TIMEOUT, serve_one(stream, &shared, &node_socket, &stop))
+                        .await;
             });
         }
     }

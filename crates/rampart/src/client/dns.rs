@@ -79,7 +79,8 @@ mod tests {
     #[test]
     fn resolv_conf_text() {
         let mut s = settings(false);
-        s.servers.extend(["10.1.0.54", "10.1.0.55"].map(|a| a.parse::<IpAddr>().unwrap()));
+        s.servers
+            .extend(["10.1.0.54", "10.1.0.55"].map(|a| a.parse::<IpAddr>().unwrap()));
         assert_eq!(
             resolv_conf("corp", &s),
             "# written by rampart client corp while connected; the original is restored on exit\n\

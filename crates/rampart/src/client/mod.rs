@@ -7,6 +7,7 @@
 //!   client running it restores whatever a killed one left ([`state`]).
 //! - `status` reads the control socket.
 
+pub mod attach;
 pub mod control;
 pub mod daemon;
 pub mod dns;
@@ -18,10 +19,10 @@ pub mod session;
 pub mod shell;
 pub mod state;
 pub mod status;
-pub mod transport;
 pub mod system;
+pub mod transport;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -136,7 +137,7 @@ fn down(select: &ClientSelectArgs) -> ExitCode {
 }
 
 /// No client answers: undo what a killed one left.
-fn cleanup_only(name: &str, state: &PathBuf) -> ExitCode {
+fn cleanup_only(name: &str, state: &Path) -> ExitCode {
     if !state.exists() {
         println!("client {name}: not running, nothing to restore");
         return ExitCode::SUCCESS;

@@ -48,11 +48,9 @@ pub async fn serve(listener: TcpListener, text: String) {
         let text = text.clone();
         tokio::spawn(async move {
             let mut request = [0u8; 2048];
-            let read = tokio::time::timeout(
-                std::time::Duration::from_secs(5),
-                stream.read(&mut request),
-            )
-            .await;
+            let read =
+                tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut request))
+                    .await;
             if !matches!(read, Ok(Ok(n)) if n > 0) {
                 return;
             }
@@ -100,7 +98,9 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let task = tokio::spawn(serve(listener, "PACTEXT".into()));
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /proxy.pac HTTP/1.0\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /proxy.pac HTTP/1.0\r\n\r\n")
+            .await
+            .unwrap();
         let mut answer = String::new();
         s.read_to_string(&mut answer).await.unwrap();
         assert!(answer.starts_with("HTTP/1.0 200 OK\r\n"), "{answer}");

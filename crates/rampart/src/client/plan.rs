@@ -268,7 +268,9 @@ mod tests {
         let mut r = reply(&["10.1.0.0/16"]);
         r.ip4_dns.clear();
         let changes = plan(&r, &input(&o, DnsBackend::ResolvConf));
-        assert!(!changes.iter().any(|c| matches!(c, Change::ResolvConf { .. })));
+        assert!(!changes
+            .iter()
+            .any(|c| matches!(c, Change::ResolvConf { .. })));
     }
 
     #[test]

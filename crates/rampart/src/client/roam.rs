@@ -77,10 +77,9 @@ pub fn judge(
     match nudge {
         // A stream (TCP/TLS) rarely survives a suspend (the NAT or the server dropped it);
         // UDP is checked by the liveness timer and NAT keepalives instead.
-        Nudge::Resumed(slept) if stream => Verdict::Reconnect(format!(
-            "resumed after {} s asleep",
-            slept.as_secs()
-        )),
+        Nudge::Resumed(slept) if stream => {
+            Verdict::Reconnect(format!("resumed after {} s asleep", slept.as_secs()))
+        }
         Nudge::Resumed(slept) if slept >= Duration::from_secs(60) => Verdict::Reconnect(format!(
             "resumed after {} s asleep (the gateway has likely dropped the SA)",
             slept.as_secs()

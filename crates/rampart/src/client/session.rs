@@ -3,9 +3,9 @@
 //! 1. Bind the control socket (refused when the same connection already runs), clean up what a
 //!    crashed run left ([`Shell::start`]).
 //! 2. Captive-portal probe: while a portal answers, say so and wait.
-//! 3. Transport ([`super::transport`]): UDP first with the real IKE engine; when it has not
-//!    heard the gateway after a short delay, TCP and TLS (directly, then through proxies) race
-//!    in parallel and the first stream wins.
+//! 3. Transport ([`super::transport`]): the ladder probes UDP first; when the gateway has not
+//!    answered after a short delay, TCP and TLS (directly, then through proxies) race in
+//!    parallel, and the ladder picks the winner.
 //! 4. The node (`profile.node_config` + `rampart_node::Gateway`) and its I/O (TUN, UDP, the
 //!    attached stream) run in the gateway's event loop; the node's
 //!    `VirtualAddress`/`VirtualAddressLost` go to the [`Shell`].
@@ -17,10 +17,9 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rampart_config::{ClientProfile, ClientTransport};
+use rampart_config::ClientProfile;
 use rampart_crypto::Rng;
 use rampart_io::runtime::Io;
-use rampart_io::stream::StreamEvent;
 use rampart_node::{Gateway, Output};
 use tokio::sync::{mpsc, watch};
 
@@ -31,7 +30,7 @@ use super::control::{ControlServer, Shared};
 use super::roam::{self, PathView, Verdict, Watcher};
 use super::shell::{Shell, ShellConfig};
 use super::status::{ClientState, ClientStatus};
-use super::transport::{self, Chosen, UdpReport, Win};
+use super::transport::{self, Chosen};
 
 /// How long one attempt may take from the transport being chosen to the address being
 /// assigned, before it counts as failed.
@@ -109,7 +108,7 @@ async fn session(profile: ClientProfile) -> Result<(), String> {
             let _ = stop_tx.send(true);
         });
     }
-    let node_socket = profile.state_dir.join(format!("{}.sock", profile.name));
+    let node_socket = profile.status_socket();
     let control_task = tokio::spawn(control.serve(shared.clone(), node_socket, stop_tx));
     let mut shell = Shell::start(config, shared.clone()).await?;
     let result = connect_loop(&profile, &mut shell, &shared, stop).await;
@@ -257,79 +256,41 @@ async fn attempt(
     watcher: &mut Watcher,
     stop: &mut watch::Receiver<bool>,
 ) -> End {
-    let endpoints = match transport::endpoints(profile, gateway).await {
-        Ok(e) => e,
-        Err(e) => return End::Failed(e),
+    let started = Instant::now();
+    let local = match shell.system().route_to(gateway).await {
+        Ok((_, Some(source))) => source,
+        Ok((route, None)) => {
+            return End::Failed(format!(
+                "no source address towards the gateway {gateway} (route via {})",
+                route.dev
+            ))
+        }
+        Err(e) => return End::Failed(e.to_string()),
     };
+    let choices = transport::proxies(profile, local).await;
+    let endpoints = transport::endpoints(gateway, &choices).await;
     if let Err(e) = shell.set_outer(&endpoints).await {
         return End::Failed(e);
     }
-    let udp = profile.transports.contains(&ClientTransport::Udp);
-    let started = Instant::now();
-    let (udp_tx, udp_rx) = mpsc::unbounded_channel();
-    let mut race = Some(tokio::spawn(transport::race(profile.clone(), gateway, udp_rx)));
-    let chosen = if udp {
-        let local = match shell.system().route_to(gateway).await {
-            Ok((_, Some(source))) => source,
-            Ok((route, None)) => {
-                abort(&mut race);
-                return End::Failed(format!(
-                    "no source address for the gateway {gateway} (route via {})",
-                    route.dev
-                ));
-            }
-            Err(e) => {
-                abort(&mut race);
-                return End::Failed(e.to_string());
-            }
-        };
-        let chosen = Chosen::udp(local, gateway);
-        let udp_tx = Some(udp_tx);
-        match run_node(profile, chosen, shell, shared, watcher, stop, &mut race, udp_tx, started)
-            .await
-        {
-            Run::Ended(end) => {
-                abort(&mut race);
-                return end;
-            }
-            Run::Switch(stream) => stream,
-        }
-    } else {
-        drop(udp_tx);
-        let Some(task) = race.take() else {
-            return End::Failed("no transport".into());
-        };
-        let won = tokio::select! {
-            r = task => r.unwrap_or_else(|e| Err(format!("transport task failed: {e}"))),
-            _ = stop.changed() => return End::Stop,
-        };
-        match won {
-            Ok(Win::Stream(chosen)) => chosen,
-            Ok(Win::Udp(_)) => return End::Failed("the ladder chose UDP, which is not allowed".into()),
-            Err(e) => return End::Failed(e),
-        }
+    let chosen = tokio::select! {
+        r = transport::run_ladder(profile, gateway, local, &choices) => r,
+        _ = stop.changed() => return End::Stop,
     };
-    match run_node(profile, chosen, shell, shared, watcher, stop, &mut None, None, started).await {
-        Run::Ended(end) => end,
-        Run::Switch(_) => End::Failed("a second transport switch".into()),
-    }
+    let chosen = match chosen {
+        Ok(c) => c,
+        Err(e) => return End::Failed(e),
+    };
+    tracing::info!(
+        "client {}: transport {} chosen in {} ms ({})",
+        profile.name,
+        chosen.name(),
+        started.elapsed().as_millis(),
+        chosen.reason
+    );
+    run_node(profile, chosen, shell, shared, watcher, stop, started).await
 }
 
-fn abort(race: &mut Option<tokio::task::JoinHandle<Result<Win, String>>>) {
-    if let Some(task) = race.take() {
-        task.abort();
-    }
-}
-
-enum Run {
-    Ended(End),
-    /// UDP heard nothing while the ladder chose a stream: switch to it.
-    Switch(Chosen),
-}
-
-/// Runs the node and its I/O over `chosen` until the attempt ends. For UDP, the answer of the
-/// gateway is reported to the ladder (`udp`); a stream the ladder chooses instead ends the
-/// run with [`Run::Switch`].
+/// Runs the node and its I/O over `chosen` until the attempt ends.
 #[allow(clippy::too_many_arguments)]
 async fn run_node(
     profile: &ClientProfile,
@@ -338,17 +299,14 @@ async fn run_node(
     shared: &Shared,
     watcher: &mut Watcher,
     stop: &mut watch::Receiver<bool>,
-    race: &mut Option<tokio::task::JoinHandle<Result<Win, String>>>,
-    udp: Option<mpsc::UnboundedSender<UdpReport>>,
     started: Instant,
-) -> Run {
+) -> End {
     let config = profile.node_config(chosen.local.ip(), chosen.remote.ip(), chosen.transport);
-    let node_socket = config.gateway.status_socket.clone();
     let (out_tx, mut outputs) = mpsc::unbounded_channel::<Output>();
-    let (stream_tx, mut stream_events) = mpsc::unbounded_channel::<StreamEvent>();
+    let (stream_tx, mut stream_closed) = mpsc::unbounded_channel::<String>();
     let mut io = match Io::open(&config) {
         Ok(io) => io,
-        Err(e) => return Run::Ended(End::Failed(e.to_string())),
+        Err(e) => return End::Failed(e.to_string()),
     };
     io.client_outputs = Some(out_tx);
     let is_stream = chosen.stream.is_some();
@@ -356,13 +314,14 @@ async fn run_node(
     if let Some(stream) = chosen.stream {
         let local = SocketAddr::new(chosen.local.ip(), config.gateway.nat_t_port);
         let remote = SocketAddr::new(chosen.remote.ip(), config.gateway.nat_t_port);
-        io.stream_events = Some(stream_tx);
-        io.attach_stream(local, remote, stream);
+        if let Err(e) = super::attach::attach(&mut io, local, remote, stream, stream_tx) {
+            return End::Failed(e);
+        }
     }
     let tun_index = io.tun.index();
     let mut node = match Gateway::new(config, Instant::now(), Rng::from_os()) {
         Ok(n) => n,
-        Err(e) => return Run::Ended(End::Failed(format!("cannot start the IKE engine: {e}"))),
+        Err(e) => return End::Failed(format!("cannot start the IKE engine: {e}")),
     };
     let path_before = shell
         .system()
@@ -406,11 +365,8 @@ async fn run_node(
     let device = profile.device.clone();
     let control = async {
         let mut assigned = false;
-        let mut udp_answered = is_stream || udp.is_none();
         let mut lost_at: Option<tokio::time::Instant> = None;
         let assign_deadline = tokio::time::Instant::now() + ASSIGN_TIMEOUT;
-        let mut udp_poll = tokio::time::interval(Duration::from_millis(25));
-        let mut stream_failure: Option<String> = None;
         let result = loop {
             let lost_deadline = lost_at.map(|t| t + LOST_GRACE);
             tokio::select! {
@@ -418,7 +374,7 @@ async fn run_node(
                     Output::VirtualAddress { reply, .. } => {
                         lost_at = None;
                         if let Err(e) = shell.assigned(&reply).await {
-                            break Run::Ended(End::Failed(format!("cannot apply the assignment: {e}")));
+                            break End::Failed(format!("cannot apply the assignment: {e}"));
                         }
                         if !assigned {
                             tracing::info!(
@@ -431,7 +387,6 @@ async fn run_node(
                             );
                         }
                         assigned = true;
-                        udp_answered = true;
                         set(shared, |s| {
                             s.set_state(ClientState::Connected);
                             s.last_error = None;
@@ -445,52 +400,29 @@ async fn run_node(
                     }
                     _ => {}
                 },
-                Some(StreamEvent::Closed { reason, .. }) = stream_events.recv() => {
-                    break Run::Ended(reconnect_or_fail(assigned, format!("{transport} stream closed: {reason}")));
+                Some(reason) = stream_closed.recv() => {
+                    break reconnect_or_fail(assigned, format!("{transport} stream closed: {reason}"));
                 }
                 nudge = watcher.next(Some(tun_index)) => {
                     let now = shell.system().route_to(chosen.remote.ip()).await.ok().map(|(r, source)| PathView { via: r.via, dev: r.dev, source });
                     if let Some(before) = &path_before {
                         if let Verdict::Reconnect(why) = roam::judge(nudge, before, now.as_ref(), &device, is_stream) {
                             shell.forget_outer();
-                            break Run::Ended(End::Reconnect(why));
+                            break End::Reconnect(why);
                         }
                     }
                 }
-                _ = stop.changed() => break Run::Ended(End::Stop),
-                () = run_done.notified() => break Run::Ended(End::Failed("the event loop stopped".into())),
+                _ = stop.changed() => break End::Stop,
+                () = run_done.notified() => break End::Failed("the event loop stopped".into()),
                 () = tokio::time::sleep_until(assign_deadline), if !assigned => {
-                    break Run::Ended(End::Failed(format!(
-                        "no address from the gateway within {} s over {transport} (authentication refused or no answer: see the log above){}",
-                        ASSIGN_TIMEOUT.as_secs(),
-                        stream_failure.as_ref().map_or_else(String::new, |e| format!("; {e}"))
-                    )));
+                    break End::Failed(format!(
+                        "no address from the gateway within {} s over {transport} (authentication refused or no answer: see the log above)",
+                        ASSIGN_TIMEOUT.as_secs()
+                    ));
                 }
                 () = sleep_opt(lost_deadline) => {
-                    break Run::Ended(End::Reconnect(format!("the tunnel was not re-established within {} s", LOST_GRACE.as_secs())));
+                    break End::Reconnect(format!("the tunnel was not re-established within {} s", LOST_GRACE.as_secs()));
                 }
-                _ = udp_poll.tick(), if !udp_answered => {
-                    if transport::ike_answered(&node_socket).await {
-                        udp_answered = true;
-                        tracing::info!("client {}: UDP answered in {} ms", profile.name, started.elapsed().as_millis());
-                        if let Some(tx) = &udp {
-                            let _ = tx.send(UdpReport::Answered);
-                        }
-                    }
-                }
-                r = race_opt(race) => match r {
-                    Ok(Win::Udp(why)) => set(shared, |s| s.transport_reason = Some(why)),
-                    Ok(Win::Stream(stream)) if !assigned => {
-                        tracing::info!("client {}: UDP: no answer in {} ms; switching to {}", profile.name, started.elapsed().as_millis(), stream.name());
-                        break Run::Switch(stream);
-                    }
-                    Ok(Win::Stream(_)) => {}
-                    // Every other rung failed: UDP may still answer (slowly).
-                    Err(e) => {
-                        tracing::warn!("client {}: {e}; still waiting for UDP", profile.name);
-                        stream_failure = Some(e);
-                    }
-                },
             }
         };
         let _ = end_tx.send(());
@@ -501,9 +433,7 @@ async fn run_node(
     shell.lost().await;
     drop(io);
     match (loop_result, result) {
-        (Err(e), Run::Ended(End::Failed(_))) => {
-            Run::Ended(reconnect_or_fail(false, format!("I/O failed: {e}")))
-        }
+        (Err(e), End::Failed(_)) => End::Failed(format!("I/O failed: {e}")),
         (_, result) => result,
     }
 }
@@ -519,22 +449,6 @@ fn reconnect_or_fail(assigned: bool, why: String) -> End {
 async fn sleep_opt(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The race's result once it is finished; pending while there is none.
-async fn race_opt(
-    race: &mut Option<tokio::task::JoinHandle<Result<Win, String>>>,
-) -> Result<Win, String> {
-    match race.as_mut() {
-        Some(task) => {
-            let r = task
-                .await
-                .unwrap_or_else(|e| Err(format!("transport task failed: {e}")));
-            *race = None;
-            r
-        }
         None => std::future::pending().await,
     }
 }

@@ -246,9 +246,10 @@ impl Shell {
         };
         if dns != self.dns {
             // Same DNS change, other servers or domains: set it again.
-            for c in desired.iter().filter(|c| {
-                matches!(c, Change::Resolved { .. } | Change::ResolvConf { .. })
-            }) {
+            for c in desired
+                .iter()
+                .filter(|c| matches!(c, Change::Resolved { .. } | Change::ResolvConf { .. }))
+            {
                 if !make.contains(c) {
                     make.push(c.clone());
                 }

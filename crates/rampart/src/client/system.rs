@@ -8,7 +8,7 @@ use std::process::Stdio;
 
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_route::route::{RouteAttribute, RouteAddress, RouteScope};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteScope};
 use rtnetlink::{Handle, RouteMessageBuilder};
 use tokio::io::AsyncWriteExt;
 
@@ -130,7 +130,14 @@ impl System {
             }
             Change::Resolved { dev } => {
                 for args in dns::resolvectl_args(dev, &extras.dns) {
-                    run("resolvectl", &args, None, "split DNS", "dns = \"resolv-conf\"").await?;
+                    run(
+                        "resolvectl",
+                        &args,
+                        None,
+                        "split DNS",
+                        "dns = \"resolv-conf\"",
+                    )
+                    .await?;
                 }
                 Ok(())
             }
@@ -239,7 +246,12 @@ impl System {
                 }
             }
             Change::Nft { table } => {
-                let args = ["delete".to_owned(), "table".into(), "inet".into(), table.clone()];
+                let args = [
+                    "delete".to_owned(),
+                    "table".into(),
+                    "inet".into(),
+                    table.clone(),
+                ];
                 match run("nft", &args, None, "the kill switch", "kill_switch = false").await {
                     Err(SystemError::Command { message, .. })
                         if message.contains("No such file or directory") =>
@@ -278,9 +290,7 @@ impl System {
         for attr in &route.attributes {
             match attr {
                 RouteAttribute::PrefSource(RouteAddress::Inet(a)) => source = Some(IpAddr::V4(*a)),
-                RouteAttribute::PrefSource(RouteAddress::Inet6(a)) => {
-                    source = Some(IpAddr::V6(*a))
-                }
+                RouteAttribute::PrefSource(RouteAddress::Inet6(a)) => source = Some(IpAddr::V6(*a)),
                 RouteAttribute::Gateway(RouteAddress::Inet(a)) => via = Some(IpAddr::V4(*a)),
                 RouteAttribute::Gateway(RouteAddress::Inet6(a)) => via = Some(IpAddr::V6(*a)),
                 RouteAttribute::Oif(i) => oif = Some(*i),

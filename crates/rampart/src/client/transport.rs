@@ -1,22 +1,22 @@
-//! Choosing how the tunnel reaches the gateway, with `rampart_connect`'s sans-IO transport
-//! ladder. UDP is tried with the real IKE engine (the session watches for the gateway's
-//! IKE_SA_INIT answer and reports it as [`UdpReport::Answered`]); the stream rungs run here:
-//! RFC 9329 TCP and Visitor Mode TLS directly, a little after UDP, then the same through each
-//! HTTP CONNECT proxy (explicit, environment or PAC), or at once when the earlier rungs
-//! failed. The ladder picks the winner and says why; the reason is shown in the status.
+//! Choosing how the tunnel reaches the gateway: `rampart_connect`'s transport ladder run by
+//! `rampart_connect::drive` (a payload-less IKE_SA_INIT probe on UDP; RFC 9329 TCP and Visitor
+//! Mode TLS directly a little later; then the same through each HTTP CONNECT proxy from the
+//! profile, the environment or a PAC file; or at once when the earlier rungs failed). The
+//! ladder picks the winner and says why; the reason is shown in the status.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rampart_config::{ClientProfile, ClientTransport, ProxySetting};
-use rampart_connect::ladder::{Action, Ladder, LadderConfig, Outcome, Rung, Transport};
-use rampart_connect::{ConnectPlan, Connected, Credentials, Proxy, ProxyChoice, Roots, TlsSettings};
-use tokio::sync::mpsc;
-use rampart_io::stream::BoxStream;
+use rampart_connect::drive::{self, Targets, Won};
+use rampart_connect::ladder::{LadderConfig, Transport};
+use rampart_connect::BoxStream;
+use rampart_connect::{Credentials, Proxy, ProxyChoice, Roots, TlsSettings};
 
 /// IKE's port on UDP (the engine moves to NAT-T by itself).
 pub const IKE_PORT: u16 = 500;
+/// How long a PAC file may take to load.
+pub const PAC_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The transport a tunnel runs over.
 pub struct Chosen {
@@ -75,8 +75,8 @@ pub async fn resolve(host: &str) -> Result<IpAddr, String> {
         .ok_or_else(|| format!("the gateway {host} has no address"))
 }
 
-/// The ordered proxy list for the profile (always ending with what to do without one).
-pub async fn proxies(profile: &ClientProfile) -> Vec<ProxyChoice> {
+/// The ordered proxy list for the profile. `my_ip` is `myIpAddress()` for a PAC script.
+pub async fn proxies(profile: &ClientProfile, my_ip: IpAddr) -> Vec<ProxyChoice> {
     let port = profile.visitor_port;
     match &profile.proxy {
         ProxySetting::None => vec![ProxyChoice::Direct],
@@ -101,36 +101,61 @@ pub async fn proxies(profile: &ClientProfile) -> Vec<ProxyChoice> {
         ProxySetting::Pac {
             location,
             credentials,
-        } => {
-            let url = format!("https://{}:{port}/", profile.gateway);
-            match rampart_connect::pac::find_proxy(location, &url, &profile.gateway).await {
-                Ok(mut list) => {
-                    if let Some((user, password)) = credentials {
-                        for choice in &mut list {
-                            if let ProxyChoice::Proxy(p) = choice {
-                                p.credentials.get_or_insert_with(|| Credentials {
-                                    user: user.clone(),
-                                    password: password.to_string(),
-                                });
-                            }
+        } => match pac_proxies(profile, location, my_ip).await {
+            Ok(mut list) => {
+                if let Some((user, password)) = credentials {
+                    for choice in &mut list {
+                        if let ProxyChoice::Proxy(p) = choice {
+                            p.credentials.get_or_insert_with(|| Credentials {
+                                user: user.clone(),
+                                password: password.to_string(),
+                            });
                         }
                     }
-                    list
                 }
-                Err(e) => {
-                    tracing::warn!("PAC {location}: {e}; connecting directly");
-                    vec![ProxyChoice::Direct]
-                }
+                list
             }
-        }
+            Err(e) => {
+                tracing::warn!("PAC {location}: {e}; connecting directly");
+                vec![ProxyChoice::Direct]
+            }
+        },
     }
+}
+
+/// Loads the PAC file and evaluates it for the gateway's Visitor Mode URL.
+async fn pac_proxies(
+    profile: &ClientProfile,
+    location: &str,
+    my_ip: IpAddr,
+) -> Result<Vec<ProxyChoice>, String> {
+    let source = rampart_connect::pac::load(location, PAC_TIMEOUT).await?;
+    let pac = rampart_connect::pac::Pac::parse(&source).map_err(|e| e.to_string())?;
+    let host = profile.gateway.clone();
+    let url = format!(
+        "https://{}/",
+        rampart_connect::http::authority(&host, profile.visitor_port)
+    );
+    tokio::task::spawn_blocking(move || {
+        let resolve = |name: &str| -> Option<IpAddr> {
+            use std::net::ToSocketAddrs;
+            (name, 0u16).to_socket_addrs().ok()?.next().map(|a| a.ip())
+        };
+        let env = rampart_connect::pac::PacEnv {
+            my_ip,
+            resolve: &resolve,
+        };
+        pac.find_proxy(&env, &url, &host).map_err(|e| e.to_string())
+    })
+    .await
+    .map_err(|e| e.to_string())?
 }
 
 /// Every address the tunnel may leave to: the gateway and the proxies (kill switch, host
 /// routes).
-pub async fn endpoints(profile: &ClientProfile, gateway: IpAddr) -> Result<Vec<IpAddr>, String> {
+pub async fn endpoints(gateway: IpAddr, choices: &[ProxyChoice]) -> Vec<IpAddr> {
     let mut out = vec![gateway];
-    for choice in proxies(profile).await {
+    for choice in choices {
         if let ProxyChoice::Proxy(p) = choice {
             match resolve(&p.host).await {
                 Ok(ip) if !out.contains(&ip) => out.push(ip),
@@ -139,22 +164,7 @@ pub async fn endpoints(profile: &ClientProfile, gateway: IpAddr) -> Result<Vec<I
             }
         }
     }
-    Ok(out)
-}
-
-/// What the session tells the race about its UDP attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UdpReport {
-    /// The gateway answered IKE_SA_INIT over UDP.
-    Answered,
-}
-
-/// The race's winner.
-pub enum Win {
-    /// UDP (the session's running attempt), with the ladder's reason.
-    Udp(String),
-    /// A connected stream.
-    Stream(Chosen),
+    out
 }
 
 fn ladder_transport(t: ClientTransport) -> Transport {
@@ -173,6 +183,15 @@ pub fn ladder_config(
     transports: &[ClientTransport],
     choices: &[ProxyChoice],
 ) -> Option<(LadderConfig, Vec<Proxy>)> {
+    ladder_config_with(transports, choices, super::attach::STREAMS)
+}
+
+/// [`ladder_config`], with or without stream rungs (`streams`: the I/O layer can carry them).
+pub fn ladder_config_with(
+    transports: &[ClientTransport],
+    choices: &[ProxyChoice],
+    streams: bool,
+) -> Option<(LadderConfig, Vec<Proxy>)> {
     let proxies: Vec<Proxy> = choices
         .iter()
         .filter_map(|c| match c {
@@ -181,7 +200,12 @@ pub fn ladder_config(
         })
         .collect();
     let direct = choices.contains(&ProxyChoice::Direct);
-    let ts: Vec<Transport> = transports.iter().copied().map(ladder_transport).collect();
+    let ts: Vec<Transport> = transports
+        .iter()
+        .copied()
+        .filter(|t| streams || *t == ClientTransport::Udp)
+        .map(ladder_transport)
+        .collect();
     let mut config = LadderConfig::standard(&ts, proxies.len())?;
     if !direct {
         config
@@ -191,158 +215,58 @@ pub fn ladder_config(
     (!config.rungs.is_empty()).then_some((config, proxies))
 }
 
-fn plan(profile: &ClientProfile, rung: &Rung, proxies: &[Proxy]) -> ConnectPlan {
-    let proxy = rung.proxy.and_then(|i| proxies.get(i).cloned());
-    let (port, tls) = match rung.transport {
-        Transport::Tls => (
-            profile.visitor_port,
-            Some(TlsSettings {
-                server_name: profile
-                    .tls_server_name
-                    .clone()
-                    .unwrap_or_else(|| profile.gateway.clone()),
-                alpn: vec![profile.alpn.clone()],
-                roots: profile
-                    .tls_ca
-                    .clone()
-                    .map_or(Roots::System, Roots::CaFile),
-            }),
-        ),
-        _ => (profile.tcp_port, None),
-    };
-    ConnectPlan {
-        host: profile.gateway.clone(),
-        port,
-        proxy,
-        tls,
-        timeout: rung.timeout,
-    }
-}
-
-/// Runs the transport ladder: stream attempts here, the UDP attempt in the session (which
-/// reports on `udp`). Ends with the ladder's choice or every rung's failure.
-pub async fn race(
-    profile: ClientProfile,
+/// Runs the ladder for `profile` towards `gateway`, with `choices` from [`proxies`].
+pub async fn run_ladder(
+    profile: &ClientProfile,
     gateway: IpAddr,
-    mut udp: mpsc::UnboundedReceiver<UdpReport>,
-) -> Result<Win, String> {
-    let choices = proxies(&profile).await;
-    let Some((config, proxies)) = ladder_config(&profile.transports, &choices) else {
+    local: IpAddr,
+    choices: &[ProxyChoice],
+) -> Result<Chosen, String> {
+    let Some((config, proxies)) = ladder_config(&profile.transports, choices) else {
         return Err("the profile allows no transport".into());
     };
-    let rungs = config.rungs.clone();
-    let udp_rung = rungs.iter().position(|r| r.transport == Transport::Udp);
-    let mut ladder = Ladder::new(config);
-    ladder.start(Instant::now());
-    let (results_tx, mut results) = mpsc::unbounded_channel();
-    let mut tasks: Vec<Option<tokio::task::JoinHandle<()>>> = (0..rungs.len()).map(|_| None).collect();
-    let mut connected: Vec<Option<(Connected, u16)>> = (0..rungs.len()).map(|_| None).collect();
-    let mut udp_open = true;
-    loop {
-        while let Some(action) = ladder.poll_action() {
-            match action {
-                Action::Start(id) if Some(id) == udp_rung => {}
-                Action::Start(id) => {
-                    let plan = plan(&profile, &rungs[id], &proxies);
-                    let tx = results_tx.clone();
-                    tasks[id] = Some(tokio::spawn(async move {
-                        let r = rampart_connect::connect(&plan).await;
-                        let _ = tx.send((id, r, plan.port));
-                    }));
-                }
-                Action::Cancel(id) => {
-                    if let Some(t) = tasks[id].take() {
-                        t.abort();
-                    }
-                    connected[id] = None;
-                }
-                Action::Done(Outcome::Chosen { rung, why }) => {
-                    for t in tasks.iter_mut().filter_map(Option::take) {
-                        t.abort();
-                    }
-                    if Some(rung) == udp_rung {
-                        return Ok(Win::Udp(why));
-                    }
-                    let Some((c, port)) = connected[rung].take() else {
-                        return Err(format!("the ladder chose {} but its stream is gone", rungs[rung]));
-                    };
-                    return Ok(Win::Stream(Chosen {
-                        transport: match rungs[rung].transport {
-                            Transport::Tls => ClientTransport::Tls,
-                            _ => ClientTransport::Tcp,
-                        },
-                        local: c.local_addr,
-                        remote: SocketAddr::new(gateway, port),
-                        proxy: c.path.proxy.as_ref().map(|(p, _)| p.clone()),
-                        reason: format!("{why}; {}", c.path),
-                        stream: Some(Box::new(c.stream)),
-                    }));
-                }
-                Action::Done(Outcome::AllFailed(list)) => {
-                    return Err(format!(
-                        "no transport works: {}",
-                        list.iter()
-                            .map(|(id, why)| format!("{}: {why}", rungs[*id]))
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    ));
-                }
-            }
-        }
-        let deadline = ladder.poll_timeout();
-        tokio::select! {
-            Some((id, r, port)) = results.recv() => {
-                tasks[id] = None;
-                match r {
-                    Ok(c) => {
-                        tracing::info!("transport {}: {} connected", rungs[id], c.path);
-                        connected[id] = Some((c, port));
-                        ladder.on_success(Instant::now(), id);
-                    }
-                    Err(e) => {
-                        tracing::info!("transport {}: {e}", rungs[id]);
-                        ladder.on_failure(Instant::now(), id, e.to_string());
-                    }
-                }
-            }
-            report = udp.recv(), if udp_open => match (report, udp_rung) {
-                (Some(UdpReport::Answered), Some(id)) => ladder.on_success(Instant::now(), id),
-                (None, _) => udp_open = false,
-                _ => {}
+    let targets = Targets {
+        host: profile.gateway.clone(),
+        udp: Some(SocketAddr::new(gateway, IKE_PORT)),
+        udp_nat_t: false,
+        tcp_port: profile.tcp_port,
+        tls_port: profile.visitor_port,
+        tls: TlsSettings {
+            server_name: profile
+                .tls_server_name
+                .clone()
+                .unwrap_or_else(|| profile.gateway.clone()),
+            alpn: vec![profile.alpn.clone()],
+            roots: profile.tls_ca.clone().map_or(Roots::System, Roots::CaFile),
+        },
+        proxies,
+    };
+    let choice = drive::run(config, &targets)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(match choice.won {
+        Won::Udp(_) => Chosen {
+            reason: choice.why,
+            ..Chosen::udp(local, gateway)
+        },
+        Won::Stream(c) => Chosen {
+            transport: match choice.rung.transport {
+                Transport::Tls => ClientTransport::Tls,
+                _ => ClientTransport::Tcp,
             },
-            () = sleep_until(deadline) => ladder.handle_timeout(Instant::now()),
-        }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Whether the node's IKE SA heard the gateway (its responder SPI is known), read from the
-/// node's status socket.
-pub async fn ike_answered(node_socket: &Path) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::UnixStream::connect(node_socket).await else {
-        return false;
-    };
-    if s.write_all(b"status\n").await.is_err() {
-        return false;
-    }
-    let mut body = Vec::new();
-    if s.read_to_end(&mut body).await.is_err() {
-        return false;
-    }
-    let Ok(status) = serde_json::from_slice::<rampart_node::GatewayStatus>(&body) else {
-        return false;
-    };
-    status.peers.iter().any(|p| {
-        p.ike_sa
-            .as_ref()
-            .is_some_and(|sa| sa.spi_r.trim_start_matches('0') != "")
+            local: c.local_addr,
+            remote: SocketAddr::new(
+                gateway,
+                if choice.rung.transport == Transport::Tls {
+                    profile.visitor_port
+                } else {
+                    profile.tcp_port
+                },
+            ),
+            proxy: c.path.proxy.as_ref().map(|(p, _)| p.clone()),
+            reason: format!("{}; {}", choice.why, c.path),
+            stream: Some(Box::new(c.stream)),
+        },
     })
 }
 
@@ -366,8 +290,13 @@ mod tests {
     #[test]
     fn ladder_for_profiles_and_proxy_lists() {
         let proxy = ProxyChoice::Proxy(Proxy::from_url("http://p.example:3128").unwrap());
-        let all = [ClientTransport::Udp, ClientTransport::Tcp, ClientTransport::Tls];
-        let (config, proxies) = ladder_config(&all, &[proxy.clone(), ProxyChoice::Direct]).unwrap();
+        let all = [
+            ClientTransport::Udp,
+            ClientTransport::Tcp,
+            ClientTransport::Tls,
+        ];
+        let (config, proxies) =
+            ladder_config_with(&all, &[proxy.clone(), ProxyChoice::Direct], true).unwrap();
         assert_eq!(proxies.len(), 1);
         let names: Vec<String> = config.rungs.iter().map(ToString::to_string).collect();
         assert_eq!(
@@ -375,12 +304,19 @@ mod tests {
             ["udp", "tcp", "tls", "tls via proxy #1", "tcp via proxy #1"]
         );
         // A proxy list without DIRECT (PAC): UDP and the proxied streams only.
-        let (config, _) = ladder_config(&all, &[proxy]).unwrap();
+        let (config, _) = ladder_config_with(&all, std::slice::from_ref(&proxy), true).unwrap();
         let names: Vec<String> = config.rungs.iter().map(ToString::to_string).collect();
         assert_eq!(names, ["udp", "tls via proxy #1", "tcp via proxy #1"]);
         // UDP only, and nothing at all.
-        let (config, _) = ladder_config(&[ClientTransport::Udp], &[ProxyChoice::Direct]).unwrap();
+        let (config, _) =
+            ladder_config_with(&[ClientTransport::Udp], &[ProxyChoice::Direct], true).unwrap();
         assert_eq!(config.rungs.len(), 1);
-        assert!(ladder_config(&[], &[ProxyChoice::Direct]).is_none());
+        assert!(ladder_config_with(&[], &[ProxyChoice::Direct], true).is_none());
+        // Without stream support in the I/O layer: UDP only, and nothing for a TLS-only profile.
+        let (config, _) = ladder_config_with(&all, &[proxy], false).unwrap();
+        assert_eq!(config.rungs.len(), 1);
+        assert!(
+            ladder_config_with(&[ClientTransport::Tls], &[ProxyChoice::Direct], false).is_none()
+        );
     }
 }
