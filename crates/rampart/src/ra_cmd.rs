@@ -16,10 +16,18 @@ pub fn run(args: &RaArgs) -> ExitCode {
         socket: args.socket.clone(),
         json: args.json,
     };
-    let (answer, shown) = match ask(&status_args, &args.command.request()) {
+    let (mut answer, shown) = match ask(&status_args, &args.command.request()) {
         Ok(answered) => answered,
         Err(code) => return code,
     };
+    // A gateway whose status socket does not know `ra status` yet: the same document is the
+    // `remote_access` part of its status.
+    if answer.contains("unknown request") {
+        answer = match ask(&status_args, "status") {
+            Ok((status, _)) => from_status(&status),
+            Err(code) => return code,
+        };
+    }
     match render(args.command, args.json, &answer) {
         Ok(text) => {
             print!("{text}");
@@ -28,6 +36,19 @@ pub fn run(args: &RaArgs) -> ExitCode {
         Err(e) => {
             eprintln!("rampart: the gateway at {shown} answered: {e}");
             ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
+/// The `remote_access` part of a `status` document, or an error document.
+fn from_status(status: &str) -> String {
+    match serde_json::from_str::<Value>(status) {
+        Ok(v) => match v.get("remote_access") {
+            Some(ra @ Value::Object(_)) => ra.to_string(),
+            _ => serde_json::json!({ "error": "this gateway has no [remote_access]" }).to_string(),
+        },
+        Err(e) => {
+            serde_json::json!({ "error": format!("invalid status document: {e}") }).to_string()
         }
     }
 }
@@ -168,6 +189,18 @@ mod tests {
         );
         let json = render(RaCommand::Status, true, &doc.to_string()).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), doc);
+    }
+
+    #[test]
+    fn taken_from_a_status_document() {
+        let doc =
+            serde_json::json!({ "name": "gw", "remote_access": { "pools": [], "clients": [] } });
+        assert_eq!(
+            from_status(&doc.to_string()),
+            r#"{"clients":[],"pools":[]}"#
+        );
+        let doc = serde_json::json!({ "name": "gw", "remote_access": null });
+        assert!(from_status(&doc.to_string()).contains("no [remote_access]"));
     }
 
     #[test]
