@@ -199,7 +199,7 @@ fn rekey(secs: Option<u64>) -> String {
 }
 
 /// `3d4h`, `1h2m3s`, `45s`: the non-zero units, largest first.
-fn duration(secs: u64) -> String {
+pub(crate) fn duration(secs: u64) -> String {
     if secs == 0 {
         return "0s".into();
     }
