@@ -25,6 +25,7 @@ pub mod nat_follow;
 mod peers;
 pub mod policy;
 mod proposal;
+mod ra;
 mod retransmit;
 mod retry;
 mod sa;
@@ -45,10 +46,11 @@ pub use liveness::LivenessProbe;
 pub use nat_follow::{NatFollowStats, NatHint, NAT_CHECK_INTERVAL};
 pub use peers::PeerId;
 pub use policy::{
-    ClientAuth, Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RaClient,
-    RaGateway, RemoteAccess, RemoteAddress, StartAction,
+    CertVerify, ClientAuth, Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth,
+    PeerPolicy, RaClient, RaGateway, RemoteAccess, RemoteAddress, StartAction,
 };
 pub use proposal::{EspAlgs, IkeAlgs};
+pub use ra::RaLease;
 pub use sa::IkeSaStateKind;
 pub use spi::{SpiGenerator, MAX_MEMBER_ID};
 pub use state::{

@@ -57,6 +57,18 @@ pub enum PeerAuth {
     Psk,
     /// X.509 certificates, loaded and checked (the key belongs to the certificate).
     Cert(Box<rampart_pki::CertAuth>),
+    /// Only verifies the peer's certificate, holding none of its own: a remote-access client
+    /// that proves itself with EAP (`RaClient::eap`) and checks the gateway's certificate
+    /// against these CAs. Signing our own AUTH with it fails (the SA then fails).
+    Verify(Box<CertVerify>),
+}
+
+/// CAs (and CRLs) to verify a peer's certificate with, without a certificate of our own.
+#[derive(Debug, Clone)]
+pub struct CertVerify {
+    pub trust: rampart_pki::TrustStore,
+    /// Maps the engine's `Instant`s to wall-clock time for validity and CRL checks.
+    pub clock: rampart_pki::WallClock,
 }
 
 impl PeerAuth {
@@ -66,6 +78,7 @@ impl PeerAuth {
         match (self, other) {
             (PeerAuth::Psk, PeerAuth::Psk) => true,
             (PeerAuth::Cert(a), PeerAuth::Cert(b)) => a.same_material(b),
+            (PeerAuth::Verify(a), PeerAuth::Verify(b)) => a.trust == b.trust,
             _ => false,
         }
     }

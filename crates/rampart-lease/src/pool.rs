@@ -290,6 +290,22 @@ impl<K: Clone + Eq + Hash> Pool<K> {
         Ok(self.lease(off))
     }
 
+    /// Moves a live lease to another client id without changing its address or expiry (an
+    /// IKE SA rekeyed: the address stays with the client, under the new SA's id). Refused when
+    /// the pool does not hold `lease` for its client, or when `to` already holds a lease.
+    pub fn transfer(&mut self, lease: &Lease<K>, to: K) -> Result<Lease<K>, LeaseError> {
+        let off = self.holds(lease).ok_or(LeaseError(lease.address))?;
+        if self.by_client.contains_key(&to) {
+            return Err(LeaseError(lease.address));
+        }
+        self.by_client.remove(&lease.client);
+        self.by_client.insert(to.clone(), off);
+        if let Some(live) = self.live.get_mut(&off) {
+            live.client = to;
+        }
+        Ok(self.lease(off))
+    }
+
     /// Frees every lease whose expiry is at or before `now` and returns them (to log and to
     /// tear down what is left of those clients).
     pub fn expire(&mut self, now: Instant) -> Vec<Lease<K>> {

@@ -230,3 +230,24 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn transfer_keeps_the_address_under_a_new_client() {
+    let mut p = pool("10.9.0.0/29", &[]);
+    let now = Instant::now();
+    let a = p.allocate("old".into(), now).unwrap();
+    let b = p.allocate("other".into(), now).unwrap();
+    let moved = p.transfer(&a, "new".into()).unwrap();
+    assert_eq!(moved.address, a.address);
+    assert_eq!(moved.expires, a.expires);
+    assert_eq!(p.lease_of(&"new".to_string()), Some(moved.clone()));
+    assert_eq!(p.lease_of(&"old".to_string()), None);
+    // The old handle is gone; a taken target is refused.
+    assert!(p.transfer(&a, "x".into()).is_err());
+    assert!(p.transfer(&moved, "other".into()).is_err());
+    let st = p.status();
+    assert_eq!((st.in_use, st.allocations, st.releases), (2, 2, 0));
+    p.release(&moved).unwrap();
+    p.release(&b).unwrap();
+    assert_eq!(p.status().in_use, 0);
+}

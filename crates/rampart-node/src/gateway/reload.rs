@@ -122,6 +122,7 @@ impl Gateway {
             .collect();
         for (id, name) in gone {
             self.ike.remove_peer(now, id);
+            self.ra.forget(id);
             report.removed.push(name);
         }
         let mut start = Vec::new();
@@ -137,6 +138,7 @@ impl Gateway {
             };
             if domain_changed || !old.sa_relevant_eq(&peer) {
                 self.ike.remove_peer(now, id);
+                self.ra.forget(id);
                 start.push(self.ike.add_peer(peer));
                 report.reestablished.push(name);
             } else if same_other_settings(old, &peer) {
@@ -205,7 +207,7 @@ impl Gateway {
         };
         self.outputs
             .push_back(Output::Log(LogRecord::new(LogLevel::Info, event, summary)));
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.sync(now, &mut control);
         // Peer ids of re-established and added peers are new: entry points map again, and
         // injected routes of peers that are gone are withdrawn.
