@@ -180,6 +180,7 @@ impl Node for FakeNode {
             cluster: None,
             sync: None,
             mep: None,
+            remote_access: None,
         };
         // The stand-in reports its `handle_unreachable` calls as NAT hints.
         status.nat.hints = self.unreachable.len() as u64;

@@ -713,6 +713,7 @@ cluster hq  high-availability  member 2  active (member 1 dead)  failovers 1
             icmp: Default::default(),
             cluster: None,
             mep: None,
+            remote_access: None,
             sync: None,
         };
         let text = render(&status);

@@ -139,7 +139,7 @@ impl Validator<'_, '_> {
                 (Some((user, _)), _) if user.contains('@') => Some(Identity::Email(user.clone())),
                 (Some((user, _)), _) => Some(Identity::Fqdn(user.clone())),
                 (None, PeerAuth::Cert(c)) => Some(Identity::Dn(c.credentials.subject_der())),
-                (None, PeerAuth::Psk) => {
+                (None, PeerAuth::Psk | PeerAuth::Verify(_)) => {
                     self.missing(
                         sec,
                         "",
