@@ -37,7 +37,7 @@ fn charon_config(local: &str, gateway: &str, dir: &Path) -> CharonConfig {
     let mut cfg = CharonConfig::site_to_site(local, gateway, "dynamic", "0.0.0.0/0", "");
     cfg.conn = "ra".into();
     cfg.child = "ra".into();
-    cfg.extra_plugins = "eap-mschapv2 resolve".into();
+    cfg.extra_plugins = "eap-identity eap-mschapv2 resolve".into();
     cfg.charon_extra = format!(
         "plugins {{\n  resolve {{\n    file = {}/resolv.conf\n  }}\n}}\n",
         dir.display()
@@ -136,7 +136,7 @@ pub fn nameservers(charon_dir: &Path) -> Vec<String> {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().strip_prefix("nameserver"))
-        .map(|a| a.trim().to_string())
+        .filter_map(|a| a.split_whitespace().next().map(str::to_string))
         .collect()
 }
 

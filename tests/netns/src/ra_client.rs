@@ -75,7 +75,7 @@ impl ProfileToml {
             let _ = writeln!(s, "proxy_password = {}", q(p));
         }
         let _ = writeln!(s, "dns = \"off\"");
-        let _ = writeln!(s, "captive_portal = false");
+        let _ = writeln!(s, "captive_portal = \"off\"");
         let _ = writeln!(s, "device = {}", q(&self.device));
         let _ = writeln!(s, "state_dir = {}", q(&self.state_dir.to_string_lossy()));
         for line in self.extra.lines() {

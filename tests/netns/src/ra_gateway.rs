@@ -172,8 +172,7 @@ pub fn issue_gateway_cert(pki: &Pki) {
 
 /// `remote_access` of a status document: `(in_use, free, allocations, releases)` of the pool.
 pub fn pool_counters(status: &Value) -> Option<(u64, u64, u64, u64)> {
-    let ra = status.get("remote_access")?;
-    let pool = ra.get("pool").unwrap_or(ra);
+    let pool = status.get("remote_access")?.get("pools")?.get(0)?;
     Some((
         pool.get("in_use")?.as_u64()?,
         pool.get("free")?.as_u64()?,

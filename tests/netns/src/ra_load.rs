@@ -73,7 +73,14 @@ struct Client {
     report: ClientReport,
 }
 
-fn policy(local: IpAddr, gateway: IpAddr, id: &str, gw_id: &str, psk: &str) -> PeerPolicy {
+fn policy(
+    local: IpAddr,
+    gateway: IpAddr,
+    id: &str,
+    gw_id: &str,
+    psk: &str,
+    eap: Option<(String, String)>,
+) -> PeerPolicy {
     let ike: IkeProposal = IkeProposal {
         encr: "aes256gcm16".parse().expect("encr"),
         integ: None,
@@ -105,7 +112,7 @@ fn policy(local: IpAddr, gateway: IpAddr, id: &str, gw_id: &str, psk: &str) -> P
         replay_window: 1024,
         auth: PeerAuth::Psk,
         remote_access: RemoteAccess::Client(Arc::new(RaClient {
-            eap: None,
+            eap: eap.map(|(u, p)| (u, p.into())),
             small_first_proposal: false,
         })),
     }
@@ -127,6 +134,11 @@ fn engine_config() -> IkeConfig {
     }
 }
 
+/// The EAP user name of client `i` (with `--eap-password`).
+pub fn eap_user(i: usize) -> String {
+    format!("load-{i}")
+}
+
 fn bind(ip: IpAddr, port: u16) -> Result<UdpSocket, String> {
     let s =
         UdpSocket::bind(SocketAddr::new(ip, port)).map_err(|e| format!("bind {ip}:{port}: {e}"))?;
@@ -142,10 +154,12 @@ impl Client {
         gateway: IpAddr,
         gw_id: &str,
         psk: &str,
+        eap_password: Option<&str>,
     ) -> Result<Client, String> {
         let identity = format!("load-{i}.example");
+        let eap = eap_password.map(|p| (eap_user(i), p.to_string()));
         let mut ike = Ike::new(engine_config(), Rng::from_os());
-        let peer = ike.add_peer(policy(local, gateway, &identity, gw_id, psk));
+        let peer = ike.add_peer(policy(local, gateway, &identity, gw_id, psk, eap));
         Ok(Client {
             ike,
             peer,
@@ -315,7 +329,8 @@ fn run_until(
 }
 
 /// `ra-load --gateway IP --gateway-id ID --psk KEY --addrs A,B,... --up FILE --barrier FILE
-/// --done FILE [--timeout-secs N]`: brings every client up (report to `--up`), waits for the
+/// --done FILE [--timeout-secs N] [--eap-password P]`: the gateway authenticates with the PSK;
+/// clients with the PSK too, or with EAP-MSCHAPv2 as user `load-<i>` and password P. Brings every client up (report to `--up`), waits for the
 /// barrier file, deletes every IKE SA and writes `--done`.
 pub fn ra_load_main(args: &Args) -> Result<(), String> {
     let gateway: IpAddr = args.parse("gateway")?;
@@ -326,12 +341,13 @@ pub fn ra_load_main(args: &Args) -> Result<(), String> {
     let barrier = PathBuf::from(args.get("barrier")?);
     let done_file = PathBuf::from(args.get("done")?);
     let timeout = Duration::from_secs(args.parse_or("timeout-secs", 60u64)?);
+    let eap_password = args.opt("eap-password");
     crate::conn_load::raise_nofile(2 * addrs.len() as u64 + 64)?;
 
     let mut clients = addrs
         .iter()
         .enumerate()
-        .map(|(i, a)| Client::new(i, *a, gateway, gw_id, psk))
+        .map(|(i, a)| Client::new(i, *a, gateway, gw_id, psk, eap_password))
         .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     for c in &mut clients {
