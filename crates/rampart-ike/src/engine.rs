@@ -132,6 +132,7 @@ impl Ike {
         let policy = self.peers.remove(id)?;
         self.retries.clear(id);
         self.ra.pools.remove(&id);
+        self.ra.last_vip.remove(&id);
         let ids: Vec<IkeSaId> = self
             .sas
             .values()

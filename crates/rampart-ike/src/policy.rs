@@ -50,6 +50,18 @@ pub enum Identity {
     Dn(Vec<u8>),
 }
 
+/// The identity text that matches any peer identity (as in strongSwan): the default `remote_id`
+/// of a remote-access template, whose clients are told apart by their certificate or EAP user.
+pub const ANY_IDENTITY: &str = "%any";
+
+impl Identity {
+    /// `%any`: matches every identity the peer sends (never sent by us: a template only
+    /// responds, and its IDr is our own `local_id`).
+    pub fn is_any(&self) -> bool {
+        matches!(self, Identity::Fqdn(s) if s == ANY_IDENTITY)
+    }
+}
+
 /// How we and the peer authenticate (both sides the same way).
 #[derive(Debug, Clone)]
 pub enum PeerAuth {
@@ -264,13 +276,13 @@ pub enum ClientAuth {
     EapMschapv2(std::sync::Arc<rampart_eap::Credentials>),
 }
 
+/// Users files compare by content (hashes in constant time): reading an unchanged file again
+/// on reload is no change.
 impl PartialEq for ClientAuth {
     fn eq(&self, other: &ClientAuth) -> bool {
         match (self, other) {
             (ClientAuth::Peer, ClientAuth::Peer) => true,
-            (ClientAuth::EapMschapv2(a), ClientAuth::EapMschapv2(b)) => {
-                std::sync::Arc::ptr_eq(a, b)
-            }
+            (ClientAuth::EapMschapv2(a), ClientAuth::EapMschapv2(b)) => a == b,
             _ => false,
         }
     }

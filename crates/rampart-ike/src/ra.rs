@@ -13,7 +13,9 @@ use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rampart_lease::{Lease, Pool, PoolStatus};
-use rampart_wire::ike::{id_type, CfgReply, CfgRequest, ConfigPayload, Identification, Payload};
+use rampart_wire::ike::{
+    id_type, Ask, CfgReply, CfgRequest, ConfigPayload, Identification, Payload,
+};
 
 use crate::config::IkeSaId;
 use crate::engine::Ike;
@@ -49,12 +51,16 @@ pub(crate) struct HeldLease {
 #[derive(Debug, Default)]
 pub(crate) struct RaPools {
     pub pools: HashMap<PeerId, Pool<IkeSaId>>,
+    /// Client side: the last IPv4 address each remote-access peer assigned us, asked for
+    /// again on the next connection (the gateway gives it back when it is free).
+    pub last_vip: HashMap<PeerId, Ipv4Addr>,
 }
 
-/// What a remote-access client asks for in its first IKE_AUTH.
-pub(crate) fn client_request() -> Payload {
+/// What a remote-access client asks for in its first IKE_AUTH: an IPv4 address (`prefer`,
+/// the one it had, if any), DNS servers, subnets and split-DNS domains.
+pub(crate) fn client_request(prefer: Option<Ipv4Addr>) -> Payload {
     let req = CfgRequest {
-        ip4_address: rampart_wire::ike::Ask::Any,
+        ip4_address: prefer.map_or(Ask::Any, Ask::Prefer),
         ip4_dns: true,
         ip4_subnet: true,
         dns_domains: true,
@@ -215,7 +221,8 @@ impl Ike {
         }
     }
 
-    /// Leases an address to IKE SA `id` of `peer` for `client`. `None`: the pool is exhausted
+    /// Leases an address to IKE SA `id` of `peer` for `client` (`prefer`: the one it asks
+    /// for, granted when free). `None`: the pool is exhausted
     /// (or missing); `PoolExhausted` was reported.
     pub(crate) fn lease_address(
         &mut self,
@@ -223,8 +230,12 @@ impl Ike {
         id: IkeSaId,
         peer: PeerId,
         client: &str,
+        prefer: Option<IpAddr>,
     ) -> Option<IpAddr> {
-        let got = self.ra.pools.get_mut(&peer).map(|p| p.allocate(id, now));
+        let got = self.ra.pools.get_mut(&peer).map(|p| match prefer {
+            Some(a) => p.allocate_preferred(id, a, now),
+            None => p.allocate(id, now),
+        });
         let lease = match got {
             Some(Ok(l)) => l,
             Some(Err(e)) => {
@@ -256,6 +267,42 @@ impl Ike {
             renew_at: now + half,
         });
         Some(address)
+    }
+
+    /// An imported SA (another member's) continues with its client's address: taken from our
+    /// pool exactly (a conflict is logged; the SA then holds no lease here).
+    pub(crate) fn claim_lease(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        peer: PeerId,
+        l: &crate::state::RaLeaseState,
+    ) {
+        let claimed = self
+            .ra
+            .pools
+            .get_mut(&peer)
+            .map(|p| p.claim(id, l.address, now));
+        match claimed {
+            Some(Ok(lease)) => {
+                let half = lease.expires.saturating_duration_since(now) / 2;
+                if let Some(sa) = self.sas.get_mut(&id) {
+                    sa.ra_client = Some(l.client.clone());
+                    sa.lease = Some(HeldLease {
+                        pool: peer,
+                        lease,
+                        client: l.client.clone(),
+                        renew_at: now + half,
+                    });
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(ike_sa = id.0, client = %l.client, "remote access: imported lease not taken: {e}")
+            }
+            None => {
+                tracing::warn!(ike_sa = id.0, client = %l.client, "remote access: imported lease, but the peer has no pool")
+            }
+        }
     }
 
     /// Reports a lease that was just taken (after `IkeSaUp`, before the CHILD SA).

@@ -464,3 +464,173 @@ fn small_first_proposal_then_all_on_no_proposal_chosen() {
         .iter()
         .any(|e| matches!(e, IkeEvent::IkeSaDown { .. })));
 }
+
+#[test]
+fn full_tunnel_child_rekeys_keep_the_address_selectors() {
+    let mut g = gateway_policy(POOL, ClientAuth::Peer);
+    if let rampart_ike::RemoteAccess::Gateway(gw) = &g.remote_access {
+        let mut full = (**gw).clone();
+        full.routes.clear();
+        g.remote_access = rampart_ike::RemoteAccess::Gateway(std::sync::Arc::new(full));
+    }
+    let mut net = RaNet::new(g);
+    let c = net.connect(client_policy("192.0.2.1", None));
+    net.run(Duration::from_secs(2));
+    let first = |net: &RaNet| {
+        net.nodes[c]
+            .events
+            .iter()
+            .rev()
+            .find_map(|e| match e {
+                IkeEvent::ChildSaUp(k) => Some((k.child, k.local_ts.clone(), k.remote_ts.clone())),
+                _ => None,
+            })
+            .unwrap()
+    };
+    let (child, local, remote) = first(&net);
+    assert_eq!(local, gw_ts("10.99.0.1/32"));
+    assert_eq!(remote, gw_ts("0.0.0.0/0"));
+    // A rekey from either side keeps the selectors.
+    let now = net.now;
+    net.nodes[c].ike.rekey_child(now, child);
+    net.run(Duration::from_secs(2));
+    let (child2, local2, remote2) = first(&net);
+    assert_ne!(child2, child);
+    assert_eq!((local2, remote2), (local.clone(), remote.clone()));
+    assert_eq!(net.live_children(c), 1);
+    let gw_child = net.nodes[0]
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            IkeEvent::ChildSaUp(k) => Some(k.child),
+            _ => None,
+        })
+        .unwrap();
+    let now = net.now;
+    net.nodes[0].ike.rekey_child(now, gw_child);
+    net.run(Duration::from_secs(2));
+    let (child3, local3, remote3) = first(&net);
+    assert_ne!(child3, child2);
+    assert_eq!((local3, remote3), (local, remote));
+    assert_eq!(net.live_children(c), 1);
+}
+
+#[test]
+fn a_reconnecting_client_replaces_its_stale_sa_and_gets_its_address_back() {
+    let mut net = RaNet::new(gateway_policy(POOL, ClientAuth::Peer));
+    let other = net.connect(client_policy("192.0.2.9", None));
+    let c = net.connect(client_policy("192.0.2.1", None));
+    net.run(Duration::from_secs(15));
+    let mine = net.virtual_ip(c).unwrap();
+    // The client finds the gateway dead (without telling it) and connects again from the
+    // same address and identity: a new IKE SA with INITIAL_CONTACT, asking for its address.
+    let now = net.now;
+    let peer = net.nodes[c].peer;
+    let old: Vec<_> = net.nodes[0]
+        .ike
+        .ra_leases()
+        .iter()
+        .filter(|l| l.address == mine)
+        .map(|l| l.ike_sa)
+        .collect();
+    assert_eq!(old.len(), 1);
+    net.nodes[c].ike.peer_dead(now, peer);
+    net.run(Duration::from_secs(3));
+    let c2 = c;
+    assert_eq!(net.virtual_ip(c2), Some(mine));
+    assert_eq!(net.live_children(other), 1);
+    let leases = net.nodes[0].ike.ra_leases();
+    assert_eq!(leases.len(), 2, "{leases:?}");
+    assert!(!leases.iter().any(|l| old.contains(&l.ike_sa)));
+}
+
+#[test]
+fn an_exported_sa_carries_its_lease_to_another_member() {
+    let mut net = RaNet::new(gateway_policy(POOL, ClientAuth::Peer));
+    let c = net.connect(client_policy("192.0.2.1", None));
+    net.run(Duration::from_secs(2));
+    let vip = net.virtual_ip(c).unwrap();
+    let sa = net.nodes[0].ike.ra_leases()[0].ike_sa;
+    let st = net.nodes[0].ike.export_sa(net.now, sa).unwrap();
+    assert_eq!(st.ra_lease.as_ref().map(|l| l.address), Some(vip));
+    // A second member with the same template continues the SA and holds the address.
+    let (mut standby, _) = engine(
+        ike_config("10.2.0.0/16", gateway_policy(POOL, ClientAuth::Peer)),
+        77,
+    );
+    let id = standby.import_sa(net.now, st).unwrap();
+    let leases = standby.ra_leases();
+    assert_eq!(leases.len(), 1);
+    assert_eq!((leases[0].ike_sa, leases[0].address), (id, vip));
+    assert_eq!(leases[0].client, "client.example");
+    // Its pool never hands that address to anyone else.
+    let st = standby.ra_pools()[0].1;
+    assert_eq!((st.in_use, st.in_use + st.free), (1, st.size));
+    standby.forget_sa(id);
+    assert!(standby.ra_leases().is_empty());
+    assert_eq!(standby.ra_pools()[0].1.in_use, 0);
+}
+
+#[test]
+fn an_eap_client_finds_the_eap_template_behind_another_template() {
+    // A site-to-site template first, the remote-access one second.
+    let mut other = gateway_policy("10.98.0.0/24", ClientAuth::Peer);
+    other.name = "branches".into();
+    other.remote_access = rampart_ike::RemoteAccess::None;
+    other.remote_id = rampart_ike::policy::Identity::Fqdn("branch.example".into());
+    let mut cfg = ike_config("10.2.0.0/16", other);
+    cfg.peers
+        .push(gateway_policy(POOL, ClientAuth::EapMschapv2(users())));
+    let mut net = RaNet::new(gateway_policy(POOL, ClientAuth::Peer));
+    net.nodes[0].ike = engine(cfg, 9).0;
+    // The EAP user's IKE identity is not configured anywhere.
+    let mut pc = client_policy("192.0.2.1", Some(("alice", "wonderland")));
+    pc.local_id = rampart_ike::policy::Identity::Email("alice@laptop".into());
+    let c = net.connect(pc);
+    net.run(Duration::from_secs(3));
+    assert_eq!(net.virtual_ip(c), Some(addr("10.99.0.1")));
+    assert_eq!(net.live_children(c), 1);
+    assert_eq!(net.nodes[0].ike.ra_leases()[0].client, "alice");
+}
+
+/// A template with `remote_id = "%any"` serves every client whose certificate chain verifies,
+/// each under its own identity.
+#[test]
+fn any_identity_template_serves_clients_with_their_own_certificates() {
+    let year = Validity::days_from(NOW as i64, 365);
+    let root = Ca::new_root("RA Root", Algorithm::EcdsaP256, year).unwrap();
+    let gw = root
+        .issue(
+            "gw",
+            &[San::Dns("gw.example".into())],
+            Algorithm::EcdsaP256,
+            year,
+        )
+        .unwrap();
+    let mut g = gateway_policy(POOL, ClientAuth::Peer);
+    g.auth = cert_auth(&root, vec![gw.cert_der], &gw.key_pem);
+    g.psk = Vec::new().into();
+    g.remote_id = rampart_ike::Identity::Fqdn(rampart_ike::ANY_IDENTITY.into());
+    let mut net = RaNet::new(g);
+    let mut clients = Vec::new();
+    for (n, name) in ["alice.example", "bob.example"].iter().enumerate() {
+        let cl = root
+            .issue(
+                name,
+                &[San::Dns((*name).into())],
+                Algorithm::EcdsaP256,
+                year,
+            )
+            .unwrap();
+        let mut c = client_policy(&format!("192.0.2.{}", n + 1), None);
+        c.local_id = rampart_ike::Identity::Fqdn((*name).into());
+        c.auth = cert_auth(&root, vec![cl.cert_der], &cl.key_pem);
+        c.psk = Vec::new().into();
+        clients.push(net.connect(c));
+    }
+    net.run(Duration::from_secs(5));
+    let a = net.virtual_ip(clients[0]).expect("alice got an address");
+    let b = net.virtual_ip(clients[1]).expect("bob got an address");
+    assert_ne!(a, b);
+}

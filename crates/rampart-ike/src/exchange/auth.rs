@@ -1,11 +1,11 @@
 //! IKE_AUTH (RFC 7296 1.2, 2.15, 2.16, 2.19): identities, PSK / certificate / EAP
 //! authentication, the configuration payload of remote access and the first CHILD SA.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
-use rampart_wire::ike::{auth_method, exchange, notify as n, Identification, Payload};
+use rampart_wire::ike::{exchange, notify as n, Ask, Identification, Payload};
 
 use crate::config::IkeSaId;
 use crate::engine::{Ike, HALF_OPEN};
@@ -13,7 +13,6 @@ use crate::event::{DownReason, IkeEvent};
 use crate::exchange::create_child::NewChild;
 use crate::exchange::eap::{self, EapState, SharedCredentials};
 use crate::exchange::sig;
-use crate::keys::{self, ct_eq};
 use crate::msg::{self, notify};
 use crate::peers::PeerId;
 use crate::policy::{ClientAuth, PeerPolicy, RemoteAccess};
@@ -45,6 +44,7 @@ impl Ike {
         let Some(peer) = self.sas.get(&id).map(|s| s.peer) else {
             return;
         };
+        let prefer = self.ra.last_vip.get(&peer).copied();
         let first_contact = !self
             .sas
             .values()
@@ -113,7 +113,7 @@ impl Ike {
         payloads.push(Payload::IdR(msg::identification(&pc.remote_id)));
         payloads.extend(auth);
         if client.is_some() {
-            payloads.push(ra::client_request());
+            payloads.push(ra::client_request(prefer));
         }
         payloads.extend([
             Payload::Sa(proposal::esp_offer(
@@ -173,7 +173,7 @@ impl Ike {
 
     /// Refuses the initiator: AUTHENTICATION_FAILED (after `extra`), the SA is kept briefly
     /// to answer retransmissions.
-    fn auth_reject(
+    pub(crate) fn auth_reject(
         &mut self,
         now: Instant,
         id: IkeSaId,
@@ -219,9 +219,17 @@ impl Ike {
         let idi = msg::id_i(p).cloned();
         let algs = sa.algs;
         if sa.peer_by_id {
+            // No AUTH payload: the initiator wants EAP, which only an EAP gateway template
+            // offers (its IDi names nobody the configuration knows).
             let found = idi
                 .as_ref()
-                .and_then(|idi| self.match_peer_by_id(idi, algs));
+                .and_then(|idi| self.match_peer_by_id(idi, algs))
+                .or_else(|| {
+                    msg::auth(p)
+                        .is_none()
+                        .then(|| self.eap_template(algs))
+                        .flatten()
+                });
             if let (Some(peer), Some(sa)) = (found, self.sas.get_mut(&id)) {
                 sa.peer = peer;
             }
@@ -309,122 +317,12 @@ impl Ike {
         self.respond(now, id, exchange::IKE_AUTH, mid, &out, to);
     }
 
-    /// Responder: a later IKE_AUTH request while EAP runs, or the AUTH over the MSK after it.
-    fn auth_eap_request(
-        &mut self,
-        now: Instant,
-        id: IkeSaId,
-        mid: u32,
-        p: &[Payload],
-        to: (SocketAddr, SocketAddr),
-        st: EapState,
-    ) {
-        match st {
-            EapState::Server {
-                mut auth,
-                idi,
-                first,
-            } => {
-                let Some(packet) = eap::find(p) else {
-                    tracing::warn!(ike_sa = id.0, "IKE_AUTH: EAP payload missing");
-                    return self.auth_reject(now, id, mid, to, Vec::new());
-                };
-                match auth.handle(packet) {
-                    Ok(rampart_eap::AuthenticatorStep::Send(b)) => {
-                        if let Some(sa) = self.sas.get_mut(&id) {
-                            sa.eap = Some(Box::new(EapState::Server { auth, idi, first }));
-                        }
-                        self.respond(now, id, exchange::IKE_AUTH, mid, &[eap::payload(b)], to);
-                    }
-                    Ok(rampart_eap::AuthenticatorStep::Success { packet, msk, user }) => {
-                        tracing::info!(
-                            ike_sa = id.0,
-                            user,
-                            "EAP-MSCHAPv2 authentication succeeded"
-                        );
-                        if let Some(sa) = self.sas.get_mut(&id) {
-                            sa.eap = Some(Box::new(EapState::ServerDone {
-                                msk,
-                                user,
-                                idi,
-                                first,
-                            }));
-                        }
-                        self.respond(
-                            now,
-                            id,
-                            exchange::IKE_AUTH,
-                            mid,
-                            &[eap::payload(packet)],
-                            to,
-                        );
-                    }
-                    Ok(rampart_eap::AuthenticatorStep::Failure { packet, reason }) => {
-                        tracing::warn!(ike_sa = id.0, client = %ra::id_text(&idi), "IKE_AUTH: EAP-MSCHAPv2 authentication failed: {reason:?}");
-                        self.auth_reject(now, id, mid, to, vec![eap::payload(packet)]);
-                    }
-                    Err(e) => {
-                        tracing::warn!(ike_sa = id.0, "IKE_AUTH: EAP packet refused: {e}");
-                        self.auth_reject(now, id, mid, to, Vec::new());
-                    }
-                }
-            }
-            EapState::ServerDone {
-                msk,
-                user,
-                idi,
-                first,
-            } => {
-                let Some(sa) = self.sas.get(&id) else { return };
-                let Some(pc) = self.peers.get(sa.peer) else {
-                    return;
-                };
-                let (Some(keys), Some(algs)) = (sa.keys.as_ref(), sa.algs) else {
-                    return;
-                };
-                let want = keys::psk_auth(
-                    algs.prf,
-                    msk.as_bytes(),
-                    &sa.init_request,
-                    &sa.nr,
-                    &keys.sk_pi,
-                    &idi,
-                );
-                let ok = matches!(msg::auth(p), Some((auth_method::SHARED_KEY_MIC, got)) if ct_eq(&want, got));
-                if !ok {
-                    tracing::warn!(
-                        ike_sa = id.0,
-                        user,
-                        "IKE_AUTH: the AUTH after EAP does not match the MSK"
-                    );
-                    return self.auth_reject(now, id, mid, to, Vec::new());
-                }
-                let idr = sig::local_identification(pc);
-                let ours = keys::psk_auth(
-                    algs.prf,
-                    msk.as_bytes(),
-                    &sa.init_response,
-                    &sa.ni,
-                    &keys.sk_pr,
-                    &idr,
-                );
-                let out = vec![Payload::Auth {
-                    method: auth_method::SHARED_KEY_MIC,
-                    data: ours,
-                }];
-                self.finish_responder(now, id, mid, &first, to, out, user);
-            }
-            // Initiator states never sit on a responder SA.
-            EapState::Client { .. } | EapState::ClientDone { .. } => {}
-        }
-    }
-
     /// Responder, the initiator is authenticated (`client` names it): Office Mode address and
     /// CFG_REPLY for a remote-access client, the first CHILD SA, the response, and the SA up.
     /// `p` is the request that carried SA/TSi/TSr/CP (the first IKE_AUTH); `out` starts with
     /// our IDr/CERT/AUTH.
     #[allow(clippy::too_many_arguments)]
-    fn finish_responder(
+    pub(crate) fn finish_responder(
         &mut self,
         now: Instant,
         id: IkeSaId,
@@ -457,7 +355,12 @@ impl Ike {
         let mut refused = false;
         if let Some(req) = &request {
             if req.ip4_address.is_asked() || req.ip6_address.is_asked() {
-                match self.lease_address(now, id, peer, &client) {
+                let prefer = match (req.ip4_address, req.ip6_address) {
+                    (Ask::Prefer(a), _) => Some(IpAddr::V4(a)),
+                    (_, Ask::Prefer(n)) => Some(IpAddr::V6(n.addr())),
+                    _ => None,
+                };
+                match self.lease_address(now, id, peer, &client, prefer) {
                     Some(a) => address = Some(a),
                     None => refused = true,
                 }
@@ -670,164 +573,15 @@ impl Ike {
         self.finish_initiator(now, id, plan, p);
     }
 
-    /// Initiator, EAP running: one response of the responder.
-    fn auth_eap_response(
-        &mut self,
-        now: Instant,
-        id: IkeSaId,
-        plan: ChildPlan,
-        p: &[Payload],
-        st: EapState,
-    ) {
-        let Some(sa) = self.sas.get(&id) else { return };
-        let Some(pc) = self.peers.get(sa.peer) else {
-            return;
-        };
-        if msg::find_notify(p, n::AUTHENTICATION_FAILED).is_some() {
-            let how = if eap::find(p).is_some() {
-                " with EAP-Failure (wrong user name or password?)"
-            } else {
-                ""
-            };
-            tracing::warn!(ike_sa = id.0, peer = %pc.name, "IKE_AUTH: the gateway rejected our authentication (AUTHENTICATION_FAILED){how}");
-            return self.fail_sa(now, id, DownReason::AuthenticationFailed);
-        }
-        let (Some(keys), Some(algs)) = (sa.keys.as_ref(), sa.algs) else {
-            return;
-        };
-        match st {
-            EapState::Client { peer, idi, idr } => {
-                let idr = match idr {
-                    Some(idr) => idr,
-                    None => {
-                        // The first response: the responder's own AUTH, checked as usual.
-                        let signed = sig::Signed {
-                            prf: algs.prf,
-                            message: &sa.init_response,
-                            nonce: &sa.ni,
-                            sk_p: &keys.sk_pr,
-                        };
-                        let verdict = match msg::id_r(p) {
-                            Some(idr) => {
-                                sig::verify_peer(pc, &signed, idr, p, now).map(|()| idr.clone())
-                            }
-                            None => Err("no IDr payload".to_string()),
-                        };
-                        match verdict {
-                            Ok(idr) => idr,
-                            Err(reason) => {
-                                tracing::warn!(ike_sa = id.0, peer = %pc.name, "IKE_AUTH: authentication of the gateway failed: {reason}");
-                                return self.fail_sa(now, id, DownReason::AuthenticationFailed);
-                            }
-                        }
-                    }
-                };
-                self.eap_client_step(now, id, plan, p, peer, idi, idr);
-            }
-            EapState::ClientDone { msk, idr } => {
-                let want = keys::psk_auth(
-                    algs.prf,
-                    msk.as_bytes(),
-                    &sa.init_response,
-                    &sa.ni,
-                    &keys.sk_pr,
-                    &idr,
-                );
-                let ok = matches!(msg::auth(p), Some((auth_method::SHARED_KEY_MIC, got)) if ct_eq(&want, got));
-                if !ok {
-                    tracing::warn!(ike_sa = id.0, peer = %pc.name, "IKE_AUTH: the gateway's AUTH after EAP does not match the MSK");
-                    return self.fail_sa(now, id, DownReason::AuthenticationFailed);
-                }
-                self.finish_initiator(now, id, plan, p);
-            }
-            EapState::Server { .. } | EapState::ServerDone { .. } => {}
-        }
-    }
-
-    /// Initiator: hands the responder's EAP request to the method and sends what it answers
-    /// (an EAP response, or our AUTH over the MSK after EAP-Success).
-    #[allow(clippy::too_many_arguments)]
-    fn eap_client_step(
-        &mut self,
-        now: Instant,
-        id: IkeSaId,
-        plan: ChildPlan,
-        p: &[Payload],
-        mut peer: Box<rampart_eap::Peer>,
-        idi: Identification,
-        idr: Identification,
-    ) {
-        let timeout = self.retransmit_timeout();
-        let Some(sa) = self.sas.get_mut(&id) else {
-            return;
-        };
-        let (Some(keys), Some(algs)) = (sa.keys.as_ref(), sa.algs) else {
-            return;
-        };
-        let Some(packet) = eap::find(p) else {
-            tracing::warn!(ike_sa = id.0, "IKE_AUTH: the gateway sent no EAP payload");
-            return self.fail_sa(now, id, DownReason::AuthenticationFailed);
-        };
-        let (payload, next) = match peer.handle(packet) {
-            Ok(rampart_eap::PeerStep::Send(b)) => (
-                eap::payload(b),
-                EapState::Client {
-                    peer,
-                    idi,
-                    idr: Some(idr),
-                },
-            ),
-            Ok(rampart_eap::PeerStep::Success { msk }) => {
-                let auth = keys::psk_auth(
-                    algs.prf,
-                    msk.as_bytes(),
-                    &sa.init_request,
-                    &sa.nr,
-                    &keys.sk_pi,
-                    &idi,
-                );
-                tracing::debug!(
-                    ike_sa = id.0,
-                    "EAP-MSCHAPv2 succeeded; sending AUTH over the MSK"
-                );
-                (
-                    Payload::Auth {
-                        method: auth_method::SHARED_KEY_MIC,
-                        data: auth,
-                    },
-                    EapState::ClientDone { msk, idr },
-                )
-            }
-            Ok(rampart_eap::PeerStep::Failure { failure }) => {
-                tracing::warn!(
-                    ike_sa = id.0,
-                    ?failure,
-                    "IKE_AUTH: EAP-MSCHAPv2 failed (wrong user name or password?)"
-                );
-                return self.fail_sa(now, id, DownReason::AuthenticationFailed);
-            }
-            Err(e) => {
-                tracing::warn!(ike_sa = id.0, "IKE_AUTH: EAP: {e}");
-                return self.fail_sa(now, id, DownReason::AuthenticationFailed);
-            }
-        };
-        sa.eap = Some(Box::new(next));
-        if let Err(e) = sa.send_request(
-            now,
-            timeout,
-            &mut self.rng,
-            &mut self.events,
-            exchange::IKE_AUTH,
-            &[payload],
-            Request::Auth(plan),
-        ) {
-            tracing::debug!("IKE_AUTH send failed: {e}");
-        }
-    }
-
     /// Initiator, the responder is authenticated: the SA is up, the CFG_REPLY reported
     /// (remote-access client), the first CHILD SA installed.
-    fn finish_initiator(&mut self, now: Instant, id: IkeSaId, plan: ChildPlan, p: &[Payload]) {
+    pub(crate) fn finish_initiator(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        plan: ChildPlan,
+        p: &[Payload],
+    ) {
         let Some(sa) = self.sas.get(&id) else { return };
         let peer = sa.peer;
         let Some(pc) = self.peers.get(peer) else {
@@ -853,6 +607,9 @@ impl Ike {
         if client {
             match reply {
                 Some(Ok(reply)) => {
+                    if let Some(a) = reply.ip4_addresses.first() {
+                        self.ra.last_vip.insert(peer, *a);
+                    }
                     have_address =
                         !reply.ip4_addresses.is_empty() || !reply.ip6_addresses.is_empty();
                     tracing::info!(ike_sa = id.0, peer = %name, ?reply, "remote access: configuration received");
@@ -913,6 +670,18 @@ impl Ike {
                 self.peers
                     .iter()
                     .find(|(_, pc)| pc.is_template() && fits(pc))
+            })
+            .map(|(id, _)| id)
+    }
+
+    /// The first template whose clients authenticate with EAP and that accepts `algs`.
+    fn eap_template(&self, algs: Option<IkeAlgs>) -> Option<PeerId> {
+        self.peers
+            .iter()
+            .find(|(_, pc)| {
+                pc.is_template()
+                    && eap_users(pc).is_some()
+                    && algs.is_some_and(|a| pc.ike_proposals.iter().any(|x| IkeAlgs::from(x) == a))
             })
             .map(|(id, _)| id)
     }

@@ -79,6 +79,7 @@ fn restart_only_changes(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'stati
     // (one member at a time, the others carry the traffic) is the safe way.
     keys.extend(old.cluster_changes(new));
     keys.extend(old.mep_changes(new));
+    keys.extend(old.remote_access_changes(new));
     keys
 }
 
