@@ -83,11 +83,7 @@ fn charon_case(test: &str, cert: bool) {
     let pki = pki_with_gateway_cert(&topo);
     let (ra, auth, client_name) = if cert {
         pki.issue("laptop", "dns:laptop.example", "ecdsa-p256", false);
-        let mut ra = RemoteAccessToml::new(&pki, ClientAuthToml::Cert);
-        // The client's certificate identity, named: with the default `%any` the gateway
-        // (main at 849f360) compares a certificate's identity with the literal "%any" and
-        // fails the client (reported to the lead).
-        ra.extra = "remote_id = \"laptop.example\"".into();
+        let ra = RemoteAccessToml::new(&pki, ClientAuthToml::Cert);
         (
             ra,
             RaClientAuth::Cert {
@@ -169,7 +165,7 @@ fn routes(ns: &rampart_netns_tests::Netns) -> BTreeSet<String> {
 /// `rampart client` over UDP behind the NAT: virtual IP, ping, a byte-exact TCP transfer to the
 /// inner host, and every route restored after `down` (SIGTERM).
 #[test]
-#[ignore = "needs `rampart client` (H6) and the gateway side (H1, H2, H4) on main"]
+#[ignore = "needs `rampart client` (H6) on main"]
 fn rampart_client_udp() {
     if skip_unless_root("rampart_client_udp") {
         return;
@@ -227,7 +223,7 @@ fn ladder_run(
 /// The ladder: UDP dropped -> TCP; TCP 4500 dropped too -> TLS 443; nothing but squid with
 /// Basic auth -> TLS through the proxy. Each blocked case connects in < 3 s.
 #[test]
-#[ignore = "needs `rampart client` (H6), rampart-connect (H5) and gateway streams (H3) on main"]
+#[ignore = "needs `rampart client` (H6) on main"]
 fn rampart_client_transport_ladder() {
     if skip_unless_root("rampart_client_transport_ladder") {
         return;
@@ -281,10 +277,54 @@ fn rampart_client_transport_ladder() {
     c.stop();
 }
 
+/// Port sharing without a client: the gateway's Visitor Mode listener on 443 forwards a TLS
+/// connection that does not ask for Visitor Mode (curl: ALPN h2/http1.1) to nginx on
+/// 127.0.0.1:8443, byte for byte, many times in a row; a TCP 4500 listener runs alongside.
+#[test]
+fn visitor_port_shared_with_nginx() {
+    if skip_unless_root("visitor_port_shared_with_nginx") {
+        return;
+    }
+    require_tools(&["nft", "curl", rampart_netns_tests::ra_services::NGINX]);
+    let topo = RaTopology::new("ra-share");
+    let pki = pki_with_gateway_cert(&topo);
+    let web = Nginx::start(
+        &topo.gw,
+        &topo.daemon_dir("nginx"),
+        "127.0.0.1:8443",
+        &pki.cert("vpn"),
+        &pki.key("vpn"),
+    );
+    let mut ra = eap_gateway(&topo, &pki);
+    ra.visitor_port = Some(443);
+    ra.tcp_port = Some(4500);
+    ra.https_backend = Some("127.0.0.1:8443".into());
+    let gw = start_gateway(&topo, &ra);
+    wait_until(Duration::from_secs(10), "gateway listening on 443", || {
+        rampart_netns_tests::ra_services::listening(&topo.gw, 443)
+    });
+    topo.set_egress(Egress::Tcp443Only);
+    for _ in 0..5 {
+        let body = curl_https(
+            &topo.client,
+            &format!("https://{GW_ID}/"),
+            &pki.ca_cert(),
+            Some((GW_ID, 443, &GW_WAN.to_string())),
+        )
+        .unwrap_or_else(|e| panic!("web page through the shared port: {e}\n{}", gw.log()));
+        assert_eq!(body, WEB_PAGE);
+    }
+    assert_eq!(
+        web.access_log().lines().count(),
+        5,
+        "nginx served every request"
+    );
+}
+
 /// Visitor Mode on 443 with nginx behind it: curl gets the web page through the gateway's
 /// listener (forwarded by ALPN/SNI), and a client gets a tunnel on the same port.
 #[test]
-#[ignore = "needs gateway streams (H3) and `rampart client` (H6) on main"]
+#[ignore = "needs `rampart client` (H6) on main"]
 fn visitor_mode_shares_443_with_nginx() {
     if skip_unless_root("visitor_mode_shares_443_with_nginx") {
         return;
@@ -350,9 +390,7 @@ fn two_hundred_concurrent_clients() {
     };
     let topo = RaTopology::new("ra-load");
     let pki = pki_with_gateway_cert(&topo);
-    // EAP-MSCHAPv2 users load-0.. (the gateway proves itself with the PSK). With
-    // client_auth = "psk" the gateway at 849f360 compares each client's identity with the
-    // literal "%any" and fails it (reported to the lead).
+    // EAP-MSCHAPv2 users load-0.. (the gateway proves itself with the PSK).
     let users = topo.dir.file("users.toml");
     let names: Vec<String> = (0..n).map(eap_user).collect();
     let entries: Vec<(&str, &str)> = names.iter().map(|u| (u.as_str(), LOAD_PASSWORD)).collect();
