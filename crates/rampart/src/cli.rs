@@ -102,8 +102,11 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct CheckConfigArgs {
     /// Configuration files to check.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required_unless_present = "profile", value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// Client profiles to check (`rampart client up --profile FILE`); may be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
