@@ -1,8 +1,9 @@
-//! Is the gateway reachable over UDP? Sends a payload-less IKE_SA_INIT request (random SPIi,
-//! message ID 0) and waits for any IKE message carrying our SPIi back. A Rampart gateway
-//! answers such a request statelessly (INVALID_SYNTAX, or a COOKIE request under load) without
-//! creating any state, so the probe costs the gateway nothing and proves the path works in
-//! both directions. A gateway that stays silent on malformed requests makes UDP lose to the
+//! Is the gateway reachable over UDP? Sends an IKE_SA_INIT request that carries only a Nonce
+//! payload (random SPIi, message ID 0) and waits for any IKE message carrying our SPIi back. A
+//! Rampart gateway answers such a request statelessly (INVALID_SYNTAX for the missing SA and
+//! KE payloads, or a COOKIE request when it is at its half-open threshold: the nonce is what a
+//! cookie binds to) without creating any state, so the probe costs the gateway nothing and
+//! proves the path works in both directions. A gateway that stays silent on malformed requests makes UDP lose to the
 //! stream rungs, which still connect.
 //!
 //! On port 4500 (`nat_t`) the request carries the 4-byte non-ESP marker, as NAT-T requires.
@@ -85,10 +86,16 @@ fn send_error(e: std::io::Error) -> UdpProbeError {
     }
 }
 
-/// The probe datagram: optional non-ESP marker, then a 28-byte IKE_SA_INIT header with no
-/// payloads.
+/// Payload type of Nonce (RFC 7296 3.9).
+const NONCE: u8 = 40;
+/// Bytes of the probe's nonce (RFC 7296 allows 16 to 256).
+const NONCE_LEN: usize = 32;
+
+/// The probe datagram: optional non-ESP marker, then an IKE_SA_INIT header and one Nonce
+/// payload.
 pub fn request(spi_i: u64, nat_t: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(4 + HEADER_LEN);
+    let len = HEADER_LEN + 4 + NONCE_LEN;
+    let mut out = Vec::with_capacity(4 + len);
     if nat_t {
         out.extend_from_slice(&[0; 4]);
     }
@@ -96,15 +103,20 @@ pub fn request(spi_i: u64, nat_t: bool) -> Vec<u8> {
         &Header {
             spi_i,
             spi_r: 0,
-            next_payload: 0,
+            next_payload: NONCE,
             version: VERSION_2_0,
             exchange: exchange::IKE_SA_INIT,
             flags: flags::INITIATOR,
             message_id: 0,
-            length: HEADER_LEN as u32,
+            length: len as u32,
         },
         &mut out,
     );
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(&((4 + NONCE_LEN) as u16).to_be_bytes());
+    let mut nonce = [0u8; NONCE_LEN];
+    let _ = aws_lc_rs::rand::fill(&mut nonce);
+    out.extend_from_slice(&nonce);
     out
 }
 
@@ -189,12 +201,16 @@ mod tests {
     #[test]
     fn request_shape() {
         let r = request(7, true);
-        assert_eq!(r.len(), 32);
+        assert_eq!(r.len(), 4 + 64);
         assert!(!is_answer(&r, 7, true), "a request is not an answer");
-        let h = parse_header(&r[4..]).unwrap();
+        let m = rampart_wire::ike::parse(&r[4..]).unwrap();
+        let h = m.header;
         assert_eq!(
             (h.spi_i, h.exchange, h.flags, h.length),
-            (7, 34, flags::INITIATOR, 28)
+            (7, 34, flags::INITIATOR, 64)
         );
+        assert_eq!(m.payloads.len(), 1);
+        let p = format!("{:?}", m.payloads[0]);
+        assert!(p.contains("Nonce"), "{p}");
     }
 }
