@@ -47,6 +47,9 @@ pub fn run(args: &CheckConfigArgs) -> ExitCode {
                     (Some((user, _)), _) => format!("EAP-MSCHAPv2 user {user}"),
                     (None, rampart_config::PeerAuth::Cert(_)) => "certificate".to_string(),
                     (None, rampart_config::PeerAuth::Psk) => "pre-shared key".to_string(),
+                    (None, rampart_config::PeerAuth::Verify(_)) => {
+                        "no credentials of its own (certificate check only)".to_string()
+                    }
                 };
                 println!(
                     "{}: ok (client profile {}, gateway {}{port}, {auth})",
