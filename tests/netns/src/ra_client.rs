@@ -178,8 +178,9 @@ impl RampartClient {
 
 /// The virtual IP of a client status document.
 pub fn virtual_ip(status: &Value) -> Option<String> {
-    status["virtual_ip"]
+    status["virtual_ips"][0]
         .as_str()
+        .or_else(|| status["virtual_ip"].as_str())
         .or_else(|| status["virtual_address"].as_str())
         .map(|s| s.split('/').next().unwrap_or(s).to_string())
 }
