@@ -13,6 +13,10 @@ PACKAGES=(
     strongswan-charon strongswan-swanctl libcharon-extra-plugins
     libstrongswan-standard-plugins libstrongswan-extra-plugins
     bird2
+    # Remote access (#13): charon's eap-mschapv2 plugin, an HTTP CONNECT proxy with Basic auth
+    # (squid, basic_ncsa_auth), an HTTPS server sharing 443 with Visitor Mode, and the client
+    # tools the tests drive (openssl makes the htpasswd hash and the web server's certificate).
+    libcharon-extauth-plugins squid nginx-light openssl curl
 )
 
 log() { printf '\n==> %s\n' "$*"; }

@@ -3,22 +3,168 @@
 //! DNS. Like the gateway file, every table denies unknown keys and errors name file, line,
 //! key and what is allowed.
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use rampart_ike::{EspProposal, Identity, IkeProposal, PeerAuth};
+use ipnet::IpNet;
+use rampart_ike::{EspProposal, Identity, IkeProposal, PeerAuth, RaClient, RemoteAccess};
 use zeroize::Zeroizing;
+
+use crate::error::{ConfigError, ConfigErrors, ErrorKind, Sink};
+use crate::schema::*;
+use crate::validate::{defaults, profile::validate_profile};
+
+/// Reads and validates a client profile. Relative paths inside it (`psk_file`,
+/// `password_file`, certificates, `state_dir`, ...) start at the file's directory; the default
+/// `name` is the file name's stem.
+pub fn load_profile(path: &Path) -> Result<ClientProfile, ConfigErrors> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(text) => parse_profile(&text, &name),
+        Err(e) => Err(ConfigErrors(vec![ConfigError {
+            kind: ErrorKind::Io,
+            file: name,
+            position: None,
+            key: String::new(),
+            message: format!("cannot read the profile: {e}"),
+            allowed: None,
+        }])),
+    }
+}
+
+/// Validates profile text. `file_name` names the file in errors; its directory is where
+/// relative paths start and its stem is the default `name`.
+pub fn parse_profile(text: &str, file_name: &str) -> Result<ClientProfile, ConfigErrors> {
+    let mut sink = Sink::new(file_name, text);
+    let path = Path::new(file_name);
+    let base_dir = path.parent().unwrap_or(Path::new(""));
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let profile = crate::document::read_profile(text, &mut sink)
+        .and_then(|sec| validate_profile(&sec, base_dir, &stem, &mut sink));
+    match profile {
+        Some(p) if sink.is_empty() => Ok(p),
+        _ => Err(ConfigErrors(sink.finish())),
+    }
+}
+
+impl ClientProfile {
+    /// The node configuration of one connection attempt: a single peer named after the
+    /// profile with [`RemoteAccess::Client`], at `gateway` (already resolved by the caller)
+    /// from `local`, started at once; IKE starts on the NAT-T format (`Encapsulation::Force`)
+    /// on the stream transports. The local and remote domains are 0.0.0.0/0 (the gateway
+    /// narrows the traffic selectors to the virtual address and its routes), the firewall
+    /// passes everything (the client is not a firewall), and the status socket is
+    /// `state_dir/<name>.sock`. No cluster, MEP, route injection or `[remote_access]`.
+    pub fn node_config(
+        &self,
+        local: IpAddr,
+        gateway: IpAddr,
+        transport: ClientTransport,
+    ) -> GatewayConfig {
+        let everything = IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).expect("/0 is valid");
+        let encapsulation = match transport {
+            ClientTransport::Udp => Encapsulation::Auto,
+            ClientTransport::Tcp | ClientTransport::Tls => Encapsulation::Force,
+        };
+        let peer = PeerPolicy {
+            name: self.name.clone(),
+            local_address: local,
+            remote_address: RemoteAddress::Ip(gateway),
+            local_id: self.local_id.clone(),
+            remote_id: self.remote_id.clone(),
+            psk: self.psk.clone(),
+            remote_domain: vec![everything],
+            ike_proposals: self.ike_proposals.clone(),
+            esp_proposals: self.esp_proposals.clone(),
+            esn: self.esn,
+            start_action: StartAction::Always,
+            ike_lifetime: defaults::DEFAULT_IKE_LIFETIME,
+            child_lifetime: defaults::DEFAULT_CHILD_LIFETIME,
+            child_lifetime_bytes: None,
+            liveness_interval: self.liveness,
+            encapsulation,
+            replay_window: defaults::DEFAULT_REPLAY_WINDOW,
+            auth: self.auth.clone(),
+            remote_access: RemoteAccess::Client(Arc::new(RaClient {
+                eap: self.eap.clone(),
+                small_first_proposal: self.small_first_proposal,
+            })),
+        };
+        let peer_mep = PeerMep {
+            name: self.name.clone(),
+            probe: ProbeMode::Auto,
+            probe_key: None,
+            backup_of: None,
+            own_domain: vec![everything],
+        };
+        GatewayConfig {
+            gateway: GatewaySection {
+                name: self.name.clone(),
+                member_id: 0,
+                status_socket: self.status_socket(),
+                ike_port: defaults::DEFAULT_IKE_PORT,
+                nat_t_port: defaults::DEFAULT_NAT_T_PORT,
+                retransmit_timeout: defaults::DEFAULT_RETRANSMIT_TIMEOUT,
+                retransmit_tries: defaults::DEFAULT_RETRANSMIT_TRIES,
+                nat_keepalive: self.keepalive,
+                fragmentation: true,
+                fragment_size: defaults::DEFAULT_FRAGMENT_SIZE,
+                cookie_threshold: defaults::DEFAULT_COOKIE_THRESHOLD,
+                half_open_per_source: defaults::DEFAULT_HALF_OPEN_PER_SOURCE,
+            },
+            tunnel: TunnelSection {
+                device: self.device.clone(),
+                mtu: self.mtu,
+                offload: false,
+                crypto_threads: 0,
+            },
+            local: LocalSection {
+                domain: vec![everything],
+            },
+            peers: vec![peer],
+            entry_point_groups: Vec::new(),
+            firewall: InspectPolicy {
+                capacity: CLIENT_CONNECTIONS,
+                ..InspectPolicy::default()
+            },
+            cluster: None,
+            mep: MepSection::default(),
+            peer_mep: vec![peer_mep],
+            implicit_groups: Vec::new(),
+            rim: None,
+            remote_access: None,
+            remote_access_template: None,
+        }
+    }
+
+    /// The client's control socket: `state_dir/<name>.sock`.
+    pub fn status_socket(&self) -> PathBuf {
+        self.state_dir.join(format!("{}.sock", self.name))
+    }
+}
+
+/// Connections the client's (rule-less, accept-all) inspector tracks at most; past that it
+/// still accepts, untracked.
+pub const CLIENT_CONNECTIONS: u32 = 65_536;
 
 /// A validated client profile.
 #[derive(Debug, Clone)]
 pub struct ClientProfile {
     /// Names the connection in status and state files (default: the file name's stem).
     pub name: String,
-    /// `gateway = "vpn.example.org"` or `"192.0.2.1:8443"`: the host and, when written, the
+    /// `gateway = "vpn.example.org"` or `"192.0.2.1:8443"` (`"[2001:db8::1]:8443"`): the host
+    /// (an address or a name to resolve, without brackets or port) and, when written, the
     /// port that replaces `visitor_port` (the seed's `host:PORT` form for Visitor Mode).
     pub gateway: String,
     pub gateway_port: Option<u16>,
+    /// Default: with `user`, the user name (`email:` form when it has an `@`, else a host
+    /// name identity); with a certificate, its subject DN; with a PSK it must be written.
+    /// Default `remote_id`: the gateway host (an address or a host name identity).
     pub local_id: Identity,
     pub remote_id: Identity,
     /// How the gateway authenticates (and, without `eap`, how we do): PSK or certificates
@@ -44,6 +190,8 @@ pub struct ClientProfile {
     pub proxy: ProxySetting,
     pub ike_proposals: Vec<IkeProposal>,
     pub esp_proposals: Vec<EspProposal>,
+    /// Extended sequence numbers: `-esn` on every ESP proposal. Default false.
+    pub esn: bool,
     /// Offer only the first IKE proposal first; default true.
     pub small_first_proposal: bool,
     /// RFC 3948 NAT keepalive interval. Default 20 s.
@@ -61,7 +209,7 @@ pub struct ClientProfile {
     pub pac_listen: Option<SocketAddr>,
     /// TUN device. Default `rampart-c0`.
     pub device: String,
-    /// Starting tunnel MTU. Default 1400; the active PMTU probe may lower it.
+    /// Starting tunnel MTU. Default 1400 (576..=9000); the active PMTU probe may lower it.
     pub mtu: u16,
     /// Active path-MTU probing after the CHILD SA is up. Default true.
     pub pmtu_probe: bool,

@@ -14,8 +14,8 @@ use toml::Spanned;
 use crate::error::{ErrorKind, Sink};
 use crate::raw::{
     struct_fields, RawCluster, RawClusterMember, RawClusterVip, RawEntryPointGroup, RawGateway,
-    RawInspection, RawLocal, RawMep, RawMepRule, RawNat, RawObject, RawPeer, RawRim, RawRule,
-    RawService, RawTunnel, SECTIONS,
+    RawInspection, RawLocal, RawMep, RawMepRule, RawNat, RawObject, RawPeer, RawProfile, RawRaTcp,
+    RawRaVisitor, RawRemoteAccess, RawRim, RawRule, RawService, RawTunnel, SECTIONS,
 };
 
 /// One table of the file after deserialization.
@@ -63,6 +63,10 @@ pub(crate) struct RawDocument {
     pub cluster: Section<RawCluster>,
     pub cluster_members: Vec<Section<RawClusterMember>>,
     pub cluster_vips: Vec<Section<RawClusterVip>>,
+    /// `[remote_access]` with its `[remote_access.tcp]` and `[remote_access.visitor]` tables.
+    pub remote_access: Section<RawRemoteAccess>,
+    pub remote_access_tcp: Section<RawRaTcp>,
+    pub remote_access_visitor: Section<RawRaVisitor>,
 }
 
 /// Parses the text. `None` when the text is not TOML (the syntax errors are in `sink`); otherwise
@@ -145,6 +149,17 @@ pub(crate) fn read(text: &str, sink: &mut Sink<'_>) -> Option<RawDocument> {
                     }
                 }
             }
+            "remote_access" => {
+                doc.remote_access = section("remote_access", value, sink);
+                if let Some(table) = value.get_ref().as_table() {
+                    if let Some(tcp) = table.get("tcp") {
+                        doc.remote_access_tcp = section("remote_access.tcp", tcp, sink);
+                    }
+                    if let Some(visitor) = table.get("visitor") {
+                        doc.remote_access_visitor = section("remote_access.visitor", visitor, sink);
+                    }
+                }
+            }
             other => sink.push(
                 ErrorKind::UnknownKey,
                 Some(key.span()),
@@ -155,6 +170,36 @@ pub(crate) fn read(text: &str, sink: &mut Sink<'_>) -> Option<RawDocument> {
         }
     }
     Some(doc)
+}
+
+/// Parses a client profile: one flat table whose keys are reported without a prefix. `None`
+/// when the text is not TOML (the syntax errors are in `sink`).
+pub(crate) fn read_profile(text: &str, sink: &mut Sink<'_>) -> Option<Section<RawProfile>> {
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        for e in syntax_errors {
+            sink.push(
+                ErrorKind::Syntax,
+                e.span(),
+                "",
+                format!("invalid TOML: {}", e.message().trim_end()),
+                None,
+            );
+        }
+        return None;
+    }
+    let span = root.span();
+    let value = Spanned::new(span.start..span.start, DeValue::Table(root.into_inner()));
+    Some(section("", &value, sink))
+}
+
+/// `path.key`, or `key` at the top level of a flat file.
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// An array of tables (`[[name]]`), each deserialized on its own; anything else is reported.
@@ -232,7 +277,7 @@ where
         sink.push(
             ErrorKind::UnknownKey,
             Some(span),
-            format!("{path}.{key}"),
+            join(path, &key),
             "unknown key",
             Some(allowed_list(fields)),
         );
@@ -255,7 +300,7 @@ where
                         sink.push(
                             ErrorKind::WrongType,
                             span,
-                            format!("{path}.{key}{suffix}"),
+                            format!("{}{suffix}", join(path, &key)),
                             message,
                             allowed,
                         );

@@ -20,7 +20,10 @@ pub(crate) mod validate;
 
 use std::path::Path;
 
-pub use client::{ClientProfile, ClientTransport, DnsMode, ProxySetting};
+pub use client::{
+    load_profile, parse_profile, ClientProfile, ClientTransport, DnsMode, ProxySetting,
+    CLIENT_CONNECTIONS,
+};
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use schema::*;
 

@@ -25,6 +25,7 @@ pub(crate) const SECTIONS: &[&str] = &[
     "cluster",
     "mep",
     "rim",
+    "remote_access",
 ];
 
 /// `[gateway]`
@@ -189,6 +190,145 @@ pub(crate) struct RawPeer {
     pub probe: Str,
     pub probe_key: Str,
     pub backup_of: Str,
+}
+
+/// `[remote_access]`: the template peer's keys (a subset of `[[peer]]`: no remote address,
+/// remote domain, start action or MEP keys) and the Office Mode keys. Its `[remote_access.tcp]`
+/// and `[remote_access.visitor]` tables are read on their own.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRemoteAccess {
+    pub name: Str,
+    pub local_address: Str,
+    pub local_id: Str,
+    pub remote_id: Str,
+    pub auth: Str,
+    pub psk: Str,
+    pub psk_file: Str,
+    pub certificate: Str,
+    pub private_key: Str,
+    pub ca_certificates: StrList,
+    pub crl: Str,
+    pub rsa_signature: Str,
+    pub client_auth: Str,
+    pub users_file: Str,
+    pub pool: Str,
+    pub pool_exclude: StrList,
+    pub lease_time: Option<Spanned<Scalar>>,
+    pub dns: StrList,
+    pub dns_domains: StrList,
+    pub routes: StrList,
+    pub ike_proposals: StrList,
+    pub esp_proposals: StrList,
+    pub esn: Option<Spanned<bool>>,
+    pub ike_lifetime: Option<Spanned<Scalar>>,
+    pub child_lifetime: Option<Spanned<Scalar>>,
+    pub child_lifetime_bytes: Option<Spanned<Scalar>>,
+    pub liveness_interval: Option<Spanned<Scalar>>,
+    pub replay_window: Int,
+    pub mss_clamp: Option<Spanned<bool>>,
+    #[allow(dead_code)] // read by `document::read` as [remote_access.tcp]
+    pub tcp: Option<de::IgnoredAny>,
+    #[allow(dead_code)] // read by `document::read` as [remote_access.visitor]
+    pub visitor: Option<de::IgnoredAny>,
+}
+
+impl RawRemoteAccess {
+    /// The keys it shares with `[[peer]]`, as a peer table (the rest stay unset).
+    pub fn as_peer(&self) -> RawPeer {
+        RawPeer {
+            name: self.name.clone(),
+            local_address: self.local_address.clone(),
+            local_id: self.local_id.clone(),
+            remote_id: self.remote_id.clone(),
+            psk: self.psk.clone(),
+            psk_file: self.psk_file.clone(),
+            ike_proposals: self.ike_proposals.clone(),
+            esp_proposals: self.esp_proposals.clone(),
+            esn: self.esn.clone(),
+            ike_lifetime: self.ike_lifetime.clone(),
+            child_lifetime: self.child_lifetime.clone(),
+            child_lifetime_bytes: self.child_lifetime_bytes.clone(),
+            liveness_interval: self.liveness_interval.clone(),
+            replay_window: self.replay_window.clone(),
+            auth: self.auth.clone(),
+            certificate: self.certificate.clone(),
+            private_key: self.private_key.clone(),
+            ca_certificates: self.ca_certificates.clone(),
+            crl: self.crl.clone(),
+            rsa_signature: self.rsa_signature.clone(),
+            ..RawPeer::default()
+        }
+    }
+}
+
+/// `[remote_access.tcp]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRaTcp {
+    pub enabled: Option<Spanned<bool>>,
+    pub port: Int,
+    pub bind: StrList,
+}
+
+/// `[remote_access.visitor]`
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRaVisitor {
+    pub enabled: Option<Spanned<bool>>,
+    pub port: Int,
+    pub bind: StrList,
+    pub certificate: Str,
+    pub key: Str,
+    pub https_backend: Str,
+    pub server_names: StrList,
+    pub alpn: Str,
+}
+
+/// A client profile (one flat table).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawProfile {
+    pub name: Str,
+    pub gateway: Str,
+    pub local_id: Str,
+    pub remote_id: Str,
+    pub auth: Str,
+    pub psk: Str,
+    pub psk_file: Str,
+    pub certificate: Str,
+    pub private_key: Str,
+    pub ca_certificates: StrList,
+    pub crl: Str,
+    pub rsa_signature: Str,
+    pub user: Str,
+    pub password: Str,
+    pub password_file: Str,
+    pub transports: StrList,
+    pub tcp_port: Int,
+    pub visitor_port: Int,
+    pub alpn: Str,
+    pub tls_ca: Str,
+    pub tls_server_name: Str,
+    pub proxy: Str,
+    pub proxy_pac: Str,
+    pub proxy_user: Str,
+    pub proxy_password: Str,
+    pub ike_proposals: StrList,
+    pub esp_proposals: StrList,
+    pub small_first_proposal: Option<Spanned<bool>>,
+    pub keepalive: Option<Spanned<Scalar>>,
+    pub liveness: Option<Spanned<Scalar>>,
+    pub dns: Str,
+    pub kill_switch: Option<Spanned<bool>>,
+    pub captive_portal: Str,
+    pub pac_file: Str,
+    pub pac_listen: Str,
+    pub device: Str,
+    pub mtu: Int,
+    pub pmtu_probe: Option<Spanned<bool>>,
+    pub mss_clamp: Option<Spanned<bool>>,
+    pub state_dir: Str,
 }
 
 /// `[inspection]`

@@ -55,6 +55,8 @@ pub struct GatewayConfig {
     /// [`rampart_ike::RemoteAccess::Gateway`]) is in `peers` under
     /// [`RemoteAccessConfig::peer`], so the engine and node treat it like any peer.
     pub remote_access: Option<RemoteAccessConfig>,
+    /// Present exactly when `remote_access` is.
+    pub remote_access_template: Option<RaTemplate>,
 }
 
 /// `[remote_access]` beyond the template peer: the stream transports clients may use when UDP
@@ -72,19 +74,31 @@ pub struct RemoteAccessConfig {
     pub mss_clamp: bool,
 }
 
+/// The `[remote_access]` template as a running configuration keeps it (its peers moved into
+/// the engine), so that a reload can be compared with it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RaTemplate {
+    /// What the template hands out: the same `Arc` as the template peer's
+    /// [`rampart_ike::RemoteAccess::Gateway`].
+    pub gateway: std::sync::Arc<rampart_ike::RaGateway>,
+    /// A digest of the users file (`client_auth = "eap-mschapv2"`).
+    pub users_digest: Option<[u8; 32]>,
+}
+
 /// `[remote_access.tcp]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TcpTransport {
-    /// Where to listen: `bind` addresses (default: every peer's `local_address`, else
-    /// 0.0.0.0) with `port` (default 4500).
+    /// Where to listen: `bind` addresses (default: every address, `0.0.0.0`, or `::` when the
+    /// template's `local_address` is IPv6) with `port` (default 4500). On by default.
     pub listen: Vec<std::net::SocketAddr>,
 }
 
 /// `[remote_access.visitor]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VisitorMode {
-    /// `bind` addresses with `port` (default 443); `bind = ["0.0.0.0"]` (default) is every
-    /// address. A bind failure is logged and the other transports keep running.
+    /// `bind` addresses with `port` (default 443); the default is every address (`0.0.0.0`,
+    /// or `::` when the template's `local_address` is IPv6). A bind failure is logged and the
+    /// other transports keep running.
     pub listen: Vec<std::net::SocketAddr>,
     /// The gateway's TLS certificate chain and key (PEM).
     pub certificate: PathBuf,
@@ -189,6 +203,62 @@ impl GatewayConfig {
                 "cluster.esp_sync_interval",
                 *esp_sync_interval != b.esp_sync_interval,
             ),
+        ];
+        checks
+            .into_iter()
+            .filter(|(_, differs)| *differs)
+            .map(|(key, _)| key)
+            .collect()
+    }
+
+    /// The `[remote_access]` keys that differ between this (running) configuration and `new`.
+    /// They are restart-only: the listeners are opened, and the template's address pool built,
+    /// once at start (and a changed template would drop every client), so a reload that
+    /// changes one must be refused and name it (`remote_access` alone when the table was added
+    /// or removed). The template's other keys (identities, keys, proposals, lifetimes) follow
+    /// the peer rules of a reload.
+    pub fn remote_access_changes(&self, new: &GatewayConfig) -> Vec<&'static str> {
+        let sides = (
+            self.remote_access
+                .as_ref()
+                .zip(self.remote_access_template.as_ref()),
+            new.remote_access
+                .as_ref()
+                .zip(new.remote_access_template.as_ref()),
+        );
+        let ((a, at), (b, bt)) = match sides {
+            (None, None) => return Vec::new(),
+            (Some(a), Some(b)) => (a, b),
+            _ => return vec!["remote_access"],
+        };
+        let (g, h) = (&*at.gateway, &*bt.gateway);
+        let eap =
+            |c: &rampart_ike::ClientAuth| matches!(c, rampart_ike::ClientAuth::EapMschapv2(_));
+        let checks: [(&'static str, bool); 12] = [
+            ("remote_access.name", a.peer != b.peer),
+            ("remote_access.pool", g.pool.prefix != h.pool.prefix),
+            (
+                "remote_access.pool_exclude",
+                g.pool.exclude != h.pool.exclude,
+            ),
+            (
+                "remote_access.lease_time",
+                g.pool.lease_time != h.pool.lease_time,
+            ),
+            ("remote_access.dns", g.dns != h.dns),
+            ("remote_access.dns_domains", g.dns_domains != h.dns_domains),
+            ("remote_access.routes", g.routes != h.routes),
+            (
+                "remote_access.client_auth",
+                eap(&g.client_auth) != eap(&h.client_auth),
+            ),
+            (
+                "remote_access.users_file",
+                at.users_digest != bt.users_digest,
+            ),
+            ("remote_access.mss_clamp", a.mss_clamp != b.mss_clamp),
+            ("remote_access.tcp", a.tcp != b.tcp),
+            ("remote_access.visitor", a.visitor != b.visitor),
         ];
         checks
             .into_iter()

@@ -264,7 +264,7 @@ fn unknown_keys_are_all_reported() {
     assert_eq!(
         only_kind(&text, ErrorKind::UnknownKey),
         [
-            "gw.toml:1:1: colour: unknown key; allowed: gateway, tunnel, local, peer, inspection, object, service, rule, nat, entry_point_group, cluster, mep, rim",
+            "gw.toml:1:1: colour: unknown key; allowed: gateway, tunnel, local, peer, inspection, object, service, rule, nat, entry_point_group, cluster, mep, rim, remote_access",
             "gw.toml:4:1: gateway.ike_prot: unknown key; allowed: name, member_id, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries, nat_keepalive, fragmentation, fragment_size, cookie_threshold, half_open_per_source",
             "gw.toml:5:1: gateway.foo: unknown key; allowed: name, member_id, status_socket, ike_port, nat_t_port, retransmit_timeout, retransmit_tries, nat_keepalive, fragmentation, fragment_size, cookie_threshold, half_open_per_source",
         ]
@@ -317,7 +317,7 @@ fn missing_keys_and_tables() {
         [
             "gw.toml: gateway: missing required table [gateway]; allowed: [gateway] with at least name = \"...\"",
             "gw.toml: local: missing required table [local]; allowed: [local] with domain = [\"10.1.0.0/24\"]",
-            "gw.toml: peer: no [[peer]] table; allowed: at least one [[peer]]",
+            "gw.toml: peer: no [[peer]] table; allowed: at least one [[peer]], or a [remote_access] table",
         ]
     );
     // A key with the wrong type is reported once, not also as missing.

@@ -50,7 +50,9 @@ struct UserEntry {
 }
 
 /// The users file in memory. Invariant: names are unique and 1..=255 octets.
-#[derive(Debug, Default, Clone)]
+/// Equal when the same users have the same hashes (each compared in constant time), so a
+/// reload that reads an unchanged users file changes nothing.
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Credentials {
     users: HashMap<String, NtHash>,
 }

@@ -65,6 +65,8 @@ pub struct Ike {
     pub(crate) tracker: crate::sync::ChangeTracker,
     /// A standby cluster member: no datagrams, no initiation, no retries.
     pub(crate) passive: bool,
+    /// Office Mode pools of the remote-access gateway peers.
+    pub(crate) ra: crate::ra::RaPools,
 }
 
 impl Ike {
@@ -97,6 +99,7 @@ impl Ike {
             nat: crate::nat_follow::NatFollowStats::default(),
             tracker: crate::sync::ChangeTracker::default(),
             passive: false,
+            ra: crate::ra::RaPools::default(),
         }
     }
 
@@ -116,7 +119,9 @@ impl Ike {
 
     /// Adds a peer. Nothing is initiated: the caller applies the start action.
     pub fn add_peer(&mut self, policy: PeerPolicy) -> PeerId {
-        self.peers.insert(policy)
+        let id = self.peers.insert(policy);
+        self.ra_peer_added(id);
+        id
     }
 
     /// Removes a peer; its id is dead from now on. Every IKE SA of the peer is deleted: an
@@ -126,6 +131,8 @@ impl Ike {
     pub fn remove_peer(&mut self, now: Instant, id: PeerId) -> Option<PeerPolicy> {
         let policy = self.peers.remove(id)?;
         self.retries.clear(id);
+        self.ra.pools.remove(&id);
+        self.ra.last_vip.remove(&id);
         let ids: Vec<IkeSaId> = self
             .sas
             .values()
@@ -578,9 +585,12 @@ impl Ike {
     /// Removes an IKE SA with everything in it. `reason: None` removes silently (an SA that was
     /// replaced, or a half-open responder SA).
     pub(crate) fn remove_sa(&mut self, id: IkeSaId, reason: Option<DownReason>) {
-        let Some(sa) = self.sas.remove(&id) else {
+        let Some(mut sa) = self.sas.remove(&id) else {
             return;
         };
+        if let Some(held) = sa.lease.take() {
+            self.release_lease(id, held);
+        }
         self.by_spi.remove(&sa.our_spi());
         self.half_open.retain(|_, v| *v != id);
         for c in &sa.children {

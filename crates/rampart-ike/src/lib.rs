@@ -1,4 +1,6 @@
-//! Sans-IO IKEv2 engine (RFC 7296) with PSK authentication.
+//! Sans-IO IKEv2 engine (RFC 7296): PSK and certificate authentication, EAP-MSCHAPv2 inside
+//! IKE_AUTH (RFC 7296 2.16), and remote access (configuration payload, Office Mode address
+//! pools per gateway template, see the `ra` module and [`Ike::ra_leases`]).
 //!
 //! [`Ike`] holds every IKE SA of a gateway. The caller feeds it datagrams ([`Ike::handle_datagram`])
 //! and time ([`Ike::handle_timeout`] at [`Ike::poll_timeout`]) and drains [`IkeEvent`]s: messages to
@@ -25,6 +27,7 @@ pub mod nat_follow;
 mod peers;
 pub mod policy;
 mod proposal;
+mod ra;
 mod retransmit;
 mod retry;
 mod sa;
@@ -45,13 +48,14 @@ pub use liveness::LivenessProbe;
 pub use nat_follow::{NatFollowStats, NatHint, NAT_CHECK_INTERVAL};
 pub use peers::PeerId;
 pub use policy::{
-    ClientAuth, Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth, PeerPolicy, RaClient,
-    RaGateway, RemoteAccess, RemoteAddress, StartAction,
+    CertVerify, ClientAuth, Encapsulation, EspProposal, Identity, IkeProposal, PeerAuth,
+    PeerPolicy, RaClient, RaGateway, RemoteAccess, RemoteAddress, StartAction, ANY_IDENTITY,
 };
 pub use proposal::{EspAlgs, IkeAlgs};
+pub use ra::RaLease;
 pub use sa::IkeSaStateKind;
 pub use spi::{SpiGenerator, MAX_MEMBER_ID};
 pub use state::{
     CachedResponse, ChildPhase, ChildSaState, IkeSaState, ImportError, OutstandingKind,
-    OutstandingRequest, QueuedTask,
+    OutstandingRequest, QueuedTask, RaLeaseState,
 };

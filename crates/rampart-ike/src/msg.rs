@@ -125,6 +125,10 @@ pub(crate) fn identification(id: &Identity) -> Identification {
 /// Whether a received ID names the configured identity (FQDN and RFC 822 compared without
 /// case, DNs attribute by attribute).
 pub(crate) fn id_matches(expected: &Identity, got: &Identification) -> bool {
+    if expected.is_any() {
+        // `%any` (a remote-access template): the chain or EAP decides who the client is.
+        return true;
+    }
     let want = identification(expected);
     if want.kind != got.kind {
         return false;

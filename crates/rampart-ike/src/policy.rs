@@ -50,6 +50,18 @@ pub enum Identity {
     Dn(Vec<u8>),
 }
 
+/// The identity text that matches any peer identity (as in strongSwan): the default `remote_id`
+/// of a remote-access template, whose clients are told apart by their certificate or EAP user.
+pub const ANY_IDENTITY: &str = "%any";
+
+impl Identity {
+    /// `%any`: matches every identity the peer sends (never sent by us: a template only
+    /// responds, and its IDr is our own `local_id`).
+    pub fn is_any(&self) -> bool {
+        matches!(self, Identity::Fqdn(s) if s == ANY_IDENTITY)
+    }
+}
+
 /// How we and the peer authenticate (both sides the same way).
 #[derive(Debug, Clone)]
 pub enum PeerAuth {
@@ -57,6 +69,18 @@ pub enum PeerAuth {
     Psk,
     /// X.509 certificates, loaded and checked (the key belongs to the certificate).
     Cert(Box<rampart_pki::CertAuth>),
+    /// Only verifies the peer's certificate, holding none of its own: a remote-access client
+    /// that proves itself with EAP (`RaClient::eap`) and checks the gateway's certificate
+    /// against these CAs. Signing our own AUTH with it fails (the SA then fails).
+    Verify(Box<CertVerify>),
+}
+
+/// CAs (and CRLs) to verify a peer's certificate with, without a certificate of our own.
+#[derive(Debug, Clone)]
+pub struct CertVerify {
+    pub trust: rampart_pki::TrustStore,
+    /// Maps the engine's `Instant`s to wall-clock time for validity and CRL checks.
+    pub clock: rampart_pki::WallClock,
 }
 
 impl PeerAuth {
@@ -66,6 +90,7 @@ impl PeerAuth {
         match (self, other) {
             (PeerAuth::Psk, PeerAuth::Psk) => true,
             (PeerAuth::Cert(a), PeerAuth::Cert(b)) => a.same_material(b),
+            (PeerAuth::Verify(a), PeerAuth::Verify(b)) => a.trust == b.trust,
             _ => false,
         }
     }
@@ -251,13 +276,13 @@ pub enum ClientAuth {
     EapMschapv2(std::sync::Arc<rampart_eap::Credentials>),
 }
 
+/// Users files compare by content (hashes in constant time): reading an unchanged file again
+/// on reload is no change.
 impl PartialEq for ClientAuth {
     fn eq(&self, other: &ClientAuth) -> bool {
         match (self, other) {
             (ClientAuth::Peer, ClientAuth::Peer) => true,
-            (ClientAuth::EapMschapv2(a), ClientAuth::EapMschapv2(b)) => {
-                std::sync::Arc::ptr_eq(a, b)
-            }
+            (ClientAuth::EapMschapv2(a), ClientAuth::EapMschapv2(b)) => a == b,
             _ => false,
         }
     }

@@ -132,6 +132,16 @@ pub(crate) struct IkeSa {
     pub frag: crate::fragment::FragState,
     /// Mapping checks after NAT hints (see [`crate::nat_follow`]).
     pub follow: crate::nat_follow::NatFollow,
+    /// Remote-access gateway: the client's Office Mode address (released when the SA is
+    /// removed, moved to the successor on an IKE rekey).
+    pub lease: Option<crate::ra::HeldLease>,
+    /// Remote access: the authenticated client identity (gateway) for INITIAL_CONTACT.
+    pub ra_client: Option<String>,
+    /// EAP inside IKE_AUTH, while it runs (RFC 7296 2.16).
+    pub eap: Option<Box<crate::exchange::eap::EapState>>,
+    /// Initiator: the IKE_SA_INIT offer holds only the first proposal (retried with all on
+    /// NO_PROPOSAL_CHOSEN).
+    pub small_offer: bool,
 }
 
 impl IkeSa {
@@ -180,6 +190,10 @@ impl IkeSa {
             peer_by_id: false,
             frag: crate::fragment::FragState::default(),
             follow: crate::nat_follow::NatFollow::default(),
+            lease: None,
+            ra_client: None,
+            eap: None,
+            small_offer: false,
         }
     }
 
@@ -320,6 +334,7 @@ impl IkeSa {
         add(self.expire_at);
         add(self.frag.deadline());
         if self.state == IkeState::Established {
+            add(self.lease.as_ref().map(|l| l.renew_at));
             add(self.rekey_at);
             for c in &self.children {
                 add(c.rekey_at);

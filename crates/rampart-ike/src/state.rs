@@ -76,6 +76,18 @@ pub struct IkeSaState {
     /// Time since we last sent (NAT keepalives).
     pub since_tx: Duration,
     pub children: Vec<ChildSaState>,
+    /// Remote-access gateway: the client's Office Mode address (the importing member takes
+    /// exactly this address from its own pool of the same peer).
+    #[serde(default)]
+    pub ra_lease: Option<RaLeaseState>,
+}
+
+/// The lease of an [`IkeSaState`] (remote-access gateway).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RaLeaseState {
+    /// The authenticated client identity.
+    pub client: String,
+    pub address: std::net::IpAddr,
 }
 
 /// One CHILD SA of an [`IkeSaState`].
@@ -374,6 +386,10 @@ impl Ike {
             since_rx: now.saturating_duration_since(sa.last_rx),
             since_tx: now.saturating_duration_since(sa.last_tx),
             children: sa.children.iter().map(|c| child_state(now, c)).collect(),
+            ra_lease: sa.lease.as_ref().map(|h| RaLeaseState {
+                client: h.client.clone(),
+                address: h.lease.address,
+            }),
         })
     }
 
@@ -526,6 +542,9 @@ impl Ike {
         }
         self.by_spi.insert(our_spi, id);
         self.sas.insert(id, sa);
+        if let Some(l) = &st.ra_lease {
+            self.claim_lease(now, id, peer, l);
+        }
         tracing::debug!(ike_sa = id.0, peer = %st.peer_name, "IKE SA imported");
         self.events
             .push_back(IkeEvent::IkeSaUp { peer, ike_sa: id });

@@ -40,6 +40,7 @@ impl Ike {
         }
         self.refresh_timers();
         for id in self.timers.pop_due(now) {
+            self.renew_lease(now, id);
             self.sa_timeout(now, id);
             self.run_tasks(now, id);
         }

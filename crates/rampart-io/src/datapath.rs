@@ -103,26 +103,6 @@ impl Buffers {
     }
 }
 
-/// Which buffer a disposition's range points into.
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    /// Entry `i` of the UDP receive arena.
-    UdpSlot(usize),
-    /// The whole raw receive arena.
-    Raw,
-}
-
-impl Buffers {
-    /// `range` of the buffer `source`, or `None` if the range does not fit it.
-    fn packet(&self, source: Source, range: Range<usize>) -> Option<&[u8]> {
-        let buf: &[u8] = match source {
-            Source::UdpSlot(i) => self.udp_arena.get(i * UDP_SLOT..(i + 1) * UDP_SLOT)?,
-            Source::Raw => &self.raw_arena,
-        };
-        buf.get(range)
-    }
-}
-
 impl Default for Buffers {
     fn default() -> Self {
         Buffers::new()
@@ -229,6 +209,19 @@ async fn send_sealed(io: &Io, b: &mut Buffers, n: usize) {
                 remote,
                 data,
             } => {
+                if io.streams.has(&remote) {
+                    // One frame on the peer's stream (no GSO there).
+                    match b.tun_bufs[i].get(data.clone()) {
+                        Some(packet) => {
+                            io.streams.send(remote, packet);
+                        }
+                        None => tracing::error!(
+                            "node returned packet range {data:?} outside its buffer; packet dropped"
+                        ),
+                    }
+                    i += 1;
+                    continue;
+                }
                 let Some(socket) = io.udp_for(local) else {
                     tracing::warn!("no UDP socket is bound to {local}; packet not sent");
                     i += 1;
@@ -399,8 +392,16 @@ pub async fn udp_once<N: rampart_node::Node>(
             &mut b.out[..count],
         );
         crate::runtime::drain_outputs(node, io).await;
+        let slot = entry * UDP_SLOT..(entry + 1) * UDP_SLOT;
         for k in 0..count {
-            carry_out_inbound(io, b, k, Source::UdpSlot(entry)).await;
+            carry_out_inbound(
+                io,
+                &b.out[k],
+                &b.udp_arena,
+                slot.clone(),
+                &mut b.tun_pending,
+            )
+            .await;
         }
     }
     write_tun(
@@ -513,7 +514,8 @@ pub async fn raw_once<N: rampart_node::Node>(
     );
     crate::runtime::drain_outputs(node, io).await;
     for k in 0..n {
-        carry_out_inbound(io, b, k, Source::Raw).await;
+        let whole = 0..b.raw_arena.len();
+        carry_out_inbound(io, &b.out[k], &b.raw_arena, whole, &mut b.tun_pending).await;
     }
     write_tun(
         io,
@@ -527,24 +529,72 @@ pub async fn raw_once<N: rampart_node::Node>(
     ReadResult::More
 }
 
-/// Carries out `b.out[k]` for a packet that came from the network; its range points into
-/// `source`. Decrypted packets are queued (as arena ranges) for the coalesced TUN writes;
-/// packets for the network (rejects sealed back into a tunnel) are sent at once.
-async fn carry_out_inbound(io: &Io, b: &mut Buffers, k: usize, source: Source) {
-    match b.out[k].clone() {
+/// Frames of one stream (see [`crate::stream`]): handed to the node as datagrams from the
+/// stream's peer to its local address, in one batch, and carried out exactly like a UDP
+/// receive. The batch goes back to the stream's reader afterwards.
+pub async fn stream_frames<N: rampart_node::Node>(
+    node: &mut N,
+    io: &mut Io,
+    b: &mut Buffers,
+    id: u64,
+    remote: std::net::SocketAddr,
+    mut batch: crate::stream::Batch,
+) {
+    let Some(local) = io.streams.local_of(&remote, id) else {
+        return;
+    };
+    let count = batch.frames.len().min(TUN_BATCH);
+    node.handle_udp_batch(
+        std::time::Instant::now(),
+        local,
+        remote,
+        &mut batch.data,
+        &batch.frames[..count],
+        &mut b.out[..count],
+    );
+    crate::runtime::drain_outputs(node, io).await;
+    let whole = 0..batch.data.len();
+    for k in 0..count {
+        carry_out_inbound(
+            io,
+            &b.out[k],
+            &batch.data,
+            whole.clone(),
+            &mut b.tun_pending,
+        )
+        .await;
+    }
+    write_tun(io, &mut b.gro, &mut b.counters, &batch.data, &b.tun_pending).await;
+    b.tun_pending.clear();
+    io.streams.recycle(id, remote, batch);
+}
+
+/// Carries out `out` for a packet that came from the network; its ranges are relative to
+/// `arena[slot]`. Decrypted packets are queued in `tun_pending` (as ranges of `arena`) for
+/// the coalesced TUN writes; packets for the network (rejects sealed back into a tunnel) are
+/// sent at once (over a stream when the remote has one, see [`Io::send_udp`]).
+async fn carry_out_inbound(
+    io: &Io,
+    out: &Disposition,
+    arena: &[u8],
+    slot: Range<usize>,
+    tun_pending: &mut Vec<Range<usize>>,
+) {
+    let packet = |range: &Range<usize>| {
+        let p = arena.get(slot.clone()).and_then(|s| s.get(range.clone()));
+        if p.is_none() {
+            tracing::error!(
+                "node returned packet range {range:?} outside its buffer ({slot:?}); packet dropped"
+            );
+        }
+        p
+    };
+    match out {
         Disposition::WriteTun { data } => {
-            let base = match source {
-                Source::UdpSlot(entry) => entry * UDP_SLOT,
-                Source::Raw => 0,
-            };
-            match b.packet(source, data.clone()) {
-                Some(p) if !p.is_empty() => {
-                    b.tun_pending.push(base + data.start..base + data.end);
+            if let Some(p) = packet(data) {
+                if !p.is_empty() {
+                    tun_pending.push(slot.start + data.start..slot.start + data.end);
                 }
-                Some(_) => {}
-                None => tracing::error!(
-                    "node returned packet range {data:?} outside its buffer ({source:?}); packet dropped"
-                ),
             }
         }
         Disposition::SendUdp {
@@ -552,8 +602,8 @@ async fn carry_out_inbound(io: &Io, b: &mut Buffers, k: usize, source: Source) {
             remote,
             data,
         } => {
-            if let Some(packet) = b.packet(source, data) {
-                io.send_udp(local, remote, packet).await;
+            if let Some(p) = packet(data) {
+                io.send_udp(*local, *remote, p).await;
             }
         }
         Disposition::SendRawEsp {
@@ -561,8 +611,8 @@ async fn carry_out_inbound(io: &Io, b: &mut Buffers, k: usize, source: Source) {
             remote,
             data,
         } => {
-            if let Some(packet) = b.packet(source, data) {
-                io.send_raw_esp(local, remote, packet).await;
+            if let Some(p) = packet(data) {
+                io.send_raw_esp(*local, *remote, p).await;
             }
         }
         Disposition::Consumed => {}

@@ -63,6 +63,8 @@ pub enum IoError {
         config_path: PathBuf,
         message: String,
     },
+    #[error("cannot start Visitor Mode ([remote_access.visitor]): {message}")]
+    Visitor { message: String },
     #[error("cannot start the cluster's full sync: {message}")]
     Cluster { message: String },
     #[error(

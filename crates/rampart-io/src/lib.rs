@@ -17,6 +17,7 @@ pub mod routes;
 pub mod runtime;
 mod sockbuf;
 pub mod status_server;
+pub mod stream;
 pub mod sync_tls;
 pub mod tun;
 pub mod tun_gro;
@@ -25,6 +26,7 @@ pub mod vip;
 
 pub use crypt_pool::CryptPool;
 pub use error::{IoError, RouteError};
+pub use stream::{BoxStream, StreamEvent};
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -44,6 +46,7 @@ pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<
     let name = config.gateway.name.clone();
     let mut io = runtime::Io::open(&config)?;
     io.open_cluster(&config).await?;
+    io.open_remote_access(&config)?;
     let cluster_line = config.cluster.as_ref().map(|c| {
         format!(
             "cluster {} member {}: sync UDP {}{}",

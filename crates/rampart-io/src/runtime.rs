@@ -8,6 +8,10 @@
 //!   are never left waiting for the next packet.
 //! - Routes added through [`Routes`] and virtual addresses claimed through
 //!   [`crate::vip::Vips`] are removed when the loop ends, whatever the reason.
+//! - RFC 9329 streams ([`crate::stream`]) are a NAT-T path to the node: their frames are
+//!   handed over like UDP receives, and a send to a peer address that has a stream becomes a
+//!   frame on it; the loop only queues (never waits on a stream), and closes every stream
+//!   when it ends.
 
 use std::collections::BTreeSet;
 use std::future::{poll_fn, Future};
@@ -30,6 +34,9 @@ use crate::datapath::{self, Buffers, ReadResult};
 use crate::raw_esp::RawEspSocket;
 use crate::routes::{Injected, Routes};
 use crate::status_server::{StatusQuery, StatusRequests, StatusServer};
+use crate::stream::listener::{self, Listening};
+use crate::stream::visitor::Router;
+use crate::stream::{BoxStream, StreamEvent, StreamInput, Streams, Transport};
 use crate::tun::Tun;
 use crate::udp::UdpEndpoint;
 use crate::IoError;
@@ -68,6 +75,12 @@ pub struct Io {
     /// `Output::VirtualAddressLost` go (it sets the TUN address, routes and DNS). `None` on a
     /// gateway.
     pub client_outputs: Option<tokio::sync::mpsc::UnboundedSender<Output>>,
+    /// RFC 9329 streams (TCP, Visitor Mode, a client's attached stream): the table the sends
+    /// consult and the counters of `transports` in `rampart status`.
+    pub streams: Streams,
+    /// A remote-access client's shell: told when an attached stream ends (it reconnects).
+    /// `None` on a gateway.
+    pub stream_events: Option<tokio::sync::mpsc::UnboundedSender<StreamEvent>>,
 }
 
 impl Io {
@@ -94,9 +107,59 @@ impl Io {
             cluster: None,
             send_failures: Default::default(),
             client_outputs: None,
+            streams: Streams::new(),
+            stream_events: None,
         };
         io.open_sockets(config)?;
         Ok(io)
+    }
+
+    /// Binds the stream listeners of `[remote_access]` (nothing without it): RFC 9329 TCP on
+    /// `tcp.listen`, Visitor Mode on `visitor.listen`. An address that cannot be bound is
+    /// logged at ERROR (for Visitor Mode exactly `Visitor Mode server failed to bind to
+    /// ADDR:PORT (either the port is already taken or the address does not exist)`), counted
+    /// in `bind_failures` and listed in the result; the gateway runs on with the rest. Fails
+    /// only when the Visitor Mode certificate or key cannot be loaded. Must be called inside
+    /// a tokio runtime; the listeners end with this `Io`.
+    pub fn open_remote_access(&mut self, config: &GatewayConfig) -> Result<Listening, IoError> {
+        let mut listening = Listening::default();
+        let Some(ra) = &config.remote_access else {
+            return Ok(listening);
+        };
+        let port = config.gateway.nat_t_port;
+        if let Some(tcp) = &ra.tcp {
+            listener::start(
+                &self.streams,
+                Transport::Tcp,
+                &tcp.listen,
+                port,
+                None,
+                &mut listening,
+            );
+        }
+        if let Some(visitor) = &ra.visitor {
+            let router = Router::new(visitor).map_err(|e| IoError::Visitor {
+                message: e.to_string(),
+            })?;
+            listener::start(
+                &self.streams,
+                Transport::Tls,
+                &visitor.listen,
+                port,
+                Some(std::sync::Arc::new(router)),
+                &mut listening,
+            );
+        }
+        Ok(listening)
+    }
+
+    /// Attaches a stream a remote-access client connected (TCP, TLS, through a proxy; the
+    /// connector already wrote `IKETCP`): frames read from it reach the node as datagrams
+    /// from `remote` to `local`, and every datagram the node sends to `remote` becomes a
+    /// frame on it. When it ends, [`StreamEvent::Closed`] goes to `stream_events`. A stream
+    /// attached earlier to `remote` is closed. Must be called inside a tokio runtime.
+    pub fn attach_stream(&mut self, local: SocketAddr, remote: SocketAddr, stream: BoxStream) {
+        self.streams.attach(local, remote, stream);
     }
 
     /// Opens the cluster I/O of `[cluster]` (nothing without it): the virtual-address handle,
@@ -178,7 +241,11 @@ impl Io {
 
     /// Sends one datagram from the socket bound to `local`; a failure is logged, not returned
     /// (a lost datagram is what UDP allows, and IKE retransmits).
+    /// A remote with a stream ([`crate::stream`]) gets the datagram as one frame instead.
     pub(crate) async fn send_udp(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        if self.streams.send(remote, data) {
+            return;
+        }
         match self.udp_for(local) {
             Some(socket) => {
                 if let Err(e) = socket.send_to(data, remote).await {
@@ -274,6 +341,7 @@ enum Event {
     Sync(SyncEvent),
     SyncClient(io::Result<(TcpStream, SocketAddr)>),
     Link(LinkChange),
+    Stream(StreamInput),
 }
 
 /// Drives `node` with `io` until `shutdown` completes or a device fails, then removes the routes
@@ -284,6 +352,7 @@ pub async fn run<N: Node>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), IoError> {
     let result = event_loop(node, io, shutdown).await;
+    io.streams.close_all();
     io.routes.remove_all().await;
     if let Some(cluster) = io.cluster.as_mut() {
         cluster.shutdown().await;
@@ -327,6 +396,7 @@ async fn event_loop<N: Node>(
             Some(e) = recv_opt(sync_events) => Event::Sync(e),
             r = accept_opt(sync_listener) => Event::SyncClient(r),
             Some(c) = link_opt(links) => Event::Link(c),
+            Some(s) = io.streams.recv() => Event::Stream(s),
         };
         match event {
             Event::Shutdown => {
@@ -400,7 +470,7 @@ async fn event_loop<N: Node>(
                         status.batching.raw_esp_skipped = io.raw.iter().map(|r| r.skipped()).sum();
                         status.reloads = io.reloads.clone();
                         status.icmp = buffers.icmp.clone();
-                        serde_json::to_string(&status)
+                        status_document(&status, &io.streams)
                     }
                     StatusRequest::Reload(path) => match reload(node, io, &path).await {
                         Ok(report) => serde_json::to_string(&report),
@@ -451,6 +521,19 @@ async fn event_loop<N: Node>(
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             },
+            Event::Stream(input) => {
+                let mut input = Some(input);
+                for _ in 0..READS_PER_WAKE {
+                    let Some(next) = input.take().or_else(|| io.streams.try_recv()) else {
+                        break;
+                    };
+                    if let Some((id, remote, batch)) =
+                        io.streams.handle(next, io.stream_events.as_ref())
+                    {
+                        datapath::stream_frames(node, io, &mut buffers, id, remote, batch).await;
+                    }
+                }
+            }
             Event::Link(change) => {
                 tracing::info!(
                     "monitored interface {} is {}",
@@ -472,6 +555,19 @@ async fn event_loop<N: Node>(
             }
         }
     }
+}
+
+/// The status document: the node's status with what the shell adds that the node does not
+/// carry (`transports`: the stream counters).
+fn status_document(
+    status: &rampart_node::GatewayStatus,
+    streams: &Streams,
+) -> serde_json::Result<String> {
+    let mut document = serde_json::to_value(status)?;
+    if let Some(fields) = document.as_object_mut() {
+        fields.insert("transports".into(), serde_json::to_value(streams.status())?);
+    }
+    serde_json::to_string(&document)
 }
 
 /// The answer to the cluster requests of a gateway without `[cluster]`.

@@ -124,6 +124,25 @@ impl std::fmt::Debug for SyncTls {
     }
 }
 
+/// Reads a PEM certificate chain (leaf first). The error names the file and the reason.
+pub(crate) fn load_chain(path: &std::path::Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let chain = CertificateDer::pem_file_iter(path)
+        .and_then(|i| i.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("certificate {}: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "certificate {}: no certificate in the file",
+            path.display()
+        ));
+    }
+    Ok(chain)
+}
+
+/// Reads a PEM private key (PKCS#8, PKCS#1 or SEC1). The error names the file and the reason.
+pub(crate) fn load_key(path: &std::path::Path) -> Result<PrivateKeyDer<'static>, String> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| format!("key {}: {e}", path.display()))
+}
+
 impl SyncTls {
     /// Reads the certificate files (`auth.tls`) or makes an ephemeral self-signed certificate.
     pub fn new(config: &ClusterConfig) -> Result<SyncTls, SyncTlsError> {
@@ -148,17 +167,8 @@ impl SyncTls {
                     )));
                 }
                 let roots = Arc::new(roots);
-                let chain = CertificateDer::pem_file_iter(&files.cert)
-                    .and_then(|i| i.collect::<Result<Vec<_>, _>>())
-                    .map_err(|e| err(&format!("certificate {}", files.cert.display()), &e))?;
-                if chain.is_empty() {
-                    return Err(SyncTlsError(format!(
-                        "certificate {}: no certificate in the file",
-                        files.cert.display()
-                    )));
-                }
-                let key = PrivateKeyDer::from_pem_file(&files.key)
-                    .map_err(|e| err(&format!("key {}", files.key.display()), &e))?;
+                let chain = load_chain(&files.cert).map_err(SyncTlsError)?;
+                let key = load_key(&files.key).map_err(SyncTlsError)?;
                 let client_verifier =
                     WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
                         .build()

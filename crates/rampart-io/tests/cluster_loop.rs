@@ -258,6 +258,8 @@ async fn io(tun: &str, status: &Path, cluster: &ClusterConfig) -> Io {
         cluster: Some(ClusterIo::open(cluster).await.unwrap()),
         send_failures: Default::default(),
         client_outputs: None,
+        streams: Default::default(),
+        stream_events: None,
     }
 }
 

@@ -83,6 +83,9 @@ pub struct Pool<K> {
     end: u128,
     /// Offsets in `first..end` that are never handed out.
     excluded: BTreeSet<u128>,
+    /// Offsets at or above the cursor taken out of order by [`Pool::claim`]: the cursor skips
+    /// them (once released they live in the free list like any other).
+    claimed_ahead: BTreeSet<u128>,
     size: u128,
     /// Offsets `>= cursor` (and not excluded) have never been handed out.
     cursor: u128,
@@ -143,6 +146,7 @@ impl<K: Clone + Eq + Hash> Pool<K> {
             lease_time: config.lease_time,
             end,
             excluded,
+            claimed_ahead: BTreeSet::new(),
             size,
             cursor: first,
             free_order: BTreeMap::new(),
@@ -204,6 +208,9 @@ impl<K: Clone + Eq + Hash> Pool<K> {
         while self.cursor < self.end {
             let off = self.cursor;
             self.cursor += 1;
+            if self.claimed_ahead.remove(&off) {
+                continue;
+            }
             if !self.excluded.contains(&off) {
                 return Some(off);
             }
@@ -254,6 +261,79 @@ impl<K: Clone + Eq + Hash> Pool<K> {
         Ok(self.lease(off))
     }
 
+    /// [`allocate`](Self::allocate), but first trying `prefer` (the address a returning
+    /// client asks for, e.g. in its CFG_REQUEST) when it was released and is free now. An
+    /// address never handed out, excluded, outside the prefix or leased to someone else is
+    /// not taken; the client then gets what `allocate` gives.
+    pub fn allocate_preferred(
+        &mut self,
+        client: K,
+        prefer: IpAddr,
+        now: Instant,
+    ) -> Result<Lease<K>, PoolExhausted> {
+        if self.by_client.contains_key(&client) {
+            return self.allocate(client, now);
+        }
+        let Some(off) = self
+            .offset(prefer)
+            .filter(|o| self.free_seq.contains_key(o))
+        else {
+            return self.allocate(client, now);
+        };
+        self.take_free(off);
+        self.live.insert(
+            off,
+            Live {
+                client: client.clone(),
+                expires: now + self.lease_time,
+            },
+        );
+        self.by_client.insert(client, off);
+        self.counters.allocations += 1;
+        Ok(self.lease(off))
+    }
+
+    /// Takes exactly `address` for `client` (a lease another cluster member handed out,
+    /// continued here). Refused when the address is outside the prefix, excluded, leased, or
+    /// when `client` already holds a lease.
+    pub fn claim(
+        &mut self,
+        client: K,
+        address: IpAddr,
+        now: Instant,
+    ) -> Result<Lease<K>, LeaseError> {
+        let refused = LeaseError(address);
+        let off = self.offset(address).ok_or(refused)?;
+        let first = self.end - self.size - self.excluded.len() as u128;
+        if off < first
+            || off >= self.end
+            || self.excluded.contains(&off)
+            || self.live.contains_key(&off)
+            || self.by_client.contains_key(&client)
+        {
+            return Err(refused);
+        }
+        if self.free_seq.contains_key(&off) {
+            self.take_free(off);
+        } else if off >= self.cursor {
+            if !self.claimed_ahead.insert(off) {
+                return Err(refused);
+            }
+        } else {
+            return Err(refused);
+        }
+        self.live.insert(
+            off,
+            Live {
+                client: client.clone(),
+                expires: now + self.lease_time,
+            },
+        );
+        self.by_client.insert(client, off);
+        self.counters.allocations += 1;
+        Ok(self.lease(off))
+    }
+
     /// Returns an offset to the free list, remembering its owner for stickiness.
     fn free(&mut self, off: u128) -> Option<Live<K>> {
         let live = self.live.remove(&off)?;
@@ -286,6 +366,22 @@ impl<K: Clone + Eq + Hash> Pool<K> {
         let off = self.holds(lease).ok_or(LeaseError(lease.address))?;
         if let Some(live) = self.live.get_mut(&off) {
             live.expires = now + self.lease_time;
+        }
+        Ok(self.lease(off))
+    }
+
+    /// Moves a live lease to another client id without changing its address or expiry (an
+    /// IKE SA rekeyed: the address stays with the client, under the new SA's id). Refused when
+    /// the pool does not hold `lease` for its client, or when `to` already holds a lease.
+    pub fn transfer(&mut self, lease: &Lease<K>, to: K) -> Result<Lease<K>, LeaseError> {
+        let off = self.holds(lease).ok_or(LeaseError(lease.address))?;
+        if self.by_client.contains_key(&to) {
+            return Err(LeaseError(lease.address));
+        }
+        self.by_client.remove(&lease.client);
+        self.by_client.insert(to.clone(), off);
+        if let Some(live) = self.live.get_mut(&off) {
+            live.client = to;
         }
         Ok(self.lease(off))
     }
@@ -336,7 +432,8 @@ impl<K: Clone + Eq + Hash> Pool<K> {
     /// released ones), independently of `in_use`, so `in_use + free == size` is a real check.
     pub fn status(&self) -> PoolStatus {
         let excluded_ahead = self.excluded.range(self.cursor..).count() as u128;
-        let fresh = self.end - self.cursor - excluded_ahead;
+        let claimed_ahead = self.claimed_ahead.len() as u128;
+        let fresh = self.end - self.cursor - excluded_ahead - claimed_ahead;
         PoolStatus {
             in_use: self.live.len() as u128,
             free: fresh + self.free_order.len() as u128,

@@ -230,3 +230,89 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn transfer_keeps_the_address_under_a_new_client() {
+    let mut p = pool("10.9.0.0/29", &[]);
+    let now = Instant::now();
+    let a = p.allocate("old".into(), now).unwrap();
+    let b = p.allocate("other".into(), now).unwrap();
+    let moved = p.transfer(&a, "new".into()).unwrap();
+    assert_eq!(moved.address, a.address);
+    assert_eq!(moved.expires, a.expires);
+    assert_eq!(p.lease_of(&"new".to_string()), Some(moved.clone()));
+    assert_eq!(p.lease_of(&"old".to_string()), None);
+    // The old handle is gone; a taken target is refused.
+    assert!(p.transfer(&a, "x".into()).is_err());
+    assert!(p.transfer(&moved, "other".into()).is_err());
+    let st = p.status();
+    assert_eq!((st.in_use, st.allocations, st.releases), (2, 2, 0));
+    p.release(&moved).unwrap();
+    p.release(&b).unwrap();
+    assert_eq!(p.status().in_use, 0);
+}
+
+#[test]
+fn a_preferred_address_is_taken_only_when_released_and_free() {
+    let mut p = pool("10.9.0.0/29", &["10.9.0.6"]);
+    let now = Instant::now();
+    let a = p.allocate("a".into(), now).unwrap();
+    let b = p.allocate("b".into(), now).unwrap();
+    // Leased to someone else: not taken.
+    let c = p.allocate_preferred("c".into(), a.address, now).unwrap();
+    assert_ne!(c.address, a.address);
+    // Never handed out, or excluded: the usual order.
+    let d = p
+        .allocate_preferred("d".into(), ip("10.9.0.6"), now)
+        .unwrap();
+    assert_eq!(d.address, ip("10.9.0.4"));
+    p.release(&a).unwrap();
+    p.release(&b).unwrap();
+    // Released: a returning client gets it back, even under another key.
+    let a2 = p
+        .allocate_preferred("a-again".into(), b.address, now)
+        .unwrap();
+    assert_eq!(a2.address, b.address);
+    let st = p.status();
+    assert_eq!((st.in_use, st.in_use + st.free), (3, st.size));
+}
+
+#[test]
+fn claim_takes_exactly_that_address_and_the_cursor_skips_it() {
+    let mut p = pool("10.9.0.0/29", &["10.9.0.6"]);
+    let now = Instant::now();
+    let c = p.claim("c".into(), ip("10.9.0.3"), now).unwrap();
+    assert_eq!(c.address, ip("10.9.0.3"));
+    // Taken, excluded, outside, network: refused.
+    assert!(p.claim("x".into(), ip("10.9.0.3"), now).is_err());
+    assert!(p.claim("x".into(), ip("10.9.0.6"), now).is_err());
+    assert!(p.claim("x".into(), ip("10.9.1.1"), now).is_err());
+    assert!(p.claim("x".into(), ip("10.9.0.0"), now).is_err());
+    let st = p.status();
+    assert_eq!((st.in_use, st.free), (1, 4));
+    let got: Vec<IpAddr> = (0..4)
+        .map(|i| p.allocate(format!("n{i}"), now).unwrap().address)
+        .collect();
+    assert_eq!(
+        got,
+        ["10.9.0.1", "10.9.0.2", "10.9.0.4", "10.9.0.5"].map(ip)
+    );
+    assert!(p.allocate("late".into(), now).is_err());
+    p.release(&c).unwrap();
+    let st = p.status();
+    assert_eq!((st.in_use, st.free), (4, 1));
+    assert_eq!(
+        p.allocate("late".into(), now).unwrap().address,
+        ip("10.9.0.3")
+    );
+    // A released address is claimed back from the free list.
+    let mut q = pool("10.9.0.0/29", &[]);
+    let a = q.allocate("a".into(), now).unwrap();
+    q.release(&a).unwrap();
+    assert_eq!(
+        q.claim("a2".into(), a.address, now).unwrap().address,
+        a.address
+    );
+    let st = q.status();
+    assert_eq!(st.in_use + st.free, st.size);
+}

@@ -5,6 +5,7 @@
 mod control;
 mod member;
 mod mep;
+mod ra;
 mod reload;
 mod snapshot;
 
@@ -44,6 +45,8 @@ pub struct Gateway {
     mep: mep::MepNode,
     /// Seeds the MEP engine's random choices (one seed per engine built).
     mep_rng: Rng,
+    /// Remote access: leases (gateway) and virtual addresses (client).
+    ra: ra::RaNode,
 }
 
 /// A peer's settings by id. The IKE engine holds the one peer list; `None` for a removed peer
@@ -82,9 +85,32 @@ pub(crate) fn mep_parts(
 
 /// Every (remote prefix, peer) pair of the data plane's policy, in peer order: a prefix shared
 /// by several peers (an entry-point group) has them all as candidates.
+///
+/// A remote-access gateway template's remote domain is its Office Mode pool: each client's
+/// tunnel is then found by its virtual address ([`crate::dataplane::Tunnel::per_client`]).
 pub(crate) fn remote_domains(ike: &Ike) -> Vec<(ipnet::IpNet, PeerId)> {
     peer_policies(ike)
-        .flat_map(|(id, p)| p.remote_domain.iter().map(move |n| (*n, id)))
+        .flat_map(|(id, p)| {
+            let nets: Vec<ipnet::IpNet> = match &p.remote_access {
+                rampart_ike::RemoteAccess::Gateway(g) => vec![g.pool.prefix.trunc()],
+                _ => p.remote_domain.clone(),
+            };
+            nets.into_iter().map(move |n| (n, id))
+        })
+        .collect()
+}
+
+/// The remote prefixes of remote-access client peers that no other peer also protects: the
+/// client shell routes what the gateway assigned, so the node adds no route for them.
+fn client_only_prefixes(ike: &Ike) -> Vec<ipnet::IpNet> {
+    let others: Vec<ipnet::IpNet> = peer_policies(ike)
+        .filter(|(_, p)| !ra::is_client(p))
+        .flat_map(|(_, p)| p.remote_domain.iter().copied())
+        .collect();
+    peer_policies(ike)
+        .filter(|(_, p)| ra::is_client(p))
+        .flat_map(|(_, p)| p.remote_domain.iter().copied())
+        .filter(|n| !others.contains(n))
         .collect()
 }
 
@@ -149,6 +175,7 @@ impl Gateway {
             cluster,
             mep: mep::MepNode::default(),
             mep_rng,
+            ra: ra::RaNode::default(),
         };
         if gateway.cluster.is_some() {
             let inspector = gateway.dataplane.inspector_mut();
@@ -167,7 +194,7 @@ impl Gateway {
         for id in always {
             gateway.ike.initiate(now, id);
         }
-        let (dataplane, mut control) = gateway.parts();
+        let (dataplane, mut control) = gateway.parts(now);
         dataplane.sync(now, &mut control);
         let (mep, responder, rim) = mep;
         gateway.set_mep(now, mep, responder, rim);
@@ -176,12 +203,14 @@ impl Gateway {
     }
 
     /// The data plane and a control plane over IKE and the output queue, borrowed apart.
-    fn parts(&mut self) -> (&mut DataPlane, IkeControl<'_>) {
+    fn parts(&mut self, now: Instant) -> (&mut DataPlane, IkeControl<'_>) {
         let control = IkeControl {
             config: &self.config,
             ike: &mut self.ike,
             outputs: &mut self.outputs,
             mep: &mut self.mep,
+            ra: &mut self.ra,
+            now,
         };
         (&mut self.dataplane, control)
     }
@@ -218,7 +247,7 @@ impl Gateway {
                 Disposition::Dropped(crate::DropReason::Malformed)
             };
         }
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         let d = dataplane.handle_udp(now, local, remote, buf, packet, &mut control);
         self.after_input(now);
         d
@@ -241,7 +270,7 @@ impl Gateway {
         buf: &mut [u8],
         packet: Range<usize>,
     ) -> Disposition {
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         let d = dataplane.handle_raw_esp(now, local, remote, buf, packet, &mut control);
         self.after_input(now);
         d
@@ -251,7 +280,7 @@ impl Gateway {
     /// shell read it from the socket's error queue): a hint that the peer's NAT mapping is gone;
     /// IKE checks the peer (rate-limited), nothing moves.
     pub fn handle_unreachable(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) {
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.handle_unreachable(now, local, remote, &mut control);
         self.after_input(now);
     }
@@ -263,7 +292,7 @@ impl Gateway {
         buf: &mut [u8],
         packet: Range<usize>,
     ) -> Disposition {
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         let d = dataplane.handle_tun(now, buf, packet, &mut control);
         self.after_input(now);
         d
@@ -282,7 +311,7 @@ impl Gateway {
         packets: &[Range<usize>],
         out: &mut [Disposition],
     ) {
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.handle_tun_batch(now, bufs, packets, out, &mut control);
         self.after_input(now);
     }
@@ -307,7 +336,7 @@ impl Gateway {
             }
             return;
         }
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.handle_udp_batch(now, local, remote, buf, packets, out, &mut control);
         self.after_input(now);
     }
@@ -322,7 +351,7 @@ impl Gateway {
         packets: &[(IpAddr, Range<usize>)],
         out: &mut [Disposition],
     ) {
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.handle_raw_esp_batch(now, local, buf, packets, out, &mut control);
         self.after_input(now);
     }
@@ -352,7 +381,7 @@ impl Gateway {
             }
         }
         self.ike.handle_timeout(now);
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.handle_timeout(now, &mut control);
         self.after_input(now);
     }
@@ -378,7 +407,7 @@ impl Gateway {
                 .mep
                 .pump(now, &mut self.ike, peer_local, &mut self.outputs);
             if ike_used {
-                let (dataplane, mut control) = self.parts();
+                let (dataplane, mut control) = self.parts(now);
                 dataplane.sync(now, &mut control);
             }
         }
@@ -414,6 +443,12 @@ impl Gateway {
         self.mep.probe_sockets(&self.ike)
     }
 
+    /// `rampart ra status`: Office Mode pools and clients (gateway), virtual addresses
+    /// (client); `None` without remote-access peers.
+    pub fn ra_status(&self, now: Instant) -> Option<crate::status::RaStatus> {
+        crate::status::ra_status(self, now, &self.ike.status(now))
+    }
+
     /// `rampart mep status`: the groups, entry points and responder; `None` when the gateway
     /// neither probes nor answers probes.
     pub fn mep_status(&self, now: Instant) -> Option<rampart_mep::MepStatus> {
@@ -430,9 +465,14 @@ impl Gateway {
     }
 
     /// Routes to withdraw when the gateway stops: every remote domain, and the IP Pool NAT
-    /// pools (local hosts answer pool addresses through the TUN device).
+    /// pools (local hosts answer pool addresses through the TUN device). A remote-access
+    /// gateway's Office Mode pools are among the remote domains; a remote-access client's
+    /// remote domain is not (the client shell routes what the gateway assigned).
     pub fn shutdown_routes(&self) -> Vec<ipnet::IpNet> {
-        self.dataplane.routes()
+        let client_only = client_only_prefixes(&self.ike);
+        let mut routes = self.dataplane.routes();
+        routes.retain(|n| !client_only.contains(n));
+        routes
     }
 
     /// The connection table for `rampart conn list` (at most `limit` entries).
@@ -460,6 +500,9 @@ impl Gateway {
     }
     pub(crate) fn mep(&self) -> &mep::MepNode {
         &self.mep
+    }
+    pub(crate) fn ra(&self) -> &ra::RaNode {
+        &self.ra
     }
     pub(crate) fn started(&self) -> Instant {
         self.started

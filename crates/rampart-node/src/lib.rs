@@ -29,7 +29,7 @@ pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use rampart_mep::MepStatus;
 pub use status::{
     BatchCounters, GatewayStatus, IcmpCounters, IkeDefenceCounters, IkeSaInfo, PeerStatus,
-    ReloadCounters, TunnelStatus,
+    RaClientStatus, RaPoolStatus, RaStatus, RaVirtualAddress, ReloadCounters, TunnelStatus,
 };
 
 /// Errors of the gateway's fallible operations.

@@ -9,7 +9,7 @@ use rampart_mep::MepStatus;
 
 use crate::{
     ClusterCommand, ClusterStatus, ConnList, Disposition, FullSyncProgress, Gateway, GatewayStatus,
-    InspectStats, Output, ReloadError, ReloadReport, SyncStats,
+    InspectStats, Output, RaStatus, ReloadError, ReloadReport, SyncStats,
 };
 
 /// A node the I/O shell drives: a gateway today, a client or a cluster member later.
@@ -115,6 +115,13 @@ pub trait Node {
     fn probe_sockets(&self) -> Vec<SocketAddr>;
     /// `rampart mep status`; `None` when the node neither probes nor answers probes.
     fn mep_status(&self, now: Instant) -> Option<MepStatus>;
+    /// `rampart ra status` (the `ra status` request): Office Mode pools and clients, virtual
+    /// addresses; `None` without remote-access peers. Provided: it is the `remote_access`
+    /// part of [`Node::status`], which every node fills in (the gateway answers it without
+    /// building the rest).
+    fn ra_status(&self, now: Instant) -> Option<RaStatus> {
+        self.status(now).remote_access
+    }
 }
 
 impl Node for Gateway {
@@ -243,5 +250,9 @@ impl Node for Gateway {
 
     fn mep_status(&self, now: Instant) -> Option<MepStatus> {
         Gateway::mep_status(self, now)
+    }
+
+    fn ra_status(&self, now: Instant) -> Option<RaStatus> {
+        Gateway::ra_status(self, now)
     }
 }

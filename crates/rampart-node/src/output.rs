@@ -171,6 +171,31 @@ pub enum LogEvent {
         prefix: String,
         up: bool,
     },
+    /// Remote-access gateway: `client` (from `remote`) got Office Mode `address` from the
+    /// pool of template `peer`.
+    LeaseAssigned {
+        peer: String,
+        client: String,
+        address: String,
+        remote: String,
+    },
+    /// Remote-access gateway: the address of `client` went back to the pool.
+    LeaseReleased {
+        peer: String,
+        client: String,
+        address: String,
+    },
+    /// Remote-access gateway: `client` was refused, the pool is exhausted.
+    PoolExhausted {
+        peer: String,
+        client: String,
+        remote: String,
+    },
+    /// Remote-access client: the gateway assigned `address` (`None`: the assignment is lost).
+    VirtualAddress {
+        peer: String,
+        address: Option<String>,
+    },
     /// Anything else; the message is all there is.
     Other,
 }

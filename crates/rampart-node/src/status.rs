@@ -42,6 +42,70 @@ pub struct GatewayStatus {
     /// document (`rampart_mep::MepStatus` is not deserialisable).
     #[serde(default, skip_deserializing)]
     pub mep: Option<rampart_mep::MepStatus>,
+    /// Remote access: Office Mode pools and clients (gateway), virtual addresses (client);
+    /// `None` without remote-access peers. Also the answer to the `ra status` request.
+    #[serde(default)]
+    pub remote_access: Option<RaStatus>,
+}
+
+/// `rampart ra status`: the remote-access side of a node. Names are stable (JSON keys).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RaStatus {
+    /// One per remote-access gateway template.
+    pub pools: Vec<RaPoolStatus>,
+    /// Every client holding an address, by address.
+    pub clients: Vec<RaClientStatus>,
+    /// One per remote-access client peer that holds an assignment now.
+    pub virtual_addresses: Vec<RaVirtualAddress>,
+}
+
+/// An Office Mode pool.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RaPoolStatus {
+    /// The template peer's name.
+    pub peer: String,
+    /// e.g. `10.99.0.0/24`.
+    pub prefix: String,
+    /// Addresses the pool can hand out (prefix less network, broadcast and excluded ones).
+    pub size: u64,
+    pub in_use: u64,
+    pub free: u64,
+    /// Leases handed out and given back since the gateway started.
+    pub allocations: u64,
+    pub releases: u64,
+    /// Clients refused because every address was leased (INTERNAL_ADDRESS_FAILURE).
+    pub exhausted_refusals: u64,
+}
+
+/// A client holding an address.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RaClientStatus {
+    /// The template peer's name.
+    pub peer: String,
+    /// The authenticated identity: EAP user name or IKE identity.
+    pub client: String,
+    pub address: String,
+    /// The client's IKE SA id (as in `peers[].ike_sa.id`).
+    pub ike_sa: u64,
+    /// Where the client is reached now (`ip:port`; `?` when unknown).
+    pub remote: String,
+    /// Seconds since it got the address.
+    pub since_secs: u64,
+}
+
+/// What a remote-access gateway assigned to this client.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RaVirtualAddress {
+    /// The client peer's name.
+    pub peer: String,
+    /// The Office Mode address (`None`: the gateway sent none).
+    pub address: Option<String>,
+    pub dns: Vec<String>,
+    pub dns_domains: Vec<String>,
+    /// Split tunnel routes; empty: full tunnel.
+    pub routes: Vec<String>,
+    pub ike_sa: u64,
+    pub since_secs: u64,
 }
 
 /// What the shell read from its UDP sockets' error queues (`IP_RECVERR`).
@@ -224,7 +288,95 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         cluster: gw.cluster_status(now).map(|(c, _)| c),
         sync: gw.cluster_status(now).map(|(_, s)| s),
         mep: gw.mep().status(now),
+        remote_access: ra_status(gw, now, &ike),
     }
+}
+
+fn first_address(reply: &rampart_wire::ike::CfgReply) -> Option<String> {
+    reply
+        .ip4_addresses
+        .first()
+        .map(|a| a.to_string())
+        .or_else(|| reply.ip6_addresses.first().map(|a| a.addr().to_string()))
+}
+
+/// The remote-access status from the node's lease and assignment records; `ike` is the IKE
+/// engine's status (for the clients' current addresses). `None` without remote-access peers.
+pub(crate) fn ra_status(
+    gw: &crate::Gateway,
+    now: std::time::Instant,
+    ike: &[rampart_ike::IkeSaStatus],
+) -> Option<RaStatus> {
+    let ra = gw.ra();
+    let mut any = false;
+    let mut status = RaStatus::default();
+    for (id, p) in peer_policies(gw.ike()) {
+        match &p.remote_access {
+            rampart_ike::RemoteAccess::None => {}
+            rampart_ike::RemoteAccess::Gateway(g) => {
+                any = true;
+                let size = rampart_lease::Pool::<u8>::new(g.pool.clone())
+                    .map_or(0, |pool| pool.status().size);
+                let size = u64::try_from(size).unwrap_or(u64::MAX);
+                let in_use = ra.clients.values().filter(|c| c.peer == id).count() as u64;
+                let counts = ra.counts.get(&id).copied().unwrap_or_default();
+                status.pools.push(RaPoolStatus {
+                    peer: p.name.clone(),
+                    prefix: g.pool.prefix.trunc().to_string(),
+                    size,
+                    in_use,
+                    free: size.saturating_sub(in_use),
+                    allocations: counts.allocations,
+                    releases: counts.releases,
+                    exhausted_refusals: counts.exhausted_refusals,
+                });
+            }
+            rampart_ike::RemoteAccess::Client(_) => {
+                any = true;
+                if let Some(a) = ra.assigned.get(&id) {
+                    let r = &a.reply;
+                    status.virtual_addresses.push(RaVirtualAddress {
+                        peer: p.name.clone(),
+                        address: first_address(r),
+                        dns: r
+                            .ip4_dns
+                            .iter()
+                            .map(|a| a.to_string())
+                            .chain(r.ip6_dns.iter().map(|a| a.to_string()))
+                            .collect(),
+                        dns_domains: r.dns_domains.clone(),
+                        routes: r
+                            .ip4_subnets
+                            .iter()
+                            .map(|n| n.to_string())
+                            .chain(r.ip6_subnets.iter().map(|n| n.to_string()))
+                            .collect(),
+                        ike_sa: a.ike_sa.0,
+                        since_secs: secs(now, a.since),
+                    });
+                }
+            }
+        }
+    }
+    for (address, c) in &ra.clients {
+        let name = gw
+            .ike()
+            .peer(c.peer)
+            .map_or_else(String::new, |p| p.name.clone());
+        let remote = ike
+            .iter()
+            .find(|s| s.ike_sa == c.ike_sa)
+            .map_or_else(|| "?".to_string(), |s| s.remote.to_string());
+        status.clients.push(RaClientStatus {
+            peer: name,
+            client: c.client.clone(),
+            address: address.to_string(),
+            ike_sa: c.ike_sa.0,
+            remote,
+            since_secs: secs(now, c.since),
+        });
+    }
+    any.then_some(status)
 }
 
 fn tunnel_status(

@@ -216,3 +216,87 @@ fn keepalive_from_a_new_port_is_only_a_hint() {
         assert!(json["nat"][key].is_u64(), "nat.{key} in {json}");
     }
 }
+
+#[test]
+fn a_rekeyed_inbound_sa_decrypts_for_a_grace_period_after_its_delete() {
+    // RFC 7296 2.8: packets the peer sealed with the old SA just before the rekey may arrive
+    // after the Delete exchange (the rekey initiator reads the Delete response first).
+    let mut pair = Pair::new(
+        "child_lifetime_bytes = \"64KiB\"",
+        "start_action = \"none\"",
+    );
+    let t = pair.now + Duration::from_secs(3);
+    pair.run_until(t);
+    assert!(pair.established(0) && pair.established(1));
+    let old_in = pair.gw[0].status(pair.now).peers[0].tunnels[0]
+        .spi_in
+        .clone();
+    // B seals two packets with the old SA; they are held on the wire.
+    let early = udp_packet([10, 2, 0, 7], [10, 1, 0, 5], b"sealed before the rekey");
+    let late = udp_packet([10, 2, 0, 7], [10, 1, 0, 5], b"arrives after the grace");
+    let held_early = pair.seal_held(1, &early);
+    let held_late = pair.seal_held(1, &late);
+    // A crosses its soft byte limit: rekey, then the Delete exchange, all delivered at once.
+    let payload = vec![0x5a; 1000];
+    for _ in 0..80 {
+        let p = udp_packet([10, 1, 0, 5], [10, 2, 0, 7], &payload);
+        pair.send_from_tun(0, &p);
+    }
+    let tunnels = pair.gw[0].status(pair.now).peers[0].tunnels.clone();
+    assert_eq!(
+        tunnels.len(),
+        1,
+        "one live tunnel after the rekey: {tunnels:#?}"
+    );
+    assert_ne!(tunnels[0].spi_in, old_in, "no rekey happened");
+    assert!(
+        pair.logs[0]
+            .iter()
+            .any(|l| l.contains(&format!("in {old_in}")) && l.contains("removed")),
+        "the old SA was not deleted: {:#?}",
+        pair.logs[0]
+    );
+    // After the Delete response: the old inbound SA still opens B's packet.
+    assert!(matches!(
+        pair.deliver_held(held_early),
+        Disposition::WriteTun { .. }
+    ));
+    assert_eq!(pair.tun_out[0], vec![early]);
+    // Past the grace period the old SA is gone: unknown SPI.
+    let t = pair.now + Duration::from_millis(1100);
+    pair.run_until(t);
+    assert_eq!(
+        pair.deliver_held(held_late),
+        Disposition::Dropped(rampart_node::DropReason::UnknownSpi)
+    );
+    assert_eq!(pair.tun_out[0].len(), 1);
+    let counters = pair.gw[0].status(pair.now).counters;
+    assert_eq!(counters.dropped_unknown_spi, 1);
+    // Traffic on the new SA flows both ways.
+    let ba = udp_packet([10, 2, 0, 7], [10, 1, 0, 5], b"on the new SA");
+    pair.send_from_tun(1, &ba);
+    assert_eq!(pair.tun_out[0].last(), Some(&ba));
+}
+
+#[test]
+fn a_retired_sa_is_unknown_at_its_deadline_even_before_the_timer_runs() {
+    let mut pair = Pair::new(
+        "child_lifetime_bytes = \"64KiB\"",
+        "start_action = \"none\"",
+    );
+    let t = pair.now + Duration::from_secs(3);
+    pair.run_until(t);
+    let p = udp_packet([10, 2, 0, 7], [10, 1, 0, 5], b"old SA");
+    let held = pair.seal_held(1, &p);
+    let payload = vec![0x5a; 1000];
+    for _ in 0..80 {
+        let p = udp_packet([10, 1, 0, 5], [10, 2, 0, 7], &payload);
+        pair.send_from_tun(0, &p);
+    }
+    // No timer runs: the packet comes exactly at the deadline.
+    pair.now += Duration::from_secs(1);
+    assert_eq!(
+        pair.deliver_held(held),
+        Disposition::Dropped(rampart_node::DropReason::UnknownSpi)
+    );
+}

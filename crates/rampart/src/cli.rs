@@ -32,6 +32,10 @@ pub enum Command {
     Cluster(ClusterArgs),
     /// Multiple Entry Points of a running gateway: groups, entry points, probes, choices.
     Mep(MepArgs),
+    /// Remote-access client: connect to a gateway with a profile, disconnect, show the state.
+    Client(ClientArgs),
+    /// Remote access on a running gateway: the Office Mode pool and the connected clients.
+    Ra(RaArgs),
     /// A small CA: create it, issue gateway and client certificates, list, revoke.
     Pki {
         #[command(subcommand)]
@@ -98,8 +102,11 @@ pub enum LogFormat {
 #[derive(Debug, Args)]
 pub struct CheckConfigArgs {
     /// Configuration files to check.
-    #[arg(required = true, value_name = "FILE")]
+    #[arg(required_unless_present = "profile", value_name = "FILE")]
     pub files: Vec<PathBuf>,
+    /// Client profiles to check (`rampart client up --profile FILE`); may be repeated.
+    #[arg(long, value_name = "FILE")]
+    pub profile: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -226,6 +233,101 @@ impl MepCommand {
 }
 
 #[derive(Debug, Args)]
+pub struct ClientArgs {
+    #[command(subcommand)]
+    pub command: ClientCommand,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Subcommand)]
+pub enum ClientCommand {
+    /// Connect: clean up after a crashed run, check for a captive portal, find a transport
+    /// that works, bring the tunnel up and set the address, routes and DNS. Runs in the
+    /// background and returns once connected (or failed) unless --foreground.
+    Up(ClientUpArgs),
+    /// Disconnect and restore routes, DNS and the firewall; also cleans up after a client
+    /// that was killed.
+    Down(ClientSelectArgs),
+    /// State, transport and why, gateway, virtual address, DNS, routes, bytes.
+    Status(ClientStatusArgs),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ClientUpArgs {
+    /// The client profile (TOML).
+    #[arg(long, short, value_name = "FILE")]
+    pub profile: PathBuf,
+    /// Stay in the foreground and log to standard error until SIGINT or SIGTERM.
+    #[arg(long)]
+    pub foreground: bool,
+    /// How long the background start waits for the tunnel before giving up (seconds).
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    pub wait: u64,
+    /// Lowest level of the messages logged (RAMPART_LOG overrides it).
+    #[arg(long, value_enum, default_value_t = LogLevel::Info, value_name = "LEVEL")]
+    pub log_level: LogLevel,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ClientSelectArgs {
+    /// The profile of the connection (its name and state directory).
+    #[arg(long, short, value_name = "FILE", conflicts_with = "name")]
+    pub profile: Option<PathBuf>,
+    /// The connection's name, in the default state directory (/run/rampart/client). Without
+    /// --profile or --name: the only connection there.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub struct ClientStatusArgs {
+    #[command(flatten)]
+    pub select: ClientSelectArgs,
+    /// Print JSON (stable field names) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RaArgs {
+    #[command(subcommand)]
+    pub command: RaCommand,
+    /// Read the status socket path from this configuration file.
+    #[arg(
+        long,
+        short,
+        value_name = "FILE",
+        conflicts_with = "socket",
+        global = true
+    )]
+    pub config: Option<PathBuf>,
+    /// Connect to this status socket (default: the only socket in /run/rampart).
+    #[arg(long, short, value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
+    /// Print the gateway's JSON answer instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum RaCommand {
+    /// The Office Mode pool (size, in use, free, allocations, releases, refusals) and each
+    /// connected client: identity, address, remote endpoint, since when.
+    Status,
+}
+
+impl RaCommand {
+    /// The status-socket request line.
+    pub fn request(self) -> String {
+        match self {
+            RaCommand::Status => "ra status".into(),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
 pub struct ReloadArgs {
     /// The new configuration. It is checked here first (the same messages as `check-config`);
     /// then the gateway whose `status_socket` it names reads and applies it.
@@ -347,6 +449,60 @@ mod tests {
         assert!(cluster(&[]).is_err());
         assert!(cluster(&["failover"]).is_err());
         assert!(cluster(&["down", "2"]).is_err());
+    }
+
+    #[test]
+    fn client_verbs() {
+        let parse = |args: &[&str]| {
+            let argv = ["rampart", "client"].iter().chain(args);
+            Cli::try_parse_from(argv).map(|c| match c.command {
+                Command::Client(a) => a.command,
+                other => panic!("{other:?}"),
+            })
+        };
+        match parse(&["up", "--profile", "corp.toml"]).unwrap() {
+            ClientCommand::Up(a) => {
+                assert_eq!(a.profile, PathBuf::from("corp.toml"));
+                assert!(!a.foreground);
+                assert_eq!(a.wait, 60);
+            }
+            other => panic!("{other:?}"),
+        }
+        match parse(&["up", "-p", "corp.toml", "--foreground", "--wait", "5"]).unwrap() {
+            ClientCommand::Up(a) => assert!(a.foreground && a.wait == 5),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["up"]).is_err(), "--profile is required");
+        assert_eq!(
+            parse(&["down", "--name", "corp"]).unwrap(),
+            ClientCommand::Down(ClientSelectArgs {
+                profile: None,
+                name: Some("corp".into())
+            })
+        );
+        assert!(parse(&["down", "--name", "a", "--profile", "b"]).is_err());
+        match parse(&["status", "--json"]).unwrap() {
+            ClientCommand::Status(a) => {
+                assert!(a.json && a.select.profile.is_none() && a.select.name.is_none())
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["connect"]).is_err());
+    }
+
+    #[test]
+    fn ra_status_command() {
+        let cli =
+            Cli::try_parse_from(["rampart", "ra", "status", "--json", "-s", "/r/g.sock"]).unwrap();
+        match cli.command {
+            Command::Ra(a) => {
+                assert_eq!(a.command.request(), "ra status");
+                assert!(a.json);
+                assert_eq!(a.socket, Some(PathBuf::from("/r/g.sock")));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["rampart", "ra"]).is_err());
     }
 
     #[test]

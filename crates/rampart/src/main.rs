@@ -1,10 +1,12 @@
-//! `rampart`: run a gateway, check configuration files, show a running gateway's status, reload it.
+//! `rampart`: run a gateway, check configuration files, show a running gateway's status, reload it;
+//! connect to a gateway as a remote-access client (`rampart client`).
 //!
 //! Exit codes: 0 success, 1 runtime failure (the gateway stopped on an error, no status socket),
 //! 2 invalid configuration or usage.
 
 mod check_config;
 mod cli;
+mod client;
 mod cluster_cmd;
 mod conn_cmd;
 mod gateway_cmd;
@@ -12,6 +14,7 @@ mod lab_cmd;
 mod logging;
 mod mep_cmd;
 mod pki_cmd;
+mod ra_cmd;
 mod reload_cmd;
 mod status_cmd;
 mod status_view;
@@ -39,6 +42,8 @@ fn main() -> ExitCode {
         Command::Conn(args) => conn_cmd::run(&args),
         Command::Cluster(args) => cluster_cmd::run(&args),
         Command::Mep(args) => mep_cmd::run(&args),
+        Command::Client(args) => client::run(args),
+        Command::Ra(args) => ra_cmd::run(&args),
         Command::Reload(args) => reload_cmd::run(&args),
         Command::Lab(args) => lab_cmd::run(&args),
     }

@@ -34,7 +34,9 @@ pub fn run(args: &StatusArgs) -> ExitCode {
         }
     };
     if args.json {
-        match serde_json::to_string_pretty(&status) {
+        // The whole document: the node's status plus what the I/O shell adds (cluster I/O,
+        // reloads, stream transports), so no section is lost in a round trip.
+        match serde_json::to_string_pretty(&document) {
             Ok(text) => println!("{text}"),
             Err(e) => {
                 eprintln!("rampart: cannot encode the status: {e}");

@@ -199,7 +199,7 @@ fn rekey(secs: Option<u64>) -> String {
 }
 
 /// `3d4h`, `1h2m3s`, `45s`: the non-zero units, largest first.
-fn duration(secs: u64) -> String {
+pub(crate) fn duration(secs: u64) -> String {
     if secs == 0 {
         return "0s".into();
     }
@@ -713,6 +713,7 @@ cluster hq  high-availability  member 2  active (member 1 dead)  failovers 1
             icmp: Default::default(),
             cluster: None,
             mep: None,
+            remote_access: None,
             sync: None,
         };
         let text = render(&status);

@@ -241,6 +241,7 @@ fn sample_status() -> GatewayStatus {
         icmp: Default::default(),
         cluster: None,
         mep: None,
+        remote_access: None,
         sync: None,
     }
 }

@@ -48,6 +48,9 @@ pub struct CharonConfig {
     pub encap: bool,
     /// Extra lines inside the `charon { }` section of strongswan.conf.
     pub charon_extra: String,
+    /// Plugins loaded after the default set (e.g. `eap-mschapv2 resolve` for a remote-access
+    /// client).
+    pub extra_plugins: String,
 }
 
 impl CharonConfig {
@@ -78,6 +81,7 @@ impl CharonConfig {
             dpd_delay: "0s".into(),
             encap: true,
             charon_extra: String::new(),
+            extra_plugins: String::new(),
         }
     }
 
@@ -86,7 +90,7 @@ impl CharonConfig {
         let d = dir.display();
         let mut s = String::new();
         let _ = writeln!(s, "charon {{");
-        let _ = writeln!(s, "  load = {PLUGINS}");
+        let _ = writeln!(s, "  load = {PLUGINS} {}", self.extra_plugins);
         let _ = writeln!(s, "  port = 500");
         let _ = writeln!(s, "  port_nat_t = 4500");
         let _ = writeln!(s, "  install_routes = yes");
@@ -192,6 +196,14 @@ impl Charon {
     /// and loads the connection and secret (`swanctl --load-all`).
     #[track_caller]
     pub fn start(ns: &Netns, dir: &Path, config: CharonConfig) -> Charon {
+        let swanctl = config.swanctl_conf();
+        Charon::start_with(ns, dir, config, &swanctl)
+    }
+
+    /// [`Charon::start`] with a `swanctl.conf` of the caller's (a remote-access connection,
+    /// EAP secrets); `config` still gives strongswan.conf and the connection/child names.
+    #[track_caller]
+    pub fn start_with(ns: &Netns, dir: &Path, config: CharonConfig, swanctl_conf: &str) -> Charon {
         std::fs::create_dir_all(dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
         let conf = dir.join("strongswan.conf");
         write(&conf, &config.strongswan_conf(dir));
@@ -205,7 +217,7 @@ impl Charon {
             let p = swanctl_dir.join(sub);
             std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
         }
-        write(&swanctl_dir.join("swanctl.conf"), &config.swanctl_conf());
+        write(&swanctl_dir.join("swanctl.conf"), swanctl_conf);
 
         let conf_str = conf.to_string_lossy().into_owned();
         let mut process = ns.spawn_env(

@@ -157,6 +157,8 @@ pub struct IkeSa {
     pub state: String,
     pub spi_i: String,
     pub spi_r: String,
+    /// Virtual IPs we got from the peer (`local-vips`, remote-access clients).
+    pub local_vips: Vec<String>,
     pub children: Vec<ChildSa>,
 }
 
@@ -208,6 +210,15 @@ pub fn parse_list_sas(output: &str) -> Result<Vec<IkeSa>, String> {
                 state: s("state"),
                 spi_i: s("initiator-spi"),
                 spi_r: s("responder-spi"),
+                local_vips: sa
+                    .0
+                    .iter()
+                    .find(|(k, _)| k == "local-vips")
+                    .and_then(|(_, v)| match v {
+                        Value::List(items) => Some(items.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default(),
                 children,
             });
         }

@@ -7,7 +7,7 @@ impl Validator<'_, '_> {
     /// the configuration file), loaded here so that the engine never reads files.
     pub(super) fn auth(&mut self, sec: &Section<RawPeer>, path: &str) -> PeerAuth {
         let raw = &sec.value;
-        let k = |key: &str| format!("{path}.{key}");
+        let k = |key: &str| join(path, key);
         let cert = match &raw.auth {
             None => false,
             Some(v) => match v.get_ref().as_str() {

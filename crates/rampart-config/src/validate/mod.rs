@@ -17,15 +17,27 @@ mod cluster;
 mod firewall;
 pub(crate) mod mep;
 mod peers;
+pub(crate) mod profile;
+pub(crate) mod remote_access;
 mod scalars;
 mod sections;
 
 use crate::document::{RawDocument, Section};
 use crate::error::{ErrorKind, Sink};
 use crate::proposal::{parse_esp, parse_ike, ESP_FORM, IKE_FORM};
-use crate::raw::{RawGateway, RawLocal, RawMepRule, RawPeer, RawTunnel, Scalar, StrList};
+use crate::raw::{RawGateway, RawLocal, RawMepRule, RawPeer, RawTunnel, Scalar, Str, StrList};
 use crate::schema::*;
 use crate::units::{format_duration, parse_duration, parse_size, DURATION_FORMS, SIZE_FORMS};
+use remote_access::{any_identity, ANY_ID, DEFAULT_RA_NAME};
+
+/// The defaults a client profile's node configuration shares with gateway files.
+pub(crate) mod defaults {
+    pub(crate) use super::{
+        DEFAULT_CHILD_LIFETIME, DEFAULT_COOKIE_THRESHOLD, DEFAULT_FRAGMENT_SIZE,
+        DEFAULT_HALF_OPEN_PER_SOURCE, DEFAULT_IKE_LIFETIME, DEFAULT_IKE_PORT, DEFAULT_NAT_T_PORT,
+        DEFAULT_REPLAY_WINDOW, DEFAULT_RETRANSMIT_TIMEOUT, DEFAULT_RETRANSMIT_TRIES,
+    };
+}
 
 pub(crate) const MEMBER_ID_RANGE: RangeInclusive<i64> = 0..=15;
 pub(crate) const DEFAULT_IKE_PORT: u16 = 500;
@@ -97,6 +109,7 @@ pub(crate) fn validate(
     let tunnel = v.tunnel(&doc.tunnel);
     let local = v.local(&doc.local);
     let (mut peers, domains) = v.peers(&doc, &local);
+    let remote_access = v.remote_access(&doc, &local, &peers);
     let mep = v.mep_section(&doc, &gateway);
     let peer_mep = v.peer_mep(&doc, &peers);
     let mut entry_point_groups = v.entry_point_groups(&doc, &peers);
@@ -105,6 +118,16 @@ pub(crate) fn validate(
     let overlap_groups = v.domain_overlaps(&peers, &domains, &entry_point_groups, &backups, &mep);
     v.preconnect(&doc, &mut peers, &entry_point_groups);
     mep::apply_domains(&mut peers, &peer_mep, &entry_point_groups, &backups);
+    // The template goes last, after everything that pairs `doc.peers` with `peers`.
+    let mut peer_mep = peer_mep;
+    let (remote_access, remote_access_template) = match remote_access {
+        Some(ra) => {
+            peers.push(ra.peer);
+            peer_mep.push(ra.mep);
+            (Some(ra.config), Some(ra.template))
+        }
+        None => (None, None),
+    };
     let mut implicit_groups = overlap_groups;
     implicit_groups.extend(backups);
     let position = |name: &str| peers.iter().position(|p| p.name == name);
@@ -128,10 +151,20 @@ pub(crate) fn validate(
             peer_mep,
             implicit_groups,
             rim,
-            remote_access: None,
+            remote_access,
+            remote_access_template,
         })
     } else {
         None
+    }
+}
+
+/// `path.key`, or `key` at the top level of a flat file (a client profile).
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
     }
 }
 

@@ -10,13 +10,13 @@ impl Validator<'_, '_> {
         doc: &RawDocument,
         local: &LocalSection,
     ) -> (Vec<PeerPolicy>, Vec<DomainEntry>) {
-        if doc.peers.is_empty() && !doc.peers_reported {
+        if doc.peers.is_empty() && !doc.peers_reported && !doc.remote_access.present {
             self.error(
                 ErrorKind::Missing,
                 doc.peers_span.clone(),
                 "peer",
                 "no [[peer]] table",
-                "at least one [[peer]]".to_string(),
+                "at least one [[peer]], or a [remote_access] table".to_string(),
             );
         }
         let mut peers = Vec::new();
@@ -25,7 +25,7 @@ impl Validator<'_, '_> {
         let mut domains: Vec<DomainEntry> = Vec::new();
         for (i, sec) in doc.peers.iter().enumerate() {
             let path = format!("peer[{i}]");
-            let peer = self.peer(&path, sec, local, &mut domains, i);
+            let peer = self.peer(&path, sec, local, &mut domains, i, false);
             if let Some(n) = &sec.value.name {
                 if let Some(first) = names.get(n.get_ref()) {
                     self.error(
@@ -287,7 +287,7 @@ impl Validator<'_, '_> {
             this.error(
                 ErrorKind::OutOfRange,
                 sp,
-                format!("{path}.{key}"),
+                join(path, key),
                 format!("the pre-shared key is {len} bytes long"),
                 format!("at least {MIN_PSK_LEN} bytes"),
             );
@@ -297,7 +297,7 @@ impl Validator<'_, '_> {
                 self.error(
                     ErrorKind::Conflict,
                     span(file),
-                    format!("{path}.psk_file"),
+                    join(path, "psk_file"),
                     "both psk and psk_file are set",
                     "exactly one of psk and psk_file".to_string(),
                 );
@@ -308,7 +308,7 @@ impl Validator<'_, '_> {
                     self.error(
                         ErrorKind::Missing,
                         sec.span.clone(),
-                        format!("{path}.psk"),
+                        join(path, "psk"),
                         "missing pre-shared key",
                         "exactly one of psk = \"...\" and psk_file = \"path\"".to_string(),
                     );
@@ -336,7 +336,7 @@ impl Validator<'_, '_> {
                         self.error(
                             ErrorKind::Io,
                             span(file),
-                            format!("{path}.psk_file"),
+                            join(path, "psk_file"),
                             format!("cannot read {}: {e}", path_buf.display()),
                             "a readable file (relative paths start at the config file's directory)"
                                 .to_string(),
@@ -394,21 +394,24 @@ impl Validator<'_, '_> {
         local: &LocalSection,
         domains: &mut Vec<DomainEntry>,
         index: usize,
+        remote_access: bool,
     ) -> PeerPolicy {
         let raw = &sec.value;
         let k = |key: &str| format!("{path}.{key}");
         let name = match &raw.name {
             Some(n) => self.name(&k("name"), n).unwrap_or_default(),
+            None if remote_access => DEFAULT_RA_NAME.to_string(),
             None => {
                 self.missing(sec, path, "name", NAME_RULE);
                 String::new()
             }
         };
         let local_address = self.address(sec, path, "local_address", &raw.local_address);
-        let template = raw
-            .remote_address
-            .as_ref()
-            .is_some_and(|v| v.get_ref().trim() == "any");
+        let template = remote_access
+            || raw
+                .remote_address
+                .as_ref()
+                .is_some_and(|v| v.get_ref().trim() == "any");
         let remote_address = if template {
             None
         } else {
@@ -438,7 +441,7 @@ impl Validator<'_, '_> {
             None => None,
         }
         .unwrap_or(Identity::Ip(local_address));
-        if template && raw.remote_id.is_none() {
+        if template && !remote_access && raw.remote_id.is_none() {
             self.missing(
                 sec,
                 path,
@@ -448,7 +451,9 @@ impl Validator<'_, '_> {
             );
         }
         let remote_id = match &raw.remote_id {
+            Some(v) if remote_access && v.get_ref().trim() == ANY_ID => Some(any_identity()),
             Some(v) => self.identity(&k("remote_id"), v),
+            None if remote_access => Some(any_identity()),
             None => None,
         }
         .unwrap_or(Identity::Ip(remote_ip));
@@ -462,6 +467,8 @@ impl Validator<'_, '_> {
 
         let remote_domain = match &raw.remote_domain {
             Some(list) => self.prefixes(&k("remote_domain"), list),
+            // Set from the pool by the caller.
+            None if remote_access => Vec::new(),
             None => {
                 self.missing(
                     sec,
@@ -612,7 +619,7 @@ impl Validator<'_, '_> {
             self.error(
                 ErrorKind::Conflict,
                 sp.clone(),
-                format!("{path}.esp_proposals[{idx}]"),
+                join(path, &format!("esp_proposals[{idx}]")),
                 "-esn is on some ESP proposals but not on this one (ESN is negotiated per peer)",
                 "-esn on every ESP proposal or on none; or esn = true".to_string(),
             );
@@ -622,7 +629,7 @@ impl Validator<'_, '_> {
                 self.error(
                     ErrorKind::Conflict,
                     span(flag),
-                    format!("{path}.esn"),
+                    join(path, "esn"),
                     "esn = false, but ESP proposals end in -esn",
                     "esn = true, or no -esn suffix".to_string(),
                 );

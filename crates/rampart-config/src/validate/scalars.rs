@@ -23,7 +23,7 @@ impl Validator<'_, '_> {
         self.error(
             ErrorKind::Missing,
             sec.span.clone(),
-            format!("{path}.{key}"),
+            join(path, key),
             "missing required key",
             Some(allowed.to_string()),
         );

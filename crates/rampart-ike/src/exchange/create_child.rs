@@ -140,6 +140,11 @@ impl Ike {
                 }
                 _ => return false,
             },
+            None if matches!(pc.remote_access, crate::policy::RemoteAccess::Client(_)) => (
+                ts::from_nets(&crate::ra::client_tsi()),
+                ts::from_nets(&pc.remote_domain),
+                None,
+            ),
             None => (
                 ts::from_nets(&self.cfg.local_domain),
                 ts::from_nets(&pc.remote_domain),
@@ -299,8 +304,17 @@ impl Ike {
             .peers
             .get(sa.peer)
             .ok_or((n::TEMPORARY_FAILURE, vec![]))?;
-        let tsi_n = ts::narrow(tsi, &ts::from_nets(&pc.remote_domain));
-        let tsr_n = ts::narrow(tsr, &ts::from_nets(&self.cfg.local_domain));
+        // A remote-access client's CHILD SAs stay on its address and the routes, like its first.
+        let (allowed_i, allowed_r) = match (crate::ra::gateway(pc), &sa.lease) {
+            (Some(gw), Some(held)) => crate::ra::narrowing(gw, held.lease.address),
+            // The client's side is its Office Mode address, whatever its local domain says.
+            _ if matches!(pc.remote_access, crate::policy::RemoteAccess::Client(_)) => {
+                (pc.remote_domain.clone(), crate::ra::client_tsi())
+            }
+            _ => (pc.remote_domain.clone(), self.cfg.local_domain.clone()),
+        };
+        let tsi_n = ts::narrow(tsi, &ts::from_nets(&allowed_i));
+        let tsr_n = ts::narrow(tsr, &ts::from_nets(&allowed_r));
         if tsi_n.is_empty() || tsr_n.is_empty() {
             return Err((n::TS_UNACCEPTABLE, vec![]));
         }

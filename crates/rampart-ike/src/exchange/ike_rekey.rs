@@ -125,6 +125,12 @@ impl Ike {
         for c in &children {
             self.child_index.insert(c.id, new);
         }
+        self.move_lease(old, new);
+        if let Some(client) = self.sas.get(&old).and_then(|o| o.ra_client.clone()) {
+            if let Some(n) = self.sas.get_mut(&new) {
+                n.ra_client = Some(client);
+            }
+        }
         self.established(now, new);
         if let Some(n) = self.sas.get_mut(&new) {
             n.children.extend(children);

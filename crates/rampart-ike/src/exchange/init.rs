@@ -32,9 +32,16 @@ impl Ike {
         };
         let remote = SocketAddr::new(remote, self.cfg.ike_port);
         let id = IkeSaId(self.ids.next());
+        let small = match &pc.remote_access {
+            crate::policy::RemoteAccess::Client(c) => {
+                c.small_first_proposal && pc.ike_proposals.len() > 1
+            }
+            _ => false,
+        };
         let mut sa = IkeSa::new(id, peer, true, now, local, remote);
         sa.spi_i = self.alloc_ike_spi();
         sa.ni = self.nonce();
+        sa.small_offer = small;
         tracing::debug!(ike_sa = id.0, %peer, "initiating IKE SA");
         self.by_spi.insert(sa.spi_i, id);
         self.sas.insert(id, sa);
@@ -60,7 +67,12 @@ impl Ike {
         if let Some(c) = &sa.cookie {
             payloads.push(notify(n::COOKIE, c.clone()));
         }
-        payloads.push(Payload::Sa(proposal::ike_offer(&pc.ike_proposals, &[])));
+        let offer = if sa.small_offer {
+            &pc.ike_proposals[..1]
+        } else {
+            &pc.ike_proposals[..]
+        };
+        payloads.push(Payload::Sa(proposal::ike_offer(offer, &[])));
         payloads.push(Payload::Ke {
             group: group.transform_id(),
             data: ke.public_key().to_vec(),
@@ -345,6 +357,17 @@ impl Ike {
                     self.send_init(now, id, g);
                     return;
                 }
+            }
+            if e.kind == n::NO_PROPOSAL_CHOSEN && sa.small_offer {
+                // The small first offer did not fit: at once with every proposal.
+                tracing::debug!(
+                    ike_sa = id.0,
+                    "small IKE proposal refused; retrying with all"
+                );
+                sa.small_offer = false;
+                let group = pc.ike_proposals[0].dh;
+                self.send_init(now, id, group);
+                return;
             }
             let reason = if e.kind == n::NO_PROPOSAL_CHOSEN {
                 DownReason::NoProposalChosen

@@ -2,6 +2,7 @@
 
 mod auth;
 mod create_child;
+pub(crate) mod eap;
 mod ike_rekey;
 mod info;
 pub(crate) mod init;

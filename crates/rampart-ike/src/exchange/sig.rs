@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use crate::policy::{Identity, PeerAuth, PeerPolicy};
 use rampart_crypto::{prf, Prf};
-use rampart_pki::{check_identity, hash_alg, verify_signature, CertAuth, IkeId, SignScheme};
+use rampart_pki::{
+    check_identity, hash_alg, verify_signature, IkeId, SignScheme, TrustStore, WallClock,
+};
 use rampart_wire::ike::{auth_method, id_type, notify as n, parse, Identification, Payload};
 
 use crate::keys::{self, ct_eq};
@@ -76,6 +78,10 @@ pub(crate) fn certreq(pc: &PeerPolicy) -> Option<Payload> {
             encoding: CERT_X509_SIGNATURE,
             data: c.trust.certreq_hashes(),
         }),
+        PeerAuth::Verify(v) => Some(Payload::CertReq {
+            encoding: CERT_X509_SIGNATURE,
+            data: v.trust.certreq_hashes(),
+        }),
         PeerAuth::Psk => None,
     }
 }
@@ -108,7 +114,7 @@ pub(crate) fn cert_payloads(pc: &PeerPolicy) -> Vec<Payload> {
                 data: der.clone(),
             })
             .collect(),
-        PeerAuth::Psk => Vec::new(),
+        PeerAuth::Psk | PeerAuth::Verify(_) => Vec::new(),
     }
 }
 
@@ -128,6 +134,9 @@ pub(crate) fn our_auth(
             })
         }
         PeerAuth::Cert(c) => c,
+        PeerAuth::Verify(_) => {
+            return Err("no certificate of our own (CA only): usable only with EAP".into())
+        }
     };
     let key = &c.credentials.key;
     let scheme = key.preferred_scheme(c.rsa_pss, peer_hashes);
@@ -208,12 +217,15 @@ pub(crate) fn verify_peer(
                 Err("pre-shared key mismatch".into())
             }
         }
-        PeerAuth::Cert(c) => verify_cert_auth(c, s, id, p, method, data, now),
+        PeerAuth::Cert(c) => verify_cert_auth(&c.trust, &c.clock, s, id, p, method, data, now),
+        PeerAuth::Verify(v) => verify_cert_auth(&v.trust, &v.clock, s, id, p, method, data, now),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn verify_cert_auth(
-    c: &CertAuth,
+    trust: &TrustStore,
+    clock: &WallClock,
     s: &Signed<'_>,
     id: &Identification,
     p: &[Payload],
@@ -234,9 +246,8 @@ fn verify_cert_auth(
     if chain.is_empty() {
         return Err("peer sent no X.509 certificate (CERT payload)".into());
     }
-    let info = c
-        .trust
-        .verify(&chain, c.clock.unix_at(now))
+    let info = trust
+        .verify(&chain, clock.unix_at(now))
         .map_err(|e| e.to_string())?;
     let ike = ike_id(id).ok_or_else(|| format!("unsupported peer ID type {}", id.kind))?;
     check_identity(chain[0], ike).map_err(|e| e.to_string())?;

@@ -5,6 +5,8 @@
 
 #![allow(dead_code)]
 
+pub mod ra;
+
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::{Deref, DerefMut};

@@ -242,7 +242,7 @@ impl DataPlane {
         if !after_queue || self.pending.len() == CRYPT_CHUNK {
             self.open_pending(now, buf, out, control);
         }
-        match self.esp_prepare(buf, esp.clone()) {
+        match self.esp_prepare(now, buf, esp.clone()) {
             Ok((tunnel, job)) => self.pending.push(Pending {
                 index,
                 tunnel,

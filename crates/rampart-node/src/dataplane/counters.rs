@@ -37,6 +37,10 @@ pub struct DataPlaneCounters {
     pub seal_no_room: u64,
     #[serde(default)]
     pub seal_crypto: u64,
+    /// TCP SYN and SYN-ACK whose MSS option was lowered entering or leaving a remote-access
+    /// tunnel.
+    #[serde(default)]
+    pub mss_clamped: u64,
 }
 
 impl DataPlaneCounters {

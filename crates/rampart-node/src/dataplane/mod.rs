@@ -61,6 +61,12 @@ pub struct TunnelSettings {
     pub replay_window: u32,
     /// Soft byte lifetime of each direction (the hard one is 10% more).
     pub lifetime_bytes: Option<u64>,
+    /// The peer is a remote-access gateway template: each of its tunnels serves one client
+    /// and is chosen by the client's virtual address (see `Tunnel::per_client`).
+    pub per_client: bool,
+    /// MSS clamp for the tunnel's TCP SYN and SYN-ACK (both directions): the largest MSS
+    /// over IPv4 (IPv6: 20 less); `None`: off.
+    pub mss_limit: Option<u16>,
 }
 
 /// What the data plane asks of its control plane. All are rare except `ChildTraffic`, which is
@@ -316,6 +322,7 @@ impl DataPlane {
     pub fn handle_timeout(&mut self, now: Instant, control: &mut impl ControlPlane) {
         self.inspect.handle_timeout(now);
         self.drain_inspect_logs(control);
+        self.tunnels.expire_retired(now);
         if now >= self.next_lifetime_check {
             self.next_lifetime_check = now + LIFETIME_CHECK;
             for (id, tunnel) in self.tunnels.iter_mut() {
@@ -328,7 +335,8 @@ impl DataPlane {
     }
 
     pub fn poll_timeout(&self) -> Instant {
-        self.next_lifetime_check.min(self.inspect.poll_timeout())
+        let t = self.next_lifetime_check.min(self.inspect.poll_timeout());
+        self.tunnels.next_expiry().map_or(t, |r| r.min(t))
     }
 
     /// Applies every change the control plane has for the data plane.
@@ -344,22 +352,30 @@ impl DataPlane {
                     spi_in,
                     spi_out,
                 } => {
-                    if let Some(tunnel) = self.tunnels.remove(child) {
-                        let peer = tunnel.peer_name;
-                        control.log(LogRecord::new(
-                            LogLevel::Info,
-                            LogEvent::TunnelDown {
-                                peer: peer.clone(),
-                                child: child.0,
-                                spi_in,
-                                spi_out,
-                            },
-                            format!(
-                                "peer {peer}: tunnel {:#x} removed (SPIs in {spi_in:08x}, out {spi_out:08x})",
-                                child.0
-                            ),
-                        ));
-                    }
+                    let (peer, grace) = match self.tunnels.delete(now, child) {
+                        tunnels::Deleted::Removed(name) => (name, ""),
+                        tunnels::Deleted::Retired => {
+                            let name = self.tunnels.get(child).map(|t| t.peer_name.clone());
+                            (
+                                name.unwrap_or_default(),
+                                "; its inbound SA decrypts for 1 s more (rekeyed)",
+                            )
+                        }
+                        tunnels::Deleted::Unknown => continue,
+                    };
+                    control.log(LogRecord::new(
+                        LogLevel::Info,
+                        LogEvent::TunnelDown {
+                            peer: peer.clone(),
+                            child: child.0,
+                            spi_in,
+                            spi_out,
+                        },
+                        format!(
+                            "peer {peer}: tunnel {:#x} removed (SPIs in {spi_in:08x}, out {spi_out:08x}){grace}",
+                            child.0
+                        ),
+                    ));
                 }
                 DataPlaneChange::Endpoint {
                     child,
@@ -514,7 +530,12 @@ impl DataPlane {
                 algorithms,
                 established: now,
                 rekey_requested: false,
+                replaced: false,
+                per_client: settings.per_client,
+                mss_limit: settings.mss_limit,
+                retired_until: None,
             },
+            keys.replaces,
         );
         control.log(LogRecord::new(LogLevel::Info, event, message));
     }
@@ -542,6 +563,30 @@ fn pools_of(policy: &rampart_inspect::InspectPolicy) -> Vec<IpNet> {
             _ => None,
         })
         .collect()
+}
+
+/// The ESP overhead the MSS clamp leaves room for besides the tunnel MTU's own: outer IPv4
+/// and UDP headers (28), ESP header and IV (8 + 16), padding and trailer (up to 17), ICV (16).
+pub const ESP_OVERHEAD: u16 = 85;
+
+/// The MSS limit (over IPv4) of a remote-access tunnel on a TUN device of `mtu` bytes: the
+/// MSS that fills `mtu`, and never more than what fits a 1500-byte outer path after ESP.
+pub fn mss_limit_for(mtu: u16) -> u16 {
+    rampart_wire::ip::mss::mss_for_mtu(mtu.min(1500 - ESP_OVERHEAD), false)
+}
+
+/// Clamps the MSS of the TCP SYN or SYN-ACK `packet` (IPv4 limit `limit`, IPv6 20 less); true
+/// when it was lowered. Anything else, and packets that do not parse, are left alone.
+fn clamp(packet: &mut [u8], limit: u16) -> bool {
+    let limit = if packet.first().is_some_and(|b| b >> 4 == 6) {
+        limit.saturating_sub(20)
+    } else {
+        limit
+    };
+    matches!(
+        rampart_wire::ip::mss::clamp_mss(packet, limit),
+        Ok(rampart_wire::ip::mss::MssOutcome::Clamped { .. })
+    )
 }
 
 fn batch_len(bufs: usize, packets: usize, out: usize) -> usize {

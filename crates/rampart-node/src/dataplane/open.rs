@@ -26,7 +26,7 @@ impl DataPlane {
         udp: Option<(SocketAddr, SocketAddr)>,
         control: &mut impl ControlPlane,
     ) -> Disposition {
-        let (id, job) = match self.esp_prepare(buf, packet.clone()) {
+        let (id, job) = match self.esp_prepare(now, buf, packet.clone()) {
             Ok(prepared) => prepared,
             Err(disposition) => return disposition,
         };
@@ -40,9 +40,11 @@ impl DataPlane {
 
     /// The first step of opening `buf[packet]`: counts it, finds its SA by SPI and prepares the
     /// cipher job ([`rampart_esp::InboundSa::prepare_open`]); an error is the packet's
-    /// disposition.
+    /// disposition. A retired SA whose grace ended by `now` is unknown even before the timer
+    /// removed it.
     pub(super) fn esp_prepare(
         &mut self,
+        now: Instant,
         buf: &[u8],
         packet: Range<usize>,
     ) -> Result<(ChildSaId, CryptJob), Disposition> {
@@ -51,7 +53,11 @@ impl DataPlane {
             return Err(self.drop(DropReason::Malformed));
         };
         let spi = u32::from_be_bytes([spi_bytes[0], spi_bytes[1], spi_bytes[2], spi_bytes[3]]);
-        let Some((id, tunnel)) = self.tunnels.by_inbound_spi(spi) else {
+        let Some((id, tunnel)) = self
+            .tunnels
+            .by_inbound_spi(spi)
+            .filter(|(_, t)| t.retired_until.is_none_or(|until| now < until))
+        else {
             return Err(self.drop(DropReason::UnknownSpi));
         };
         match tunnel.inbound.prepare_open(buf, packet) {
@@ -81,11 +87,15 @@ impl DataPlane {
         let Some(tunnel) = self.tunnels.get_mut(id) else {
             return self.drop(DropReason::UnknownSpi);
         };
+        // A retired SA (rekeyed, deleted by IKE, in its grace period) only decrypts: IKE no
+        // longer knows it, so it asks IKE for nothing.
+        let live = tunnel.retired_until.is_none();
         let opened = match tunnel.inbound.finish_open(buf, packet, job, crypted) {
             Ok(opened) => opened,
             Err(e) => {
                 // Not authenticated (or replayed) from a new port: at most a hint.
-                let hint = udp.filter(|&(_, remote)| tunnel.encap && tunnel.remote != remote);
+                let hint =
+                    udp.filter(|&(_, remote)| live && tunnel.encap && tunnel.remote != remote);
                 if let Some((local, remote)) = hint {
                     let hint = NatHint::NewAddress { local, remote };
                     self.request(now, control, ControlRequest::NatHint { child: id, hint });
@@ -96,7 +106,9 @@ impl DataPlane {
         let rekey_due = tunnel.take_rekey_due();
         // Dummy packets (RFC 4303 2.6, next header 59) carry nothing for the TUN device.
         if opened.next_header == rampart_esp::next_header::NO_NEXT_HEADER {
-            self.note_child_traffic(now, id, control);
+            if live {
+                self.note_child_traffic(now, id, control);
+            }
             if rekey_due {
                 self.request(now, control, ControlRequest::RekeyChild { child: id });
             }
@@ -122,7 +134,7 @@ impl DataPlane {
             return self.drop(DropReason::PolicyMismatch);
         }
         let moved = udp.filter(|&(local, remote)| {
-            tunnel.encap && (tunnel.remote != remote || tunnel.local.ip() != local.ip())
+            live && tunnel.encap && (tunnel.remote != remote || tunnel.local.ip() != local.ip())
         });
         if let Some((local, remote)) = moved {
             // Rare (a NAT mapping changed): the changes move every tunnel of the IKE SA.
@@ -133,9 +145,16 @@ impl DataPlane {
             };
             self.request(now, control, request);
         }
-        self.note_child_traffic(now, id, control);
+        if live {
+            self.note_child_traffic(now, id, control);
+        }
         if rekey_due {
             self.request(now, control, ControlRequest::RekeyChild { child: id });
+        }
+        if let Some(limit) = self.tunnels.get(id).and_then(|t| t.mss_limit) {
+            if super::clamp(&mut buf[opened.payload.clone()], limit) {
+                self.counters.mss_clamped += 1;
+            }
         }
         let verdict = self
             .inspect
@@ -176,7 +195,10 @@ impl DataPlane {
         let Some(reply) = rampart_inspect::reject::build(buf, packet) else {
             return Disposition::Dropped(DropReason::Firewall);
         };
-        let Some((_, tunnel)) = self.tunnels.active_for(peer) else {
+        let Ok(info) = PacketInfo::parse(&buf[reply.clone()]) else {
+            return Disposition::Dropped(DropReason::Firewall);
+        };
+        let Some((_, tunnel)) = self.tunnels.outbound_for(peer, info.dst) else {
             return self.drop(DropReason::NoSa);
         };
         // The room the SA that seals the reply needs, inside `bound`.

@@ -290,6 +290,22 @@ mod tests {
     }
 
     #[test]
+    fn a_full_tunnel_client_sends_everything_of_its_family() {
+        // A remote-access client: local and remote domain both 0.0.0.0/0.
+        let any = net("0.0.0.0/0");
+        let p = Policy::new(vec![any], &[(any, 1u32)]);
+        assert_eq!(
+            p.outbound_candidates(ip("10.99.0.7"), ip("198.51.100.1")),
+            Some(&[1][..])
+        );
+        assert_eq!(
+            p.outbound_candidates(ip("0.0.0.0"), ip("255.255.255.255")),
+            Some(&[1][..])
+        );
+        assert_eq!(p.outbound_candidates(ip("fd00::1"), ip("fd00::2")), None);
+    }
+
+    #[test]
     fn routes_list_each_prefix_once_longest_first() {
         let p = policy();
         let routes: Vec<IpNet> = p.remote_prefixes().collect();

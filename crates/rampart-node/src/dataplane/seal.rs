@@ -99,10 +99,17 @@ impl DataPlane {
             Some(peer) => peer,
             None => self.selector.select(info.dst, candidates, &self.tunnels),
         };
-        let Some((id, tunnel)) = self.tunnels.active_for(peer) else {
+        let Some((id, tunnel)) = self.tunnels.outbound_for(peer, info.dst) else {
             self.request(now, control, ControlRequest::Acquire { peer });
             return TunStep::Done(self.drop(DropReason::NoSa));
         };
+        if let Some(limit) = tunnel.mss_limit {
+            if info.protocol == rampart_wire::ip::proto::TCP
+                && super::clamp(&mut buf[packet.clone()], limit)
+            {
+                self.counters.mss_clamped += 1;
+            }
+        }
         let next_header = if info.src.is_ipv4() {
             rampart_esp::next_header::IPV4
         } else {

@@ -302,7 +302,7 @@ impl Gateway {
         for id in always {
             self.ike.initiate(now, id);
         }
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.sync(now, &mut control);
         c.esp_sent.clear();
         c.next_esp_sync = now;
@@ -336,7 +336,7 @@ impl Gateway {
             self.ike.forget_sa(id);
         }
         self.ike.set_passive(true);
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.sync(now, &mut control);
         let inspector = self.dataplane.inspector_mut();
         inspector.set_frozen(true);

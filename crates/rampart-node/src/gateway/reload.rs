@@ -79,6 +79,7 @@ fn restart_only_changes(old: &GatewayConfig, new: &GatewayConfig) -> Vec<&'stati
     // (one member at a time, the others carry the traffic) is the safe way.
     keys.extend(old.cluster_changes(new));
     keys.extend(old.mep_changes(new));
+    keys.extend(old.remote_access_changes(new));
     keys
 }
 
@@ -122,6 +123,7 @@ impl Gateway {
             .collect();
         for (id, name) in gone {
             self.ike.remove_peer(now, id);
+            self.ra.forget(id);
             report.removed.push(name);
         }
         let mut start = Vec::new();
@@ -137,6 +139,7 @@ impl Gateway {
             };
             if domain_changed || !old.sa_relevant_eq(&peer) {
                 self.ike.remove_peer(now, id);
+                self.ra.forget(id);
                 start.push(self.ike.add_peer(peer));
                 report.reestablished.push(name);
             } else if same_other_settings(old, &peer) {
@@ -205,7 +208,7 @@ impl Gateway {
         };
         self.outputs
             .push_back(Output::Log(LogRecord::new(LogLevel::Info, event, summary)));
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.sync(now, &mut control);
         // Peer ids of re-established and added peers are new: entry points map again, and
         // injected routes of peers that are gone are withdrawn.

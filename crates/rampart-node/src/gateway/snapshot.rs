@@ -119,7 +119,7 @@ impl Gateway {
         order.sort_by_key(|&(_, installed)| installed);
 
         let ike_sa = self.ike.import_sa(now, ike).map_err(SnapshotError::Ike)?;
-        let (dataplane, mut control) = self.parts();
+        let (dataplane, mut control) = self.parts(now);
         dataplane.sync(now, &mut control);
         let mut missing = None;
         for (child, installed) in order {

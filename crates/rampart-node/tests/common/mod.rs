@@ -224,6 +224,46 @@ impl Pair {
         d
     }
 
+    /// Seals `packet` from `side`'s TUN device and holds the result instead of putting it on
+    /// the wire: (to side, local addr at the receiver, remote addr, bytes, is raw ESP).
+    pub fn seal_held(
+        &mut self,
+        side: usize,
+        packet: &[u8],
+    ) -> (usize, SocketAddr, SocketAddr, Vec<u8>, bool) {
+        self.deliver();
+        let mut buf = vec![0u8; packet.len() + 2 * HEADROOM];
+        buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
+        let d = self.gw[side].handle_tun(self.now, &mut buf, HEADROOM..HEADROOM + packet.len());
+        self.dispose(side, d.clone(), &buf);
+        self.collect_outputs();
+        let held = self
+            .wire
+            .pop()
+            .unwrap_or_else(|| panic!("not sealed: {d:?}"));
+        assert!(self.wire.is_empty(), "control traffic while sealing");
+        held
+    }
+
+    /// Delivers one held datagram now; returns the receiver's disposition of it.
+    pub fn deliver_held(
+        &mut self,
+        held: (usize, SocketAddr, SocketAddr, Vec<u8>, bool),
+    ) -> Disposition {
+        let (to, local, remote, data, raw) = held;
+        let mut buf = vec![0u8; data.len() + 2 * HEADROOM];
+        buf[HEADROOM..HEADROOM + data.len()].copy_from_slice(&data);
+        let range = HEADROOM..HEADROOM + data.len();
+        let d = if raw {
+            self.gw[to].handle_raw_esp(self.now, local.ip(), remote.ip(), &mut buf, range)
+        } else {
+            self.gw[to].handle_udp(self.now, local, remote, &mut buf, range)
+        };
+        self.dispose(to, d.clone(), &buf);
+        self.deliver();
+        d
+    }
+
     pub fn established(&self, side: usize) -> bool {
         let s = self.gw[side].status(self.now);
         s.peers[0].state == "established" && !s.peers[0].tunnels.is_empty()

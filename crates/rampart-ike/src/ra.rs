@@ -1,0 +1,385 @@
+//! Remote access (RFC 7296 2.19, 3.15; RFC 8598): the gateway's Office Mode pools and the
+//! per-IKE-SA lease, the configuration payloads both roles exchange, and the status views.
+//!
+//! Invariants (gateway): an IKE SA holds at most one lease ([`HeldLease`]), taken from the
+//! pool of the template peer that authenticated it; the lease is handed back exactly once,
+//! when the SA is removed ([`Ike::remove_sa`]), except when the SA was rekeyed: then it moved
+//! to the successor first ([`Ike::move_lease`]). The pool itself guarantees that no address
+//! is leased twice, so no two live SAs share an address.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Instant;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use rampart_lease::{Lease, Pool, PoolStatus};
+use rampart_wire::ike::{
+    id_type, Ask, CfgReply, CfgRequest, ConfigPayload, Identification, Payload,
+};
+
+use crate::config::IkeSaId;
+use crate::engine::Ike;
+use crate::event::IkeEvent;
+use crate::peers::PeerId;
+use crate::policy::{PeerPolicy, RaGateway, RemoteAccess};
+
+/// One remote-access client holding an address, for status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaLease {
+    /// The template peer whose pool the address comes from.
+    pub peer: PeerId,
+    pub ike_sa: IkeSaId,
+    /// The authenticated identity: the EAP user name, or the IKE identity as text.
+    pub client: String,
+    pub address: IpAddr,
+    /// Where the client's IKE SA is reached now.
+    pub remote: SocketAddr,
+}
+
+/// The lease an IKE SA holds on the gateway.
+#[derive(Debug, Clone)]
+pub(crate) struct HeldLease {
+    /// The pool's peer (the SA's peer when the lease was taken).
+    pub pool: PeerId,
+    pub lease: Lease<IkeSaId>,
+    pub client: String,
+    /// When the lease is renewed next (half its lifetime before it would lapse).
+    pub renew_at: Instant,
+}
+
+/// The Office Mode pools of an engine, one per `RemoteAccess::Gateway` peer.
+#[derive(Debug, Default)]
+pub(crate) struct RaPools {
+    pub pools: HashMap<PeerId, Pool<IkeSaId>>,
+    /// Client side: the last IPv4 address each remote-access peer assigned us, asked for
+    /// again on the next connection (the gateway gives it back when it is free).
+    pub last_vip: HashMap<PeerId, Ipv4Addr>,
+}
+
+/// What a remote-access client asks for in its first IKE_AUTH: an IPv4 address (`prefer`,
+/// the one it had, if any), DNS servers, subnets and split-DNS domains.
+pub(crate) fn client_request(prefer: Option<Ipv4Addr>) -> Payload {
+    let req = CfgRequest {
+        ip4_address: prefer.map_or(Ask::Any, Ask::Prefer),
+        ip4_dns: true,
+        ip4_subnet: true,
+        dns_domains: true,
+        ..CfgRequest::default()
+    };
+    Payload::Cp(req.to_payload())
+}
+
+/// The CFG_REQUEST in `p`, if any (a malformed one counts as absent and is logged).
+pub(crate) fn find_request(p: &[Payload]) -> Option<CfgRequest> {
+    p.iter().find_map(|x| match x {
+        Payload::Cp(cp) if cp.cfg_type == rampart_wire::ike::cfg::CFG_REQUEST => {
+            CfgRequest::from_payload(cp)
+                .map_err(|e| tracing::debug!("ignoring malformed CFG_REQUEST: {e}"))
+                .ok()
+        }
+        _ => None,
+    })
+}
+
+/// The CFG_REPLY in `p`, if any.
+pub(crate) fn find_reply(p: &[Payload]) -> Option<Result<CfgReply, rampart_wire::ike::CfgError>> {
+    p.iter().find_map(|x| match x {
+        Payload::Cp(cp) if cp.cfg_type == rampart_wire::ike::cfg::CFG_REPLY => {
+            Some(CfgReply::from_payload(cp))
+        }
+        _ => None,
+    })
+}
+
+/// The gateway's CFG_REPLY for `address`: the address (and the pool's netmask for IPv4), DNS
+/// servers, split-tunnel subnets (the routes) and, when asked (RFC 8598 4), the DNS domains.
+pub(crate) fn reply_for(gw: &RaGateway, address: IpAddr, req: &CfgRequest) -> ConfigPayload {
+    let mut r = CfgReply::default();
+    match (address, gw.pool.prefix) {
+        (IpAddr::V4(a), IpNet::V4(p)) => {
+            r.ip4_addresses.push(a);
+            r.ip4_netmask = Some(p.netmask());
+        }
+        (IpAddr::V6(a), IpNet::V6(p)) => {
+            if let Ok(n) = Ipv6Net::new(a, p.prefix_len()) {
+                r.ip6_addresses.push(n);
+            }
+        }
+        _ => {}
+    }
+    for d in &gw.dns {
+        match d {
+            IpAddr::V4(a) => r.ip4_dns.push(*a),
+            IpAddr::V6(a) => r.ip6_dns.push(*a),
+        }
+    }
+    for n in &gw.routes {
+        match n {
+            IpNet::V4(n) => r.ip4_subnets.push(*n),
+            IpNet::V6(n) => r.ip6_subnets.push(*n),
+        }
+    }
+    if req.dns_domains {
+        r.dns_domains = gw
+            .dns_domains
+            .iter()
+            .filter(|d| rampart_wire::ike::cfg_attr::validate_domain(d).is_ok())
+            .cloned()
+            .collect();
+    }
+    r.to_payload().unwrap_or(ConfigPayload {
+        cfg_type: rampart_wire::ike::cfg::CFG_REPLY,
+        attributes: Vec::new(),
+    })
+}
+
+/// The traffic selectors the gateway narrows a client's CHILD SA to: TSi the client's address
+/// alone, TSr the routes (or everything, full tunnel).
+pub(crate) fn narrowing(gw: &RaGateway, address: IpAddr) -> (Vec<IpNet>, Vec<IpNet>) {
+    let host = IpNet::from(address);
+    let remote = if gw.routes.is_empty() {
+        match address {
+            IpAddr::V4(_) => vec![IpNet::V4(Ipv4Net::default())],
+            IpAddr::V6(_) => vec![IpNet::V6(Ipv6Net::default())],
+        }
+    } else {
+        gw.routes.clone()
+    };
+    (vec![host], remote)
+}
+
+/// The client's TSi: every IPv4 address (the gateway narrows it to the one it assigns).
+pub(crate) fn client_tsi() -> Vec<IpNet> {
+    vec![IpNet::V4(
+        Ipv4Net::new(Ipv4Addr::UNSPECIFIED, 0).unwrap_or_default(),
+    )]
+}
+
+/// An identity as text for logs and status (`fqdn`, `user@example`, `192.0.2.1`, a DN).
+pub(crate) fn id_text(id: &Identification) -> String {
+    let text = || String::from_utf8_lossy(&id.data).into_owned();
+    match id.kind {
+        id_type::IPV4_ADDR => <[u8; 4]>::try_from(id.data.as_slice())
+            .map(|b| IpAddr::from(b).to_string())
+            .unwrap_or_else(|_| text()),
+        id_type::IPV6_ADDR => <[u8; 16]>::try_from(id.data.as_slice())
+            .map(|b| IpAddr::from(b).to_string())
+            .unwrap_or_else(|_| text()),
+        id_type::DER_ASN1_DN => rampart_pki::dn_to_string(&id.data),
+        _ => text(),
+    }
+}
+
+/// The gateway settings of a peer, if it is a remote-access gateway template.
+pub(crate) fn gateway(pc: &PeerPolicy) -> Option<&RaGateway> {
+    match &pc.remote_access {
+        RemoteAccess::Gateway(g) => Some(g),
+        _ => None,
+    }
+}
+
+impl Ike {
+    /// Address pools of the remote-access gateway peers, with their counters.
+    pub fn ra_pools(&self) -> Vec<(PeerId, PoolStatus)> {
+        let mut v: Vec<(PeerId, PoolStatus)> = self
+            .ra
+            .pools
+            .iter()
+            .map(|(id, p)| (*id, p.status()))
+            .collect();
+        v.sort_by_key(|(id, _)| *id);
+        v
+    }
+
+    /// Every client that holds an address, in IKE SA order.
+    pub fn ra_leases(&self) -> Vec<RaLease> {
+        self.sas
+            .values()
+            .filter_map(|sa| {
+                let h = sa.lease.as_ref()?;
+                Some(RaLease {
+                    peer: h.pool,
+                    ike_sa: sa.id,
+                    client: h.client.clone(),
+                    address: h.lease.address,
+                    remote: sa.remote,
+                })
+            })
+            .collect()
+    }
+
+    /// A peer was added: a gateway template gets its pool.
+    pub(crate) fn ra_peer_added(&mut self, id: PeerId) {
+        let Some(gw) = self.peers.get(id).and_then(gateway) else {
+            return;
+        };
+        match Pool::new(gw.pool.clone()) {
+            Ok(p) => {
+                self.ra.pools.insert(id, p);
+            }
+            Err(e) => tracing::warn!(peer = %id, "remote access: no address pool: {e}"),
+        }
+    }
+
+    /// Leases an address to IKE SA `id` of `peer` for `client` (`prefer`: the one it asks
+    /// for, granted when free). `None`: the pool is exhausted
+    /// (or missing); `PoolExhausted` was reported.
+    pub(crate) fn lease_address(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        peer: PeerId,
+        client: &str,
+        prefer: Option<IpAddr>,
+    ) -> Option<IpAddr> {
+        let got = self.ra.pools.get_mut(&peer).map(|p| match prefer {
+            Some(a) => p.allocate_preferred(id, a, now),
+            None => p.allocate(id, now),
+        });
+        let lease = match got {
+            Some(Ok(l)) => l,
+            Some(Err(e)) => {
+                tracing::warn!(ike_sa = id.0, %peer, client, "remote access: {e}; client refused (INTERNAL_ADDRESS_FAILURE)");
+                self.events.push_back(IkeEvent::PoolExhausted {
+                    peer,
+                    ike_sa: id,
+                    client: client.to_owned(),
+                });
+                return None;
+            }
+            None => {
+                tracing::warn!(ike_sa = id.0, %peer, client, "remote access: the peer has no address pool; client refused (INTERNAL_ADDRESS_FAILURE)");
+                self.events.push_back(IkeEvent::PoolExhausted {
+                    peer,
+                    ike_sa: id,
+                    client: client.to_owned(),
+                });
+                return None;
+            }
+        };
+        let address = lease.address;
+        let half = lease.expires.saturating_duration_since(now) / 2;
+        let sa = self.sas.get_mut(&id)?;
+        sa.lease = Some(HeldLease {
+            pool: peer,
+            lease,
+            client: client.to_owned(),
+            renew_at: now + half,
+        });
+        Some(address)
+    }
+
+    /// An imported SA (another member's) continues with its client's address: taken from our
+    /// pool exactly (a conflict is logged; the SA then holds no lease here).
+    pub(crate) fn claim_lease(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        peer: PeerId,
+        l: &crate::state::RaLeaseState,
+    ) {
+        let claimed = self
+            .ra
+            .pools
+            .get_mut(&peer)
+            .map(|p| p.claim(id, l.address, now));
+        match claimed {
+            Some(Ok(lease)) => {
+                let half = lease.expires.saturating_duration_since(now) / 2;
+                if let Some(sa) = self.sas.get_mut(&id) {
+                    sa.ra_client = Some(l.client.clone());
+                    sa.lease = Some(HeldLease {
+                        pool: peer,
+                        lease,
+                        client: l.client.clone(),
+                        renew_at: now + half,
+                    });
+                }
+            }
+            Some(Err(e)) => {
+                tracing::warn!(ike_sa = id.0, client = %l.client, "remote access: imported lease not taken: {e}")
+            }
+            None => {
+                tracing::warn!(ike_sa = id.0, client = %l.client, "remote access: imported lease, but the peer has no pool")
+            }
+        }
+    }
+
+    /// Reports a lease that was just taken (after `IkeSaUp`, before the CHILD SA).
+    pub(crate) fn announce_lease(&mut self, id: IkeSaId) {
+        let Some(h) = self.sas.get(&id).and_then(|s| s.lease.as_ref()) else {
+            return;
+        };
+        tracing::info!(ike_sa = id.0, peer = %h.pool, client = %h.client, address = %h.lease.address, "remote access: address leased");
+        self.events.push_back(IkeEvent::LeaseAssigned {
+            peer: h.pool,
+            ike_sa: id,
+            client: h.client.clone(),
+            address: h.lease.address,
+        });
+    }
+
+    /// Gives a removed SA's lease back to its pool.
+    pub(crate) fn release_lease(&mut self, id: IkeSaId, held: HeldLease) {
+        if let Some(p) = self.ra.pools.get_mut(&held.pool) {
+            if let Err(e) = p.release(&held.lease) {
+                tracing::debug!(ike_sa = id.0, "lease already gone: {e}");
+            }
+        }
+        tracing::info!(ike_sa = id.0, peer = %held.pool, client = %held.client, address = %held.lease.address, "remote access: address released");
+        self.events.push_back(IkeEvent::LeaseReleased {
+            peer: held.pool,
+            ike_sa: id,
+            address: held.lease.address,
+        });
+    }
+
+    /// An IKE rekey: the lease of `old` continues under `new`, same address.
+    pub(crate) fn move_lease(&mut self, old: IkeSaId, new: IkeSaId) {
+        let Some(held) = self.sas.get_mut(&old).and_then(|s| s.lease.take()) else {
+            return;
+        };
+        let moved = self
+            .ra
+            .pools
+            .get_mut(&held.pool)
+            .map(|p| p.transfer(&held.lease, new));
+        let lease = match moved {
+            Some(Ok(l)) => l,
+            // The pool is gone (peer removed) or lost the lease: keep the record as it was.
+            _ => Lease {
+                client: new,
+                ..held.lease.clone()
+            },
+        };
+        if let Some(n) = self.sas.get_mut(&new) {
+            n.lease = Some(HeldLease { lease, ..held });
+        }
+    }
+
+    /// Renews the lease of SA `id` when due (called from its timer).
+    pub(crate) fn renew_lease(&mut self, now: Instant, id: IkeSaId) {
+        let Some(sa) = self.sas.get_mut(&id) else {
+            return;
+        };
+        let Some(h) = sa.lease.as_mut() else { return };
+        if h.renew_at > now {
+            return;
+        }
+        let renewed = self
+            .ra
+            .pools
+            .get_mut(&h.pool)
+            .map(|p| p.renew(&h.lease, now));
+        match renewed {
+            Some(Ok(l)) => {
+                h.renew_at = now + l.expires.saturating_duration_since(now) / 2;
+                h.lease = l;
+            }
+            _ => {
+                // Nothing to renew against: stop asking until the SA ends.
+                h.renew_at = now + std::time::Duration::from_secs(24 * 3600);
+            }
+        }
+    }
+}

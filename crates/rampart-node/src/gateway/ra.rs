@@ -1,0 +1,193 @@
+//! Remote access in the node: what the IKE engine's remote-access events leave behind.
+//!
+//! Gateway side (a template peer with `RemoteAccess::Gateway`): every leased address with the
+//! client that holds it and since when, and per template peer the event counts (allocations,
+//! releases, refusals); the pool's size comes from its configuration. Client side (a peer with
+//! `RemoteAccess::Client`): the assignment the gateway made and the IKE SA that carries it.
+//!
+//! Invariants: `clients` holds exactly the addresses reported by `LeaseAssigned` and not yet
+//! by `LeaseReleased` (one entry per address: the pool never leases an address twice);
+//! `assigned[peer]` is the last `VirtualIp` of `peer` whose IKE SA (or the SA it was rekeyed
+//! into) is still up.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::Instant;
+
+use rampart_ike::{IkeSaId, PeerId, PeerPolicy, RemoteAccess};
+use rampart_wire::ike::CfgReply;
+
+/// One client holding an Office Mode address.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientLease {
+    pub peer: PeerId,
+    pub ike_sa: IkeSaId,
+    pub client: String,
+    pub since: Instant,
+}
+
+/// A template peer's event counts (the engine's pool counters are not exported yet).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct PoolCounts {
+    pub allocations: u64,
+    pub releases: u64,
+    pub exhausted_refusals: u64,
+}
+
+/// A client peer's assignment.
+#[derive(Debug, Clone)]
+pub(crate) struct Assigned {
+    pub ike_sa: IkeSaId,
+    pub reply: CfgReply,
+    pub since: Instant,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct RaNode {
+    pub clients: BTreeMap<IpAddr, ClientLease>,
+    pub counts: HashMap<PeerId, PoolCounts>,
+    pub assigned: HashMap<PeerId, Assigned>,
+    /// Client peers: the newest IKE SA that came up (an IKE SA rekey moves the assignment
+    /// to it: the engine reports the new SA up before the old one down).
+    pub newest: HashMap<PeerId, IkeSaId>,
+}
+
+/// Whether `p` is a remote-access client peer.
+pub(crate) fn is_client(p: &PeerPolicy) -> bool {
+    matches!(p.remote_access, RemoteAccess::Client(_))
+}
+
+/// Whether `p` is a remote-access gateway template.
+pub(crate) fn is_gateway(p: &PeerPolicy) -> bool {
+    matches!(p.remote_access, RemoteAccess::Gateway(_))
+}
+
+/// What an IKE SA going down means for a client peer's assignment.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SaDown {
+    /// Not the SA that carries an assignment.
+    Unrelated,
+    /// Rekeyed: the assignment moved to the new IKE SA.
+    Moved,
+    /// The assignment is gone.
+    Lost,
+}
+
+impl RaNode {
+    pub fn lease_assigned(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        ike_sa: IkeSaId,
+        client: String,
+        address: IpAddr,
+    ) {
+        self.counts.entry(peer).or_default().allocations += 1;
+        let since = now;
+        self.clients.insert(
+            address,
+            ClientLease {
+                peer,
+                ike_sa,
+                client,
+                since,
+            },
+        );
+    }
+
+    /// The lease of `address` went back to the pool; returns who held it.
+    pub fn lease_released(&mut self, peer: PeerId, address: IpAddr) -> Option<ClientLease> {
+        self.counts.entry(peer).or_default().releases += 1;
+        self.clients.remove(&address)
+    }
+
+    pub fn pool_exhausted(&mut self, peer: PeerId) {
+        self.counts.entry(peer).or_default().exhausted_refusals += 1;
+    }
+
+    /// A client peer's IKE SA came up.
+    pub fn ike_sa_up(&mut self, peer: PeerId, ike_sa: IkeSaId) {
+        self.newest.insert(peer, ike_sa);
+    }
+
+    pub fn virtual_ip(&mut self, now: Instant, peer: PeerId, ike_sa: IkeSaId, reply: CfgReply) {
+        self.assigned.insert(
+            peer,
+            Assigned {
+                ike_sa,
+                reply,
+                since: now,
+            },
+        );
+    }
+
+    /// `ike_sa` of client peer `peer` went down (`rekeyed`: replaced by a new IKE SA).
+    pub fn ike_sa_down(&mut self, peer: PeerId, ike_sa: IkeSaId, rekeyed: bool) -> SaDown {
+        if self.newest.get(&peer) == Some(&ike_sa) {
+            self.newest.remove(&peer);
+        }
+        let Some(a) = self.assigned.get_mut(&peer) else {
+            return SaDown::Unrelated;
+        };
+        if a.ike_sa != ike_sa {
+            return SaDown::Unrelated;
+        }
+        match self.newest.get(&peer) {
+            Some(&next) if rekeyed => {
+                a.ike_sa = next;
+                SaDown::Moved
+            }
+            _ => {
+                self.assigned.remove(&peer);
+                SaDown::Lost
+            }
+        }
+    }
+
+    /// A peer was removed (reload): its state goes.
+    pub fn forget(&mut self, peer: PeerId) {
+        self.assigned.remove(&peer);
+        self.newest.remove(&peer);
+        self.counts.remove(&peer);
+        self.clients.retain(|_, c| c.peer != peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerId {
+        PeerId::from_parts(1, 0)
+    }
+
+    #[test]
+    fn an_ike_rekey_moves_the_assignment_and_a_delete_loses_it() {
+        let now = Instant::now();
+        let mut ra = RaNode::default();
+        ra.ike_sa_up(peer(), IkeSaId(1));
+        ra.virtual_ip(now, peer(), IkeSaId(1), CfgReply::default());
+        ra.ike_sa_up(peer(), IkeSaId(2));
+        assert_eq!(ra.ike_sa_down(peer(), IkeSaId(1), true), SaDown::Moved);
+        assert_eq!(ra.assigned[&peer()].ike_sa, IkeSaId(2));
+        assert_eq!(ra.ike_sa_down(peer(), IkeSaId(7), false), SaDown::Unrelated);
+        assert_eq!(ra.ike_sa_down(peer(), IkeSaId(2), false), SaDown::Lost);
+        assert!(ra.assigned.is_empty());
+    }
+
+    #[test]
+    fn leases_are_counted_and_released_by_address() {
+        let now = Instant::now();
+        let mut ra = RaNode::default();
+        let a: IpAddr = "10.99.0.2".parse().unwrap();
+        let b: IpAddr = "10.99.0.3".parse().unwrap();
+        ra.lease_assigned(now, peer(), IkeSaId(1), "alice".into(), a);
+        ra.lease_assigned(now, peer(), IkeSaId(2), "bob".into(), b);
+        ra.pool_exhausted(peer());
+        let gone = ra.lease_released(peer(), a).unwrap();
+        assert_eq!(gone.client, "alice");
+        assert_eq!(ra.clients.len(), 1);
+        let c = ra.counts[&peer()];
+        assert_eq!((c.allocations, c.releases, c.exhausted_refusals), (2, 1, 1));
+    }
+}

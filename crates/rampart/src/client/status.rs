@@ -1,0 +1,267 @@
+//! `rampart client status [--json]`: what the running client reports on its control socket.
+//! The JSON field names are stable (scripts and the netns tests read them).
+
+use std::fmt::Write;
+
+use serde::{Deserialize, Serialize};
+
+/// The client's life cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClientState {
+    /// Looking for a transport and negotiating the first tunnel.
+    Connecting,
+    /// A captive portal answered the probe: waiting for the user to log in.
+    CaptivePortal,
+    /// The tunnel is up and the address, routes and DNS are set.
+    Connected,
+    /// The tunnel was lost (dead gateway, network change, resume): finding a transport again.
+    Reconnecting,
+    /// Stopping: restoring the host.
+    Down,
+}
+
+impl ClientState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientState::Connecting => "connecting",
+            ClientState::CaptivePortal => "captive-portal",
+            ClientState::Connected => "connected",
+            ClientState::Reconnecting => "reconnecting",
+            ClientState::Down => "down",
+        }
+    }
+}
+
+/// The DNS the client set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DnsStatus {
+    /// `resolved`, `resolv-conf` or `off`.
+    pub backend: String,
+    pub servers: Vec<String>,
+    pub domains: Vec<String>,
+}
+
+/// The document the control socket answers to `status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientStatus {
+    /// The profile's name.
+    pub name: String,
+    pub pid: u32,
+    pub state: ClientState,
+    /// `udp`, `tcp` or `tls` while a transport is chosen.
+    pub transport: Option<String>,
+    /// Why that transport (the ladder's reason, e.g. "UDP answered" or "UDP: no answer in
+    /// 300 ms; TCP 4500 refused; TLS 443 up").
+    pub transport_reason: Option<String>,
+    /// The HTTP proxy the stream goes through, if any.
+    pub proxy: Option<String>,
+    /// The gateway as written in the profile, and the address in use (`ip:port`).
+    pub gateway: String,
+    pub gateway_address: Option<String>,
+    /// The local address the tunnel leaves from.
+    pub local_address: Option<String>,
+    /// The Office Mode addresses.
+    pub virtual_ips: Vec<String>,
+    pub dns: DnsStatus,
+    /// Prefixes routed into the tunnel.
+    pub routes: Vec<String>,
+    pub full_tunnel: bool,
+    pub kill_switch: bool,
+    pub device: String,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    /// Unix time of the last state change, and seconds since.
+    pub since_unix: u64,
+    pub since_secs: u64,
+    /// Tunnels rebuilt after a loss.
+    pub reconnects: u64,
+    /// Why the last attempt or the last tunnel failed.
+    pub last_error: Option<String>,
+}
+
+impl ClientStatus {
+    pub fn new(name: &str, gateway: &str, device: &str, kill_switch: bool) -> ClientStatus {
+        ClientStatus {
+            name: name.to_owned(),
+            pid: std::process::id(),
+            state: ClientState::Connecting,
+            transport: None,
+            transport_reason: None,
+            proxy: None,
+            gateway: gateway.to_owned(),
+            gateway_address: None,
+            local_address: None,
+            virtual_ips: Vec::new(),
+            dns: DnsStatus::default(),
+            routes: Vec::new(),
+            full_tunnel: false,
+            kill_switch,
+            device: device.to_owned(),
+            bytes_in: 0,
+            bytes_out: 0,
+            packets_in: 0,
+            packets_out: 0,
+            since_unix: unix_now(),
+            since_secs: 0,
+            reconnects: 0,
+            last_error: None,
+        }
+    }
+
+    /// Moves to `state` (the `since` clock restarts only on a real change).
+    pub fn set_state(&mut self, state: ClientState) {
+        if self.state != state {
+            self.state = state;
+            self.since_unix = unix_now();
+        }
+    }
+}
+
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The text form.
+pub fn render(s: &ClientStatus) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "client {}  {}  for {}  (pid {})",
+        s.name,
+        s.state.as_str(),
+        crate::status_view::duration(s.since_secs),
+        s.pid
+    );
+    let _ = writeln!(
+        out,
+        "  gateway    {}{}",
+        s.gateway,
+        s.gateway_address
+            .as_ref()
+            .map_or_else(String::new, |a| format!(" ({a})"))
+    );
+    if let Some(t) = &s.transport {
+        let _ = writeln!(
+            out,
+            "  transport  {t}{}{}",
+            s.proxy
+                .as_ref()
+                .map_or_else(String::new, |p| format!(" via proxy {p}")),
+            s.transport_reason
+                .as_ref()
+                .map_or_else(String::new, |r| format!("  ({r})"))
+        );
+    }
+    if let Some(local) = &s.local_address {
+        let _ = writeln!(out, "  local      {local}");
+    }
+    if !s.virtual_ips.is_empty() {
+        let _ = writeln!(
+            out,
+            "  address    {} on {}",
+            s.virtual_ips.join(" "),
+            s.device
+        );
+    }
+    if !s.routes.is_empty() {
+        let _ = writeln!(
+            out,
+            "  routes     {}{}",
+            s.routes.join(" "),
+            if s.full_tunnel { "  (full tunnel)" } else { "" }
+        );
+    }
+    if !s.dns.servers.is_empty() {
+        let _ = writeln!(
+            out,
+            "  dns        {} via {}{}",
+            s.dns.servers.join(" "),
+            s.dns.backend,
+            if s.dns.domains.is_empty() {
+                String::new()
+            } else {
+                format!("  domains {}", s.dns.domains.join(" "))
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  traffic    in {} B ({} packets)  out {} B ({} packets)",
+        s.bytes_in, s.packets_in, s.bytes_out, s.packets_out
+    );
+    let _ = writeln!(
+        out,
+        "  kill switch {}  reconnects {}",
+        if s.kill_switch { "on" } else { "off" },
+        s.reconnects
+    );
+    if let Some(e) = &s.last_error {
+        let _ = writeln!(out, "  last error {e}");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_json_names_and_text() {
+        let mut s = ClientStatus::new("corp", "vpn.example.org", "rampart-c0", true);
+        s.pid = 7;
+        s.set_state(ClientState::Connected);
+        s.transport = Some("tls".into());
+        s.transport_reason = Some("UDP: no answer in 300 ms; TLS 443 up".into());
+        s.virtual_ips = vec!["10.99.0.7".into()];
+        s.routes = vec!["0.0.0.0/1".into(), "128.0.0.0/1".into()];
+        s.full_tunnel = true;
+        s.dns = DnsStatus {
+            backend: "resolved".into(),
+            servers: vec!["10.1.0.53".into()],
+            domains: vec!["corp.example".into()],
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        for key in [
+            "name",
+            "pid",
+            "state",
+            "transport",
+            "transport_reason",
+            "proxy",
+            "gateway",
+            "gateway_address",
+            "local_address",
+            "virtual_ips",
+            "dns",
+            "routes",
+            "full_tunnel",
+            "kill_switch",
+            "device",
+            "bytes_in",
+            "bytes_out",
+            "since_unix",
+            "since_secs",
+            "reconnects",
+            "last_error",
+        ] {
+            assert!(v.get(key).is_some(), "{key}");
+        }
+        assert_eq!(v["state"], "connected");
+        let back: ClientStatus = serde_json::from_value(v).unwrap();
+        assert_eq!(back, s);
+        let text = render(&s);
+        assert!(text.starts_with("client corp  connected  for "), "{text}");
+        assert!(text.contains("  transport  tls  (UDP: no answer in 300 ms; TLS 443 up)\n"));
+        assert!(text.contains("  routes     0.0.0.0/1 128.0.0.0/1  (full tunnel)\n"));
+        assert!(text.contains("  dns        10.1.0.53 via resolved  domains corp.example\n"));
+        assert_eq!(
+            serde_json::to_value(ClientState::CaptivePortal).unwrap(),
+            "captive-portal"
+        );
+    }
+}
