@@ -55,7 +55,7 @@ pub fn parse_profile(text: &str, file_name: &str) -> Result<ClientProfile, Confi
 impl ClientProfile {
     /// The node configuration of one connection attempt: a single peer named after the
     /// profile with [`RemoteAccess::Client`], at `gateway` (already resolved by the caller)
-    /// from `local`, started at once; IKE starts on the NAT-T format (`Encapsulation::Force`)
+    /// from `local`, started at once; IKE starts on the NAT-T format (`Encapsulation::Stream`)
     /// on the stream transports. The local and remote domains are 0.0.0.0/0 (the gateway
     /// narrows the traffic selectors to the virtual address and its routes), the firewall
     /// passes everything (the client is not a firewall), and the status socket is
@@ -69,7 +69,7 @@ impl ClientProfile {
         let everything = IpNet::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0).expect("/0 is valid");
         let encapsulation = match transport {
             ClientTransport::Udp => Encapsulation::Auto,
-            ClientTransport::Tcp | ClientTransport::Tls => Encapsulation::Force,
+            ClientTransport::Tcp | ClientTransport::Tls => Encapsulation::Stream,
         };
         let peer = PeerPolicy {
             name: self.name.clone(),

@@ -206,7 +206,7 @@ fn eap_client_example_parses_and_builds_a_node_config() {
     for t in [ClientTransport::Tcp, ClientTransport::Tls] {
         assert_eq!(
             p.node_config(local, gw, t).peers[0].encapsulation,
-            Encapsulation::Force
+            Encapsulation::Stream
         );
     }
 }

@@ -114,6 +114,17 @@ pub enum Encapsulation {
     Auto,
     /// Always (we pretend to be behind a NAT).
     Force,
+    /// IKE and ESP travel in an RFC 9329 stream (TCP, TLS) the I/O shell holds to the peer's
+    /// NAT-T port: like `Force`, and IKE_SA_INIT already goes between the NAT-T ports, with
+    /// the non-ESP marker, because a stream carries nothing else (RFC 9329 section 3).
+    Stream,
+}
+
+impl Encapsulation {
+    /// ESP is UDP-encapsulated whatever NAT detection finds.
+    pub fn forced(self) -> bool {
+        matches!(self, Encapsulation::Force | Encapsulation::Stream)
+    }
 }
 
 /// One IKE proposal: `aes256gcm16-prfsha256-x25519`, `aes128-sha256-prfsha256-ecp256`.

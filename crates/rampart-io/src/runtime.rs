@@ -360,6 +360,10 @@ pub async fn run<N: Node>(
     result
 }
 
+/// How long a client's shell waits after queueing its IKE Deletes before it closes its
+/// streams (the pumps write them within microseconds; this bounds a slow socket).
+const CLIENT_GOODBYE: Duration = Duration::from_millis(150);
+
 async fn event_loop<N: Node>(
     node: &mut N,
     io: &mut Io,
@@ -401,6 +405,14 @@ async fn event_loop<N: Node>(
         match event {
             Event::Shutdown => {
                 tracing::info!("shutting down");
+                if io.client_outputs.is_some() {
+                    // A remote-access client says goodbye: its gateway frees the lease now.
+                    node.close_sas(Instant::now());
+                    drain_outputs(node, io).await;
+                    // The Deletes are queued (UDP sent, stream frames with their pump):
+                    // a moment for the pumps to write them before the streams close.
+                    tokio::time::sleep(CLIENT_GOODBYE).await;
+                }
                 return Ok(());
             }
             Event::Hangup => {

@@ -111,6 +111,9 @@ impl Node for MemberNode {
     fn poll_timeout(&self) -> Option<Instant> {
         None
     }
+    // No IKE SAs in this test node: nothing to delete.
+    fn close_sas(&mut self, _now: std::time::Instant) {}
+
     fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }

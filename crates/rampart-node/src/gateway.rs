@@ -460,6 +460,19 @@ impl Gateway {
         self.mep.injected().copied().collect()
     }
 
+    /// See [`crate::Node::close_sas`].
+    pub fn close_sas(&mut self, now: Instant) {
+        let ids: Vec<rampart_ike::IkeSaId> =
+            self.ike.status(now).into_iter().map(|s| s.ike_sa).collect();
+        for id in ids {
+            self.ike.delete_ike_sa(now, id);
+        }
+        // The engine's Transmit events become outputs.
+        let (dataplane, mut control) = self.parts(now);
+        dataplane.sync(now, &mut control);
+        self.after_input(now);
+    }
+
     pub fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }

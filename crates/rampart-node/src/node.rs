@@ -115,6 +115,10 @@ pub trait Node {
     fn probe_sockets(&self) -> Vec<SocketAddr>;
     /// `rampart mep status`; `None` when the node neither probes nor answers probes.
     fn mep_status(&self, now: Instant) -> Option<MepStatus>;
+    /// Deletes every IKE SA with an INFORMATIONAL Delete (a remote-access client going down:
+    /// its gateway frees the Office Mode lease at once instead of after its liveness checks).
+    /// The Deletes come out of [`Node::poll_output`]; their responses are not awaited.
+    fn close_sas(&mut self, now: Instant);
     /// `rampart ra status` (the `ra status` request): Office Mode pools and clients, virtual
     /// addresses; `None` without remote-access peers. Provided: it is the `remote_access`
     /// part of [`Node::status`], which every node fills in (the gateway answers it without
@@ -198,6 +202,10 @@ impl Node for Gateway {
 
     fn poll_output(&mut self) -> Option<Output> {
         Gateway::poll_output(self)
+    }
+
+    fn close_sas(&mut self, now: Instant) {
+        Gateway::close_sas(self, now);
     }
 
     fn status(&self, now: Instant) -> GatewayStatus {

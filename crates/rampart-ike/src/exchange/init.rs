@@ -26,11 +26,17 @@ impl Ike {
         let Some(group) = pc.ike_proposals.first().map(|p| p.dh) else {
             return;
         };
-        let local = SocketAddr::new(pc.local_address, self.cfg.ike_port);
+        // Over a stream the first message already uses the NAT-T format (RFC 9329).
+        let port = if pc.encapsulation == Encapsulation::Stream {
+            self.cfg.nat_t_port
+        } else {
+            self.cfg.ike_port
+        };
+        let local = SocketAddr::new(pc.local_address, port);
         let Some(remote) = pc.remote_address.ip() else {
             return;
         };
-        let remote = SocketAddr::new(remote, self.cfg.ike_port);
+        let remote = SocketAddr::new(remote, port);
         let id = IkeSaId(self.ids.next());
         let small = match &pc.remote_access {
             crate::policy::RemoteAccess::Client(c) => {
@@ -78,7 +84,7 @@ impl Ike {
             data: ke.public_key().to_vec(),
         });
         payloads.push(Payload::Nonce(sa.ni.clone()));
-        let src = if pc.encapsulation == Encapsulation::Force {
+        let src = if pc.encapsulation.forced() {
             let mut fake = vec![0u8; 20];
             self.rng.fill(&mut fake);
             fake
@@ -241,7 +247,7 @@ impl Ike {
             );
             return;
         };
-        let force = pc.encapsulation == Encapsulation::Force;
+        let force = pc.encapsulation.forced();
         let id = IkeSaId(self.ids.next());
         let mut sa = IkeSa::new(id, peer, false, now, local, remote);
         sa.peer_by_id = by_id;
@@ -412,7 +418,7 @@ impl Ike {
         sa.algs = Some(algs);
         let (local, remote) = (sa.local, sa.remote);
         detect_nat(sa, p, sa.spi_i, sa.spi_r, local, remote);
-        if pc.encapsulation == Encapsulation::Force {
+        if pc.encapsulation.forced() {
             sa.nat_local = true;
         }
         if install_keys(sa, &algs, shared.as_bytes()).is_err() || sa.spi_r == 0 {

@@ -148,6 +148,9 @@ impl Node for FakeNode {
         self.timer
     }
 
+    // No IKE SAs in this test node: nothing to delete.
+    fn close_sas(&mut self, _now: std::time::Instant) {}
+
     fn poll_output(&mut self) -> Option<Output> {
         self.outputs.pop_front()
     }
