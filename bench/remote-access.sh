@@ -211,7 +211,7 @@ port = 443
 certificate = "$cert"
 key = "$key"
 EOF
-"$rampart" check-config --config "$work/gw/gw.toml" >/dev/null
+"$rampart" check-config "$work/gw/gw.toml" >/dev/null
 ip netns exec "$g" "$rampart" gateway run --config "$work/gw/gw.toml" >"$work/gw/gw.log" 2>&1 &
 for _ in $(seq 1 100); do [[ -S $work/gw/gw.sock ]] && break; sleep 0.1; done
 [[ -S $work/gw/gw.sock ]] || { echo "gateway did not start:" >&2; tail -20 "$work/gw/gw.log" >&2; exit 1; }
@@ -288,7 +288,7 @@ connect_once() { # $1 = profile, $2 = log
     ip netns exec "$c" "$rampart" client up --profile "$1" --foreground >"$2" 2>&1 &
     pid=$!
     while true; do
-        if ip netns exec "$c" ping -n -c 1 -W 1 -i 0.2 10.10.0.2 >/dev/null 2>&1; then
+        if ip netns exec "$c" ping -n -c 1 -W 0.05 10.10.0.2 >/dev/null 2>&1; then
             end=$(now_ms)
             break
         fi
@@ -381,7 +381,7 @@ out="$root/bench/results/remote-access.md"
         echo
         echo "## Time to a working tunnel"
         echo
-        echo "From the start of \`rampart client up --foreground\` (profile with every transport, the ladder chooses) until the first ping to the inner host is answered (pings every 20 ms). $runs runs per condition, a fresh client process each."
+        echo "From the start of \`rampart client up --foreground\` (profile with every transport, the ladder chooses) until the first ping to the inner host is answered (a ping with a 50 ms timeout every 20 ms). $runs runs per condition, a fresh client process each."
         echo
         echo "| condition | runs | min ms | median ms | p95 ms | max ms | goal | load (1 min) at the end |"
         echo "|---|---:|---:|---:|---:|---:|---|---:|"
