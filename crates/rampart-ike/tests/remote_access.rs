@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use rampart_ike::policy::{ClientAuth, PeerAuth};
+use rampart_ike::policy::{ClientAuth, PeerAuth, PeerPolicy};
 use rampart_ike::{DownReason, IkeEvent};
 use rampart_pki::ca::{Algorithm, Ca, San, Validity};
 use rampart_pki::{CertAuth, Credentials, PrivateKey, TrustStore, WallClock};
@@ -137,8 +137,9 @@ fn cert_auth(ca: &Ca, chain: Vec<Vec<u8>>, key_pem: &str) -> PeerAuth {
     }))
 }
 
-#[test]
-fn office_mode_with_certificates() {
+/// A root CA and a gateway template (`client_auth`) authenticating with a certificate from it
+/// (`gw.example`); also the validity the tests issue client certificates with.
+fn cert_gateway(client_auth: ClientAuth) -> (Ca, PeerPolicy, Validity) {
     let year = Validity::days_from(NOW as i64, 365);
     let root = Ca::new_root("RA Root", Algorithm::EcdsaP256, year).unwrap();
     let gw = root
@@ -149,6 +150,15 @@ fn office_mode_with_certificates() {
             year,
         )
         .unwrap();
+    let mut g = gateway_policy(POOL, client_auth);
+    g.auth = cert_auth(&root, vec![gw.cert_der], &gw.key_pem);
+    g.psk = Vec::new().into();
+    (root, g, year)
+}
+
+#[test]
+fn office_mode_with_certificates() {
+    let (root, g, year) = cert_gateway(ClientAuth::Peer);
     let cl = root
         .issue(
             "client",
@@ -157,9 +167,6 @@ fn office_mode_with_certificates() {
             year,
         )
         .unwrap();
-    let mut g = gateway_policy(POOL, ClientAuth::Peer);
-    g.auth = cert_auth(&root, vec![gw.cert_der], &gw.key_pem);
-    g.psk = Vec::new().into();
     let mut c = client_policy("192.0.2.1", None);
     c.auth = cert_auth(&root, vec![cl.cert_der], &cl.key_pem);
     c.psk = Vec::new().into();
@@ -177,19 +184,7 @@ fn eap_mschapv2_success() {
 
 #[test]
 fn eap_mschapv2_with_a_certificate_gateway() {
-    let year = Validity::days_from(NOW as i64, 365);
-    let root = Ca::new_root("RA Root", Algorithm::EcdsaP256, year).unwrap();
-    let gw = root
-        .issue(
-            "gw",
-            &[San::Dns("gw.example".into())],
-            Algorithm::EcdsaP256,
-            year,
-        )
-        .unwrap();
-    let mut g = gateway_policy(POOL, ClientAuth::EapMschapv2(users()));
-    g.auth = cert_auth(&root, vec![gw.cert_der], &gw.key_pem);
-    g.psk = Vec::new().into();
+    let (root, g, _) = cert_gateway(ClientAuth::EapMschapv2(users()));
     // The client holds only the CA: it verifies the gateway's certificate, EAP proves itself.
     let mut c = client_policy("192.0.2.1", Some(("alice", "wonderland")));
     c.auth = PeerAuth::Verify(Box::new(rampart_ike::policy::CertVerify {
@@ -598,19 +593,7 @@ fn an_eap_client_finds_the_eap_template_behind_another_template() {
 /// each under its own identity.
 #[test]
 fn any_identity_template_serves_clients_with_their_own_certificates() {
-    let year = Validity::days_from(NOW as i64, 365);
-    let root = Ca::new_root("RA Root", Algorithm::EcdsaP256, year).unwrap();
-    let gw = root
-        .issue(
-            "gw",
-            &[San::Dns("gw.example".into())],
-            Algorithm::EcdsaP256,
-            year,
-        )
-        .unwrap();
-    let mut g = gateway_policy(POOL, ClientAuth::Peer);
-    g.auth = cert_auth(&root, vec![gw.cert_der], &gw.key_pem);
-    g.psk = Vec::new().into();
+    let (root, mut g, year) = cert_gateway(ClientAuth::Peer);
     g.remote_id = rampart_ike::Identity::Fqdn(rampart_ike::ANY_IDENTITY.into());
     let mut net = RaNet::new(g);
     let mut clients = Vec::new();

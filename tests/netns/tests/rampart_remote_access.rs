@@ -279,16 +279,11 @@ fn rampart_client_transport_ladder() {
     assert!(logged.is_ok(), "{logged:?}\n{}", squid.access_log());
 }
 
-/// Port sharing without a client: the gateway's Visitor Mode listener on 443 forwards a TLS
-/// connection that does not ask for Visitor Mode (curl: ALPN h2/http1.1) to nginx on
-/// 127.0.0.1:8443, byte for byte, many times in a row; a TCP 4500 listener runs alongside.
-#[test]
-fn visitor_port_shared_with_nginx() {
-    if skip_unless_root("visitor_port_shared_with_nginx") {
-        return;
-    }
+/// The topology `label` with nginx serving HTTPS on the gateway's 127.0.0.1:8443 (the gateway's
+/// certificate) and an EAP gateway whose Visitor Mode listener on 443 forwards to it.
+fn nginx_behind_443(label: &str) -> (RaTopology, Pki, Nginx, RemoteAccessToml) {
     require_tools(&["nft", "curl", rampart_netns_tests::ra_services::NGINX]);
-    let topo = RaTopology::new("ra-share");
+    let topo = RaTopology::new(label);
     let pki = pki_with_gateway_cert(&topo);
     let web = Nginx::start(
         &topo.gw,
@@ -299,8 +294,20 @@ fn visitor_port_shared_with_nginx() {
     );
     let mut ra = eap_gateway(&topo, &pki);
     ra.visitor_port = Some(443);
-    ra.tcp_port = Some(4500);
     ra.https_backend = Some("127.0.0.1:8443".into());
+    (topo, pki, web, ra)
+}
+
+/// Port sharing without a client: the gateway's Visitor Mode listener on 443 forwards a TLS
+/// connection that does not ask for Visitor Mode (curl: ALPN h2/http1.1) to nginx on
+/// 127.0.0.1:8443, byte for byte, many times in a row; a TCP 4500 listener runs alongside.
+#[test]
+fn visitor_port_shared_with_nginx() {
+    if skip_unless_root("visitor_port_shared_with_nginx") {
+        return;
+    }
+    let (topo, pki, web, mut ra) = nginx_behind_443("ra-share");
+    ra.tcp_port = Some(4500);
     let gw = start_gateway(&topo, &ra);
     wait_until(Duration::from_secs(10), "gateway listening on 443", || {
         rampart_netns_tests::ra_services::listening(&topo.gw, 443)
@@ -330,19 +337,7 @@ fn visitor_mode_shares_443_with_nginx() {
     if skip_unless_root("visitor_mode_shares_443_with_nginx") {
         return;
     }
-    require_tools(&["nft", "curl", rampart_netns_tests::ra_services::NGINX]);
-    let topo = RaTopology::new("ra-visitor");
-    let pki = pki_with_gateway_cert(&topo);
-    let web = Nginx::start(
-        &topo.gw,
-        &topo.daemon_dir("nginx"),
-        "127.0.0.1:8443",
-        &pki.cert("vpn"),
-        &pki.key("vpn"),
-    );
-    let mut ra = eap_gateway(&topo, &pki);
-    ra.visitor_port = Some(443);
-    ra.https_backend = Some("127.0.0.1:8443".into());
+    let (topo, pki, web, ra) = nginx_behind_443("ra-visitor");
     let _gw = start_gateway(&topo, &ra);
     topo.set_egress(Egress::Tcp443Only);
     let body = curl_https(

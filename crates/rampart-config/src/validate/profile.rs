@@ -328,28 +328,7 @@ impl Validator<'_, '_> {
                 "pac_file = \"path\" (the file served) with pac_listen".to_string(),
             );
         }
-        let device = match &raw.device {
-            None => DEFAULT_CLIENT_DEVICE.to_string(),
-            Some(d) => {
-                let s = d.get_ref();
-                let ok = !s.is_empty()
-                    && s.len() <= MAX_DEVICE_LEN
-                    && s != "."
-                    && s != ".."
-                    && s.bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
-                if !ok {
-                    self.error(
-                        ErrorKind::InvalidValue,
-                        span(d),
-                        "device",
-                        format!("invalid device name \"{s}\""),
-                        format!("1 to {MAX_DEVICE_LEN} bytes from A-Z a-z 0-9 . _ -"),
-                    );
-                }
-                s.clone()
-            }
-        };
+        let device = self.device_name("device", &raw.device, DEFAULT_CLIENT_DEVICE);
         let mtu = raw
             .mtu
             .as_ref()

@@ -41,6 +41,32 @@ impl Validator<'_, '_> {
         }
     }
 
+    /// A network device name (`tunnel.device`, a profile's `device`): 1 to
+    /// [`MAX_DEVICE_LEN`] bytes of `A-Z a-z 0-9 . _ -`, not `.` or `..`; an invalid one is
+    /// reported and returned as written (the file is refused anyway).
+    pub(super) fn device_name(&mut self, key: &str, raw: &Str, default: &str) -> String {
+        let Some(d) = raw else {
+            return default.to_string();
+        };
+        let s = d.get_ref();
+        let ok = !s.is_empty()
+            && s.len() <= MAX_DEVICE_LEN
+            && s != "."
+            && s != ".."
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            self.error(
+                ErrorKind::InvalidValue,
+                span(d),
+                key,
+                format!("invalid device name \"{s}\""),
+                format!("1 to {MAX_DEVICE_LEN} bytes from A-Z a-z 0-9 . _ -"),
+            );
+        }
+        s.clone()
+    }
+
     pub(super) fn int(
         &mut self,
         key: &str,
