@@ -446,7 +446,7 @@ impl Gateway {
     /// `rampart ra status`: Office Mode pools and clients (gateway), virtual addresses
     /// (client); `None` without remote-access peers.
     pub fn ra_status(&self, now: Instant) -> Option<crate::status::RaStatus> {
-        crate::status::ra_status(self, now, &self.ike.status(now))
+        crate::status::ra_status(self, now)
     }
 
     /// `rampart mep status`: the groups, entry points and responder; `None` when the gateway

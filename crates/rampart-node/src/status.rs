@@ -288,7 +288,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         cluster: gw.cluster_status(now).map(|(c, _)| c),
         sync: gw.cluster_status(now).map(|(_, s)| s),
         mep: gw.mep().status(now),
-        remote_access: ra_status(gw, now, &ike),
+        remote_access: ra_status(gw, now),
     }
 }
 
@@ -300,14 +300,11 @@ fn first_address(reply: &rampart_wire::ike::CfgReply) -> Option<String> {
         .or_else(|| reply.ip6_addresses.first().map(|a| a.addr().to_string()))
 }
 
-/// The remote-access status from the node's lease and assignment records; `ike` is the IKE
-/// engine's status (for the clients' current addresses). `None` without remote-access peers.
-pub(crate) fn ra_status(
-    gw: &crate::Gateway,
-    now: std::time::Instant,
-    ike: &[rampart_ike::IkeSaStatus],
-) -> Option<RaStatus> {
+/// The remote-access status: pools and clients from the IKE engine, assignments (client side)
+/// and lease times from the node's records. `None` without remote-access peers.
+pub(crate) fn ra_status(gw: &crate::Gateway, now: std::time::Instant) -> Option<RaStatus> {
     let ra = gw.ra();
+    let pools = gw.ike().ra_pools();
     let mut any = false;
     let mut status = RaStatus::default();
     for (id, p) in peer_policies(gw.ike()) {
@@ -315,20 +312,30 @@ pub(crate) fn ra_status(
             rampart_ike::RemoteAccess::None => {}
             rampart_ike::RemoteAccess::Gateway(g) => {
                 any = true;
-                let size = rampart_lease::Pool::<u8>::new(g.pool.clone())
-                    .map_or(0, |pool| pool.status().size);
-                let size = u64::try_from(size).unwrap_or(u64::MAX);
-                let in_use = ra.clients.values().filter(|c| c.peer == id).count() as u64;
+                // The engine's pool is the truth (it also sees leases moved by an IKE rekey or
+                // imported from a cluster member, which raise no event).
+                let pool = pools.iter().find(|(peer, _)| *peer == id).map(|(_, s)| *s);
+                let wide = |n: u128| u64::try_from(n).unwrap_or(u64::MAX);
                 let counts = ra.counts.get(&id).copied().unwrap_or_default();
-                status.pools.push(RaPoolStatus {
-                    peer: p.name.clone(),
-                    prefix: g.pool.prefix.trunc().to_string(),
-                    size,
-                    in_use,
-                    free: size.saturating_sub(in_use),
-                    allocations: counts.allocations,
-                    releases: counts.releases,
-                    exhausted_refusals: counts.exhausted_refusals,
+                status.pools.push(match pool {
+                    Some(ps) => RaPoolStatus {
+                        peer: p.name.clone(),
+                        prefix: g.pool.prefix.trunc().to_string(),
+                        size: wide(ps.size),
+                        in_use: wide(ps.in_use),
+                        free: wide(ps.free),
+                        allocations: ps.allocations,
+                        releases: ps.releases + ps.expirations,
+                        exhausted_refusals: ps.exhausted_refusals,
+                    },
+                    None => RaPoolStatus {
+                        peer: p.name.clone(),
+                        prefix: g.pool.prefix.trunc().to_string(),
+                        allocations: counts.allocations,
+                        releases: counts.releases,
+                        exhausted_refusals: counts.exhausted_refusals,
+                        ..RaPoolStatus::default()
+                    },
                 });
             }
             rampart_ike::RemoteAccess::Client(_) => {
@@ -358,22 +365,21 @@ pub(crate) fn ra_status(
             }
         }
     }
-    for (address, c) in &ra.clients {
+    // Clients from the engine's leases (current IKE SA and endpoint, also after an IKE rekey or
+    // a NAT mapping change); when each got its address from the node's records.
+    for lease in gw.ike().ra_leases() {
         let name = gw
             .ike()
-            .peer(c.peer)
+            .peer(lease.peer)
             .map_or_else(String::new, |p| p.name.clone());
-        let remote = ike
-            .iter()
-            .find(|s| s.ike_sa == c.ike_sa)
-            .map_or_else(|| "?".to_string(), |s| s.remote.to_string());
+        let since = ra.clients.get(&lease.address).map(|c| c.since);
         status.clients.push(RaClientStatus {
             peer: name,
-            client: c.client.clone(),
-            address: address.to_string(),
-            ike_sa: c.ike_sa.0,
-            remote,
-            since_secs: secs(now, c.since),
+            client: lease.client,
+            address: lease.address.to_string(),
+            ike_sa: lease.ike_sa.0,
+            remote: lease.remote.to_string(),
+            since_secs: since.map_or(0, |t| secs(now, t)),
         });
     }
     any.then_some(status)

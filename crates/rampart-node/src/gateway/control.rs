@@ -252,8 +252,7 @@ impl IkeControl<'_> {
                     },
                     message,
                 );
-                self.ra
-                    .lease_assigned(self.now, peer, ike_sa, client, address);
+                self.ra.lease_assigned(self.now, peer, client, address);
             }
             IkeEvent::LeaseReleased {
                 peer,

@@ -21,12 +21,11 @@ use rampart_wire::ike::CfgReply;
 #[derive(Debug, Clone)]
 pub(crate) struct ClientLease {
     pub peer: PeerId,
-    pub ike_sa: IkeSaId,
     pub client: String,
     pub since: Instant,
 }
 
-/// A template peer's event counts (the engine's pool counters are not exported yet).
+/// A template peer's event counts: the status falls back to them only when the engine holds no pool for the peer.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct PoolCounts {
     pub allocations: u64,
@@ -74,21 +73,13 @@ pub(crate) enum SaDown {
 }
 
 impl RaNode {
-    pub fn lease_assigned(
-        &mut self,
-        now: Instant,
-        peer: PeerId,
-        ike_sa: IkeSaId,
-        client: String,
-        address: IpAddr,
-    ) {
+    pub fn lease_assigned(&mut self, now: Instant, peer: PeerId, client: String, address: IpAddr) {
         self.counts.entry(peer).or_default().allocations += 1;
         let since = now;
         self.clients.insert(
             address,
             ClientLease {
                 peer,
-                ike_sa,
                 client,
                 since,
             },
@@ -181,8 +172,8 @@ mod tests {
         let mut ra = RaNode::default();
         let a: IpAddr = "10.99.0.2".parse().unwrap();
         let b: IpAddr = "10.99.0.3".parse().unwrap();
-        ra.lease_assigned(now, peer(), IkeSaId(1), "alice".into(), a);
-        ra.lease_assigned(now, peer(), IkeSaId(2), "bob".into(), b);
+        ra.lease_assigned(now, peer(), "alice".into(), a);
+        ra.lease_assigned(now, peer(), "bob".into(), b);
         ra.pool_exhausted(peer());
         let gone = ra.lease_released(peer(), a).unwrap();
         assert_eq!(gone.client, "alice");
