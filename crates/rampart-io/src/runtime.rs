@@ -352,7 +352,7 @@ pub async fn run<N: Node>(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), IoError> {
     let result = event_loop(node, io, shutdown).await;
-    io.streams.close_all();
+    io.streams.close_all(STREAM_FLUSH).await;
     io.routes.remove_all().await;
     if let Some(cluster) = io.cluster.as_mut() {
         cluster.shutdown().await;
@@ -360,9 +360,9 @@ pub async fn run<N: Node>(
     result
 }
 
-/// How long a client's shell waits after queueing its IKE Deletes before it closes its
-/// streams (the pumps write them within microseconds; this bounds a slow socket).
-const CLIENT_GOODBYE: Duration = Duration::from_millis(150);
+/// How long closing the streams at the end waits for their writers to put out what was
+/// queued (a client's goodbye Deletes); bounds a peer that stopped reading.
+const STREAM_FLUSH: Duration = Duration::from_millis(500);
 
 async fn event_loop<N: Node>(
     node: &mut N,
@@ -407,11 +407,10 @@ async fn event_loop<N: Node>(
                 tracing::info!("shutting down");
                 if io.client_outputs.is_some() {
                     // A remote-access client says goodbye: its gateway frees the lease now.
+                    // The Deletes are sent on UDP here and written to streams when `run`
+                    // closes them.
                     node.close_sas(Instant::now());
                     drain_outputs(node, io).await;
-                    // The Deletes are queued (UDP sent, stream frames with their pump):
-                    // a moment for the pumps to write them before the streams close.
-                    tokio::time::sleep(CLIENT_GOODBYE).await;
                 }
                 return Ok(());
             }

@@ -291,7 +291,15 @@ impl Streams {
     }
 
     /// Closes every stream (the loop ends).
-    pub fn close_all(&mut self) {
-        self.table.close_all();
+    pub async fn close_all(&mut self, grace: std::time::Duration) {
+        let outboxes = self.table.close_all();
+        let flushed = async {
+            for outbox in &outboxes {
+                outbox.finished().await;
+            }
+        };
+        if tokio::time::timeout(grace, flushed).await.is_err() {
+            tracing::debug!("streams closed before every queued frame was written");
+        }
     }
 }

@@ -83,6 +83,7 @@ impl Pump {
             () = tx.closed() => "the event loop ended".to_owned(),
         };
         self.outbox.close();
+        self.outbox.finish();
         self.counters.ended();
         let _ = self
             .tx
@@ -185,6 +186,11 @@ async fn write(mut writer: WriteHalf<BoxStream>, outbox: &Outbox) -> String {
     let mut buf = Vec::new();
     loop {
         if outbox.is_closed() {
+            // What was queued before the close still goes out (a client's goodbye Deletes).
+            outbox.take(&mut buf);
+            if !buf.is_empty() {
+                let _ = writer.write_all(&buf).await;
+            }
             let _ = writer.shutdown().await;
             return "closed by this side".to_owned();
         }

@@ -68,6 +68,9 @@ pub struct Outbox {
     limit: usize,
     notify: Notify,
     closed: AtomicBool,
+    /// Set once the stream's pump has ended (the writer wrote what was queued at the close,
+    /// or failed).
+    finished: tokio::sync::watch::Sender<bool>,
 }
 
 impl Outbox {
@@ -77,6 +80,7 @@ impl Outbox {
             limit,
             notify: Notify::new(),
             closed: AtomicBool::new(false),
+            finished: tokio::sync::watch::Sender::new(false),
         }
     }
 
@@ -130,7 +134,7 @@ impl Outbox {
         self.notify.notified().await;
     }
 
-    /// Asks the writer to stop; queued frames that were not taken yet are not written.
+    /// Asks the writer to stop once it wrote what is queued now; nothing queued later is.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         self.notify.notify_one();
@@ -138,6 +142,17 @@ impl Outbox {
 
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Relaxed)
+    }
+
+    /// The stream's pump has ended: nothing more will be written.
+    pub fn finish(&self) {
+        self.finished.send_replace(true);
+    }
+
+    /// Waits until [`Outbox::finish`].
+    pub async fn finished(&self) {
+        let mut rx = self.finished.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
     }
 }
 
@@ -197,11 +212,16 @@ impl Table {
         self.streams.is_empty()
     }
 
-    /// Closes every stream (the loop is ending).
-    pub fn close_all(&mut self) {
-        for (_, e) in self.streams.drain() {
-            e.outbox.close();
-        }
+    /// Closes every stream (the loop is ending); returns their outboxes, to wait for the
+    /// writers to put out what was queued.
+    pub fn close_all(&mut self) -> Vec<Arc<Outbox>> {
+        self.streams
+            .drain()
+            .map(|(_, e)| {
+                e.outbox.close();
+                e.outbox
+            })
+            .collect()
     }
 }
 
