@@ -37,9 +37,13 @@ fn udp_passes(from: &Netns, to: &Netns, to_ip: &str, port: u16, dir: &std::path:
             &format!("echo probe | socat -u - UDP:{to_ip}:{port}"),
         ]);
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Arrived: as soon as the file has it; blocked: nothing within half a second.
+    let arrived = rampart_netns_tests::try_wait_until(Duration::from_millis(500), "probe", || {
+        std::fs::read(&out).is_ok_and(|b| !b.is_empty())
+    })
+    .is_ok();
     rx.kill9();
-    std::fs::read(&out).is_ok_and(|b| !b.is_empty())
+    arrived
 }
 
 #[test]
