@@ -21,6 +21,18 @@ PACKAGES=(
 
 log() { printf '\n==> %s\n' "$*"; }
 
+# Disk: with the default dev profile a full run wrote ~15 GB under target/ (11 GB of it debug
+# info, 3 GB incremental caches), and a CI run on a machine with less free space failed with
+# "No space left on device". The suite builds each crate once, so it needs no incremental cache,
+# and line tables are enough for a panic's file:line and a backtrace. Both can be overridden.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+export CARGO_PROFILE_DEV_DEBUG="${CARGO_PROFILE_DEV_DEBUG:-line-tables-only}"
+
+disk_report() {
+    df -h . | tail -1 | awk '{print "disk: " $4 " free of " $2 " on " $6}'
+    if [[ -d target ]]; then du -sh target 2>/dev/null | awk '{print "target/: " $1}'; fi
+}
+
 install_packages() {
     local missing=() pkg
     for pkg in "${PACKAGES[@]}"; do
@@ -100,6 +112,7 @@ step() {
     fi
 }
 
+disk_report
 step "install system packages" install_packages
 step "rust components" ensure_components
 step "cargo fmt" cargo fmt --all --check
@@ -112,7 +125,9 @@ step "cargo build -p rampart" cargo build -p rampart
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261121}"
 # Test binaries run one after another; each netns test takes a file lock so heavy tests never overlap.
 step "cargo test" cargo test --workspace
+disk_report
 step "fuzz smoke" fuzz_smoke
+disk_report
 
 if ((${#failed[@]})); then
     log "FAILED steps: ${failed[*]}"
