@@ -790,15 +790,19 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                     "node asked for a full sync from member {member} at {address} but this gateway has no [cluster]; ignored"
                 ),
             },
-            out @ (Output::VirtualAddress { .. } | Output::VirtualAddressLost { .. }) => {
+            out @ (Output::VirtualAddress { .. }
+            | Output::VirtualAddressLost { .. }
+            | Output::TunnelMtu { .. }
+            | Output::Roamed { .. }
+            | Output::RoamFailed { .. }) => {
                 match io.client_outputs.as_ref() {
                     Some(tx) => {
-                        if tx.send(out).is_err() {
-                            tracing::error!("client shell gone: address assignment not applied");
+                        if let Err(lost) = tx.send(out) {
+                            tracing::error!("client shell gone: {:?} not applied", lost.0);
                         }
                     }
                     None => tracing::warn!(
-                        "node reported a remote-access address assignment, but this is not a client; ignored"
+                        "node reported a remote-access client event, but this is not a client; ignored"
                     ),
                 }
             }

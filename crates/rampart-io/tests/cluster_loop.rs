@@ -107,6 +107,10 @@ impl Node for MemberNode {
         out.fill(Disposition::Consumed);
     }
     fn handle_unreachable(&mut self, _: Instant, _: SocketAddr, _: SocketAddr) {}
+    fn handle_path_mtu(&mut self, _: Instant, _: SocketAddr, _: SocketAddr, _: u16) {}
+    fn roam(&mut self, _: Instant, _: std::net::IpAddr) -> rampart_node::RoamOutcome {
+        rampart_node::RoamOutcome::Nothing
+    }
     fn handle_timeout(&mut self, _: Instant) {}
     fn poll_timeout(&self) -> Option<Instant> {
         None

@@ -77,6 +77,7 @@ fn loop_drives_node_on_real_devices() {
             let mut node = FakeNode {
                 closed,
                 unreachable: Vec::new(),
+                path_mtu: Vec::new(),
                 outputs: VecDeque::from([
                     Output::RouteAdd {
                         prefix: DOMAIN.parse().unwrap(),

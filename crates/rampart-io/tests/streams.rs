@@ -134,6 +134,7 @@ fn node(sink: SocketAddr) -> FakeNode {
         sink,
         closed: "192.0.2.99:9".parse().unwrap(),
         unreachable: Vec::new(),
+        path_mtu: Vec::new(),
         tun_packets: 0,
         timer: None,
         timeouts: 0,

@@ -25,7 +25,7 @@ use rampart_ike::{Ike, PeerId};
 
 use crate::dataplane::{DataPlane, DataPlaneConfig, PeerSelector};
 use crate::status::GatewayStatus;
-use crate::{Disposition, NodeError, Output};
+use crate::{Disposition, NodeError, Output, RoamOutcome};
 use control::IkeControl;
 pub use snapshot::{SaSnapshot, SnapshotError, TunnelEspState, DEFAULT_TAKEOVER_MARGIN};
 
@@ -283,6 +283,25 @@ impl Gateway {
         let (dataplane, mut control) = self.parts(now);
         dataplane.handle_unreachable(now, local, remote, &mut control);
         self.after_input(now);
+    }
+
+    /// See [`crate::Node::handle_path_mtu`]. SKELETON (session 8): filled in by the PMTU work.
+    pub fn handle_path_mtu(
+        &mut self,
+        now: Instant,
+        local: SocketAddr,
+        remote: SocketAddr,
+        mtu: u16,
+    ) {
+        let _ = (local, remote, mtu);
+        self.after_input(now);
+    }
+
+    /// See [`crate::Node::roam`]. SKELETON (session 8): filled in by the MOBIKE work.
+    pub fn roam(&mut self, now: Instant, new_local: IpAddr) -> RoamOutcome {
+        let _ = new_local;
+        self.after_input(now);
+        RoamOutcome::Unsupported("MOBIKE is not implemented yet".into())
     }
 
     /// An IP packet from the TUN device, to be encrypted in place for its peer.

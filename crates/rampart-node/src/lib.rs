@@ -23,7 +23,7 @@ pub use gateway::{
     DEFAULT_TAKEOVER_MARGIN,
 };
 pub use node::Node;
-pub use output::{LogEvent, LogLevel, LogRecord, Output};
+pub use output::{LogEvent, LogLevel, LogRecord, MtuReason, Output, RoamOutcome};
 pub use rampart_cluster::{ClusterStatus, SyncStats};
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use rampart_mep::MepStatus;

@@ -9,7 +9,7 @@ use rampart_mep::MepStatus;
 
 use crate::{
     ClusterCommand, ClusterStatus, ConnList, Disposition, FullSyncProgress, Gateway, GatewayStatus,
-    InspectStats, Output, RaStatus, ReloadError, ReloadReport, SyncStats,
+    InspectStats, Output, RaStatus, ReloadError, ReloadReport, RoamOutcome, SyncStats,
 };
 
 /// A node the I/O shell drives: a gateway today, a client or a cluster member later.
@@ -74,6 +74,15 @@ pub trait Node {
     /// by the shell from the socket's error queue). Only a hint: a real node may send an
     /// authenticated, rate-limited check, and moves nothing on it.
     fn handle_unreachable(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr);
+    /// An ICMP "fragmentation needed" (or ICMPv6 "packet too big") answered our outer datagram
+    /// from `local` to `remote`, reporting `mtu` as the next hop's MTU (read by the shell from the
+    /// socket's error queue). A client node lowers its tunnel MTU from it (`Output::TunnelMtu`);
+    /// unauthenticated, so it never raises the MTU and never goes below the configured floor.
+    fn handle_path_mtu(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, mtu: u16);
+    /// Remote-access client: the host's address towards the gateway is now `new_local` (the
+    /// shell saw an address or route change, or a resume). Moves every IKE SA with MOBIKE
+    /// (RFC 4555) where it can; see [`RoamOutcome`].
+    fn roam(&mut self, now: Instant, new_local: IpAddr) -> RoamOutcome;
     fn handle_timeout(&mut self, now: Instant);
     /// When [`Node::handle_timeout`] wants to run next.
     fn poll_timeout(&self) -> Option<Instant>;
@@ -190,6 +199,14 @@ impl Node for Gateway {
 
     fn handle_unreachable(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr) {
         Gateway::handle_unreachable(self, now, local, remote)
+    }
+
+    fn handle_path_mtu(&mut self, now: Instant, local: SocketAddr, remote: SocketAddr, mtu: u16) {
+        Gateway::handle_path_mtu(self, now, local, remote, mtu)
+    }
+
+    fn roam(&mut self, now: Instant, new_local: IpAddr) -> RoamOutcome {
+        Gateway::roam(self, now, new_local)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

@@ -70,6 +70,27 @@ pub enum Output {
     VirtualAddressLost {
         peer: String,
     },
+    /// Remote-access client: the largest inner packet the path to `peer` carries changed
+    /// (an active path-MTU search finished, or an ICMP "fragmentation needed" lowered it).
+    /// The client shell sets the TUN MTU to `mtu`; the node already clamps TCP MSS to it.
+    TunnelMtu {
+        peer: String,
+        mtu: u16,
+        reason: MtuReason,
+    },
+    /// Remote-access client: the gateway accepted the move of the IKE SA with `peer` to a new
+    /// local address (MOBIKE UPDATE_SA_ADDRESSES answered, RFC 4555); the CHILD SAs moved too.
+    Roamed {
+        peer: String,
+        local: SocketAddr,
+        remote: SocketAddr,
+    },
+    /// Remote-access client: the move started by `Node::roam` failed (no answer, refused, the
+    /// peer does not support MOBIKE); the shell reconnects instead.
+    RoamFailed {
+        peer: String,
+        why: String,
+    },
     Log(LogRecord),
 }
 
@@ -206,4 +227,28 @@ pub enum LogLevel {
     Warn,
     Info,
     Debug,
+}
+
+/// Why [`Output::TunnelMtu`] changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MtuReason {
+    /// The authenticated probe search (RFC 8899 style) found this as the largest size that passes.
+    Probed,
+    /// An ICMP "fragmentation needed" / "packet too big" for an outer packet reported a smaller path MTU.
+    IcmpTooBig,
+    /// Probes stopped passing (the path shrank); back to the configured floor until a new search.
+    BlackHole,
+}
+
+/// What [`crate::Node::roam`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoamOutcome {
+    /// UPDATE_SA_ADDRESSES sent from the new address for these peers; `Output::Roamed` or
+    /// `Output::RoamFailed` follows for each.
+    Moving(Vec<String>),
+    /// Some IKE SA cannot move (its peer did not announce MOBIKE, or it runs over a stream):
+    /// the shell reconnects. Carries the reason for the log and status.
+    Unsupported(String),
+    /// No established IKE SA to move.
+    Nothing,
 }

@@ -198,7 +198,10 @@ impl Trio {
                     | Output::RouteInject { .. }
                     | Output::RouteWithdraw { .. }
                     | Output::VirtualAddress { .. }
-                    | Output::VirtualAddressLost { .. } => {}
+                    | Output::VirtualAddressLost { .. }
+                    | Output::TunnelMtu { .. }
+                    | Output::Roamed { .. }
+                    | Output::RoamFailed { .. } => {}
                 }
             }
         }

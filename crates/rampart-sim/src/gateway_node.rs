@@ -516,7 +516,11 @@ impl GatewayNode {
                 // model.
                 Output::RouteInject { .. } | Output::RouteWithdraw { .. } => {}
                 // The simulator has no remote-access client nodes yet.
-                Output::VirtualAddress { .. } | Output::VirtualAddressLost { .. } => {}
+                Output::VirtualAddress { .. }
+                | Output::VirtualAddressLost { .. }
+                | Output::TunnelMtu { .. }
+                | Output::Roamed { .. }
+                | Output::RoamFailed { .. } => {}
                 Output::Log(record) => {
                     changed = true;
                     // The engine names the SA a new tunnel replaces: that is a rekey (a

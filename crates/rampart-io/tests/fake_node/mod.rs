@@ -27,6 +27,8 @@ pub struct FakeNode {
     pub closed: SocketAddr,
     /// The `(local, remote)` of every `handle_unreachable` call.
     pub unreachable: Vec<(SocketAddr, SocketAddr)>,
+    /// The `(local, remote, mtu)` of every `handle_path_mtu` call.
+    pub path_mtu: Vec<(SocketAddr, SocketAddr, u16)>,
     pub tun_packets: u64,
     pub timer: Option<Instant>,
     pub timeouts: u64,
@@ -130,6 +132,14 @@ impl Node for FakeNode {
 
     fn handle_unreachable(&mut self, _now: Instant, local: SocketAddr, remote: SocketAddr) {
         self.unreachable.push((local, remote));
+    }
+
+    fn handle_path_mtu(&mut self, _now: Instant, local: SocketAddr, remote: SocketAddr, mtu: u16) {
+        self.path_mtu.push((local, remote, mtu));
+    }
+
+    fn roam(&mut self, _now: Instant, _new_local: std::net::IpAddr) -> rampart_node::RoamOutcome {
+        rampart_node::RoamOutcome::Nothing
     }
 
     fn handle_timeout(&mut self, now: Instant) {

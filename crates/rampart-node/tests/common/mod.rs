@@ -130,7 +130,10 @@ impl Pair {
                     | Output::ReleaseAddress { .. }
                     | Output::FullSyncConnect { .. }
                     | Output::VirtualAddress { .. }
-                    | Output::VirtualAddressLost { .. } => {}
+                    | Output::VirtualAddressLost { .. }
+                    | Output::TunnelMtu { .. }
+                    | Output::Roamed { .. }
+                    | Output::RoamFailed { .. } => {}
                 }
             }
         }
