@@ -12,10 +12,12 @@ mod config;
 mod crypto;
 mod engine;
 mod fullsync;
+mod ownership;
 mod record;
 mod recv;
 mod replay;
 mod send;
+mod siphash;
 mod status;
 mod wire;
 
@@ -26,6 +28,7 @@ pub use config::{
 pub use crypto::{full_sync_proof, verify_full_sync_proof};
 pub use engine::{Cluster, ClusterEvent, DropReason, SwitchoverError, Transmit, FLUSH_DELAY};
 pub use fullsync::{FullSyncDecoder, FullSyncEncoder, FullSyncFrame, StreamError, MAX_FRAME};
+pub use ownership::{FlowKey, MemberShare, OwnershipKey, OwnershipMap, Rendezvous, MAX_LS_MEMBERS};
 pub use record::{DeltaRecord, RecordKind};
 pub use status::{
     ClusterStatus, MemberState, MemberStatus, PeerSyncStats, Role, SyncStats, VipStatus,
