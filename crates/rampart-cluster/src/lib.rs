@@ -11,6 +11,7 @@
 mod config;
 mod crypto;
 mod engine;
+mod flush_ack;
 mod fullsync;
 mod ownership;
 mod record;
@@ -27,6 +28,11 @@ pub use config::{
 };
 pub use crypto::{full_sync_proof, verify_full_sync_proof};
 pub use engine::{Cluster, ClusterEvent, DropReason, SwitchoverError, Transmit, FLUSH_DELAY};
+pub use flush_ack::{
+    FaInput, FaOutput, FlushAck, FlushAckConfig, FlushAckError, FlushAckStats, HoldHistogram,
+    MemberSet, PacketHandle, ReleaseReason, ServiceSync, TimeoutPolicy, DEFAULT_HOLD_TIMEOUT,
+    DEFAULT_MAX_HOLDS, HOLD_BUCKETS_US,
+};
 pub use fullsync::{FullSyncDecoder, FullSyncEncoder, FullSyncFrame, StreamError, MAX_FRAME};
 pub use ownership::{FlowKey, MemberShare, OwnershipKey, OwnershipMap, Rendezvous, MAX_LS_MEMBERS};
 pub use record::{DeltaRecord, RecordKind};
