@@ -39,7 +39,11 @@ pub use record::{DeltaRecord, RecordKind};
 pub use status::{
     ClusterStatus, MemberState, MemberStatus, PeerSyncStats, Role, SyncStats, VipStatus,
 };
-pub use wire::MAX_RECORD_BODY;
+pub use wire::{
+    read_update_answer, read_update_request, write_update_answer, write_update_request,
+    DecodeError, UpdateAnswerEntry, UpdateOutcome, UpdateQuery, MAX_RECORD_BODY,
+    MAX_UPDATE_ENTRIES, MSG_FLUSH, MSG_UPDATE_ANSWER, MSG_UPDATE_REQUEST,
+};
 
 /// Largest datagram the engine sends (a record bigger than fits 1,452 bytes travels alone):
 /// size the sync socket's receive buffer for it.
@@ -81,5 +85,11 @@ pub mod fuzzing {
         buf.extend_from_slice(plaintext);
         DatagramKey::derive(secret, name, sender, boot_id).seal(counter, &mut buf, HEADER_LEN);
         buf
+    }
+
+    /// Decodes `data` as a Load Sharing update request and answer; whatever decodes must
+    /// re-encode to exactly `data` (panics otherwise).
+    pub fn update_codec(data: &[u8]) {
+        crate::wire::check_update_codec(data)
     }
 }
