@@ -20,6 +20,7 @@ mod replay;
 mod send;
 mod siphash;
 mod status;
+mod sync_links;
 mod wire;
 
 pub use config::{
@@ -38,6 +39,10 @@ pub use ownership::{FlowKey, MemberShare, OwnershipKey, OwnershipMap, Rendezvous
 pub use record::{DeltaRecord, RecordKind};
 pub use status::{
     ClusterStatus, MemberState, MemberStatus, PeerSyncStats, Role, SyncStats, VipStatus,
+};
+pub use sync_links::{
+    LinkId, LinkInput, LinkOutput, LinkStats, SwitchReason, SyncLinks, SyncLinksConfig,
+    SyncLinksError, DEFAULT_HOLD_DOWN, MAX_SYNC_LINKS,
 };
 pub use wire::{
     read_update_answer, read_update_request, write_update_answer, write_update_request,
