@@ -201,6 +201,18 @@ impl Rendezvous {
         self.owner_of_hash(self.flow_hash(flow))
     }
 
+    /// The owner of something with a *home* member, e.g. an SA whose SPI or id carries the
+    /// member that allocated it: the home while it is up, else the rendezvous owner of `flow`
+    /// among the members up (so a dead member's SAs spread over the survivors, and go home
+    /// when it is back). `None` only when no member is up.
+    pub fn owner_with_home(&self, home: MemberId, flow: &FlowKey) -> Option<MemberId> {
+        if self.is_up(home) {
+            Some(home)
+        } else {
+            self.owner(flow)
+        }
+    }
+
     /// The owner of a flow by its [`Rendezvous::flow_hash`] (hash once, ask many times).
     pub fn owner_of_hash(&self, h: u64) -> Option<MemberId> {
         self.up
@@ -354,6 +366,42 @@ mod tests {
         // Independent assignments agree on about a third of the flows.
         assert!((1700..2300).contains(&differ(&r2)), "{}", differ(&r2));
         assert!((1700..2300).contains(&differ(&r3)), "{}", differ(&r3));
+    }
+
+    #[test]
+    fn home_owns_while_up_then_the_survivors_share() {
+        let mut r = Rendezvous::new(&key(), [1, 2, 3]);
+        // ESP SPIs carry their allocating member in the top 4 bits.
+        let spis: Vec<u32> = (0..3000u32)
+            .map(|i| 2 << 28 | i.wrapping_mul(2_654_435_761) >> 4)
+            .collect();
+        for &spi in &spis {
+            assert_eq!(
+                r.owner_with_home((spi >> 28) as u8, &FlowKey::Esp { spi }),
+                Some(2)
+            );
+        }
+        r.set_member(2, false);
+        let on1 = spis
+            .iter()
+            .filter(|&&spi| r.owner_with_home(2, &FlowKey::Esp { spi }) == Some(1))
+            .count();
+        assert!(
+            (1300..1700).contains(&on1),
+            "{on1} of 3000 adopted by member 1"
+        );
+        assert!(spis
+            .iter()
+            .all(|&spi| r.owner_with_home(2, &FlowKey::Esp { spi }) != Some(2)));
+        r.set_member(2, true);
+        assert_eq!(
+            r.owner_with_home(2, &FlowKey::Esp { spi: spis[0] }),
+            Some(2)
+        );
+        assert_eq!(
+            Rendezvous::new(&key(), []).owner_with_home(2, &FlowKey::Esp { spi: 1 }),
+            None
+        );
     }
 
     #[test]
