@@ -21,6 +21,7 @@ mod send;
 mod siphash;
 mod status;
 mod sync_links;
+mod update_request;
 mod wire;
 
 pub use config::{
@@ -43,6 +44,10 @@ pub use status::{
 pub use sync_links::{
     LinkId, LinkInput, LinkOutput, LinkStats, SwitchReason, SyncLinks, SyncLinksConfig,
     SyncLinksError, DEFAULT_HOLD_DOWN, MAX_SYNC_LINKS,
+};
+pub use update_request::{
+    Resolution, UpdateRequestConfig, UpdateRequestStats, UpdateRequests, UrInput, UrOutput,
+    DEFAULT_MAX_PENDING, DEFAULT_UPDATE_TIMEOUT,
 };
 pub use wire::{
     read_update_answer, read_update_request, write_update_answer, write_update_request,
