@@ -149,7 +149,8 @@ pub enum ReleaseReason {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaInput<'a> {
-    /// Hold `packet` until `members` have every record below `upto` of our stream.
+    /// Hold `packet` until `members` (the other active members, not this one) have every
+    /// record below `upto` of our stream.
     Hold {
         packet: PacketHandle,
         upto: u64,
@@ -272,7 +273,8 @@ struct Hold {
 /// See the module documentation.
 pub struct FlushAck {
     config: FlushAckConfig,
-    /// In arrival order; deadlines are non-decreasing as long as `now` is.
+    /// In arrival order, deadlines non-decreasing (a new hold's deadline is at least the
+    /// previous one's, even if the caller's `now` stepped back): the front expires first.
     holds: VecDeque<Hold>,
     /// Highest cumulative ack per member (index: member id).
     acked: [u64; 256],
@@ -378,11 +380,13 @@ impl FlushAck {
             });
         }
         self.stats.held += 1;
+        let deadline =
+            (now + self.config.hold_timeout).max(self.holds.back().map_or(now, |h| h.deadline));
         self.holds.push_back(Hold {
             packet,
             upto,
             since: now,
-            deadline: now + self.config.hold_timeout,
+            deadline,
             waiting,
         });
         self.stats.holding = self.holds.len() as u64;
@@ -418,8 +422,8 @@ impl FlushAck {
     /// Times out the holds whose deadline passed: their silent members are declared down
     /// (and stop holding up every other hold), the packets released or dropped per policy.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(i) = self.holds.iter().position(|h| h.deadline <= now) {
-            let h = self.holds.remove(i).expect("index in range");
+        while self.holds.front().is_some_and(|h| h.deadline <= now) {
+            let h = self.holds.pop_front().expect("front exists");
             let held_for = now.saturating_duration_since(h.since);
             self.stats.timeouts += 1;
             self.stats.hold_time.record(held_for);
@@ -454,7 +458,7 @@ impl FlushAck {
 
     /// The earliest hold deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.holds.iter().map(|h| h.deadline).min()
+        self.holds.front().map(|h| h.deadline)
     }
 
     pub fn poll_output(&mut self) -> Option<FaOutput> {
