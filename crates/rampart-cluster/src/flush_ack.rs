@@ -158,7 +158,8 @@ pub enum FaInput<'a> {
     },
     /// `member`'s cumulative ack of our stream: it has every record below `next`.
     Ack { member: MemberId, next: u64 },
-    /// The cluster declared `member` down: it no longer holds anything up.
+    /// The cluster declared `member` down, or saw it restart (a new boot): it no longer holds
+    /// anything up, and its earlier acks no longer count.
     MemberDown { member: MemberId },
     /// `member` is up again: later holds wait for it again.
     MemberUp { member: MemberId },
@@ -331,6 +332,8 @@ impl FlushAck {
             }
             FaInput::MemberDown { member } => {
                 self.down.insert(member);
+                // Whatever it acknowledged belongs to its previous life.
+                self.acked[usize::from(member)] = 0;
                 self.settle(now, member, |_| true);
             }
             FaInput::MemberUp { member } => self.down.remove(member),
@@ -718,6 +721,19 @@ mod tests {
             fa.stats().members_declared_down,
             0,
             "reported down, not declared by us"
+        );
+        // Back (restarted): its acks from before do not count.
+        fa.handle(t0 + ms(3), FaInput::MemberUp { member: 2 })
+            .unwrap();
+        fa.handle(t0 + ms(3), FaInput::MemberDown { member: 2 })
+            .unwrap();
+        fa.handle(t0 + ms(3), FaInput::MemberUp { member: 2 })
+            .unwrap();
+        hold(&mut fa, t0 + ms(4), 2, 10, &[2]);
+        assert_eq!(
+            fa.holding(),
+            1,
+            "waits for a fresh ack from the restarted member"
         );
     }
 

@@ -60,7 +60,8 @@ pub enum UrInput<'a> {
     },
     /// This member has received (and applied) `member`'s delta stream below `next`.
     StreamProgress { member: MemberId, next: u64 },
-    /// `member` is down: it will not answer (and a `Found` from it will not arrive).
+    /// `member` is down or restarted: it will not answer (a `Found` from it will not arrive),
+    /// and its stream positions start over.
     MemberDown { member: MemberId },
 }
 
@@ -196,6 +197,8 @@ impl UpdateRequests {
                 self.settle_all(now);
             }
             UrInput::MemberDown { member } => {
+                // A member that comes back starts a new stream.
+                self.stream_next[usize::from(member)] = 0;
                 for q in &mut self.queries {
                     q.open.remove(member);
                     if q.found.is_some_and(|(m, _, _)| m == member) {
