@@ -127,3 +127,57 @@ fn mep_load_distribution() {
 fn mep_priority_rules() {
     run_builtin("mep-priority-rules");
 }
+
+#[test]
+fn hotel_wifi() {
+    let report = run_builtin("hotel-wifi");
+    let text = report.render();
+    assert!(
+        text.contains("transport tls chosen"),
+        "the client did not choose Visitor Mode:\n{text}"
+    );
+}
+
+#[test]
+fn proxy_only() {
+    run_builtin("proxy-only");
+}
+
+/// The same network without the proxy credentials: the proxy answers 407, no transport
+/// reaches the gateway, the client says so in its log and no tunnel comes up.
+#[test]
+fn proxy_only_without_credentials_fails_clearly() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "proxy-only")
+        .unwrap();
+    let marker = "# -- assertions";
+    let head = &builtin.text[..builtin.text.find(marker).expect("assertion marker")];
+    assert_eq!(head.matches("proxy_user = ").count(), 1);
+    let text = head
+        .replace("proxy_user = \"alice\"\n", "")
+        .replace("proxy_password = \"s3cret\"\n", "")
+        .replace("duration = \"20s\"", "duration = \"8s\"")
+        + r#"
+[[assert]]
+node = "laptop"
+log = "proxy 203.0.113.10:3128 requires authentication (set proxy_user and proxy_password)"
+
+[[assert]]
+node = "laptop"
+log = "no transport reached the gateway"
+
+[[assert]]
+no_tunnel = "vpn"
+"#;
+    let sc = rampart_sim::scenario::parse(&text, "proxy-only-no-credentials").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+}
+
+#[test]
+fn nat_rebinding() {
+    run_builtin("nat-rebinding");
+}
