@@ -73,6 +73,7 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("hotel-wifi"),
         builtin!("proxy-only"),
         builtin!("nat-rebinding"),
+        builtin!("roaming"),
     ]
 }
 

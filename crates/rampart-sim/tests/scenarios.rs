@@ -181,3 +181,8 @@ no_tunnel = "vpn"
 fn nat_rebinding() {
     run_builtin("nat-rebinding");
 }
+
+#[test]
+fn roaming() {
+    run_builtin("roaming");
+}
