@@ -186,3 +186,44 @@ fn nat_rebinding() {
 fn roaming() {
     run_builtin("roaming");
 }
+
+/// The mtu-black-hole network with the client's path-MTU probe off: every full-sized segment
+/// of the upload, once encrypted, is above the 1280-byte path with DF set; r1's ICMP
+/// "fragmentation needed" is dropped by the firewall; the upload stalls. This proves that the
+/// probe is what makes `mtu-black-hole` work.
+#[test]
+fn mtu_black_hole_without_the_probe_stalls() {
+    let text = include_str!("../../../scenarios/mtu-black-hole.toml");
+    let marker = "# -- assertions";
+    let head = &text[..text.find(marker).expect("assertion marker")];
+    assert_eq!(head.matches("mtu = 1400\n\"\"\"").count(), 1);
+    let text = head
+        .replacen(
+            "mtu = 1400\n\"\"\"",
+            "mtu = 1400\npmtu_probe = false\n\"\"\"",
+            1,
+        )
+        .replace("duration = \"20s\"", "duration = \"10s\"")
+        + r#"
+[[assert]]
+node = "laptop"
+no_log = "tunnel MTU"
+"#;
+    let sc = rampart_sim::scenario::parse(&text, "mtu-black-hole-no-probe").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+    assert!(
+        report.transfers[0][5].starts_with("incomplete"),
+        "the upload got through without the probe:\n{out}"
+    );
+    assert!(
+        out.contains("packet too big with DF set (ICMP fragmentation needed sent)"),
+        "r1 did not refuse the large packets:\n{out}"
+    );
+    assert!(
+        out.contains("firewall: unsolicited inbound packet"),
+        "the firewall let the ICMP through:\n{out}"
+    );
+}

@@ -16,6 +16,10 @@
 //!   ladder run); a failure before the first tunnel ends the client, later ones are retried
 //!   with a doubling back-off. A move first tries `Node::roam` (MOBIKE) and reconnects when the
 //!   engine cannot move the SAs.
+//! - The machine's kernel does path-MTU discovery as Linux does for UDP sockets by default: its
+//!   UDP and ESP packets carry DF, and an ICMP "fragmentation needed" about one of the engine's
+//!   datagrams goes to `Node::handle_path_mtu`. A path that loses that ICMP is a black hole for
+//!   larger packets, which only the engine's own path-MTU search gets around.
 
 pub mod conn;
 pub mod outer;
@@ -431,7 +435,18 @@ impl ClientNode {
                         fx.drops.push("client: ESP without a tunnel");
                     }
                 }
-                packet::PROTO_ICMP => {}
+                packet::PROTO_ICMP => {
+                    // Passive path MTU: what the I/O layer's error queue reports.
+                    let Some(f) = packet::frag_needed_udp(payload) else {
+                        continue;
+                    };
+                    if let Phase::Running(s) = &mut self.phase {
+                        let local = SocketAddr::new(IpAddr::V4(f.local.0), f.local.1);
+                        let remote = SocketAddr::new(IpAddr::V4(f.remote.0), f.remote.1);
+                        s.engine.handle_path_mtu(base + now, local, remote, f.mtu);
+                        self.drain(base, now, fx);
+                    }
+                }
                 _ => fx.drops.push("client: protocol not handled"),
             }
         }
@@ -546,8 +561,9 @@ impl ClientNode {
             } => {
                 if let (IpAddr::V4(l), IpAddr::V4(r)) = (local, remote) {
                     let id = self.next_ident();
-                    fx.send
-                        .push(packet::build_ipv4(l, r, packet::PROTO_ESP, id, &buf[data]));
+                    let mut p = packet::build_ipv4(l, r, packet::PROTO_ESP, id, &buf[data]);
+                    packet::set_dont_fragment(&mut p);
+                    fx.send.push(p);
                 }
             }
             Disposition::WriteTun { data } => self.inner.receive(buf[data].to_vec()),
