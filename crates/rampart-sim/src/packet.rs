@@ -273,6 +273,30 @@ impl Reassembler {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn frag_needed_names_the_udp_flow_and_mtu() {
+        let a = Ipv4Addr::new(10, 9, 0, 10);
+        let b = Ipv4Addr::new(198, 51, 100, 1);
+        let mut p = build_udp(a, 4500, b, 4500, 7, &[0u8; 1400]);
+        set_dont_fragment(&mut p);
+        let ip = Ipv4Header::parse(&p).unwrap();
+        assert!(ip.dont_fragment);
+        let icmp = icmp_frag_needed(Ipv4Addr::new(192, 0, 2, 254), &p, &ip, 1280);
+        let outer = Ipv4Header::parse(&icmp).unwrap();
+        let f = frag_needed_udp(&icmp[outer.header_len..]).unwrap();
+        assert_eq!(
+            f,
+            FragNeeded {
+                local: (a, 4500),
+                remote: (b, 4500),
+                mtu: 1280
+            }
+        );
+        assert_eq!(frag_needed_udp(&[3, 3, 0, 0, 0, 0, 5, 0]), None);
+        assert_eq!(frag_needed_udp(&[3, 4]), None);
+    }
+
     use super::*;
 
     #[test]

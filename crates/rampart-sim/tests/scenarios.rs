@@ -227,3 +227,28 @@ no_log = "tunnel MTU"
         "the firewall let the ICMP through:\n{out}"
     );
 }
+
+/// hotel-wifi with a firewall that lets TCP 4500 out instead of 443: the ladder picks RFC 9329
+/// TCP, IKE and ESP run framed over plain TCP, and the upload completes.
+#[test]
+fn hotel_wifi_over_rfc9329_tcp() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "hotel-wifi")
+        .unwrap();
+    assert_eq!(builtin.text.matches("allow = [\"tcp/443\"]").count(), 1);
+    let text = builtin
+        .text
+        .replace("allow = [\"tcp/443\"]", "allow = [\"tcp/4500\"]")
+        .replace("transport = \"tls\"", "transport = \"tcp\"")
+        .replace(
+            "log = \"tls stream from 10.9.0.10\"",
+            "log = \"tcp stream from 10.9.0.10\"",
+        );
+    let sc = rampart_sim::scenario::parse(&text, "hotel-wifi-tcp").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+    assert!(out.contains("transport tcp chosen"), "{out}");
+}

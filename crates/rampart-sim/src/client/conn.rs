@@ -151,10 +151,10 @@ impl StreamConn {
                         let req = self.connect_request();
                         let _ = s.send_slice(&req);
                         self.stage = Stage::ProxyHead;
+                        Ok(true)
                     }
                     None => self.begin_stream(),
                 }
-                Ok(true)
             }
             Stage::ProxyHead => {
                 let mut buf = [0u8; 1024];
@@ -238,8 +238,9 @@ impl StreamConn {
     }
 
     /// The stream to the gateway is there (directly, or through the proxy): TLS, then the
-    /// prefix.
-    fn begin_stream(&mut self) {
+    /// prefix. Without TLS the attempt succeeded (the prefix is queued and goes out with the
+    /// next step, as the connector's write of `IKETCP` ends its work).
+    fn begin_stream(&mut self) -> Result<bool, Done> {
         let tls = self.tls.as_ref().and_then(|(cfg, name)| {
             let name = rustls_pki_types::ServerName::try_from(name.clone()).ok()?;
             rustls::ClientConnection::new(cfg.clone(), name).ok()
@@ -248,11 +249,13 @@ impl StreamConn {
         let mut pipe = Pipe::new(tls.map(rustls::Connection::Client), Role::Initiator);
         pipe.send_plain(PREFIX);
         self.pipe = Some(pipe);
-        self.stage = if is_tls {
-            Stage::Handshake
+        if is_tls {
+            self.stage = Stage::Handshake;
+            Ok(true)
         } else {
-            Stage::Open
-        };
+            self.stage = Stage::Open;
+            Err(Done::Connected)
+        }
     }
 
     fn connect_request(&self) -> Vec<u8> {
@@ -291,8 +294,7 @@ impl StreamConn {
         match (parsed.status, self.auth) {
             (200..=299, used) => {
                 self.path.proxy = Some((name, used.unwrap_or(ProxyAuth::None)));
-                self.begin_stream();
-                Ok(true)
+                self.begin_stream()
             }
             (407, None) => {
                 if proxy.credentials.is_none() {
