@@ -18,6 +18,7 @@ fn same_seed_gives_byte_identical_output() {
         "hotel-wifi",
         "proxy-only",
         "nat-rebinding",
+        "roaming",
     ] {
         let (_, a) = render(name, 42);
         let (_, b) = render(name, 42);
