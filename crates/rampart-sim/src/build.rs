@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ipnet::Ipv4Net;
 
+use crate::client::ClientNode;
 use crate::gateway_node::GatewayNode;
 use crate::host::{Host, ProxyHop, TransferRecord};
 use crate::middlebox::{Allow, Firewall, Nat};
@@ -241,6 +242,45 @@ pub(crate) fn build(
                     owners: BTreeMap::new(),
                 }))
             }
+            NodeKind::Client => {
+                let n = &world.nodes[ni];
+                let [iface] = n.ifaces.as_slice() else {
+                    return Err(err(format!("{what}: a client has exactly one link")));
+                };
+                let (addr, prefix, link) = (iface.addr, iface.net.prefix_len(), iface.link);
+                let text = spec.profile.as_ref().ok_or_else(|| {
+                    err(format!(
+                        "{what}: a client needs `profile` (its profile TOML)"
+                    ))
+                })?;
+                // Relative paths (CA files) start at the scenario's directory; the profile's
+                // default name is the node's.
+                let file = base_dir
+                    .map_or_else(
+                        || format!("{}.toml", spec.name).into(),
+                        |d| d.join(format!("{}.toml", spec.name)),
+                    )
+                    .display()
+                    .to_string();
+                let mut profile = rampart_config::parse_profile(text, &file)
+                    .map_err(|e| err(format!("{what}: invalid client profile:\n{e}")))?;
+                if let rampart_config::PeerAuth::Cert(cert) = &mut profile.auth {
+                    cert.clock.at = world.base;
+                    cert.clock.unix = LAB_UNIX_TIME;
+                }
+                let mtu = usize::from(world.links[link].params.mtu);
+                let rng = world.rng.fork();
+                let client = ClientNode::new(
+                    &spec.name,
+                    profile,
+                    (addr, prefix, default_gw),
+                    mtu,
+                    node_seed,
+                    rng,
+                )
+                .map_err(|e| err(format!("{what}: {e}")))?;
+                Kind::Client(Box::new(client))
+            }
             NodeKind::Host | NodeKind::Proxy => {
                 let n = &world.nodes[ni];
                 let [iface] = n.ifaces.as_slice() else {
@@ -337,7 +377,11 @@ pub(crate) fn build(
                 _ => Err(err(format!("{what}: {name} is not a host"))),
             }
         };
-        let from = host(&t.from)?;
+        // A client machine sends from its inner host, through its tunnel.
+        let from = match node_index.get(&t.from).map(|&i| (i, &world.nodes[i].kind)) {
+            Some((i, Kind::Client(_))) => i,
+            _ => host(&t.from)?,
+        };
         let to = host(&t.to)?;
         let via = match (&t.via_proxy, &t.proxy_auth) {
             (None, Some(_)) => {

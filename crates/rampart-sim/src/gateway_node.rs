@@ -23,6 +23,7 @@ use rampart_node::{
     ClusterCommand, Disposition, DropReason, FullSyncProgress, Gateway, LogLevel, Output,
 };
 
+use crate::gateway_stream::StreamListeners;
 use crate::packet::{self, Ipv4Header};
 
 /// Room the engine needs around a packet to encrypt in place.
@@ -64,6 +65,8 @@ pub struct GatewayNode {
     pub batches: u64,
     pub batched_packets: u64,
     ident: u16,
+    /// The RFC 9329 TCP and Visitor Mode TLS listeners of `[remote_access]`, while running.
+    pub streams: Option<StreamListeners>,
     /// Inputs of the current virtual instant, in arrival order, not yet given to the engine.
     pending: Vec<Input>,
 }
@@ -143,6 +146,7 @@ impl GatewayNode {
             batches: 0,
             batched_packets: 0,
             ident: 1,
+            streams: None,
             pending: Vec::new(),
         }
     }
@@ -157,6 +161,65 @@ impl GatewayNode {
             Err(e) => fx.logs.push(format!("cannot start: {e}")),
         }
         self.drain(base, now, fx);
+    }
+
+    /// Opens the stream listeners of `[remote_access]` (none without it) on a machine with
+    /// `addrs`, as the I/O shell does at start.
+    pub fn open_streams(
+        &mut self,
+        addrs: &[(Ipv4Addr, u8)],
+        mtu: usize,
+        seed: u64,
+        fx: &mut GwEffects,
+    ) {
+        if self.engine.is_none() {
+            return;
+        }
+        match StreamListeners::new(&self.config, addrs, mtu, seed) {
+            Ok(s) => self.streams = s,
+            Err(e) => fx.logs.push(format!("remote access streams: {e}")),
+        }
+    }
+
+    /// Runs the stream listeners: frames read become NAT-T inputs of this instant, TCP
+    /// packets and log lines go to `fx`.
+    pub fn poll_streams(&mut self, now: Duration, fx: &mut GwEffects) {
+        let Some(s) = self.streams.as_mut() else {
+            return;
+        };
+        let polled = s.poll(now);
+        fx.send.extend(polled.packets);
+        fx.logs.extend(polled.logs);
+        if self.engine.is_some() {
+            for (local, remote, datagram) in polled.frames {
+                self.pending.push(Input::Udp {
+                    local,
+                    remote,
+                    datagram,
+                });
+            }
+        }
+    }
+
+    /// Sends `data` from `local` to `remote`: one frame on the stream to `remote` when there
+    /// is one, else a UDP datagram.
+    fn send_udp(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8], fx: &mut GwEffects) {
+        if let Some(s) = self.streams.as_mut() {
+            if s.send(&remote, data) {
+                return;
+            }
+        }
+        if let (IpAddr::V4(l), IpAddr::V4(r)) = (local.ip(), remote.ip()) {
+            let id = self.next_ident();
+            fx.send.push(packet::build_udp(
+                l,
+                local.port(),
+                r,
+                remote.port(),
+                id,
+                data,
+            ));
+        }
     }
 
     /// Serves a full sync to another member (the frames of this engine's state now); `None`
@@ -245,14 +308,23 @@ impl GatewayNode {
     /// The machine stops: engine state, routes and tunnels are gone.
     pub fn crash(&mut self) {
         self.engine = None;
+        self.streams = None;
         self.pending.clear();
         self.tun_routes.clear();
         self.tunnels.clear();
     }
 
-    pub fn poll_timeout(&self, base: Instant) -> Option<Duration> {
-        let t = self.engine.as_ref()?.poll_timeout()?;
-        Some(t.saturating_duration_since(base))
+    pub fn poll_timeout(&mut self, base: Instant, now: Duration) -> Option<Duration> {
+        let engine = self
+            .engine
+            .as_ref()?
+            .poll_timeout()
+            .map(|t| t.saturating_duration_since(base));
+        let streams = self.streams.as_mut().and_then(|s| s.poll_at(now));
+        match (engine, streams) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     pub fn handle_timeout(&mut self, base: Instant, now: Duration, fx: &mut GwEffects) {
@@ -307,6 +379,15 @@ impl GatewayNode {
                 remote: IpAddr::V4(ip.src),
                 packet: payload.to_vec(),
             },
+            packet::PROTO_TCP => {
+                return match self.streams.as_mut() {
+                    Some(s) => {
+                        s.receive(p[..ip.total_len].to_vec());
+                        Ok(())
+                    }
+                    None => Err("gateway: TCP port not open"),
+                }
+            }
             packet::PROTO_ICMP => return Err("gateway: ICMP ignored"),
             _ => return Err("gateway: protocol not handled"),
         };
@@ -412,25 +493,15 @@ impl GatewayNode {
                 remote,
                 data,
             } => {
-                if let (IpAddr::V4(l), IpAddr::V4(r)) = (local.ip(), remote.ip()) {
-                    let port = self.config.gateway.nat_t_port;
-                    observe_ike(
-                        port,
-                        &mut self.ike_fragments_sent,
-                        local.port(),
-                        &buf[data.clone()],
-                        fx,
-                    );
-                    let id = self.next_ident();
-                    fx.send.push(packet::build_udp(
-                        l,
-                        local.port(),
-                        r,
-                        remote.port(),
-                        id,
-                        &buf[data],
-                    ));
-                }
+                let port = self.config.gateway.nat_t_port;
+                observe_ike(
+                    port,
+                    &mut self.ike_fragments_sent,
+                    local.port(),
+                    &buf[data.clone()],
+                    fx,
+                );
+                self.send_udp(local, remote, &buf[data], fx);
             }
             Disposition::SendRawEsp {
                 local,
@@ -462,30 +533,17 @@ impl GatewayNode {
     /// Control outputs: datagrams, routes, logs; then the tunnel table is re-read when
     /// something was logged (every tunnel change is logged by the engine).
     fn drain(&mut self, base: Instant, now: Duration, fx: &mut GwEffects) {
-        let Some(g) = self.engine.as_mut() else {
-            return;
-        };
         let mut changed = false;
-        while let Some(out) = g.poll_output() {
+        while let Some(out) = self.engine.as_mut().and_then(|g| g.poll_output()) {
             match out {
                 Output::SendUdp {
                     local,
                     remote,
                     data,
                 } => {
-                    if let (IpAddr::V4(l), IpAddr::V4(r)) = (local.ip(), remote.ip()) {
-                        let port = self.config.gateway.nat_t_port;
-                        observe_ike(port, &mut self.ike_fragments_sent, local.port(), &data, fx);
-                        self.ident = self.ident.wrapping_add(1);
-                        fx.send.push(packet::build_udp(
-                            l,
-                            local.port(),
-                            r,
-                            remote.port(),
-                            self.ident,
-                            &data,
-                        ));
-                    }
+                    let port = self.config.gateway.nat_t_port;
+                    observe_ike(port, &mut self.ike_fragments_sent, local.port(), &data, fx);
+                    self.send_udp(local, remote, &data, fx);
                 }
                 Output::RouteAdd { prefix } => {
                     if let ipnet::IpNet::V4(n) = prefix {

@@ -6,7 +6,9 @@
 //! `docs/lab.md`. [`run`] executes one and returns a [`Report`].
 
 mod build;
+mod client;
 mod gateway_node;
+mod gateway_stream;
 mod host;
 mod middlebox;
 pub mod packet;
@@ -14,6 +16,7 @@ mod proxy;
 mod report;
 mod run;
 pub mod scenario;
+mod stream;
 pub mod units;
 mod world;
 
@@ -67,6 +70,10 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("mep-primary-backup"),
         builtin!("mep-load-distribution"),
         builtin!("mep-priority-rules"),
+        builtin!("hotel-wifi"),
+        builtin!("proxy-only"),
+        builtin!("nat-rebinding"),
+        builtin!("roaming"),
     ]
 }
 

@@ -76,6 +76,14 @@ impl Nat {
         });
     }
 
+    /// Forgets every mapping (a reboot or a conntrack flush); returns how many there were.
+    pub fn flush(&mut self) -> usize {
+        let n = self.by_public.len();
+        self.by_public.clear();
+        self.by_inside.clear();
+        n
+    }
+
     /// Source NAT of a packet leaving through the outside interface. `Err` is a drop reason.
     pub fn outbound(
         &mut self,

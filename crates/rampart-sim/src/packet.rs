@@ -99,6 +99,48 @@ pub fn build_ipv4(
     p
 }
 
+/// Sets the Don't Fragment bit of the IPv4 packet in `p` (header assumed valid).
+pub fn set_dont_fragment(p: &mut [u8]) {
+    if p.len() >= 20 {
+        p[6] |= 0x40;
+        fix_ip_checksum(p);
+    }
+}
+
+/// What an ICMP "fragmentation needed" says about one of our UDP datagrams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragNeeded {
+    /// Our address and port (the quoted datagram's source).
+    pub local: (Ipv4Addr, u16),
+    /// Where it went.
+    pub remote: (Ipv4Addr, u16),
+    /// The next-hop MTU the router reported.
+    pub mtu: u16,
+}
+
+/// Reads an ICMP "fragmentation needed" (type 3 code 4; `icmp` is the ICMP message) about a
+/// UDP datagram. `None` for anything else or a quote too short to tell.
+pub fn frag_needed_udp(icmp: &[u8]) -> Option<FragNeeded> {
+    if icmp.len() < 8 || icmp[0] != 3 || icmp[1] != 4 {
+        return None;
+    }
+    let mtu = u16::from_be_bytes([icmp[6], icmp[7]]);
+    let q = &icmp[8..];
+    let hl = usize::from(*q.first()? & 0x0f) * 4;
+    if hl < 20 || q.len() < hl + 4 || q[9] != PROTO_UDP {
+        return None;
+    }
+    let src = Ipv4Addr::new(q[12], q[13], q[14], q[15]);
+    let dst = Ipv4Addr::new(q[16], q[17], q[18], q[19]);
+    let sport = u16::from_be_bytes([q[hl], q[hl + 1]]);
+    let dport = u16::from_be_bytes([q[hl + 2], q[hl + 3]]);
+    Some(FragNeeded {
+        local: (src, sport),
+        remote: (dst, dport),
+        mtu,
+    })
+}
+
 /// Builds an IPv4/UDP datagram with a correct UDP checksum.
 pub fn build_udp(
     src: Ipv4Addr,
@@ -231,6 +273,30 @@ impl Reassembler {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn frag_needed_names_the_udp_flow_and_mtu() {
+        let a = Ipv4Addr::new(10, 9, 0, 10);
+        let b = Ipv4Addr::new(198, 51, 100, 1);
+        let mut p = build_udp(a, 4500, b, 4500, 7, &[0u8; 1400]);
+        set_dont_fragment(&mut p);
+        let ip = Ipv4Header::parse(&p).unwrap();
+        assert!(ip.dont_fragment);
+        let icmp = icmp_frag_needed(Ipv4Addr::new(192, 0, 2, 254), &p, &ip, 1280);
+        let outer = Ipv4Header::parse(&icmp).unwrap();
+        let f = frag_needed_udp(&icmp[outer.header_len..]).unwrap();
+        assert_eq!(
+            f,
+            FragNeeded {
+                local: (a, 4500),
+                remote: (b, 4500),
+                mtu: 1280
+            }
+        );
+        assert_eq!(frag_needed_udp(&[3, 3, 0, 0, 0, 0, 5, 0]), None);
+        assert_eq!(frag_needed_udp(&[3, 4]), None);
+    }
+
     use super::*;
 
     #[test]

@@ -32,6 +32,8 @@ pub struct Report {
     pub ended_early: bool,
     pub transfers: Vec<Vec<String>>,
     pub gateways: Vec<Vec<String>>,
+    /// Remote-access client machines: transport, Office Mode address, tunnel MTU, moves.
+    pub clients: Vec<Vec<String>>,
     pub links: Vec<Vec<String>>,
     pub drops: Vec<Vec<String>>,
     pub outcomes: Vec<Outcome>,
@@ -67,6 +69,7 @@ impl Report {
                             .iter()
                             .filter_map(|n| match &n.kind {
                                 Kind::Host(h) => h.describe(i),
+                                Kind::Client(c) => c.inner.describe(i),
                                 _ => None,
                             })
                             .collect();
@@ -115,6 +118,30 @@ impl Report {
                 _ => None,
             })
             .collect();
+        let clients = world
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.kind {
+                Kind::Client(c) => Some(vec![
+                    n.name.clone(),
+                    c.transport().unwrap_or("-").to_string(),
+                    c.addr.to_string(),
+                    c.virtual_addr.map_or("-".into(), |a| a.to_string()),
+                    c.connected.len().to_string(),
+                    c.tunnel_mtu.map_or("-".into(), |m| m.to_string()),
+                    if c.moves.is_empty() {
+                        "-".into()
+                    } else {
+                        c.moves
+                            .iter()
+                            .map(|(t, how)| format!("{how} at {}", secs(*t)))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    },
+                ]),
+                _ => None,
+            })
+            .collect();
         let links = world
             .links
             .iter()
@@ -143,6 +170,7 @@ impl Report {
             ended_early,
             transfers,
             gateways,
+            clients,
             links,
             drops,
             outcomes,
@@ -200,6 +228,22 @@ impl Report {
             ],
             &self.gateways,
         );
+        if !self.clients.is_empty() {
+            table(
+                &mut s,
+                "clients",
+                &[
+                    "client",
+                    "transport",
+                    "address",
+                    "office mode",
+                    "tunnels",
+                    "tunnel MTU",
+                    "moves",
+                ],
+                &self.clients,
+            );
+        }
         table(
             &mut s,
             "links",

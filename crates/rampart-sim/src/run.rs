@@ -50,7 +50,7 @@ pub fn run(sc: &Scenario, base_dir: Option<&Path>, seed: u64) -> Result<Report, 
         start_gateway(&mut world, n, false);
     }
     for n in 0..world.nodes.len() {
-        if matches!(world.nodes[n].kind, Kind::Host(_)) {
+        if matches!(world.nodes[n].kind, Kind::Host(_) | Kind::Client(_)) {
             world.reschedule(n);
         }
     }
@@ -75,10 +75,21 @@ pub fn run(sc: &Scenario, base_dir: Option<&Path>, seed: u64) -> Result<Report, 
                     t.to
                 );
                 world.note(&name, text);
-                if let Kind::Host(h) = &mut world.nodes[node].kind {
-                    h.start_sender(i, (addr, port), plan.proxies[i].clone(), rng);
+                match &mut world.nodes[node].kind {
+                    Kind::Host(h) => {
+                        h.start_sender(i, (addr, port), plan.proxies[i].clone(), rng);
+                        world.run_host(node);
+                    }
+                    Kind::Client(c) => {
+                        let waits = c.start_sender(i, (addr, port), plan.proxies[i].clone(), rng);
+                        if let Some(why) = waits {
+                            let t = world.transfers[i].name.clone();
+                            world.note(&name, format!("transfer {t}: {why}"));
+                        }
+                        world.run_client(node);
+                    }
+                    _ => {}
                 }
-                world.run_host(node);
             }
             Ev::Check => {
                 decide(&world, &mut checks, false);
@@ -126,6 +137,28 @@ fn start_gateway(world: &mut World, node: usize, restart: bool) {
     }
     let mut fx = GwEffects::default();
     gw.start(base, now, rng, &mut fx);
+    let n = &world.nodes[node];
+    let addrs: Vec<(std::net::Ipv4Addr, u8)> = n
+        .ifaces
+        .iter()
+        .map(|i| (i.addr, i.net.prefix_len()))
+        .collect();
+    let mtu = n
+        .ifaces
+        .iter()
+        .map(|i| usize::from(world.links[i.link].params.mtu))
+        .max()
+        .unwrap_or(1500);
+    // Only remote-access gateways draw from the RNG here, so the other scenarios keep their
+    // runs.
+    let remote_access =
+        matches!(&world.nodes[node].kind, Kind::Gateway(gw) if gw.config.remote_access.is_some());
+    if remote_access {
+        let seed = world.rng.next_u64();
+        if let Kind::Gateway(gw) = &mut world.nodes[node].kind {
+            gw.open_streams(&addrs, mtu, seed, &mut fx);
+        }
+    }
     world.apply(node, fx);
 }
 
@@ -140,6 +173,33 @@ fn validate_event(sc: &Scenario, i: usize, plan: &Plan) -> Result<(), SimError> 
                 .ok_or_else(|| SimError::Scenario(format!("{what}: `link` is required")))?;
             if !plan.link_index.contains_key(l) {
                 return Err(SimError::Scenario(format!("{what}: no link named {l:?}")));
+            }
+        }
+        Action::Readdress => {
+            let n = e
+                .node
+                .as_ref()
+                .ok_or_else(|| SimError::Scenario(format!("{what}: `node` is required")))?;
+            let &ni = plan
+                .node_index
+                .get(n)
+                .ok_or_else(|| SimError::Scenario(format!("{what}: no node named {n:?}")))?;
+            if sc.nodes[ni].kind != crate::scenario::NodeKind::Client {
+                return Err(SimError::Scenario(format!("{what}: {n} is not a client")));
+            }
+            readdress_spec(e, &what)?;
+        }
+        Action::NatFlush => {
+            let n = e
+                .node
+                .as_ref()
+                .ok_or_else(|| SimError::Scenario(format!("{what}: `node` is required")))?;
+            let &ni = plan
+                .node_index
+                .get(n)
+                .ok_or_else(|| SimError::Scenario(format!("{what}: no node named {n:?}")))?;
+            if sc.nodes[ni].kind != crate::scenario::NodeKind::Nat {
+                return Err(SimError::Scenario(format!("{what}: {n} is not a NAT")));
             }
         }
         Action::Crash
@@ -157,6 +217,34 @@ fn validate_event(sc: &Scenario, i: usize, plan: &Plan) -> Result<(), SimError> 
         }
     }
     Ok(())
+}
+
+/// The new address (`address`, `"a.b.c.d/prefix"`) and router (`via`) of a `readdress`.
+fn readdress_spec(
+    e: &crate::scenario::EventSpec,
+    what: &str,
+) -> Result<(ipnet::Ipv4Net, Option<std::net::Ipv4Addr>), SimError> {
+    let a = e
+        .address
+        .as_ref()
+        .ok_or_else(|| SimError::Scenario(format!("{what}: `address` is required")))?;
+    let net: ipnet::Ipv4Net = a.parse().map_err(|_| {
+        SimError::Scenario(format!("{what}.address: {a:?} is not \"a.b.c.d/prefix\""))
+    })?;
+    let via = match &e.via {
+        Some(v) => Some(v.parse().map_err(|_| {
+            SimError::Scenario(format!("{what}.via: {v:?} is not an IPv4 address"))
+        })?),
+        None => None,
+    };
+    if let Some(v) = via {
+        if !net.contains(&v) {
+            return Err(SimError::Scenario(format!(
+                "{what}.via: {v} is not in {net}"
+            )));
+        }
+    }
+    Ok((net, via))
 }
 
 fn scheduled(
@@ -230,6 +318,34 @@ fn scheduled(
             world.apply(n, GwEffects::default());
             world.wake_now(n);
         }
+        (Action::Readdress, _, Some(n)) => {
+            let (net, via) = readdress_spec(e, &format!("event[{i}]"))?;
+            let name = world.nodes[n].name.clone();
+            let old = world.nodes[n].ifaces[0].addr;
+            world.note(&name, format!("moves to another network: {old} -> {net}"));
+            // The link stays: the router at its other end routes the new network into it.
+            let iface = &mut world.nodes[n].ifaces[0];
+            iface.addr = net.addr();
+            iface.net = net.trunc();
+            let (base, now) = (world.base, world.now);
+            let mut fx = crate::client::ClientFx::default();
+            if let Kind::Client(c) = &mut world.nodes[n].kind {
+                c.readdress(base, now, net.addr(), net.prefix_len(), via, &mut fx);
+            }
+            world.apply_client(n, fx);
+            world.run_client(n);
+        }
+        (Action::NatFlush, _, Some(n)) => {
+            let name = world.nodes[n].name.clone();
+            let forgotten = match &mut world.nodes[n].kind {
+                Kind::Nat(nat) => nat.flush(),
+                _ => 0,
+            };
+            world.note(
+                &name,
+                format!("forgets its {forgotten} mapping(s): the next packet of each flow gets a new public port"),
+            );
+        }
         (Action::Restart, _, Some(n)) => {
             world.nodes[n].up = true;
             let name = world.nodes[n].name.clone();
@@ -263,6 +379,27 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             match world.nodes[n].kind {
                 Kind::Gateway(_) => Ok(n),
                 _ => Err(e(format!("{name} is not a gateway"))),
+            }
+        };
+        // A gateway or a client machine (both log).
+        let machine = |name: &str| -> Result<usize, SimError> {
+            let &n = plan
+                .node_index
+                .get(name)
+                .ok_or_else(|| e(format!("no node named {name:?}")))?;
+            match world.nodes[n].kind {
+                Kind::Gateway(_) | Kind::Client(_) => Ok(n),
+                _ => Err(e(format!("{name} is neither a gateway nor a client"))),
+            }
+        };
+        let client = |name: &str| -> Result<usize, SimError> {
+            let &n = plan
+                .node_index
+                .get(name)
+                .ok_or_else(|| e(format!("no node named {name:?}")))?;
+            match world.nodes[n].kind {
+                Kind::Client(_) => Ok(n),
+                _ => Err(e(format!("{name} is not a client"))),
             }
         };
         let w = |d: Option<Duration>| {
@@ -322,7 +459,7 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 .ok_or_else(|| e("`log` needs `node`".into()))?;
             (
                 format!("{g} logs \"{text}\"{}", w(within)),
-                Some(gateway(g)?),
+                Some(machine(g)?),
                 None,
             )
         } else if let Some(text) = &a.no_log {
@@ -332,7 +469,7 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 .ok_or_else(|| e("`no_log` needs `node`".into()))?;
             (
                 format!("{g} does not log \"{text}\"{}", w(within)),
-                Some(gateway(g)?),
+                Some(machine(g)?),
                 None,
             )
         } else if let Some(state) = &a.cluster_state {
@@ -405,6 +542,37 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 format!("{g} resolves at most {n} connection(s) to {ep}")
             };
             (label, Some(gateway(g)?), None)
+        } else if let Some(t) = &a.transport {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`transport` needs `node` (a client)".into()))?;
+            if !["udp", "tcp", "tls"].contains(&t.as_str()) {
+                return Err(e(format!("transport: {t:?} is not one of udp, tcp, tls")));
+            }
+            let from = if after.is_zero() {
+                "start".to_string()
+            } else {
+                crate::units::secs(after)
+            };
+            (
+                format!("{g} connects over {t}{} counting from {from}", w(within)),
+                Some(client(g)?),
+                None,
+            )
+        } else if let Some(how) = &a.moved {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`moved` needs `node` (a client)".into()))?;
+            if !["roamed", "reconnect"].contains(&how.as_str()) {
+                return Err(e(format!("moved: {how:?} is not one of roamed, reconnect")));
+            }
+            (
+                format!("{g} moves and the tunnel goes on ({how}){}", w(within)),
+                Some(client(g)?),
+                None,
+            )
         } else if let Some(n) = a.rekeys_at_least {
             let g = a
                 .node
@@ -441,7 +609,7 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             )
         } else {
             return Err(e(
-                "name what to check: transfer, tunnel, no_tunnel, log, no_log, rekeys_at_least, \
+                "name what to check: transfer, tunnel, no_tunnel, log, no_log, transport, moved, rekeys_at_least, \
                  ike_fragments_at_least, no_esp_errors, no_drops, cluster_state, \
                  sync_lost_at_most, full_syncs_at_least, mep_state, mep_chosen_at_least or \
                  mep_chosen_at_most"
@@ -523,10 +691,78 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
             }
             continue;
         }
+        let in_window = |t: Duration| t >= c.after && deadline.is_none_or(|d| t <= d);
+        if let Some(text) = &c.spec.log {
+            let hit = world
+                .logs
+                .iter()
+                .find(|(t, n, m)| *n == node && in_window(*t) && m.contains(text.as_str()));
+            if let Some((t, _, _)) = hit {
+                c.verdict = Some(Verdict::Pass(format!("at {}", secs(*t))));
+            } else if late || end {
+                c.verdict = Some(Verdict::Fail("not logged in the window".into()));
+            }
+            continue;
+        }
+        if let Some(text) = &c.spec.no_log {
+            let hit = world
+                .logs
+                .iter()
+                .find(|(t, n, m)| *n == node && in_window(*t) && m.contains(text.as_str()));
+            if let Some((t, _, m)) = hit {
+                c.verdict = Some(Verdict::Fail(format!("at {}: {m}", secs(*t))));
+            } else if late || end {
+                c.verdict = Some(Verdict::Pass("not logged".into()));
+            }
+            continue;
+        }
+        if let Kind::Client(cl) = &world.nodes[node].kind {
+            if let Some(want) = &c.spec.transport {
+                let hit = cl
+                    .connected
+                    .iter()
+                    .find(|(t, tr)| in_window(*t) && *tr == want.as_str());
+                if let Some((t, _)) = hit {
+                    c.verdict = Some(Verdict::Pass(format!("address at {}", secs(*t))));
+                } else if late || end {
+                    let got: Vec<String> = cl
+                        .connected
+                        .iter()
+                        .map(|(t, tr)| format!("{tr} at {}", secs(*t)))
+                        .collect();
+                    c.verdict = Some(Verdict::Fail(if got.is_empty() {
+                        "never connected".into()
+                    } else {
+                        format!("connected {}", got.join(", "))
+                    }));
+                }
+            } else if let Some(how) = &c.spec.moved {
+                // The move is judged once the tunnel is back: an address after the move.
+                let hit = cl.moves.iter().find(|(t, h)| {
+                    in_window(*t)
+                        && h == how
+                        && (h == "roamed" || cl.connected.iter().any(|(ct, _)| ct >= t))
+                });
+                if let Some((t, _)) = hit {
+                    c.verdict = Some(Verdict::Pass(format!("{how} at {}", secs(*t))));
+                } else if late || end {
+                    let got: Vec<String> = cl
+                        .moves
+                        .iter()
+                        .map(|(t, h)| format!("{h} at {}", secs(*t)))
+                        .collect();
+                    c.verdict = Some(Verdict::Fail(if got.is_empty() {
+                        "no move".into()
+                    } else {
+                        got.join(", ")
+                    }));
+                }
+            }
+            continue;
+        }
         let Kind::Gateway(gw) = &world.nodes[node].kind else {
             continue;
         };
-        let in_window = |t: Duration| t >= c.after && deadline.is_none_or(|d| t <= d);
         if c.spec.tunnel.is_some() {
             if let Some(t) = gw.installs.iter().copied().find(|t| in_window(*t)) {
                 c.verdict = Some(Verdict::Pass(format!("up at {}", secs(t))));
@@ -544,26 +780,6 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
                 c.verdict = Some(Verdict::Pass(format!("{} sent", gw.ike_fragments_sent)));
             } else if end {
                 c.verdict = Some(Verdict::Fail(format!("only {}", gw.ike_fragments_sent)));
-            }
-        } else if let Some(text) = &c.spec.log {
-            let hit = world
-                .logs
-                .iter()
-                .find(|(t, n, m)| *n == node && in_window(*t) && m.contains(text.as_str()));
-            if let Some((t, _, _)) = hit {
-                c.verdict = Some(Verdict::Pass(format!("at {}", secs(*t))));
-            } else if late || end {
-                c.verdict = Some(Verdict::Fail("not logged in the window".into()));
-            }
-        } else if let Some(text) = &c.spec.no_log {
-            let hit = world
-                .logs
-                .iter()
-                .find(|(t, n, m)| *n == node && in_window(*t) && m.contains(text.as_str()));
-            if let Some((t, _, m)) = hit {
-                c.verdict = Some(Verdict::Fail(format!("at {}: {m}", secs(*t))));
-            } else if late || end {
-                c.verdict = Some(Verdict::Pass("not logged".into()));
             }
         } else if let Some(want) = &c.spec.cluster_state {
             let state = gw

@@ -34,7 +34,7 @@ fn default_seed() -> u64 {
     1
 }
 
-/// `host | gateway | router | switch | nat | firewall | proxy`
+/// `host | gateway | router | switch | nat | firewall | proxy | client`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum NodeKind {
@@ -47,6 +47,8 @@ pub enum NodeKind {
     Nat,
     Firewall,
     Proxy,
+    /// A remote-access client machine: `rampart client up` with `profile` (see `docs/lab.md`).
+    Client,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -77,6 +79,8 @@ pub struct NodeSpec {
     pub port: Option<u16>,
     /// Proxy: `"user:password"` required as Basic authentication (none: open proxy).
     pub basic_auth: Option<String>,
+    /// Client: its profile (the same TOML as `rampart client up --profile`), inline.
+    pub profile: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -110,7 +114,8 @@ pub struct Impairment {
     pub queue: Option<String>,
 }
 
-/// `link-down | link-up | impair | crash | restart | switchover | admin-down | admin-up`
+/// `link-down | link-up | impair | crash | restart | switchover | admin-down | admin-up |
+/// readdress | nat-flush`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
@@ -124,6 +129,12 @@ pub enum Action {
     /// `rampart cluster down` / `up` on `node`.
     AdminDown,
     AdminUp,
+    /// The machine `node` (a client) moves to another network: its address on `link` becomes
+    /// `address` (`"a.b.c.d/prefix"`), its default router `via`.
+    Readdress,
+    /// The NAT `node` forgets every mapping (a reboot, a conntrack flush): the next packet of
+    /// each flow gets a new public port.
+    NatFlush,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -135,6 +146,10 @@ pub struct EventSpec {
     pub node: Option<String>,
     /// Switchover: the member id to hand the active role to (default: the best one).
     pub to: Option<u8>,
+    /// Readdress: the new address and prefix, `"192.0.2.77/24"`.
+    pub address: Option<String>,
+    /// Readdress: the new default router.
+    pub via: Option<String>,
     #[serde(flatten)]
     pub impairment: Impairment,
 }
@@ -209,6 +224,12 @@ pub struct AssertSpec {
     /// connections to `mep_entry_point`.
     pub mep_chosen_at_least: Option<u64>,
     pub mep_chosen_at_most: Option<u64>,
+    /// The client `node` got its address over this transport (`udp`, `tcp`, `tls`), at or
+    /// after `after` and, with `up_within`, no later than `after + up_within`.
+    pub transport: Option<String>,
+    /// The client `node`'s outside address moved and the tunnel went on: `roamed` (MOBIKE
+    /// moved the SAs) or `reconnect` (a new tunnel), in the window of `after` and `within`.
+    pub moved: Option<String>,
     /// The gateway `node` rekeyed its tunnels at least this many times.
     pub rekeys_at_least: Option<u32>,
     /// The gateway `node` dropped no ESP packet for authentication or replay reasons.

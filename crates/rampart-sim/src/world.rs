@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use ipnet::Ipv4Net;
 use rampart_crypto::Rng;
 
+use crate::client::{ClientFx, ClientNode};
 use crate::gateway_node::{GatewayNode, GwEffects};
 use crate::host::{Host, TransferRecord};
 use crate::middlebox::{Firewall, Nat};
@@ -73,6 +74,8 @@ pub(crate) enum Kind {
     Switch(Box<Switch>),
     Nat(Box<Nat>),
     Firewall(Box<Firewall>),
+    /// A remote-access client machine: one link, the client shell and engine, an inner host.
+    Client(Box<ClientNode>),
 }
 
 pub(crate) struct Node {
@@ -207,10 +210,17 @@ impl World {
     /// batch's effects before the next batch (so what a batch sends back into the same
     /// gateway is handled first, as the per-packet chain did).
     fn flush_gateway(&mut self, node: usize) {
+        // The stream listeners first: their frames join this instant's inputs, and what the
+        // engine queued on streams goes out.
+        let mut fx = GwEffects::default();
         let runs = match &mut self.nodes[node].kind {
-            Kind::Gateway(gw) => gw.take_runs(),
+            Kind::Gateway(gw) => {
+                gw.poll_streams(self.now, &mut fx);
+                gw.take_runs()
+            }
             _ => return,
         };
+        self.apply_effects(node, fx, 0);
         for run in runs {
             let mut fx = GwEffects::default();
             let depth = match &mut self.nodes[node].kind {
@@ -286,6 +296,7 @@ impl World {
         }
         match &mut self.nodes[node].kind {
             Kind::Host(_) => self.run_host(node),
+            Kind::Client(_) => self.run_client(node),
             Kind::Gateway(gw) => {
                 let mut fx = GwEffects::default();
                 gw.handle_timeout(self.base, self.now, &mut fx);
@@ -305,7 +316,8 @@ impl World {
         }
         let next = match &mut n.kind {
             Kind::Host(h) => h.poll_at(now),
-            Kind::Gateway(g) => g.poll_timeout(base),
+            Kind::Gateway(g) => g.poll_timeout(base, now),
+            Kind::Client(c) => c.poll_at(base, now),
             _ => None,
         };
         let Some(mut next) = next else { return };
@@ -333,6 +345,38 @@ impl World {
         }
         for p in out {
             self.send_local(node, p, 0);
+        }
+        self.report_transfers();
+        self.reschedule(node);
+    }
+
+    /// Runs a client machine at the current instant and sends what it produced.
+    pub fn run_client(&mut self, node: usize) {
+        let (base, now) = (self.base, self.now);
+        let fx = match &mut self.nodes[node].kind {
+            Kind::Client(c) => c.run(base, now, &mut self.transfers),
+            _ => return,
+        };
+        self.apply_client(node, fx);
+    }
+
+    /// Logs, notes, drops and packets of a client machine; then its next timer.
+    pub fn apply_client(&mut self, node: usize, fx: ClientFx) {
+        let name = self.nodes[node].name.clone();
+        for l in fx.logs {
+            self.logs.push((self.now, node, l.clone()));
+            self.note(&name, l);
+        }
+        for n in fx.notes {
+            self.note(&name, n);
+        }
+        for d in fx.drops {
+            self.drop_packet(&name, d);
+        }
+        for p in fx.send {
+            if let Ok(ip) = Ipv4Header::parse(&p) {
+                self.output(node, 0, p, &ip);
+            }
         }
         self.report_transfers();
         self.reschedule(node);
@@ -372,6 +416,15 @@ impl World {
     }
 
     fn apply_depth(&mut self, node: usize, fx: GwEffects, depth: usize) {
+        self.apply_effects(node, fx, depth);
+        // What the sends routed back into this gateway.
+        self.flush_gateway(node);
+        self.reschedule(node);
+    }
+
+    /// Logs, notes, drops, claims, full syncs and packets of `fx`, without running the engine
+    /// again.
+    fn apply_effects(&mut self, node: usize, fx: GwEffects, depth: usize) {
         let name = self.nodes[node].name.clone();
         for l in fx.logs {
             self.logs.push((self.now, node, l.clone()));
@@ -392,9 +445,6 @@ impl World {
         for p in fx.send {
             self.send_local(node, p, depth);
         }
-        // What the sends routed back into this gateway.
-        self.flush_gateway(node);
-        self.reschedule(node);
     }
 
     fn arrive(&mut self, node: usize, iface: usize, packet: Vec<u8>) {
@@ -410,6 +460,21 @@ impl World {
         };
         if let Kind::Switch(_) = &self.nodes[node].kind {
             self.switch_forward(node, iface, packet, ip.dst);
+            return;
+        }
+        if let Kind::Client(_) = &self.nodes[node].kind {
+            let mut p = packet;
+            if ip.is_fragment() {
+                // The client machine's kernel reassembles.
+                match self.nodes[node].reasm.add(self.now, &p, &ip) {
+                    Some(whole) => p = whole,
+                    None => return,
+                }
+            }
+            if let Kind::Client(c) = &mut self.nodes[node].kind {
+                c.receive(p);
+            }
+            self.run_client(node);
             return;
         }
         if let Kind::Host(h) = &mut self.nodes[node].kind {
@@ -614,7 +679,7 @@ impl World {
         let Some(ip) = Ipv4Header::parse(&p).ok() else {
             return;
         };
-        if let Kind::Host(_) = self.nodes[node].kind {
+        if let Kind::Host(_) | Kind::Client(_) = self.nodes[node].kind {
             self.output(node, 0, p, &ip);
             return;
         }

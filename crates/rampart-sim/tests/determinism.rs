@@ -11,7 +11,15 @@ fn render(name: &str, seed: u64) -> (bool, String) {
 
 #[test]
 fn same_seed_gives_byte_identical_output() {
-    for name in ["showcase", "dead-peer", "cert-behind-nat"] {
+    for name in [
+        "showcase",
+        "dead-peer",
+        "cert-behind-nat",
+        "hotel-wifi",
+        "proxy-only",
+        "nat-rebinding",
+        "roaming",
+    ] {
         let (_, a) = render(name, 42);
         let (_, b) = render(name, 42);
         assert_eq!(a, b, "{name}: two runs with seed 42 differ");

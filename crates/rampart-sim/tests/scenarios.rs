@@ -127,3 +127,128 @@ fn mep_load_distribution() {
 fn mep_priority_rules() {
     run_builtin("mep-priority-rules");
 }
+
+#[test]
+fn hotel_wifi() {
+    let report = run_builtin("hotel-wifi");
+    let text = report.render();
+    assert!(
+        text.contains("transport tls chosen"),
+        "the client did not choose Visitor Mode:\n{text}"
+    );
+}
+
+#[test]
+fn proxy_only() {
+    run_builtin("proxy-only");
+}
+
+/// The same network without the proxy credentials: the proxy answers 407, no transport
+/// reaches the gateway, the client says so in its log and no tunnel comes up.
+#[test]
+fn proxy_only_without_credentials_fails_clearly() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "proxy-only")
+        .unwrap();
+    let marker = "# -- assertions";
+    let head = &builtin.text[..builtin.text.find(marker).expect("assertion marker")];
+    assert_eq!(head.matches("proxy_user = ").count(), 1);
+    let text = head
+        .replace("proxy_user = \"alice\"\n", "")
+        .replace("proxy_password = \"s3cret\"\n", "")
+        .replace("duration = \"20s\"", "duration = \"8s\"")
+        + r#"
+[[assert]]
+node = "laptop"
+log = "proxy 203.0.113.10:3128 requires authentication (set proxy_user and proxy_password)"
+
+[[assert]]
+node = "laptop"
+log = "no transport reached the gateway"
+
+[[assert]]
+no_tunnel = "vpn"
+"#;
+    let sc = rampart_sim::scenario::parse(&text, "proxy-only-no-credentials").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+}
+
+#[test]
+fn nat_rebinding() {
+    run_builtin("nat-rebinding");
+}
+
+#[test]
+fn roaming() {
+    run_builtin("roaming");
+}
+
+/// The mtu-black-hole network with the client's path-MTU probe off: every full-sized segment
+/// of the upload, once encrypted, is above the 1280-byte path with DF set; r1's ICMP
+/// "fragmentation needed" is dropped by the firewall; the upload stalls. This proves that the
+/// probe is what makes `mtu-black-hole` work.
+#[test]
+fn mtu_black_hole_without_the_probe_stalls() {
+    let text = include_str!("../../../scenarios/mtu-black-hole.toml");
+    let marker = "# -- assertions";
+    let head = &text[..text.find(marker).expect("assertion marker")];
+    assert_eq!(head.matches("mtu = 1400\n\"\"\"").count(), 1);
+    let text = head
+        .replacen(
+            "mtu = 1400\n\"\"\"",
+            "mtu = 1400\npmtu_probe = false\n\"\"\"",
+            1,
+        )
+        .replace("duration = \"20s\"", "duration = \"10s\"")
+        + r#"
+[[assert]]
+node = "laptop"
+no_log = "tunnel MTU"
+"#;
+    let sc = rampart_sim::scenario::parse(&text, "mtu-black-hole-no-probe").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+    assert!(
+        report.transfers[0][5].starts_with("incomplete"),
+        "the upload got through without the probe:\n{out}"
+    );
+    assert!(
+        out.contains("packet too big with DF set (ICMP fragmentation needed sent)"),
+        "r1 did not refuse the large packets:\n{out}"
+    );
+    assert!(
+        out.contains("firewall: unsolicited inbound packet"),
+        "the firewall let the ICMP through:\n{out}"
+    );
+}
+
+/// hotel-wifi with a firewall that lets TCP 4500 out instead of 443: the ladder picks RFC 9329
+/// TCP, IKE and ESP run framed over plain TCP, and the upload completes.
+#[test]
+fn hotel_wifi_over_rfc9329_tcp() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "hotel-wifi")
+        .unwrap();
+    assert_eq!(builtin.text.matches("allow = [\"tcp/443\"]").count(), 1);
+    let text = builtin
+        .text
+        .replace("allow = [\"tcp/443\"]", "allow = [\"tcp/4500\"]")
+        .replace("transport = \"tls\"", "transport = \"tcp\"")
+        .replace(
+            "log = \"tls stream from 10.9.0.10\"",
+            "log = \"tcp stream from 10.9.0.10\"",
+        );
+    let sc = rampart_sim::scenario::parse(&text, "hotel-wifi-tcp").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+    assert!(out.contains("transport tcp chosen"), "{out}");
+}

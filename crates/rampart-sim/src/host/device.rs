@@ -7,14 +7,24 @@ use smoltcp::phy::{Device, DeviceCapabilities, Medium, RxToken, TxToken};
 use smoltcp::time::Instant as SmolInstant;
 
 /// The simulated network device under smoltcp: packets in, packets out.
-pub(super) struct SimDevice {
-    pub(super) rx: VecDeque<Vec<u8>>,
-    pub(super) tx: Vec<Vec<u8>>,
-    pub(super) mtu: usize,
+pub(crate) struct SimDevice {
+    pub(crate) rx: VecDeque<Vec<u8>>,
+    pub(crate) tx: Vec<Vec<u8>>,
+    pub(crate) mtu: usize,
 }
 
-pub(super) struct SimRx(Vec<u8>);
-pub(super) struct SimTx<'a>(&'a mut Vec<Vec<u8>>);
+impl SimDevice {
+    pub(crate) fn new(mtu: usize) -> SimDevice {
+        SimDevice {
+            rx: VecDeque::new(),
+            tx: Vec::new(),
+            mtu,
+        }
+    }
+}
+
+pub(crate) struct SimRx(Vec<u8>);
+pub(crate) struct SimTx<'a>(&'a mut Vec<Vec<u8>>);
 
 impl RxToken for SimRx {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {

@@ -17,7 +17,7 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
 use apps::App;
 pub use apps::{ProxyHop, TransferRecord};
-use device::SimDevice;
+pub(crate) use device::SimDevice;
 use relay::ProxyService;
 
 /// Socket buffers of every TCP connection: a 64 KiB window, as without window scaling.
@@ -37,7 +37,7 @@ pub struct Host {
     scratch: Vec<u8>,
 }
 
-fn smol(t: Duration) -> SmolInstant {
+pub(crate) fn smol(t: Duration) -> SmolInstant {
     SmolInstant::from_micros(t.as_micros() as i64)
 }
 
@@ -81,17 +81,24 @@ impl Host {
     }
 
     fn tcp_socket() -> tcp::Socket<'static> {
-        let mut s = tcp::Socket::new(
-            tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
-            tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
-        );
-        s.set_congestion_control(tcp::CongestionControl::Reno);
-        s.set_nagle_enabled(false);
-        // smoltcp has no persist timer: after a retransmission timeout against a closed window
-        // it waits for input, and a lost window update would stall the connection forever. A
-        // 1 s keep-alive probes the window the way a persist timer would.
-        s.set_keep_alive(Some(smoltcp::time::Duration::from_secs(1)));
-        s
+        tcp_socket()
+    }
+
+    /// Replaces the host's address (a remote-access client's inner host takes its Office Mode
+    /// address); `None` leaves it without one. The medium is IP and a client's tunnel takes
+    /// every packet, so the address's network is everything: no route is needed.
+    pub fn set_address(&mut self, addr: Option<Ipv4Addr>) {
+        self.iface.update_ip_addrs(|a| {
+            a.clear();
+            if let Some(addr) = addr {
+                let _ = a.push(IpCidr::new(IpAddress::Ipv4(addr), 0));
+            }
+        });
+    }
+
+    /// The device's MTU changed (a client's tunnel MTU): new segments are sized to it.
+    pub fn set_mtu(&mut self, mtu: usize) {
+        self.device.mtu = mtu;
     }
 
     /// A packet arrives from the network.
@@ -124,4 +131,20 @@ impl Host {
             .poll_at(smol(now), &self.sockets)
             .map(|t| Duration::from_micros(t.total_micros().max(0) as u64))
     }
+}
+
+/// A TCP socket as every simulated stack uses it: 64 KiB buffers, Reno, no Nagle, and a 1 s
+/// keep-alive in place of the persist timer smoltcp lacks.
+pub(crate) fn tcp_socket() -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+    );
+    s.set_congestion_control(tcp::CongestionControl::Reno);
+    s.set_nagle_enabled(false);
+    // smoltcp has no persist timer: after a retransmission timeout against a closed window
+    // it waits for input, and a lost window update would stall the connection forever. A
+    // 1 s keep-alive probes the window the way a persist timer would.
+    s.set_keep_alive(Some(smoltcp::time::Duration::from_secs(1)));
+    s
 }
