@@ -605,70 +605,78 @@ mod tests {
         }
     }
 
-    /// One sender, one receiver, two links: the primary is cut at 700 ms with records in
-    /// flight and restored at 1500 ms, while the sender writes one record per millisecond for
-    /// 3 s. The receiver must deliver every record exactly once, in order; the stream moves to
-    /// the backup on the failure (resending what was in flight) and back after the hold-down
-    /// (with records in flight on the backup).
-    #[test]
-    fn switch_over_with_in_flight_updates_loses_and_duplicates_nothing() {
+    struct Sim {
+        seqs: Vec<u64>,
+        bodies_ok: bool,
+        duplicates: u64,
+        outputs: Vec<(u64, LinkOutput)>,
+        stats: Vec<LinkStats>,
+        route: Option<LinkId>,
+    }
+
+    /// One sender, one receiver, two links with one-way `latency` ms; the sender writes one
+    /// record per ms for `total` ms and the run lasts `steps` ms. `cuts` are (link, from, to)
+    /// ms: the link drops everything in flight at `from` and everything sent until `to`.
+    /// `loss` per mille of datagrams are lost on both links in both directions. The receiver
+    /// sends a heartbeat with its cumulative ack every 100 ms on every link; the sender
+    /// resends from the ack when a heartbeat shows the ack stalled (the engine's NACK and
+    /// tail-probe path) and on the selector's `Resend`.
+    fn simulate(
+        total: u64,
+        steps: u64,
+        latency: [u64; 2],
+        cuts: &[(usize, u64, u64)],
+        loss: u32,
+        seed: u64,
+    ) -> Sim {
         let t0 = Instant::now();
         let mut links = SyncLinks::new(config(), &[2]).unwrap();
-        let mut wires = [
-            Wire {
-                latency: ms(1),
-                cut: false,
-                flight: VecDeque::new(),
-            },
-            Wire {
-                latency: ms(7),
-                cut: false,
-                flight: VecDeque::new(),
-            },
-        ];
-        // Receiver -> sender direction, per link (heartbeats carry the ack).
-        let mut back = [
-            Wire {
-                latency: ms(1),
-                cut: false,
-                flight: VecDeque::new(),
-            },
-            Wire {
-                latency: ms(7),
-                cut: false,
-                flight: VecDeque::new(),
-            },
-        ];
+        let wire = |l: u64| Wire {
+            latency: ms(l),
+            cut: false,
+            flight: VecDeque::new(),
+        };
+        let mut wires = [wire(latency[0]), wire(latency[1])];
+        let mut back = [wire(latency[0]), wire(latency[1])];
+        let mut x = seed | 1;
+        let mut lost = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 1000) < u64::from(loss)
+        };
         let mut rx = RecvStream::default();
         rx.anchor(0);
         let mut delivered = VecDeque::new();
         let mut duplicates = 0u64;
         let mut next_seq = 0u64;
+        let mut last_ack = [u64::MAX; 2];
         let mut outputs = Vec::new();
-        let total = 3000u64;
-        for step in 0..6000u64 {
+        for step in 0..steps {
             let now = t0 + ms(step);
-            if step == 700 {
-                wires[0].cut = true;
-                wires[0].flight.clear();
-                back[0].cut = true;
-                back[0].flight.clear();
+            for &(l, from, to) in cuts {
+                if step == from {
+                    for w in [&mut wires[l], &mut back[l]] {
+                        w.cut = true;
+                        w.flight.clear();
+                    }
+                }
+                if step == to {
+                    wires[l].cut = false;
+                    back[l].cut = false;
+                }
             }
-            if step == 1500 {
-                wires[0].cut = false;
-                back[0].cut = false;
-            }
-            // Sender: one new record per ms on the route, heartbeats (with next_seq, which
-            // lets the receiver see a tail gap) handled by the resend below.
             if step < total {
                 let link = links.route(2).unwrap();
-                wires[usize::from(link)].send(
-                    now,
-                    Msg::Data {
-                        from: next_seq,
-                        to: next_seq + 1,
-                    },
-                );
+                if !lost() {
+                    wires[usize::from(link)].send(
+                        now,
+                        Msg::Data {
+                            from: next_seq,
+                            to: next_seq + 1,
+                        },
+                    );
+                }
                 links.handle(
                     now,
                     LinkInput::Sent {
@@ -680,8 +688,6 @@ mod tests {
                 );
                 next_seq += 1;
             }
-            // Receiver: data from either link into one stream; a heartbeat every 100 ms on
-            // every link carries its cumulative ack.
             for w in &mut wires {
                 for m in w.arrived(now) {
                     if let Msg::Data { from, to } = m {
@@ -703,14 +709,13 @@ mod tests {
             }
             if step % 100 == 0 {
                 for b in &mut back {
-                    b.send(now, Msg::Heartbeat { ack: rx.next });
+                    if !lost() {
+                        b.send(now, Msg::Heartbeat { ack: rx.next });
+                    }
                 }
             }
-            // Sender: heartbeats from the receiver keep links alive and carry acks; on a
-            // heartbeat the sender also resends an unacknowledged tail older than 50 ms (the
-            // engine's NACK/tail-probe path), so a lost tail is not waited for forever.
-            for (l, b) in back.iter_mut().enumerate() {
-                for m in b.arrived(now) {
+            for l in 0..2 {
+                for m in back[l].arrived(now) {
                     if let Msg::Heartbeat { ack } = m {
                         links.handle(
                             now,
@@ -721,13 +726,15 @@ mod tests {
                                 ack: Some(ack),
                             },
                         );
-                        let lagging = next_seq.saturating_sub(ack) > 50;
-                        if lagging && ack < next_seq && l == usize::from(links.route(2).unwrap()) {
-                            wires[l].send(
+                        let stalled = ack == last_ack[l];
+                        last_ack[l] = ack;
+                        let route = links.route(2).unwrap();
+                        if stalled && ack < next_seq && !lost() {
+                            wires[usize::from(route)].send(
                                 now,
                                 Msg::Data {
                                     from: ack,
-                                    to: next_seq.min(ack + 100),
+                                    to: next_seq.min(ack + 200),
                                 },
                             );
                         }
@@ -742,19 +749,37 @@ mod tests {
                 outputs.push((step, o));
             }
         }
-        let seqs: Vec<u64> = delivered.iter().map(|d| d.seq).collect();
+        Sim {
+            seqs: delivered.iter().map(|d| d.seq).collect(),
+            bodies_ok: delivered.iter().all(|d| d.body == d.seq.to_be_bytes()),
+            duplicates,
+            outputs,
+            stats: links.stats(),
+            route: links.route(2),
+        }
+    }
+
+    /// The primary is cut at 700 ms with records in flight and restored at 1500 ms, while
+    /// the sender writes one record per millisecond for 3 s. The receiver must deliver every
+    /// record exactly once, in order; the stream moves to the backup on the failure (resending
+    /// what was in flight) and back after the hold-down (with records in flight on the backup).
+    #[test]
+    fn switch_over_with_in_flight_updates_loses_and_duplicates_nothing() {
+        let total = 3000u64;
+        let sim = simulate(total, 6000, [1, 7], &[(0, 700, 1500)], 0, 1);
         assert_eq!(
-            seqs,
+            sim.seqs,
             (0..total).collect::<Vec<_>>(),
             "every update once, in order"
         );
-        assert!(delivered.iter().all(|d| d.body == d.seq.to_be_bytes()));
+        assert!(sim.bodies_ok);
         assert!(
-            duplicates > 0,
+            sim.duplicates > 0,
             "the resend overlapped what had arrived: duplicates were dropped"
         );
         // The failover: about the dead time after the last heartbeat heard on the primary.
-        let fail = outputs
+        let fail = sim
+            .outputs
             .iter()
             .find(|(_, o)| {
                 matches!(
@@ -767,11 +792,13 @@ mod tests {
             })
             .expect("failed over");
         assert!((900..=1100).contains(&fail.0), "failover at {} ms", fail.0);
-        assert!(outputs
+        assert!(sim
+            .outputs
             .iter()
             .any(|(_, o)| matches!(o, LinkOutput::Resend { link: 1, .. })));
         // Back to the primary no earlier than the hold-down after it was heard again.
-        let back_at = outputs
+        let back_at = sim
+            .outputs
             .iter()
             .find(|(_, o)| {
                 matches!(
@@ -788,8 +815,8 @@ mod tests {
             (2500..=2700).contains(&back_at),
             "moved back at {back_at} ms"
         );
-        assert_eq!(links.route(2), Some(0));
-        let st = links.stats();
+        assert_eq!(sim.route, Some(0));
+        let st = &sim.stats;
         assert!(
             st[1].records_sent > 1000,
             "the backup carried the outage: {st:?}"
@@ -798,5 +825,25 @@ mod tests {
             (st[0].failures, st[1].switched_to, st[1].switched_away),
             (1, 1, 1)
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Any schedule of cuts on either link (both at once included), any latencies, up to
+        /// 5 % loss: once the links are back, every record arrives exactly once, in order.
+        #[test]
+        fn any_cut_schedule_delivers_every_record_once_in_order(
+            latency in (1u64..60, 1u64..60),
+            cuts in proptest::collection::vec((0usize..2, 0u64..2500, 1u64..1500), 0..4),
+            loss in 0u32..=50,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let cuts: Vec<(usize, u64, u64)> = cuts.into_iter().map(|(l, from, len)| (l, from, from + len)).collect();
+            let total = 2000u64;
+            let sim = simulate(total, 9000, [latency.0, latency.1], &cuts, loss, seed);
+            proptest::prop_assert_eq!(sim.seqs, (0..total).collect::<Vec<_>>());
+            proptest::prop_assert!(sim.bodies_ok);
+        }
     }
 }
