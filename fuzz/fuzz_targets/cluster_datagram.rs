@@ -1,7 +1,9 @@
 //! Fuzzes the cluster engine's datagram input: arbitrary bytes (header parsing, replay and
 //! authentication checks) and authentic datagrams with arbitrary plaintext (heartbeat, data,
 //! ack, lost and handover decoding, and the state machine behind them), interleaved with
-//! timeouts. Nothing may panic, and the engine must keep answering.
+//! timeouts, and the Load Sharing update request/answer codec on arbitrary bytes (whatever
+//! decodes must re-encode to the same bytes). Nothing may panic, and the engine must keep
+//! answering.
 //!
 //! Input: a sequence of chunks `op u8, len u8, bytes[len]`.
 
@@ -94,7 +96,10 @@ fuzz_target!(|input: &[u8]| {
                 3 => c.full_sync_started(now, 2 + (op >> 7)),
                 4 => c.full_sync_complete(now, 2 + (op >> 7), u64::from(*len)),
                 5 => c.full_sync_failed(now, 2 + (op >> 7), "fuzz"),
-                _ => c.full_sync_served(),
+                6 => c.full_sync_served(),
+                // Load Sharing update request / answer bodies: decode, re-encode to the
+                // same bytes (the engine does not accept them yet).
+                _ => fuzzing::update_codec(bytes),
             },
         }
         while c.poll_transmit().is_some() {}

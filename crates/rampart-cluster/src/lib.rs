@@ -11,12 +11,17 @@
 mod config;
 mod crypto;
 mod engine;
+mod flush_ack;
 mod fullsync;
+mod ownership;
 mod record;
 mod recv;
 mod replay;
 mod send;
+mod siphash;
 mod status;
+mod sync_links;
+mod update_request;
 mod wire;
 
 pub use config::{
@@ -25,12 +30,30 @@ pub use config::{
 };
 pub use crypto::{full_sync_proof, verify_full_sync_proof};
 pub use engine::{Cluster, ClusterEvent, DropReason, SwitchoverError, Transmit, FLUSH_DELAY};
+pub use flush_ack::{
+    FaInput, FaOutput, FlushAck, FlushAckConfig, FlushAckError, FlushAckStats, HoldHistogram,
+    MemberSet, PacketHandle, ReleaseReason, ServiceSync, TimeoutPolicy, DEFAULT_HOLD_TIMEOUT,
+    DEFAULT_MAX_HOLDS, HOLD_BUCKETS_US,
+};
 pub use fullsync::{FullSyncDecoder, FullSyncEncoder, FullSyncFrame, StreamError, MAX_FRAME};
+pub use ownership::{FlowKey, MemberShare, OwnershipKey, OwnershipMap, Rendezvous, MAX_LS_MEMBERS};
 pub use record::{DeltaRecord, RecordKind};
 pub use status::{
     ClusterStatus, MemberState, MemberStatus, PeerSyncStats, Role, SyncStats, VipStatus,
 };
-pub use wire::MAX_RECORD_BODY;
+pub use sync_links::{
+    LinkId, LinkInput, LinkOutput, LinkStats, SwitchReason, SyncLinks, SyncLinksConfig,
+    SyncLinksError, DEFAULT_HOLD_DOWN, MAX_SYNC_LINKS,
+};
+pub use update_request::{
+    Resolution, UpdateRequestConfig, UpdateRequestStats, UpdateRequests, UrInput, UrOutput,
+    DEFAULT_MAX_PENDING, DEFAULT_UPDATE_TIMEOUT,
+};
+pub use wire::{
+    read_update_answer, read_update_request, write_update_answer, write_update_request,
+    DecodeError, UpdateAnswerEntry, UpdateOutcome, UpdateQuery, MAX_RECORD_BODY,
+    MAX_UPDATE_ENTRIES, MSG_FLUSH, MSG_UPDATE_ANSWER, MSG_UPDATE_REQUEST,
+};
 
 /// Largest datagram the engine sends (a record bigger than fits 1,452 bytes travels alone):
 /// size the sync socket's receive buffer for it.
@@ -72,5 +95,11 @@ pub mod fuzzing {
         buf.extend_from_slice(plaintext);
         DatagramKey::derive(secret, name, sender, boot_id).seal(counter, &mut buf, HEADER_LEN);
         buf
+    }
+
+    /// Decodes `data` as a Load Sharing update request and answer; whatever decodes must
+    /// re-encode to exactly `data` (panics otherwise).
+    pub fn update_codec(data: &[u8]) {
+        crate::wire::check_update_codec(data)
     }
 }

@@ -4,7 +4,8 @@
 //! clear header (24 bytes, authenticated as AEAD AAD)
 //!   0  magic "RC"
 //!   2  version (1)
-//!   3  message type (1 heartbeat, 2 data, 3 ack, 4 lost, 5 handover)
+//!   3  message type (1 heartbeat, 2 data, 3 ack, 4 lost, 5 handover; 6 flush, 7 update
+//!      request, 8 update answer are Load Sharing's, see below, not yet sent or accepted)
 //!   4  sender member id
 //!   5  3 bytes reserved, zero
 //!   8  sender boot id (u64, big endian)
@@ -15,7 +16,9 @@
 //! Integers inside messages are LEB128 varints unless noted. Everything here is pure encoding:
 //! no state, no allocation in the decoders except where they return owned records.
 
-use crate::{MemberId, MemberState, RecordKind};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::{FlowKey, MemberId, MemberState, RecordKind};
 
 pub(crate) const MAGIC: [u8; 2] = *b"RC";
 pub(crate) const VERSION: u8 = 1;
@@ -429,9 +432,455 @@ impl<'a> DataReader<'a> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Load Sharing messages (issue #14). Message types 6 to 8 of the clear header:
+//
+//   6 flush: the body of a data message (2). The receiver handles it as data and acknowledges
+//     the sender's stream at once with an ordinary ack message (3) instead of waiting for the
+//     end of the burst: the cumulative ack `next` is what Flush-and-Ack waits for, so no
+//     separate "flush ack" exists.
+//   7 update request (pfsync's UPD_REQ): "send me the state of these flows / SAs".
+//   8 update answer: per request entry, "my stream carries it below sequence number `upto`"
+//     (the answering member pushes a fresh record of it into its ordinary, reliable delta
+//     stream, so the requester applies it in order and nothing is applied twice or out of
+//     order) or "I do not know it".
+//
+// The engine does not send or accept 6 to 8 yet (it refuses them as malformed); the codec is
+// here, tested and fuzzed, for the session that wires Load Sharing.
+
+/// Entries one update request or answer carries at most.
+pub const MAX_UPDATE_ENTRIES: usize = 64;
+
+/// Why a Load Sharing message did not decode (the datagram is then counted as malformed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("truncated")]
+    Truncated,
+    #[error("unknown entry tag {0}")]
+    UnknownTag(u8),
+    #[error("entry count {0} is zero or above the limit")]
+    BadCount(usize),
+    #[error("connection endpoints not in canonical order")]
+    NotCanonical,
+    #[error("bytes after the last entry")]
+    Trailing,
+}
+
+/// One thing asked for in an update request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateQuery {
+    /// The requester's id for matching the answer.
+    pub id: u32,
+    pub flow: FlowKey,
+}
+
+/// The answer to one [`UpdateQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// The state is record `key` of the answering member's stream, carried by a record below
+    /// `upto`: apply it once that member's stream is received up to `upto`.
+    Found { key: u64, upto: u64 },
+    /// The answering member has no state for it.
+    Unknown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateAnswerEntry {
+    pub id: u32,
+    pub outcome: UpdateOutcome,
+}
+
+/// Message type numbers of the Load Sharing messages (see above).
+pub const MSG_FLUSH: u8 = 6;
+pub const MSG_UPDATE_REQUEST: u8 = 7;
+pub const MSG_UPDATE_ANSWER: u8 = 8;
+
+fn put_endpoint(out: &mut Vec<u8>, a: SocketAddr) {
+    match a.ip() {
+        IpAddr::V4(v4) => {
+            out.push(4);
+            out.extend_from_slice(&v4.octets());
+        }
+        IpAddr::V6(v6) => {
+            out.push(6);
+            out.extend_from_slice(&v6.octets());
+        }
+    }
+    out.extend_from_slice(&a.port().to_be_bytes());
+}
+
+fn read_endpoint(r: &mut Reader<'_>) -> Result<SocketAddr, DecodeError> {
+    let ip: IpAddr = match r.u8().ok_or(DecodeError::Truncated)? {
+        4 => {
+            let b: [u8; 4] = r
+                .bytes(4)
+                .ok_or(DecodeError::Truncated)?
+                .try_into()
+                .map_err(|_| DecodeError::Truncated)?;
+            Ipv4Addr::from(b).into()
+        }
+        6 => {
+            let b: [u8; 16] = r
+                .bytes(16)
+                .ok_or(DecodeError::Truncated)?
+                .try_into()
+                .map_err(|_| DecodeError::Truncated)?;
+            Ipv6Addr::from(b).into()
+        }
+        t => return Err(DecodeError::UnknownTag(t)),
+    };
+    Ok(SocketAddr::new(ip, r.u16().ok_or(DecodeError::Truncated)?))
+}
+
+/// Flow key: tag u8 (1 connection, 2 ESP SA); connection: protocol u8, then both endpoints
+/// (family u8 4 or 6, address, port u16 BE) in canonical order; ESP: SPI u32 BE.
+fn put_flow(out: &mut Vec<u8>, flow: &FlowKey) {
+    match *flow {
+        FlowKey::Conn { protocol, lo, hi } => {
+            out.push(1);
+            out.push(protocol);
+            put_endpoint(out, lo);
+            put_endpoint(out, hi);
+        }
+        FlowKey::Esp { spi } => {
+            out.push(2);
+            out.extend_from_slice(&spi.to_be_bytes());
+        }
+    }
+}
+
+fn read_flow(r: &mut Reader<'_>) -> Result<FlowKey, DecodeError> {
+    match r.u8().ok_or(DecodeError::Truncated)? {
+        1 => {
+            let protocol = r.u8().ok_or(DecodeError::Truncated)?;
+            let lo = read_endpoint(r)?;
+            let hi = read_endpoint(r)?;
+            let key = FlowKey::conn(protocol, lo, hi);
+            // One flow, one encoding: the sender wrote the canonical order.
+            if key != (FlowKey::Conn { protocol, lo, hi }) {
+                return Err(DecodeError::NotCanonical);
+            }
+            Ok(key)
+        }
+        2 => Ok(FlowKey::Esp {
+            spi: u32::from_be_bytes(
+                r.bytes(4)
+                    .ok_or(DecodeError::Truncated)?
+                    .try_into()
+                    .map_err(|_| DecodeError::Truncated)?,
+            ),
+        }),
+        t => Err(DecodeError::UnknownTag(t)),
+    }
+}
+
+fn read_count(r: &mut Reader<'_>) -> Result<usize, DecodeError> {
+    let n = usize::from(r.u8().ok_or(DecodeError::Truncated)?);
+    if n == 0 || n > MAX_UPDATE_ENTRIES {
+        return Err(DecodeError::BadCount(n));
+    }
+    Ok(n)
+}
+
+fn read_id(r: &mut Reader<'_>) -> Result<u32, DecodeError> {
+    let v = r.varint().ok_or(DecodeError::Truncated)?;
+    u32::try_from(v).map_err(|_| DecodeError::Truncated)
+}
+
+/// Update request body: count u8 (1..=[`MAX_UPDATE_ENTRIES`]), then per query: id varint,
+/// flow key. Writes at most [`MAX_UPDATE_ENTRIES`] queries; returns how many.
+pub fn write_update_request(out: &mut Vec<u8>, queries: &[UpdateQuery]) -> usize {
+    let qs = &queries[..queries.len().min(MAX_UPDATE_ENTRIES)];
+    out.push(qs.len() as u8);
+    for q in qs {
+        put_varint(out, u64::from(q.id));
+        put_flow(out, &q.flow);
+    }
+    qs.len()
+}
+
+/// Decodes an update request body into `out` (cleared first; caller-owned, reused).
+pub fn read_update_request(buf: &[u8], out: &mut Vec<UpdateQuery>) -> Result<(), DecodeError> {
+    out.clear();
+    let mut r = Reader::new(buf);
+    let n = read_count(&mut r)?;
+    for _ in 0..n {
+        let id = read_id(&mut r)?;
+        let flow = read_flow(&mut r)?;
+        out.push(UpdateQuery { id, flow });
+    }
+    if !r.is_empty() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(())
+}
+
+/// Update answer body: count u8 (1..=[`MAX_UPDATE_ENTRIES`]), then per entry: id varint,
+/// outcome u8 (1 found: key varint, upto varint; 2 unknown). Writes at most
+/// [`MAX_UPDATE_ENTRIES`] entries; returns how many.
+pub fn write_update_answer(out: &mut Vec<u8>, entries: &[UpdateAnswerEntry]) -> usize {
+    let es = &entries[..entries.len().min(MAX_UPDATE_ENTRIES)];
+    out.push(es.len() as u8);
+    for e in es {
+        put_varint(out, u64::from(e.id));
+        match e.outcome {
+            UpdateOutcome::Found { key, upto } => {
+                out.push(1);
+                put_varint(out, key);
+                put_varint(out, upto);
+            }
+            UpdateOutcome::Unknown => out.push(2),
+        }
+    }
+    es.len()
+}
+
+/// Decodes an update answer body into `out` (cleared first; caller-owned, reused).
+pub fn read_update_answer(buf: &[u8], out: &mut Vec<UpdateAnswerEntry>) -> Result<(), DecodeError> {
+    out.clear();
+    let mut r = Reader::new(buf);
+    let n = read_count(&mut r)?;
+    for _ in 0..n {
+        let id = read_id(&mut r)?;
+        let outcome = match r.u8().ok_or(DecodeError::Truncated)? {
+            1 => UpdateOutcome::Found {
+                key: r.varint().ok_or(DecodeError::Truncated)?,
+                upto: r.varint().ok_or(DecodeError::Truncated)?,
+            },
+            2 => UpdateOutcome::Unknown,
+            t => return Err(DecodeError::UnknownTag(t)),
+        };
+        out.push(UpdateAnswerEntry { id, outcome });
+    }
+    if !r.is_empty() {
+        return Err(DecodeError::Trailing);
+    }
+    Ok(())
+}
+
+/// For the fuzz target and its stable twin in the tests: decodes `data` as a request and as
+/// an answer; whatever decodes must re-encode to exactly `data`. Panics on a violation.
+pub(crate) fn check_update_codec(data: &[u8]) {
+    let mut qs = Vec::new();
+    if read_update_request(data, &mut qs).is_ok() {
+        let mut out = Vec::new();
+        write_update_request(&mut out, &qs);
+        assert_eq!(out, data, "update request re-encodes differently");
+    }
+    let mut es = Vec::new();
+    if read_update_answer(data, &mut es).is_ok() {
+        let mut out = Vec::new();
+        write_update_answer(&mut out, &es);
+        assert_eq!(out, data, "update answer re-encodes differently");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample_queries() -> Vec<UpdateQuery> {
+        vec![
+            UpdateQuery {
+                id: 0,
+                flow: FlowKey::conn(
+                    6,
+                    "192.0.2.1:443".parse().unwrap(),
+                    "10.0.0.9:51000".parse().unwrap(),
+                ),
+            },
+            UpdateQuery {
+                id: u32::MAX,
+                flow: FlowKey::conn(
+                    17,
+                    "[2001:db8::1]:53".parse().unwrap(),
+                    "[2001:db8::2]:5353".parse().unwrap(),
+                ),
+            },
+            UpdateQuery {
+                id: 77,
+                flow: FlowKey::Esp { spi: 0xc0ff_ee01 },
+            },
+        ]
+    }
+
+    #[test]
+    fn update_request_and_answer_round_trip() {
+        let qs = sample_queries();
+        let mut out = Vec::new();
+        assert_eq!(write_update_request(&mut out, &qs), 3);
+        let mut back = vec![UpdateQuery {
+            id: 9,
+            flow: FlowKey::Esp { spi: 1 },
+        }];
+        read_update_request(&out, &mut back).unwrap();
+        assert_eq!(back, qs);
+        check_update_codec(&out);
+        for cut in 0..out.len() {
+            assert!(
+                read_update_request(&out[..cut], &mut back).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let es = vec![
+            UpdateAnswerEntry {
+                id: 0,
+                outcome: UpdateOutcome::Found {
+                    key: 5 << 48 | 7,
+                    upto: 1_000_000,
+                },
+            },
+            UpdateAnswerEntry {
+                id: 77,
+                outcome: UpdateOutcome::Unknown,
+            },
+            UpdateAnswerEntry {
+                id: 3,
+                outcome: UpdateOutcome::Found {
+                    key: u64::MAX,
+                    upto: 0,
+                },
+            },
+        ];
+        let mut out = Vec::new();
+        assert_eq!(write_update_answer(&mut out, &es), 3);
+        let mut back = Vec::new();
+        read_update_answer(&out, &mut back).unwrap();
+        assert_eq!(back, es);
+        check_update_codec(&out);
+        for cut in 0..out.len() {
+            assert!(
+                read_update_answer(&out[..cut], &mut back).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn update_codec_refusals() {
+        let mut qs = Vec::new();
+        let mut es = Vec::new();
+        assert_eq!(
+            read_update_request(&[], &mut qs),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(
+            read_update_request(&[0], &mut qs),
+            Err(DecodeError::BadCount(0))
+        );
+        assert_eq!(
+            read_update_request(&[65], &mut qs),
+            Err(DecodeError::BadCount(65))
+        );
+        assert_eq!(
+            read_update_request(&[1, 0, 3], &mut qs),
+            Err(DecodeError::UnknownTag(3))
+        );
+        assert_eq!(
+            read_update_request(&[1, 0, 2, 0, 0, 0, 1, 0], &mut qs),
+            Err(DecodeError::Trailing)
+        );
+        assert_eq!(read_update_request(&[1, 0, 2, 0, 0, 0, 1], &mut qs), Ok(()));
+        assert_eq!(
+            read_update_answer(&[1, 0, 3], &mut es),
+            Err(DecodeError::UnknownTag(3))
+        );
+        // Endpoints in the wrong order.
+        let mut out = vec![1, 0, 1, 6];
+        put_endpoint(&mut out, "10.0.0.9:1".parse().unwrap());
+        put_endpoint(&mut out, "10.0.0.1:1".parse().unwrap());
+        assert_eq!(
+            read_update_request(&out, &mut qs),
+            Err(DecodeError::NotCanonical)
+        );
+        // Bad address family.
+        assert_eq!(
+            read_update_request(&[1, 0, 1, 6, 5], &mut qs),
+            Err(DecodeError::UnknownTag(5))
+        );
+        // An id above u32.
+        let mut out = vec![1];
+        put_varint(&mut out, 1 << 32);
+        out.push(2);
+        assert_eq!(
+            read_update_answer(&out, &mut es),
+            Err(DecodeError::Truncated)
+        );
+        // Writers cap the count.
+        let many = vec![sample_queries()[2]; 100];
+        let mut out = Vec::new();
+        assert_eq!(write_update_request(&mut out, &many), MAX_UPDATE_ENTRIES);
+        read_update_request(&out, &mut qs).unwrap();
+        assert_eq!(qs.len(), MAX_UPDATE_ENTRIES);
+    }
+
+    fn arb_flow() -> impl proptest::strategy::Strategy<Value = FlowKey> {
+        use proptest::prelude::*;
+        let ep = prop_oneof![
+            (any::<[u8; 4]>(), any::<u16>())
+                .prop_map(|(a, p)| SocketAddr::new(Ipv4Addr::from(a).into(), p)),
+            (any::<[u8; 16]>(), any::<u16>())
+                .prop_map(|(a, p)| SocketAddr::new(Ipv6Addr::from(a).into(), p)),
+        ];
+        prop_oneof![
+            (any::<u8>(), ep.clone(), ep).prop_map(|(p, a, b)| FlowKey::conn(p, a, b)),
+            any::<u32>().prop_map(|spi| FlowKey::Esp { spi }),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn update_messages_round_trip(
+            qs in proptest::collection::vec((proptest::prelude::any::<u32>(), arb_flow()), 1..=MAX_UPDATE_ENTRIES),
+            found in proptest::collection::vec(proptest::prelude::any::<(u32, bool, u64, u64)>(), 1..=MAX_UPDATE_ENTRIES),
+        ) {
+            let qs: Vec<UpdateQuery> = qs.into_iter().map(|(id, flow)| UpdateQuery { id, flow }).collect();
+            let mut out = Vec::new();
+            write_update_request(&mut out, &qs);
+            let mut back = Vec::new();
+            proptest::prop_assert_eq!(read_update_request(&out, &mut back), Ok(()));
+            proptest::prop_assert_eq!(&back, &qs);
+            let es: Vec<UpdateAnswerEntry> = found
+                .into_iter()
+                .map(|(id, f, key, upto)| UpdateAnswerEntry {
+                    id,
+                    outcome: if f { UpdateOutcome::Found { key, upto } } else { UpdateOutcome::Unknown },
+                })
+                .collect();
+            let mut out = Vec::new();
+            write_update_answer(&mut out, &es);
+            let mut back = Vec::new();
+            proptest::prop_assert_eq!(read_update_answer(&out, &mut back), Ok(()));
+            proptest::prop_assert_eq!(&back, &es);
+        }
+    }
+
+    /// The fuzz target's check on fixed pseudo-random inputs, and on mutations of valid ones.
+    #[test]
+    fn update_codec_survives_garbage() {
+        let mut valid = Vec::new();
+        write_update_request(&mut valid, &sample_queries());
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000 {
+            let data: Vec<u8> = if i % 2 == 0 {
+                let len = (next() % 80) as usize;
+                (0..len).map(|_| next() as u8).collect()
+            } else {
+                let mut d = valid.clone();
+                let at = (next() as usize) % d.len();
+                d[at] = next() as u8;
+                d.truncate(d.len() - (next() % 3) as usize);
+                d
+            };
+            check_update_codec(&data);
+        }
+    }
 
     #[test]
     fn varints_round_trip() {

@@ -423,6 +423,21 @@ pub fn udp_burst(
         socket
             .set_read_timeout(Some(Duration::from_secs(2)))
             .map_err(|e| format!("timeout: {e}"))?;
+        // The test measures the gateways, not this thread: on a busy machine it can be off
+        // the CPU for tens of milliseconds, and the default receive buffer (~90 datagrams of
+        // this size) would drop the burst's tail here. 8 MB holds a whole burst; FORCE (root)
+        // ignores the namespace's rmem_max.
+        let rcvbuf: libc::c_int = 8 << 20;
+        // SAFETY: a valid socket and a c_int option value of the right size.
+        unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUFFORCE,
+                (&rcvbuf as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
         let _ = ready_tx.send(());
         let mut seen = vec![false; count as usize];
         let mut report = UdpReport {
