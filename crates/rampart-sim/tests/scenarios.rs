@@ -325,3 +325,42 @@ within = "8s"
     let out = report.render();
     assert!(report.passed(), "{out}");
 }
+
+/// hotel-wifi where the client expects another name on the gateway's TLS certificate: the
+/// Visitor Mode handshake fails certificate verification, the client says so, no tunnel.
+#[test]
+fn hotel_wifi_with_the_wrong_server_name_fails_verification() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "hotel-wifi")
+        .unwrap();
+    let marker = "[[assert]]";
+    let head = &builtin.text[..builtin.text.find(marker).expect("assertions")];
+    assert_eq!(
+        head.matches("tls_server_name = \"gw-b.example\"").count(),
+        1
+    );
+    let text = head
+        .replace(
+            "tls_server_name = \"gw-b.example\"",
+            "tls_server_name = \"vpn.example\"",
+        )
+        .replace("duration = \"15s\"", "duration = \"8s\"")
+        + r#"
+[[assert]]
+node = "laptop"
+log = "tls: TLS handshake with vpn.example failed"
+
+[[assert]]
+node = "vpn"
+log = "ended in the TLS handshake"
+
+[[assert]]
+no_tunnel = "vpn"
+"#;
+    let sc = rampart_sim::scenario::parse(&text, "hotel-wifi-wrong-name").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+}
