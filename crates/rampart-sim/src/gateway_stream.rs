@@ -342,6 +342,14 @@ impl StreamListeners {
                         st.kind.name(),
                         st.remote
                     ));
+                } else {
+                    // A Visitor Mode handshake that failed here (ALPN, not TLS) or that the
+                    // client gave up (it did not accept our certificate).
+                    out.logs.push(format!(
+                        "{} stream from {} ended in the TLS handshake: {reason}",
+                        st.kind.name(),
+                        st.remote
+                    ));
                 }
                 ended.push(i);
             }

@@ -252,3 +252,115 @@ fn hotel_wifi_over_rfc9329_tcp() {
     assert!(report.passed(), "{out}");
     assert!(out.contains("transport tcp chosen"), "{out}");
 }
+
+/// hotel-wifi where the laptop moves to another network after the tunnel is up: the Visitor
+/// Mode stream was bound to the old address, so the client rebuilds the tunnel over a new TLS
+/// stream from the new address, and an upload started after the move completes.
+#[test]
+fn hotel_wifi_move_rebuilds_the_tls_tunnel() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "hotel-wifi")
+        .unwrap();
+    let marker = "[[assert]]";
+    let head = &builtin.text[..builtin.text.find(marker).expect("assertions")];
+    assert_eq!(
+        head.matches("routes = [\"0.0.0.0/0 via 192.0.2.254\"]")
+            .count(),
+        1
+    );
+    assert_eq!(
+        head.matches("routes = [\"10.9.0.0/24 via 192.0.2.1\"]")
+            .count(),
+        1
+    );
+    let text = head
+        .replace(
+            "routes = [\"0.0.0.0/0 via 192.0.2.254\"]",
+            "routes = [\"0.0.0.0/0 via 192.0.2.254\", \"10.9.1.0/24 via 10.9.0.10\"]",
+        )
+        .replace(
+            "routes = [\"10.9.0.0/24 via 192.0.2.1\"]",
+            "routes = [\"10.9.0.0/24 via 192.0.2.1\", \"10.9.1.0/24 via 192.0.2.1\"]",
+        )
+        .replace("at = \"2s\"", "at = \"4s\"")
+        + r#"
+[[event]]
+at = "2s"
+action = "readdress"
+node = "laptop"
+address = "10.9.1.10/24"
+via = "10.9.1.1"
+
+[[assert]]
+node = "laptop"
+log = "the stream was bound to 10.9.0.10"
+
+[[assert]]
+node = "laptop"
+moved = "reconnect"
+after = "2s"
+within = "3s"
+
+[[assert]]
+node = "laptop"
+transport = "tls"
+after = "2s"
+up_within = "3s"
+
+[[assert]]
+node = "vpn"
+log = "tls stream from 10.9.1.10"
+
+[[assert]]
+transfer = "upload"
+within = "8s"
+"#;
+    let sc = rampart_sim::scenario::parse(&text, "hotel-wifi-move").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    if std::env::var_os("SIM_PRINT").is_some() {
+        println!("{}", report.render());
+    }
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+}
+
+/// hotel-wifi where the client expects another name on the gateway's TLS certificate: the
+/// Visitor Mode handshake fails certificate verification, the client says so, no tunnel.
+#[test]
+fn hotel_wifi_with_the_wrong_server_name_fails_verification() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "hotel-wifi")
+        .unwrap();
+    let marker = "[[assert]]";
+    let head = &builtin.text[..builtin.text.find(marker).expect("assertions")];
+    assert_eq!(
+        head.matches("tls_server_name = \"gw-b.example\"").count(),
+        1
+    );
+    let text = head
+        .replace(
+            "tls_server_name = \"gw-b.example\"",
+            "tls_server_name = \"vpn.example\"",
+        )
+        .replace("duration = \"15s\"", "duration = \"8s\"")
+        + r#"
+[[assert]]
+node = "laptop"
+log = "tls: TLS handshake with vpn.example failed"
+
+[[assert]]
+node = "vpn"
+log = "ended in the TLS handshake"
+
+[[assert]]
+no_tunnel = "vpn"
+"#;
+    let sc = rampart_sim::scenario::parse(&text, "hotel-wifi-wrong-name").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+}

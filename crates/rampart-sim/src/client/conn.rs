@@ -88,6 +88,25 @@ impl StreamConn {
         outer.sockets.get_mut::<tcp::Socket>(self.socket).abort();
     }
 
+    /// Ends the stream at the end of a session: what was queued (the engine's Deletes) still
+    /// goes out before the FIN, as the I/O layer's close does; a stream whose address the
+    /// machine no longer has can send nothing and is dropped at once.
+    pub fn finish(&mut self, outer: &mut Outer, scratch: &mut [u8], machine: Ipv4Addr) {
+        let s = outer.sockets.get_mut::<tcp::Socket>(self.socket);
+        let bound = s.local_endpoint().map(|e| e.addr);
+        if bound != Some(smoltcp::wire::IpAddress::Ipv4(machine)) {
+            s.abort();
+            return;
+        }
+        if let Some(pipe) = self.pipe.as_mut() {
+            let mut ignored = Vec::new();
+            pipe.pump_in(s, scratch, &mut ignored);
+            pipe.pump_out(s);
+        }
+        // Whatever the send buffer cannot take now is lost with the stream.
+        s.close();
+    }
+
     /// Queues a datagram of the engine as one frame; `false` when dropped.
     pub fn send(&mut self, datagram: &[u8]) -> bool {
         match (&self.stage, self.pipe.as_mut()) {

@@ -1089,10 +1089,7 @@ impl ClientNode {
         let assigned = match std::mem::replace(&mut self.phase, Phase::Waiting { at: now }) {
             Phase::Running(mut s) => {
                 if let Some(st) = s.stream.as_mut() {
-                    // What was queued (the Deletes) still goes out: a graceful close.
-                    let mut ignored = Vec::new();
-                    let _ = st.step(&mut self.outer, &mut self.scratch, &mut ignored);
-                    st.abort(&mut self.outer);
+                    st.finish(&mut self.outer, &mut self.scratch, self.addr);
                 }
                 s.assigned
             }
