@@ -10,7 +10,6 @@
 //! - [`ladder`]: the sans-IO transport ladder (happy eyeballs over UDP, TCP, TLS and proxies);
 //!   [`drive::run`] runs it with real attempts ([`udp_probe`] for UDP, [`connect`] for streams)
 //!   and returns the winner (UDP, or the connected stream).
-//! - [`pmtu`]: the sans-IO active path-MTU search.
 //! - [`captive`]: the captive-portal probe.
 //!
 //! Nothing here runs IKE: the UDP probe only checks that the gateway answers a minimal
@@ -25,7 +24,6 @@ pub mod error;
 pub mod http;
 pub mod ladder;
 pub mod pac;
-pub mod pmtu;
 pub mod proxy;
 pub mod udp_probe;
 

@@ -25,7 +25,7 @@ use std::ops::Range;
 
 use rampart_node::{BatchCounters, Disposition, IcmpCounters};
 
-use crate::errqueue::{self, ErrQueueBuf, QueuedError};
+use crate::errqueue::{self, ErrQueueBuf, IcmpKind, QueuedError};
 
 use crate::raw_esp::{RawPacket, MAX_BATCH as RAW_BATCH};
 use crate::runtime::Io;
@@ -459,6 +459,15 @@ pub async fn udp_errors<N: rampart_node::Node>(
                     node.handle_unreachable(std::time::Instant::now(), icmp.local, icmp.remote);
                     crate::runtime::drain_outputs(node, io).await;
                 }
+                if let IcmpKind::TooBig { mtu } = icmp.kind {
+                    b.icmp.too_big += 1;
+                    path_mtu(node, io, icmp.local, icmp.remote, mtu).await;
+                }
+            }
+            QueuedError::LocalTooBig { local, remote, mtu } => {
+                b.icmp.too_big += 1;
+                tracing::debug!("UDP {local} -> {remote}: EMSGSIZE, route MTU {mtu}");
+                path_mtu(node, io, local, remote, mtu).await;
             }
             other => {
                 b.icmp.other_errors += 1;
@@ -470,6 +479,23 @@ pub async fn udp_errors<N: rampart_node::Node>(
         }
     }
     read
+}
+
+/// A path MTU report (ICMP "too big" or the local `EMSGSIZE`) for the node; an MTU of 0 (the
+/// report named none) or beyond 16 bits is ignored.
+async fn path_mtu<N: rampart_node::Node>(
+    node: &mut N,
+    io: &mut Io,
+    local: std::net::SocketAddr,
+    remote: std::net::SocketAddr,
+    mtu: u32,
+) {
+    let Some(mtu) = u16::try_from(mtu).ok().filter(|m| *m > 0) else {
+        tracing::debug!("UDP {local} -> {remote}: \"too big\" without a usable MTU ({mtu})");
+        return;
+    };
+    node.handle_path_mtu(std::time::Instant::now(), local, remote, mtu);
+    crate::runtime::drain_outputs(node, io).await;
 }
 
 /// One `recvmmsg` on raw ESP socket `index`, handed to the node as one batch.

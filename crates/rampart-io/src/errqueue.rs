@@ -35,6 +35,10 @@ pub enum IcmpKind {
     NetUnreachable,
     /// ICMP type 3 codes 9, 10, 13, ICMPv6 type 1 code 1: a filter refused it.
     AdminProhibited,
+    /// ICMP type 3 code 4 ("fragmentation needed"), ICMPv6 type 2 ("packet too big"): the
+    /// path carries at most `mtu` bytes (the kernel's `ee_info`; 0 when it named none). Fed
+    /// to [`rampart_node::Node::handle_path_mtu`].
+    TooBig { mtu: u32 },
     /// Any other ICMP error (type and code as received).
     Other { icmp_type: u8, code: u8 },
 }
@@ -47,7 +51,16 @@ impl IcmpKind {
             (false, 3, 1) | (true, 1, 3) => IcmpKind::HostUnreachable,
             (false, 3, 0) | (true, 1, 0) => IcmpKind::NetUnreachable,
             (false, 3, 9 | 10 | 13) | (true, 1, 1) => IcmpKind::AdminProhibited,
+            (false, 3, 4) | (true, 2, _) => IcmpKind::TooBig { mtu: 0 },
             _ => IcmpKind::Other { icmp_type, code },
+        }
+    }
+
+    /// [`IcmpKind::from_icmp`] with the kernel's `ee_info` (the MTU of a "too big").
+    pub fn from_icmp_info(v6: bool, icmp_type: u8, code: u8, info: u32) -> IcmpKind {
+        match IcmpKind::from_icmp(v6, icmp_type, code) {
+            IcmpKind::TooBig { .. } => IcmpKind::TooBig { mtu: info },
+            kind => kind,
         }
     }
 
@@ -73,9 +86,16 @@ pub struct IcmpError {
 pub enum QueuedError {
     /// An ICMP or ICMPv6 error.
     Icmp(IcmpError),
-    /// A local error (origin `SO_EE_ORIGIN_LOCAL`, e.g. `EMSGSIZE`): the send path already
-    /// reported it to the sender; counted and dropped.
+    /// A local error (origin `SO_EE_ORIGIN_LOCAL`, e.g. `EMSGSIZE` without an MTU): the send
+    /// path already reported it to the sender; counted and dropped.
     Local { errno: u32 },
+    /// A local `EMSGSIZE` naming the MTU the kernel knows for the route to `remote` (a
+    /// datagram with DF was larger): like an ICMP "too big".
+    LocalTooBig {
+        local: SocketAddr,
+        remote: SocketAddr,
+        mtu: u32,
+    },
     /// Another origin (timestamps, zero-copy notices: not enabled on these sockets).
     OtherOrigin { origin: u8 },
     /// No usable `sock_extended_err` or original destination (truncated or unexpected).
@@ -141,15 +161,25 @@ pub fn classify(local: SocketAddr, remote: Option<SocketAddr>, control: &[u8]) -
                 remote,
                 // The origin, not the cmsg level, says which ICMP it was (a v6 socket may
                 // carry ICMPv4 for mapped addresses).
-                kind: IcmpKind::from_icmp(
+                kind: IcmpKind::from_icmp_info(
                     ee.ee_origin == libc::SO_EE_ORIGIN_ICMP6,
                     ee.ee_type,
                     ee.ee_code,
+                    ee.ee_info,
                 ),
             }),
             None => QueuedError::Unparsed,
         },
-        libc::SO_EE_ORIGIN_LOCAL => QueuedError::Local { errno: ee.ee_errno },
+        libc::SO_EE_ORIGIN_LOCAL => match remote {
+            Some(remote) if ee.ee_errno == libc::EMSGSIZE as u32 && ee.ee_info > 0 => {
+                QueuedError::LocalTooBig {
+                    local,
+                    remote,
+                    mtu: ee.ee_info,
+                }
+            }
+            _ => QueuedError::Local { errno: ee.ee_errno },
+        },
         origin => QueuedError::OtherOrigin { origin },
     }
 }
@@ -369,6 +399,47 @@ mod tests {
         assert!(IcmpKind::HostUnreachable.is_nat_hint());
         assert!(!IcmpKind::NetUnreachable.is_nat_hint());
         assert!(!IcmpKind::AdminProhibited.is_nat_hint());
+    }
+
+    /// `extended` with `ee_info` set (the MTU of a "too big").
+    fn extended_info(errno: i32, origin: u8, icmp_type: u8, code: u8, info: u32) -> Vec<u8> {
+        let mut bytes = extended(errno, origin, icmp_type, code);
+        let at = std::mem::offset_of!(libc::sock_extended_err, ee_info);
+        bytes[at..at + 4].copy_from_slice(&info.to_ne_bytes());
+        bytes
+    }
+
+    #[test]
+    fn fragmentation_needed_and_packet_too_big_carry_the_mtu() {
+        let remote: SocketAddr = REMOTE.parse().unwrap();
+        let ee = extended_info(libc::EMSGSIZE, libc::SO_EE_ORIGIN_ICMP, 3, 4, 1280);
+        let buf = control(&[(libc::IPPROTO_IP, libc::IP_RECVERR, &ee)]);
+        assert_eq!(
+            classify(local(), Some(remote), &buf),
+            QueuedError::Icmp(IcmpError {
+                local: local(),
+                remote,
+                kind: IcmpKind::TooBig { mtu: 1280 }
+            })
+        );
+        let ee = extended_info(libc::EMSGSIZE, libc::SO_EE_ORIGIN_ICMP6, 2, 0, 1400);
+        let buf = control(&[(libc::IPPROTO_IPV6, libc::IPV6_RECVERR, &ee)]);
+        let QueuedError::Icmp(e) = classify(local(), Some(remote), &buf) else {
+            panic!("an ICMP error")
+        };
+        assert_eq!(e.kind, IcmpKind::TooBig { mtu: 1400 });
+        assert!(!e.kind.is_nat_hint());
+        // The local stack's EMSGSIZE with the route's MTU.
+        let ee = extended_info(libc::EMSGSIZE, libc::SO_EE_ORIGIN_LOCAL, 0, 0, 1300);
+        let buf = control(&[(libc::IPPROTO_IP, libc::IP_RECVERR, &ee)]);
+        assert_eq!(
+            classify(local(), Some(remote), &buf),
+            QueuedError::LocalTooBig {
+                local: local(),
+                remote,
+                mtu: 1300
+            }
+        );
     }
 
     #[test]

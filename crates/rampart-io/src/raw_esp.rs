@@ -124,6 +124,12 @@ impl RawEspSocket {
         })
     }
 
+    /// A remote-access client's socket: DF on every packet, the learned path MTU ignored
+    /// (see [`crate::udp::UdpEndpoint::forbid_fragmentation`]).
+    pub fn forbid_fragmentation(&self) -> io::Result<()> {
+        crate::udp::forbid_fragmentation_of(self.fd.get_ref(), self.local.is_ipv6())
+    }
+
     /// Sends one ESP packet (starting at the ESP header) to `remote`.
     pub async fn send_to(&self, packet: &[u8], remote: IpAddr) -> io::Result<()> {
         let to = SockAddr::from(SocketAddr::new(remote, 0));

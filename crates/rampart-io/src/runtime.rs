@@ -114,6 +114,25 @@ impl Io {
         Ok(io)
     }
 
+    /// A remote-access client: every UDP and raw ESP socket sends with DF and ignores the
+    /// kernel's learned path MTU (the node finds the path MTU itself: `rampart_node::pmtu`).
+    /// A socket that refuses is logged and keeps the gateway's setting (DF clear).
+    pub fn forbid_fragmentation(&self) {
+        for u in &self.udp {
+            if let Err(e) = u.forbid_fragmentation() {
+                tracing::warn!("UDP {}: cannot set DF (IP_PMTUDISC_PROBE): {e}", u.local());
+            }
+        }
+        for r in &self.raw {
+            if let Err(e) = r.forbid_fragmentation() {
+                tracing::warn!(
+                    "raw ESP {}: cannot set DF (IP_PMTUDISC_PROBE): {e}",
+                    r.local()
+                );
+            }
+        }
+    }
+
     /// Binds the stream listeners of `[remote_access]` (nothing without it): RFC 9329 TCP on
     /// `tcp.listen`, Visitor Mode on `visitor.listen`. An address that cannot be bound is
     /// logged at ERROR (for Visitor Mode exactly `Visitor Mode server failed to bind to
@@ -727,6 +746,11 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                 remote,
                 data,
             } => io.send_udp(local, remote, &data).await,
+            Output::SendRawEsp {
+                local,
+                remote,
+                data,
+            } => io.send_raw_esp(local, remote, &data).await,
             Output::RouteAdd { prefix } => match io.routes.add(prefix).await {
                 Ok(()) => tracing::info!("route {prefix} dev {} added", io.tun.name()),
                 Err(e) => tracing::error!("{e}"),

@@ -33,6 +33,14 @@
 //! IPv4 `IP_PMTUDISC_DONT` (DF clear: routers may fragment too), IPv6 `IPV6_DONTFRAG = 0` and
 //! the kernel's default `IPV6_PMTUDISC_WANT` (the sender fragments to the path MTU it learns).
 //!
+//! A remote-access client does the opposite ([`UdpEndpoint::forbid_fragmentation`]): its
+//! tunnel MTU follows the path (probes and ICMP, `rampart_node::pmtu`), so every datagram
+//! leaves with DF and the kernel's learned path MTU is ignored (`IP_PMTUDISC_PROBE`): a router
+//! that cannot forward it answers "fragmentation needed" with the MTU, read from the error
+//! queue, and a probe tests exactly the size it claims. (With `IP_PMTUDISC_DONT` the kernel
+//! does not even queue "fragmentation needed".) A gateway keeps DF clear, so a middlebox that
+//! fragments keeps working.
+//!
 //! # ICMP errors
 //!
 //! `IP_RECVERR` (`IPV6_RECVERR`) is on: ICMP errors answering our datagrams wait in the
@@ -97,6 +105,13 @@ pub struct UdpEndpoint {
 }
 
 impl UdpEndpoint {
+    /// A remote-access client's socket: DF on every datagram and the kernel's learned path MTU
+    /// ignored (`IP_PMTUDISC_PROBE`; IPv6 `IPV6_PMTUDISC_PROBE` and `IPV6_DONTFRAG`), so
+    /// routers answer "too big" instead of fragmenting (see the module doc).
+    pub fn forbid_fragmentation(&self) -> io::Result<()> {
+        forbid(&self.socket, self.local.is_ipv6())
+    }
+
     /// Binds `addr` (IPv6 sockets are IPv6-only). Port 0 picks a free port; [`Self::local`]
     /// tells which. Must be called inside a tokio runtime.
     pub fn bind(addr: SocketAddr) -> Result<UdpEndpoint, IoError> {
@@ -407,6 +422,31 @@ fn enable_error_queue(socket: &UdpSocket, v6: bool) -> io::Result<AsyncFd<OwnedF
     unsafe { AsyncFd::register_with_interest(dup, Interest::PRIORITY) }.map_err(io::Error::from)
 }
 
+/// DF on every datagram, the learned path MTU ignored (see the module doc).
+fn forbid(socket: &impl AsRawFd, v6: bool) -> io::Result<()> {
+    if v6 {
+        set_int_option(socket, libc::IPPROTO_IPV6, libc::IPV6_DONTFRAG, 1)?;
+        set_int_option(
+            socket,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MTU_DISCOVER,
+            libc::IPV6_PMTUDISC_PROBE,
+        )
+    } else {
+        set_int_option(
+            socket,
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            libc::IP_PMTUDISC_PROBE,
+        )
+    }
+}
+
+/// [`forbid`] for other sockets of the crate (raw ESP).
+pub(crate) fn forbid_fragmentation_of(socket: &impl AsRawFd, v6: bool) -> io::Result<()> {
+    forbid(socket, v6)
+}
+
 /// Undoes quinn-udp's ban on fragmentation (see the module doc).
 fn allow_fragmentation(socket: &UdpSocket, v6: bool) -> io::Result<()> {
     if v6 {
@@ -603,6 +643,9 @@ mod tests {
         let ep = UdpEndpoint::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let mtu = int_option(&ep.socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
         assert_eq!(mtu, libc::IP_PMTUDISC_DONT);
+        ep.forbid_fragmentation().unwrap();
+        let mtu = int_option(&ep.socket, libc::IPPROTO_IP, libc::IP_MTU_DISCOVER).unwrap();
+        assert_eq!(mtu, libc::IP_PMTUDISC_PROBE);
         let gro = int_option(&ep.socket, libc::SOL_UDP, libc::UDP_GRO).unwrap();
         assert_eq!(gro, 0, "GRO off until the first batched read");
         let mut buf = [0u8; 64];

@@ -285,7 +285,11 @@ impl Gateway {
         self.after_input(now);
     }
 
-    /// See [`crate::Node::handle_path_mtu`]. SKELETON (session 8): filled in by the PMTU work.
+    /// See [`crate::Node::handle_path_mtu`]: an ICMP "fragmentation needed" / "packet too
+    /// big" (or a local `EMSGSIZE`) for our datagram from `local` to `remote` named `mtu`. A
+    /// remote-access client lowers the tunnel MTU of the gateway there (never below the
+    /// floor, never up; `Output::TunnelMtu` with `IcmpTooBig`); any node lowers the MSS clamp
+    /// of its tunnels to that address and counts the report.
     pub fn handle_path_mtu(
         &mut self,
         now: Instant,
@@ -293,8 +297,15 @@ impl Gateway {
         remote: SocketAddr,
         mtu: u16,
     ) {
-        let _ = (local, remote, mtu);
+        let (dataplane, mut control) = self.parts(now);
+        dataplane.handle_path_mtu(now, local, remote, mtu, &mut control);
         self.after_input(now);
+    }
+
+    /// Sets how remote-access client tunnels find their path MTU (probing on by default;
+    /// the client shell turns it off for `pmtu_probe = false`).
+    pub fn set_pmtu_policy(&mut self, policy: crate::pmtu::PmtuPolicy) {
+        self.dataplane.set_pmtu_policy(policy);
     }
 
     /// See [`crate::Node::roam`]. SKELETON (session 8): filled in by the MOBIKE work.

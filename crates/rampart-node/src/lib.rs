@@ -11,6 +11,7 @@ pub mod dataplane;
 mod gateway;
 mod node;
 mod output;
+pub mod pmtu;
 mod status;
 
 pub use cluster::{ClusterCommand, FullSyncProgress};

@@ -18,6 +18,13 @@ pub enum Output {
         remote: SocketAddr,
         data: Vec<u8>,
     },
+    /// An ESP packet (protocol 50) from `local` to `remote`: a data-plane packet made by the
+    /// timer (a path-MTU probe of a tunnel without UDP encapsulation).
+    SendRawEsp {
+        local: std::net::IpAddr,
+        remote: std::net::IpAddr,
+        data: Vec<u8>,
+    },
     RouteAdd {
         prefix: IpNet,
     },

@@ -57,6 +57,11 @@ pub struct RaStatus {
     pub clients: Vec<RaClientStatus>,
     /// One per remote-access client peer that holds an assignment now.
     pub virtual_addresses: Vec<RaVirtualAddress>,
+    /// Path MTU of each remote-access client peer with a tunnel (client side): `peer`,
+    /// `configured`, `current`, `searching`, `reason`, `probes_sent`, `probes_acked`,
+    /// `searches`, `icmp_too_big`, `black_holes`.
+    #[serde(default)]
+    pub path_mtu: Vec<crate::pmtu::PathMtuStatus>,
 }
 
 /// An Office Mode pool.
@@ -115,6 +120,10 @@ pub struct IcmpCounters {
     pub icmp_errors_received: u64,
     /// Of those, port or host unreachables handed to the node as NAT hints.
     pub icmp_hints: u64,
+    /// ICMP "fragmentation needed" / "packet too big" and local `EMSGSIZE` reports handed to
+    /// the node as path MTU (`Node::handle_path_mtu`).
+    #[serde(default)]
+    pub too_big: u64,
     /// Local errors (e.g. `EMSGSIZE`), other origins and entries that could not be parsed:
     /// counted and dropped.
     pub other_errors: u64,
@@ -382,6 +391,7 @@ pub(crate) fn ra_status(gw: &crate::Gateway, now: std::time::Instant) -> Option<
             since_secs: since.map_or(0, |t| secs(now, t)),
         });
     }
+    status.path_mtu = gw.dataplane().path_mtu_status();
     any.then_some(status)
 }
 

@@ -193,7 +193,9 @@ impl Trio {
                         }
                     }
                     Output::FullSyncConnect { member, .. } => self.full_syncs.push((i, member)),
-                    Output::RouteAdd { .. }
+                    // Site-to-site members: raw-ESP outputs are remote-access client probes.
+                    Output::SendRawEsp { .. }
+                    | Output::RouteAdd { .. }
                     | Output::RouteDel { .. }
                     | Output::RouteInject { .. }
                     | Output::RouteWithdraw { .. }

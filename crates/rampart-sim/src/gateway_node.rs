@@ -571,8 +571,10 @@ impl GatewayNode {
                     fx.full_syncs.push((member, address));
                 }
                 // Route injection only feeds a routing daemon, which the simulator does not
-                // model.
-                Output::RouteInject { .. } | Output::RouteWithdraw { .. } => {}
+                // model. Raw-ESP outputs are path-MTU probes of remote-access clients only.
+                Output::RouteInject { .. }
+                | Output::RouteWithdraw { .. }
+                | Output::SendRawEsp { .. } => {}
                 // The simulator has no remote-access client nodes yet.
                 Output::VirtualAddress { .. }
                 | Output::VirtualAddressLost { .. }

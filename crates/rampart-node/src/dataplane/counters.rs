@@ -41,6 +41,15 @@ pub struct DataPlaneCounters {
     /// tunnel.
     #[serde(default)]
     pub mss_clamped: u64,
+    /// Path-MTU probes (ESP next header 253) answered with an ack.
+    #[serde(default)]
+    pub pmtu_probes_answered: u64,
+    /// Next-header-253 payloads refused (malformed, no room for the ack).
+    #[serde(default)]
+    pub pmtu_probes_refused: u64,
+    /// ICMP "fragmentation needed" / "packet too big" reports that named a tunnel's peer.
+    #[serde(default)]
+    pub pmtu_icmp_too_big: u64,
 }
 
 impl DataPlaneCounters {

@@ -14,6 +14,7 @@
 mod batch;
 mod counters;
 mod open;
+mod path_mtu;
 mod policy;
 mod seal;
 mod transfer;
@@ -67,6 +68,11 @@ pub struct TunnelSettings {
     /// MSS clamp for the tunnel's TCP SYN and SYN-ACK (both directions): the largest MSS
     /// over IPv4 (IPv6: 20 less); `None`: off.
     pub mss_limit: Option<u16>,
+    /// A remote-access client's tunnel to its gateway over UDP or raw ESP (not a stream),
+    /// whose TUN device has this MTU: the data plane keeps the peer's path MTU (probes when
+    /// its [`crate::pmtu::PmtuPolicy`] says so, ICMP reports) and announces it with
+    /// `Output::TunnelMtu`. `None`: no path-MTU work for this tunnel.
+    pub client_mtu: Option<u16>,
 }
 
 /// What the data plane asks of its control plane. All are rare except `ChildTraffic`, which is
@@ -127,6 +133,8 @@ pub trait ControlPlane {
     fn poll_change(&mut self) -> Option<DataPlaneChange>;
     /// A record for the node's output stream.
     fn log(&mut self, record: LogRecord);
+    /// Any other output of the data plane (path-MTU probes, `TunnelMtu`): rare, timer-driven.
+    fn emit(&mut self, output: crate::Output);
     /// The peer of an outbound packet (`info` describes `packet`, after inspection and NAT)
     /// when the control plane decides among these `candidates` (Multiple Entry Points: one of
     /// them is an entry point); `None` leaves the choice to the data plane's [`PeerSelector`].
@@ -162,6 +170,10 @@ pub struct DataPlane {
     /// The packets of the current batch whose cipher job is prepared and not yet run; holds at
     /// most [`batch::CRYPT_CHUNK`] (allocated once).
     pending: Vec<batch::Pending>,
+    /// How remote-access client tunnels find their path MTU.
+    pmtu_policy: crate::pmtu::PmtuPolicy,
+    /// Path-MTU state per remote-access client peer with a tunnel.
+    pmtu: std::collections::HashMap<PeerId, crate::pmtu::PeerPmtu>,
 }
 
 impl DataPlane {
@@ -187,6 +199,8 @@ impl DataPlane {
             crypt: Arc::new(Inline),
             last_child_traffic: None,
             pending: Vec::with_capacity(batch::CRYPT_CHUNK),
+            pmtu_policy: crate::pmtu::PmtuPolicy::default(),
+            pmtu: std::collections::HashMap::new(),
         }
     }
 
@@ -332,10 +346,12 @@ impl DataPlane {
             }
         }
         self.sync(now, control);
+        self.pmtu_timeout(now, control);
     }
 
     pub fn poll_timeout(&self) -> Instant {
         let t = self.next_lifetime_check.min(self.inspect.poll_timeout());
+        let t = self.pmtu_poll_timeout().map_or(t, |p| p.min(t));
         self.tunnels.next_expiry().map_or(t, |r| r.min(t))
     }
 
@@ -363,6 +379,7 @@ impl DataPlane {
                         }
                         tunnels::Deleted::Unknown => continue,
                     };
+                    self.pmtu_forget_gone();
                     control.log(LogRecord::new(
                         LogLevel::Info,
                         LogEvent::TunnelDown {
@@ -470,6 +487,7 @@ impl DataPlane {
             self.rng.fork(),
         );
         let name = settings.peer_name;
+        let client_mtu = settings.client_mtu;
         let (inbound, outbound) = match (inbound, outbound) {
             (Ok(i), Ok(o)) => (i, o),
             (Err(e), _) | (_, Err(e)) => {
@@ -538,6 +556,10 @@ impl DataPlane {
             keys.replaces,
         );
         control.log(LogRecord::new(LogLevel::Info, event, message));
+        if let Some(mtu) = client_mtu {
+            let name = self.tunnels.get(keys.child).map(|t| t.peer_name.clone());
+            self.pmtu_installed(now, keys.peer, &name.unwrap_or_default(), mtu);
+        }
     }
 
     fn drop(&mut self, reason: DropReason) -> Disposition {

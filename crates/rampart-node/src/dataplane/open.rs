@@ -114,6 +114,15 @@ impl DataPlane {
             }
             return Disposition::Consumed;
         }
+        if opened.next_header == crate::pmtu::probe::NEXT_HEADER {
+            if live {
+                self.note_child_traffic(now, id, control);
+            }
+            if rekey_due {
+                self.request(now, control, ControlRequest::RekeyChild { child: id });
+            }
+            return self.pmtu_payload(now, id, buf, opened.payload, bound, control);
+        }
         // The decrypted packet must be one the SA was negotiated for (RFC 4301 5.2, step 4).
         let inner = &buf[opened.payload.clone()];
         let allowed = match PacketInfo::parse(inner) {

@@ -359,6 +359,12 @@ impl Tunnels {
         self.tunnels.get_mut(&id).map(|t| (id, t))
     }
 
+    /// The tunnel outbound traffic of `peer` uses (not for per-client tunnels).
+    pub fn active(&self, peer: PeerId) -> Option<(ChildSaId, &Tunnel)> {
+        let id = *self.active_out.get(&peer)?;
+        self.tunnels.get(&id).map(|t| (id, t))
+    }
+
     /// Whether `peer` has a tunnel outbound traffic can use.
     pub fn has_tunnel(&self, peer: PeerId) -> bool {
         self.active_out.contains_key(&peer)

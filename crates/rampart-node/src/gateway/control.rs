@@ -112,6 +112,10 @@ impl IkeControl<'_> {
                     per_client: ra::is_gateway(p),
                     mss_limit: (remote_access && clamp)
                         .then(|| crate::dataplane::mss_limit_for(self.config.tunnel.mtu)),
+                    // A stream (RFC 9329) has no path MTU of its own: TCP takes care of it.
+                    client_mtu: (ra::is_client(p)
+                        && p.encapsulation != rampart_ike::Encapsulation::Stream)
+                        .then_some(self.config.tunnel.mtu),
                 };
                 return Some(DataPlaneChange::Install(Box::new((keys, settings))));
             }
@@ -387,6 +391,10 @@ impl ControlPlane for IkeControl<'_> {
 
     fn log(&mut self, record: LogRecord) {
         self.outputs.push_back(Output::Log(record));
+    }
+
+    fn emit(&mut self, output: Output) {
+        self.outputs.push_back(output);
     }
 
     fn select_peer(

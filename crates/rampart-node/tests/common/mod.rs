@@ -120,6 +120,16 @@ impl Pair {
                         assert_ne!(to, side, "a gateway sent to itself");
                         self.wire.push((to, remote, local, data, false));
                     }
+                    Output::SendRawEsp {
+                        local,
+                        remote,
+                        data,
+                    } => {
+                        let to = self.side_of(remote);
+                        let (local, remote) =
+                            (SocketAddr::new(local, 0), SocketAddr::new(remote, 0));
+                        self.wire.push((to, remote, local, data, true));
+                    }
                     Output::Log(record) => self.logs[side].push(record.message),
                     Output::RouteInject { .. } | Output::RouteWithdraw { .. } => {
                         self.injections[side].push(out)
