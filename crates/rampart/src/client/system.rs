@@ -548,7 +548,7 @@ mod tests {
     }
 
     #[test]
-    fn resolv_conf_outside_a_mount_is_replaced_and_restored_byte_for_byte() {
+    fn resolv_conf_outside_a_mount_is_replaced_through_a_rename() {
         let dir = std::env::temp_dir().join(format!("rampart-resolv-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("resolv.conf");
