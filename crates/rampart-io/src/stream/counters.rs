@@ -26,6 +26,10 @@ pub struct TransportCounters {
     pub queue_drops: u64,
     /// Listen addresses that could not be bound.
     pub bind_failures: u64,
+    /// Streams this side closed because the peer stayed silent (no IKE or ESP frame after
+    /// connecting, or no frame at all for the idle time).
+    #[serde(default)]
+    pub idle_closed: u64,
 }
 
 /// `transports` in the status document.
@@ -50,6 +54,7 @@ pub struct Counters {
     pub frames_out: AtomicU64,
     pub queue_drops: AtomicU64,
     pub bind_failures: AtomicU64,
+    pub idle_closed: AtomicU64,
 }
 
 impl Counters {
@@ -82,6 +87,7 @@ impl Counters {
             frames_out: self.frames_out.load(Relaxed),
             queue_drops: self.queue_drops.load(Relaxed),
             bind_failures: self.bind_failures.load(Relaxed),
+            idle_closed: self.idle_closed.load(Relaxed),
         }
     }
 }
@@ -113,6 +119,7 @@ mod tests {
             "frames_out",
             "queue_drops",
             "bind_failures",
+            "idle_closed",
         ] {
             assert!(doc["tcp"][key].is_u64(), "{key}");
             assert!(doc["tls"][key].is_u64(), "{key}");

@@ -55,6 +55,7 @@ struct Ctx {
     counters: Arc<Counters>,
     tx: mpsc::Sender<StreamInput>,
     router: Option<Arc<Router>>,
+    idle: Option<pump::IdleTimeouts>,
 }
 
 /// Binds the listeners of `transport` on `addrs` and starts accepting on each (a task per
@@ -75,6 +76,7 @@ pub fn start(
         counters: counters.clone(),
         tx: streams.sender(),
         router,
+        idle: streams.idle_timeouts(),
     });
     for &addr in addrs {
         match bind(addr) {
@@ -203,6 +205,7 @@ async fn serve(mut tcp: TcpStream, peer: SocketAddr, ctx: &Ctx) {
         role: Role::Responder,
         counters: ctx.counters.clone(),
         tx: ctx.tx.clone(),
+        idle: ctx.idle,
     });
     if ctx
         .tx

@@ -35,6 +35,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 pub use counters::{TransportCounters, TransportsStatus};
+pub use pump::IdleTimeouts;
 pub use table::Transport;
 
 use counters::Counters;
@@ -120,6 +121,8 @@ pub struct Streams {
     tcp: Arc<Counters>,
     tls: Arc<Counters>,
     client: Arc<Counters>,
+    /// Applied to the streams the listeners accept from then on.
+    idle: Option<IdleTimeouts>,
 }
 
 impl Default for Streams {
@@ -138,7 +141,18 @@ impl Streams {
             tcp: Arc::default(),
             tls: Arc::default(),
             client: Arc::default(),
+            idle: Some(IdleTimeouts::DEFAULT),
         }
+    }
+
+    /// When accepted streams whose peer stays silent are closed ([`IdleTimeouts::DEFAULT`]
+    /// unless changed; `None`: never). Takes effect for listeners started afterwards.
+    pub fn set_idle_timeouts(&mut self, idle: Option<IdleTimeouts>) {
+        self.idle = idle;
+    }
+
+    pub fn idle_timeouts(&self) -> Option<IdleTimeouts> {
+        self.idle
     }
 
     /// The live counters of `transport`.
@@ -230,6 +244,7 @@ impl Streams {
             role: rampart_wire::tcp_encap::Role::Initiator,
             counters: self.client.clone(),
             tx: self.sender(),
+            idle: None,
         });
         tokio::spawn(pump.run(stream));
         tracing::info!("client stream to {remote} attached (frames as from {local})");

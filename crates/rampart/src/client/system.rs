@@ -147,7 +147,8 @@ impl System {
                     copy_preserving(path, backup).map_err(|e| refused_text("save", change, e))?;
                 }
                 let text = dns::resolv_conf(&extras.profile_name, &extras.dns);
-                replace_file(path, text.as_bytes()).map_err(|e| refused_text("write", change, e))
+                write_resolv_conf(path, text.as_bytes())
+                    .map_err(|e| refused_text("write", change, e))
             }
             Change::Nft { .. } => {
                 run(
@@ -226,7 +227,12 @@ impl System {
                 backup,
                 symlink,
             } => {
-                if let Some(target) = symlink {
+                // Replaced by a regular file: the symlink comes back. Still a symlink: it
+                // points at a mount point that was written in place (below), and so is the
+                // original content.
+                let still_symlink =
+                    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+                if let (Some(target), false) = (symlink, still_symlink) {
                     let _ = std::fs::remove_file(path);
                     std::os::unix::fs::symlink(target, path)
                         .map_err(|e| refused_text("restore", change, e))?;
@@ -235,7 +241,7 @@ impl System {
                 }
                 match std::fs::read(backup) {
                     Ok(original) => {
-                        replace_file(path, &original)
+                        write_resolv_conf(path, &original)
                             .map_err(|e| refused_text("restore", change, e))?;
                         let _ = std::fs::remove_file(backup);
                         Ok(())
@@ -408,6 +414,80 @@ fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(&tmp, path)
 }
 
+/// Writes resolv.conf. Normally like [`replace_file`] (readers never see half a file). When
+/// the file is a mount point, which a rename cannot replace (`EBUSY`), its content is
+/// overwritten in place instead: a container's or an `ip netns exec` namespace's resolv.conf is
+/// a bind mount, and a rename beside it would change the *host's* directory. A symlink to a
+/// mount point is written through, and stays a symlink.
+fn write_resolv_conf(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mounted = std::fs::canonicalize(path).is_ok_and(|real| is_mount_point(&real));
+    if mounted {
+        return write_in_place(path, bytes);
+    }
+    match replace_file(path, bytes) {
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+            let _ = std::fs::remove_file(path.with_extension("rampart-tmp"));
+            write_in_place(path, bytes)
+        }
+        other => other,
+    }
+}
+
+/// Truncates and rewrites `path` (following a symlink), then syncs it.
+fn write_in_place(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Whether `path` (absolute, canonical) is a mount point of this process's mount namespace.
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    for point in mount_points(&table) {
+        if Path::new(&point) == path {
+            return true;
+        }
+    }
+    false
+}
+
+/// The mount points (field 5) of a `/proc/self/mountinfo` text, octal escapes (`\040` for a
+/// space) decoded.
+fn mount_points(table: &str) -> impl Iterator<Item = String> + '_ {
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_mount_field)
+}
+
+fn unescape_mount_field(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Copies `from` to `to` (following a symlink: the content is what matters).
 fn copy_preserving(from: &Path, to: &Path) -> std::io::Result<()> {
     let bytes = std::fs::read(from)?;
@@ -449,5 +529,36 @@ impl Host for LiveHost {
             }
             Err(_) => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_mount_points_are_decoded() {
+        let table = "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+                     480 22 0:21 /etc/netns/rp-1-0-client/resolv.conf /etc/resolv.conf rw - ext4 /dev/vda rw\n\
+                     481 22 0:40 / /mnt/with\\040space rw - tmpfs tmpfs rw\n";
+        let points: Vec<String> = mount_points(table).collect();
+        assert_eq!(points, ["/", "/etc/resolv.conf", "/mnt/with space"]);
+        assert_eq!(unescape_mount_field("a\\134b"), "a\\b");
+        assert_eq!(unescape_mount_field("tail\\04"), "tail\\04");
+    }
+
+    #[test]
+    fn resolv_conf_outside_a_mount_is_replaced_through_a_rename() {
+        let dir = std::env::temp_dir().join(format!("rampart-resolv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("resolv.conf");
+        std::fs::write(&path, b"nameserver 192.0.2.53\n").unwrap();
+        assert!(!is_mount_point(&std::fs::canonicalize(&path).unwrap()));
+        write_resolv_conf(&path, b"nameserver 10.1.0.53\n").unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"nameserver 10.1.0.53\n");
+        assert!(!dir.join("resolv.rampart-tmp").exists());
+        // The root directory is a mount point in every mount namespace.
+        assert!(is_mount_point(Path::new("/")));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
