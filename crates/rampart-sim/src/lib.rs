@@ -74,6 +74,7 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("proxy-only"),
         builtin!("nat-rebinding"),
         builtin!("roaming"),
+        builtin!("mtu-black-hole"),
     ]
 }
 

@@ -19,6 +19,7 @@ fn same_seed_gives_byte_identical_output() {
         "proxy-only",
         "nat-rebinding",
         "roaming",
+        "mtu-black-hole",
     ] {
         let (_, a) = render(name, 42);
         let (_, b) = render(name, 42);

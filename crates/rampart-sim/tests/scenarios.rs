@@ -187,6 +187,11 @@ fn roaming() {
     run_builtin("roaming");
 }
 
+#[test]
+fn mtu_black_hole() {
+    run_builtin("mtu-black-hole");
+}
+
 /// The mtu-black-hole network with the client's path-MTU probe off: every full-sized segment
 /// of the upload, once encrypted, is above the 1280-byte path with DF set; r1's ICMP
 /// "fragmentation needed" is dropped by the firewall; the upload stalls. This proves that the
@@ -203,7 +208,7 @@ fn mtu_black_hole_without_the_probe_stalls() {
             "mtu = 1400\npmtu_probe = false\n\"\"\"",
             1,
         )
-        .replace("duration = \"20s\"", "duration = \"10s\"")
+        .replace("duration = \"25s\"", "duration = \"10s\"")
         + r#"
 [[assert]]
 node = "laptop"

@@ -586,6 +586,19 @@ impl ClientNode {
                     remote,
                     data,
                 } => self.send_udp(local, remote, &data, fx),
+                Output::SendRawEsp {
+                    local,
+                    remote,
+                    data,
+                } => {
+                    // A path-MTU probe of a tunnel without UDP encapsulation.
+                    if let (IpAddr::V4(l), IpAddr::V4(r)) = (local, remote) {
+                        let id = self.next_ident();
+                        let mut p = packet::build_ipv4(l, r, packet::PROTO_ESP, id, &data);
+                        packet::set_dont_fragment(&mut p);
+                        fx.send.push(p);
+                    }
+                }
                 Output::VirtualAddress { reply, .. } => self.assigned(now, &reply, fx),
                 Output::VirtualAddressLost { .. } => {
                     fx.logs.push(format!(
@@ -602,7 +615,7 @@ impl ClientNode {
                         self.name
                     ));
                     self.tunnel_mtu = Some(mtu);
-                    self.inner.set_mtu(usize::from(mtu));
+                    self.inner.set_mtu(usize::from(mtu), now);
                 }
                 Output::Roamed { local, remote, .. } => {
                     fx.logs.push(format!(
@@ -959,7 +972,14 @@ impl ClientNode {
             ),
         };
         let engine = match Gateway::new(config, base + now, self.rng.fork()) {
-            Ok(g) => g,
+            Ok(mut g) => {
+                // As the client shell does: `pmtu_probe = false` leaves only ICMP.
+                g.set_pmtu_policy(rampart_node::pmtu::PmtuPolicy {
+                    probe: self.profile.pmtu_probe,
+                    ..rampart_node::pmtu::PmtuPolicy::default()
+                });
+                g
+            }
             Err(e) => {
                 self.fail_search(now, format!("cannot start the IKE engine: {e}"), fx);
                 return;

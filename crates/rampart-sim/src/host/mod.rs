@@ -35,6 +35,9 @@ pub struct Host {
     proxy: Option<ProxyService>,
     /// Relay buffer of the proxy.
     scratch: Vec<u8>,
+    /// The stack's seed and default router, to rebuild the interface with another MTU.
+    seed: u64,
+    gateway: Option<Ipv4Addr>,
 }
 
 pub(crate) fn smol(t: Duration) -> SmolInstant {
@@ -71,6 +74,8 @@ impl Host {
             next_port: 40000 + (seed % 1000) as u16,
             proxy: None,
             scratch: Vec::new(),
+            seed,
+            gateway,
         }
     }
 
@@ -96,9 +101,27 @@ impl Host {
         });
     }
 
-    /// The device's MTU changed (a client's tunnel MTU): new segments are sized to it.
-    pub fn set_mtu(&mut self, mtu: usize) {
+    /// The device's MTU changed (a client's tunnel MTU): segments, retransmissions included,
+    /// are sized to it from now on. smoltcp reads the device's capabilities once, so the
+    /// interface is rebuilt (same seed, addresses and route); the sockets live apart from it
+    /// and keep their connections.
+    pub fn set_mtu(&mut self, mtu: usize, now: Duration) {
+        if self.device.mtu == mtu {
+            return;
+        }
         self.device.mtu = mtu;
+        let addrs: Vec<IpCidr> = self.iface.ip_addrs().to_vec();
+        let mut config = Config::new(HardwareAddress::Ip);
+        config.random_seed = self.seed;
+        self.iface = Interface::new(config, &mut self.device, smol(now));
+        self.iface.update_ip_addrs(|a| {
+            for c in addrs {
+                let _ = a.push(c);
+            }
+        });
+        if let Some(gw) = self.gateway {
+            let _ = self.iface.routes_mut().add_default_ipv4_route(gw);
+        }
     }
 
     /// A packet arrives from the network.
