@@ -45,6 +45,8 @@ const IKE_PORT: u16 = 500;
 pub const ASSIGN_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the tunnel was lost, how long the engine may take to bring it back (`LOST_GRACE`).
 pub const LOST_GRACE: Duration = Duration::from_secs(10);
+/// How long a MOBIKE move may take before the client reconnects instead (session.rs).
+pub const ROAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between reconnection attempts (`MAX_BACKOFF`).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// First retransmission interval of the UDP probe (`udp_probe::FIRST_RETRANSMIT`).
@@ -100,6 +102,8 @@ struct Session {
     lost_at: Option<Duration>,
     /// The engine's NAT-T port (UDP 500 and this one are its sockets).
     nat_t_port: u16,
+    /// A MOBIKE move under way: its deadline and why it started.
+    roaming: Option<(Duration, String)>,
 }
 
 enum Phase {
@@ -304,6 +308,10 @@ impl ClientNode {
         }
         match s.engine.roam(base + now, IpAddr::V4(addr)) {
             RoamOutcome::Moving(peers) => {
+                s.roaming = Some((
+                    now + ROAM_TIMEOUT,
+                    format!("network changed: {old} -> {addr}"),
+                ));
                 fx.logs.push(format!(
                     "client {}: moving the IKE SA of {} to {addr} (MOBIKE)",
                     self.name,
@@ -355,6 +363,9 @@ impl ClientNode {
                 }
                 if let Some(l) = s.lost_at {
                     at(l + LOST_GRACE);
+                }
+                if let Some((d, _)) = &s.roaming {
+                    at(*d);
                 }
             }
             Phase::Stopped => {}
@@ -617,19 +628,24 @@ impl ClientNode {
                     self.tunnel_mtu = Some(mtu);
                     self.inner.set_mtu(usize::from(mtu), now);
                 }
-                Output::Roamed { local, remote, .. } => {
-                    fx.logs.push(format!(
-                        "client {}: roamed: the tunnel now runs from {local} to {remote} (MOBIKE)",
-                        self.name
-                    ));
-                    self.moves.push((now, "roamed".into()));
+                Output::Roamed { local, .. } => {
+                    let mut reason = "the node moved".to_string();
                     if let Phase::Running(s) = &mut self.phase {
                         s.local = local;
+                        if let Some((_, r)) = s.roaming.take() {
+                            reason = r;
+                        }
                     }
+                    fx.logs.push(format!(
+                        "client {}: moved to {} (MOBIKE): {reason}",
+                        self.name,
+                        local.ip()
+                    ));
+                    self.moves.push((now, "roamed".into()));
                 }
                 Output::RoamFailed { why, .. } => {
                     self.moves.push((now, "reconnect".into()));
-                    let why = format!("the move failed ({why})");
+                    let why = format!("the MOBIKE move failed ({why})");
                     self.end_session(base, now, End::Reconnect(why), fx);
                     return;
                 }
@@ -1014,6 +1030,7 @@ impl ClientNode {
             assigned: false,
             lost_at: None,
             nat_t_port,
+            roaming: None,
         }));
         if let Phase::Running(s) = &mut self.phase {
             s.engine.handle_timeout(base + now);
@@ -1083,6 +1100,12 @@ impl ClientNode {
             Some(End::Failed(format!(
                 "no address from the gateway within {} s over {name} (authentication refused or no answer: see the log above)",
                 ASSIGN_TIMEOUT.as_secs()
+            )))
+        } else if s.roaming.as_ref().is_some_and(|(d, _)| now >= *d) {
+            self.moves.push((now, "reconnect".into()));
+            Some(End::Reconnect(format!(
+                "the MOBIKE move got no answer within {} s",
+                ROAM_TIMEOUT.as_secs()
             )))
         } else if s.lost_at.is_some_and(|l| now >= l + LOST_GRACE) {
             Some(End::Reconnect(format!(
