@@ -469,3 +469,31 @@ fn a_forged_probe_size_is_refused_and_acks_are_small() {
     assert!(probe::write_probe(&mut p, 9, 100));
     assert!(probe::parse(&p).is_err());
 }
+
+#[test]
+fn an_unauthenticated_probe_gets_no_answer() {
+    let mut net = Net::new(1500);
+    net.run_for(Duration::from_secs(30));
+    let answered = net.nodes[0].status(net.now).counters.pmtu_probes_answered;
+    let status = net.nodes[0].status(net.now);
+    let spi = u32::from_str_radix(&status.peers[0].tunnels[0].spi_in, 16).unwrap();
+    // A probe-sized ESP packet of the gateway's SA that no key sealed.
+    let mut forged = vec![0u8; 1300];
+    forged[..4].copy_from_slice(&spi.to_be_bytes());
+    forged[7] = 200;
+    let mut buf = vec![0u8; forged.len() + 2 * HEADROOM];
+    buf[HEADROOM..HEADROOM + forged.len()].copy_from_slice(&forged);
+    let d = net.nodes[0].handle_raw_esp(
+        net.now,
+        GATEWAY.parse().unwrap(),
+        CLIENT.parse().unwrap(),
+        &mut buf,
+        HEADROOM..HEADROOM + forged.len(),
+    );
+    assert_eq!(
+        d,
+        Disposition::Dropped(rampart_node::DropReason::Authentication)
+    );
+    let after = net.nodes[0].status(net.now).counters;
+    assert_eq!(after.pmtu_probes_answered, answered);
+}

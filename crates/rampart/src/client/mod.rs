@@ -12,6 +12,7 @@ pub mod control;
 pub mod daemon;
 pub mod dns;
 pub mod killswitch;
+pub mod mtu;
 pub mod pac;
 pub mod plan;
 pub mod roam;

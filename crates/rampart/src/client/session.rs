@@ -309,6 +309,8 @@ async fn run_node(
         Err(e) => return End::Failed(e.to_string()),
     };
     io.client_outputs = Some(out_tx);
+    // The node finds the path MTU itself: nothing may be fragmented on the way.
+    io.forbid_fragmentation();
     let is_stream = chosen.stream.is_some();
     let transport = chosen.name();
     if let Some(stream) = chosen.stream {
@@ -323,6 +325,10 @@ async fn run_node(
         Ok(n) => n,
         Err(e) => return End::Failed(format!("cannot start the IKE engine: {e}")),
     };
+    node.set_pmtu_policy(rampart_node::pmtu::PmtuPolicy {
+        probe: profile.pmtu_probe,
+        ..Default::default()
+    });
     let path_before = shell
         .system()
         .route_to(chosen.remote.ip())
@@ -392,6 +398,7 @@ async fn run_node(
                             s.last_error = None;
                         });
                     }
+                    Output::TunnelMtu { mtu, reason, .. } => shell.tunnel_mtu(mtu, reason).await,
                     Output::VirtualAddressLost { .. } => {
                         tracing::warn!("client {}: the tunnel's IKE SA is gone; address, routes and DNS removed", profile.name);
                         shell.lost().await;

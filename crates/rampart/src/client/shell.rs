@@ -280,6 +280,24 @@ impl Shell {
         self.pac().await
     }
 
+    /// The node's path MTU for the tunnel changed: the TUN device follows, the log and the
+    /// status say so (`tunnel MTU 1380 (probed)`). A refusal is logged; the node's MSS clamp
+    /// already follows the new MTU, so TCP keeps working even then.
+    pub async fn tunnel_mtu(&mut self, mtu: u16, reason: rampart_node::MtuReason) {
+        let why = rampart_node::pmtu::reason_name(reason);
+        match super::mtu::set_device_mtu(&self.config.device, mtu).await {
+            Ok(()) => tracing::info!(
+                "client {}: tunnel MTU {mtu} ({why}) on {}",
+                self.config.name,
+                self.config.device
+            ),
+            Err(e) => tracing::error!("client {}: tunnel MTU {mtu} ({why}): {e}", self.config.name),
+        }
+        let mut s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.tunnel_mtu = Some(mtu);
+        s.tunnel_mtu_reason = Some(why.to_string());
+    }
+
     /// The assignment is gone: take the address, tunnel routes and DNS away.
     pub async fn lost(&mut self) {
         for change in plan::on_lost(&self.assigned, &self.config.device) {

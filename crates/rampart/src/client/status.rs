@@ -80,6 +80,12 @@ pub struct ClientStatus {
     pub reconnects: u64,
     /// Why the last attempt or the last tunnel failed.
     pub last_error: Option<String>,
+    /// The TUN MTU path-MTU discovery set (`None`: the profile's `mtu`), and why
+    /// (`probed`, `icmp-too-big`, `black-hole`).
+    #[serde(default)]
+    pub tunnel_mtu: Option<u16>,
+    #[serde(default)]
+    pub tunnel_mtu_reason: Option<String>,
 }
 
 impl ClientStatus {
@@ -108,6 +114,8 @@ impl ClientStatus {
             since_secs: 0,
             reconnects: 0,
             last_error: None,
+            tunnel_mtu: None,
+            tunnel_mtu_reason: None,
         }
     }
 
@@ -167,6 +175,10 @@ pub fn render(s: &ClientStatus) -> String {
             s.virtual_ips.join(" "),
             s.device
         );
+    }
+    if let Some(mtu) = s.tunnel_mtu {
+        let why = s.tunnel_mtu_reason.as_deref().unwrap_or("?");
+        let _ = writeln!(out, "  mtu        {mtu}  ({why})");
     }
     if !s.routes.is_empty() {
         let _ = writeln!(
