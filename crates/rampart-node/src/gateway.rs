@@ -297,11 +297,50 @@ impl Gateway {
         self.after_input(now);
     }
 
-    /// See [`crate::Node::roam`]. SKELETON (session 8): filled in by the MOBIKE work.
+    /// See [`crate::Node::roam`]. Every established IKE SA we initiated towards a peer of
+    /// `new_local`'s address family moves there (MOBIKE UPDATE_SA_ADDRESSES from
+    /// `new_local` and our NAT-T port); `Output::Roamed` or `Output::RoamFailed` follows for
+    /// each. All or nothing: when one of them cannot move (a stream transport, a peer without
+    /// MOBIKE) none is touched and the reason comes back in `Unsupported`.
     pub fn roam(&mut self, now: Instant, new_local: IpAddr) -> RoamOutcome {
-        let _ = new_local;
+        let sas: Vec<(rampart_ike::IkeSaId, String)> = self
+            .ike
+            .status(now)
+            .into_iter()
+            .filter(|s| {
+                s.initiator
+                    && s.state == rampart_ike::IkeSaStateKind::Established
+                    && s.local.is_ipv4() == new_local.is_ipv4()
+            })
+            .map(|s| (s.ike_sa, s.peer_name))
+            .collect();
+        if sas.is_empty() {
+            return RoamOutcome::Nothing;
+        }
+        for (id, peer) in &sas {
+            if let Err(e) = self.ike.can_update_addresses(*id) {
+                let why = format!("peer {peer}: cannot move the IKE SA: {e}");
+                tracing::info!("roam to {new_local}: {why}");
+                return RoamOutcome::Unsupported(why);
+            }
+        }
+        let local = SocketAddr::new(new_local, self.config.gateway.nat_t_port);
+        let mut moving = Vec::new();
+        for (id, peer) in sas {
+            match self.ike.update_addresses(now, id, local) {
+                Ok(()) => moving.push(peer),
+                // Checked above; the engine logs its own reasons.
+                Err(e) => tracing::warn!("roam to {new_local}: peer {peer}: {e}"),
+            }
+        }
+        let (dataplane, mut control) = self.parts(now);
+        dataplane.sync(now, &mut control);
         self.after_input(now);
-        RoamOutcome::Unsupported("MOBIKE is not implemented yet".into())
+        if moving.is_empty() {
+            RoamOutcome::Unsupported(format!("no IKE SA could move to {new_local}"))
+        } else {
+            RoamOutcome::Moving(moving)
+        }
     }
 
     /// An IP packet from the TUN device, to be encrypted in place for its peer.
