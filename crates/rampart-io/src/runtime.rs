@@ -81,6 +81,10 @@ pub struct Io {
     /// A remote-access client's shell: told when an attached stream ends (it reconnects).
     /// `None` on a gateway.
     pub stream_events: Option<tokio::sync::mpsc::UnboundedSender<StreamEvent>>,
+    /// A remote-access client's shell: its requests to this loop (a move to a new address,
+    /// see [`crate::client_command`]). `None` on a gateway.
+    pub client_commands:
+        Option<tokio::sync::mpsc::UnboundedReceiver<crate::client_command::ClientCommand>>,
 }
 
 impl Io {
@@ -109,6 +113,7 @@ impl Io {
             client_outputs: None,
             streams: Streams::new(),
             stream_events: None,
+            client_commands: None,
         };
         io.open_sockets(config)?;
         Ok(io)
@@ -342,6 +347,7 @@ enum Event {
     SyncClient(io::Result<(TcpStream, SocketAddr)>),
     Link(LinkChange),
     Stream(StreamInput),
+    Client(crate::client_command::ClientCommand),
 }
 
 /// Drives `node` with `io` until `shutdown` completes or a device fails, then removes the routes
@@ -401,6 +407,7 @@ async fn event_loop<N: Node>(
             r = accept_opt(sync_listener) => Event::SyncClient(r),
             Some(c) = link_opt(links) => Event::Link(c),
             Some(s) = io.streams.recv() => Event::Stream(s),
+            Some(c) = client_command_opt(io.client_commands.as_mut()) => Event::Client(c),
         };
         match event {
             Event::Shutdown => {
@@ -545,6 +552,10 @@ async fn event_loop<N: Node>(
                     }
                 }
             }
+            Event::Client(command) => {
+                crate::client_command::handle(node, io, command);
+                drain_outputs(node, io).await;
+            }
             Event::Link(change) => {
                 tracing::info!(
                     "monitored interface {} is {}",
@@ -634,6 +645,13 @@ fn full_sync_event<N: Node>(node: &mut N, io: &mut Io, event: SyncEvent) {
 }
 
 async fn recv_opt<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn client_command_opt<T>(rx: Option<&mut mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
