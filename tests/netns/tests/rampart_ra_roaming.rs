@@ -5,16 +5,23 @@
 //! the router's new inside address. The transfer completes intact, the client keeps its
 //! virtual IP, the gateway keeps the same IKE SA and tunnel (same SPIs) at the client's new
 //! outer address, and the client says it moved by MOBIKE (no reconnect).
+//!
+//! Second case: strongSwan's charon as the MOBIKE client (it announces MOBIKE_SUPPORTED by
+//! default and roams by itself when its address changes) moves against our gateway the same
+//! way: same IKE SA (SPIs) on both sides, the gateway at its new outer address, traffic on
+//! (charon rekeys its CHILD SA after the move: its userspace ESP cannot update it in place).
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use rampart_netns_tests::pki::Pki;
+use rampart_netns_tests::ra_charon::{RaCharon, RaClientAuth};
 use rampart_netns_tests::ra_client::{transport, virtual_ip, ProfileToml, RampartClient};
+use rampart_netns_tests::ra_gateway::GW_ID;
 use rampart_netns_tests::ra_gateway::{
     gateway_toml, issue_gateway_cert, write_users_file, ClientAuthToml, RemoteAccessToml,
 };
-use rampart_netns_tests::ra_topology::{RaTopology, CLIENT, INNER};
+use rampart_netns_tests::ra_topology::{RaTopology, CLIENT, GW_WAN, INNER, INTERNAL};
 use rampart_netns_tests::rampart::Gateway;
 use rampart_netns_tests::traffic::RunningTransfer;
 use rampart_netns_tests::{ping, require_tools, skip_unless_root, wait_until, TransferSpec};
@@ -172,4 +179,92 @@ fn rampart_client_moves_by_mobike_during_a_transfer() {
     assert!(gw.log().contains("the peer moved to"), "{}", gw.log());
     ping(&topo.client, &INNER.to_string(), 2).unwrap_or_else(|e| panic!("{e}"));
     client.stop();
+}
+
+/// Moves the client namespace from [`CLIENT`] to [`CLIENT_NEW`] (new subnet, new default
+/// route via the router's [`ROUTER_NEW`], which must exist).
+fn move_client(topo: &RaTopology) {
+    topo.client.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{CLIENT_NEW}/24"),
+        "dev",
+        "eth0",
+    ]);
+    topo.client
+        .exec(&["ip", "addr", "del", &format!("{CLIENT}/24"), "dev", "eth0"]);
+    let _ = topo.client.try_exec(&["ip", "route", "del", "default"]);
+    topo.client
+        .exec(&["ip", "route", "add", "default", "via", ROUTER_NEW]);
+}
+
+#[test]
+fn strongswan_client_moves_by_mobike() {
+    if skip_unless_root("strongswan_client_moves_by_mobike") {
+        return;
+    }
+    require_tools(&["nft", "swanctl", rampart_netns_tests::strongswan::CHARON]);
+    let topo = RaTopology::new("ra-roaming-charon");
+    let pki = Pki::init(&topo.daemon_dir("pki"), "ecdsa-p256");
+    let gw = start_gateway(&topo, &pki);
+    topo.router.exec(&[
+        "ip",
+        "addr",
+        "add",
+        &format!("{ROUTER_NEW}/24"),
+        "dev",
+        "in0",
+    ]);
+    let client = RaCharon {
+        gateway: GW_WAN.to_string(),
+        gateway_id: GW_ID.into(),
+        auth: RaClientAuth::EapMschapv2 {
+            user: USER.into(),
+            password: PASSWORD.into(),
+        },
+        remote_ts: INTERNAL.into(),
+    };
+    let charon_dir = topo.daemon_dir("charon");
+    let charon = client.start(&topo.client, &charon_dir, &CLIENT.to_string(), &pki);
+    charon
+        .initiate()
+        .unwrap_or_else(|e| panic!("swanctl --initiate: {e}\n{}", charon.log()));
+    let sa = charon.ike_sa().expect("established IKE SA");
+    let vip = sa.local_vips.first().cloned().expect("a virtual IP");
+    ping(&topo.client, &INNER.to_string(), 2).unwrap_or_else(|e| panic!("{e}"));
+    let gw_before = gw.status_from_socket().expect("gateway status");
+    let (ike_sa, remote_before, address) =
+        client_entry(&gw_before).unwrap_or_else(|| panic!("no client entry: {gw_before}"));
+    assert_eq!(address, vip);
+    let spis_before = tunnel_spis(&gw_before);
+
+    move_client(&topo);
+    wait_until(
+        Duration::from_secs(20),
+        "the gateway follows charon",
+        || {
+            gw.status_from_socket()
+                .ok()
+                .and_then(|s| client_entry(&s))
+                .is_some_and(|(_, remote, _)| remote != remote_before)
+        },
+    );
+    let gw_after = gw.status_from_socket().expect("gateway status");
+    let (ike_sa_after, _, address_after) = client_entry(&gw_after).expect("client entry");
+    assert_eq!(ike_sa_after, ike_sa, "same IKE SA\n{gw_after}");
+    assert_eq!(address_after, vip);
+    // charon (kernel-libipsec here) cannot move an installed CHILD SA in place: after the
+    // update it rekeys it (CREATE_CHILD_SA on the moved IKE SA). One tunnel either way.
+    let spis_after = tunnel_spis(&gw_after);
+    assert_eq!(spis_after.len(), spis_before.len(), "one tunnel\n{gw_after}");
+    assert!(gw.log().contains("the peer moved to"), "{}", gw.log());
+    let sa_after = charon.ike_sa().expect("established IKE SA after the move");
+    assert_eq!(
+        (sa_after.spi_i, sa_after.spi_r),
+        (sa.spi_i, sa.spi_r),
+        "charon kept its SA"
+    );
+    ping(&topo.client, &INNER.to_string(), 3)
+        .unwrap_or_else(|e| panic!("{e}\n{}\n{}", charon.log(), gw.log()));
 }
