@@ -21,7 +21,7 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-fn gateway(mobike: bool) -> Gateway {
+fn gateway(mobike: bool, extra: &str) -> Gateway {
     let text = format!(
         r#"
 [gateway]
@@ -43,6 +43,7 @@ psk = "0123456789abcdef0123456789abcdef"
 pool = "10.99.0.0/24"
 routes = ["10.1.0.0/24"]
 mobike = {mobike}
+{extra}
 "#
     );
     let config = rampart_config::parse(&text, "gw.toml").expect("valid gateway config");
@@ -81,9 +82,13 @@ struct Net {
 
 impl Net {
     fn new(gateway_mobike: bool) -> Net {
+        Net::with_gateway(gateway(gateway_mobike, ""))
+    }
+
+    fn with_gateway(gw: Gateway) -> Net {
         let mut net = Net {
             now: Instant::now(),
-            nodes: [client(), gateway(gateway_mobike)],
+            nodes: [client(), gw],
             client_ip: ip(OLD),
             wire: Vec::new(),
             tun_out: [Vec::new(), Vec::new()],
@@ -393,4 +398,31 @@ fn a_move_nobody_answers_fails_and_says_so() {
 fn a_client_without_a_tunnel_has_nothing_to_move() {
     let mut c = client();
     assert_eq!(c.roam(Instant::now(), ip(NEW)), RoamOutcome::Nothing);
+}
+
+#[test]
+fn the_client_still_moves_after_the_gateway_rekeyed_the_ike_sa() {
+    // The gateway rekeys first (10 s lifetime): the client is no longer the initiator of the
+    // IKE SA it holds, but still the side that decides its addresses (RFC 4555 3.1).
+    let mut net = Net::with_gateway(gateway(true, "ike_lifetime = \"10s\""));
+    net.run_for(Duration::from_secs(12));
+    let sa = net.nodes[0].status(net.now).peers[0]
+        .ike_sa
+        .clone()
+        .expect("an IKE SA");
+    assert!(!sa.initiator, "the gateway initiated the rekey: {sa:?}");
+    assert!(sa.mobike, "{sa:?}");
+    net.client_ip = ip(NEW);
+    let outcome = net.nodes[0].roam(net.now, ip(NEW));
+    assert_eq!(
+        outcome,
+        RoamOutcome::Moving(vec!["roam-client".to_string()])
+    );
+    net.run_for(Duration::from_millis(200));
+    assert!(net
+        .client_events
+        .iter()
+        .any(|o| matches!(o, Output::Roamed { .. })));
+    assert!(ra_client_remote(&net).starts_with(NEW));
+    assert!(net.traffic_passes(4));
 }

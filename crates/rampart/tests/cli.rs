@@ -190,6 +190,7 @@ fn sample_status() -> GatewayStatus {
                     remote_id: "192.0.2.2".into(),
                     nat_local: false,
                     nat_remote: true,
+                    mobike: false,
                     local_endpoint: "192.0.2.1:4500".into(),
                     remote_endpoint: "198.51.100.7:31000".into(),
                     established_secs: 300,
