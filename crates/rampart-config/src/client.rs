@@ -94,6 +94,8 @@ impl ClientProfile {
                 eap: self.eap.clone(),
                 small_first_proposal: self.small_first_proposal,
             })),
+            // MOBIKE moves the IKE SA on UDP; a stream reconnects instead.
+            mobike: self.mobike && transport == ClientTransport::Udp,
         };
         let peer_mep = PeerMep {
             name: self.name.clone(),
@@ -198,6 +200,9 @@ pub struct ClientProfile {
     pub keepalive: Duration,
     /// Liveness check interval (a dead gateway is noticed within about 3 of these). Default 10 s.
     pub liveness: Duration,
+    /// MOBIKE (RFC 4555) on UDP: when the host's address changes, the IKE SA moves to it
+    /// instead of being rebuilt. Default true.
+    pub mobike: bool,
     pub dns: DnsMode,
     /// nftables: nothing leaves outside the tunnel except to the gateway (and the captive
     /// portal while logging in). Default false.

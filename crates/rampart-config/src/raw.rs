@@ -179,6 +179,7 @@ pub(crate) struct RawPeer {
     pub child_lifetime: Option<Spanned<Scalar>>,
     pub child_lifetime_bytes: Option<Spanned<Scalar>>,
     pub liveness_interval: Option<Spanned<Scalar>>,
+    pub mobike: Option<Spanned<bool>>,
     pub encapsulation: Str,
     pub replay_window: Int,
     pub auth: Str,
@@ -225,6 +226,7 @@ pub(crate) struct RawRemoteAccess {
     pub child_lifetime: Option<Spanned<Scalar>>,
     pub child_lifetime_bytes: Option<Spanned<Scalar>>,
     pub liveness_interval: Option<Spanned<Scalar>>,
+    pub mobike: Option<Spanned<bool>>,
     pub replay_window: Int,
     pub mss_clamp: Option<Spanned<bool>>,
     #[allow(dead_code)] // read by `document::read` as [remote_access.tcp]
@@ -250,6 +252,7 @@ impl RawRemoteAccess {
             child_lifetime: self.child_lifetime.clone(),
             child_lifetime_bytes: self.child_lifetime_bytes.clone(),
             liveness_interval: self.liveness_interval.clone(),
+            mobike: self.mobike.clone(),
             replay_window: self.replay_window.clone(),
             auth: self.auth.clone(),
             certificate: self.certificate.clone(),
@@ -319,6 +322,7 @@ pub(crate) struct RawProfile {
     pub small_first_proposal: Option<Spanned<bool>>,
     pub keepalive: Option<Spanned<Scalar>>,
     pub liveness: Option<Spanned<Scalar>>,
+    pub mobike: Option<Spanned<bool>>,
     pub dns: Str,
     pub kill_switch: Option<Spanned<bool>>,
     pub captive_portal: Str,
@@ -466,6 +470,6 @@ mod tests {
             &["device", "mtu", "offload", "crypto_threads"]
         );
         assert!(struct_fields::<RawPeer>().contains(&"replay_window"));
-        assert_eq!(struct_fields::<RawPeer>().len(), 27);
+        assert_eq!(struct_fields::<RawPeer>().len(), 28);
     }
 }

@@ -371,7 +371,7 @@ fn dns_routes_and_names() {
         ),
         (
             "remote_address = \"any\"",
-            "gw.toml:16:1: remote_access.remote_address: unknown key; allowed: name, local_address, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, client_auth, users_file, pool, pool_exclude, lease_time, dns, dns_domains, routes, ike_proposals, esp_proposals, esn, ike_lifetime, child_lifetime, child_lifetime_bytes, liveness_interval, replay_window, mss_clamp, tcp, visitor",
+            "gw.toml:16:1: remote_access.remote_address: unknown key; allowed: name, local_address, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, client_auth, users_file, pool, pool_exclude, lease_time, dns, dns_domains, routes, ike_proposals, esp_proposals, esn, ike_lifetime, child_lifetime, child_lifetime_bytes, liveness_interval, mobike, replay_window, mss_clamp, tcp, visitor",
         ),
     ];
     for (extra, want) in cases {
@@ -652,7 +652,7 @@ fn profile_errors() {
         ),
         (
             "gatway = \"typo\"",
-            "corp.toml:4:1: gatway: unknown key; allowed: name, gateway, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, user, password, password_file, transports, tcp_port, visitor_port, alpn, tls_ca, tls_server_name, proxy, proxy_pac, proxy_user, proxy_password, ike_proposals, esp_proposals, small_first_proposal, keepalive, liveness, dns, kill_switch, captive_portal, pac_file, pac_listen, device, mtu, pmtu_probe, mss_clamp, state_dir",
+            "corp.toml:4:1: gatway: unknown key; allowed: name, gateway, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, user, password, password_file, transports, tcp_port, visitor_port, alpn, tls_ca, tls_server_name, proxy, proxy_pac, proxy_user, proxy_password, ike_proposals, esp_proposals, small_first_proposal, keepalive, liveness, mobike, dns, kill_switch, captive_portal, pac_file, pac_listen, device, mtu, pmtu_probe, mss_clamp, state_dir",
         ),
     ];
     let wrong: Vec<String> = cases

@@ -46,6 +46,7 @@ fn policy() -> PeerPolicy {
         replay_window: 1024,
         auth: PeerAuth::Psk,
         remote_access: rampart_ike::RemoteAccess::None,
+        mobike: false,
     }
 }
 

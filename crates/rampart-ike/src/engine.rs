@@ -61,6 +61,8 @@ pub struct Ike {
     pub(crate) dos: crate::cookie::DosGuard,
     /// Counters of NAT mapping following.
     pub(crate) nat: crate::nat_follow::NatFollowStats,
+    /// MOBIKE counters.
+    pub(crate) mobike: crate::mobike::MobikeStats,
     /// Which SAs changed, for a cluster member's sync (off by default).
     pub(crate) tracker: crate::sync::ChangeTracker,
     /// A standby cluster member: no datagrams, no initiation, no retries.
@@ -97,6 +99,7 @@ impl Ike {
             retries: crate::retry::Retries::default(),
             dos: crate::cookie::DosGuard::default(),
             nat: crate::nat_follow::NatFollowStats::default(),
+            mobike: crate::mobike::MobikeStats::default(),
             tracker: crate::sync::ChangeTracker::default(),
             passive: false,
             ra: crate::ra::RaPools::default(),
@@ -387,7 +390,10 @@ impl Ike {
             return;
         }
         sa.last_rx = now;
+        // An address update moves the SA itself (see `mobike`), never by mapping following.
+        let update = !response && Ike::is_update_request(&inner);
         if !response
+            && !update
             && sa.encap()
             && (sa.remote != remote || sa.local != local)
             && sa.state != IkeState::Connecting
@@ -400,6 +406,9 @@ impl Ike {
         } else if response {
             self.nat_check_answered(id, h.message_id, local, remote);
         }
+        if h.exchange == exchange::IKE_AUTH {
+            self.mobike_auth_seen(id, &inner, response);
+        }
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
@@ -409,7 +418,7 @@ impl Ike {
             match h.exchange {
                 exchange::IKE_AUTH => self.auth_response(now, id, p.kind, &inner),
                 exchange::CREATE_CHILD_SA => self.create_child_response(now, id, p.kind, &inner),
-                exchange::INFORMATIONAL => self.info_response(now, id, p.kind, &inner),
+                exchange::INFORMATIONAL => self.info_response(now, id, p.kind, &inner, to),
                 _ => {}
             }
         } else {

@@ -119,6 +119,23 @@ pub enum IkeEvent {
         ike_sa: IkeSaId,
         client: String,
     },
+    /// MOBIKE (RFC 4555): the IKE SA now uses `local`/`remote`, with UDP encapsulation when
+    /// `encap` (its CHILD SAs moved too, one `ChildSaEndpoint` each, reported before this).
+    /// Initiator: the peer answered our UPDATE_SA_ADDRESSES; responder: we applied the peer's.
+    MobikeMoved {
+        peer: PeerId,
+        ike_sa: IkeSaId,
+        local: SocketAddr,
+        remote: SocketAddr,
+        encap: bool,
+    },
+    /// MOBIKE initiator: our UPDATE_SA_ADDRESSES was refused (nothing moved) or got no answer
+    /// (the IKE SA fails next, reported as usual).
+    MobikeFailed {
+        peer: PeerId,
+        ike_sa: IkeSaId,
+        why: String,
+    },
 }
 
 /// Keys and parameters of a new CHILD SA. Key bytes are zeroized on drop.
@@ -199,6 +216,8 @@ pub struct IkeSaStatus {
     pub nat_local: bool,
     /// The peer is behind a NAT.
     pub nat_remote: bool,
+    /// MOBIKE (RFC 4555) was negotiated: the IKE SA moves instead of being rebuilt.
+    pub mobike: bool,
     pub established_for: Option<Duration>,
     pub rekey_in: Option<Duration>,
     pub children: Vec<ChildSaStatus>,

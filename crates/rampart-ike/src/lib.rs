@@ -22,6 +22,7 @@ mod exchange;
 mod fragment;
 mod keys;
 mod liveness;
+mod mobike;
 mod msg;
 pub mod nat_follow;
 mod peers;
@@ -45,6 +46,7 @@ pub use cookie::DosStats;
 pub use engine::{Ike, PeerUpdateError};
 pub use event::{ChildSaKeys, ChildSaStatus, DownReason, IkeEvent, IkeSaStatus, NatSide};
 pub use liveness::LivenessProbe;
+pub use mobike::{MobikeError, MobikeStats};
 pub use nat_follow::{NatFollowStats, NatHint, NAT_CHECK_INTERVAL};
 pub use peers::PeerId;
 pub use policy::{

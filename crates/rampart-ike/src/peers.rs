@@ -130,6 +130,7 @@ mod tests {
             replay_window: 1024,
             auth: PeerAuth::Psk,
             remote_access: crate::RemoteAccess::None,
+            mobike: false,
         }
     }
 

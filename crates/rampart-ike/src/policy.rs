@@ -179,6 +179,9 @@ pub struct PeerPolicy {
     pub auth: PeerAuth,
     /// Remote access (configuration payload, Office Mode, EAP); `None` for site to site.
     pub remote_access: RemoteAccess,
+    /// MOBIKE (RFC 4555): announce MOBIKE_SUPPORTED in IKE_AUTH and, when the peer does too,
+    /// move the IKE SA with UPDATE_SA_ADDRESSES instead of rebuilding it. Never over a stream.
+    pub mobike: bool,
 }
 
 impl PeerPolicy {
@@ -230,6 +233,7 @@ impl std::fmt::Debug for PeerPolicy {
             .field("replay_window", &self.replay_window)
             .field("auth", &self.auth)
             .field("remote_access", &self.remote_access)
+            .field("mobike", &self.mobike)
             .finish()
     }
 }

@@ -23,6 +23,8 @@ pub(crate) enum Request {
     Delete(Vec<ChildSaId>),
     DeleteIke,
     Liveness,
+    /// MOBIKE UPDATE_SA_ADDRESSES.
+    UpdateAddresses,
 }
 
 /// A CHILD SA being negotiated by us.

@@ -75,6 +75,8 @@ pub(crate) enum Task {
     DeleteChild(Vec<ChildSaId>),
     DeleteIke,
     Liveness,
+    /// MOBIKE: tell the peer our new addresses (UPDATE_SA_ADDRESSES).
+    UpdateAddresses,
 }
 
 /// The peer rekeyed the IKE SA while our own IKE rekey was in flight.
@@ -132,6 +134,8 @@ pub(crate) struct IkeSa {
     pub frag: crate::fragment::FragState,
     /// Mapping checks after NAT hints (see [`crate::nat_follow`]).
     pub follow: crate::nat_follow::NatFollow,
+    /// MOBIKE negotiation and updates (see [`crate::mobike`]).
+    pub mobike: crate::mobike::MobikeSa,
     /// Remote-access gateway: the client's Office Mode address (released when the SA is
     /// removed, moved to the successor on an IKE rekey).
     pub lease: Option<crate::ra::HeldLease>,
@@ -190,6 +194,7 @@ impl IkeSa {
             peer_by_id: false,
             frag: crate::fragment::FragState::default(),
             follow: crate::nat_follow::NatFollow::default(),
+            mobike: crate::mobike::MobikeSa::default(),
             lease: None,
             ra_client: None,
             eap: None,

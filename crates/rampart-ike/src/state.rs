@@ -39,6 +39,12 @@ pub struct IkeSaState {
     pub nat_local: bool,
     /// The peer is behind a NAT.
     pub nat_remote: bool,
+    /// MOBIKE (RFC 4555) was negotiated on this IKE SA.
+    #[serde(default)]
+    pub mobike: bool,
+    /// With MOBIKE: we are the original initiator (we decide the addresses).
+    #[serde(default)]
+    pub mobike_decides: bool,
     pub algs: IkeAlgs,
     pub sk_d: Secret,
     pub sk_pi: Secret,
@@ -160,6 +166,8 @@ pub enum QueuedTask {
     DeleteChildren(Vec<ChildSaId>),
     DeleteIke,
     Liveness,
+    /// MOBIKE UPDATE_SA_ADDRESSES (initiator).
+    UpdateAddresses,
 }
 
 /// Why [`Ike::import_sa`] refused a state.
@@ -220,6 +228,7 @@ impl From<&Task> for QueuedTask {
             Task::DeleteChild(v) => QueuedTask::DeleteChildren(v.clone()),
             Task::DeleteIke => QueuedTask::DeleteIke,
             Task::Liveness => QueuedTask::Liveness,
+            Task::UpdateAddresses => QueuedTask::UpdateAddresses,
         }
     }
 }
@@ -233,6 +242,7 @@ impl From<QueuedTask> for Task {
             QueuedTask::DeleteChildren(v) => Task::DeleteChild(v),
             QueuedTask::DeleteIke => Task::DeleteIke,
             QueuedTask::Liveness => Task::Liveness,
+            QueuedTask::UpdateAddresses => Task::UpdateAddresses,
         }
     }
 }
@@ -341,7 +351,8 @@ impl Ike {
                     Request::Init
                     | Request::Auth(_)
                     | Request::CreateChild(_)
-                    | Request::RekeyIke { .. } => return None,
+                    | Request::RekeyIke { .. }
+                    | Request::UpdateAddresses => return None,
                 },
                 tries: p.tries,
                 timeout: p.timeout,
@@ -358,6 +369,8 @@ impl Ike {
             remote: sa.remote,
             nat_local: sa.nat_local,
             nat_remote: sa.nat_remote,
+            mobike: sa.mobike.negotiated,
+            mobike_decides: sa.mobike.decides,
             algs,
             sk_d: keys.sk_d.clone(),
             sk_pi: keys.sk_pi.clone(),
@@ -459,6 +472,12 @@ impl Ike {
         sa.spi_r = st.spi_r;
         sa.nat_local = st.nat_local;
         sa.nat_remote = st.nat_remote;
+        sa.mobike = crate::mobike::MobikeSa {
+            peer_offered: st.mobike,
+            negotiated: st.mobike,
+            decides: st.mobike_decides,
+            newest_update: None,
+        };
         sa.algs = Some(st.algs);
         sa.keys = Some(keys);
         sa.ni = st.ni.clone();

@@ -34,6 +34,7 @@ impl Ike {
                     dh: sa.algs.map(|a| a.dh),
                     nat_local: sa.nat_local,
                     nat_remote: sa.nat_remote,
+                    mobike: sa.mobike.negotiated,
                     established_for: sa.established_at.map(|t| now.saturating_duration_since(t)),
                     rekey_in: sa.rekey_at.map(|t| t.saturating_duration_since(now)),
                     children: sa

@@ -81,6 +81,9 @@ impl Ike {
                 }
                 Retransmit::GiveUp => {
                     tracing::debug!(ike_sa = id.0, "request timed out");
+                    if matches!(p.kind, crate::retransmit::Request::UpdateAddresses) {
+                        self.update_timed_out(id);
+                    }
                     self.fail_sa(now, id, DownReason::Timeout);
                     return;
                 }
@@ -186,6 +189,7 @@ impl Ike {
                 Task::DeleteChild(v) => self.start_delete_children(now, id, v),
                 Task::DeleteIke => self.start_delete_ike(now, id),
                 Task::Liveness => self.start_liveness(now, id),
+                Task::UpdateAddresses => self.start_update_addresses(now, id),
             };
             if started {
                 return;

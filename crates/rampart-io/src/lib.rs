@@ -6,6 +6,7 @@
 //! assemble the parts themselves, e.g. run the loop with a stand-in
 //! [`rampart_node::Node`].
 
+pub mod client_command;
 pub mod cluster_io;
 mod crypt_pool;
 pub mod datapath;

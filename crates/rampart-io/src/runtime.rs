@@ -81,6 +81,13 @@ pub struct Io {
     /// A remote-access client's shell: told when an attached stream ends (it reconnects).
     /// `None` on a gateway.
     pub stream_events: Option<tokio::sync::mpsc::UnboundedSender<StreamEvent>>,
+    /// A remote-access client's shell: its requests to this loop (a move to a new address,
+    /// see [`crate::client_command`]). `None` on a gateway.
+    pub client_commands:
+        Option<tokio::sync::mpsc::UnboundedReceiver<crate::client_command::ClientCommand>>,
+    /// Set by [`Io::forbid_fragmentation`]: sockets opened later (a MOBIKE move to a new
+    /// address) send with DF too.
+    pub(crate) no_fragmentation: bool,
 }
 
 impl Io {
@@ -109,6 +116,8 @@ impl Io {
             client_outputs: None,
             streams: Streams::new(),
             stream_events: None,
+            client_commands: None,
+            no_fragmentation: false,
         };
         io.open_sockets(config)?;
         Ok(io)
@@ -117,7 +126,8 @@ impl Io {
     /// A remote-access client: every UDP and raw ESP socket sends with DF and ignores the
     /// kernel's learned path MTU (the node finds the path MTU itself: `rampart_node::pmtu`).
     /// A socket that refuses is logged and keeps the gateway's setting (DF clear).
-    pub fn forbid_fragmentation(&self) {
+    pub fn forbid_fragmentation(&mut self) {
+        self.no_fragmentation = true;
         for u in &self.udp {
             if let Err(e) = u.forbid_fragmentation() {
                 tracing::warn!("UDP {}: cannot set DF (IP_PMTUDISC_PROBE): {e}", u.local());
@@ -361,6 +371,7 @@ enum Event {
     SyncClient(io::Result<(TcpStream, SocketAddr)>),
     Link(LinkChange),
     Stream(StreamInput),
+    Client(crate::client_command::ClientCommand),
 }
 
 /// Drives `node` with `io` until `shutdown` completes or a device fails, then removes the routes
@@ -420,6 +431,7 @@ async fn event_loop<N: Node>(
             r = accept_opt(sync_listener) => Event::SyncClient(r),
             Some(c) = link_opt(links) => Event::Link(c),
             Some(s) = io.streams.recv() => Event::Stream(s),
+            Some(c) = client_command_opt(io.client_commands.as_mut()) => Event::Client(c),
         };
         match event {
             Event::Shutdown => {
@@ -564,6 +576,10 @@ async fn event_loop<N: Node>(
                     }
                 }
             }
+            Event::Client(command) => {
+                crate::client_command::handle(node, io, command);
+                drain_outputs(node, io).await;
+            }
             Event::Link(change) => {
                 tracing::info!(
                     "monitored interface {} is {}",
@@ -653,6 +669,13 @@ fn full_sync_event<N: Node>(node: &mut N, io: &mut Io, event: SyncEvent) {
 }
 
 async fn recv_opt<T>(rx: Option<&mut mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn client_command_opt<T>(rx: Option<&mut mpsc::UnboundedReceiver<T>>) -> Option<T> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,

@@ -267,6 +267,7 @@ async fn io(tun: &str, status: &Path, cluster: &ClusterConfig) -> Io {
         client_outputs: None,
         streams: Default::default(),
         stream_events: None,
+        client_commands: None,
     }
 }
 

@@ -62,6 +62,7 @@ fn loop_drives_node_on_real_devices() {
                 client_outputs: None,
                 streams: Default::default(),
                 stream_events: None,
+                client_commands: None,
             };
             let sink = UdpSocket::bind((HOST, 0)).await.unwrap();
             // A port that was free a moment ago: the node's probe socket.

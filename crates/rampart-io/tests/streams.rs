@@ -120,6 +120,7 @@ fn io(status: &Path) -> Io {
         client_outputs: None,
         streams: Default::default(),
         stream_events: None,
+        client_commands: None,
     }
 }
 

@@ -308,11 +308,55 @@ impl Gateway {
         self.dataplane.set_pmtu_policy(policy);
     }
 
-    /// See [`crate::Node::roam`]. SKELETON (session 8): filled in by the MOBIKE work.
+    /// See [`crate::Node::roam`]. Every established IKE SA whose addresses we decide (we
+    /// initiated it originally; MOBIKE, RFC 4555 3.1) towards a peer of `new_local`'s address
+    /// family moves there (UPDATE_SA_ADDRESSES from `new_local` and our NAT-T port);
+    /// `Output::Roamed` or `Output::RoamFailed` follows for each. All or nothing: when one of
+    /// them cannot move (a stream transport, a peer without MOBIKE) none is touched and the
+    /// reason comes back in `Unsupported`. SAs the peer decides for are left alone.
     pub fn roam(&mut self, now: Instant, new_local: IpAddr) -> RoamOutcome {
-        let _ = new_local;
+        let sas: Vec<(rampart_ike::IkeSaId, String)> = self
+            .ike
+            .status(now)
+            .into_iter()
+            .filter(|s| {
+                s.state == rampart_ike::IkeSaStateKind::Established
+                    && s.local.is_ipv4() == new_local.is_ipv4()
+            })
+            .map(|s| (s.ike_sa, s.peer_name))
+            .collect();
+        let mut movable = Vec::new();
+        for (id, peer) in sas {
+            match self.ike.can_update_addresses(id) {
+                Ok(()) => movable.push((id, peer)),
+                Err(rampart_ike::MobikeError::NotInitiator) => {}
+                Err(e) => {
+                    let why = format!("peer {peer}: cannot move the IKE SA: {e}");
+                    tracing::info!("roam to {new_local}: {why}");
+                    return RoamOutcome::Unsupported(why);
+                }
+            }
+        }
+        if movable.is_empty() {
+            return RoamOutcome::Nothing;
+        }
+        let local = SocketAddr::new(new_local, self.config.gateway.nat_t_port);
+        let mut moving = Vec::new();
+        for (id, peer) in movable {
+            match self.ike.update_addresses(now, id, local) {
+                Ok(()) => moving.push(peer),
+                // Checked above; the engine logs its own reasons.
+                Err(e) => tracing::warn!("roam to {new_local}: peer {peer}: {e}"),
+            }
+        }
+        let (dataplane, mut control) = self.parts(now);
+        dataplane.sync(now, &mut control);
         self.after_input(now);
-        RoamOutcome::Unsupported("MOBIKE is not implemented yet".into())
+        if moving.is_empty() {
+            RoamOutcome::Unsupported(format!("no IKE SA could move to {new_local}"))
+        } else {
+            RoamOutcome::Moving(moving)
+        }
     }
 
     /// An IP packet from the TUN device, to be encrypted in place for its peer.

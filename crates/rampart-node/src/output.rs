@@ -224,6 +224,17 @@ pub enum LogEvent {
         peer: String,
         address: Option<String>,
     },
+    /// MOBIKE (RFC 4555): the IKE SA with `peer` and its tunnels now run between `local` and
+    /// `remote` (`encap`: ESP in UDP). `by_us`: we moved (a client); else the peer did.
+    PeerMoved {
+        peer: String,
+        local: String,
+        remote: String,
+        encap: bool,
+        by_us: bool,
+    },
+    /// MOBIKE: our move of the IKE SA with `peer` failed (`why`).
+    MoveFailed { peer: String, why: String },
     /// Anything else; the message is all there is.
     Other,
 }

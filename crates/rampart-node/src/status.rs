@@ -200,6 +200,9 @@ pub struct IkeSaInfo {
     pub remote_id: String,
     pub nat_local: bool,
     pub nat_remote: bool,
+    /// MOBIKE (RFC 4555) was negotiated: the peer's address changes move this IKE SA.
+    #[serde(default)]
+    pub mobike: bool,
     /// The addresses the IKE SA uses now (`ip:port`; they follow NAT mapping moves).
     #[serde(default)]
     pub local_endpoint: String,
@@ -266,6 +269,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
                     remote_id: s.remote_id.clone(),
                     nat_local: s.nat_local,
                     nat_remote: s.nat_remote,
+                    mobike: s.mobike,
                     local_endpoint: s.local.to_string(),
                     remote_endpoint: s.remote.to_string(),
                     established_secs: s.established_for.map_or(0, |d| d.as_secs()),

@@ -148,9 +148,10 @@ fn ike_sa(out: &mut String, sa: &IkeSaInfo) {
     };
     let _ = writeln!(
         out,
-        "    ids {} <-> {}  NAT {nat}  established {} ago  rekey in {}",
+        "    ids {} <-> {}  NAT {nat}{}  established {} ago  rekey in {}",
         sa.local_id,
         sa.remote_id,
+        if sa.mobike { "  MOBIKE" } else { "" },
         duration(sa.established_secs),
         rekey(sa.rekey_in_secs)
     );

@@ -125,7 +125,7 @@ fn check_config_prints_every_error_and_exits_2() {
 {f}:12:7: peer[0].psk: the pre-shared key is 5 bytes long; allowed: at least 16 bytes
 {f}:14:16: peer[0].start_action: unknown value \"sometimes\"; allowed: none, on-traffic, always
 {f}:15:33: peer[0].esp_proposals[1]: invalid ESP proposal \"aes128\": aes128 is not an AEAD cipher and needs an integrity algorithm (sha256); allowed: encr[-integ][-dh][-esn], e.g. aes256gcm16, aes128-sha256, aes256gcm16-x25519-esn
-{f}:16:1: peer[0].colour: unknown key; allowed: name, local_address, remote_address, local_id, remote_id, psk, psk_file, remote_domain, ike_proposals, esp_proposals, esn, start_action, ike_lifetime, child_lifetime, child_lifetime_bytes, liveness_interval, encapsulation, replay_window, auth, certificate, private_key, ca_certificates, crl, rsa_signature, probe, probe_key, backup_of
+{f}:16:1: peer[0].colour: unknown key; allowed: name, local_address, remote_address, local_id, remote_id, psk, psk_file, remote_domain, ike_proposals, esp_proposals, esn, start_action, ike_lifetime, child_lifetime, child_lifetime_bytes, liveness_interval, mobike, encapsulation, replay_window, auth, certificate, private_key, ca_certificates, crl, rsa_signature, probe, probe_key, backup_of
 "
         )
     );
@@ -190,6 +190,7 @@ fn sample_status() -> GatewayStatus {
                     remote_id: "192.0.2.2".into(),
                     nat_local: false,
                     nat_remote: true,
+                    mobike: false,
                     local_endpoint: "192.0.2.1:4500".into(),
                     remote_endpoint: "198.51.100.7:31000".into(),
                     established_secs: 300,

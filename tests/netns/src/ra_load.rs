@@ -115,6 +115,7 @@ fn policy(
             eap: eap.map(|(u, p)| (u, p.into())),
             small_first_proposal: false,
         })),
+        mobike: true,
     }
 }
 

@@ -576,6 +576,9 @@ impl Validator<'_, '_> {
             .as_ref()
             .and_then(|v| self.duration(&k("liveness_interval"), v, LIVENESS_RANGE, true))
             .unwrap_or(DEFAULT_LIVENESS);
+        // MOBIKE: on by default for the remote-access template (clients roam), off for site to
+        // site peers (their addresses are fixed).
+        let mobike = raw.mobike.as_ref().map_or(remote_access, |b| *b.get_ref());
         let replay_window = raw
             .replay_window
             .as_ref()
@@ -602,6 +605,7 @@ impl Validator<'_, '_> {
             replay_window,
             auth,
             remote_access: rampart_ike::RemoteAccess::None,
+            mobike,
         }
     }
 

@@ -253,6 +253,7 @@ impl Validator<'_, '_> {
         let esn = self.esn("", &esn_peer, &esp);
         let esp_proposals = esp.into_iter().map(|((p, _), _)| p).collect();
         let small_first_proposal = Self::flag(&raw.small_first_proposal, true);
+        let mobike = Self::flag(&raw.mobike, true);
         let keepalive = raw
             .keepalive
             .as_ref()
@@ -373,6 +374,7 @@ impl Validator<'_, '_> {
             small_first_proposal,
             keepalive,
             liveness,
+            mobike,
             dns,
             kill_switch,
             captive_portal,

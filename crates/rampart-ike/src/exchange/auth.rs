@@ -125,6 +125,9 @@ impl Ike {
             Payload::TsI(plan.local_ts.clone()),
             Payload::TsR(plan.remote_ts.clone()),
         ]);
+        if self.peers.get(peer).is_some_and(crate::mobike::allowed) {
+            payloads.push(crate::mobike::supported_notify());
+        }
         if first_contact {
             // We hold no other SA with this peer: it may drop whatever it still has from us.
             payloads.push(notify(n::INITIAL_CONTACT, vec![]));
@@ -422,6 +425,7 @@ impl Ike {
                 out.push(notify(code, vec![]));
             }
         }
+        out.extend(self.mobike_answer(id));
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };

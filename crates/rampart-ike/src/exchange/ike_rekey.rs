@@ -91,6 +91,8 @@ impl Ike {
         sa.spi_r = spi_r;
         sa.nat_local = o.nat_local;
         sa.nat_remote = o.nat_remote;
+        // MOBIKE and who decides stay with the IKE SA across rekeys (RFC 4555 3.1).
+        sa.mobike = o.mobike;
         // RFC 7383 2.5: fragmentation support carries over to the rekeyed IKE SA.
         sa.frag.size = o.frag.size;
         sa.algs = Some(algs);

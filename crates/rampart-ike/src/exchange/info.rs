@@ -1,4 +1,5 @@
-//! INFORMATIONAL (RFC 7296 1.4, 1.5): Delete of CHILD and IKE SAs, liveness checks.
+//! INFORMATIONAL (RFC 7296 1.4, 1.5): Delete of CHILD and IKE SAs, liveness checks, and the
+//! MOBIKE address updates (RFC 4555, see [`crate::mobike`]).
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -122,6 +123,7 @@ impl Ike {
         if let Some(hash) = Ike::nat_check_notify(p) {
             self.nat_public_hash(id, hash);
         }
+        let mobike = self.mobike_request(id, mid, p, to);
         let Some(sa) = self.sas.get_mut(&id) else {
             return;
         };
@@ -132,7 +134,7 @@ impl Ike {
                 &mut self.events,
                 exchange::INFORMATIONAL,
                 mid,
-                &[],
+                &mobike,
                 to,
             );
             let reason = if sa.state == IkeState::Rekeyed {
@@ -150,7 +152,7 @@ impl Ike {
             ours.push(c.spi_in);
             gone.push(c.id);
         }
-        let out = if ours.is_empty() {
+        let mut out = if ours.is_empty() {
             vec![]
         } else {
             vec![Payload::Delete(Delete {
@@ -158,6 +160,7 @@ impl Ike {
                 spis: ours,
             })]
         };
+        out.extend(mobike);
         let _ = sa.send_response(
             now,
             &mut self.rng,
@@ -177,9 +180,11 @@ impl Ike {
         _now: Instant,
         id: IkeSaId,
         kind: Request,
-        _p: &[Payload],
+        p: &[Payload],
+        from: (SocketAddr, SocketAddr),
     ) {
         match kind {
+            Request::UpdateAddresses => self.update_answered(id, p, from.0, from.1),
             Request::Delete(ids) => {
                 for cid in ids {
                     self.drop_child(id, cid);

@@ -439,7 +439,7 @@ impl Ike {
 
 /// Compares the peer's NAT_DETECTION hashes with the addresses this message actually used.
 /// Without any NAT_DETECTION notify the peer does not do NAT-T and nothing is set.
-fn detect_nat(
+pub(crate) fn detect_nat(
     sa: &mut IkeSa,
     p: &[Payload],
     spi_i: u64,

@@ -279,6 +279,7 @@ fn policy(mode: Mode, local: &str, remote: &str, domain: &str, initiator: bool) 
             PeerAuth::Psk
         },
         remote_access: rampart_ike::RemoteAccess::None,
+        mobike: false,
     }
 }
 

@@ -115,6 +115,7 @@ pub fn peer_config(local: &str, remote: &str, remote_domain: &str) -> PeerPolicy
         replay_window: 1024,
         auth: PeerAuth::Psk,
         remote_access: rampart_ike::RemoteAccess::None,
+        mobike: false,
     }
 }
 
@@ -194,6 +195,8 @@ pub struct Pair {
     pub nat: bool,
     /// Added to A's source ports by the NAT (change it to simulate a new mapping).
     pub nat_port_offset: u16,
+    /// A's address behind the NAT (answers to the public address go there); default A_IP.
+    pub nat_inside: IpAddr,
     pub keepalives_a: usize,
     pub keepalives_b: usize,
     /// Hand A's NAT keepalives (translated) to B as NAT hints for B's first live CHILD SA, as
@@ -224,6 +227,7 @@ impl Pair {
             drop: Box::new(|_| false),
             nat,
             nat_port_offset: 10000,
+            nat_inside: ip(A_IP),
             keepalives_a: 0,
             keepalives_b: 0,
             keepalive_hints: false,
@@ -314,7 +318,10 @@ impl Pair {
             Side::A => self.b.handle_datagram(self.now, p.dst, p.src, &p.msg),
             Side::B => {
                 let dst = if self.nat && p.dst.ip() == ip(NAT_IP) {
-                    SocketAddr::new(ip(A_IP), p.dst.port().wrapping_sub(self.nat_port_offset))
+                    SocketAddr::new(
+                        self.nat_inside,
+                        p.dst.port().wrapping_sub(self.nat_port_offset),
+                    )
                 } else {
                     p.dst
                 };

@@ -37,6 +37,7 @@ pub fn gateway_policy(prefix: &str, client_auth: ClientAuth) -> PeerPolicy {
         routes: vec!["10.2.0.0/16".parse().unwrap()],
         client_auth,
     }));
+    pc.mobike = true;
     pc
 }
 
@@ -50,6 +51,7 @@ pub fn client_policy(addr: &str, eap: Option<(&str, &str)>) -> PeerPolicy {
         eap: eap.map(|(u, p)| (u.to_owned(), p.to_owned().into())),
         small_first_proposal: false,
     }));
+    pc.mobike = true;
     pc
 }
 

@@ -280,6 +280,58 @@ impl IkeControl<'_> {
                     message,
                 );
             }
+            IkeEvent::MobikeMoved {
+                peer,
+                ike_sa,
+                local,
+                remote,
+                encap,
+            } => {
+                self.mep.changed.push(peer);
+                let name = self.peer_name(peer);
+                let by_us = peer_policy(self.ike, peer).is_some_and(|p| !p.is_template());
+                let message = if by_us {
+                    format!("peer {name}: moved to {local} (MOBIKE): IKE SA {:#x} and its tunnels now run {local} -> {remote}{}", ike_sa.0, if encap { ", ESP in UDP" } else { "" })
+                } else {
+                    format!("peer {name}: the peer moved to {remote} (MOBIKE): IKE SA {:#x} and its tunnels follow{}", ike_sa.0, if encap { ", ESP in UDP" } else { "" })
+                };
+                self.push_log(
+                    LogLevel::Info,
+                    LogEvent::PeerMoved {
+                        peer: name.clone(),
+                        local: local.to_string(),
+                        remote: remote.to_string(),
+                        encap,
+                        by_us,
+                    },
+                    message,
+                );
+                if peer_policy(self.ike, peer).is_some_and(ra::is_client) {
+                    self.outputs.push_back(Output::Roamed {
+                        peer: name,
+                        local,
+                        remote,
+                    });
+                }
+            }
+            IkeEvent::MobikeFailed { peer, ike_sa, why } => {
+                let name = self.peer_name(peer);
+                self.push_log(
+                    LogLevel::Warn,
+                    LogEvent::MoveFailed {
+                        peer: name.clone(),
+                        why: why.clone(),
+                    },
+                    format!(
+                        "peer {name}: MOBIKE move of IKE SA {:#x} failed: {why}",
+                        ike_sa.0
+                    ),
+                );
+                if peer_policy(self.ike, peer).is_some_and(ra::is_client) {
+                    self.outputs
+                        .push_back(Output::RoamFailed { peer: name, why });
+                }
+            }
             IkeEvent::PoolExhausted {
                 peer,
                 ike_sa,

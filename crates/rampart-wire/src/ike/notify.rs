@@ -19,6 +19,10 @@ pub const TS_UNACCEPTABLE: u16 = 38;
 pub const INVALID_SELECTORS: u16 = 39;
 pub const TEMPORARY_FAILURE: u16 = 43;
 pub const CHILD_SA_NOT_FOUND: u16 = 44;
+/// RFC 4555: the responder cannot use the addresses of an UPDATE_SA_ADDRESSES.
+pub const UNACCEPTABLE_ADDRESSES: u16 = 40;
+/// RFC 4555: NAT detected although NO_NATS_ALLOWED was sent.
+pub const UNEXPECTED_NAT_DETECTED: u16 = 41;
 
 // Status types.
 pub const INITIAL_CONTACT: u16 = 16384;
@@ -35,6 +39,18 @@ pub const ESP_TFC_PADDING_NOT_SUPPORTED: u16 = 16394;
 pub const NON_FIRST_FRAGMENTS_ALSO: u16 = 16395;
 /// RFC 4555.
 pub const MOBIKE_SUPPORTED: u16 = 16396;
+/// RFC 4555: another address of the sender (IPv4, 4 bytes of data).
+pub const ADDITIONAL_IP4_ADDRESS: u16 = 16397;
+/// RFC 4555: another address of the sender (IPv6, 16 bytes of data).
+pub const ADDITIONAL_IP6_ADDRESS: u16 = 16398;
+/// RFC 4555: the sender has no addresses but the one it uses.
+pub const NO_ADDITIONAL_ADDRESSES: u16 = 16399;
+/// RFC 4555: move the IKE SA and its CHILD SAs to the addresses this request came from.
+pub const UPDATE_SA_ADDRESSES: u16 = 16400;
+/// RFC 4555: return routability cookie, echoed in the response.
+pub const COOKIE2: u16 = 16401;
+/// RFC 4555: the sender does not allow NAT between the peers.
+pub const NO_NATS_ALLOWED: u16 = 16402;
 /// RFC 7383.
 pub const IKEV2_FRAGMENTATION_SUPPORTED: u16 = 16430;
 /// RFC 7427.

@@ -3,8 +3,10 @@
 //! ran ahead of the monotonic clock, which does not).
 //!
 //! The watcher only says "look again"; the session then asks the kernel which route and
-//! source address the gateway takes now ([`PathView`]) and reconnects when that changed or
-//! the path is gone.
+//! source address the gateway takes now ([`PathView`]). On UDP with MOBIKE the tunnel moves
+//! to the new source address (RFC 4555; also after a resume, from the same address, which
+//! checks the path at once); on a stream, or without MOBIKE, it is rebuilt. A path that is
+//! gone is always rebuilt.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -47,18 +49,24 @@ pub enum Verdict {
     Keep,
     /// The tunnel must be rebuilt, for this reason (logged and shown in the status).
     Reconnect(String),
+    /// Move the tunnel to this local address (MOBIKE), for this reason; when it cannot move
+    /// (or the move fails) it is rebuilt.
+    Move { to: IpAddr, why: String },
 }
 
-/// Decides whether a nudge means reconnecting. `before`: the path the tunnel was built on;
-/// `now`: the kernel's answer (`None`: no route). `tunnel_dev`: a path through the tunnel
-/// itself means our host route to the gateway vanished with the network it used.
+/// Decides whether a nudge means moving or reconnecting. `before`: the path the tunnel runs
+/// on; `now`: the kernel's answer (`None`: no route). `tunnel_dev`: a path through the tunnel
+/// itself means our host route to the gateway vanished with the network it used. `movable`:
+/// the tunnel runs on UDP with MOBIKE allowed (a stream never moves).
 pub fn judge(
     nudge: Nudge,
     before: &PathView,
     now: Option<&PathView>,
     tunnel_dev: &str,
     stream: bool,
+    movable: bool,
 ) -> Verdict {
+    let movable = movable && !stream;
     let Some(now) = now else {
         return Verdict::Reconnect("no route to the gateway any more".into());
     };
@@ -68,13 +76,22 @@ pub fn judge(
         ));
     }
     if now.source != before.source || now.dev != before.dev || now.via != before.via {
-        return Verdict::Reconnect(format!(
-            "network changed: {} -> {}",
-            show(before),
-            show(now)
-        ));
+        let why = format!("network changed: {} -> {}", show(before), show(now));
+        return match now.source {
+            Some(to) if movable => Verdict::Move { to, why },
+            _ => Verdict::Reconnect(why),
+        };
     }
     match nudge {
+        // The gateway may have dropped the SA, or a NAT its mapping: an update from where we
+        // are checks and refreshes both at once (a failure rebuilds the tunnel).
+        Nudge::Resumed(slept) if movable => match now.source {
+            Some(to) => Verdict::Move {
+                to,
+                why: format!("resumed after {} s asleep", slept.as_secs()),
+            },
+            None => Verdict::Reconnect(format!("resumed after {} s asleep", slept.as_secs())),
+        },
         // A stream (TCP/TLS) rarely survives a suspend (the NAT or the server dropped it);
         // UDP is checked by the liveness timer and NAT keepalives instead.
         Nudge::Resumed(slept) if stream => {
@@ -230,11 +247,18 @@ mod tests {
         let before = view("10.0.0.5", Some("10.0.0.1"), "wlan0");
         let same = before.clone();
         assert_eq!(
-            judge(Nudge::Network, &before, Some(&same), "rampart-c0", false),
+            judge(
+                Nudge::Network,
+                &before,
+                Some(&same),
+                "rampart-c0",
+                false,
+                false
+            ),
             Verdict::Keep
         );
         let moved = view("192.168.1.20", Some("192.168.1.1"), "wlan0");
-        match judge(Nudge::Network, &before, Some(&moved), "rampart-c0", true) {
+        match judge(Nudge::Network, &before, Some(&moved), "rampart-c0", true, false) {
             Verdict::Reconnect(why) => assert_eq!(
                 why,
                 "network changed: from 10.0.0.5 via 10.0.0.1 dev wlan0 -> from 192.168.1.20 via 192.168.1.1 dev wlan0"
@@ -242,21 +266,21 @@ mod tests {
             v => panic!("{v:?}"),
         }
         assert!(matches!(
-            judge(Nudge::Network, &before, None, "rampart-c0", false),
+            judge(Nudge::Network, &before, None, "rampart-c0", false, false),
             Verdict::Reconnect(_)
         ));
         let into_tunnel = view("10.99.0.7", None, "rampart-c0");
         assert!(matches!(
-            judge(Nudge::Network, &before, Some(&into_tunnel), "rampart-c0", false),
+            judge(Nudge::Network, &before, Some(&into_tunnel), "rampart-c0", false, false),
             Verdict::Reconnect(w) if w.contains("network under the tunnel is gone")
         ));
         let short = Nudge::Resumed(Duration::from_secs(10));
         assert_eq!(
-            judge(short, &before, Some(&same), "rampart-c0", false),
+            judge(short, &before, Some(&same), "rampart-c0", false, false),
             Verdict::Keep
         );
         assert!(matches!(
-            judge(short, &before, Some(&same), "rampart-c0", true),
+            judge(short, &before, Some(&same), "rampart-c0", true, false),
             Verdict::Reconnect(_)
         ));
         assert!(matches!(
@@ -265,10 +289,74 @@ mod tests {
                 &before,
                 Some(&same),
                 "rampart-c0",
+                false,
                 false
             ),
             Verdict::Reconnect(_)
         ));
+    }
+
+    #[test]
+    fn udp_with_mobike_moves_instead_of_reconnecting() {
+        let before = view("10.0.0.5", Some("10.0.0.1"), "wlan0");
+        let moved = view("192.168.1.20", Some("192.168.1.1"), "wlan0");
+        match judge(
+            Nudge::Network,
+            &before,
+            Some(&moved),
+            "rampart-c0",
+            false,
+            true,
+        ) {
+            Verdict::Move { to, why } => {
+                assert_eq!(to, "192.168.1.20".parse::<IpAddr>().unwrap());
+                assert!(why.starts_with("network changed: from 10.0.0.5"), "{why}");
+            }
+            v => panic!("{v:?}"),
+        }
+        // A stream never moves; a vanished path is always rebuilt.
+        assert!(matches!(
+            judge(
+                Nudge::Network,
+                &before,
+                Some(&moved),
+                "rampart-c0",
+                true,
+                true
+            ),
+            Verdict::Reconnect(_)
+        ));
+        assert!(matches!(
+            judge(Nudge::Network, &before, None, "rampart-c0", false, true),
+            Verdict::Reconnect(_)
+        ));
+        // A resume checks the path at once, from the same address.
+        let same = before.clone();
+        assert_eq!(
+            judge(
+                Nudge::Resumed(Duration::from_secs(10)),
+                &before,
+                Some(&same),
+                "rampart-c0",
+                false,
+                true
+            ),
+            Verdict::Move {
+                to: "10.0.0.5".parse().unwrap(),
+                why: "resumed after 10 s asleep".into()
+            }
+        );
+        assert_eq!(
+            judge(
+                Nudge::Network,
+                &before,
+                Some(&same),
+                "rampart-c0",
+                false,
+                true
+            ),
+            Verdict::Keep
+        );
     }
 
     #[test]

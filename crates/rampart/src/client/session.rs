@@ -10,6 +10,9 @@
 //!    attached stream) run in the gateway's event loop; the node's
 //!    `VirtualAddress`/`VirtualAddressLost` go to the [`Shell`].
 //! 5. A lost tunnel, a closed stream, a network change or a resume rebuild it (back to 3);
+//!    on UDP with MOBIKE a network change or a resume moves the tunnel to the new source
+//!    address instead (`Node::roam`, through the event loop), and only a move that cannot
+//!    start, fails or is not answered in [`MOVE_TIMEOUT`] rebuilds it;
 //!    `down`, SIGINT or SIGTERM end the run; the shell restores the host either way.
 
 use std::net::{IpAddr, SocketAddr};
@@ -19,8 +22,9 @@ use std::time::{Duration, Instant};
 
 use rampart_config::ClientProfile;
 use rampart_crypto::Rng;
+use rampart_io::client_command::ClientCommand;
 use rampart_io::runtime::Io;
-use rampart_node::{Gateway, Output};
+use rampart_node::{Gateway, Output, RoamOutcome};
 use tokio::sync::{mpsc, watch};
 
 use crate::cli::ClientUpArgs;
@@ -29,7 +33,7 @@ use crate::{logging, EXIT_FAILURE};
 use super::control::{ControlServer, Shared};
 use super::roam::{self, PathView, Verdict, Watcher};
 use super::shell::{Shell, ShellConfig};
-use super::status::{ClientState, ClientStatus};
+use super::status::{unix_now, ClientState, ClientStatus, MoveStatus};
 use super::transport::{self, Chosen};
 
 /// How long one attempt may take from the transport being chosen to the address being
@@ -42,6 +46,9 @@ pub const LOST_GRACE: Duration = Duration::from_secs(10);
 pub const PORTAL_RETRY: Duration = Duration::from_secs(5);
 /// Longest pause between reconnection attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long a MOBIKE move may wait for the gateway's answer before the tunnel is rebuilt
+/// instead (the engine itself retransmits for much longer).
+pub const MOVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn run_foreground(args: &ClientUpArgs) -> ExitCode {
     let profile = match super::load_profile(&args.profile) {
@@ -311,7 +318,11 @@ async fn run_node(
     io.client_outputs = Some(out_tx);
     // The node finds the path MTU itself: nothing may be fragmented on the way.
     io.forbid_fragmentation();
+    let (command_tx, command_rx) = mpsc::unbounded_channel::<ClientCommand>();
+    io.client_commands = Some(command_rx);
+    let ports = [config.gateway.ike_port, config.gateway.nat_t_port];
     let is_stream = chosen.stream.is_some();
+    let movable = !is_stream && profile.mobike;
     let transport = chosen.name();
     if let Some(stream) = chosen.stream {
         let local = SocketAddr::new(chosen.local.ip(), config.gateway.nat_t_port);
@@ -329,16 +340,17 @@ async fn run_node(
         probe: profile.pmtu_probe,
         ..Default::default()
     });
-    let path_before = shell
-        .system()
-        .route_to(chosen.remote.ip())
-        .await
-        .ok()
-        .map(|(r, source)| PathView {
-            via: r.via,
-            dev: r.dev,
-            source,
-        });
+    let mut path_before =
+        shell
+            .system()
+            .route_to(chosen.remote.ip())
+            .await
+            .ok()
+            .map(|(r, source)| PathView {
+                via: r.via,
+                dev: r.dev,
+                source,
+            });
     tracing::info!(
         "client {}: {} to {} from {}{}",
         profile.name,
@@ -372,9 +384,13 @@ async fn run_node(
     let control = async {
         let mut assigned = false;
         let mut lost_at: Option<tokio::time::Instant> = None;
+        // A MOBIKE move in flight: its deadline, where it left from and why.
+        let mut moving: Option<(tokio::time::Instant, String, String)> = None;
+        let mut local_now = chosen.local.to_string();
         let assign_deadline = tokio::time::Instant::now() + ASSIGN_TIMEOUT;
         let result = loop {
             let lost_deadline = lost_at.map(|t| t + LOST_GRACE);
+            let move_deadline = moving.as_ref().map(|m| m.0);
             tokio::select! {
                 Some(out) = outputs.recv() => match out {
                     Output::VirtualAddress { reply, .. } => {
@@ -399,6 +415,28 @@ async fn run_node(
                         });
                     }
                     Output::TunnelMtu { mtu, reason, .. } => shell.tunnel_mtu(mtu, reason).await,
+                    Output::Roamed { local, .. } => {
+                        let (from, reason) = match moving.take() {
+                            Some((_, from, reason)) => (from, reason),
+                            None => (local_now.clone(), "the node moved".to_string()),
+                        };
+                        tracing::info!("client {}: moved to {} (MOBIKE): {reason}", profile.name, local.ip());
+                        local_now = local.to_string();
+                        set(shared, |s| {
+                            s.moves += 1;
+                            s.last_move = Some(MoveStatus {
+                                from,
+                                to: local.to_string(),
+                                reason,
+                                at_unix: unix_now(),
+                            });
+                            s.local_address = Some(local.to_string());
+                        });
+                    }
+                    Output::RoamFailed { why, .. } => {
+                        shell.forget_outer();
+                        break End::Reconnect(format!("the MOBIKE move failed ({why})"));
+                    }
                     Output::VirtualAddressLost { .. } => {
                         tracing::warn!("client {}: the tunnel's IKE SA is gone; address, routes and DNS removed", profile.name);
                         shell.lost().await;
@@ -412,12 +450,32 @@ async fn run_node(
                 }
                 nudge = watcher.next(Some(tun_index)) => {
                     let now = shell.system().route_to(chosen.remote.ip()).await.ok().map(|(r, source)| PathView { via: r.via, dev: r.dev, source });
-                    if let Some(before) = &path_before {
-                        if let Verdict::Reconnect(why) = roam::judge(nudge, before, now.as_ref(), &device, is_stream) {
+                    let verdict = match &path_before {
+                        Some(before) => roam::judge(nudge, before, now.as_ref(), &device, is_stream, movable),
+                        None => Verdict::Keep,
+                    };
+                    match verdict {
+                        Verdict::Keep => {}
+                        Verdict::Reconnect(why) => {
                             shell.forget_outer();
                             break End::Reconnect(why);
                         }
+                        Verdict::Move { to, why } => match roam_to(&command_tx, to, ports).await {
+                            Ok(()) => {
+                                tracing::info!("client {}: {why}; moving the tunnel to {to} (MOBIKE)", profile.name);
+                                path_before = now;
+                                moving = Some((tokio::time::Instant::now() + MOVE_TIMEOUT, local_now.clone(), why));
+                            }
+                            Err(reason) => {
+                                shell.forget_outer();
+                                break End::Reconnect(format!("{why}; the tunnel cannot move: {reason}"));
+                            }
+                        },
                     }
+                }
+                () = sleep_opt(move_deadline) => {
+                    shell.forget_outer();
+                    break End::Reconnect(format!("the MOBIKE move was not answered within {} s", MOVE_TIMEOUT.as_secs()));
                 }
                 _ = stop.changed() => break End::Stop,
                 () = run_done.notified() => break End::Failed("the event loop stopped".into()),
@@ -442,6 +500,28 @@ async fn run_node(
     match (loop_result, result) {
         (Err(e), End::Failed(_)) => End::Failed(format!("I/O failed: {e}")),
         (_, result) => result,
+    }
+}
+
+/// Asks the event loop to move the tunnel to `to` (MOBIKE); `Err` says why it cannot.
+async fn roam_to(
+    commands: &mpsc::UnboundedSender<ClientCommand>,
+    to: IpAddr,
+    ports: [u16; 2],
+) -> Result<(), String> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    commands
+        .send(ClientCommand::Roam {
+            new_local: to,
+            ports,
+            reply,
+        })
+        .map_err(|_| "the event loop stopped".to_string())?;
+    match answer.await {
+        Ok(RoamOutcome::Moving(_)) => Ok(()),
+        Ok(RoamOutcome::Unsupported(reason)) => Err(reason),
+        Ok(RoamOutcome::Nothing) => Err("no established tunnel to move".into()),
+        Err(_) => Err("the event loop stopped".into()),
     }
 }
 

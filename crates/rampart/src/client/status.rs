@@ -42,6 +42,18 @@ pub struct DnsStatus {
     pub domains: Vec<String>,
 }
 
+/// A move of the tunnel to a new local address (MOBIKE, RFC 4555).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MoveStatus {
+    /// The outer address the tunnel left from before, and now (`ip:port`).
+    pub from: String,
+    pub to: String,
+    /// Why it moved (the network change the client saw).
+    pub reason: String,
+    /// Unix time of the move.
+    pub at_unix: u64,
+}
+
 /// The document the control socket answers to `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientStatus {
@@ -78,6 +90,12 @@ pub struct ClientStatus {
     pub since_secs: u64,
     /// Tunnels rebuilt after a loss.
     pub reconnects: u64,
+    /// Times the tunnel moved to a new local address by MOBIKE (UDP) instead of being rebuilt.
+    #[serde(default)]
+    pub moves: u64,
+    /// The last such move.
+    #[serde(default)]
+    pub last_move: Option<MoveStatus>,
     /// Why the last attempt or the last tunnel failed.
     pub last_error: Option<String>,
     /// The TUN MTU path-MTU discovery set (`None`: the profile's `mtu`), and why
@@ -113,6 +131,8 @@ impl ClientStatus {
             since_unix: unix_now(),
             since_secs: 0,
             reconnects: 0,
+            moves: 0,
+            last_move: None,
             last_error: None,
             tunnel_mtu: None,
             tunnel_mtu_reason: None,
@@ -212,6 +232,13 @@ pub fn render(s: &ClientStatus) -> String {
         if s.kill_switch { "on" } else { "off" },
         s.reconnects
     );
+    if let Some(m) = &s.last_move {
+        let _ = writeln!(
+            out,
+            "  moved      {} times (MOBIKE); last {} -> {} ({})",
+            s.moves, m.from, m.to, m.reason
+        );
+    }
     if let Some(e) = &s.last_error {
         let _ = writeln!(out, "  last error {e}");
     }
@@ -259,6 +286,8 @@ mod tests {
             "since_unix",
             "since_secs",
             "reconnects",
+            "moves",
+            "last_move",
             "last_error",
         ] {
             assert!(v.get(key).is_some(), "{key}");
