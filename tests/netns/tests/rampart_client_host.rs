@@ -51,14 +51,20 @@ const DEVICE: &str = "rampart-c0";
 /// every command it runs in that namespace. Removed (with its directory) on drop.
 struct NetnsResolvConf {
     dir: PathBuf,
+    /// `/etc/netns` did not exist before: it goes again (when empty).
+    created_parent: bool,
 }
 
 impl NetnsResolvConf {
     #[track_caller]
     fn create(ns: &Netns, text: &str) -> NetnsResolvConf {
         let dir = Path::new("/etc/netns").join(ns.name());
+        let created_parent = !Path::new("/etc/netns").exists();
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
-        let guard = NetnsResolvConf { dir };
+        let guard = NetnsResolvConf {
+            dir,
+            created_parent,
+        };
         std::fs::write(guard.file(), text).unwrap_or_else(|e| panic!("write resolv.conf: {e}"));
         guard
     }
@@ -71,6 +77,9 @@ impl NetnsResolvConf {
 impl Drop for NetnsResolvConf {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+        if self.created_parent {
+            let _ = std::fs::remove_dir("/etc/netns");
+        }
     }
 }
 
@@ -836,4 +845,66 @@ fn sequential_clients_leak_nothing() {
         pool_counters(&last),
         last["transports"]
     );
+}
+
+/// Case 7: a TCP connection to the gateway's RFC 9329 port that sends the `IKETCP` prefix and
+/// then nothing is closed by the gateway after the first-frame timeout (30 s), counted in
+/// `idle_closed`, while a connected client's stream beside it stays.
+#[test]
+fn silent_stream_is_closed_by_the_gateway() {
+    if skip_unless_root("silent_stream_is_closed_by_the_gateway") {
+        return;
+    }
+    require_tools(&["nft", "conntrack", "socat"]);
+    let topo = RaTopology::new("ch-silent");
+    let (pki, mut ra) = eap_setup(&topo);
+    ra.tcp_port = Some(4500);
+    let gw = start_gateway(&topo, &ra);
+    let dir = topo.daemon_dir("client");
+    let mut p = ProfileToml::eap(&pki, &dir.join("state"), USER, PASSWORD);
+    p.transports = vec!["tcp".into()];
+    let mut client = RampartClient::start(&topo.client, &dir, &p);
+    client.wait_connected(Duration::from_secs(20));
+    // The silent one: the prefix, then the connection stays open without a frame.
+    let silent_dir = topo.daemon_dir("silent");
+    let _silent = topo.client.spawn(
+        &silent_dir,
+        "silent",
+        &[
+            "sh",
+            "-c",
+            &format!("(printf IKETCP; sleep 120) | socat - TCP:{GW_WAN}:4500"),
+        ],
+    );
+    let tcp = |key: &str| -> u64 {
+        gw.status_from_socket()
+            .ok()
+            .and_then(|s| s["transports"]["tcp"][key].as_u64())
+            .unwrap_or(u64::MAX)
+    };
+    wait_until(Duration::from_secs(5), "two streams open", || {
+        tcp("open") == 2
+    });
+    let opened = Instant::now();
+    let closed_after = wait_until(Duration::from_secs(40), "the silent stream closed", || {
+        tcp("idle_closed") == 1
+    });
+    assert!(
+        opened.elapsed() >= Duration::from_secs(25),
+        "closed too early: {:?}",
+        opened.elapsed()
+    );
+    assert_eq!(tcp("open"), 1, "the client's stream stays");
+    assert_eq!(tcp("closed"), 1);
+    ping(&topo.client, &INNER.to_string(), 1).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        gw.log().contains("idle: no IKE or ESP frame within 30s"),
+        "{}",
+        gw.log()
+    );
+    client.stop();
+    wait_until(Duration::from_secs(5), "no stream open", || {
+        tcp("open") == 0
+    });
+    eprintln!("silent stream closed {closed_after:?} after the check started");
 }

@@ -16,10 +16,37 @@ pub struct DnsSettings {
     pub all_names: bool,
 }
 
-/// Whether systemd-resolved runs (its runtime directory exists) and `resolvectl` is found.
+/// Whether systemd-resolved runs (its runtime directory exists) *for this network
+/// namespace*: resolved serves the links of PID 1's namespace, so a client in another one
+/// (`ip netns exec`, a container sharing the host's `/run`) must not hand it the TUN device's
+/// index, which names another link (or none) there.
 pub fn resolved_available() -> bool {
-    Path::new("/run/systemd/resolve/io.systemd.Resolve").exists()
-        || Path::new("/run/systemd/resolve/resolv.conf").exists()
+    let running = Path::new("/run/systemd/resolve/io.systemd.Resolve").exists()
+        || Path::new("/run/systemd/resolve/resolv.conf").exists();
+    resolved_serves_us(
+        running,
+        netns_id("/proc/self/ns/net"),
+        netns_id("/proc/1/ns/net"),
+    )
+}
+
+/// The decision of [`resolved_available`]: resolved runs and we share PID 1's network
+/// namespace (when either namespace cannot be read, e.g. no `/proc`, it is assumed shared).
+pub fn resolved_serves_us(
+    running: bool,
+    own: Option<(u64, u64)>,
+    init: Option<(u64, u64)>,
+) -> bool {
+    match (own, init) {
+        (Some(own), Some(init)) => running && own == init,
+        _ => running,
+    }
+}
+
+/// (device, inode) of a namespace file.
+fn netns_id(path: &str) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// The two `resolvectl` invocations for `dev`: `dns DEV SERVERS...` and
@@ -74,6 +101,18 @@ mod tests {
         );
         let [_, domain] = resolvectl_args("rampart-c0", &settings(true));
         assert_eq!(domain.last().map(String::as_str), Some("~."));
+    }
+
+    #[test]
+    fn resolved_only_for_pid_1s_network_namespace() {
+        let host = Some((4, 4026531840));
+        let other = Some((4, 4026532301));
+        assert!(resolved_serves_us(true, host, host));
+        assert!(!resolved_serves_us(true, other, host));
+        assert!(!resolved_serves_us(false, host, host));
+        assert!(resolved_serves_us(true, None, host));
+        // This test process runs in some namespace; reading its own works.
+        assert!(netns_id("/proc/self/ns/net").is_some());
     }
 
     #[test]
