@@ -87,7 +87,7 @@ pub struct Io {
         Option<tokio::sync::mpsc::UnboundedReceiver<crate::client_command::ClientCommand>>,
     /// Set by [`Io::forbid_fragmentation`]: sockets opened later (a MOBIKE move to a new
     /// address) send with DF too.
-    pub(crate) no_fragmentation: bool,
+    pub no_fragmentation: bool,
 }
 
 impl Io {

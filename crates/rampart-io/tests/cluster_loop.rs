@@ -268,6 +268,7 @@ async fn io(tun: &str, status: &Path, cluster: &ClusterConfig) -> Io {
         streams: Default::default(),
         stream_events: None,
         client_commands: None,
+        no_fragmentation: false,
     }
 }
 

@@ -63,6 +63,7 @@ fn loop_drives_node_on_real_devices() {
                 streams: Default::default(),
                 stream_events: None,
                 client_commands: None,
+                no_fragmentation: false,
             };
             let sink = UdpSocket::bind((HOST, 0)).await.unwrap();
             // A port that was free a moment ago: the node's probe socket.

@@ -121,6 +121,7 @@ fn io(status: &Path) -> Io {
         streams: Default::default(),
         stream_events: None,
         client_commands: None,
+        no_fragmentation: false,
     }
 }
 
