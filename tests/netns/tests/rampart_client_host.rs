@@ -14,7 +14,9 @@
 //!    stay until the next `down` or `up` undoes them from the state file;
 //! 5. NAT rebinding mid-transfer: the NAT forgets the client and maps it to another port; the
 //!    transfer completes and the gateway lists the new mapping;
-//! 6. sequential clients over UDP, TCP and TLS: no lease, IKE SA, CHILD SA or stream left.
+//! 6. sequential clients over UDP, TCP and TLS: no lease, IKE SA, CHILD SA or stream left
+//!    (120; 2000 with `RAMPART_HEAVY=1`);
+//! 7. a TCP connection that never sends a frame is closed by the gateway after 30 s.
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;
