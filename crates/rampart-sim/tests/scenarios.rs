@@ -369,3 +369,57 @@ no_tunnel = "vpn"
     let out = report.render();
     assert!(report.passed(), "{out}");
 }
+
+/// roaming with `mobike = false` in the profile: the engine cannot move the SAs, the client
+/// rebuilds the tunnel from the new address (the old SA ends with its Delete), the new IKE SA
+/// gets a new Office Mode address, so the upload in flight is cut; an upload after the move
+/// completes. This proves that MOBIKE is what keeps the upload in `roaming`.
+#[test]
+fn roaming_without_mobike_reconnects() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "roaming")
+        .unwrap();
+    let marker = "# -- assertions";
+    let head = &builtin.text[..builtin.text.find(marker).expect("assertion marker")];
+    assert_eq!(head.matches("transports = [\"udp\"]\n").count(), 1);
+    let text = head.replace(
+        "transports = [\"udp\"]\n",
+        "transports = [\"udp\"]\nmobike = false\n",
+    ) + r#"
+[[assert]]
+node = "laptop"
+log = "cannot move the SAs"
+
+[[assert]]
+node = "laptop"
+moved = "reconnect"
+after = "2.5s"
+within = "1s"
+
+[[assert]]
+node = "laptop"
+transport = "udp"
+after = "2.5s"
+up_within = "1s"
+
+[[assert]]
+node = "vpn"
+log = "IKE SA 0x1 down (DeletedByPeer)"
+after = "2.5s"
+within = "1s"
+
+[[assert]]
+transfer = "upload"
+fails_with = "reset"
+
+[[assert]]
+transfer = "after-move"
+within = "5s"
+"#;
+    let sc = rampart_sim::scenario::parse(&text, "roaming-without-mobike").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+}
