@@ -257,7 +257,11 @@ fn strongswan_client_moves_by_mobike() {
     // charon (kernel-libipsec here) cannot move an installed CHILD SA in place: after the
     // update it rekeys it (CREATE_CHILD_SA on the moved IKE SA). One tunnel either way.
     let spis_after = tunnel_spis(&gw_after);
-    assert_eq!(spis_after.len(), spis_before.len(), "one tunnel\n{gw_after}");
+    assert_eq!(
+        spis_after.len(),
+        spis_before.len(),
+        "one tunnel\n{gw_after}"
+    );
     assert!(gw.log().contains("the peer moved to"), "{}", gw.log());
     let sa_after = charon.ike_sa().expect("established IKE SA after the move");
     assert_eq!(
