@@ -179,6 +179,20 @@ pub(crate) fn gateway(pc: &PeerPolicy) -> Option<&RaGateway> {
 }
 
 impl Ike {
+    /// Client side: ask `peer` for `address` in the next IKE_AUTH (what a client shell that
+    /// rebuilt its engine remembers from its last connection; the gateway gives it back when it
+    /// is free, which INITIAL_CONTACT makes it). Ignored for a peer that is not a
+    /// remote-access client.
+    pub fn prefer_virtual_address(&mut self, peer: PeerId, address: Ipv4Addr) {
+        if self
+            .peers
+            .get(peer)
+            .is_some_and(|p| matches!(p.remote_access, RemoteAccess::Client(_)))
+        {
+            self.ra.last_vip.insert(peer, address);
+        }
+    }
+
     /// Address pools of the remote-access gateway peers, with their counters.
     pub fn ra_pools(&self) -> Vec<(PeerId, PoolStatus)> {
         let mut v: Vec<(PeerId, PoolStatus)> = self

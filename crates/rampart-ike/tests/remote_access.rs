@@ -540,6 +540,37 @@ fn a_reconnecting_client_replaces_its_stale_sa_and_gets_its_address_back() {
     assert!(!leases.iter().any(|l| old.contains(&l.ike_sa)));
 }
 
+/// The client shell builds a new engine for every connection: the address it had is passed in
+/// (`prefer_virtual_address`) and asked for again; INITIAL_CONTACT frees it at the gateway first.
+#[test]
+fn a_new_client_engine_asks_for_the_address_the_last_one_had() {
+    let mut net = RaNet::new(gateway_policy(POOL, ClientAuth::Peer));
+    let other = net.connect(client_policy("192.0.2.9", None));
+    let c = net.connect(client_policy("192.0.2.1", None));
+    net.run(Duration::from_secs(15));
+    let mine = net.virtual_ip(c).unwrap();
+    // A third client takes the next free address, so "the next free one" is not `mine`.
+    let third = net.connect(client_policy("192.0.2.7", None));
+    net.run(Duration::from_secs(2));
+    assert_ne!(net.virtual_ip(third), Some(mine));
+    // The first engine vanishes without a word (crash, reconnect from scratch).
+    net.nodes[c].dead = true;
+    let (mut fresh, peer) = engine(
+        ike_config("10.1.0.0/16", client_policy("192.0.2.1", None)),
+        91,
+    );
+    let IpAddr::V4(v4) = mine else {
+        panic!("IPv4 pool")
+    };
+    fresh.prefer_virtual_address(peer, v4);
+    fresh.initiate(net.now, peer);
+    let n = net.add_node("192.0.2.1".parse().unwrap(), fresh, peer);
+    net.run(Duration::from_secs(3));
+    assert_eq!(net.virtual_ip(n), Some(mine));
+    assert_eq!(net.live_children(other), 1);
+    assert_eq!(net.nodes[0].ike.ra_leases().len(), 3);
+}
+
 #[test]
 fn an_exported_sa_carries_its_lease_to_another_member() {
     let mut net = RaNet::new(gateway_policy(POOL, ClientAuth::Peer));

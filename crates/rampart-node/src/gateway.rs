@@ -304,6 +304,21 @@ impl Gateway {
 
     /// Sets how remote-access client tunnels find their path MTU (probing on by default;
     /// the client shell turns it off for `pmtu_probe = false`).
+    /// Remote-access client: ask every gateway peer for `address` in the next IKE_AUTH (the
+    /// client shell builds a new node per connection and passes the address the last one had,
+    /// so a reconnect keeps the Office Mode address when the gateway still has it free).
+    pub fn prefer_virtual_address(&mut self, address: std::net::Ipv4Addr) {
+        let clients: Vec<PeerId> = self
+            .ike
+            .peers()
+            .filter(|(_, p)| ra::is_client(p))
+            .map(|(id, _)| id)
+            .collect();
+        for id in clients {
+            self.ike.prefer_virtual_address(id, address);
+        }
+    }
+
     pub fn set_pmtu_policy(&mut self, policy: crate::pmtu::PmtuPolicy) {
         self.dataplane.set_pmtu_policy(policy);
     }

@@ -120,6 +120,18 @@ impl RaNet {
         self.nodes.len() - 1
     }
 
+    /// Adds a node whose engine the test built (already initiating, or not).
+    pub fn add_node(&mut self, ip: std::net::IpAddr, ike: Ike, peer: PeerId) -> usize {
+        self.nodes.push(Node {
+            ip,
+            ike,
+            peer,
+            events: Vec::new(),
+            dead: false,
+        });
+        self.nodes.len() - 1
+    }
+
     fn collect(&mut self) {
         for n in &mut self.nodes {
             while let Some(ev) = n.ike.poll_event() {

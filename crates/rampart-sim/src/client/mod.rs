@@ -994,6 +994,10 @@ impl ClientNode {
                     probe: self.profile.pmtu_probe,
                     ..rampart_node::pmtu::PmtuPolicy::default()
                 });
+                // As the client shell does: a reconnect asks for the address it had.
+                if let Some(a) = self.virtual_addr {
+                    g.prefer_virtual_address(a);
+                }
                 g
             }
             Err(e) => {

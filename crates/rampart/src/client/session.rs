@@ -336,6 +336,9 @@ async fn run_node(
         Ok(n) => n,
         Err(e) => return End::Failed(format!("cannot start the IKE engine: {e}")),
     };
+    if let Some(a) = shell.last_ipv4() {
+        node.prefer_virtual_address(a);
+    }
     node.set_pmtu_policy(rampart_node::pmtu::PmtuPolicy {
         probe: profile.pmtu_probe,
         ..Default::default()

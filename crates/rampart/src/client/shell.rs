@@ -144,6 +144,9 @@ pub struct Shell {
     dns: DnsSettings,
     subnets: Vec<ipnet::IpNet>,
     pac_task: Option<tokio::task::JoinHandle<()>>,
+    /// The IPv4 Office Mode address of the last assignment, kept across reconnects: the next
+    /// connection asks for it again (`Gateway::prefer_virtual_address`).
+    last_ipv4: Option<std::net::Ipv4Addr>,
 }
 
 impl Shell {
@@ -163,6 +166,7 @@ impl Shell {
             shared,
             outer: Vec::new(),
             assigned: Vec::new(),
+            last_ipv4: None,
             dns: DnsSettings::default(),
             subnets: Vec::new(),
             pac_task: None,
@@ -223,7 +227,15 @@ impl Shell {
     }
 
     /// Applies an assignment: only what differs from the current one changes.
+    /// The IPv4 Office Mode address the last connection was given, if any.
+    pub fn last_ipv4(&self) -> Option<std::net::Ipv4Addr> {
+        self.last_ipv4
+    }
+
     pub async fn assigned(&mut self, reply: &CfgReply) -> Result<(), String> {
+        if let Some(a) = reply.ip4_addresses.first() {
+            self.last_ipv4 = Some(*a);
+        }
         let symlink = std::fs::read_link(RESOLV_CONF).ok();
         let input = PlanInput {
             device: &self.config.device,
