@@ -62,6 +62,11 @@ pub struct RaStatus {
     /// `searches`, `icmp_too_big`, `black_holes`.
     #[serde(default)]
     pub path_mtu: Vec<crate::pmtu::PathMtuStatus>,
+    /// MOBIKE (RFC 4555) counters of this node: `negotiated`, `updates_sent`,
+    /// `updates_answered`, `updates_failed` (client side), `updates_applied`,
+    /// `updates_refused` (gateway side).
+    #[serde(default)]
+    pub mobike: rampart_ike::MobikeStats,
 }
 
 /// An Office Mode pool.
@@ -396,6 +401,7 @@ pub(crate) fn ra_status(gw: &crate::Gateway, now: std::time::Instant) -> Option<
         });
     }
     status.path_mtu = gw.dataplane().path_mtu_status();
+    status.mobike = gw.ike().mobike_stats();
     any.then_some(status)
 }
 

@@ -110,6 +110,15 @@ fn table(value: &Value) -> String {
             field(p, "exhausted_refusals"),
         );
     }
+    if let Some(m) = value.get("mobike").filter(|m| m.is_object()) {
+        let _ = writeln!(
+            out,
+            "mobike  negotiated {}  moves applied {}  refused {}",
+            field(m, "negotiated"),
+            field(m, "updates_applied"),
+            field(m, "updates_refused"),
+        );
+    }
     let clients = value
         .get("clients")
         .and_then(Value::as_array)
@@ -189,6 +198,21 @@ mod tests {
         );
         let json = render(RaCommand::Status, true, &doc.to_string()).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), doc);
+    }
+
+    #[test]
+    fn mobike_counters_line() {
+        let doc = serde_json::json!({
+            "pools": [],
+            "clients": [],
+            "mobike": { "negotiated": 3, "updates_sent": 0, "updates_answered": 0,
+                        "updates_failed": 0, "updates_applied": 2, "updates_refused": 1 }
+        });
+        let text = render(RaCommand::Status, false, &doc.to_string()).unwrap();
+        assert!(
+            text.contains("mobike  negotiated 3  moves applied 2  refused 1\n"),
+            "{text}"
+        );
     }
 
     #[test]
