@@ -229,6 +229,8 @@ pub(crate) struct RawRemoteAccess {
     pub mobike: Option<Spanned<bool>>,
     pub replay_window: Int,
     pub mss_clamp: Option<Spanned<bool>>,
+    pub stream_setup_timeout: Option<Spanned<Scalar>>,
+    pub stream_idle_timeout: Option<Spanned<Scalar>>,
     #[allow(dead_code)] // read by `document::read` as [remote_access.tcp]
     pub tcp: Option<de::IgnoredAny>,
     #[allow(dead_code)] // read by `document::read` as [remote_access.visitor]

@@ -72,6 +72,12 @@ pub struct RemoteAccessConfig {
     /// Clamp the MSS of TCP SYN and SYN-ACK through client tunnels to fit the tunnel MTU.
     /// Default true.
     pub mss_clamp: bool,
+    /// An accepted TCP/TLS stream that carries no IKE or ESP frame within this time of
+    /// connecting is closed (default 30 s).
+    pub stream_setup_timeout: std::time::Duration,
+    /// A stream with no frame at all (keepalives included) for this long is closed
+    /// (default 5 min; a connected client sends at least its liveness checks).
+    pub stream_idle_timeout: std::time::Duration,
 }
 
 /// The `[remote_access]` template as a running configuration keeps it (its peers moved into
@@ -234,7 +240,7 @@ impl GatewayConfig {
         let (g, h) = (&*at.gateway, &*bt.gateway);
         let eap =
             |c: &rampart_ike::ClientAuth| matches!(c, rampart_ike::ClientAuth::EapMschapv2(_));
-        let checks: [(&'static str, bool); 12] = [
+        let checks: [(&'static str, bool); 14] = [
             ("remote_access.name", a.peer != b.peer),
             ("remote_access.pool", g.pool.prefix != h.pool.prefix),
             (
@@ -257,6 +263,14 @@ impl GatewayConfig {
                 at.users_digest != bt.users_digest,
             ),
             ("remote_access.mss_clamp", a.mss_clamp != b.mss_clamp),
+            (
+                "remote_access.stream_setup_timeout",
+                a.stream_setup_timeout != b.stream_setup_timeout,
+            ),
+            (
+                "remote_access.stream_idle_timeout",
+                a.stream_idle_timeout != b.stream_idle_timeout,
+            ),
             ("remote_access.tcp", a.tcp != b.tcp),
             ("remote_access.visitor", a.visitor != b.visitor),
         ];

@@ -97,6 +97,8 @@ fn eap_gateway_example_builds_the_template() {
     }
     assert!(template.users_digest.is_some());
     assert!(ra.mss_clamp);
+    assert_eq!(ra.stream_setup_timeout, std::time::Duration::from_secs(30));
+    assert_eq!(ra.stream_idle_timeout, std::time::Duration::from_secs(300));
     let tcp = ra.tcp.as_ref().unwrap();
     assert_eq!(tcp.listen, ["0.0.0.0:4500".parse::<SocketAddr>().unwrap()]);
     let v = ra.visitor.as_ref().unwrap();
@@ -340,6 +342,14 @@ fn pool_errors() {
             "pool = \"10.99.0.0/24\"\nlease_time = \"5s\"",
             "gw.toml:16:14: remote_access.lease_time: 5s is out of range; allowed: 1m to 7d",
         ),
+        (
+            "pool = \"10.99.0.0/24\"\nstream_setup_timeout = \"1s\"",
+            "gw.toml:16:24: remote_access.stream_setup_timeout: 1s is out of range; allowed: 5s to 10m",
+        ),
+        (
+            "pool = \"10.99.0.0/24\"\nstream_idle_timeout = \"2d\"",
+            "gw.toml:16:23: remote_access.stream_idle_timeout: 2d is out of range; allowed: 30s to 1d",
+        ),
     ];
     for (extra, want) in cases {
         assert_eq!(errors_of(gw(&format!("{extra}\n"))), [*want], "{extra}");
@@ -371,7 +381,7 @@ fn dns_routes_and_names() {
         ),
         (
             "remote_address = \"any\"",
-            "gw.toml:16:1: remote_access.remote_address: unknown key; allowed: name, local_address, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, client_auth, users_file, pool, pool_exclude, lease_time, dns, dns_domains, routes, ike_proposals, esp_proposals, esn, ike_lifetime, child_lifetime, child_lifetime_bytes, liveness_interval, mobike, replay_window, mss_clamp, tcp, visitor",
+            "gw.toml:16:1: remote_access.remote_address: unknown key; allowed: name, local_address, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, client_auth, users_file, pool, pool_exclude, lease_time, dns, dns_domains, routes, ike_proposals, esp_proposals, esn, ike_lifetime, child_lifetime, child_lifetime_bytes, liveness_interval, mobike, replay_window, mss_clamp, stream_setup_timeout, stream_idle_timeout, tcp, visitor",
         ),
     ];
     for (extra, want) in cases {

@@ -156,6 +156,11 @@ impl Io {
             return Ok(listening);
         };
         let port = config.gateway.nat_t_port;
+        self.streams
+            .set_idle_timeouts(Some(crate::stream::IdleTimeouts {
+                first_frame: ra.stream_setup_timeout,
+                idle: ra.stream_idle_timeout,
+            }));
         if let Some(tcp) = &ra.tcp {
             listener::start(
                 &self.streams,

@@ -96,6 +96,8 @@ fn ra(tcp: Option<Vec<SocketAddr>>, visitor: Option<VisitorMode>) -> RemoteAcces
         tcp: tcp.map(|listen| TcpTransport { listen }),
         visitor,
         mss_clamp: true,
+        stream_setup_timeout: std::time::Duration::from_secs(30),
+        stream_idle_timeout: std::time::Duration::from_secs(300),
     }
 }
 

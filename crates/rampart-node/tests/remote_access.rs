@@ -66,6 +66,8 @@ liveness_interval = "2s"
             tcp: None,
             visitor: None,
             mss_clamp: false,
+            stream_setup_timeout: std::time::Duration::from_secs(30),
+            stream_idle_timeout: std::time::Duration::from_secs(300),
         });
     }
     c

@@ -18,6 +18,13 @@ pub(crate) const ANY_ID: &str = "%any";
 pub(crate) const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(3600);
 pub(crate) const LEASE_TIME_RANGE: RangeInclusive<Duration> =
     Duration::from_secs(60)..=Duration::from_secs(7 * 86400);
+/// Accepted streams: time to the first IKE or ESP frame, and silence after it.
+pub(crate) const DEFAULT_STREAM_SETUP_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const STREAM_SETUP_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(5)..=Duration::from_secs(600);
+pub(crate) const DEFAULT_STREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const STREAM_IDLE_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(30)..=Duration::from_secs(86400);
 pub(crate) const DEFAULT_RA_TCP_PORT: u16 = 4500;
 pub(crate) const DEFAULT_VISITOR_PORT: u16 = 443;
 pub(crate) const DEFAULT_ALPN: &str = "rampart-ike";
@@ -102,6 +109,24 @@ impl Validator<'_, '_> {
         let pool = self.ra_pool(sec, local, peers);
         let gateway = self.ra_gateway(sec, &peer, pool);
         let mss_clamp = raw.mss_clamp.as_ref().is_none_or(|b| *b.get_ref());
+        let stream_setup_timeout = match &raw.stream_setup_timeout {
+            Some(v) => self.duration(
+                "remote_access.stream_setup_timeout",
+                v,
+                STREAM_SETUP_RANGE,
+                false,
+            ),
+            None => Some(DEFAULT_STREAM_SETUP_TIMEOUT),
+        };
+        let stream_idle_timeout = match &raw.stream_idle_timeout {
+            Some(v) => self.duration(
+                "remote_access.stream_idle_timeout",
+                v,
+                STREAM_IDLE_RANGE,
+                false,
+            ),
+            None => Some(DEFAULT_STREAM_IDLE_TIMEOUT),
+        };
         let family_v6 = peer.local_address.is_ipv6();
         let tcp = self.ra_tcp(&doc.remote_access_tcp, family_v6);
         let visitor = self.ra_visitor(&doc.remote_access_visitor, family_v6);
@@ -124,6 +149,8 @@ impl Validator<'_, '_> {
             }
         }
         let (gateway, users_digest) = gateway?;
+        let stream_setup_timeout = stream_setup_timeout?;
+        let stream_idle_timeout = stream_idle_timeout?;
         let pool = gateway.pool.prefix;
         peer.remote_domain = vec![pool];
         let gateway = Arc::new(gateway);
@@ -140,6 +167,8 @@ impl Validator<'_, '_> {
             tcp: tcp.map(|(t, _)| t),
             visitor: visitor.map(|(v, _)| v),
             mss_clamp,
+            stream_setup_timeout,
+            stream_idle_timeout,
         };
         let template = RaTemplate {
             gateway,
