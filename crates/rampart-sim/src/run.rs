@@ -407,6 +407,12 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 format!(" within {}", crate::units::secs(d))
             })
         };
+        // Where an `after` window starts, for the labels.
+        let from = if after.is_zero() {
+            "start".to_string()
+        } else {
+            crate::units::secs(after)
+        };
         let (label, node, transfer) = if let Some(t) = &a.transfer {
             let ti = sc
                 .transfers
@@ -421,11 +427,6 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
         } else if a.fails_with.is_some() {
             return Err(e("`fails_with` needs `transfer`".into()));
         } else if let Some(g) = &a.no_tunnel {
-            let from = if after.is_zero() {
-                "start".to_string()
-            } else {
-                crate::units::secs(after)
-            };
             (
                 format!("{g} installs no tunnel{} counting from {from}", w(within)),
                 Some(gateway(g)?),
@@ -442,11 +443,6 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 None,
             )
         } else if let Some(g) = &a.tunnel {
-            let from = if after.is_zero() {
-                "start".to_string()
-            } else {
-                crate::units::secs(after)
-            };
             (
                 format!("{g} installs a tunnel{} counting from {from}", w(within)),
                 Some(gateway(g)?),
@@ -550,11 +546,6 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             if !["udp", "tcp", "tls"].contains(&t.as_str()) {
                 return Err(e(format!("transport: {t:?} is not one of udp, tcp, tls")));
             }
-            let from = if after.is_zero() {
-                "start".to_string()
-            } else {
-                crate::units::secs(after)
-            };
             (
                 format!("{g} connects over {t}{} counting from {from}", w(within)),
                 Some(client(g)?),
