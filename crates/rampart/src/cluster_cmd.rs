@@ -78,7 +78,8 @@ pub(crate) fn render(command: ClusterCommand, json: bool, answer: &str) -> Resul
                 pretty(&value)
             } else {
                 let mut out = String::new();
-                status_view::sync_stats(&mut out, &stats);
+                let forwarded = status_view::forwarded_of(&value);
+                status_view::sync_stats(&mut out, &stats, forwarded.as_ref());
                 out
             })
         }
