@@ -199,3 +199,243 @@ pub fn links(out: &mut String, links: &[LinkStats]) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rampart_cluster::{
+        ClusterStatus, HoldHistogram, MemberShare, MemberState, OwnershipMap, SyncStats,
+    };
+
+    use super::*;
+    use crate::status_view::{cluster_section, cluster_status, sync_stats};
+
+    fn load_sharing() -> LoadSharingStatus {
+        let share = |member, up, expected_permille, flows, packets, bytes| MemberShare {
+            member,
+            up,
+            expected_permille,
+            flows,
+            packets,
+            bytes,
+        };
+        LoadSharingStatus {
+            distribution: Distribution::Routed,
+            pivot: Some(1),
+            ownership: OwnershipMap {
+                epoch: 4,
+                members: vec![
+                    share(1, true, 500, 1200, 50_000, 3 << 20),
+                    share(2, true, 500, 1100, 48_000, 3_000_000),
+                    share(3, false, 0, 40, 900, 700),
+                ],
+            },
+            forwarded_sent: 10,
+            forwarded_received: 3,
+            forwarded_dropped: 1,
+        }
+    }
+
+    fn cluster(ls: Option<LoadSharingStatus>) -> ClusterStatus {
+        ClusterStatus {
+            name: "dc".into(),
+            mode: "load-sharing".into(),
+            member_id: 2,
+            state: MemberState::Standby,
+            reason: String::new(),
+            members: vec![],
+            virtual_addresses: vec![],
+            failovers: 0,
+            load_sharing: ls,
+        }
+    }
+
+    #[test]
+    fn ownership_map_and_pivot() {
+        let mut out = String::new();
+        cluster_status(&mut out, &cluster(Some(load_sharing())));
+        let expected = "\
+cluster dc  load-sharing  member 2  standby  failovers 0
+  MEMBER  SYNC ADDRESS                             PRIORITY  STATE    ALIVE  LAST HEARTBEAT  INTERFACES DOWN
+  no virtual addresses
+  load sharing  distribution routed  pivot 1  ownership epoch 4  forwarded sent 10  received 3  dropped 1
+  MEMBER  UP    SHARE        FLOWS        PACKETS        BYTES
+  1       yes   50.0%         1200          50000      3.0 MiB
+  2 (me)  yes   50.0%         1100          48000      2.9 MiB
+  3       no     0.0%           40            900        700 B
+";
+        assert_eq!(out, expected, "\n{out}");
+        // High availability has no such block.
+        let mut out = String::new();
+        cluster_status(&mut out, &cluster(None));
+        assert!(!out.contains("load sharing"), "{out}");
+        // The pivot may be this member, or nobody yet.
+        let mut ls = load_sharing();
+        ls.pivot = Some(2);
+        let mut out = String::new();
+        load_sharing_status(&mut out, &ls, 2);
+        assert!(out.contains("  pivot 2 (me)  "), "{out}");
+        ls.pivot = None;
+        ls.distribution = Distribution::Unicast;
+        let mut out = String::new();
+        load_sharing_status(&mut out, &ls, 2);
+        assert!(
+            out.starts_with("  load sharing  distribution unicast  pivot none  "),
+            "{out}"
+        );
+    }
+
+    fn sync_with_load_sharing() -> SyncStats {
+        let mut hold_time = HoldHistogram::default();
+        // 98 holds of 300 us, 2 of 40 ms: p50 is the 350 us bucket's bound, p99 the 50 ms
+        // bucket's capped at the longest hold seen.
+        for _ in 0..98 {
+            hold_time.record(Duration::from_micros(300));
+        }
+        for _ in 0..2 {
+            hold_time.record(Duration::from_millis(40));
+        }
+        SyncStats {
+            member_id: 1,
+            flush_ack: Some(FlushAckStats {
+                held: 100,
+                holding: 2,
+                released_acked: 97,
+                released_nothing_to_wait_for: 5,
+                released_timeout: 1,
+                released_full: 4,
+                dropped_timeout: 0,
+                timeouts: 1,
+                members_declared_down: 1,
+                flushes: 90,
+                hold_time,
+            }),
+            update_requests: Some(UpdateRequestStats {
+                queries: 6,
+                packets: 7,
+                found: 4,
+                unknown: 1,
+                timeouts: 1,
+                full: 0,
+                stray_answers: 2,
+            }),
+            update_queries_answered: 9,
+            update_queries_dropped: 0,
+            links: vec![
+                LinkStats {
+                    name: "10.255.0.1".into(),
+                    carrier: true,
+                    members_alive: 2,
+                    routes: 2,
+                    datagrams_sent: 500,
+                    bytes_sent: 2048,
+                    records_sent: 1500,
+                    datagrams_received: 480,
+                    bytes_received: 1024,
+                    failures: 1,
+                    switched_to: 1,
+                    switched_away: 1,
+                },
+                LinkStats {
+                    name: "10.255.1.1".into(),
+                    carrier: false,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn flush_ack_update_requests_forwarded_and_links() {
+        let stats = sync_with_load_sharing();
+        let forwarded = ForwardedStats {
+            sent: 10,
+            received: 3,
+            dropped: 1,
+        };
+        let mut out = String::new();
+        sync_stats(&mut out, &stats, Some(&forwarded));
+        let tail = "\
+  flush-and-ack
+    held                           100
+    holding                        2
+    released, acked                97
+    released, nothing to wait for  5
+    released, timeout              1
+    released, table full           4
+    dropped, timeout               0
+    timeouts                       1
+    members declared down          1
+    flushes                        90
+    hold time                      p50 350us  p99 40ms  max 40ms  (100 holds)
+  update requests
+    queries                        6
+    packets waiting (total)        7
+    found                          4
+    unknown                        1
+    timeouts                       1
+    full                           0
+    stray answers                  2
+    answered for others            9
+    dropped from others            0
+  forwarded packets  sent 10  received 3  dropped 1
+  LINK NAME                     CARRIER ALIVE ROUTES  DGRAMS SENT BYTES SENT RECORDS SENT  DGRAMS RECV BYTES RECV FAILURES MOVED TO MOVED OFF
+  0    10.255.0.1               yes         2      2          500    2.0 KiB         1500          480    1.0 KiB        1        1        1
+  1    10.255.1.1               no          0      0            0        0 B            0            0        0 B        0        0        0
+";
+        assert!(out.ends_with(tail), "\n{out}");
+        // High availability: none of it.
+        let mut out = String::new();
+        sync_stats(&mut out, &SyncStats::default(), None);
+        assert!(!out.contains("flush-and-ack"), "{out}");
+        assert!(!out.contains("LINK"), "{out}");
+    }
+
+    #[test]
+    fn hold_times_before_the_first_hold_and_units() {
+        let mut out = String::new();
+        flush_ack(&mut out, &FlushAckStats::default());
+        assert!(
+            out.ends_with("    hold time                      p50 -  p99 -  max -  (0 holds)\n"),
+            "{out}"
+        );
+        assert_eq!(micros(25), "25us");
+        assert_eq!(micros(1_500), "1.5ms");
+        assert_eq!(micros(214_000), "214ms");
+        assert_eq!(micros(1_200_000), "1.20s");
+        assert_eq!(permille(333), "33.3%");
+        assert_eq!(permille(1000), "100.0%");
+    }
+
+    #[test]
+    fn status_document_carries_the_load_sharing_parts() {
+        let doc = serde_json::json!({
+            "name": "gw",
+            "cluster": cluster(Some(load_sharing())),
+            "sync": sync_with_load_sharing(),
+        });
+        // The JSON names the CLI and scripts rely on.
+        assert_eq!(doc["cluster"]["load_sharing"]["distribution"], "routed");
+        assert_eq!(doc["cluster"]["load_sharing"]["pivot"], 1);
+        assert_eq!(
+            doc["cluster"]["load_sharing"]["ownership"]["members"][0]["expected_permille"],
+            500
+        );
+        assert_eq!(doc["sync"]["flush_ack"]["members_declared_down"], 1);
+        assert_eq!(doc["sync"]["update_requests"]["found"], 4);
+        assert_eq!(doc["sync"]["links"][1]["carrier"], false);
+        let text = cluster_section(&doc);
+        assert!(
+            text.contains("\n  load sharing  distribution routed  pivot 1  ownership epoch 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "\nflush-and-ack  held 100  holding 2  timeouts 1  members declared down 1  hold p99 40ms\n"
+            ),
+            "{text}"
+        );
+    }
+}
