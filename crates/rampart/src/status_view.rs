@@ -622,6 +622,7 @@ mod tests {
                 },
             ],
             failovers: 1,
+            load_sharing: None,
         }
     }
 
