@@ -24,7 +24,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rampart_cluster::{ClusterConfig, Distribution, LinkId, LoadSharingStatus, MemberId, SyncStats};
+use rampart_cluster::{
+    ClusterConfig, Distribution, LinkId, LoadSharingStatus, MemberId, SyncStats,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -176,7 +178,11 @@ impl ClusterIo {
 
     /// Serves full syncs on `listener` (an extra link's address) from a task of its own.
     fn accept_from(&mut self, listener: TcpListener) {
-        let (tls, tx, serving) = (self.tls.clone(), self.events_tx.clone(), self.serving.clone());
+        let (tls, tx, serving) = (
+            self.tls.clone(),
+            self.events_tx.clone(),
+            self.serving.clone(),
+        );
         let task = tokio::spawn(async move {
             loop {
                 match listener.accept().await {
@@ -300,9 +306,7 @@ impl ClusterIo {
 /// (interface, link) for every sync link whose address an interface holds now; a link whose
 /// address no interface holds is logged and left out (its carrier is not reported, the
 /// engine's dead time still judges it).
-async fn sync_link_interfaces(
-    addresses: &[SocketAddr],
-) -> Result<Vec<(String, LinkId)>, IoError> {
+async fn sync_link_interfaces(addresses: &[SocketAddr]) -> Result<Vec<(String, LinkId)>, IoError> {
     let ips: Vec<IpAddr> = addresses.iter().map(|a| a.ip()).collect();
     let holders = interfaces_holding(&ips).await?;
     let mut out = Vec::new();
@@ -325,41 +329,41 @@ fn serve(
     tcp: TcpStream,
     peer: SocketAddr,
 ) {
-        tokio::spawn(async move {
-            let (member, mut stream) = match tls.accept(tcp, peer).await {
-                Ok(ok) => ok,
-                Err(e) => {
-                    tracing::warn!("{e}");
-                    return;
-                }
-            };
-            let Some(_guard) = ServingGuard::take(&serving, member) else {
-                tracing::warn!(
-                    "full sync from {peer} refused: a full sync to member {member} is already running"
-                );
-                return;
-            };
-            let (reply, export) = oneshot::channel();
-            if tx.send(SyncEvent::Export { member, reply }).await.is_err() {
+    tokio::spawn(async move {
+        let (member, mut stream) = match tls.accept(tcp, peer).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                tracing::warn!("{e}");
                 return;
             }
-            let Ok(bytes) = export.await else { return };
-            let write = async {
-                stream.write_all(&bytes).await?;
-                stream.shutdown().await
-            };
-            match tokio::time::timeout(SERVE_TIMEOUT, write).await {
-                Ok(Ok(())) => tracing::info!(
-                    "full sync served to member {member} at {peer} ({} bytes)",
-                    bytes.len()
-                ),
-                Ok(Err(e)) => tracing::warn!("full sync to member {member} at {peer} failed: {e}"),
-                Err(_) => tracing::warn!(
-                    "full sync to member {member} at {peer} failed: not written within {} s",
-                    SERVE_TIMEOUT.as_secs()
-                ),
-            }
-        });
+        };
+        let Some(_guard) = ServingGuard::take(&serving, member) else {
+            tracing::warn!(
+                "full sync from {peer} refused: a full sync to member {member} is already running"
+            );
+            return;
+        };
+        let (reply, export) = oneshot::channel();
+        if tx.send(SyncEvent::Export { member, reply }).await.is_err() {
+            return;
+        }
+        let Ok(bytes) = export.await else { return };
+        let write = async {
+            stream.write_all(&bytes).await?;
+            stream.shutdown().await
+        };
+        match tokio::time::timeout(SERVE_TIMEOUT, write).await {
+            Ok(Ok(())) => tracing::info!(
+                "full sync served to member {member} at {peer} ({} bytes)",
+                bytes.len()
+            ),
+            Ok(Err(e)) => tracing::warn!("full sync to member {member} at {peer} failed: {e}"),
+            Err(_) => tracing::warn!(
+                "full sync to member {member} at {peer} failed: not written within {} s",
+                SERVE_TIMEOUT.as_secs()
+            ),
+        }
+    });
 }
 
 /// Marks `member` as being served until dropped.
@@ -415,7 +419,9 @@ pub fn add_sync_extras(
 ) {
     if let (Some(fa), Some(object)) = (
         &stats.flush_ack,
-        document.get_mut("flush_ack").and_then(|v| v.as_object_mut()),
+        document
+            .get_mut("flush_ack")
+            .and_then(|v| v.as_object_mut()),
     ) {
         object.insert(
             "hold_time_p50_us".into(),

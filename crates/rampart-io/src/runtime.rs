@@ -615,10 +615,7 @@ async fn event_loop<N: Node>(
                     node.handle_link_state(Instant::now(), &change.interface, change.up);
                 }
                 for link in links {
-                    tracing::info!(
-                        "sync link {link}: carrier {state} on {}",
-                        change.interface
-                    );
+                    tracing::info!("sync link {link}: carrier {state} on {}", change.interface);
                     node.set_sync_link_carrier(Instant::now(), link, change.up);
                 }
                 drain_outputs(node, io).await;
@@ -646,7 +643,10 @@ fn status_document(
 ) -> serde_json::Result<String> {
     let mut document = serde_json::to_value(status)?;
     if let (Some(stats), Some(sync)) = (&status.sync, document.get_mut("sync")) {
-        let load_sharing = status.cluster.as_ref().and_then(|c| c.load_sharing.as_ref());
+        let load_sharing = status
+            .cluster
+            .as_ref()
+            .and_then(|c| c.load_sharing.as_ref());
         crate::cluster_io::add_sync_extras(sync, stats, load_sharing);
     }
     if let Some(fields) = document.as_object_mut() {

@@ -360,7 +360,9 @@ impl SyncTls {
             .members
             .iter()
             .filter(|m| m.id != self.member)
-            .find_map(|m| (0..=m.extra_sync_addresses.len()).find(|&l| m.link_address(l) == Some(remote)));
+            .find_map(|m| {
+                (0..=m.extra_sync_addresses.len()).find(|&l| m.link_address(l) == Some(remote))
+            });
         link.and_then(|l| me.link_address(l))
             .unwrap_or(me.sync_address)
     }

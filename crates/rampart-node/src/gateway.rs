@@ -226,8 +226,10 @@ impl Gateway {
         packet: Range<usize>,
     ) -> Disposition {
         if let Some(c) = self.cluster.as_mut() {
-            if local == c.sync_local {
-                let r = c.engine.handle_datagram(now, 0, remote, &mut buf[packet]);
+            if let Some(link) = c.sync_link_of(local) {
+                let r = c
+                    .engine
+                    .handle_datagram(now, link, remote, &mut buf[packet]);
                 self.after_input(now);
                 return match r {
                     Ok(()) => Disposition::Consumed,
@@ -417,7 +419,10 @@ impl Gateway {
         packets: &[Range<usize>],
         out: &mut [Disposition],
     ) {
-        if self.cluster.as_ref().is_some_and(|c| c.sync_local == local)
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.sync_link_of(local).is_some())
             || self.is_probe_socket(local)
         {
             for (packet, slot) in packets.iter().zip(out.iter_mut()) {

@@ -99,6 +99,12 @@ pub trait Node {
     /// monitored interface, then each change). A cluster member gives up the active role while
     /// a monitored interface is down; other nodes ignore it.
     fn handle_link_state(&mut self, now: Instant, interface: &str, up: bool);
+    /// Carrier of the interface that holds this member's address on sync link `link` (the
+    /// shell reports it with redundant sync networks: the initial state, then each change). A
+    /// cluster member moves its delta stream off a link without carrier; other nodes ignore it.
+    fn set_sync_link_carrier(&mut self, now: Instant, link: rampart_cluster::LinkId, up: bool) {
+        let _ = (now, link, up);
+    }
     /// `rampart cluster switchover|down|up`: `Ok` with a line for the operator, `Err` with why
     /// not (e.g. "no cluster configured").
     fn cluster_command(&mut self, now: Instant, command: ClusterCommand) -> Result<String, String>;
@@ -242,6 +248,10 @@ impl Node for Gateway {
 
     fn handle_link_state(&mut self, now: Instant, interface: &str, up: bool) {
         Gateway::handle_link_state(self, now, interface, up)
+    }
+
+    fn set_sync_link_carrier(&mut self, now: Instant, link: rampart_cluster::LinkId, up: bool) {
+        Gateway::set_sync_link_carrier(self, now, link, up)
     }
 
     fn cluster_command(&mut self, now: Instant, command: ClusterCommand) -> Result<String, String> {

@@ -181,7 +181,10 @@ mod tests {
         value["flush_ack"]["hold_time_p50_us"] = serde_json::Value::Null;
         let answer = value.to_string();
         let table = render(ClusterCommand::SyncStats, false, &answer).unwrap();
-        assert!(table.contains("\n    held                           3\n"), "{table}");
+        assert!(
+            table.contains("\n    held                           3\n"),
+            "{table}"
+        );
         assert!(
             table.contains("\n  forwarded packets  sent 5  received 2  dropped 0\n"),
             "{table}"

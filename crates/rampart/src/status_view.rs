@@ -346,12 +346,7 @@ pub fn sync_stats(out: &mut String, s: &SyncStats, forwarded: Option<&ls_view::F
         ls_view::flush_ack(out, fa);
     }
     if let Some(u) = &s.update_requests {
-        ls_view::update_requests(
-            out,
-            u,
-            s.update_queries_answered,
-            s.update_queries_dropped,
-        );
+        ls_view::update_requests(out, u, s.update_queries_answered, s.update_queries_dropped);
     }
     if let Some(f) = forwarded {
         ls_view::forwarded(out, f);

@@ -9,9 +9,9 @@
 use std::net::SocketAddr;
 
 use rampart_cluster::{
-    ClusterConfig, Distribution, LoadSharingConfig, MemberConfig, TimeoutPolicy, DEFAULT_HOLD_DOWN,
-    DEFAULT_HOLD_TIMEOUT, DEFAULT_MAX_HOLDS, DEFAULT_MAX_PENDING, DEFAULT_UPDATE_TIMEOUT,
-    MAX_SYNC_LINKS,
+    ClusterConfig, Distribution, LoadSharingConfig, MemberConfig, TimeoutPolicy,
+    DEFAULT_ANNOUNCE_TABLE, DEFAULT_HOLD_TIMEOUT, DEFAULT_MAX_HOLDS, DEFAULT_MAX_PENDING,
+    DEFAULT_SYNC_LINK_HOLD_DOWN, DEFAULT_UPDATE_TIMEOUT, MAX_SYNC_LINKS,
 };
 
 use super::*;
@@ -22,7 +22,6 @@ pub(crate) const HOLD_TIMEOUT_RANGE: RangeInclusive<Duration> =
 pub(crate) const UPDATE_TIMEOUT_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(1)..=Duration::from_secs(5);
 pub(crate) const MAX_HOLDS_RANGE: RangeInclusive<i64> = 1..=262_144;
-pub(crate) const DEFAULT_ANNOUNCE_TABLE: u32 = 202;
 pub(crate) const ANNOUNCE_TABLE_RANGE: RangeInclusive<i64> = 1..=4_294_967_295;
 pub(crate) const SYNC_LINK_HOLD_DOWN_RANGE: RangeInclusive<Duration> =
     Duration::from_millis(100)..=Duration::from_secs(600);
@@ -268,7 +267,7 @@ impl Validator<'_, '_> {
                     false,
                 )
             })
-            .unwrap_or(DEFAULT_HOLD_DOWN)
+            .unwrap_or(DEFAULT_SYNC_LINK_HOLD_DOWN)
     }
 
     /// `[[cluster.member]] extra_addresses`: the member's addresses on the redundant sync

@@ -45,8 +45,6 @@ pub(crate) const CHANGE_STREAM_LIMIT: usize = 1 << 20;
 /// The gateway's cluster state: the engine and what the node keeps around it.
 pub(crate) struct ClusterMember {
     pub engine: Cluster,
-    /// Where cluster datagrams arrive and leave from.
-    pub sync_local: SocketAddr,
     /// This member owns the virtual addresses and the traffic.
     pub active: bool,
     /// Standby: the active member's SAs as values, imported on takeover.
@@ -84,7 +82,6 @@ impl ClusterMember {
         boot_id: u64,
         rng: rampart_crypto::Rng,
     ) -> Self {
-        let sync_local = config.me().sync_address;
         // With `switch_back` the engine starts a handover on its own, inside a timer: changes
         // held in the window at that instant would miss the handover, so nothing is held.
         let hold = if config.switch_back {
@@ -94,7 +91,6 @@ impl ClusterMember {
         };
         ClusterMember {
             engine: Cluster::new(config, now, boot_id, rng),
-            sync_local,
             active: false,
             replicas: Replicas::default(),
             unsynced: HashSet::new(),
@@ -131,5 +127,22 @@ impl ClusterMember {
         self.config()
             .esp_sync_interval
             .max(Duration::from_millis(1))
+    }
+}
+
+/// This member's sync links by local address: link `l` is bound to
+/// `config.me().link_address(l)` (the I/O shell opens one socket per link).
+impl ClusterMember {
+    /// The sync link whose local address is `local`, `None` when `local` is no sync address.
+    pub fn sync_link_of(&self, local: SocketAddr) -> Option<rampart_cluster::LinkId> {
+        let me = self.config().me();
+        (0..=me.extra_sync_addresses.len())
+            .find(|&l| me.link_address(l) == Some(local))
+            .and_then(|l| rampart_cluster::LinkId::try_from(l).ok())
+    }
+
+    /// The local address of sync link `link`, `None` beyond this member's links.
+    pub fn sync_local_of(&self, link: rampart_cluster::LinkId) -> Option<SocketAddr> {
+        self.config().me().link_address(usize::from(link))
     }
 }

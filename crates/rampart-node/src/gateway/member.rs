@@ -68,12 +68,12 @@ impl Gateway {
             }
         }
         while let Some(t) = c.engine.poll_transmit() {
-            // Only link 0 has a socket today (the sync address).
-            if t.link != 0 {
+            // Each sync link has its own socket, bound to this member's address on it.
+            let Some(local) = c.sync_local_of(t.link) else {
                 continue;
-            }
+            };
             self.outputs.push_back(Output::SendUdp {
-                local: c.sync_local,
+                local,
                 remote: t.remote,
                 data: t.data,
             });
@@ -362,6 +362,15 @@ impl Gateway {
     pub fn handle_link_state(&mut self, now: Instant, interface: &str, up: bool) {
         if let Some(c) = self.cluster.as_mut() {
             c.engine.set_interface_state(now, interface, up);
+            self.cluster_pump(now);
+        }
+    }
+
+    /// Carrier of sync link `link`'s local interface (the shell watches them with redundant
+    /// sync networks): the engine moves the delta stream off a link without carrier at once.
+    pub fn set_sync_link_carrier(&mut self, now: Instant, link: rampart_cluster::LinkId, up: bool) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.engine.set_link_carrier(now, link, up);
             self.cluster_pump(now);
         }
     }
