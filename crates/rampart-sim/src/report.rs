@@ -20,6 +20,40 @@ pub struct Outcome {
     pub verdict: Verdict,
 }
 
+/// The transfers table's row of a group: the count, median and slowest time, the results.
+fn group_row(
+    g: &crate::world::TransferGroup,
+    members: &[crate::host::TransferRecord],
+) -> Vec<String> {
+    let mut times: Vec<Duration> = members
+        .iter()
+        .filter(|t| t.failure.is_none())
+        .filter_map(|t| Some(t.finished?.saturating_sub(t.started?)))
+        .collect();
+    times.sort();
+    let time = match (times.get(times.len() / 2), times.last()) {
+        (Some(m), Some(x)) => format!("{} (max {})", secs(*m), secs(*x)),
+        _ => "-".into(),
+    };
+    let failed = members.iter().filter(|t| t.failure.is_some()).count();
+    let open = members.len() - times.len() - failed;
+    let mut result = format!("{} SHA-256 ok", times.len());
+    if failed > 0 {
+        result.push_str(&format!(", {failed} FAILED"));
+    }
+    if open > 0 {
+        result.push_str(&format!(", {open} incomplete"));
+    }
+    vec![
+        g.name.clone(),
+        format!("{} -> {}", g.from, g.to),
+        format!("{} x {}", members.len(), bytes(g.size)),
+        time,
+        "-".into(),
+        result,
+    ]
+}
+
 /// Everything `rampart lab run` prints.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -35,6 +69,9 @@ pub struct Report {
     /// Remote-access client machines: transport, Office Mode address, tunnel MTU, moves.
     pub clients: Vec<Vec<String>>,
     pub links: Vec<Vec<String>>,
+    /// Per link (by name): packets sent from its end `a` and from its end `b` (not printed;
+    /// for tests that look at which way flows went).
+    pub link_directions: Vec<(String, [u64; 2])>,
     pub drops: Vec<Vec<String>>,
     pub outcomes: Vec<Outcome>,
 }
@@ -48,10 +85,14 @@ impl Report {
         ended_early: bool,
     ) -> Report {
         let transfers = world
-            .transfers
+            .groups
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
+            .map(|g| {
+                if g.is_group() {
+                    return group_row(g, &world.transfers[g.members.clone()]);
+                }
+                let i = g.members.start;
+                let t = &world.transfers[i];
                 let (time, rate) = match (t.started, t.finished) {
                     (Some(s), Some(f)) => {
                         let d = (f - s).as_secs_f64().max(1e-6);
@@ -156,6 +197,11 @@ impl Report {
                 ]
             })
             .collect();
+        let link_directions = world
+            .links
+            .iter()
+            .map(|l| (l.name.clone(), l.stats.from_end))
+            .collect();
         let drops = world
             .drops
             .iter()
@@ -172,6 +218,7 @@ impl Report {
             gateways,
             clients,
             links,
+            link_directions,
             drops,
             outcomes,
         }
