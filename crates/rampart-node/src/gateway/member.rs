@@ -68,6 +68,10 @@ impl Gateway {
             }
         }
         while let Some(t) = c.engine.poll_transmit() {
+            // Only link 0 has a socket today (the sync address).
+            if t.link != 0 {
+                continue;
+            }
             self.outputs.push_back(Output::SendUdp {
                 local: c.sync_local,
                 remote: t.remote,
@@ -512,6 +516,7 @@ impl Gateway {
                         now,
                         c,
                         DeltaRecord {
+                            from: member,
                             seq: 0,
                             kind,
                             key,
