@@ -146,8 +146,19 @@ pub fn drop_name(r: DropReason) -> &'static str {
     }
 }
 
+/// The announce table of a Load Sharing member in routed distribution (`None` otherwise).
+fn announce_table(config: &GatewayConfig) -> Option<u32> {
+    let c = config.cluster.as_ref()?;
+    if c.mode != rampart_cluster::ClusterMode::LoadSharing {
+        return None;
+    }
+    let ls = c.load_sharing.unwrap_or_default();
+    (ls.distribution == rampart_cluster::Distribution::Routed).then_some(ls.announce_table)
+}
+
 impl GatewayNode {
     pub fn new(config: GatewayConfig) -> GatewayNode {
+        let announce_table = announce_table(&config);
         GatewayNode {
             config,
             engine: None,
@@ -164,7 +175,7 @@ impl GatewayNode {
             ident: 1,
             streams: None,
             pending: Vec::new(),
-            announce_table: None,
+            announce_table,
             announced: Vec::new(),
             withdrawn_at: Duration::ZERO,
             retired: Retired::default(),
@@ -400,15 +411,16 @@ impl GatewayNode {
                 let sport = u16::from_be_bytes([payload[0], payload[1]]);
                 let dport = u16::from_be_bytes([payload[2], payload[3]]);
                 let gw = &self.config.gateway;
-                let sync_port = self
-                    .config
-                    .cluster
-                    .as_ref()
-                    .map(|c| c.me().sync_address.port());
+                // The sync sockets: one per sync link (`address`, `extra_addresses`).
+                let sync_port = self.config.cluster.as_ref().is_some_and(|c| {
+                    let me = c.me();
+                    me.sync_address.port() == dport
+                        || me.extra_sync_addresses.iter().any(|a| a.port() == dport)
+                });
                 let probe_port = self.config.mep.probe.port;
                 if dport != gw.ike_port
                     && dport != gw.nat_t_port
-                    && Some(dport) != sync_port
+                    && !sync_port
                     && dport != probe_port
                 {
                     return Err("gateway: UDP port not open");

@@ -20,6 +20,70 @@ pub struct Outcome {
     pub verdict: Verdict,
 }
 
+/// The load sharing table's row of node `i` when it is (or was) a Load Sharing member.
+fn load_sharing_row(world: &World, i: usize, n: &crate::world::Node) -> Option<Vec<String>> {
+    let Kind::Gateway(g) = &n.kind else {
+        return None;
+    };
+    let ls = g
+        .config
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.mode == rampart_cluster::ClusterMode::LoadSharing);
+    if !ls {
+        return None;
+    }
+    let out_of_state = crate::cluster_checks::out_of_state(world, i).to_string();
+    let Some((status, sync)) = g.cluster_status(world.base, world.now) else {
+        let mut row = vec![n.name.clone(), "crashed".into(), "-".into(), out_of_state];
+        row.resize(11, "-".into());
+        return Some(row);
+    };
+    let conns = g
+        .engine
+        .as_ref()
+        .map_or("-".into(), |e| e.conn_stats().active.to_string());
+    let us = |v: Option<u64>| v.map_or("-".into(), |v| secs(Duration::from_micros(v)));
+    let (held, hold, timeouts) = match &sync.flush_ack {
+        Some(f) => (
+            f.held.to_string(),
+            format!(
+                "{}/{}",
+                us(f.hold_time.quantile_us(0.5)),
+                us(f.hold_time.quantile_us(0.99))
+            ),
+            f.timeouts.to_string(),
+        ),
+        None => ("-".into(), "-".into(), "-".into()),
+    };
+    let upd = sync.update_requests.as_ref().map_or("-".into(), |u| {
+        format!("{} ({}/{})", u.queries, u.found, u.unknown)
+    });
+    let fwd = status.load_sharing.as_ref().map_or("-".into(), |l| {
+        format!("{}/{}", l.forwarded_sent, l.forwarded_received)
+    });
+    let links = sync
+        .links
+        .iter()
+        .enumerate()
+        .map(|(k, l)| format!("{k}: {}", l.records_sent))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(vec![
+        n.name.clone(),
+        format!("{:?}", status.state).to_lowercase(),
+        conns,
+        out_of_state,
+        held,
+        hold,
+        timeouts,
+        upd,
+        fwd,
+        sync.lost.to_string(),
+        if links.is_empty() { "-".into() } else { links },
+    ])
+}
+
 /// The transfers table's row of a group: the count, median and slowest time, the results.
 fn group_row(
     g: &crate::world::TransferGroup,
@@ -68,6 +132,9 @@ pub struct Report {
     pub gateways: Vec<Vec<String>>,
     /// Remote-access client machines: transport, Office Mode address, tunnel MTU, moves.
     pub clients: Vec<Vec<String>>,
+    /// Load Sharing members: state, connections, out-of-state drops, Flush-and-Ack holds,
+    /// update requests, forwarding, sync losses and records per sync link.
+    pub load_sharing: Vec<Vec<String>>,
     pub links: Vec<Vec<String>>,
     /// Per link (by name): packets sent from its end `a` and from its end `b` (not printed;
     /// for tests that look at which way flows went).
@@ -183,6 +250,12 @@ impl Report {
                 _ => None,
             })
             .collect();
+        let load_sharing = world
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| load_sharing_row(world, i, n))
+            .collect();
         let links = world
             .links
             .iter()
@@ -217,6 +290,7 @@ impl Report {
             transfers,
             gateways,
             clients,
+            load_sharing,
             links,
             link_directions,
             drops,
@@ -289,6 +363,26 @@ impl Report {
                     "moves",
                 ],
                 &self.clients,
+            );
+        }
+        if !self.load_sharing.is_empty() {
+            table(
+                &mut s,
+                "load sharing",
+                &[
+                    "member",
+                    "state",
+                    "conns",
+                    "out of state",
+                    "held",
+                    "hold p50/p99",
+                    "hold timeouts",
+                    "upd req (found/unknown)",
+                    "fwd out/in",
+                    "sync lost",
+                    "records per sync link",
+                ],
+                &self.load_sharing,
             );
         }
         table(

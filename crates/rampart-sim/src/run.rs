@@ -466,6 +466,15 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
         } else {
             crate::units::secs(after)
         };
+        if let Some(d) = &a.hold_p99_at_most {
+            dur(d, &format!("{what}.hold_p99_at_most"))?;
+        }
+        if a.sync_link.is_some()
+            && a.sync_link_switched_to_at_least.is_none()
+            && a.sync_link_records_at_least.is_none()
+        {
+            return Err(e("`sync_link` goes with sync_link_switched_to_at_least or sync_link_records_at_least".into()));
+        }
         if let Some(cc) = ClusterCheck::of(a) {
             let names: Vec<&String> = match (&a.node, a.nodes.is_empty()) {
                 (Some(n), true) => vec![n],
@@ -499,7 +508,9 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             continue;
         }
         if !a.nodes.is_empty() {
-            return Err(e("`nodes` is for the cluster checks (out_of_state_at_most, out_of_state_at_least, connections_synced)".into()));
+            return Err(e(
+                "`nodes` is for the cluster checks (see docs/lab.md)".into()
+            ));
         }
         let (label, node, transfer) = if let Some(t) = &a.transfer {
             let g = world

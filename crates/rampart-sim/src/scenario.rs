@@ -266,6 +266,26 @@ pub struct AssertSpec {
     /// has held for a second or more (no lost update).
     #[serde(default)]
     pub connections_synced: bool,
+    /// Flush-and-Ack: packets the members held, summed, at least this many.
+    pub holds_at_least: Option<u64>,
+    /// Flush-and-Ack: the 99th percentile of the hold time (each member's histogram; the
+    /// largest), at most this long.
+    pub hold_p99_at_most: Option<String>,
+    /// Flush-and-Ack: holds that timed out, summed, at most this many.
+    pub hold_timeouts_at_most: Option<u64>,
+    /// Update requests (UPD_REQ): queries the members sent, and queries answered `Found`,
+    /// summed, at least this many.
+    pub update_requests_at_least: Option<u64>,
+    pub updates_found_at_least: Option<u64>,
+    /// Packets the members forwarded to the owner of their flow or SA, summed, at least.
+    pub forwarded_at_least: Option<u64>,
+    /// With `sync_link_switched_to_at_least` / `sync_link_records_at_least`: the sync link
+    /// (0 is `address`, 1 the first of `extra_addresses`).
+    pub sync_link: Option<usize>,
+    /// Times a member's delta stream moved onto `sync_link`, summed, at least.
+    pub sync_link_switched_to_at_least: Option<u64>,
+    /// Records the members sent on `sync_link`, summed, at least.
+    pub sync_link_records_at_least: Option<u64>,
 }
 
 /// Parses scenario text; `name` is used in error messages.
