@@ -303,6 +303,16 @@ impl ClusterIo {
     }
 }
 
+impl Drop for ClusterIo {
+    /// The extra links' accept loops hold the listeners: they end with the handle, also when
+    /// it is dropped without [`ClusterIo::shutdown`] (an error at start).
+    fn drop(&mut self) {
+        for task in &self.extra_listeners {
+            task.abort();
+        }
+    }
+}
+
 /// (interface, link) for every sync link whose address an interface holds now; a link whose
 /// address no interface holds is logged and left out (its carrier is not reported, the
 /// engine's dead time still judges it).
