@@ -170,9 +170,10 @@ struct Peer {
     idle_ack_at: Option<Instant>,
     /// Its cumulative ack of our stream (this boot); `None` until it reports one.
     acked: Option<u64>,
-    /// Flush-and-Ack declared it down (it did not acknowledge a hold in time): holds do not
-    /// wait for it until it has acknowledged everything we sent, or comes back from dead.
-    fa_declared: bool,
+    /// Flush-and-Ack declared it down (it did not acknowledge a hold in time) when our stream
+    /// was at this sequence number: holds do not wait for it until its cumulative ack passes
+    /// that point (it caught up), or it comes back from dead.
+    fa_declared: Option<u64>,
     stats: PeerSyncStats,
 }
 
@@ -367,7 +368,7 @@ impl Cluster {
                 prompt_ack_at: None,
                 idle_ack_at: None,
                 acked: None,
-                fa_declared: false,
+                fa_declared: None,
                 stats: PeerSyncStats {
                     id: m.id,
                     ..PeerSyncStats::default()
@@ -648,7 +649,7 @@ impl Cluster {
         p.prompt_ack_at = None;
         p.idle_ack_at = None;
         p.rejoined = false;
-        p.fa_declared = false;
+        p.fa_declared = None;
         let id = p.id;
         if restarted {
             self.log(format!("cluster member {id} restarted"));
@@ -682,7 +683,7 @@ impl Cluster {
         p.last_heard = Some(now);
         if !p.alive {
             p.alive = true;
-            p.fa_declared = false;
+            p.fa_declared = None;
             let member = p.id;
             self.events.push_back(ClusterEvent::MemberUp { member });
             self.member_up_ls(member);
