@@ -575,6 +575,8 @@ impl GatewayNode {
                 Output::RouteInject { .. }
                 | Output::RouteWithdraw { .. }
                 | Output::SendRawEsp { .. } => {}
+                // Load Sharing releases (the simulator's Load Sharing support delivers them).
+                Output::WriteTun { .. } => {}
                 // The simulator has no remote-access client nodes yet.
                 Output::VirtualAddress { .. }
                 | Output::VirtualAddressLost { .. }

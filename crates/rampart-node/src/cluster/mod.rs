@@ -26,7 +26,9 @@ pub(crate) const NO_CLUSTER: &str = "no cluster configured";
 
 mod coalesce;
 pub mod codec;
+mod held;
 mod replica;
+pub(crate) mod share;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -37,7 +39,10 @@ use rampart_ike::{ChildSaId, IkeSaId};
 use rampart_inspect::{FlowTuple, Side};
 
 pub(crate) use coalesce::Pending;
+pub(crate) use held::HeldPool;
 pub(crate) use replica::Replicas;
+pub(crate) use share::LoadShare;
+pub use share::{ForwardCounts, LoadSharingStats};
 
 /// Undrained connection changes a member keeps before it counts an overflow (a resync).
 pub(crate) const CHANGE_STREAM_LIMIT: usize = 1 << 20;
@@ -67,6 +72,28 @@ pub(crate) struct ClusterMember {
     pub incoming: HashMap<u8, Incoming>,
     /// Takeovers of this member (for the log).
     pub takeovers: u64,
+    /// Load Sharing: this member's own state; `None` in high availability.
+    pub ls: Option<LoadShare>,
+}
+
+/// Whether a connection may be synced at all, and after how long (its service's `sync` and
+/// `sync_after`).
+pub(crate) fn sync_rule(
+    inspector: &rampart_inspect::Inspector,
+    c: &rampart_inspect::Connection,
+) -> (bool, u64) {
+    if c.service == rampart_inspect::NO_SERVICE {
+        return (true, 0);
+    }
+    match inspector
+        .rules()
+        .config()
+        .services
+        .get(usize::from(c.service))
+    {
+        Some(s) => (s.sync, s.sync_after.as_millis() as u64),
+        None => (true, 0),
+    }
 }
 
 /// A full-sync stream being read.
@@ -92,7 +119,10 @@ impl ClusterMember {
         } else {
             coalesce::HOLD
         };
+        let ls = (config.mode == rampart_cluster::ClusterMode::LoadSharing)
+            .then(|| LoadShare::new(config.load_sharing.unwrap_or_default(), config.member_id));
         ClusterMember {
+            ls,
             engine: Cluster::new(config, now, boot_id, rng),
             sync_local,
             active: false,

@@ -11,31 +11,14 @@ use std::time::Instant;
 use rampart_cluster::{ClusterEvent, DeltaRecord, FullSyncEncoder, FullSyncFrame, RecordKind};
 use rampart_config::StartAction;
 use rampart_ike::{IkeSaId, IkeSaStateKind, PeerId};
-use rampart_inspect::{Change, Connection, CLOCK_BASE_MS, NO_SERVICE};
+use rampart_inspect::{Change, CLOCK_BASE_MS};
 
 use super::{peer_policies, Gateway};
-use crate::cluster::{codec, ClusterMember, Incoming, NO_CLUSTER};
+use crate::cluster::{codec, sync_rule, ClusterMember, Incoming, NO_CLUSTER};
 use crate::{
     ClusterCommand, ClusterStatus, FullSyncProgress, LogEvent, LogLevel, LogRecord, Output,
     SyncStats,
 };
-
-/// Whether a connection may be synced at all, and after how long (its service's `sync` and
-/// `sync_after`).
-fn sync_rule(inspector: &rampart_inspect::Inspector, c: &Connection) -> (bool, u64) {
-    if c.service == NO_SERVICE {
-        return (true, 0);
-    }
-    match inspector
-        .rules()
-        .config()
-        .services
-        .get(usize::from(c.service))
-    {
-        Some(s) => (s.sync, s.sync_after.as_millis() as u64),
-        None => (true, 0),
-    }
-}
 
 impl Gateway {
     fn log(&mut self, level: LogLevel, message: String) {
@@ -46,9 +29,19 @@ impl Gateway {
     /// Runs the cluster after an input (see the module documentation). Cheap when nothing
     /// happened.
     pub(crate) fn cluster_pump(&mut self, now: Instant) {
+        self.cluster_round(now);
+        if self.cluster.as_ref().is_some_and(|c| c.ls.is_some()) {
+            self.ls_rounds(now);
+        }
+    }
+
+    /// One round of [`Self::cluster_pump`]: records out, events, records in, datagrams out.
+    pub(super) fn cluster_round(&mut self, now: Instant) {
         let Some(mut c) = self.cluster.take() else {
             return;
         };
+        // Load Sharing: every member applies every other member's stream.
+        let applies_always = c.ls.is_some();
         for _ in 0..8 {
             if c.active {
                 self.push_changes(now, &mut c);
@@ -59,9 +52,12 @@ impl Gateway {
                 self.cluster_event(now, &mut c, event);
             }
             while let Some(record) = c.engine.poll_record() {
-                if !c.active {
+                if !c.active || applies_always {
                     self.apply_record(now, &mut c, record);
                 }
+            }
+            if applies_always {
+                self.ls_role(now, &mut c);
             }
             if !acted {
                 break;
@@ -115,6 +111,14 @@ impl Gateway {
                 }
                 Change::Updated { id, .. } if c.unsynced.contains(id) => continue,
                 Change::Deleted { id, .. } if c.unsynced.remove(id) => continue,
+                // Load Sharing: a member syncs the end of the connections it created; its
+                // copy of another member's connection expires here alone (the creator, or
+                // an update request, has the live one).
+                Change::Deleted { id, .. }
+                    if c.ls.as_ref().is_some_and(|ls| id >> 48 != u64::from(ls.me)) =>
+                {
+                    continue
+                }
                 _ => {}
             }
             c.pending.push(now, change);
@@ -179,7 +183,7 @@ impl Gateway {
     }
 
     /// Active: the connection changes in their hold window into records now.
-    fn flush_pending(now: Instant, c: &mut ClusterMember) {
+    pub(super) fn flush_pending(now: Instant, c: &mut ClusterMember) {
         let mut body = Vec::new();
         for change in c.pending.drain(now) {
             body.clear();
@@ -207,7 +211,11 @@ impl Gateway {
                     let _ = self.dataplane.apply_connection(now, change);
                 })
             }
-            RecordKind::SaUpsert => codec::decode_sa(&r.body).map(|s| c.replicas.upsert(now, s)),
+            RecordKind::SaUpsert => codec::decode_sa(&r.body).map(|s| match c.ls.is_some() {
+                // Load Sharing: the sender owns it (it negotiated or adopted it).
+                true => c.replicas.upsert_owned(now, s, r.from),
+                false => c.replicas.upsert(now, s),
+            }),
             RecordKind::SaDelete => {
                 c.replicas.remove(IkeSaId(r.key));
                 Ok(())
@@ -226,6 +234,8 @@ impl Gateway {
 
     fn cluster_event(&mut self, now: Instant, c: &mut ClusterMember, event: ClusterEvent) {
         match event {
+            ClusterEvent::BecameActive { .. } if c.ls.is_some() => self.ls_pivot(now, c, true),
+            ClusterEvent::BecameStandby { .. } if c.ls.is_some() => self.ls_pivot(now, c, false),
             ClusterEvent::BecameActive { reason } => self.take_over(now, c, &reason),
             ClusterEvent::BecameStandby { reason } => self.demote(now, c, &reason),
             ClusterEvent::FullSyncNeeded { member, address } => {
@@ -238,7 +248,13 @@ impl Gateway {
                     .push_back(Output::FullSyncConnect { member, address });
             }
             ClusterEvent::ReannounceAddresses { reason } => {
-                if c.active {
+                // Load Sharing: the pivot owns them in unicast; in routed distribution they
+                // are not announced on the link at all.
+                let owns = match c.ls.as_ref() {
+                    Some(ls) => ls.pivot && !ls.routed(),
+                    None => c.active,
+                };
+                if owns {
                     self.log(
                         LogLevel::Warn,
                         format!("cluster: re-announcing the virtual addresses ({reason})"),
@@ -255,7 +271,8 @@ impl Gateway {
                 self.log(LogLevel::Info, format!("cluster: member {member} is up"))
             }
             ClusterEvent::MemberDown { member } => {
-                self.log(LogLevel::Warn, format!("cluster: member {member} is down"))
+                self.log(LogLevel::Warn, format!("cluster: member {member} is down"));
+                self.ls_adopt(now, c, member);
             }
             ClusterEvent::Log { message } => {
                 self.log(LogLevel::Warn, format!("cluster: {message}"))
@@ -501,7 +518,11 @@ impl Gateway {
                 FullSyncFrame::Begin { snapshot_seq } => {
                     inc.snapshot_seq = Some(snapshot_seq);
                     inc.records = 0;
-                    c.replicas.clear();
+                    match c.ls.is_some() {
+                        // Load Sharing: only that member's SAs start over.
+                        true => c.replicas.clear_owned_by(member),
+                        false => c.replicas.clear(),
+                    }
                 }
                 FullSyncFrame::Record { kind, key, body } => {
                     if inc.snapshot_seq.is_none() {
@@ -513,6 +534,7 @@ impl Gateway {
                         c,
                         DeltaRecord {
                             seq: 0,
+                            from: member,
                             kind,
                             key,
                             body,

@@ -1,0 +1,506 @@
+//! A three-member Load Sharing cluster (routed distribution) and a remote site gateway in
+//! virtual time (no sockets). The harness plays the routers: datagrams to the virtual address
+//! 192.0.2.1 (the address the remote talks to) go to the member the test picks (`vip_route`,
+//! ECMP-like, the next live member when that one is down); packets from the protected site
+//! enter the TUN device of the member the test names. Cluster datagrams go between the
+//! members' sync addresses, full syncs are carried out by the harness, a crashed member gets
+//! nothing and sends nothing.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::{config, tcp, udp, HEADROOM};
+use rampart_cluster::{ClusterMode, LoadSharingConfig};
+use rampart_crypto::Rng;
+use rampart_node::{Disposition, Gateway, LoadSharingStats, Output};
+
+const VIP: &str = "192.0.2.1";
+const REMOTE: &str = "192.0.2.2";
+const SYNC: [&str; 3] = ["10.255.0.1", "10.255.0.2", "10.255.0.3"];
+const HOST_A: [u8; 4] = [10, 1, 0, 5];
+const HOST_B: [u8; 4] = [10, 2, 0, 7];
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+/// The remote gateway's index.
+const R: usize = 3;
+
+fn member_config(id: u8, flush_ack: bool) -> rampart_config::GatewayConfig {
+    let text = format!(
+        r#"
+[gateway]
+name = "m{id}"
+status_socket = "/tmp/unused-ls{id}.sock"
+retransmit_timeout = "500ms"
+retransmit_tries = 3
+
+[tunnel]
+device = "rpls{id}"
+
+[local]
+domain = ["10.1.0.0/24"]
+
+[cluster]
+name = "ls"
+member_id = {id}
+mode = "high-availability"
+heartbeat_interval = "100ms"
+dead_after = 3
+secret = "a long shared cluster secret for the tests"
+
+[[cluster.member]]
+id = 1
+address = "{s1}"
+
+[[cluster.member]]
+id = 2
+address = "{s2}"
+
+[[cluster.member]]
+id = 3
+address = "{s3}"
+
+[[cluster.vip]]
+interface = "eth1"
+address = "{VIP}/24"
+
+[[peer]]
+name = "remote"
+local_address = "{VIP}"
+remote_address = "{REMOTE}"
+psk = "0123456789abcdef0123456789abcdef"
+remote_domain = ["10.2.0.0/24"]
+liveness_interval = "2s"
+start_action = "none"
+
+[[service]]
+name = "udp"
+protocol = "udp"
+
+[[service]]
+name = "tcp"
+protocol = "tcp"
+
+[[rule]]
+name = "all"
+service = ["udp", "tcp"]
+action = "accept"
+"#,
+        s1 = SYNC[0],
+        s2 = SYNC[1],
+        s3 = SYNC[2],
+    );
+    let mut cfg = rampart_config::parse(&text, &format!("ls{id}.toml")).expect("valid config");
+    let cluster = cfg.cluster.as_mut().expect("cluster");
+    cluster.mode = ClusterMode::LoadSharing;
+    cluster.load_sharing = Some(LoadSharingConfig {
+        flush_ack,
+        ..LoadSharingConfig::default()
+    });
+    cfg
+}
+
+type Datagram = (usize, SocketAddr, SocketAddr, Vec<u8>, bool);
+
+/// Members 0, 1, 2 (cluster ids 1, 2, 3) and the remote gateway 3.
+struct Cluster {
+    now: Instant,
+    gw: Vec<Gateway>,
+    up: [bool; 4],
+    /// The member datagrams to the virtual address reach (the next live one if it is down).
+    vip_route: usize,
+    tun_out: [Vec<Vec<u8>>; 4],
+    wire: Vec<Datagram>,
+    full_syncs: Vec<(usize, u8)>,
+    logs: [Vec<String>; 4],
+    /// ESP packets each node put on the wire.
+    esp_sent: [usize; 4],
+}
+
+impl Cluster {
+    fn new(flush_ack: bool) -> Cluster {
+        let now = Instant::now();
+        let remote = config("r", REMOTE, VIP, "10.2.0.0/24", "10.1.0.0/24", "");
+        let member = |i: u8| {
+            Gateway::with_boot_id(member_config(i, flush_ack), now, Rng::from_seed([i; 32]), 1)
+                .unwrap()
+        };
+        Cluster {
+            now,
+            gw: vec![
+                member(1),
+                member(2),
+                member(3),
+                Gateway::new(remote, now, Rng::from_seed([9; 32])).unwrap(),
+            ],
+            up: [true; 4],
+            vip_route: 1,
+            tun_out: Default::default(),
+            wire: Vec::new(),
+            full_syncs: Vec::new(),
+            logs: Default::default(),
+            esp_sent: [0; 4],
+        }
+    }
+
+    /// Every member carrying traffic, the tunnel up with its SA owned by member 1 (index 1):
+    /// the remote's IKE reached it.
+    fn established(flush_ack: bool) -> Cluster {
+        let mut t = Cluster::new(flush_ack);
+        t.run_for(Duration::from_secs(10));
+        for m in 0..3 {
+            let s = t.stats(m);
+            assert!(s.carrying, "member {m} carries: {:?}", t.logs[m]);
+        }
+        assert!(t.remote_established(), "{:#?}", t.gw[R].status(t.now));
+        assert_eq!(t.gw[1].status(t.now).peers[0].state, "established");
+        t
+    }
+
+    fn stats(&self, m: usize) -> LoadSharingStats {
+        self.gw[m]
+            .load_sharing_stats()
+            .expect("load sharing member")
+    }
+
+    fn node_of(&self, ip: IpAddr) -> Option<usize> {
+        let ip = ip.to_string();
+        if ip == VIP {
+            (0..3)
+                .map(|k| (self.vip_route + k) % 3)
+                .find(|&m| self.up[m])
+        } else if ip == REMOTE {
+            Some(R)
+        } else {
+            SYNC.iter().position(|s| *s == ip)
+        }
+    }
+
+    fn collect_outputs(&mut self) {
+        for i in 0..4 {
+            if !self.up[i] {
+                continue;
+            }
+            while let Some(out) = self.gw[i].poll_output() {
+                match out {
+                    Output::SendUdp {
+                        local,
+                        remote,
+                        data,
+                    } => {
+                        if remote.port() == 4500 && data.get(..4) != Some(&[0; 4][..]) {
+                            self.esp_sent[i] += 1;
+                        }
+                        if let Some(to) = self.node_of(remote.ip()) {
+                            self.wire.push((to, remote, local, data, false));
+                        }
+                    }
+                    Output::SendRawEsp {
+                        local,
+                        remote,
+                        data,
+                    } => {
+                        self.esp_sent[i] += 1;
+                        if let Some(to) = self.node_of(remote) {
+                            let (l, r) = (SocketAddr::new(remote, 0), SocketAddr::new(local, 0));
+                            self.wire.push((to, l, r, data, true));
+                        }
+                    }
+                    Output::WriteTun { data } => self.tun_out[i].push(data),
+                    Output::Log(r) => self.logs[i].push(r.message),
+                    Output::FullSyncConnect { member, .. } => self.full_syncs.push((i, member)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self) {
+        let mut rounds = 0;
+        loop {
+            self.collect_outputs();
+            for (i, member) in std::mem::take(&mut self.full_syncs) {
+                let j = usize::from(member - 1);
+                if self.up[j] {
+                    let bytes = self.gw[j].full_sync_export(self.now);
+                    let done = self.gw[i].full_sync_input(self.now, member, &bytes);
+                    assert_eq!(done, Ok(rampart_node::FullSyncProgress::Done));
+                } else {
+                    self.gw[i].full_sync_failed(self.now, member, "connection refused");
+                }
+                self.collect_outputs();
+            }
+            if self.wire.is_empty() {
+                return;
+            }
+            rounds += 1;
+            assert!(rounds < 1000, "datagram storm");
+            for d in std::mem::take(&mut self.wire) {
+                self.deliver_one(d);
+            }
+        }
+    }
+
+    fn deliver_one(&mut self, (to, local, remote, data, raw): Datagram) -> Option<Disposition> {
+        if !self.up[to] {
+            return None;
+        }
+        let mut buf = vec![0u8; data.len() + 2 * HEADROOM];
+        buf[HEADROOM..HEADROOM + data.len()].copy_from_slice(&data);
+        let range = HEADROOM..HEADROOM + data.len();
+        let d = if raw {
+            self.gw[to].handle_raw_esp(self.now, local.ip(), remote.ip(), &mut buf, range)
+        } else {
+            self.gw[to].handle_udp(self.now, local, remote, &mut buf, range)
+        };
+        self.dispose(to, d.clone(), &buf);
+        Some(d)
+    }
+
+    fn dispose(&mut self, side: usize, d: Disposition, buf: &[u8]) {
+        let (local, remote, data, raw) = match d {
+            Disposition::WriteTun { data } => {
+                self.tun_out[side].push(buf[data].to_vec());
+                return;
+            }
+            Disposition::SendUdp {
+                local,
+                remote,
+                data,
+            } => (local, remote, data, false),
+            Disposition::SendRawEsp {
+                local,
+                remote,
+                data,
+            } => (
+                SocketAddr::new(local, 0),
+                SocketAddr::new(remote, 0),
+                data,
+                true,
+            ),
+            Disposition::Consumed | Disposition::Dropped(_) => return,
+        };
+        self.esp_sent[side] += 1;
+        if let Some(to) = self.node_of(remote.ip()) {
+            self.wire.push((to, remote, local, buf[data].to_vec(), raw));
+        }
+    }
+
+    fn run_until(&mut self, until: Instant) {
+        self.deliver();
+        loop {
+            let next = (0..4)
+                .filter(|&i| self.up[i])
+                .filter_map(|i| self.gw[i].poll_timeout())
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    for i in 0..4 {
+                        if self.up[i] && self.gw[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                            self.gw[i].handle_timeout(self.now);
+                        }
+                    }
+                    self.deliver();
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+
+    /// `packet` enters node `side`'s TUN device; everything it causes is delivered (in the
+    /// same instant). Returns what the node answered for it.
+    fn from_tun(&mut self, side: usize, packet: &[u8]) -> Disposition {
+        let mut buf = vec![0u8; packet.len() + 2 * HEADROOM];
+        buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
+        let d = self.gw[side].handle_tun(self.now, &mut buf, HEADROOM..HEADROOM + packet.len());
+        self.dispose(side, d.clone(), &buf);
+        self.deliver();
+        d
+    }
+
+    /// Whether node `at` wrote `packet` to its TUN device since `before` packets.
+    fn arrived(&self, at: usize, before: usize, packet: &[u8]) -> bool {
+        self.tun_out[at][before..].iter().any(|p| p == packet)
+    }
+
+    fn remote_established(&self) -> bool {
+        let s = self.gw[R].status(self.now);
+        s.peers[0].state == "established" && !s.peers[0].tunnels.is_empty()
+    }
+
+    fn out_of_state(&self, m: usize) -> u64 {
+        self.gw[m].conn_stats().dropped_out_of_state
+    }
+
+    fn has_conn(&self, m: usize, port: u16) -> bool {
+        self.gw[m]
+            .conn_list(self.now, 1000)
+            .connections
+            .iter()
+            .any(|c| c.original.contains(&format!(":{port}")))
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.up[i] = false;
+    }
+}
+
+/// The handshake of the seed: the SYN from the protected site enters member 0's TUN device,
+/// the tunnel belongs to member 1 (member 0 inspects and forwards the cleartext to it), the
+/// SYN-ACK comes back as ESP to member 1, which must know the connection member 0 created.
+/// Returns (SYN delivered, SYN-ACK delivered).
+fn asymmetric_handshake(t: &mut Cluster, sport: u16) -> (bool, bool) {
+    let syn = tcp(HOST_A, sport, HOST_B, 443, SYN);
+    let before = t.tun_out[R].len();
+    assert_eq!(
+        t.from_tun(0, &syn),
+        Disposition::Consumed,
+        "held or forwarded"
+    );
+    let syn_through = t.arrived(R, before, &syn);
+    let syn_ack = tcp(HOST_B, 443, HOST_A, sport, SYN | ACK);
+    let before = t.tun_out[1].len();
+    t.vip_route = 1;
+    t.from_tun(R, &syn_ack);
+    (syn_through, t.arrived(1, before, &syn_ack))
+}
+
+#[test]
+fn flush_and_ack_the_syn_ack_at_another_member_finds_the_connection() {
+    let mut t = Cluster::established(true);
+    let oos = t.out_of_state(1);
+    let (syn, syn_ack) = asymmetric_handshake(&mut t, 40000);
+    assert!(
+        syn && syn_ack,
+        "handshake through two members: {:?}",
+        t.logs[1]
+    );
+    let a = t.stats(0);
+    assert_eq!(a.held, 1, "member 0 held the SYN: {a:?}");
+    assert_eq!(a.released, 1);
+    assert_eq!(a.forwarded_out.inspected, 1, "sealed by the SA owner");
+    let b = t.stats(1);
+    assert_eq!(b.forwarded_in.inspected, 1);
+    assert_eq!(b.orphans, 0, "no update request needed: {b:?}");
+    assert_eq!(t.out_of_state(1), oos, "zero out-of-state drops");
+    assert!(t.has_conn(2, 40000), "the third member has it too");
+    // The connection goes on (ACK through member 0 again).
+    let before = t.tun_out[R].len();
+    let ack = tcp(HOST_A, 40000, HOST_B, 443, ACK);
+    t.from_tun(0, &ack);
+    assert!(t.arrived(R, before, &ack));
+}
+
+#[test]
+fn without_flush_and_ack_the_syn_ack_is_an_orphan_that_an_update_request_rescues() {
+    let mut t = Cluster::established(false);
+    let oos = t.out_of_state(1);
+    let (syn, syn_ack) = asymmetric_handshake(&mut t, 40001);
+    assert!(syn, "the SYN is not held: {:?}", t.logs[0]);
+    let a = t.stats(0);
+    assert_eq!(a.held, 0, "nothing held without Flush-and-Ack: {a:?}");
+    let b = t.stats(1);
+    // The SYN-ACK overtook member 0's record: member 1 did not know the connection. It asked
+    // (UPD_REQ), member 0 pushed the record and answered, and the packet went through.
+    assert_eq!(b.orphans, 1, "{b:?}");
+    assert_eq!(b.orphans_found, 1, "{b:?}");
+    assert!(syn_ack, "rescued: {:?}", t.logs[1]);
+    assert_eq!(t.out_of_state(1), oos);
+    assert_eq!(t.stats(0).answered_found, 1);
+}
+
+#[test]
+fn esp_at_a_member_that_does_not_own_the_sa_is_forwarded_to_the_owner() {
+    let mut t = Cluster::established(true);
+    let p = udp(HOST_B, 5000, HOST_A, 4000, b"via member 2");
+    t.vip_route = 2;
+    let before = t.tun_out[1].len();
+    t.from_tun(R, &p);
+    assert!(t.arrived(1, before, &p), "decrypted by the owner");
+    assert_eq!(
+        t.stats(2).forwarded_out.udp + t.stats(2).forwarded_out.raw_esp,
+        1
+    );
+    let b = t.stats(1);
+    assert_eq!(b.forwarded_in.udp + b.forwarded_in.raw_esp, 1, "{b:?}");
+    assert_eq!(
+        t.gw[2].status(t.now).counters.dropped_unknown_spi,
+        0,
+        "a forwarded packet is not a drop"
+    );
+}
+
+#[test]
+fn the_owner_dies_another_member_adopts_the_sa_and_traffic_continues() {
+    let mut t = Cluster::established(true);
+    let p = udp(HOST_A, 4000, HOST_B, 5000, b"before");
+    let before = t.tun_out[R].len();
+    t.from_tun(0, &p);
+    assert!(t.arrived(R, before, &p));
+    t.run_for(Duration::from_millis(500));
+    let spis = t.gw[R].status(t.now).peers[0].tunnels[0].spi_in.clone();
+
+    t.crash(1);
+    t.run_for(Duration::from_secs(1));
+    let adoptions: Vec<u64> = (0..3)
+        .filter(|&m| m != 1)
+        .map(|m| t.stats(m).adoptions)
+        .collect();
+    assert_eq!(
+        adoptions.iter().sum::<u64>(),
+        1,
+        "one survivor adopted: {adoptions:?}"
+    );
+    let owner = if adoptions[0] == 1 { 0 } else { 2 };
+    assert_eq!(t.gw[owner].status(t.now).peers[0].state, "established");
+
+    // Both ways through either survivor: the remote sees the same SA, no replays.
+    for (i, m) in [0usize, 2].into_iter().enumerate() {
+        let out = udp(HOST_A, 4000, HOST_B, 5000, &[b'o', i as u8]);
+        let before = t.tun_out[R].len();
+        t.from_tun(m, &out);
+        assert!(
+            t.arrived(R, before, &out),
+            "out via member {m}: {:?}",
+            t.logs[m]
+        );
+        let back = udp(HOST_B, 5000, HOST_A, 4000, &[b'b', i as u8]);
+        t.vip_route = m;
+        let before = t.tun_out[owner].len();
+        t.from_tun(R, &back);
+        assert!(t.arrived(owner, before, &back), "back via member {m}");
+    }
+    let remote = t.gw[R].status(t.now);
+    assert_eq!(remote.peers[0].tunnels[0].spi_in, spis, "same SA");
+    assert_eq!(remote.counters.dropped_replay, 0, "no replay at the peer");
+}
+
+#[test]
+fn update_requests_found_and_unknown() {
+    let mut t = Cluster::established(true);
+    // Unknown: a TCP ACK of a connection no member has enters member 2's TUN device. It is
+    // parked, both other members are asked and answer `Unknown`, then the rules decide (out
+    // of state). The `Found` case is the rescued SYN-ACK above.
+    let stray = tcp(HOST_A, 40100, HOST_B, 443, ACK);
+    let oos = t.out_of_state(2);
+    let before = t.tun_out[R].len();
+    assert_eq!(t.from_tun(2, &stray), Disposition::Consumed, "parked");
+    let s = t.stats(2);
+    assert_eq!(s.orphans, 1, "{s:?}");
+    assert_eq!(s.orphans_not_found, 1, "nobody has it: {s:?}");
+    assert_eq!(
+        t.out_of_state(2),
+        oos + 1,
+        "then judged by the rules: out of state"
+    );
+    assert!(!t.arrived(R, before, &stray));
+    assert_eq!(t.stats(0).answered_unknown + t.stats(1).answered_unknown, 2);
+}
