@@ -230,7 +230,7 @@ impl Gateway {
     ) -> Disposition {
         if let Some(c) = self.cluster.as_mut() {
             if local == c.sync_local {
-                let r = c.engine.handle_datagram(now, remote, &mut buf[packet]);
+                let r = c.engine.handle_datagram(now, 0, remote, &mut buf[packet]);
                 self.after_input(now);
                 return match r {
                     Ok(()) => Disposition::Consumed,

@@ -116,6 +116,10 @@ struct Cluster {
     logs: [Vec<String>; 4],
     /// ESP packets each node put on the wire.
     esp_sent: [usize; 4],
+    /// One-way delay of the sync network (everything else arrives at once).
+    sync_delay: Duration,
+    /// Sync datagrams on their way, with their arrival time.
+    in_flight: Vec<(Instant, Datagram)>,
 }
 
 impl Cluster {
@@ -141,6 +145,8 @@ impl Cluster {
             full_syncs: Vec::new(),
             logs: Default::default(),
             esp_sent: [0; 4],
+            sync_delay: Duration::ZERO,
+            in_flight: Vec::new(),
         }
     }
 
@@ -231,12 +237,25 @@ impl Cluster {
                 }
                 self.collect_outputs();
             }
-            if self.wire.is_empty() {
+            let now = self.now;
+            let delay = self.sync_delay;
+            for d in std::mem::take(&mut self.wire) {
+                if d.1.port() == 8116 && !delay.is_zero() {
+                    self.in_flight.push((now + delay, d));
+                } else {
+                    self.in_flight.push((now, d));
+                }
+            }
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .partition(|(at, _)| *at <= now);
+            self.in_flight = later;
+            if due.is_empty() {
                 return;
             }
             rounds += 1;
             assert!(rounds < 1000, "datagram storm");
-            for d in std::mem::take(&mut self.wire) {
+            for (_, d) in due {
                 self.deliver_one(d);
             }
         }
@@ -293,6 +312,7 @@ impl Cluster {
             let next = (0..4)
                 .filter(|&i| self.up[i])
                 .filter_map(|i| self.gw[i].poll_timeout())
+                .chain(self.in_flight.iter().map(|(at, _)| *at))
                 .min();
             match next {
                 Some(t) if t <= until => {
@@ -317,7 +337,7 @@ impl Cluster {
 
     /// `packet` enters node `side`'s TUN device; everything it causes is delivered (in the
     /// same instant). Returns what the node answered for it.
-    fn from_tun(&mut self, side: usize, packet: &[u8]) -> Disposition {
+    fn enter_tun(&mut self, side: usize, packet: &[u8]) -> Disposition {
         let mut buf = vec![0u8; packet.len() + 2 * HEADROOM];
         buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
         let d = self.gw[side].handle_tun(self.now, &mut buf, HEADROOM..HEADROOM + packet.len());
@@ -353,68 +373,86 @@ impl Cluster {
     }
 }
 
-/// The handshake of the seed: the SYN from the protected site enters member 0's TUN device,
-/// the tunnel belongs to member 1 (member 0 inspects and forwards the cleartext to it), the
+/// The seed's handshake: the SYN from the protected site enters member 0's TUN device, the
+/// tunnel belongs to member 1 (member 0 inspects the SYN and forwards the cleartext to it), the
 /// SYN-ACK comes back as ESP to member 1, which must know the connection member 0 created.
-/// Returns (SYN delivered, SYN-ACK delivered).
-fn asymmetric_handshake(t: &mut Cluster, sport: u16) -> (bool, bool) {
-    let syn = tcp(HOST_A, sport, HOST_B, 443, SYN);
+#[test]
+fn flush_and_ack_syn_via_one_member_syn_ack_as_esp_at_another() {
+    let mut t = Cluster::established(true);
+    t.sync_delay = Duration::from_millis(2);
+    let oos = t.out_of_state(1);
+    let syn = tcp(HOST_A, 40000, HOST_B, 443, SYN);
     let before = t.tun_out[R].len();
-    assert_eq!(
-        t.from_tun(0, &syn),
-        Disposition::Consumed,
-        "held or forwarded"
+    assert_eq!(t.enter_tun(0, &syn), Disposition::Consumed, "held");
+    assert!(
+        !t.arrived(R, before, &syn),
+        "not before the others acknowledged"
     );
-    let syn_through = t.arrived(R, before, &syn);
-    let syn_ack = tcp(HOST_B, 443, HOST_A, sport, SYN | ACK);
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(R, before, &syn), "released: {:?}", t.logs[0]);
+    let a = t.stats(0);
+    assert_eq!((a.held, a.released), (1, 1), "{a:?}");
+    assert_eq!(a.forwarded_out.inspected, 1, "sealed by the SA owner");
+    assert_eq!(t.stats(1).forwarded_in.inspected, 1);
+    assert!(t.has_conn(1, 40000) && t.has_conn(2, 40000));
+
+    let syn_ack = tcp(HOST_B, 443, HOST_A, 40000, SYN | ACK);
     let before = t.tun_out[1].len();
     t.vip_route = 1;
-    t.from_tun(R, &syn_ack);
-    (syn_through, t.arrived(1, before, &syn_ack))
-}
-
-#[test]
-fn flush_and_ack_the_syn_ack_at_another_member_finds_the_connection() {
-    let mut t = Cluster::established(true);
-    let oos = t.out_of_state(1);
-    let (syn, syn_ack) = asymmetric_handshake(&mut t, 40000);
-    assert!(
-        syn && syn_ack,
-        "handshake through two members: {:?}",
-        t.logs[1]
-    );
-    let a = t.stats(0);
-    assert_eq!(a.held, 1, "member 0 held the SYN: {a:?}");
-    assert_eq!(a.released, 1);
-    assert_eq!(a.forwarded_out.inspected, 1, "sealed by the SA owner");
-    let b = t.stats(1);
-    assert_eq!(b.forwarded_in.inspected, 1);
-    assert_eq!(b.orphans, 0, "no update request needed: {b:?}");
+    t.enter_tun(R, &syn_ack);
+    assert!(t.arrived(1, before, &syn_ack), "{:?}", t.logs[1]);
+    assert_eq!(t.stats(1).orphans, 0, "no update request needed");
     assert_eq!(t.out_of_state(1), oos, "zero out-of-state drops");
-    assert!(t.has_conn(2, 40000), "the third member has it too");
-    // The connection goes on (ACK through member 0 again).
+    // The handshake completes through member 0 again: it has member 1's state change.
+    t.run_for(Duration::from_millis(20));
     let before = t.tun_out[R].len();
     let ack = tcp(HOST_A, 40000, HOST_B, 443, ACK);
-    t.from_tun(0, &ack);
-    assert!(t.arrived(R, before, &ack));
+    t.enter_tun(0, &ack);
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(R, before, &ack), "{:?}", t.logs[0]);
+    assert_eq!(t.out_of_state(0), 0);
+}
+
+/// The asymmetric return path: the SYN from the remote site arrives as ESP at the tunnel's
+/// owner (member 1), which writes it to its TUN device; the protected host's SYN-ACK enters
+/// member 0's TUN device at once, while member 1's records are still on the sync network
+/// (2 ms one way). Returns member 0's counters and whether the SYN-ACK reached the remote.
+fn asymmetric_return(flush_ack: bool) -> (LoadSharingStats, LoadSharingStats, u64, bool) {
+    let mut t = Cluster::established(flush_ack);
+    t.sync_delay = Duration::from_millis(2);
+    let oos = t.out_of_state(0);
+    let syn = tcp(HOST_B, 41000, HOST_A, 22, SYN);
+    let before = t.tun_out[1].len();
+    t.vip_route = 1;
+    t.enter_tun(R, &syn);
+    if flush_ack {
+        assert!(!t.arrived(1, before, &syn), "held at member 1");
+        t.run_for(Duration::from_millis(20));
+    }
+    assert!(t.arrived(1, before, &syn), "{:?}", t.logs[1]);
+    let syn_ack = tcp(HOST_A, 22, HOST_B, 41000, SYN | ACK);
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &syn_ack);
+    t.run_for(Duration::from_millis(50));
+    let through = t.arrived(R, before, &syn_ack);
+    (t.stats(0), t.stats(1), t.out_of_state(0) - oos, through)
 }
 
 #[test]
-fn without_flush_and_ack_the_syn_ack_is_an_orphan_that_an_update_request_rescues() {
-    let mut t = Cluster::established(false);
-    let oos = t.out_of_state(1);
-    let (syn, syn_ack) = asymmetric_handshake(&mut t, 40001);
-    assert!(syn, "the SYN is not held: {:?}", t.logs[0]);
-    let a = t.stats(0);
-    assert_eq!(a.held, 0, "nothing held without Flush-and-Ack: {a:?}");
-    let b = t.stats(1);
-    // The SYN-ACK overtook member 0's record: member 1 did not know the connection. It asked
-    // (UPD_REQ), member 0 pushed the record and answered, and the packet went through.
-    assert_eq!(b.orphans, 1, "{b:?}");
-    assert_eq!(b.orphans_found, 1, "{b:?}");
-    assert!(syn_ack, "rescued: {:?}", t.logs[1]);
-    assert_eq!(t.out_of_state(1), oos);
-    assert_eq!(t.stats(0).answered_found, 1);
+fn asymmetric_return_path_flush_and_ack_against_update_requests() {
+    // With Flush-and-Ack member 1 held the SYN until member 0 had the connection.
+    let (a, b, oos, through) = asymmetric_return(true);
+    assert!(through, "{a:?}");
+    assert_eq!(b.held, 1, "{b:?}");
+    assert_eq!((a.orphans, oos), (0, 0), "zero out-of-state drops: {a:?}");
+    // Without it the SYN-ACK reaches member 0 before the connection does: an orphan, which
+    // the update request rescues (without it, this is an out-of-state drop).
+    let (a, b, oos, through) = asymmetric_return(false);
+    assert_eq!(b.held, 0, "{b:?}");
+    assert_eq!((a.orphans, a.orphans_found), (1, 1), "{a:?}");
+    assert!(through, "rescued: {a:?}");
+    assert_eq!(oos, 0);
+    assert_eq!(b.answered_found, 1, "{b:?}");
 }
 
 #[test]
@@ -423,7 +461,7 @@ fn esp_at_a_member_that_does_not_own_the_sa_is_forwarded_to_the_owner() {
     let p = udp(HOST_B, 5000, HOST_A, 4000, b"via member 2");
     t.vip_route = 2;
     let before = t.tun_out[1].len();
-    t.from_tun(R, &p);
+    t.enter_tun(R, &p);
     assert!(t.arrived(1, before, &p), "decrypted by the owner");
     assert_eq!(
         t.stats(2).forwarded_out.udp + t.stats(2).forwarded_out.raw_esp,
@@ -443,7 +481,7 @@ fn the_owner_dies_another_member_adopts_the_sa_and_traffic_continues() {
     let mut t = Cluster::established(true);
     let p = udp(HOST_A, 4000, HOST_B, 5000, b"before");
     let before = t.tun_out[R].len();
-    t.from_tun(0, &p);
+    t.enter_tun(0, &p);
     assert!(t.arrived(R, before, &p));
     t.run_for(Duration::from_millis(500));
     let spis = t.gw[R].status(t.now).peers[0].tunnels[0].spi_in.clone();
@@ -466,7 +504,7 @@ fn the_owner_dies_another_member_adopts_the_sa_and_traffic_continues() {
     for (i, m) in [0usize, 2].into_iter().enumerate() {
         let out = udp(HOST_A, 4000, HOST_B, 5000, &[b'o', i as u8]);
         let before = t.tun_out[R].len();
-        t.from_tun(m, &out);
+        t.enter_tun(m, &out);
         assert!(
             t.arrived(R, before, &out),
             "out via member {m}: {:?}",
@@ -475,7 +513,7 @@ fn the_owner_dies_another_member_adopts_the_sa_and_traffic_continues() {
         let back = udp(HOST_B, 5000, HOST_A, 4000, &[b'b', i as u8]);
         t.vip_route = m;
         let before = t.tun_out[owner].len();
-        t.from_tun(R, &back);
+        t.enter_tun(R, &back);
         assert!(t.arrived(owner, before, &back), "back via member {m}");
     }
     let remote = t.gw[R].status(t.now);
@@ -492,7 +530,7 @@ fn update_requests_found_and_unknown() {
     let stray = tcp(HOST_A, 40100, HOST_B, 443, ACK);
     let oos = t.out_of_state(2);
     let before = t.tun_out[R].len();
-    assert_eq!(t.from_tun(2, &stray), Disposition::Consumed, "parked");
+    assert_eq!(t.enter_tun(2, &stray), Disposition::Consumed, "parked");
     let s = t.stats(2);
     assert_eq!(s.orphans, 1, "{s:?}");
     assert_eq!(s.orphans_not_found, 1, "nobody has it: {s:?}");

@@ -114,7 +114,10 @@ impl ClusterMember {
         let sync_local = config.me().sync_address;
         // With `switch_back` the engine starts a handover on its own, inside a timer: changes
         // held in the window at that instant would miss the handover, so nothing is held.
-        let hold = if config.switch_back {
+        // Load Sharing: another member may see the connection's next packet at once (the
+        // SYN-ACK of a SYN that came through here): its changes are not held back either.
+        let hold = if config.switch_back || config.mode == rampart_cluster::ClusterMode::LoadSharing
+        {
             std::time::Duration::ZERO
         } else {
             coalesce::HOLD

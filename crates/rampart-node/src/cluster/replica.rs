@@ -171,10 +171,6 @@ impl Replicas {
             .collect()
     }
 
-    pub fn owner(&self, id: IkeSaId) -> Option<MemberId> {
-        self.sas.get(&id).map(|r| r.owner)
-    }
-
     pub fn set_owner(&mut self, id: IkeSaId, owner: MemberId) {
         if let Some(r) = self.sas.get_mut(&id) {
             r.owner = owner;

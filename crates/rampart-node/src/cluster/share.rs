@@ -167,9 +167,10 @@ pub(crate) fn ike_spi_home(spi: u64) -> MemberId {
     rampart_ike::SpiGenerator::ike_spi_member(spi) as MemberId
 }
 
-/// The IKE SPIs of a datagram on an IKE or NAT-T port (after the non-ESP marker) and whether
-/// it is an IKE_SA_INIT request; `None` when it is not IKE.
-pub(crate) fn ike_header(datagram: &[u8], nat_t: bool) -> Option<(u64, u64, bool)> {
+/// What the node reads of an IKE datagram on an IKE or NAT-T port (after the non-ESP
+/// marker): the SPI this side chose and whether it is a new IKE_SA_INIT request (no SPI of
+/// ours yet). `None` when it is not IKE.
+pub(crate) fn ike_header(datagram: &[u8], nat_t: bool) -> Option<IkeHeader> {
     let ike = if nat_t {
         let (marker, rest) = datagram.split_at_checked(4)?;
         if marker != [0; 4] {
@@ -183,7 +184,22 @@ pub(crate) fn ike_header(datagram: &[u8], nat_t: bool) -> Option<(u64, u64, bool
     let spi_i = u64::from_be_bytes(header[0..8].try_into().ok()?);
     let spi_r = u64::from_be_bytes(header[8..16].try_into().ok()?);
     const IKE_SA_INIT: u8 = 34;
-    Some((spi_i, spi_r, header[18] == IKE_SA_INIT && spi_r == 0))
+    /// Set by the original initiator of the IKE SA (RFC 7296 3.1).
+    const INITIATOR: u8 = 0x08;
+    let from_initiator = header[19] & INITIATOR != 0;
+    Some(IkeHeader {
+        ours: if from_initiator { spi_r } else { spi_i },
+        new_sa: header[18] == IKE_SA_INIT && spi_r == 0,
+    })
+}
+
+/// See [`ike_header`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct IkeHeader {
+    /// The SPI this cluster chose (the responder's when the peer initiated); 0 in a new
+    /// IKE_SA_INIT request.
+    pub ours: u64,
+    pub new_sa: bool,
 }
 
 #[cfg(test)]
@@ -211,14 +227,22 @@ mod tests {
         let mut ike = vec![0u8; 28];
         ike[0..8].copy_from_slice(&0x0002_0000_0000_0001u64.to_be_bytes());
         ike[18] = 34;
-        assert_eq!(
-            ike_header(&ike, false),
-            Some((0x0002_0000_0000_0001, 0, true))
-        );
-        assert_eq!(ike_spi_home(0x0002_0000_0000_0001), 2);
+        ike[19] = 0x08;
+        let init = IkeHeader {
+            ours: 0,
+            new_sa: true,
+        };
+        assert_eq!(ike_header(&ike, false), Some(init));
+        // The responder's answer names our SPI as the initiator's.
+        ike[8..16].copy_from_slice(&7u64.to_be_bytes());
+        ike[19] = 0x20;
+        let answer = ike_header(&ike, false).unwrap();
+        assert_eq!(answer.ours, 0x0002_0000_0000_0001);
+        assert!(!answer.new_sa);
+        assert_eq!(ike_spi_home(answer.ours), 2);
         let mut framed = vec![0u8; 4];
         framed.extend_from_slice(&ike);
-        assert_eq!(ike_header(&framed, true).map(|h| h.2), Some(true));
+        assert_eq!(ike_header(&framed, true), Some(answer));
         // ESP-in-UDP (a non-zero SPI where the marker would be) is not IKE.
         let mut esp = framed.clone();
         esp[0] = 1;

@@ -64,6 +64,10 @@ impl Gateway {
             }
         }
         while let Some(t) = c.engine.poll_transmit() {
+            // Only link 0 has a socket today (the sync address).
+            if t.link != 0 {
+                continue;
+            }
             self.outputs.push_back(Output::SendUdp {
                 local: c.sync_local,
                 remote: t.remote,
@@ -75,6 +79,7 @@ impl Gateway {
 
     /// Active: connection changes, changed SAs and due ESP counters into records.
     fn push_changes(&mut self, now: Instant, c: &mut ClusterMember) {
+        let seq_before = c.engine.next_seq();
         let mut body = Vec::new();
         // Connections whose sync_after has passed and that still exist.
         while let Some((&(due, id), _)) = c.delayed.first_key_value() {
@@ -128,6 +133,12 @@ impl Gateway {
         }
         if c.pending.due(now) {
             Self::flush_pending(now, c);
+        }
+        // Load Sharing: the connection changes leave now rather than after the batching
+        // delay, so the member that sees the connection's next packet (the asymmetric return
+        // path) already has its state; one datagram per input that changed a connection.
+        if c.ls.is_some() && c.engine.next_seq() != seq_before {
+            c.engine.flush(now);
         }
         if inspector.changes_overflowed() {
             self.log(

@@ -405,32 +405,22 @@ impl Gateway {
         let Some(ls) = c.ls.as_mut().filter(|ls| ls.carrying) else {
             return false;
         };
-        let Some((spi_i, spi_r, init)) = ike_header(datagram, nat_t) else {
+        let Some(header) = ike_header(datagram, nat_t) else {
             return false;
         };
-        if init {
+        if header.new_sa {
             return false;
         }
-        let owner = c
-            .replicas
-            .by_ike_spi(spi_i)
-            .or_else(|| c.replicas.by_ike_spi(spi_r))
-            .map(|(_, owner)| owner)
-            .or_else(|| {
-                // Not replicated yet (being negotiated): the member in the SPI we chose.
-                let ours = [spi_i, spi_r]
-                    .into_iter()
-                    .filter(|s| *s != 0 && !ls.adopted_ike_spis.contains(s))
-                    .map(ike_spi_home)
-                    .find(|&home| home != ls.me && c.engine.members_up().contains(home));
-                ours.filter(|_| {
-                    // Only when neither SPI is one of ours.
-                    [spi_i, spi_r].iter().all(|s| ike_spi_home(*s) != ls.me)
-                })
-            });
-        let Some(owner) = owner.filter(|&o| o != ls.me && c.engine.members_up().contains(o)) else {
-            return false;
+        let owner = match c.replicas.by_ike_spi(header.ours) {
+            Some((_, owner)) => owner,
+            // Not replicated (yet: being negotiated): the member that chose our SPI, unless
+            // this member continues it (adopted).
+            None if !ls.adopted_ike_spis.contains(&header.ours) => ike_spi_home(header.ours),
+            None => return false,
         };
+        if owner == ls.me || !c.engine.members_up().contains(owner) {
+            return false;
+        }
         c.engine
             .forward(now, owner, ForwardKind::Udp, local, remote, datagram);
         ls.stats.forwarded_out.udp += 1;
