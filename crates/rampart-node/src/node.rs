@@ -118,6 +118,12 @@ pub trait Node {
     fn full_sync_failed(&mut self, now: Instant, member: u8, why: &str);
     /// `rampart cluster status` and `rampart cluster sync-stats`; `None` without a cluster.
     fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)>;
+    /// Load Sharing: this member's own counters (held packets, update requests, packets
+    /// forwarded in and out by kind, adoptions, routes announced) beside the engine's
+    /// `ClusterStatus::load_sharing`; `None` outside Load Sharing.
+    fn load_sharing_stats(&self) -> Option<crate::LoadSharingStats> {
+        None
+    }
     /// The UDP sockets (address and probe port) the shell binds for Multiple Entry Points
     /// probes; datagrams that arrive there go to [`Node::handle_udp`] with that `local`. Asked
     /// at start and after every reload.
@@ -267,6 +273,10 @@ impl Node for Gateway {
 
     fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)> {
         Gateway::cluster_status(self, now)
+    }
+
+    fn load_sharing_stats(&self) -> Option<crate::LoadSharingStats> {
+        Gateway::load_sharing_stats(self)
     }
 
     fn probe_sockets(&self) -> Vec<SocketAddr> {

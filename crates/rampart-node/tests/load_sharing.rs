@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::{config, tcp, udp, HEADROOM};
-use rampart_cluster::{ClusterMode, LoadSharingConfig};
+use rampart_cluster::{ClusterMode, Distribution, LoadSharingConfig};
 use rampart_crypto::Rng;
 use rampart_node::{Disposition, Gateway, LoadSharingStats, Output};
 
@@ -26,7 +26,7 @@ const ACK: u8 = 0x10;
 /// The remote gateway's index.
 const R: usize = 3;
 
-fn member_config(id: u8, flush_ack: bool) -> rampart_config::GatewayConfig {
+fn member_config(id: u8, ls: LoadSharingConfig) -> rampart_config::GatewayConfig {
     let text = format!(
         r#"
 [gateway]
@@ -94,10 +94,7 @@ action = "accept"
     let mut cfg = rampart_config::parse(&text, &format!("ls{id}.toml")).expect("valid config");
     let cluster = cfg.cluster.as_mut().expect("cluster");
     cluster.mode = ClusterMode::LoadSharing;
-    cluster.load_sharing = Some(LoadSharingConfig {
-        flush_ack,
-        ..LoadSharingConfig::default()
-    });
+    cluster.load_sharing = Some(ls);
     cfg
 }
 
@@ -124,11 +121,17 @@ struct Cluster {
 
 impl Cluster {
     fn new(flush_ack: bool) -> Cluster {
+        Cluster::with(LoadSharingConfig {
+            flush_ack,
+            ..LoadSharingConfig::default()
+        })
+    }
+
+    fn with(ls: LoadSharingConfig) -> Cluster {
         let now = Instant::now();
         let remote = config("r", REMOTE, VIP, "10.2.0.0/24", "10.1.0.0/24", "");
         let member = |i: u8| {
-            Gateway::with_boot_id(member_config(i, flush_ack), now, Rng::from_seed([i; 32]), 1)
-                .unwrap()
+            Gateway::with_boot_id(member_config(i, ls), now, Rng::from_seed([i; 32]), 1).unwrap()
         };
         Cluster {
             now,
@@ -153,14 +156,18 @@ impl Cluster {
     /// Every member carrying traffic, the tunnel up with its SA owned by member 1 (index 1):
     /// the remote's IKE reached it.
     fn established(flush_ack: bool) -> Cluster {
-        let mut t = Cluster::new(flush_ack);
+        Cluster::running(Cluster::new(flush_ack))
+    }
+
+    fn running(mut t: Cluster) -> Cluster {
         t.run_for(Duration::from_secs(10));
         for m in 0..3 {
             let s = t.stats(m);
             assert!(s.carrying, "member {m} carries: {:?}", t.logs[m]);
         }
         assert!(t.remote_established(), "{:#?}", t.gw[R].status(t.now));
-        assert_eq!(t.gw[1].status(t.now).peers[0].state, "established");
+        let owner = t.vip_route;
+        assert_eq!(t.gw[owner].status(t.now).peers[0].state, "established");
         t
     }
 
@@ -541,4 +548,44 @@ fn update_requests_found_and_unknown() {
     );
     assert!(!t.arrived(R, before, &stray));
     assert_eq!(t.stats(0).answered_unknown + t.stats(1).answered_unknown, 2);
+}
+
+#[test]
+fn unicast_the_pivot_hands_each_flow_to_its_owner() {
+    let mut t = Cluster::with(LoadSharingConfig {
+        distribution: Distribution::Unicast,
+        ..LoadSharingConfig::default()
+    });
+    // The election picks member 0 (equal priorities, lowest id): the pivot owns the virtual
+    // address, so the remote's IKE and ESP and the protected site's packets all reach it.
+    t.vip_route = 0;
+    let mut t = Cluster::running(t);
+    assert!(t.stats(0).pivot && !t.stats(1).pivot && !t.stats(2).pivot);
+    const FLOWS: u16 = 12;
+    for i in 0..FLOWS {
+        let out = udp(HOST_A, 7000 + i, HOST_B, 53, b"query");
+        let before = t.tun_out[R].len();
+        t.enter_tun(0, &out);
+        assert!(t.arrived(R, before, &out), "flow {i} out: {:?}", t.logs);
+        let back = udp(HOST_B, 53, HOST_A, 7000 + i, b"answer");
+        let before = t.tun_out[0].len();
+        t.enter_tun(R, &back);
+        assert!(t.arrived(0, before, &back), "flow {i} back");
+    }
+    let pivot = t.stats(0);
+    let handed: u64 = (1..3).map(|m| t.stats(m).forwarded_in.tun).sum();
+    assert_eq!(pivot.forwarded_out.tun, handed, "{pivot:?}");
+    assert!(
+        handed > 0 && handed < u64::from(FLOWS),
+        "spread: {handed} of {FLOWS} handed on"
+    );
+    // Each owner inspected its flows and handed the cleartext back to the SA owner to seal.
+    for m in 1..3 {
+        let s = t.stats(m);
+        assert_eq!(
+            s.forwarded_out.inspected, s.forwarded_in.tun,
+            "member {m}: {s:?}"
+        );
+        assert_eq!(s.held, 0, "no Flush-and-Ack in unicast");
+    }
 }

@@ -126,7 +126,9 @@ impl LoadShare {
         let on = self.carrying;
         crate::dataplane::LsHooks {
             hold_creates: on && self.config.holds(),
-            ask_orphans: on && self.routed(),
+            // Unicast too: a reply decrypted at the SA owner may overtake the record of the
+            // connection its flow owner created.
+            ask_orphans: on,
             forward_inspected: on,
             dispatch_tun: on && !self.routed(),
         }

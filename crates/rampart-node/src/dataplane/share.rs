@@ -28,8 +28,7 @@ pub struct LsHooks {
     /// Routed distribution with Flush-and-Ack: offer the packet that creates a synced
     /// connection ([`LsOffer::Hold`]).
     pub hold_creates: bool,
-    /// Routed distribution: offer a packet of no known connection that cannot open one
-    /// ([`LsOffer::Orphan`]).
+    /// Offer a packet of no known connection that cannot open one ([`LsOffer::Orphan`]).
     pub ask_orphans: bool,
     /// Offer inspected cleartext for a peer without a tunnel here ([`LsOffer::Inspected`]).
     pub forward_inspected: bool,
