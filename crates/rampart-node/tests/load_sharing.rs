@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use common::{config, tcp, udp, HEADROOM};
-use rampart_cluster::{ClusterMode, Distribution, LoadSharingConfig};
+use rampart_cluster::{ClusterMode, Distribution, LoadSharingConfig, TimeoutPolicy};
 use rampart_crypto::Rng;
 use rampart_node::{Disposition, Gateway, LoadSharingStats, Output};
 
@@ -588,4 +588,36 @@ fn unicast_the_pivot_hands_each_flow_to_its_owner() {
         );
         assert_eq!(s.held, 0, "no Flush-and-Ack in unicast");
     }
+}
+
+/// A member goes silent while a first packet is held: the hold ends at `hold_timeout` (before
+/// the dead time declares the member down) and the packet is released, or dropped with
+/// `hold_timeout_action = "drop"`.
+fn hold_with_a_silent_member(action: TimeoutPolicy) -> (Cluster, bool) {
+    let mut t = Cluster::running(Cluster::with(LoadSharingConfig {
+        hold_timeout_action: action,
+        ..LoadSharingConfig::default()
+    }));
+    t.crash(2);
+    let syn = tcp(HOST_A, 42000, HOST_B, 443, SYN);
+    let before = t.tun_out[R].len();
+    assert_eq!(t.enter_tun(0, &syn), Disposition::Consumed);
+    t.run_for(Duration::from_millis(200));
+    assert!(!t.arrived(R, before, &syn), "still held");
+    t.run_for(Duration::from_millis(100));
+    let through = t.arrived(R, before, &syn);
+    (t, through)
+}
+
+#[test]
+fn a_hold_ends_at_its_timeout_with_the_timeout_policy() {
+    let (t, through) = hold_with_a_silent_member(TimeoutPolicy::Release);
+    assert!(through, "released at the timeout: {:?}", t.logs[0]);
+    let a = t.stats(0);
+    assert_eq!((a.held, a.released, a.released_dropped), (1, 1, 0), "{a:?}");
+    let (t, through) = hold_with_a_silent_member(TimeoutPolicy::Drop);
+    assert!(!through);
+    let a = t.stats(0);
+    assert_eq!((a.held, a.released, a.released_dropped), (1, 0, 1), "{a:?}");
+    assert_eq!(a.kept_now, 0, "the slot is free again");
 }
