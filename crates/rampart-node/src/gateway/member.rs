@@ -544,6 +544,7 @@ impl Gateway {
                         now,
                         c,
                         DeltaRecord {
+                            from: member,
                             seq: 0,
                             from: member,
                             kind,
