@@ -544,7 +544,6 @@ impl Gateway {
                         now,
                         c,
                         DeltaRecord {
-                            from: member,
                             seq: 0,
                             from: member,
                             kind,
