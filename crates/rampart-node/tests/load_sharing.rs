@@ -128,8 +128,13 @@ impl Cluster {
     }
 
     fn with(ls: LoadSharingConfig) -> Cluster {
+        Cluster::with_remote(ls, "")
+    }
+
+    /// `remote_extra`: more settings of the remote's peer section.
+    fn with_remote(ls: LoadSharingConfig, remote_extra: &str) -> Cluster {
         let now = Instant::now();
-        let remote = config("r", REMOTE, VIP, "10.2.0.0/24", "10.1.0.0/24", "");
+        let remote = config("r", REMOTE, VIP, "10.2.0.0/24", "10.1.0.0/24", remote_extra);
         let member = |i: u8| {
             Gateway::with_boot_id(member_config(i, ls), now, Rng::from_seed([i; 32]), 1).unwrap()
         };
@@ -620,4 +625,41 @@ fn a_hold_ends_at_its_timeout_with_the_timeout_policy() {
     let a = t.stats(0);
     assert_eq!((a.held, a.released, a.released_dropped), (1, 0, 1), "{a:?}");
     assert_eq!(a.kept_now, 0, "the slot is free again");
+}
+
+#[test]
+fn ike_at_a_member_that_does_not_own_the_sa_reaches_the_owner_and_rekeys_work() {
+    let remote = "child_lifetime = \"20s\"\nike_lifetime = \"45s\"";
+    let mut t = Cluster::running(Cluster::with_remote(LoadSharingConfig::default(), remote));
+    let spis = t.gw[R].status(t.now).peers[0].tunnels[0].spi_in.clone();
+    // From now on the remote's datagrams reach member 2, which owns nothing: liveness checks
+    // and the rekeys (CHILD at about 18 s, IKE at about 40 s) go to member 1 through it.
+    t.vip_route = 2;
+    for i in 0..120u32 {
+        t.run_for(Duration::from_millis(500));
+        let out = udp(HOST_A, 4000, HOST_B, 5000, &i.to_be_bytes());
+        let before = t.tun_out[R].len();
+        t.enter_tun(0, &out);
+        assert!(t.arrived(R, before, &out), "out {i}");
+        let back = udp(HOST_B, 5000, HOST_A, 4000, &i.to_be_bytes());
+        let before = t.tun_out[1].len();
+        t.enter_tun(R, &back);
+        assert!(t.arrived(1, before, &back), "back {i}: {:?}", t.logs[2]);
+    }
+    let remote = t.gw[R].status(t.now);
+    assert_ne!(remote.peers[0].tunnels[0].spi_in, spis, "CHILD SA rekeyed");
+    assert_eq!(remote.peers[0].state, "established");
+    let m2 = t.stats(2);
+    // ESP and IKE both went through member 2 (one UDP forward kind for both).
+    assert!(
+        m2.forwarded_out.udp + m2.forwarded_out.raw_esp > 120,
+        "{m2:?}"
+    );
+    assert!(
+        !t.logs[R].iter().any(|l| l.contains("is dead")),
+        "{:?}",
+        t.logs[R]
+    );
+    // The new SAs are owned by member 1: the others hold them as replicas.
+    assert_eq!(t.stats(0).adoptions + t.stats(2).adoptions, 0);
 }
