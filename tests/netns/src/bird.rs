@@ -43,6 +43,11 @@ pub struct BirdConfig {
     /// member uses 0, so on each LAN the router is the designated router and every member is
     /// fully adjacent to it (two non-designated routers stay in 2-Way).
     pub priority: Option<u8>,
+    /// Static device routes `(prefix, interface)` (`route <prefix> via "<interface>"`): BIRD
+    /// keeps each only while the interface exists and is up, and exports them like the learned
+    /// routes (within each instance's prefixes). A member uses one for the remote domain via
+    /// its TUN device, which goes with the process.
+    pub device_routes: Vec<(String, String)>,
 }
 
 /// An OSPF instance (area 0, the timers of [`BirdConfig`]) of its own.
@@ -67,6 +72,7 @@ impl BirdConfig {
             ecmp: false,
             instances: Vec::new(),
             priority: None,
+            device_routes: Vec::new(),
         }
     }
 
@@ -90,6 +96,7 @@ impl BirdConfig {
             install: false,
             ecmp: true,
             priority: Some(0),
+            device_routes: Vec::new(),
             instances: sides
                 .iter()
                 .map(|(name, ifname, within)| OspfInstance {
@@ -112,6 +119,7 @@ impl BirdConfig {
             ecmp: false,
             instances: Vec::new(),
             priority: None,
+            device_routes: Vec::new(),
         }
     }
 
@@ -137,6 +145,14 @@ impl BirdConfig {
                 "protocol pipe rim_pipe {{ table master4; peer table rim; import all; export none; }}"
             );
         }
+        if !self.device_routes.is_empty() {
+            let _ = writeln!(s, "protocol static devroutes {{");
+            let _ = writeln!(s, "  ipv4;");
+            for (prefix, ifname) in &self.device_routes {
+                let _ = writeln!(s, "  route {prefix} via \"{ifname}\";");
+            }
+            let _ = writeln!(s, "}}");
+        }
         if self.install {
             let _ = writeln!(s, "protocol kernel main_out {{");
             let _ = writeln!(s, "  ipv4 {{ import none; export all; }};");
@@ -155,11 +171,17 @@ impl BirdConfig {
             self.ospf_instance(&mut s, "backbone", "all", &self.ospf_interfaces, &export);
         }
         for inst in &self.instances {
-            let export = if inst.export_within.is_empty() || self.redistribute_table.is_none() {
+            let learned = self.redistribute_table.is_some() || !self.device_routes.is_empty();
+            let export = if inst.export_within.is_empty() || !learned {
                 "none".to_string()
             } else {
                 let set: Vec<String> = inst.export_within.iter().map(|p| format!("{p}+")).collect();
-                format!("where source = RTS_INHERIT && net ~ [ {} ]", set.join(", "))
+                let source = if self.device_routes.is_empty() {
+                    "source = RTS_INHERIT"
+                } else {
+                    "(source = RTS_INHERIT || source = RTS_STATIC)"
+                };
+                format!("where {source} && net ~ [ {} ]", set.join(", "))
             };
             // A member imports nothing: with another member's external route for the same
             // prefix in its table (OSPF, preference 150, beats the learned kernel route's 10)
@@ -332,5 +354,23 @@ mod tests {
         );
         assert!(m.contains("interface \"in0\""), "{m}");
         assert!(!r.contains("priority"), "{r}");
+        assert!(!m.contains("protocol static"), "{m}");
+        let mut d = BirdConfig::member(
+            Ipv4Addr::new(10, 255, 1, 11),
+            202,
+            &[("inside", "in0", &["10.2.0.0/24"])],
+        );
+        d.device_routes = vec![("10.2.0.0/24".into(), "rampart0".into())];
+        let d = d.to_conf();
+        assert!(
+            d.contains(
+                "protocol static devroutes {\n  ipv4;\n  route 10.2.0.0/24 via \"rampart0\";\n}"
+            ),
+            "{d}"
+        );
+        assert!(
+            d.contains("export where (source = RTS_INHERIT || source = RTS_STATIC) && net ~ [ 10.2.0.0/24+ ];"),
+            "{d}"
+        );
     }
 }

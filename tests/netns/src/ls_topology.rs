@@ -105,16 +105,25 @@ pub fn member_sync(id: u8, link: u8) -> Ipv4Addr {
 /// The BIRD configuration of member `id`: learns [`ANNOUNCE_TABLE`]; exports the VIP and the
 /// local domain upstream (OSPF instance `outside` on [`OUT_IF`]) and the remote domain to the
 /// inside router (`inside` on [`IN_IF`]).
-pub fn member_bird(id: u8) -> BirdConfig {
+///
+/// Rampart announces the local domain and the VIPs in the announce table, not the remote
+/// domains behind its tunnels; with `tun` the member's BIRD also holds a static route to the
+/// remote domain via that device, which exists while the gateway process runs (a kill -9
+/// removes it, and BIRD withdraws the route at its next device scan).
+pub fn member_bird(id: u8, tun: Option<&str>) -> BirdConfig {
     let vip = format!("{WAN_VIP}/32");
-    BirdConfig::member(
+    let mut config = BirdConfig::member(
         member_out(id),
         ANNOUNCE_TABLE,
         &[
             ("outside", OUT_IF, &[vip.as_str(), LOCAL_DOMAIN]),
             ("inside", IN_IF, &[REMOTE_DOMAIN]),
         ],
-    )
+    );
+    if let Some(tun) = tun {
+        config.device_routes = vec![(REMOTE_DOMAIN.into(), tun.into())];
+    }
+    config
 }
 
 /// One member's namespace.
@@ -315,13 +324,13 @@ impl LsTopology {
         &self.routers_bird[1]
     }
 
-    /// Starts member `id`'s BIRD ([`member_bird`]).
+    /// Starts member `id`'s BIRD ([`member_bird`] with `tun`).
     #[track_caller]
-    pub fn start_member_bird(&self, id: u8) -> Bird {
+    pub fn start_member_bird(&self, id: u8, tun: Option<&str>) -> Bird {
         Bird::start(
             self.member(id),
             &self.daemon_dir(&format!("bird-m{id}")),
-            &member_bird(id),
+            &member_bird(id, tun),
         )
     }
 
@@ -405,22 +414,24 @@ impl LsTopology {
     /// Test-only (the tools' self-test, no Rampart): every member forwards in clear and
     /// announces like a Rampart member in sync would: a stand-in device `rp0` (a veth pair; a
     /// TUN device without its process has no carrier) with the VIP on `lo`, and routes `dev rp0`
-    /// for the VIP, the local domain and the remote domain in [`ANNOUNCE_TABLE`]. The members
-    /// route the remote domain to the upstream router, the upstream router to the peer, and the
-    /// peer the local domain back to the upstream router.
+    /// for the VIP and the local domain in [`ANNOUNCE_TABLE`], and with `remote_in_table` the
+    /// remote domain too (without: the members' BIRD needs the device route of
+    /// [`member_bird`]`(id, Some("rp0"))`). The members route the remote domain to the upstream
+    /// router, the upstream router to the peer, and the peer the local domain back to the
+    /// upstream router.
     #[track_caller]
-    pub fn plain_forwarding(&self) {
+    pub fn plain_forwarding(&self, remote_in_table: bool) {
         for m in &self.members {
             let ns = &m.ns;
             ns.ip("link add rp0 type veth peer name rp0p");
             ns.ip("link set rp0 up");
             ns.ip("link set rp0p up");
             ns.ip(&format!("addr add {WAN_VIP}/32 dev lo"));
-            for prefix in [
-                format!("{WAN_VIP}/32"),
-                LOCAL_DOMAIN.into(),
-                REMOTE_DOMAIN.into(),
-            ] {
+            let mut prefixes = vec![format!("{WAN_VIP}/32"), LOCAL_DOMAIN.to_string()];
+            if remote_in_table {
+                prefixes.push(REMOTE_DOMAIN.into());
+            }
+            for prefix in prefixes {
                 ns.ip(&format!(
                     "route add {prefix} dev rp0 table {ANNOUNCE_TABLE} proto {STAND_IN_PROTO}"
                 ));
@@ -782,7 +793,7 @@ mod tests {
 
     #[test]
     fn member_bird_splits_exports_by_side() {
-        let text = member_bird(2).to_conf();
+        let text = member_bird(2, None).to_conf();
         assert!(text.contains("router id 198.51.100.12;"), "{text}");
         assert!(text.contains("kernel table 202;"), "{text}");
         assert!(
@@ -790,6 +801,8 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("net ~ [ 10.2.0.0/24+ ]"), "{text}");
+        let tun = member_bird(2, Some("rampart0")).to_conf();
+        assert!(tun.contains("route 10.2.0.0/24 via \"rampart0\";"), "{tun}");
     }
 
     #[test]

@@ -128,12 +128,12 @@ fn ls_tools_ecmp_spreads_flows_over_members_with_asymmetric_return_paths() {
         return;
     }
     let topo = LsTopology::new("ls-tools-ecmp", 3, 1);
-    topo.plain_forwarding();
+    topo.plain_forwarding(true);
     let started = Instant::now();
     let _birds: Vec<_> = topo
         .ids()
         .into_iter()
-        .map(|id| topo.start_member_bird(id))
+        .map(|id| topo.start_member_bird(id, None))
         .collect();
     let adj = topo.wait_adjacencies(&[1, 2, 3], Duration::from_secs(30));
     let routes = topo.wait_routes_via(&[1, 2, 3], Duration::from_secs(30));
@@ -234,7 +234,8 @@ fn ls_tools_ecmp_spreads_flows_over_members_with_asymmetric_return_paths() {
 }
 
 /// A member's routes leave both routers when its (stand-in) device goes away, within BIRD's
-/// kernel scan and OSPF's flooding; a box that dies (BIRD killed, links down) leaves them by the
+/// kernel and device scans and OSPF's flooding (the announce table's routes and the static
+/// device route to the remote domain); a box that dies (BIRD killed, links down) leaves them by the
 /// dead interval. Traffic goes on through the remaining members.
 #[test]
 fn ls_tools_member_routes_vanish_when_its_device_or_box_goes() {
@@ -243,11 +244,12 @@ fn ls_tools_member_routes_vanish_when_its_device_or_box_goes() {
         return;
     }
     let topo = LsTopology::new("ls-tools-gone", 3, 1);
-    topo.plain_forwarding();
+    // The remote domain by BIRD's static device route via the stand-in (as with Rampart).
+    topo.plain_forwarding(false);
     let mut birds: Vec<_> = topo
         .ids()
         .into_iter()
-        .map(|id| topo.start_member_bird(id))
+        .map(|id| topo.start_member_bird(id, Some("rp0")))
         .collect();
     topo.wait_adjacencies(&[1, 2, 3], Duration::from_secs(30));
     topo.wait_routes_via(&[1, 2, 3], Duration::from_secs(30));
