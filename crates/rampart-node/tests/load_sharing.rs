@@ -383,6 +383,19 @@ impl Cluster {
     fn crash(&mut self, i: usize) {
         self.up[i] = false;
     }
+
+    /// Member `i` starts again (a new boot id): it pulls a full sync.
+    fn restart(&mut self, i: usize, boot_id: u64, ls: LoadSharingConfig) {
+        let id = i as u8 + 1;
+        self.gw[i] = Gateway::with_boot_id(
+            member_config(id, ls),
+            self.now,
+            Rng::from_seed([20 + id; 32]),
+            boot_id,
+        )
+        .unwrap();
+        self.up[i] = true;
+    }
 }
 
 /// The seed's handshake: the SYN from the protected site enters member 0's TUN device, the
@@ -662,4 +675,33 @@ fn ike_at_a_member_that_does_not_own_the_sa_reaches_the_owner_and_rekeys_work() 
     );
     // The new SAs are owned by member 1: the others hold them as replicas.
     assert_eq!(t.stats(0).adoptions + t.stats(2).adoptions, 0);
+}
+
+#[test]
+fn a_restarted_member_learns_every_sa_and_its_owner_from_the_full_sync() {
+    let mut t = Cluster::established(true);
+    let p = udp(HOST_A, 4000, HOST_B, 5000, b"before");
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &p);
+    assert!(t.arrived(R, before, &p));
+    t.crash(2);
+    t.run_for(Duration::from_secs(1));
+    t.restart(2, 2, LoadSharingConfig::default());
+    t.run_for(Duration::from_secs(3));
+    assert!(t.stats(2).carrying, "{:?}", t.logs[2]);
+    assert!(t.has_conn(2, 5000), "connections came with the full sync");
+    // The SA member 1 owns came with its owner: ESP through member 2 goes there.
+    t.vip_route = 2;
+    let back = udp(HOST_B, 5000, HOST_A, 4000, b"through the restarted member");
+    let before = t.tun_out[1].len();
+    t.enter_tun(R, &back);
+    assert!(t.arrived(1, before, &back), "{:?}", t.logs[2]);
+    let m2 = t.stats(2);
+    assert_eq!(m2.forwarded_out.udp + m2.forwarded_out.raw_esp, 1, "{m2:?}");
+    // And its cleartext for the tunnel goes to the owner to be sealed.
+    let out = udp(HOST_A, 4000, HOST_B, 5000, b"out through it");
+    let before = t.tun_out[R].len();
+    t.enter_tun(2, &out);
+    assert!(t.arrived(R, before, &out));
+    assert_eq!(t.stats(2).forwarded_out.inspected, 1);
 }

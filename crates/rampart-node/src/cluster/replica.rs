@@ -122,13 +122,6 @@ impl Replicas {
         self.by_peer.clear();
     }
 
-    /// Load Sharing: forgets every SA `owner` owns (its full sync starts over).
-    pub fn clear_owned_by(&mut self, owner: MemberId) {
-        for id in self.owned_by(owner) {
-            self.remove(id);
-        }
-    }
-
     /// Every stored SA aged to `now` (its relative times moved by the time since it arrived).
     pub fn take_all(&mut self, now: Instant) -> Vec<SaSnapshot> {
         let ids: Vec<IkeSaId> = self.sas.keys().copied().collect();
@@ -142,6 +135,18 @@ impl Replicas {
         let Replica { mut snap, at, .. } = self.unlink(id)?;
         age(&mut snap, now.saturating_duration_since(at));
         Some(snap)
+    }
+
+    /// Every stored SA aged to `now`, with its owner (a copy: a Load Sharing full sync).
+    pub fn snapshots(&self, now: Instant) -> Vec<(SaSnapshot, MemberId)> {
+        self.sas
+            .values()
+            .map(|r| {
+                let mut snap = r.snap.clone();
+                age(&mut snap, now.saturating_duration_since(r.at));
+                (snap, r.owner)
+            })
+            .collect()
     }
 
     /// The IKE SA and owner of the CHILD SA whose inbound SPI is `spi`.

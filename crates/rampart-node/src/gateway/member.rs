@@ -243,6 +243,21 @@ impl Gateway {
         }
     }
 
+    /// Load Sharing full sync: an SA of the snapshot, with its owner. One this member owned
+    /// before it restarted is another member's by now (adopted) and is not in the snapshot
+    /// under this member; one named as this member's is skipped (nothing here continues it).
+    fn apply_owned_sa(&mut self, now: Instant, c: &mut ClusterMember, key: u64, body: &[u8]) {
+        let me = c.ls.as_ref().map_or(0, |ls| ls.me);
+        match codec::decode_owned_sa(body) {
+            Ok((owner, snap)) if owner != me => c.replicas.upsert_owned(now, snap, owner),
+            Ok(_) => {}
+            Err(e) => self.log(
+                LogLevel::Warn,
+                format!("cluster: full-sync SA {key:#x} ignored: {e}"),
+            ),
+        }
+    }
+
     fn cluster_event(&mut self, now: Instant, c: &mut ClusterMember, event: ClusterEvent) {
         match event {
             ClusterEvent::BecameActive { .. } if c.ls.is_some() => self.ls_pivot(now, c, true),
@@ -465,21 +480,39 @@ impl Gateway {
             );
             records += 1;
         }
-        let sas: Vec<_> = if c.active {
+        let active = c.active;
+        // Load Sharing: the snapshot holds every member's SAs, each with its owner.
+        let ls = c.ls.as_ref().map(|ls| (ls.me, c.replicas.snapshots(now)));
+        let sas: Vec<_> = if active {
             self.export_all(now)
         } else {
             Vec::new()
         };
-        for snap in &sas {
-            enc.encode(
-                &FullSyncFrame::Record {
-                    kind: RecordKind::SaUpsert,
-                    key: snap.ike.id.0,
-                    body: codec::encode_sa(snap),
-                },
-                &mut out,
-            );
-            records += 1;
+        if let Some((me, replicas)) = ls {
+            let own = sas.iter().map(|snap| (snap, me));
+            for (snap, owner) in own.chain(replicas.iter().map(|(s, o)| (s, *o))) {
+                enc.encode(
+                    &FullSyncFrame::Record {
+                        kind: RecordKind::SaUpsert,
+                        key: snap.ike.id.0,
+                        body: codec::encode_owned_sa(owner, snap),
+                    },
+                    &mut out,
+                );
+                records += 1;
+            }
+        } else {
+            for snap in &sas {
+                enc.encode(
+                    &FullSyncFrame::Record {
+                        kind: RecordKind::SaUpsert,
+                        key: snap.ike.id.0,
+                        body: codec::encode_sa(snap),
+                    },
+                    &mut out,
+                );
+                records += 1;
+            }
         }
         enc.encode(&FullSyncFrame::End { records }, &mut out);
         let c = self.cluster.as_mut().expect("checked");
@@ -529,17 +562,18 @@ impl Gateway {
                 FullSyncFrame::Begin { snapshot_seq } => {
                     inc.snapshot_seq = Some(snapshot_seq);
                     inc.records = 0;
-                    match c.ls.is_some() {
-                        // Load Sharing: only that member's SAs start over.
-                        true => c.replicas.clear_owned_by(member),
-                        false => c.replicas.clear(),
-                    }
+                    // Load Sharing too: the snapshot holds every member's SAs.
+                    c.replicas.clear();
                 }
                 FullSyncFrame::Record { kind, key, body } => {
                     if inc.snapshot_seq.is_none() {
                         return Err("full sync: record before Begin".into());
                     }
                     inc.records += 1;
+                    if kind == RecordKind::SaUpsert && c.ls.is_some() {
+                        self.apply_owned_sa(now, c, key, &body);
+                        continue;
+                    }
                     self.apply_record(
                         now,
                         c,
