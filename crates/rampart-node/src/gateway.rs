@@ -229,8 +229,10 @@ impl Gateway {
         packet: Range<usize>,
     ) -> Disposition {
         if let Some(c) = self.cluster.as_mut() {
-            if local == c.sync_local {
-                let r = c.engine.handle_datagram(now, 0, remote, &mut buf[packet]);
+            if let Some(link) = c.link_of(local) {
+                let r = c
+                    .engine
+                    .handle_datagram(now, link, remote, &mut buf[packet]);
                 self.after_input(now);
                 return match r {
                     Ok(()) => Disposition::Consumed,
@@ -468,7 +470,10 @@ impl Gateway {
                 buf.get(p.clone())
                     .is_some_and(|d| d.get(..4) == Some(&[0, 0, 0, 0][..]))
             });
-        if self.cluster.as_ref().is_some_and(|c| c.sync_local == local)
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.link_of(local).is_some())
             || self.is_probe_socket(local)
             || ike_inside
             || (self.ls_carrying() && local.port() == self.config.gateway.ike_port)

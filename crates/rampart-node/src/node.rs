@@ -124,6 +124,11 @@ pub trait Node {
     fn load_sharing_stats(&self) -> Option<crate::LoadSharingStats> {
         None
     }
+    /// The local interface of cluster sync link `link` (0: the sync address, then the
+    /// member's `extra_addresses` in order) lost or regained carrier.
+    fn handle_sync_link_state(&mut self, now: Instant, link: u8, up: bool) {
+        let _ = (now, link, up);
+    }
     /// The UDP sockets (address and probe port) the shell binds for Multiple Entry Points
     /// probes; datagrams that arrive there go to [`Node::handle_udp`] with that `local`. Asked
     /// at start and after every reload.
@@ -277,6 +282,10 @@ impl Node for Gateway {
 
     fn load_sharing_stats(&self) -> Option<crate::LoadSharingStats> {
         Gateway::load_sharing_stats(self)
+    }
+
+    fn handle_sync_link_state(&mut self, now: Instant, link: u8, up: bool) {
+        Gateway::handle_sync_link_state(self, now, link, up)
     }
 
     fn probe_sockets(&self) -> Vec<SocketAddr> {

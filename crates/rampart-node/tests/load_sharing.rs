@@ -19,6 +19,8 @@ use rampart_node::{Disposition, Gateway, LoadSharingStats, Output};
 const VIP: &str = "192.0.2.1";
 const REMOTE: &str = "192.0.2.2";
 const SYNC: [&str; 3] = ["10.255.0.1", "10.255.0.2", "10.255.0.3"];
+/// The second sync network (link 1).
+const SYNC2: [&str; 3] = ["10.255.1.1", "10.255.1.2", "10.255.1.3"];
 const HOST_A: [u8; 4] = [10, 1, 0, 5];
 const HOST_B: [u8; 4] = [10, 2, 0, 7];
 const SYN: u8 = 0x02;
@@ -94,6 +96,9 @@ action = "accept"
     let mut cfg = rampart_config::parse(&text, &format!("ls{id}.toml")).expect("valid config");
     let cluster = cfg.cluster.as_mut().expect("cluster");
     cluster.mode = ClusterMode::LoadSharing;
+    for (m, addr) in cluster.members.iter_mut().zip(SYNC2) {
+        m.extra_sync_addresses = vec![SocketAddr::new(addr.parse().unwrap(), 8116)];
+    }
     cluster.load_sharing = Some(ls);
     cfg
 }
@@ -117,6 +122,8 @@ struct Cluster {
     sync_delay: Duration,
     /// Sync datagrams on their way, with their arrival time.
     in_flight: Vec<(Instant, Datagram)>,
+    /// The first sync network is cut: its datagrams are lost.
+    link0_cut: bool,
 }
 
 impl Cluster {
@@ -155,6 +162,7 @@ impl Cluster {
             esp_sent: [0; 4],
             sync_delay: Duration::ZERO,
             in_flight: Vec::new(),
+            link0_cut: false,
         }
     }
 
@@ -190,8 +198,12 @@ impl Cluster {
                 .find(|&m| self.up[m])
         } else if ip == REMOTE {
             Some(R)
+        } else if self.link0_cut && SYNC.contains(&ip.as_str()) {
+            None
         } else {
-            SYNC.iter().position(|s| *s == ip)
+            SYNC.iter()
+                .position(|s| *s == ip)
+                .or_else(|| SYNC2.iter().position(|s| *s == ip))
         }
     }
 
@@ -704,4 +716,30 @@ fn a_restarted_member_learns_every_sa_and_its_owner_from_the_full_sync() {
     t.enter_tun(2, &out);
     assert!(t.arrived(R, before, &out));
     assert_eq!(t.stats(2).forwarded_out.inspected, 1);
+}
+
+#[test]
+fn the_first_sync_network_fails_holds_and_forwarding_go_on_over_the_second() {
+    let mut t = Cluster::established(true);
+    t.link0_cut = true;
+    t.run_for(Duration::from_secs(2));
+    for m in 0..3 {
+        assert!(
+            t.stats(m).carrying,
+            "member {m} still in sync: {:?}",
+            t.logs[m]
+        );
+    }
+    // A first packet is held and released by acks that come over link 1; the tunnel's
+    // owner (member 1) gets the inspected SYN over it too.
+    let syn = tcp(HOST_A, 43000, HOST_B, 443, SYN);
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &syn);
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(R, before, &syn), "{:?}", t.logs[0]);
+    let a = t.stats(0);
+    assert_eq!((a.held, a.released), (1, 1), "{a:?}");
+    assert!(t.has_conn(2, 43000), "the third member has it");
+    let (_, stats) = t.gw[0].cluster_status(t.now).unwrap();
+    assert!(stats.links.len() >= 2, "{:?}", stats.links);
 }

@@ -50,8 +50,9 @@ pub(crate) const CHANGE_STREAM_LIMIT: usize = 1 << 20;
 /// The gateway's cluster state: the engine and what the node keeps around it.
 pub(crate) struct ClusterMember {
     pub engine: Cluster,
-    /// Where cluster datagrams arrive and leave from.
-    pub sync_local: SocketAddr,
+    /// Where cluster datagrams arrive and leave from: this member's address on each sync
+    /// link (index = link id; 0 is its `sync_address`).
+    pub sync_links: Vec<SocketAddr>,
     /// This member owns the virtual addresses and the traffic.
     pub active: bool,
     /// Standby: the active member's SAs as values, imported on takeover.
@@ -111,7 +112,9 @@ impl ClusterMember {
         boot_id: u64,
         rng: rampart_crypto::Rng,
     ) -> Self {
-        let sync_local = config.me().sync_address;
+        let sync_links = std::iter::once(config.me().sync_address)
+            .chain(config.me().extra_sync_addresses.iter().copied())
+            .collect();
         // With `switch_back` the engine starts a handover on its own, inside a timer: changes
         // held in the window at that instant would miss the handover, so nothing is held.
         // Load Sharing: another member may see the connection's next packet at once (the
@@ -127,7 +130,7 @@ impl ClusterMember {
         ClusterMember {
             ls,
             engine: Cluster::new(config, now, boot_id, rng),
-            sync_local,
+            sync_links,
             active: false,
             replicas: Replicas::default(),
             unsynced: HashSet::new(),
@@ -143,6 +146,12 @@ impl ClusterMember {
 
     pub fn config(&self) -> &ClusterConfig {
         self.engine.config()
+    }
+
+    /// The sync link whose socket is bound to `local`, if any.
+    pub fn link_of(&self, local: SocketAddr) -> Option<rampart_cluster::LinkId> {
+        let i = self.sync_links.iter().position(|a| *a == local)?;
+        rampart_cluster::LinkId::try_from(i).ok()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -64,12 +64,13 @@ impl Gateway {
             }
         }
         while let Some(t) = c.engine.poll_transmit() {
-            // Only link 0 has a socket today (the sync address).
-            if t.link != 0 {
+            // From this member's address on the datagram's sync link (the shell binds one
+            // socket per address); the engine names only configured links.
+            let Some(&local) = c.sync_links.get(usize::from(t.link)) else {
                 continue;
-            }
+            };
             self.outputs.push_back(Output::SendUdp {
-                local: c.sync_local,
+                local,
                 remote: t.remote,
                 data: t.data,
             });
@@ -401,6 +402,16 @@ impl Gateway {
     pub fn handle_link_state(&mut self, now: Instant, interface: &str, up: bool) {
         if let Some(c) = self.cluster.as_mut() {
             c.engine.set_interface_state(now, interface, up);
+            self.cluster_pump(now);
+        }
+    }
+
+    /// The local interface of sync link `link` (0: the sync address, then
+    /// `extra_addresses` in order) lost or regained carrier: the delta stream moves off a link
+    /// without carrier at once. Ignored without a cluster.
+    pub fn handle_sync_link_state(&mut self, now: Instant, link: u8, up: bool) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.engine.set_link_carrier(now, link, up);
             self.cluster_pump(now);
         }
     }
