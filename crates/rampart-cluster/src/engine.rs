@@ -17,6 +17,13 @@
 //!   means Standby (a member without state only wins when no member with state is alive), and
 //!   a member still in Init waits the dead time after start before it takes the role;
 //! - `switch_back`: the Active hands over to a better-ranked, in-sync Standby.
+//!
+//! Load Sharing (`ClusterMode::LoadSharing`) runs the same election; the Active member is the
+//! *pivot*. Every member up ([`Cluster::members_up`]: alive and announcing Standby or Active)
+//! pushes its own stream and applies every other member's (records carry `from`); the Load
+//! Sharing calls (holds, update requests, forwarding, ownership) are in `engine/ls.rs`. A
+//! member's restart (a newer boot id while it is alive) is reported as `MemberDown` then
+//! `MemberUp` in either mode.
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
