@@ -32,7 +32,9 @@ use rampart_netns_tests::netns::run;
 use rampart_netns_tests::rampart::{binary, parse_spi, Gateway, Spis};
 use rampart_netns_tests::strongswan::{Charon, CharonConfig, CHARON};
 use rampart_netns_tests::topology::PSK;
-use rampart_netns_tests::{heavy, ping, require_tools, skip_unless_root, wait_until};
+use rampart_netns_tests::{
+    heavy, ping, require_tools, skip_unless_root, wait_until, RunningTransfer, TransferSpec,
+};
 
 const SERVER_PORTS: [u16; 4] = [7000, 7001, 7002, 7003];
 const FLOW_BASE: u16 = 42000;
@@ -189,12 +191,13 @@ fn flush_ack(gw: &Gateway) -> (u64, u64) {
     )
 }
 
-/// The box dies: `kill -9` of rampart and of its BIRD, every link down (the routers notice
-/// by the OSPF dead interval).
+/// The box dies: every link down first (nothing it sends after this instant reaches anyone,
+/// as with a power cut), then `kill -9` of its BIRD and of rampart. No route is withdrawn: the
+/// routers notice by the OSPF dead interval, the other members by the missing heartbeats.
 fn kill_box(topo: &LsTopology, b: &mut MemberBox) {
-    b.gw.kill9();
-    b.bird.kill9();
     topo.links_down(b.id);
+    b.bird.kill9();
+    b.gw.kill9();
     b.dead = true;
 }
 
@@ -315,11 +318,24 @@ fn ls_kill9_keeps_every_connection(test: &str, case: LoadCase) {
         "SYN-ACKs not decrypted by the owner {owner}: {counters:?}"
     );
 
-    // The owner's box dies; the connections go on at once (some packets wait for the routers
-    // to notice, a few seconds).
+    // Under load: a bulk transfer runs and every connection starts its second exchange, then
+    // the owner's box dies. Packets sent to it are lost until the routers notice (the OSPF dead
+    // interval, 3 s) and until a survivor adopts the SA (the cluster's dead time); TCP resends.
+    let mut bulk = TransferSpec::megabytes(16);
+    bulk.rate = Some(2 * 1024 * 1024);
+    bulk.timeout = Duration::from_secs(90);
+    let transfer =
+        RunningTransfer::start(&topo.host, &topo.remote_host, REMOTE_HOST.into(), &bulk).unwrap();
+    wait_until(Duration::from_secs(20), "the bulk transfer flowing", || {
+        transfer.received() > 1024 * 1024
+    });
+    client.release();
     let killed = Instant::now();
     kill_box(&topo, &mut boxes[usize::from(owner) - 1]);
-    client.release();
+    assert!(
+        transfer.received() < bulk.bytes,
+        "the bulk transfer was over before the kill"
+    );
     let survivors: Vec<u8> = topo.ids().into_iter().filter(|&i| i != owner).collect();
     let took = wait_members_up(&mut boxes, &survivors, Duration::from_secs(20));
     eprintln!("{test}: the survivors see each other alone {took:?} after the kill");
@@ -331,6 +347,15 @@ fn ls_kill9_keeps_every_connection(test: &str, case: LoadCase) {
         "{test}: {count} connections ok after the kill; phase 2 took {} ms ({:?} since the kill)",
         report.phase2_ms,
         killed.elapsed()
+    );
+    let bulk_report = transfer.finish().unwrap_or_else(|e| panic!("bulk: {e}"));
+    assert!(bulk_report.intact(), "{bulk_report:?}");
+    eprintln!("{test}: bulk transfer across the kill intact: {bulk_report:?}");
+    let adopters = adopters_of(&boxes, owner);
+    eprintln!("{test}: member {owner}'s SAs adopted by {adopters:?}");
+    assert!(
+        !adopters.is_empty(),
+        "no survivor adopted member {owner}'s SAs"
     );
     // The remote never noticed: same IKE SA, same CHILD SAs; a survivor adopted them.
     assert_eq!(remote.spis(), Some(before));
@@ -362,6 +387,17 @@ fn ls_kill9_over_a_wan_sync_link_keeps_every_connection() {
             netem: Some("delay 50ms loss 5%"),
         },
     );
+}
+
+/// The survivors that adopted member `dead`'s SAs: they log
+/// `cluster: <n> IKE SAs of member <dead> adopted (load sharing)`.
+fn adopters_of(boxes: &[MemberBox], dead: u8) -> Vec<u8> {
+    let needle = format!("IKE SAs of member {dead} adopted");
+    boxes
+        .iter()
+        .filter(|b| !b.dead && b.gw.log().contains(&needle))
+        .map(|b| b.id)
+        .collect()
 }
 
 /// `load_sharing.forwarded_sent` and `forwarded_received` of one member's cluster status.
@@ -459,4 +495,10 @@ fn ls_esp_forwarded_to_owner_with_strongswan() {
     ping(&topo.host, &REMOTE_HOST.to_string(), 3).unwrap();
     connections_ok(&topo, "after-kill", 100);
     assert_eq!(remote.spis(), Some(before), "charon re-negotiated");
+    let adopters = adopters_of(&boxes, owner);
+    eprintln!("{test}: member {owner}'s SAs adopted by {adopters:?}");
+    assert!(
+        !adopters.is_empty(),
+        "no survivor adopted member {owner}'s SAs"
+    );
 }
