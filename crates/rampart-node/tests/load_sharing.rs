@@ -77,6 +77,12 @@ liveness_interval = "2s"
 start_action = "none"
 
 [[service]]
+name = "nosync"
+protocol = "tcp"
+ports = [6022]
+sync = false
+
+[[service]]
 name = "udp"
 protocol = "udp"
 
@@ -86,7 +92,7 @@ protocol = "tcp"
 
 [[rule]]
 name = "all"
-service = ["udp", "tcp"]
+service = ["nosync", "udp", "tcp"]
 action = "accept"
 "#,
         s1 = SYNC[0],
@@ -742,4 +748,33 @@ fn the_first_sync_network_fails_holds_and_forwarding_go_on_over_the_second() {
     assert!(t.has_conn(2, 43000), "the third member has it");
     let (_, stats) = t.gw[0].cluster_status(t.now).unwrap();
     assert!(stats.links.len() >= 2, "{:?}", stats.links);
+}
+
+/// `sync = false`: the SYN is not held and the connection is not synced, not even on request;
+/// its SYN-ACK on the asymmetric return path is judged by the rules (out of state).
+#[test]
+fn a_sync_false_connection_is_never_held_nor_handed_out() {
+    let mut t = Cluster::established(true);
+    let oos = t.out_of_state(0);
+    let syn = tcp(HOST_B, 41500, HOST_A, 6022, SYN);
+    let before = t.tun_out[1].len();
+    t.vip_route = 1;
+    t.enter_tun(R, &syn);
+    assert!(t.arrived(1, before, &syn), "not held");
+    let b = t.stats(1);
+    assert_eq!(b.held, 0, "{b:?}");
+    let syn_ack = tcp(HOST_A, 6022, HOST_B, 41500, SYN | ACK);
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &syn_ack);
+    t.run_for(Duration::from_millis(50));
+    assert!(!t.arrived(R, before, &syn_ack));
+    let a = t.stats(0);
+    assert_eq!((a.orphans, a.orphans_not_found), (1, 1), "{a:?}");
+    assert_eq!(
+        t.stats(1).answered_unknown,
+        1,
+        "member 1 has it but does not hand it out"
+    );
+    assert_eq!(t.out_of_state(0), oos + 1);
+    assert!(!t.has_conn(0, 6022) && !t.has_conn(2, 6022));
 }

@@ -248,8 +248,11 @@ impl Gateway {
         }
         let mut body = Vec::new();
         while let Some(query) = c.engine.poll_update_query() {
-            let conn =
-                tuple_of(&query.flow).and_then(|t| self.dataplane.inspector().find_flow(now, &t));
+            // A connection this member keeps unsynced (`sync = false`, or before its
+            // `sync_after`) is not handed out on request either.
+            let conn = tuple_of(&query.flow)
+                .and_then(|t| self.dataplane.inspector().find_flow(now, &t))
+                .filter(|conn| !c.unsynced.contains(&conn.id));
             let found = conn.is_some();
             if let Some(conn) = conn {
                 body.clear();
