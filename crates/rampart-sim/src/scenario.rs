@@ -273,9 +273,10 @@ pub struct AssertSpec {
     pub hold_p99_at_most: Option<String>,
     /// Flush-and-Ack: holds that timed out, summed, at most this many.
     pub hold_timeouts_at_most: Option<u64>,
-    /// Update requests (UPD_REQ): queries the members sent, and queries answered `Found`,
-    /// summed, at least this many.
+    /// Update requests (UPD_REQ): queries the members sent (at least, at most), and queries
+    /// answered `Found` (at least), summed.
     pub update_requests_at_least: Option<u64>,
+    pub update_requests_at_most: Option<u64>,
     pub updates_found_at_least: Option<u64>,
     /// Packets the members forwarded to the owner of their flow or SA, summed, at least.
     pub forwarded_at_least: Option<u64>,
