@@ -624,6 +624,22 @@ fn unicast_the_pivot_hands_each_flow_to_its_owner() {
         );
         assert_eq!(s.held, 0, "no Flush-and-Ack in unicast");
     }
+    // The shares in `rampart cluster status`: each member counted the flows it created and
+    // the packets it handled; together they created every flow.
+    let mut flows = 0;
+    for m in 0..3 {
+        let (status, _) = t.gw[m].cluster_status(t.now).unwrap();
+        let ls = status.load_sharing.expect("load sharing status");
+        let me = ls
+            .ownership
+            .members
+            .iter()
+            .find(|s| usize::from(s.member) == m + 1)
+            .unwrap();
+        assert!(me.packets > 0 && me.bytes > 0, "member {m}: {me:?}");
+        flows += me.flows;
+    }
+    assert_eq!(flows, u64::from(FLOWS));
 }
 
 /// A member goes silent while a first packet is held: the hold ends at `hold_timeout` (before
