@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, tcp, udp, HEADROOM};
 use rampart_cluster::{ClusterMode, Distribution, LoadSharingConfig, TimeoutPolicy};
+use rampart_config::StartAction;
 use rampart_crypto::Rng;
 use rampart_node::{Disposition, Gateway, LoadSharingStats, Output};
 
@@ -146,10 +147,17 @@ impl Cluster {
 
     /// `remote_extra`: more settings of the remote's peer section.
     fn with_remote(ls: LoadSharingConfig, remote_extra: &str) -> Cluster {
+        Cluster::build(ls, remote_extra, StartAction::None)
+    }
+
+    /// `members_start`: the members' start action for the remote.
+    fn build(ls: LoadSharingConfig, remote_extra: &str, members_start: StartAction) -> Cluster {
         let now = Instant::now();
         let remote = config("r", REMOTE, VIP, "10.2.0.0/24", "10.1.0.0/24", remote_extra);
         let member = |i: u8| {
-            Gateway::with_boot_id(member_config(i, ls), now, Rng::from_seed([i; 32]), 1).unwrap()
+            let mut cfg = member_config(i, ls);
+            cfg.peers[0].start_action = members_start;
+            Gateway::with_boot_id(cfg, now, Rng::from_seed([i; 32]), 1).unwrap()
         };
         Cluster {
             now,
@@ -793,4 +801,31 @@ fn a_sync_false_connection_is_never_held_nor_handed_out() {
     );
     assert_eq!(t.out_of_state(0), oos + 1);
     assert!(!t.has_conn(0, 6022) && !t.has_conn(2, 6022));
+}
+
+/// Members that keep the tunnel up (`start_action = "always"`): only the pivot brings it up;
+/// the others find it on a member and do not negotiate their own.
+#[test]
+fn the_pivot_alone_brings_up_an_always_peer() {
+    let mut t = Cluster::build(
+        LoadSharingConfig::default(),
+        "start_action = \"none\"",
+        StartAction::Always,
+    );
+    t.vip_route = 0;
+    t.run_for(Duration::from_secs(10));
+    assert!(t.remote_established(), "{:?}", t.logs[0]);
+    let up: Vec<usize> = (0..3)
+        .filter(|&m| t.gw[m].status(t.now).peers[0].state == "established")
+        .collect();
+    let pivot: Vec<usize> = (0..3).filter(|&m| t.stats(m).pivot).collect();
+    assert_eq!(pivot.len(), 1);
+    assert_eq!(up, pivot, "one IKE SA, negotiated by the pivot");
+    // Every member's traffic uses it.
+    for m in 0..3 {
+        let out = udp(HOST_A, 4000 + m as u16, HOST_B, 5000, b"x");
+        let before = t.tun_out[R].len();
+        t.enter_tun(m, &out);
+        assert!(t.arrived(R, before, &out), "via member {m}");
+    }
 }
