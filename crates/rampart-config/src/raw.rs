@@ -306,6 +306,8 @@ pub(crate) struct RawRaVisitor {
 pub(crate) struct RawProfile {
     pub name: Str,
     pub gateway: Str,
+    pub gateways: StrList,
+    pub selection: Str,
     pub local_id: Str,
     pub remote_id: Str,
     pub auth: Str,

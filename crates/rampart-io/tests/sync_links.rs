@@ -38,7 +38,7 @@ const SNAPSHOT_LEN: usize = 100_000;
 struct Seen {
     /// (local, remote, payload) of every datagram.
     udp: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
-    /// Every `set_sync_link_carrier` call.
+    /// Every `handle_sync_link_state` call.
     carriers: Vec<(LinkId, bool)>,
     /// Every `handle_link_state` call.
     links: Vec<(String, bool)>,
@@ -163,7 +163,7 @@ impl Node for Member {
             .links
             .push((interface.to_owned(), up));
     }
-    fn set_sync_link_carrier(&mut self, _: Instant, link: LinkId, up: bool) {
+    fn handle_sync_link_state(&mut self, _: Instant, link: LinkId, up: bool) {
         self.seen.lock().unwrap().carriers.push((link, up));
     }
     fn cluster_command(&mut self, _: Instant, command: ClusterCommand) -> Result<String, String> {

@@ -108,6 +108,12 @@ impl ClusterCheck {
                 Bound::AtLeast,
                 n,
             ))
+        } else if let Some(n) = a.update_requests_at_most {
+            Some(ClusterCheck::Count(
+                Counter::UpdateRequests,
+                Bound::AtMost,
+                n,
+            ))
         } else if let Some(n) = a.updates_found_at_least {
             Some(ClusterCheck::Count(
                 Counter::UpdatesFound,
@@ -244,8 +250,8 @@ fn hold_p99(world: &World, members: &[usize], limit: Duration) -> Verdict {
                 worst = Some(worst.map_or(p99, |w: Duration| w.max(p99)));
                 parts.push(format!(
                     "{name} p50 {} p99 {} of {}",
-                    crate::units::secs(Duration::from_micros(p50)),
-                    crate::units::secs(p99),
+                    crate::units::short(Duration::from_micros(p50)),
+                    crate::units::short(p99),
                     h.count
                 ));
             }

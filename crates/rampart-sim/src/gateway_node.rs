@@ -617,11 +617,18 @@ impl GatewayNode {
                 Output::ClaimAddress { interface, addr } => {
                     if let IpAddr::V4(a) = addr.addr() {
                         fx.claims.push((interface, a, true));
+                        // The stream listeners bind every address, as rampart-io's do.
+                        if let Some(s) = self.streams.as_mut() {
+                            s.set_address(a, addr.prefix_len(), true);
+                        }
                     }
                 }
                 Output::ReleaseAddress { interface, addr } => {
                     if let IpAddr::V4(a) = addr.addr() {
                         fx.claims.push((interface, a, false));
+                        if let Some(s) = self.streams.as_mut() {
+                            s.set_address(a, addr.prefix_len(), false);
+                        }
                     }
                 }
                 Output::FullSyncConnect { member, address } => {
@@ -630,8 +637,7 @@ impl GatewayNode {
                 // Routes injected into the announce table of Load Sharing are what the
                 // routing daemon announces: the routers next to the member use it as a next
                 // hop while it announces something. Other route injection (`[rim]`) feeds a
-                // daemon the simulator does not model. Raw-ESP outputs are path-MTU probes of
-                // remote-access clients only.
+                // daemon the simulator does not model.
                 Output::RouteInject { prefix, table, .. } if Some(table) == self.announce_table => {
                     if !self.announced.contains(&prefix) {
                         self.announced.push(prefix);
@@ -652,9 +658,22 @@ impl GatewayNode {
                             .push("withdraws its last announced route (routing daemon)".into());
                     }
                 }
-                Output::RouteInject { .. }
-                | Output::RouteWithdraw { .. }
-                | Output::SendRawEsp { .. } => {}
+                Output::RouteInject { .. } | Output::RouteWithdraw { .. } => {}
+                // ESP the engine makes outside a batch: a Load Sharing member encrypting a
+                // packet another member inspected and forwarded, a path-MTU probe.
+                Output::SendRawEsp {
+                    local: IpAddr::V4(l),
+                    remote: IpAddr::V4(r),
+                    data,
+                } => {
+                    let id = self.next_ident();
+                    fx.send
+                        .push(packet::build_ipv4(l, r, packet::PROTO_ESP, id, &data));
+                }
+                Output::SendRawEsp { .. } => {}
+                // A packet a Load Sharing member held (Flush-and-Ack) or parked (update
+                // request) and releases now: out to the inside like a `Disposition::WriteTun`.
+                Output::WriteTun { data } => fx.send.push(data),
                 // The simulator has no remote-access client nodes yet.
                 Output::VirtualAddress { .. }
                 | Output::VirtualAddressLost { .. }

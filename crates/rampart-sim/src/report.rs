@@ -43,7 +43,11 @@ fn load_sharing_row(world: &World, i: usize, n: &crate::world::Node) -> Option<V
         .engine
         .as_ref()
         .map_or("-".into(), |e| e.conn_stats().active.to_string());
-    let us = |v: Option<u64>| v.map_or("-".into(), |v| secs(Duration::from_micros(v)));
+    let us = |v: Option<u64>| {
+        v.map_or("-".into(), |v| {
+            crate::units::short(Duration::from_micros(v))
+        })
+    };
     let (held, hold, timeouts) = match &sync.flush_ack {
         Some(f) => (
             f.held.to_string(),
