@@ -382,3 +382,70 @@ fn owner_is_one_member_for_both_directions_and_follows_the_members_up() {
     assert_eq!(ls.ownership.share(1).unwrap().expected_permille, 500);
     assert!(ls.pivot.is_some());
 }
+
+#[test]
+fn a_joiner_pulls_one_full_sync_from_the_pivot_and_then_follows_every_stream() {
+    let mut net = three(LoadSharingConfig::default(), 10);
+    for n in 0..30 {
+        for i in 0..3 {
+            net.write(i, RecordKind::ConnUpsert, key(i, n), b"before");
+        }
+        net.run_for(Duration::from_micros(500));
+    }
+    // Member 3 dies (its records live on in the others) and comes back empty.
+    net.crash(2);
+    net.run_for(Duration::from_millis(500));
+    net.restart(2);
+    net.nodes[2].events.clear();
+    let mut syncing_seen = false;
+    for n in 30..230 {
+        for i in 0..2 {
+            net.write(i, RecordKind::ConnUpsert, key(i, n), b"during");
+        }
+        // Not up (not carrying traffic) before it is in sync.
+        if net.nodes[2].cluster.state() == MemberState::Syncing {
+            syncing_seen = true;
+            assert!(!net.cluster(0).members_up().contains(3));
+        }
+        net.run_for(Duration::from_millis(1));
+    }
+    net.run_for(Duration::from_millis(100));
+    assert!(syncing_seen);
+    let pulls: Vec<&ClusterEvent> = net.nodes[2]
+        .events
+        .iter()
+        .filter(|e| matches!(e, ClusterEvent::FullSyncNeeded { .. }))
+        .collect();
+    assert_eq!(pulls.len(), 1, "one full sync: {:?}", net.nodes[2].events);
+    let pivot = net.actives()[0] as MemberId + 1;
+    assert!(
+        matches!(pulls[0], ClusterEvent::FullSyncNeeded { member, .. } if *member == pivot),
+        "from the pivot"
+    );
+    assert_eq!(net.nodes[2].cluster.state(), MemberState::Standby);
+    assert!(net.cluster(0).members_up().contains(3));
+    let missing: Vec<String> = net.nodes[0]
+        .table
+        .keys()
+        .filter(|k| !net.nodes[2].table.contains_key(k))
+        .map(|k| format!("{}:{}", k >> 48, k & 0xffff))
+        .collect();
+    assert!(missing.is_empty(), "the joiner misses {missing:?}");
+    for i in 0..2 {
+        for n in 0..230 {
+            assert!(net.nodes[2].table.contains_key(&key(i, n)), "{i} {n}");
+        }
+    }
+    // Member 3's own records from before its crash, except what was still in its send queue.
+    let own = (0..30)
+        .filter(|&n| net.nodes[2].table.contains_key(&key(2, n)))
+        .count();
+    assert!(own >= 28, "{own}");
+    assert_eq!(net.nodes[2].table, net.nodes[0].table);
+    assert_eq!(net.nodes[1].table, net.nodes[0].table);
+    // And its own new stream reaches the others.
+    net.write(2, RecordKind::ConnUpsert, key(2, 1000), b"after");
+    net.run_for(Duration::from_millis(5));
+    assert!(net.nodes[0].table.contains_key(&key(2, 1000)));
+    assert!(net.nodes[1].table.contains_key(&key(2, 1000)));
+}

@@ -664,6 +664,9 @@ impl GatewayNode {
                         .push(packet::build_ipv4(l, r, packet::PROTO_ESP, id, &data));
                 }
                 Output::SendRawEsp { .. } => {}
+                // A packet a Load Sharing member held (Flush-and-Ack) or parked (update
+                // request) and releases now: out to the inside like a `Disposition::WriteTun`.
+                Output::WriteTun { data } => fx.send.push(data),
                 // The simulator has no remote-access client nodes yet.
                 Output::VirtualAddress { .. }
                 | Output::VirtualAddressLost { .. }

@@ -212,6 +212,17 @@ impl Net {
         }
     }
 
+    /// Cuts (or heals) sync link `link` for every member; a cut also loses what is in flight
+    /// on it.
+    pub fn cut_sync_link(&mut self, link: LinkId, cut: bool) {
+        if cut {
+            self.cut_links.insert(link);
+            self.in_flight.retain(|p| p.link != link);
+        } else {
+            self.cut_links.remove(&link);
+        }
+    }
+
     /// Kills member `i` (stops delivering to and from it).
     pub fn crash(&mut self, i: usize) {
         self.nodes[i].up = false;
