@@ -469,7 +469,10 @@ fn ls_asymmetric_both_directions() {
         .into_iter()
         .find(|b| b.name == "ls-asymmetric")
         .unwrap();
-    let at = builtin.text.find("# -- assertions").expect("assertion marker");
+    let at = builtin
+        .text
+        .find("# -- assertions")
+        .expect("assertion marker");
     let text = format!(
         "{}{}{}",
         &builtin.text[..at],
@@ -491,7 +494,10 @@ within = "2s"
 "#,
         &builtin.text[at..]
     )
-    .replace("update_requests_at_most = 0", "update_requests_at_most = 1000000");
+    .replace(
+        "update_requests_at_most = 0",
+        "update_requests_at_most = 1000000",
+    );
     let sc = rampart_sim::scenario::parse(&text, "ls-asymmetric-both-directions").unwrap();
     let dir = rampart_sim::builtin_dir().unwrap();
     let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
