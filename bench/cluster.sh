@@ -19,6 +19,19 @@
 #                     10,000 connections through the tunnel, sync measured, kill -9 the active,
 #                     gap of the probe stream, connections checked after the failover
 #   rampart-switchover the same with `rampart cluster switchover` instead of the kill
+#   ls-cps            Load Sharing (issue 14), routed: connections per second (`conn-open`, TCP
+#                     through the tunnel to a remote Rampart gateway) of one Rampart member alone,
+#                     then of a 2- and a 3-member cluster with Flush-and-Ack, in the same run; the
+#                     F&A hold times of that load from `rampart cluster sync-stats`
+#   ls-hold           Flush-and-Ack hold time p50/p99 at a light load (16 connects in flight) on a
+#                     LAN sync link and with tc netem 50 ms each way (100 ms round trip), 3 members
+#
+# The Load Sharing cases use their own topology (see "Load Sharing" below): an inside router and
+# an upstream router with static equal-cost multipath routes over the members (no BIRD: the
+# routing protocol is not what is measured), a remote Rampart gateway and a host behind it.
+# Their figures go to bench/results/cluster-ls.md, which is spliced into cluster.md between the
+# markers `<!-- ls:begin -->` and `<!-- ls:end -->`; a run of only ls-* cases leaves the rest of
+# cluster.md as it is (cluster-report does not run, so the HA figures stay).
 #
 # Results: bench/results/cluster.md, with bench/results/cluster-engine.md (run B of
 # `rampart-bench cluster-delta` / `cluster-fullsync`, kept by hand) included as its section
@@ -31,6 +44,7 @@
 #   --cases LIST    comma-separated subset (default keepalived-1s,keepalived-100ms,conntrackd;
 #                   the rampart-* cases run only when named here)
 #   --conns N       TCP connections for the sync and connection-survival cases (default 10000)
+#   --ls-conns N    TCP connections per ls-cps run (default 5000)
 #   --keep          keep the temporary directory with raw samples and logs
 set -euo pipefail
 
@@ -41,6 +55,7 @@ runs=5
 quick=0
 keep=0
 conns=10000
+ls_conns=5000
 cases="keepalived-1s,keepalived-100ms,conntrackd"
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -49,7 +64,8 @@ while [[ $# -gt 0 ]]; do
         --cases) cases=$2; shift ;;
         --conns) conns=$2; shift ;;
         --keep) keep=1 ;;
-        -h | --help) sed -n '2,34p' "$0"; exit 0 ;;
+        --ls-conns) ls_conns=$2; shift ;;
+        -h | --help) sed -n '2,50p' "$0"; exit 0 ;;
         *) echo "unknown option: $1 (try --help)" >&2; exit 2 ;;
     esac
     shift
@@ -61,10 +77,13 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 IFS=, read -ra case_list <<<"$cases"
 want_rampart=0
+want_ha=0
+want_ls=0
 for c in "${case_list[@]}"; do
     case $c in
-        keepalived-1s | keepalived-100ms | conntrackd) ;;
-        rampart-kill | rampart-switchover) want_rampart=1 ;;
+        keepalived-1s | keepalived-100ms | conntrackd) want_ha=1 ;;
+        rampart-kill | rampart-switchover) want_rampart=1 want_ha=1 ;;
+        ls-cps | ls-hold) want_rampart=1 want_ls=1 ;;
         *) echo "unknown case: $c (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -107,6 +126,11 @@ samples="$work/samples.tsv"
 prefix="rpc$$"
 sw="$prefix-sw" h="$prefix-h" m1="$prefix-m1" m2="$prefix-m2" rgw="$prefix-rgw" rh="$prefix-rh"
 all_ns=("$h" "$m1" "$m2" "$rgw" "$rh" "$sw")
+# The Load Sharing topology's namespaces.
+lsw="$prefix-lsw" lh="$prefix-lh" lrin="$prefix-lrin" lrout="$prefix-lrout" lpeer="$prefix-lpeer"
+lrh="$prefix-lrh" lm1="$prefix-lm1" lm2="$prefix-lm2" lm3="$prefix-lm3"
+ls_ns=("$lsw" "$lh" "$lrin" "$lrout" "$lpeer" "$lrh" "$lm1" "$lm2" "$lm3")
+all_ns+=("${ls_ns[@]}")
 
 # shellcheck source=bench/netns.sh
 source "$root/bench/netns.sh"
@@ -684,20 +708,451 @@ case_rampart() { # case_rampart CASE
     done
 }
 
+# ---------------------------------------------------------------- Load Sharing
+# Topology (fresh for every configuration):
+#
+#   host 10.1.0.10 -- rin (10.1.0.1 | in0 10.255.1.1) --[br-in]-- member i in0 10.255.1.1i
+#   member i out0 198.51.100.1i --[br-out]-- rout (out0 198.51.100.1 | wan0 203.0.113.1)
+#   rout -- peer (wan0 203.0.113.2 | lan0 10.2.0.1) -- remote host 10.2.0.10
+#   sync: member i sync0 172.31.0.i on br-sync; VIP 192.0.2.1 on every member (its TUN device)
+#
+# rin routes 10.2.0.0/24 and rout 192.0.2.1 with one static multipath route over the members
+# (fib_multipath_hash_policy 1, a different hash seed each: the two directions of a connection
+# hash independently, so its SYN and SYN-ACK often cross different members).
+lm_ns() { local v="lm$1"; echo "${!v}"; }
+
+setup_ls() { # setup_ls MEMBERS
+    local n=$1 i ns br
+    teardown
+    for ns in "${ls_ns[@]}"; do
+        ip netns add "$ns"
+        ip -n "$ns" link set lo up
+        ip netns exec "$ns" sysctl -qw net.ipv4.conf.all.rp_filter=0
+        ip netns exec "$ns" sysctl -qw net.ipv4.conf.default.rp_filter=0
+        ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+    done
+    for br in br-in br-out br-sync; do
+        ip -n "$lsw" link add "$br" type bridge
+        ip -n "$lsw" link set "$br" up
+    done
+    lslink() { # lslink NS IFNAME PORT BRIDGE ADDR
+        ip link add "$2" netns "$1" type veth peer name "$3" netns "$lsw"
+        ip -n "$lsw" link set "$3" master "$4" up
+        ip -n "$1" addr add "$5" dev "$2"
+        ip -n "$1" link set "$2" up
+    }
+    pair() { # pair NS1 IF1 ADDR1 NS2 IF2 ADDR2
+        ip link add "$2" netns "$1" type veth peer name "$5" netns "$4"
+        ip -n "$1" addr add "$3" dev "$2"
+        ip -n "$4" addr add "$6" dev "$5"
+        ip -n "$1" link set "$2" up
+        ip -n "$4" link set "$5" up
+    }
+    local in_hops=() out_hops=()
+    for i in $(seq 1 "$n"); do
+        ns=$(lm_ns "$i")
+        lslink "$ns" in0 "m$i-in" br-in "10.255.1.1$i/24"
+        lslink "$ns" out0 "m$i-out" br-out "198.51.100.1$i/24"
+        lslink "$ns" sync0 "m$i-sync" br-sync "172.31.0.$i/24"
+        ip -n "$ns" route add 203.0.113.0/24 via 198.51.100.1
+        ip -n "$ns" route add 10.1.0.0/24 via 10.255.1.1
+        in_hops+=(nexthop via "10.255.1.1$i")
+        out_hops+=(nexthop via "198.51.100.1$i")
+    done
+    lslink "$lrin" in0 rin-in br-in 10.255.1.1/24
+    lslink "$lrout" out0 rout-out br-out 198.51.100.1/24
+    pair "$lrin" h0 10.1.0.1/24 "$lh" eth0 10.1.0.10/24
+    pair "$lrout" wan0 203.0.113.1/24 "$lpeer" wan0 203.0.113.2/24
+    pair "$lpeer" lan0 10.2.0.1/24 "$lrh" eth0 10.2.0.10/24
+    ip -n "$lh" route add default via 10.1.0.1
+    ip -n "$lrh" route add default via 10.2.0.1
+    ip -n "$lpeer" route add default via 203.0.113.1
+    ip -n "$lrin" route add 10.2.0.0/24 "${in_hops[@]}"
+    ip -n "$lrout" route add 192.0.2.1/32 "${out_hops[@]}"
+    ip netns exec "$lrin" sysctl -qw net.ipv4.fib_multipath_hash_policy=1
+    ip netns exec "$lrout" sysctl -qw net.ipv4.fib_multipath_hash_policy=1
+    ip netns exec "$lrin" sysctl -qw net.ipv4.fib_multipath_hash_seed=1111
+    ip netns exec "$lrout" sysctl -qw net.ipv4.fib_multipath_hash_seed=2222
+    for ns in "$lh" "$lrh"; do
+        ip netns exec "$ns" sysctl -qw net.core.somaxconn=16384
+        ip netns exec "$ns" sysctl -qw net.ipv4.tcp_max_syn_backlog=16384
+    done
+}
+
+# ls_member_conf ID MEMBERS WAN: member ID of a routed Load Sharing cluster of MEMBERS members
+# (MEMBERS 1: a gateway alone, no [cluster]); WAN 1: timers for a 100 ms round trip with loss.
+ls_member_conf() {
+    local id=$1 n=$2 wan=$3 j
+    cat <<EOF
+[gateway]
+name = "ls$id"
+status_socket = "$work/ls$id.sock"
+ike_port = 500
+nat_t_port = 4500
+
+[tunnel]
+device = "rpl0"
+mtu = 1400
+
+[local]
+domain = ["10.1.0.0/24"]
+EOF
+    if [[ $n -gt 1 ]]; then
+        local hold=250ms hb=100ms dead=3
+        [[ $wan -eq 1 ]] && hold=400ms hb=200ms dead=5
+        cat <<EOF
+
+[cluster]
+name = "benchls"
+member_id = $id
+mode = "load-sharing"
+distribution = "routed"
+flush_ack = true
+hold_timeout = "$hold"
+update_timeout = "$hold"
+heartbeat_interval = "$hb"
+dead_after = $dead
+monitor = ["in0", "out0"]
+secret = "rampart load sharing benchmark secret, not a secret"
+EOF
+        for j in $(seq 1 "$n"); do
+            printf '\n[[cluster.member]]\nid = %s\naddress = "172.31.0.%s"\n' "$j" "$j"
+        done
+        printf '\n[[cluster.vip]]\naddress = "192.0.2.1"\n'
+    fi
+    cat <<EOF
+
+[[peer]]
+name = "remote"
+local_address = "192.0.2.1"
+remote_address = "203.0.113.2"
+local_id = "192.0.2.1"
+remote_id = "203.0.113.2"
+psk = "rampart benchmark key, not a secret"
+remote_domain = ["10.2.0.0/24"]
+ike_proposals = ["aes256gcm16-prfsha256-x25519"]
+esp_proposals = ["aes256gcm16"]
+start_action = "none"
+EOF
+}
+
+ls_remote_conf() {
+    cat <<EOF
+[gateway]
+name = "lsremote"
+status_socket = "$work/lsremote.sock"
+ike_port = 500
+nat_t_port = 4500
+
+[tunnel]
+device = "rpl0"
+mtu = 1400
+
+[local]
+domain = ["10.2.0.0/24"]
+
+[[peer]]
+name = "cluster"
+local_address = "203.0.113.2"
+remote_address = "192.0.2.1"
+local_id = "203.0.113.2"
+remote_id = "192.0.2.1"
+psk = "rampart benchmark key, not a secret"
+remote_domain = ["10.1.0.0/24"]
+ike_proposals = ["aes256gcm16-prfsha256-x25519"]
+esp_proposals = ["aes256gcm16"]
+start_action = "always"
+EOF
+}
+
+ls_reachable() { ip netns exec "$lh" ping -c 1 -W 1 10.2.0.10; }
+
+# Members up (this one included) as member ID sees them.
+ls_members_up() {
+    "$rampart" cluster status --socket "$work/ls$1.sock" --json 2>/dev/null |
+        jq -r "$ls_jq_members_up" 2>/dev/null
+}
+ls_all_up() { # ls_all_up MEMBERS: every member sees every member up
+    local i
+    for i in $(seq 1 "$1"); do
+        [[ $(ls_members_up "$i") == "$1" ]] || return 1
+    done
+}
+
+# start_ls MEMBERS WAN: the members, then the remote gateway; returns once the LAN host reaches
+# the remote host through the tunnel.
+start_ls() {
+    local n=$1 wan=$2 i
+    if [[ $n -eq 1 ]]; then
+        ip -n "$lm1" addr add 192.0.2.1/32 dev lo
+    fi
+    for i in $(seq 1 "$n"); do
+        ls_member_conf "$i" "$n" "$wan" >"$work/ls$i.toml"
+        "$rampart" check-config "$work/ls$i.toml" >"$work/ls$i-check.log" 2>&1 ||
+            { echo "   member $i: check-config failed: $(cat "$work/ls$i-check.log")" >&2; return 1; }
+        ip netns exec "$(lm_ns "$i")" "$rampart" gateway run --config "$work/ls$i.toml" \
+            >>"$work/rampart-ls$i.log" 2>&1 &
+        disown $!
+    done
+    if [[ $n -gt 1 ]]; then
+        wait_for 60 "every member up and in sync" ls_all_up "$n" || return 1
+    fi
+    if [[ $wan -eq 1 ]]; then
+        local j
+        for j in $(seq 1 "$n"); do
+            ip netns exec "$(lm_ns "$j")" tc qdisc replace dev sync0 root netem delay 50ms loss 5%
+        done
+    fi
+    ls_remote_conf >"$work/lsremote.toml"
+    ip netns exec "$lpeer" "$rampart" gateway run --config "$work/lsremote.toml" \
+        >>"$work/rampart-lsremote.log" 2>&1 &
+    disown $!
+    wait_for 60 "the tunnel to the cluster" ls_reachable
+}
+
+machine_load() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# ls_open CASE RUN COUNT CONCURRENCY: conn-open from the LAN host through the cluster; records
+# connections per second and the load average.
+ls_open() {
+    local case=$1 run=$2 count=$3 conc=$4 tag="$1-$2"
+    ip netns exec "$lrh" sh -c "ulimit -n \$(ulimit -Hn); exec '$rbench' conn-serve --listen 10.2.0.10:7000" \
+        >"$work/ls-serve-$tag.log" 2>&1 &
+    local serve_pid=$!
+    wait_for 5 "the connection echo server" ip netns exec "$lrh" sh -c 'ss -ltn | grep -q "10.2.0.10:7000 "'
+    rm -f "$work/ls-$tag-go"
+    ip netns exec "$lh" sh -c "ulimit -n \$(ulimit -Hn); exec '$rbench' conn-open --connect 10.2.0.10:7000 \
+        --count $count --concurrency $conc --ready '$work/ls-$tag-ready.json' \
+        --check-when '$work/ls-$tag-go' --hold 120 --json '$work/ls-$tag.json'" \
+        >/dev/null 2>"$work/ls-$tag.err" &
+    local open_pid=$!
+    wait_for 300 "conn-open $tag" test -s "$work/ls-$tag-ready.json" || true
+    local load
+    load=$(machine_load)
+    touch "$work/ls-$tag-go"
+    wait "$open_pid" || true
+    kill "$serve_pid" 2>/dev/null || true
+    wait "$serve_pid" 2>/dev/null || true
+    local opened secs cps=NA failed=NA
+    opened=$(jq '.open.opened' "$work/ls-$tag.json" 2>/dev/null || echo 0)
+    secs=$(jq '.open.open_seconds' "$work/ls-$tag.json" 2>/dev/null || echo 0)
+    failed=$(jq '.check_failed' "$work/ls-$tag.json" 2>/dev/null || echo NA)
+    if [[ ${opened:-0} -gt 0 ]]; then
+        cps=$(awk -v n="$opened" -v s="$secs" 'BEGIN{printf "%.0f", n / s}')
+    else
+        keep=1
+    fi
+    {
+        printf '%s\tconns_per_s\t%s\t%s\n' "$case" "$run" "$cps"
+        printf '%s\topened\t%s\t%s\n' "$case" "$run" "$opened"
+        printf '%s\tlost\t%s\t%s\n' "$case" "$run" "$failed"
+        printf '%s\tload\t%s\t%s\n' "$case" "$run" "${load// /,}"
+    } >>"$ls_samples"
+    printf '   %-10s run %s: %s of %s opened in %s s: %s conn/s (%s not answering after), load %s\n' \
+        "$case" "$run" "$opened" "$count" "$secs" "$cps" "$failed" "$load"
+}
+
+# Members up and in sync as member ID sees them (its ownership map).
+ls_jq_members_up='.load_sharing.ownership.members | map(select(.up)) | length'
+
+# jq over several `rampart cluster sync-stats --json` documents (-s): quantile $q (0..1) of the
+# Flush-and-Ack hold times of all of them together, in microseconds: the upper bound of the
+# bucket holding it, capped by the largest hold seen (HoldHistogram::quantile_us of the sum of
+# the members' histograms); "NA" when nothing was held.
+ls_jq_quantile='
+  [25, 50, 100, 200, 350, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000, 20000, 50000,
+   100000, 150000, 200000, 500000, 1000000] as $bounds
+  | [.[] | .flush_ack.hold_time | select(. != null)] as $h
+  | ($h | map(.count) | add // 0) as $count
+  | ($h | map(.max_us) | max // 0) as $max
+  | [range(0; 21) as $i | ($h | map(.buckets[$i]) | add)] as $b
+  | if $count == 0 then "NA" else
+      ([(($q * $count) | ceil), 1] | max) as $rank
+      | reduce range(0; 21) as $i ({seen: 0, res: null};
+          if .res != null then . else
+            .seen += $b[$i]
+            | if .seen >= $rank then .res = ([($bounds[$i] // $max), $max] | min) else . end
+          end)
+      | .res
+    end'
+
+# ls_holds CASE MEMBERS: every member's sync-stats; records the hold time p50/p99 over all
+# members' holds together, the holds and the hold timeouts (summed).
+ls_holds() {
+    local case=$1 n=$2 i files=()
+    for i in $(seq 1 "$n"); do
+        local st="$work/ls-syncstats-$case-m$i.json"
+        if "$rampart" cluster sync-stats --socket "$work/ls$i.sock" --json >"$st" 2>/dev/null; then
+            files+=("$st")
+        fi
+    done
+    [[ ${#files[@]} -gt 0 ]] || { keep=1; return 0; }
+    local p50 p99 held timeouts
+    p50=$(jq -rs --argjson q 0.5 "$ls_jq_quantile" "${files[@]}" 2>/dev/null || echo NA)
+    p99=$(jq -rs --argjson q 0.99 "$ls_jq_quantile" "${files[@]}" 2>/dev/null || echo NA)
+    held=$(jq -rs 'map(.flush_ack.held // 0) | add' "${files[@]}" 2>/dev/null || echo NA)
+    timeouts=$(jq -rs 'map(.flush_ack.timeouts // 0) | add' "${files[@]}" 2>/dev/null || echo NA)
+    {
+        printf '%s\thold_p50_us\t1\t%s\n' "$case" "$p50"
+        printf '%s\thold_p99_us\t1\t%s\n' "$case" "$p99"
+        printf '%s\theld\t1\t%s\n' "$case" "$held"
+        printf '%s\ttimeouts\t1\t%s\n' "$case" "$timeouts"
+    } >>"$ls_samples"
+    printf '   %-10s Flush-and-Ack over %s members: %s holds, p50 %s us, p99 %s us, %s timeouts\n' \
+        "$case" "$n" "$held" "$p50" "$p99" "$timeouts"
+}
+
+case_ls_cps() {
+    local n run
+    echo "==> ls-cps: connections/s, 1 member alone, 2 and 3 members with Flush-and-Ack, $runs runs of $ls_conns"
+    for n in 1 2 3; do
+        setup_ls "$n"
+        if ! start_ls "$n" 0; then
+            echo "   ls-cps-$n: the cluster did not come up (logs in $work)" >&2
+            keep=1
+            continue
+        fi
+        for run in $(seq 1 "$runs"); do
+            ls_open "cps-$n" "$run" "$ls_conns" 256
+        done
+        if [[ $n -gt 1 ]]; then ls_holds "cps-$n" "$n"; fi
+    done
+}
+
+case_ls_hold() {
+    local wan case count
+    echo "==> ls-hold: Flush-and-Ack hold time, 3 members, 16 connects in flight, LAN and 100 ms RTT"
+    for wan in 0 1; do
+        case=hold-lan count=3000
+        [[ $wan -eq 1 ]] && case=hold-wan count=600
+        setup_ls 3
+        if ! start_ls 3 "$wan"; then
+            echo "   ls-$case: the cluster did not come up (logs in $work)" >&2
+            keep=1
+            continue
+        fi
+        ls_open "$case" 1 "$count" 16
+        ls_holds "$case" 3
+    done
+}
+
+# The median (min-max) of the samples of CASE METRIC (over runs or members), NA when none.
+ls_stat() {
+    awk -F'\t' -v c="$1" -v m="$2" '$1 == c && $2 == m && $4 != "NA" && $4 != "null" {print $4}' "$ls_samples" |
+        sort -g | awk '{v[NR] = $1} END {
+            if (NR == 0) { print "NA"; exit }
+            med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            if (NR == 1) printf "%g", med; else printf "%g (%g-%g)", med, v[1], v[NR] }'
+}
+ls_loads() { # the load averages of CASE's runs
+    awk -F'\t' -v c="$1" '$1 == c && $2 == "load" {gsub(",", " ", $4); printf "%s%s", sep, $4; sep = "; "}' "$ls_samples"
+}
+
+write_ls_results() {
+    local out=bench/results/cluster-ls.md cpu cores
+    cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -1)
+    cores=$(nproc)
+    {
+        echo "## Load Sharing (issue 14)"
+        echo
+        echo "\`bench/cluster.sh --cases ${cases}\` on $(date -u '+%Y-%m-%d %H:%M') UTC, build $(git rev-parse --short HEAD 2>/dev/null || echo unknown), release build."
+        echo "CPU: $cpu, $cores cores available; the load average (1, 5, 15 min) is given with each row,"
+        echo "taken when the connections were open. Figures: median (min-max) over the runs; the hold"
+        echo "times are quantiles of every member's holds together (the sum of the members' histograms"
+        echo "from \`rampart cluster sync-stats --json\`, over all runs of the row)."
+        echo
+        if [[ ,$cases, == *,ls-cps,* ]]; then
+            echo "### Connections per second"
+            echo
+            echo "\`rampart-bench conn-open\`: $ls_conns TCP connections per run, 256 connects in flight, one round"
+            echo "trip each, from the inside host through the cluster and the tunnel to the remote host; $runs"
+            echo "run(s) per row, all rows in the same run of the script. **On 2 cores this shows the cost of"
+            echo "sync, not scale**: every member, the routers, the remote gateway and both hosts share the"
+            echo "same two cores, so more members add work (each connection is synced to every other"
+            echo "member and its first packet held until they acknowledge) without adding CPU."
+            echo
+            echo "| members | conn/s | lost after | F&A hold p50 us | F&A hold p99 us | holds (all members) | hold timeouts | load average |"
+            echo "|---|---:|---:|---:|---:|---:|---:|---|"
+            local n label p50 p99 held to
+            for n in 1 2 3; do
+                label="$n members, Flush-and-Ack"
+                p50=- p99=- held=- to=-
+                if [[ $n -eq 1 ]]; then
+                    label="1 member alone (no [cluster])"
+                else
+                    p50=$(ls_stat "cps-$n" hold_p50_us)
+                    p99=$(ls_stat "cps-$n" hold_p99_us)
+                    held=$(ls_stat "cps-$n" held)
+                    to=$(ls_stat "cps-$n" timeouts)
+                fi
+                echo "| $label | $(ls_stat "cps-$n" conns_per_s) | $(ls_stat "cps-$n" lost) | $p50 | $p99 | $held | $to | $(ls_loads "cps-$n") |"
+            done
+            echo
+        fi
+        if [[ ,$cases, == *,ls-hold,* ]]; then
+            echo "### Flush-and-Ack hold time"
+            echo
+            echo "Three members; \`conn-open\` with 16 connects in flight (3,000 connections on the LAN, 600"
+            echo "over the WAN link), so the hold is the sync round trip plus processing rather than a queue."
+            echo "The WAN link is tc netem \`delay 50ms loss 5%\` on every member's sync interface (100 ms"
+            echo "round trip; hold_timeout 400 ms, heartbeats 200 ms, dead after 5). Goal on the LAN: p99"
+            echo "< 1 ms (pfsync's defer caps the hold at 20 ms)."
+            echo
+            echo "| sync link | F&A hold p50 us | F&A hold p99 us | holds (all members) | hold timeouts | conn/s | load average |"
+            echo "|---|---:|---:|---:|---:|---:|---|"
+            echo "| LAN (veth + bridge) | $(ls_stat hold-lan hold_p50_us) | $(ls_stat hold-lan hold_p99_us) | $(ls_stat hold-lan held) | $(ls_stat hold-lan timeouts) | $(ls_stat hold-lan conns_per_s) | $(ls_loads hold-lan) |"
+            echo "| 100 ms RTT, 5 % loss (netem) | $(ls_stat hold-wan hold_p50_us) | $(ls_stat hold-wan hold_p99_us) | $(ls_stat hold-wan held) | $(ls_stat hold-wan timeouts) | $(ls_stat hold-wan conns_per_s) | $(ls_loads hold-wan) |"
+            echo
+        fi
+        echo "Topology: an inside router and an upstream router with static equal-cost multipath routes"
+        echo "over the members (\`fib_multipath_hash_policy = 1\`, a hash seed of their own each, so the"
+        echo "SYN and the SYN-ACK of a connection are spread independently), members in routed Load"
+        echo "Sharing (\`flush_ack = true\`, sync over a bridge), the remote site's Rampart gateway"
+        echo "initiating the tunnel to the VIP. The hold-time percentiles come from the 20-bucket"
+        echo "histogram (25 us to 1 s), so they are bucket bounds. Raw samples: \`--keep\`."
+    } >"$out"
+    echo "==> wrote $out"
+}
+
+# Puts bench/results/cluster-ls.md into cluster.md between the markers (appended when absent).
+splice_ls_results() {
+    local md=bench/results/cluster.md part=bench/results/cluster-ls.md
+    [[ -f $part ]] || return 0
+    [[ -f $md ]] || : >"$md"
+    awk -v part="$part" '
+        BEGIN { while ((getline line < part) > 0) body = body line "\n" }
+        /^<!-- ls:begin -->/ { print; printf "%s", body; skip = 1; done = 1; next }
+        /^<!-- ls:end -->/ { skip = 0 }
+        !skip { print }
+        END { if (!done) { print ""; print "<!-- ls:begin -->"; printf "%s", body; print "<!-- ls:end -->" } }
+    ' "$md" >"$md.tmp"
+    mv "$md.tmp" "$md"
+    echo "==> spliced $part into $md"
+}
+
 # ---------------------------------------------------------------- run
+ls_samples="$work/ls-samples.tsv"
+: >"$ls_samples"
 for c in "${case_list[@]}"; do
     case $c in
         keepalived-1s) case_keepalived keepalived-1s 1 6 ;;
         keepalived-100ms) case_keepalived keepalived-100ms 0.1 2 ;;
         conntrackd) case_conntrackd ;;
         rampart-kill | rampart-switchover) case_rampart "$c" ;;
+        ls-cps) case_ls_cps ;;
+        ls-hold) case_ls_hold ;;
     esac
 done
 teardown
 mkdir -p bench/results
-quick_flag=()
-[[ $quick -eq 1 ]] && quick_flag=(--quick)
-# The "Rampart sync engine" section (run B, in process) lives in its own file and is included.
-"$rbench" cluster-report --samples "$samples" --runs "$runs" "${quick_flag[@]}" \
-    --engine bench/results/cluster-engine.md --out bench/results/cluster.md
-echo "==> wrote bench/results/cluster.md"
+if [[ $want_ha -eq 1 ]]; then
+    quick_flag=()
+    [[ $quick -eq 1 ]] && quick_flag=(--quick)
+    # The "Rampart sync engine" section (run B, in process) lives in its own file and is included.
+    "$rbench" cluster-report --samples "$samples" --runs "$runs" "${quick_flag[@]}" \
+        --engine bench/results/cluster-engine.md --out bench/results/cluster.md
+    echo "==> wrote bench/results/cluster.md"
+fi
+if [[ $want_ls -eq 1 ]]; then write_ls_results; fi
+# cluster-report rewrites cluster.md: the Load Sharing section goes back in either way.
+splice_ls_results

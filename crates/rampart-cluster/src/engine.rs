@@ -17,6 +17,13 @@
 //!   means Standby (a member without state only wins when no member with state is alive), and
 //!   a member still in Init waits the dead time after start before it takes the role;
 //! - `switch_back`: the Active hands over to a better-ranked, in-sync Standby.
+//!
+//! Load Sharing (`ClusterMode::LoadSharing`) runs the same election; the Active member is the
+//! *pivot*. Every member up ([`Cluster::members_up`]: alive and announcing Standby or Active)
+//! pushes its own stream and applies every other member's (records carry `from`); the Load
+//! Sharing calls (holds, update requests, forwarding, ownership) are in `engine/ls.rs`. A
+//! member's restart (a newer boot id while it is alive) is reported as `MemberDown` then
+//! `MemberUp` in either mode.
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
@@ -170,9 +177,10 @@ struct Peer {
     idle_ack_at: Option<Instant>,
     /// Its cumulative ack of our stream (this boot); `None` until it reports one.
     acked: Option<u64>,
-    /// Flush-and-Ack declared it down (it did not acknowledge a hold in time): holds do not
-    /// wait for it until it has acknowledged everything we sent, or comes back from dead.
-    fa_declared: bool,
+    /// Flush-and-Ack declared it down (it did not acknowledge a hold in time) when our stream
+    /// was at this sequence number: holds do not wait for it until its cumulative ack passes
+    /// that point (it caught up), or it comes back from dead.
+    fa_declared: Option<u64>,
     stats: PeerSyncStats,
 }
 
@@ -367,7 +375,7 @@ impl Cluster {
                 prompt_ack_at: None,
                 idle_ack_at: None,
                 acked: None,
-                fa_declared: false,
+                fa_declared: None,
                 stats: PeerSyncStats {
                     id: m.id,
                     ..PeerSyncStats::default()
@@ -648,7 +656,7 @@ impl Cluster {
         p.prompt_ack_at = None;
         p.idle_ack_at = None;
         p.rejoined = false;
-        p.fa_declared = false;
+        p.fa_declared = None;
         let id = p.id;
         if restarted {
             self.log(format!("cluster member {id} restarted"));
@@ -682,7 +690,7 @@ impl Cluster {
         p.last_heard = Some(now);
         if !p.alive {
             p.alive = true;
-            p.fa_declared = false;
+            p.fa_declared = None;
             let member = p.id;
             self.events.push_back(ClusterEvent::MemberUp { member });
             self.member_up_ls(member);

@@ -6,6 +6,10 @@
 //! it receives (see `rampart-node`'s `cluster` module). Everything here is driven by
 //! `handle_*(now, ..)` and drained with `poll_*`, like the other engines.
 //!
+//! In Load Sharing every member up pushes and applies; the engine also runs Flush-and-Ack
+//! holds, update requests (UPD_REQ), packet forwarding between members and the choice of sync
+//! link (see `Cluster::hold`, `Cluster::request_update`, `Cluster::forward`).
+//!
 //! Wire format, election rule and recovery rules: `docs/cluster.md`.
 
 mod config;

@@ -449,3 +449,56 @@ fn a_joiner_pulls_one_full_sync_from_the_pivot_and_then_follows_every_stream() {
     assert!(net.nodes[0].table.contains_key(&key(2, 1000)));
     assert!(net.nodes[1].table.contains_key(&key(2, 1000)));
 }
+
+#[test]
+fn wan_100ms_rtt_5_percent_loss_holds_settle_by_acks_and_never_early() {
+    // The WAN guidance of docs/design/load-sharing.md: a dead time of 2 s, a hold timeout well
+    // above 3 round trips.
+    let config = LoadSharingConfig {
+        hold_timeout: Duration::from_millis(1500),
+        ..LoadSharingConfig::default()
+    };
+    let mut net = Net::with_tweak(3, &[100, 100, 100], false, 11, 20, Some(ls(config)));
+    net.run_for(Duration::from_secs(3));
+    net.latency = Duration::from_millis(50);
+    net.loss = 50;
+    net.run_for(Duration::from_secs(1));
+    let a = 1;
+    let mut out = Vec::new();
+    for n in 0..200u64 {
+        net.write(a, RecordKind::ConnUpsert, key(a, n), b"conn");
+        let now = net.now;
+        assert_eq!(net.cluster(a).hold(now, PacketHandle(n)), HoldOutcome::Held);
+        net.drain_all();
+        for _ in 0..5 {
+            net.run_for(Duration::from_millis(1));
+            for r in releases(&mut net, a) {
+                for i in (0..3).filter(|&i| i != a) {
+                    assert!(
+                        net.nodes[i].table.contains_key(&key(a, r.packet.0)),
+                        "released before member {} had it",
+                        i + 1
+                    );
+                }
+                out.push(r);
+            }
+        }
+    }
+    let deadline = net.now + Duration::from_secs(3);
+    while out.len() < 200 && net.now < deadline {
+        net.run_for(Duration::from_millis(1));
+        out.extend(releases(&mut net, a));
+    }
+    assert_eq!(out.len(), 200);
+    assert!(out.iter().all(|r| r.reason == ReleaseReason::Acked));
+    let stats = net.cluster(a).stats().flush_ack.unwrap();
+    let p50 = stats.hold_time.quantile_us(0.5).unwrap();
+    let p99 = stats.hold_time.quantile_us(0.99).unwrap();
+    eprintln!(
+        "WAN (50 ms one way, 5 % loss): hold p50 {p50} us, p99 {p99} us, max {} us",
+        stats.hold_time.max_us
+    );
+    assert_eq!(stats.timeouts, 0);
+    assert!(p50 >= 100_000, "at least one round trip: {p50}");
+    assert!(stats.hold_time.max_us <= 1_000_000);
+}

@@ -281,3 +281,44 @@ fn forward_is_refused_in_high_availability() {
     assert!(net.cluster(1).poll_forwarded().is_none());
     assert_eq!(net.cluster(1).stats().dropped_malformed, before + 1);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// The stable twin of the fuzz target's Load Sharing path: authentic datagrams of types 6
+    /// to 9 with arbitrary bodies never panic a Load Sharing engine, are either accepted or
+    /// counted as malformed, and the engine still talks afterwards.
+    #[test]
+    fn arbitrary_load_sharing_messages_are_accepted_or_refused(
+        msgs in proptest::collection::vec(
+            (6u8..=9, proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)),
+            1..40,
+        )
+    ) {
+        use rampart_cluster::{fuzzing, Cluster, DropReason};
+        let t0 = std::time::Instant::now();
+        let mut config = common::config(1, 3, &[], false);
+        config.mode = ClusterMode::LoadSharing;
+        let mut c = Cluster::new(config, t0, 7, rampart_crypto::Rng::from_seed([1; 32]));
+        let secret = b"a cluster secret of some length";
+        let mut malformed = 0;
+        for (n, (ty, body)) in msgs.iter().enumerate() {
+            let mut dg =
+                fuzzing::seal_datagram(secret, "test", 2, 1000, n as u64 + 1, *ty, body);
+            match c.handle_datagram(t0, 0, common::addr(2), &mut dg) {
+                Ok(()) => {}
+                Err(DropReason::Malformed) => malformed += 1,
+                Err(e) => panic!("type {ty}: {e}"),
+            }
+            while c.poll_transmit().is_some() {}
+            while c.poll_record().is_some() {}
+            while let Some(q) = c.poll_update_query() {
+                c.answer_update(t0, q, q.id % 2 == 0);
+            }
+            while c.poll_forwarded().is_some() {}
+        }
+        proptest::prop_assert_eq!(c.stats().dropped_malformed, malformed);
+        c.handle_timeout(t0 + Duration::from_millis(100));
+        proptest::prop_assert!(c.poll_transmit().is_some(), "still sends heartbeats");
+    }
+}

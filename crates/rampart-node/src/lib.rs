@@ -26,6 +26,7 @@ pub use gateway::{
 pub use node::Node;
 pub use output::{LogEvent, LogLevel, LogRecord, MtuReason, Output, RoamOutcome};
 pub use rampart_cluster::{ClusterStatus, SyncStats};
+pub use rampart_ike::StreamRenewal;
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use rampart_mep::MepStatus;
 pub use status::{

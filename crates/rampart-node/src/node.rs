@@ -83,6 +83,20 @@ pub trait Node {
     /// shell saw an address or route change, or a resume). Moves every IKE SA with MOBIKE
     /// (RFC 4555) where it can; see [`RoamOutcome`].
     fn roam(&mut self, now: Instant, new_local: IpAddr) -> RoamOutcome;
+    /// Remote-access client on a stream transport: the shell attached a new stream to the
+    /// gateway in place of a lost one, or wants the current one checked. Each client peer's
+    /// established IKE SA sends an authenticated message on it at once (RFC 9329 re-attach:
+    /// its outstanding request again, or a liveness check). Returns per peer what was sent;
+    /// a node without remote-access clients has nothing to do (the default).
+    fn stream_renewed(&mut self, now: Instant) -> Vec<(String, crate::StreamRenewal)> {
+        let _ = now;
+        Vec::new()
+    }
+    /// Remote-access client: when the gateway was last heard and how many ESP packets the
+    /// tunnels sent (`Gateway::client_traffic`); `None` on other nodes (the default).
+    fn client_traffic(&self) -> Option<(Option<Instant>, u64)> {
+        None
+    }
     fn handle_timeout(&mut self, now: Instant);
     /// When [`Node::handle_timeout`] wants to run next.
     fn poll_timeout(&self) -> Option<Instant>;
@@ -218,6 +232,14 @@ impl Node for Gateway {
 
     fn roam(&mut self, now: Instant, new_local: IpAddr) -> RoamOutcome {
         Gateway::roam(self, now, new_local)
+    }
+
+    fn stream_renewed(&mut self, now: Instant) -> Vec<(String, crate::StreamRenewal)> {
+        Gateway::stream_renewed(self, now)
+    }
+
+    fn client_traffic(&self) -> Option<(Option<Instant>, u64)> {
+        Gateway::client_traffic(self)
     }
 
     fn handle_timeout(&mut self, now: Instant) {

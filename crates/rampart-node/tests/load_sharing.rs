@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, tcp, udp, HEADROOM};
 use rampart_cluster::{ClusterMode, Distribution, LoadSharingConfig, TimeoutPolicy};
+use rampart_config::StartAction;
 use rampart_crypto::Rng;
 use rampart_node::{Disposition, Gateway, LoadSharingStats, Output};
 
@@ -77,6 +78,12 @@ liveness_interval = "2s"
 start_action = "none"
 
 [[service]]
+name = "nosync"
+protocol = "tcp"
+ports = [6022]
+sync = false
+
+[[service]]
 name = "udp"
 protocol = "udp"
 
@@ -86,7 +93,7 @@ protocol = "tcp"
 
 [[rule]]
 name = "all"
-service = ["udp", "tcp"]
+service = ["nosync", "udp", "tcp"]
 action = "accept"
 "#,
         s1 = SYNC[0],
@@ -140,10 +147,17 @@ impl Cluster {
 
     /// `remote_extra`: more settings of the remote's peer section.
     fn with_remote(ls: LoadSharingConfig, remote_extra: &str) -> Cluster {
+        Cluster::build(ls, remote_extra, StartAction::None)
+    }
+
+    /// `members_start`: the members' start action for the remote.
+    fn build(ls: LoadSharingConfig, remote_extra: &str, members_start: StartAction) -> Cluster {
         let now = Instant::now();
         let remote = config("r", REMOTE, VIP, "10.2.0.0/24", "10.1.0.0/24", remote_extra);
         let member = |i: u8| {
-            Gateway::with_boot_id(member_config(i, ls), now, Rng::from_seed([i; 32]), 1).unwrap()
+            let mut cfg = member_config(i, ls);
+            cfg.peers[0].start_action = members_start;
+            Gateway::with_boot_id(cfg, now, Rng::from_seed([i; 32]), 1).unwrap()
         };
         Cluster {
             now,
@@ -618,6 +632,22 @@ fn unicast_the_pivot_hands_each_flow_to_its_owner() {
         );
         assert_eq!(s.held, 0, "no Flush-and-Ack in unicast");
     }
+    // The shares in `rampart cluster status`: each member counted the flows it created and
+    // the packets it handled; together they created every flow.
+    let mut flows = 0;
+    for m in 0..3 {
+        let (status, _) = t.gw[m].cluster_status(t.now).unwrap();
+        let ls = status.load_sharing.expect("load sharing status");
+        let me = ls
+            .ownership
+            .members
+            .iter()
+            .find(|s| usize::from(s.member) == m + 1)
+            .unwrap();
+        assert!(me.packets > 0 && me.bytes > 0, "member {m}: {me:?}");
+        flows += me.flows;
+    }
+    assert_eq!(flows, u64::from(FLOWS));
 }
 
 /// A member goes silent while a first packet is held: the hold ends at `hold_timeout` (before
@@ -742,4 +772,60 @@ fn the_first_sync_network_fails_holds_and_forwarding_go_on_over_the_second() {
     assert!(t.has_conn(2, 43000), "the third member has it");
     let (_, stats) = t.gw[0].cluster_status(t.now).unwrap();
     assert!(stats.links.len() >= 2, "{:?}", stats.links);
+}
+
+/// `sync = false`: the SYN is not held and the connection is not synced, not even on request;
+/// its SYN-ACK on the asymmetric return path is judged by the rules (out of state).
+#[test]
+fn a_sync_false_connection_is_never_held_nor_handed_out() {
+    let mut t = Cluster::established(true);
+    let oos = t.out_of_state(0);
+    let syn = tcp(HOST_B, 41500, HOST_A, 6022, SYN);
+    let before = t.tun_out[1].len();
+    t.vip_route = 1;
+    t.enter_tun(R, &syn);
+    assert!(t.arrived(1, before, &syn), "not held");
+    let b = t.stats(1);
+    assert_eq!(b.held, 0, "{b:?}");
+    let syn_ack = tcp(HOST_A, 6022, HOST_B, 41500, SYN | ACK);
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &syn_ack);
+    t.run_for(Duration::from_millis(50));
+    assert!(!t.arrived(R, before, &syn_ack));
+    let a = t.stats(0);
+    assert_eq!((a.orphans, a.orphans_not_found), (1, 1), "{a:?}");
+    assert_eq!(
+        t.stats(1).answered_unknown,
+        1,
+        "member 1 has it but does not hand it out"
+    );
+    assert_eq!(t.out_of_state(0), oos + 1);
+    assert!(!t.has_conn(0, 6022) && !t.has_conn(2, 6022));
+}
+
+/// Members that keep the tunnel up (`start_action = "always"`): only the pivot brings it up;
+/// the others find it on a member and do not negotiate their own.
+#[test]
+fn the_pivot_alone_brings_up_an_always_peer() {
+    let mut t = Cluster::build(
+        LoadSharingConfig::default(),
+        "start_action = \"none\"",
+        StartAction::Always,
+    );
+    t.vip_route = 0;
+    t.run_for(Duration::from_secs(10));
+    assert!(t.remote_established(), "{:?}", t.logs[0]);
+    let up: Vec<usize> = (0..3)
+        .filter(|&m| t.gw[m].status(t.now).peers[0].state == "established")
+        .collect();
+    let pivot: Vec<usize> = (0..3).filter(|&m| t.stats(m).pivot).collect();
+    assert_eq!(pivot.len(), 1);
+    assert_eq!(up, pivot, "one IKE SA, negotiated by the pivot");
+    // Every member's traffic uses it.
+    for m in 0..3 {
+        let out = udp(HOST_A, 4000 + m as u16, HOST_B, 5000, b"x");
+        let before = t.tun_out[R].len();
+        t.enter_tun(m, &out);
+        assert!(t.arrived(R, before, &out), "via member {m}");
+    }
 }

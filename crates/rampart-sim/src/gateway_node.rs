@@ -642,11 +642,18 @@ impl GatewayNode {
                 Output::ClaimAddress { interface, addr } => {
                     if let IpAddr::V4(a) = addr.addr() {
                         fx.claims.push((interface, a, true));
+                        // The stream listeners bind every address, as rampart-io's do.
+                        if let Some(s) = self.streams.as_mut() {
+                            s.set_address(a, addr.prefix_len(), true);
+                        }
                     }
                 }
                 Output::ReleaseAddress { interface, addr } => {
                     if let IpAddr::V4(a) = addr.addr() {
                         fx.claims.push((interface, a, false));
+                        if let Some(s) = self.streams.as_mut() {
+                            s.set_address(a, addr.prefix_len(), false);
+                        }
                     }
                 }
                 Output::FullSyncConnect { member, address } => {

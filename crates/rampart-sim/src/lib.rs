@@ -82,6 +82,9 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("nat-rebinding"),
         builtin!("roaming"),
         builtin!("mtu-black-hole"),
+        builtin!("ra-cluster-failover-udp"),
+        builtin!("ra-cluster-failover-tls"),
+        builtin!("ra-mep-failover"),
     ]
 }
 

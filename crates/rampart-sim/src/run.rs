@@ -685,8 +685,10 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 .node
                 .as_ref()
                 .ok_or_else(|| e("`moved` needs `node` (a client)".into()))?;
-            if !["roamed", "reconnect"].contains(&how.as_str()) {
-                return Err(e(format!("moved: {how:?} is not one of roamed, reconnect")));
+            if !["roamed", "reconnect", "reattached", "entry-point"].contains(&how.as_str()) {
+                return Err(e(format!(
+                    "moved: {how:?} is not one of roamed, reconnect, reattached, entry-point"
+                )));
             }
             (
                 format!("{g} moves and the tunnel goes on ({how}){}", w(within)),
@@ -926,7 +928,7 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
                 let hit = cl.moves.iter().find(|(t, h)| {
                     in_window(*t)
                         && h == how
-                        && (h == "roamed" || cl.connected.iter().any(|(ct, _)| ct >= t))
+                        && (h != "reconnect" || cl.connected.iter().any(|(ct, _)| ct >= t))
                 });
                 if let Some((t, _)) = hit {
                     c.verdict = Some(Verdict::Pass(format!("{how} at {}", secs(*t))));

@@ -245,7 +245,10 @@ pub struct AssertSpec {
     /// after `after` and, with `up_within`, no later than `after + up_within`.
     pub transport: Option<String>,
     /// The client `node`'s outside address moved and the tunnel went on: `roamed` (MOBIKE
-    /// moved the SAs) or `reconnect` (a new tunnel), in the window of `after` and `within`.
+    /// moved the SAs) or `reconnect` (a new tunnel), in the window of `after` and `within`;
+    /// or `reattached`: its stream was replaced and the IKE SA re-attached to the new one
+    /// (RFC 9329), done in that window; or `entry-point`: it moved to another of its
+    /// `gateways` (a new tunnel there) in that window.
     pub moved: Option<String>,
     /// The gateway `node` rekeyed its tunnels at least this many times.
     pub rekeys_at_least: Option<u32>,

@@ -347,9 +347,9 @@ impl Cluster {
     pub(super) fn ack_ls(&mut self, now: Instant, pi: usize, member: MemberId, next: u64) {
         let Some(fa) = self.fa.as_mut() else { return };
         let _ = fa.handle(now, FaInput::Ack { member, next });
-        if self.peers[pi].fa_declared && next >= self.send.next_seq {
-            // It has everything we sent: holds wait for it again.
-            self.peers[pi].fa_declared = false;
+        if self.peers[pi].fa_declared.is_some_and(|at| next >= at) {
+            // It has everything we had sent when it was declared down: holds wait for it again.
+            self.peers[pi].fa_declared = None;
             let _ = fa.handle(now, FaInput::MemberUp { member });
             self.log(format!(
                 "member {member} acknowledges our stream again: Flush-and-Ack waits for it"
@@ -420,8 +420,9 @@ impl Cluster {
                     held_for,
                 }),
                 FaOutput::DeclareDown { member } => {
+                    let at = self.send.next_seq;
                     if let Some(p) = self.peers.iter_mut().find(|p| p.id == member) {
-                        p.fa_declared = true;
+                        p.fa_declared = Some(at);
                     }
                     let timeout = self.ls.map(|l| l.hold_timeout).unwrap_or_default();
                     self.log(format!(

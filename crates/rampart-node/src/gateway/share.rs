@@ -123,6 +123,8 @@ pub(super) fn offer(
                 packet,
             );
             ls.stats.forwarded_out.inspected += 1;
+            // Inspected here: it counts in this member's share.
+            ls.count(packet.len());
             true
         }
         LsOffer::Tun => {
@@ -248,8 +250,11 @@ impl Gateway {
         }
         let mut body = Vec::new();
         while let Some(query) = c.engine.poll_update_query() {
-            let conn =
-                tuple_of(&query.flow).and_then(|t| self.dataplane.inspector().find_flow(now, &t));
+            // A connection this member keeps unsynced (`sync = false`, or before its
+            // `sync_after`) is not handed out on request either.
+            let conn = tuple_of(&query.flow)
+                .and_then(|t| self.dataplane.inspector().find_flow(now, &t))
+                .filter(|conn| !c.unsynced.contains(&conn.id));
             let found = conn.is_some();
             if let Some(conn) = conn {
                 body.clear();
@@ -329,8 +334,13 @@ impl Gateway {
             ForwardKind::Tun => dataplane.handle_forwarded_tun(now, &mut buf, range, &mut control),
         };
         if let Some(ls) = self.cluster.as_mut().and_then(|c| c.ls.as_mut()) {
-            if matches!(d, Disposition::Dropped(_)) {
-                ls.stats.forwarded_in_dropped += 1;
+            match d {
+                Disposition::Dropped(_) => ls.stats.forwarded_in_dropped += 1,
+                // Unicast: this member owns the flow and inspected the packet, which went on
+                // to the tunnel's owner: it counts in this member's share (`ls_emit` counts
+                // the packets that leave here).
+                Disposition::Consumed if f.kind == ForwardKind::Tun => ls.count(f.data.len()),
+                _ => {}
             }
         }
         self.ls_emit(&d, &buf);
