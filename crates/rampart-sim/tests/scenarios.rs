@@ -502,7 +502,9 @@ within = "2s"
     let dir = rampart_sim::builtin_dir().unwrap();
     let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
     assert!(report.passed(), "{}", report.render());
+}
 
+#[test]
 fn ra_cluster_failover_udp() {
     run_builtin("ra-cluster-failover-udp");
 }
