@@ -25,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rampart_cluster::{
-    ClusterConfig, Distribution, LinkId, LoadSharingStatus, MemberId, SyncStats,
+    ClusterConfig, ClusterStatus, Distribution, LinkId, LoadSharingStatus, MemberId, SyncStats,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -452,4 +452,34 @@ pub fn add_sync_extras(
             }),
         );
     }
+}
+
+/// The `cluster status` document: the engine's [`ClusterStatus`], plus, in Load Sharing,
+/// `load_sharing.member`: this member's own counters from the node (held and released
+/// packets, orphans asked for and found, update requests answered, packets forwarded out and
+/// in by kind, SAs adopted, routes announced).
+pub fn cluster_status_document(
+    status: &ClusterStatus,
+    member: Option<&rampart_node::LoadSharingStats>,
+) -> serde_json::Result<serde_json::Value> {
+    let mut document = serde_json::to_value(status)?;
+    if let Some(member) = member {
+        add_member_counters(&mut document, member)?;
+    }
+    Ok(document)
+}
+
+/// Adds `load_sharing.member` to `cluster`, a serialised [`ClusterStatus`]; nothing when it has
+/// no `load_sharing` (high availability).
+pub fn add_member_counters(
+    cluster: &mut serde_json::Value,
+    member: &rampart_node::LoadSharingStats,
+) -> serde_json::Result<()> {
+    if let Some(ls) = cluster
+        .get_mut("load_sharing")
+        .and_then(|v| v.as_object_mut())
+    {
+        ls.insert("member".into(), serde_json::to_value(member)?);
+    }
+    Ok(())
 }

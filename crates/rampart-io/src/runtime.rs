@@ -529,7 +529,7 @@ async fn event_loop<N: Node>(
                         status.batching.raw_esp_skipped = io.raw.iter().map(|r| r.skipped()).sum();
                         status.reloads = io.reloads.clone();
                         status.icmp = buffers.icmp.clone();
-                        status_document(&status, &io.streams)
+                        status_document(&status, node.load_sharing_stats(), &io.streams)
                     }
                     StatusRequest::Reload(path) => match reload(node, io, &path).await {
                         Ok(report) => serde_json::to_string(&report),
@@ -540,7 +540,11 @@ async fn event_loop<N: Node>(
                     }
                     StatusRequest::ConnStats => serde_json::to_string(&node.conn_stats()),
                     StatusRequest::ClusterStatus => match node.cluster_status(now) {
-                        Some((status, _)) => serde_json::to_string(&status),
+                        Some((status, _)) => crate::cluster_io::cluster_status_document(
+                            &status,
+                            node.load_sharing_stats().as_ref(),
+                        )
+                        .map(|d| d.to_string()),
                         None => Ok(crate::status_server::error_document(NO_CLUSTER)),
                     },
                     StatusRequest::MepStatus => match node.mep_status(now) {
@@ -636,12 +640,17 @@ async fn event_loop<N: Node>(
 
 /// The status document: the node's status with what the shell adds that the node does not
 /// carry (`transports`: the stream counters; in `sync`, the hold-time quantiles and the
-/// forwarded packets of [`crate::cluster_io::sync_stats_document`]).
+/// forwarded packets of [`crate::cluster_io::sync_stats_document`]; in Load Sharing,
+/// `cluster.load_sharing.member`, see [`crate::cluster_io::cluster_status_document`]).
 fn status_document(
     status: &rampart_node::GatewayStatus,
+    member: Option<rampart_node::LoadSharingStats>,
     streams: &Streams,
 ) -> serde_json::Result<String> {
     let mut document = serde_json::to_value(status)?;
+    if let (Some(member), Some(cluster)) = (&member, document.get_mut("cluster")) {
+        crate::cluster_io::add_member_counters(cluster, member)?;
+    }
     if let (Some(stats), Some(sync)) = (&status.sync, document.get_mut("sync")) {
         let load_sharing = status
             .cluster

@@ -4,7 +4,8 @@
 //! datagrams of link 1 reach the node with link 1's local address; the carrier of the
 //! interfaces holding the sync addresses is reported per link (also for an interface that is
 //! monitored too); full sync is served on link 1's address; the virtual addresses are claimed
-//! without announcement; the sync-stats answer carries the shell's Load Sharing fields.
+//! without announcement; the sync-stats and cluster status answers carry the shell's Load
+//! Sharing fields.
 
 mod netns;
 
@@ -195,6 +196,13 @@ impl Node for Member {
     }
     fn mep_status(&self, _: Instant) -> Option<rampart_node::MepStatus> {
         None
+    }
+    fn load_sharing_stats(&self) -> Option<rampart_node::LoadSharingStats> {
+        Some(rampart_node::LoadSharingStats {
+            carrying: true,
+            held: 4,
+            ..Default::default()
+        })
     }
     fn cluster_status(&self, _: Instant) -> Option<(ClusterStatus, SyncStats)> {
         let mut flush_ack = FlushAckStats {
@@ -463,6 +471,12 @@ fn one_socket_per_sync_link_carrier_per_link_and_full_sync_on_link_1() {
                 assert_eq!(stats["flush_ack"]["hold_time_p99_us"], 700, "{stats}");
                 let status = query(&sock_b, "cluster status").await;
                 assert_eq!(status["load_sharing"]["pivot"], 1, "{status}");
+                // This member's own counters from the node, beside the engine's.
+                assert_eq!(
+                    status["load_sharing"]["member"]["carrying"], true,
+                    "{status}"
+                );
+                assert_eq!(status["load_sharing"]["member"]["held"], 4, "{status}");
 
                 let _ = stop.send(true);
             };

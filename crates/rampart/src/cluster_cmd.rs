@@ -68,6 +68,9 @@ pub(crate) fn render(command: ClusterCommand, json: bool, answer: &str) -> Resul
             } else {
                 let mut out = String::new();
                 status_view::cluster_status(&mut out, &status);
+                if let Some(m) = crate::ls_view::member_counters_of(&value) {
+                    crate::ls_view::member_counters(&mut out, &m);
+                }
                 out
             })
         }

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use rampart_cluster::{
     Distribution, FlushAckStats, LinkStats, LoadSharingStatus, MemberId, UpdateRequestStats,
 };
+use rampart_node::{ForwardCounts, LoadSharingStats};
 use serde::{Deserialize, Serialize};
 
 use crate::status_view::bytes;
@@ -68,6 +69,52 @@ pub fn load_sharing_status(out: &mut String, ls: &LoadSharingStatus, me: MemberI
             bytes(m.bytes)
         );
     }
+}
+
+/// This member's own Load Sharing counters (the `load_sharing.member` object of the gateway's
+/// `cluster status` answer), two lines under the ownership map.
+pub fn member_counters(out: &mut String, m: &LoadSharingStats) {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let _ = writeln!(
+        out,
+        "  this member  carrying {}  pivot {}  held {} (pool full {})  released {} (dropped {})  orphans {} (found {}, not found {}, pool full {})  answered found {} unknown {}  adoptions {}  kept now {}  routes announced {}",
+        yes(m.carrying),
+        yes(m.pivot),
+        m.held,
+        m.hold_pool_full,
+        m.released,
+        m.released_dropped,
+        m.orphans,
+        m.orphans_found,
+        m.orphans_not_found,
+        m.orphan_pool_full,
+        m.answered_found,
+        m.answered_unknown,
+        m.adoptions,
+        m.kept_now,
+        m.routes_announced
+    );
+    let kinds = |f: &ForwardCounts| {
+        format!(
+            "udp {}  raw esp {}  inspected {}  tun {}",
+            f.udp, f.raw_esp, f.inspected, f.tun
+        )
+    };
+    let _ = writeln!(
+        out,
+        "  forwarded out  {}  in  {} (dropped {})",
+        kinds(&m.forwarded_out),
+        kinds(&m.forwarded_in),
+        m.forwarded_in_dropped
+    );
+}
+
+/// The `load_sharing.member` object of a `cluster status` document, if it has a readable one.
+pub fn member_counters_of(cluster: &serde_json::Value) -> Option<LoadSharingStats> {
+    cluster
+        .get("load_sharing")
+        .and_then(|ls| ls.get("member"))
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 /// `333` per mille as `33.3%`.
@@ -407,6 +454,67 @@ cluster dc  load-sharing  member 2  standby  failovers 0
         assert_eq!(micros(1_200_000), "1.20s");
         assert_eq!(permille(333), "33.3%");
         assert_eq!(permille(1000), "100.0%");
+    }
+
+    #[test]
+    fn this_members_counters() {
+        let m = LoadSharingStats {
+            carrying: true,
+            held: 12,
+            released: 11,
+            released_dropped: 1,
+            orphans: 3,
+            orphans_found: 2,
+            orphans_not_found: 1,
+            answered_found: 4,
+            forwarded_out: ForwardCounts {
+                udp: 1,
+                raw_esp: 2,
+                inspected: 3,
+                tun: 0,
+            },
+            forwarded_in: ForwardCounts {
+                udp: 5,
+                ..Default::default()
+            },
+            forwarded_in_dropped: 1,
+            adoptions: 2,
+            routes_announced: 2,
+            ..Default::default()
+        };
+        // As the gateway answers `cluster status`: the engine's document with
+        // `load_sharing.member` added by the shell.
+        let mut answer = serde_json::to_value(cluster(Some(load_sharing()))).unwrap();
+        answer["load_sharing"]["member"] = serde_json::to_value(&m).unwrap();
+        assert_eq!(member_counters_of(&answer), Some(m.clone()));
+        let text = crate::cluster_cmd::render(
+            crate::cli::ClusterCommand::Status,
+            false,
+            &answer.to_string(),
+        )
+        .unwrap();
+        assert!(
+            text.ends_with(
+                "  this member  carrying yes  pivot no  held 12 (pool full 0)  released 11 (dropped 1)  orphans 3 (found 2, not found 1, pool full 0)  answered found 4 unknown 0  adoptions 2  kept now 0  routes announced 2
+  forwarded out  udp 1  raw esp 2  inspected 3  tun 0  in  udp 5  raw esp 0  inspected 0  tun 0 (dropped 1)
+"
+            ),
+            "{text}"
+        );
+        // High availability: no such object, no such lines.
+        let ha = serde_json::to_value(cluster(None)).unwrap();
+        assert_eq!(member_counters_of(&ha), None);
+        let text =
+            crate::cluster_cmd::render(crate::cli::ClusterCommand::Status, false, &ha.to_string())
+                .unwrap();
+        assert!(!text.contains("this member"), "{text}");
+        // `rampart status` shows them under the cluster block too.
+        let doc = serde_json::json!({ "cluster": answer });
+        assert!(
+            cluster_section(&doc).contains("\n  this member  carrying yes  pivot no  held 12"),
+            "{}",
+            cluster_section(&doc)
+        );
     }
 
     #[test]

@@ -245,6 +245,12 @@ pub fn cluster_section(document: &serde_json::Value) -> String {
     if let Some(c) = &cluster {
         out.push('\n');
         cluster_status(&mut out, c);
+        let member = document
+            .get("cluster")
+            .and_then(ls_view::member_counters_of);
+        if let Some(m) = &member {
+            ls_view::member_counters(&mut out, m);
+        }
     }
     if let Some(s) = &sync {
         out.push('\n');
