@@ -53,6 +53,17 @@ pub fn parse_profile(text: &str, file_name: &str) -> Result<ClientProfile, Confi
 }
 
 impl ClientProfile {
+    /// This profile aimed at entry point `i` (`gateway`, `gateway_port` and, when that entry
+    /// names a port, `visitor_port`); `None` when there is no such entry point.
+    pub fn for_entry_point(&self, i: usize) -> Option<ClientProfile> {
+        let e = self.entry_points.get(i)?;
+        let mut p = self.clone();
+        p.gateway = e.host.clone();
+        p.gateway_port = e.port;
+        p.visitor_port = e.visitor_port;
+        Some(p)
+    }
+
     /// The node configuration of one connection attempt: a single peer named after the
     /// profile with [`RemoteAccess::Client`], at `gateway` (already resolved by the caller)
     /// from `local`, started at once; IKE starts on the NAT-T format (`Encapsulation::Stream`)
@@ -164,6 +175,14 @@ pub struct ClientProfile {
     /// port that replaces `visitor_port` (the seed's `host:PORT` form for Visitor Mode).
     pub gateway: String,
     pub gateway_port: Option<u16>,
+    /// Multiple Entry Points: every gateway of `gateways = [...]` in the order written (one
+    /// entry, `gateway` and `gateway_port`, without it). `gateway`/`gateway_port` are the
+    /// first; [`ClientProfile::for_entry_point`] gives the profile aimed at another one. All
+    /// of them authenticate as `remote_id` (its default: the first's host).
+    pub entry_points: Vec<EntryPoint>,
+    /// How the gateway of a connection is chosen among `entry_points`. Default
+    /// first-to-respond.
+    pub selection: ClientSelection,
     /// Default: with `user`, the user name (`email:` form when it has an `@`, else a host
     /// name identity); with a certificate, its subject DN; with a PSK it must be written.
     /// Default `remote_id`: the gateway host (an address or a host name identity).
@@ -225,6 +244,44 @@ pub struct ClientProfile {
     pub state_dir: PathBuf,
 }
 
+/// One gateway of a profile: the host (an address or a name), the `:PORT` written with it, and
+/// its Visitor Mode port (that `:PORT`, else the profile's `visitor_port`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryPoint {
+    pub host: String,
+    pub port: Option<u16>,
+    pub visitor_port: u16,
+}
+
+impl std::fmt::Display for EntryPoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.port, self.host.contains(':')) {
+            (Some(p), true) => write!(f, "[{}]:{p}", self.host),
+            (Some(p), false) => write!(f, "{}:{p}", self.host),
+            (None, _) => f.write_str(&self.host),
+        }
+    }
+}
+
+/// `selection` of a profile with several `gateways`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClientSelection {
+    /// Probe every gateway, connect to the first that answers.
+    #[default]
+    FirstToRespond,
+    /// The first gateway that is up, in the order written; the others are backups.
+    PrimaryBackup,
+}
+
+impl ClientSelection {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientSelection::FirstToRespond => "first-to-respond",
+            ClientSelection::PrimaryBackup => "primary-backup",
+        }
+    }
+}
+
 /// One rung of the transport ladder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ClientTransport {
@@ -268,4 +325,87 @@ pub enum DnsMode {
     ResolvConf,
     /// Leave DNS alone.
     Off,
+}
+
+/// Two remote-access gateways whose Office Mode pools overlap although they are not one
+/// cluster (see [`pool_conflicts`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConflict {
+    /// The two gateway files and their pools.
+    pub a: (String, IpNet),
+    pub b: (String, IpNet),
+    /// The profile that lists both as entry points (then the overlap is an error); `None`
+    /// when no profile checked with them does (a warning: they may serve other clients).
+    pub profile: Option<String>,
+}
+
+impl std::fmt::Display for PoolConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ((fa, pa), (fb, pb)) = (&self.a, &self.b);
+        match &self.profile {
+            Some(p) => write!(
+                f,
+                "{p}: gateways {fa} and {fb} are entry points of this profile but not one cluster, and their Office Mode pools overlap ({pa}, {pb}): a client moving between them could be given an address the other gateway leased to another client; give each gateway its own pool"
+            ),
+            None => write!(
+                f,
+                "warning: {fa} and {fb} are not one cluster but their Office Mode pools overlap ({pa}, {pb}); if clients use both as entry points, give each its own pool"
+            ),
+        }
+    }
+}
+
+/// Office Mode pools that must not overlap: gateways that are not members of one cluster
+/// (same `[cluster] name`) hand out addresses independently, so a client that moves between
+/// them (Multiple Entry Points) must find disjoint pools, or two clients may end up with one
+/// address. `gateways`: (file, configuration) of every gateway file checked together;
+/// `profiles`: (file, profile). A pair listed by a profile (an entry point's host is the
+/// gateway's `[remote_access] local_address`) is reported with that profile; other
+/// overlapping pairs without one. Members of one cluster share one pool by design.
+pub fn pool_conflicts(
+    gateways: &[(String, &crate::GatewayConfig)],
+    profiles: &[(String, &ClientProfile)],
+) -> Vec<PoolConflict> {
+    // (file, pool, its remote-access address, cluster name)
+    let ra: Vec<(&str, IpNet, Option<IpAddr>, Option<&str>)> = gateways
+        .iter()
+        .filter_map(|(file, g)| {
+            let t = g.remote_access_template.as_ref()?;
+            let local = g.remote_access.as_ref().and_then(|r| {
+                g.peers
+                    .iter()
+                    .find(|p| p.name == r.peer)
+                    .map(|p| p.local_address)
+            });
+            let cluster = g.cluster.as_ref().map(|c| c.name.as_str());
+            Some((file.as_str(), t.gateway.pool.prefix, local, cluster))
+        })
+        .collect();
+    let overlap = |a: &IpNet, b: &IpNet| a.contains(&b.network()) || b.contains(&a.network());
+    let mut out = Vec::new();
+    for (i, x) in ra.iter().enumerate() {
+        for y in &ra[i + 1..] {
+            let one_cluster = matches!((x.3, y.3), (Some(a), Some(b)) if a == b);
+            if one_cluster || !overlap(&x.1, &y.1) {
+                continue;
+            }
+            let lists = |p: &ClientProfile, addr: Option<IpAddr>| {
+                addr.is_some_and(|a| {
+                    p.entry_points
+                        .iter()
+                        .any(|e| e.host.parse::<IpAddr>().ok() == Some(a))
+                })
+            };
+            let profile = profiles
+                .iter()
+                .find(|(_, p)| lists(p, x.2) && lists(p, y.2))
+                .map(|(f, _)| f.clone());
+            out.push(PoolConflict {
+                a: (x.0.to_owned(), x.1),
+                b: (y.0.to_owned(), y.1),
+                profile,
+            });
+        }
+    }
+    out
 }

@@ -21,8 +21,8 @@ pub(crate) mod validate;
 use std::path::Path;
 
 pub use client::{
-    load_profile, parse_profile, ClientProfile, ClientTransport, DnsMode, ProxySetting,
-    CLIENT_CONNECTIONS,
+    load_profile, parse_profile, pool_conflicts, ClientProfile, ClientSelection, ClientTransport,
+    DnsMode, EntryPoint, PoolConflict, ProxySetting, CLIENT_CONNECTIONS,
 };
 pub use error::{ConfigError, ConfigErrors, ErrorKind};
 pub use schema::*;

@@ -662,7 +662,7 @@ fn profile_errors() {
         ),
         (
             "gatway = \"typo\"",
-            "corp.toml:4:1: gatway: unknown key; allowed: name, gateway, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, user, password, password_file, transports, tcp_port, visitor_port, alpn, tls_ca, tls_server_name, proxy, proxy_pac, proxy_user, proxy_password, ike_proposals, esp_proposals, small_first_proposal, keepalive, liveness, mobike, dns, kill_switch, captive_portal, pac_file, pac_listen, device, mtu, pmtu_probe, mss_clamp, state_dir",
+            "corp.toml:4:1: gatway: unknown key; allowed: name, gateway, gateways, selection, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, user, password, password_file, transports, tcp_port, visitor_port, alpn, tls_ca, tls_server_name, proxy, proxy_pac, proxy_user, proxy_password, ike_proposals, esp_proposals, small_first_proposal, keepalive, liveness, mobike, dns, kill_switch, captive_portal, pac_file, pac_listen, device, mtu, pmtu_probe, mss_clamp, state_dir",
         ),
     ];
     let wrong: Vec<String> = cases

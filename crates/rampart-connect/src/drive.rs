@@ -138,27 +138,39 @@ async fn attempt(i: usize, rung: Rung, t: Targets) -> (usize, Result<Won, String
                 .map(Won::Udp)
                 .map_err(|e| e.to_string()),
         },
-        Transport::Tcp | Transport::Tls => {
-            let proxy = match rung.proxy {
-                None => None,
-                Some(p) => match t.proxies.get(p) {
-                    Some(p) => Some(p.clone()),
-                    None => return (i, Err(format!("no proxy #{}", p + 1))),
-                },
-            };
-            let tls = rung.transport == Transport::Tls;
-            let plan = ConnectPlan {
-                host: t.host.clone(),
-                port: if tls { t.tls_port } else { t.tcp_port },
-                proxy,
-                tls: tls.then(|| t.tls.clone()),
-                timeout: rung.timeout,
-            };
-            connect(&plan)
+        Transport::Tcp | Transport::Tls => match stream_plan(&rung, &t) {
+            Ok(plan) => connect(&plan)
                 .await
                 .map(Won::Stream)
-                .map_err(|e| e.to_string())
-        }
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        },
     };
     (i, r)
+}
+
+/// How a stream rung connects: the gateway's stream port for the rung's transport, its proxy
+/// (if any), TLS for Visitor Mode, the rung's time budget. The client shell keeps the plan of
+/// the rung that won to re-open the same path when the stream is lost (re-attach). `Err` for
+/// a UDP rung or a proxy index the targets do not have.
+pub fn stream_plan(rung: &Rung, t: &Targets) -> Result<ConnectPlan, String> {
+    let tls = match rung.transport {
+        Transport::Udp => return Err("a UDP rung has no stream".to_owned()),
+        Transport::Tcp => false,
+        Transport::Tls => true,
+    };
+    let proxy = match rung.proxy {
+        None => None,
+        Some(p) => match t.proxies.get(p) {
+            Some(p) => Some(p.clone()),
+            None => return Err(format!("no proxy #{}", p + 1)),
+        },
+    };
+    Ok(ConnectPlan {
+        host: t.host.clone(),
+        port: if tls { t.tls_port } else { t.tcp_port },
+        proxy,
+        tls: tls.then(|| t.tls.clone()),
+        timeout: rung.timeout,
+    })
 }

@@ -11,6 +11,10 @@
 //!   [`drive::run`] runs it with real attempts ([`udp_probe`] for UDP, [`connect`] for streams)
 //!   and returns the winner (UDP, or the connected stream).
 //! - [`captive`]: the captive-portal probe.
+//! - [`entry_points`]: which of a profile's gateways (Multiple Entry Points) the next
+//!   connection goes to, first-to-respond or primary/backup.
+//! - [`stream_watch`]: when a connected stream counts as lost (frames out, none back, a check
+//!   unanswered), so the client re-attaches its IKE SA on a new one.
 //!
 //! Nothing here runs IKE: the UDP probe only checks that the gateway answers a minimal
 //! IKE_SA_INIT; the caller (the client shell) then runs the engine on the chosen transport and
@@ -20,11 +24,13 @@ pub mod auth;
 pub mod captive;
 pub mod connector;
 pub mod drive;
+pub mod entry_points;
 pub mod error;
 pub mod http;
 pub mod ladder;
 pub mod pac;
 pub mod proxy;
+pub mod stream_watch;
 pub mod udp_probe;
 
 pub use connector::{

@@ -97,7 +97,8 @@ pub enum IkeEvent {
         reply: rampart_wire::ike::CfgReply,
     },
     /// Remote-access gateway: `client` (its authenticated identity: the EAP user name, or
-    /// the IKE identity as text) holds `address` for `ike_sa`.
+    /// the IKE identity as text) holds `address` for `ike_sa`: a new lease after IKE_AUTH, or
+    /// the lease of an SA imported from another cluster member (taken from our pool).
     LeaseAssigned {
         peer: PeerId,
         ike_sa: IkeSaId,

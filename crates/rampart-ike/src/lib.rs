@@ -29,6 +29,7 @@ mod peers;
 pub mod policy;
 mod proposal;
 mod ra;
+mod reattach;
 mod retransmit;
 mod retry;
 mod sa;
@@ -55,6 +56,7 @@ pub use policy::{
 };
 pub use proposal::{EspAlgs, IkeAlgs};
 pub use ra::RaLease;
+pub use reattach::StreamRenewal;
 pub use sa::IkeSaStateKind;
 pub use spi::{SpiGenerator, MAX_MEMBER_ID};
 pub use state::{

@@ -284,7 +284,8 @@ impl Ike {
     }
 
     /// An imported SA (another member's) continues with its client's address: taken from our
-    /// pool exactly (a conflict is logged; the SA then holds no lease here).
+    /// pool exactly and reported (`LeaseAssigned`, so the node's client list and log show it
+    /// on this member too); a conflict is logged and the SA then holds no lease here.
     pub(crate) fn claim_lease(
         &mut self,
         now: Instant,
@@ -307,6 +308,13 @@ impl Ike {
                         lease,
                         client: l.client.clone(),
                         renew_at: now + half,
+                    });
+                    tracing::info!(ike_sa = id.0, %peer, client = %l.client, address = %l.address, "remote access: imported lease taken");
+                    self.events.push_back(IkeEvent::LeaseAssigned {
+                        peer,
+                        ike_sa: id,
+                        client: l.client.clone(),
+                        address: l.address,
                     });
                 }
             }

@@ -6,20 +6,24 @@
 //! address each, so a new source address needs its own), asks the node to move its IKE SAs
 //! there ([`Node::roam`], MOBIKE), sends what that produced and answers with the outcome.
 //! Sockets of the old address stay open until the loop ends (the address may come back).
+//!
+//! [`ClientCommand::Reattach`] and [`ClientCommand::CheckStream`]: the shell's side of RFC 9329
+//! stream re-attach (a new stream for the existing IKE SA after the old one was lost, e.g. a
+//! cluster failover), and the check of a stream that went silent.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use rampart_node::{Node, RoamOutcome};
+use rampart_node::{Node, RoamOutcome, StreamRenewal};
 use tokio::sync::oneshot;
 
 use crate::raw_esp::RawEspSocket;
 use crate::runtime::Io;
+use crate::stream::BoxStream;
 use crate::udp::UdpEndpoint;
 use crate::IoError;
 
 /// What a client shell asks of its event loop.
-#[derive(Debug)]
 pub enum ClientCommand {
     /// Move the tunnel to `new_local` (see the module documentation). `ports`: the IKE and
     /// NAT-T ports of the node's configuration.
@@ -28,6 +32,50 @@ pub enum ClientCommand {
         ports: [u16; 2],
         reply: oneshot::Sender<RoamOutcome>,
     },
+    /// RFC 9329 re-attach: the stream to the gateway was lost and the shell connected a new
+    /// one on the same path. The loop attaches it for datagrams between `local` and `remote`
+    /// (in place of the old one) and asks the node to speak on it at once
+    /// ([`Node::stream_renewed`]); the reply says what each IKE SA sent.
+    Reattach {
+        local: SocketAddr,
+        remote: SocketAddr,
+        stream: BoxStream,
+        reply: oneshot::Sender<Vec<(String, StreamRenewal)>>,
+    },
+    /// The attached stream looks silent: the node sends an authenticated request on it
+    /// ([`Node::stream_renewed`]), whose answer shows the stream still works.
+    CheckStream {
+        reply: oneshot::Sender<Vec<(String, StreamRenewal)>>,
+    },
+    /// When the gateway was last heard and the ESP packets sent so far
+    /// ([`Node::client_traffic`]): the shell's watch of a UDP tunnel that has other entry
+    /// points to move to.
+    Traffic {
+        reply: oneshot::Sender<Option<(Option<Instant>, u64)>>,
+    },
+}
+
+impl std::fmt::Debug for ClientCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientCommand::Roam {
+                new_local, ports, ..
+            } => f
+                .debug_struct("Roam")
+                .field("new_local", new_local)
+                .field("ports", ports)
+                .finish_non_exhaustive(),
+            ClientCommand::Reattach { local, remote, .. } => f
+                .debug_struct("Reattach")
+                .field("local", local)
+                .field("remote", remote)
+                .finish_non_exhaustive(),
+            ClientCommand::CheckStream { .. } => {
+                f.debug_struct("CheckStream").finish_non_exhaustive()
+            }
+            ClientCommand::Traffic { .. } => f.debug_struct("Traffic").finish_non_exhaustive(),
+        }
+    }
 }
 
 impl Io {
@@ -83,6 +131,21 @@ pub(crate) fn handle<N: Node>(node: &mut N, io: &mut Io, command: ClientCommand)
                 }
             };
             let _ = reply.send(outcome);
+        }
+        ClientCommand::Reattach {
+            local,
+            remote,
+            stream,
+            reply,
+        } => {
+            io.attach_stream(local, remote, stream);
+            let _ = reply.send(node.stream_renewed(Instant::now()));
+        }
+        ClientCommand::CheckStream { reply } => {
+            let _ = reply.send(node.stream_renewed(Instant::now()));
+        }
+        ClientCommand::Traffic { reply } => {
+            let _ = reply.send(node.client_traffic());
         }
     }
 }

@@ -14,7 +14,7 @@ mod output;
 pub mod pmtu;
 mod status;
 
-pub use cluster::{ClusterCommand, FullSyncProgress};
+pub use cluster::{ClusterCommand, ForwardCounts, FullSyncProgress, LoadSharingStats};
 pub use dataplane::{
     ControlPlane, ControlRequest, DataPlane, DataPlaneChange, DataPlaneConfig, DataPlaneCounters,
     FirstEstablished, PeerSelector, Policy, TunnelSettings, TunnelState,
@@ -26,6 +26,7 @@ pub use gateway::{
 pub use node::Node;
 pub use output::{LogEvent, LogLevel, LogRecord, MtuReason, Output, RoamOutcome};
 pub use rampart_cluster::{ClusterStatus, SyncStats};
+pub use rampart_ike::StreamRenewal;
 pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use rampart_mep::MepStatus;
 pub use status::{

@@ -83,6 +83,20 @@ pub trait Node {
     /// shell saw an address or route change, or a resume). Moves every IKE SA with MOBIKE
     /// (RFC 4555) where it can; see [`RoamOutcome`].
     fn roam(&mut self, now: Instant, new_local: IpAddr) -> RoamOutcome;
+    /// Remote-access client on a stream transport: the shell attached a new stream to the
+    /// gateway in place of a lost one, or wants the current one checked. Each client peer's
+    /// established IKE SA sends an authenticated message on it at once (RFC 9329 re-attach:
+    /// its outstanding request again, or a liveness check). Returns per peer what was sent;
+    /// a node without remote-access clients has nothing to do (the default).
+    fn stream_renewed(&mut self, now: Instant) -> Vec<(String, crate::StreamRenewal)> {
+        let _ = now;
+        Vec::new()
+    }
+    /// Remote-access client: when the gateway was last heard and how many ESP packets the
+    /// tunnels sent (`Gateway::client_traffic`); `None` on other nodes (the default).
+    fn client_traffic(&self) -> Option<(Option<Instant>, u64)> {
+        None
+    }
     fn handle_timeout(&mut self, now: Instant);
     /// When [`Node::handle_timeout`] wants to run next.
     fn poll_timeout(&self) -> Option<Instant>;
@@ -118,6 +132,17 @@ pub trait Node {
     fn full_sync_failed(&mut self, now: Instant, member: u8, why: &str);
     /// `rampart cluster status` and `rampart cluster sync-stats`; `None` without a cluster.
     fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)>;
+    /// Load Sharing: this member's own counters (held packets, update requests, packets
+    /// forwarded in and out by kind, adoptions, routes announced) beside the engine's
+    /// `ClusterStatus::load_sharing`; `None` outside Load Sharing.
+    fn load_sharing_stats(&self) -> Option<crate::LoadSharingStats> {
+        None
+    }
+    /// The local interface of cluster sync link `link` (0: the sync address, then the
+    /// member's `extra_addresses` in order) lost or regained carrier.
+    fn handle_sync_link_state(&mut self, now: Instant, link: u8, up: bool) {
+        let _ = (now, link, up);
+    }
     /// The UDP sockets (address and probe port) the shell binds for Multiple Entry Points
     /// probes; datagrams that arrive there go to [`Node::handle_udp`] with that `local`. Asked
     /// at start and after every reload.
@@ -209,6 +234,14 @@ impl Node for Gateway {
         Gateway::roam(self, now, new_local)
     }
 
+    fn stream_renewed(&mut self, now: Instant) -> Vec<(String, crate::StreamRenewal)> {
+        Gateway::stream_renewed(self, now)
+    }
+
+    fn client_traffic(&self) -> Option<(Option<Instant>, u64)> {
+        Gateway::client_traffic(self)
+    }
+
     fn handle_timeout(&mut self, now: Instant) {
         Gateway::handle_timeout(self, now)
     }
@@ -267,6 +300,14 @@ impl Node for Gateway {
 
     fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)> {
         Gateway::cluster_status(self, now)
+    }
+
+    fn load_sharing_stats(&self) -> Option<crate::LoadSharingStats> {
+        Gateway::load_sharing_stats(self)
+    }
+
+    fn handle_sync_link_state(&mut self, now: Instant, link: u8, up: bool) {
+        Gateway::handle_sync_link_state(self, now, link, up)
     }
 
     fn probe_sockets(&self) -> Vec<SocketAddr> {

@@ -166,6 +166,18 @@ impl StreamListeners {
         self.sockets.add(s)
     }
 
+    /// A virtual address the machine claimed (`present`) or released: the listeners accept
+    /// connections to it while it is claimed (a cluster's VIP on the active member).
+    pub fn set_address(&mut self, addr: Ipv4Addr, prefix: u8, present: bool) {
+        let cidr = IpCidr::new(IpAddress::Ipv4(addr), prefix);
+        self.iface.update_ip_addrs(|a| {
+            a.retain(|c| c.address() != cidr.address());
+            if present {
+                let _ = a.push(cidr);
+            }
+        });
+    }
+
     /// A TCP packet for this machine.
     pub fn receive(&mut self, packet: Vec<u8>) {
         self.device.rx.push_back(packet);

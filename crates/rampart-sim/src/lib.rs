@@ -7,6 +7,8 @@
 
 mod build;
 mod client;
+mod cluster_checks;
+mod ecmp;
 mod gateway_node;
 mod gateway_stream;
 mod host;
@@ -75,6 +77,9 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("nat-rebinding"),
         builtin!("roaming"),
         builtin!("mtu-black-hole"),
+        builtin!("ra-cluster-failover-udp"),
+        builtin!("ra-cluster-failover-tls"),
+        builtin!("ra-mep-failover"),
     ]
 }
 

@@ -429,3 +429,90 @@ within = "5s"
     let out = report.render();
     assert!(report.passed(), "{out}");
 }
+
+#[test]
+fn ra_cluster_failover_udp() {
+    run_builtin("ra-cluster-failover-udp");
+}
+
+#[test]
+fn ra_cluster_failover_tls() {
+    let report = run_builtin("ra-cluster-failover-tls");
+    let text = report.render();
+    assert!(
+        text.contains("IKE SA re-attached on a new tls stream"),
+        "the client did not re-attach its IKE SA:\n{text}"
+    );
+}
+
+/// ra-cluster-failover-tls with RFC 9329 TCP through the proxy instead of Visitor Mode: the
+/// client re-attaches its IKE SA on a new TCP stream the same way.
+#[test]
+fn ra_cluster_failover_over_rfc9329_tcp() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "ra-cluster-failover-tls")
+        .unwrap();
+    assert_eq!(
+        builtin
+            .text
+            .matches("transports = [\"udp\", \"tls\"]")
+            .count(),
+        1
+    );
+    let text = builtin
+        .text
+        .replace(
+            "transports = [\"udp\", \"tls\"]",
+            "transports = [\"udp\", \"tcp\"]",
+        )
+        .replace("transport = \"tls\"", "transport = \"tcp\"")
+        .replace("log = \"tls stream from", "log = \"tcp stream from");
+    let sc = rampart_sim::scenario::parse(&text, "ra-cluster-failover-tcp").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+    assert!(
+        out.contains("IKE SA re-attached on a new tcp stream"),
+        "the client did not re-attach its IKE SA:\n{out}"
+    );
+}
+
+#[test]
+fn ra_mep_failover() {
+    let report = run_builtin("ra-mep-failover");
+    let text = report.render();
+    assert!(
+        text.contains("moved from entry point 198.51.100.1 to 203.0.113.1"),
+        "the client did not move to the second entry point:\n{text}"
+    );
+}
+
+/// ra-mep-failover with `selection = "first-to-respond"`: the client probes both entry points,
+/// the nearer one (gw1) answers first; when it dies the client moves to gw2 the same way.
+#[test]
+fn ra_mep_failover_first_to_respond() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "ra-mep-failover")
+        .unwrap();
+    let key = "\nselection = \"primary-backup\"\n";
+    assert_eq!(builtin.text.matches(key).count(), 1);
+    let text = builtin
+        .text
+        .replace(key, "\nselection = \"first-to-respond\"\n");
+    let sc = rampart_sim::scenario::parse(&text, "ra-mep-failover-ftr").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    let out = report.render();
+    assert!(report.passed(), "{out}");
+    assert!(
+        out.contains("entry point 198.51.100.1 answered first"),
+        "no probe round chose gw1:\n{out}"
+    );
+    assert!(
+        out.contains("entry point 203.0.113.1 answered first"),
+        "the probe after gw1 died did not choose gw2:\n{out}"
+    );
+}

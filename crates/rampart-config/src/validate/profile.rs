@@ -7,7 +7,9 @@ use zeroize::Zeroizing;
 
 use super::remote_access::{is_dns_name, DEFAULT_ALPN, DEFAULT_RA_TCP_PORT, DEFAULT_VISITOR_PORT};
 use super::*;
-use crate::client::{ClientProfile, ClientTransport, DnsMode, ProxySetting};
+use crate::client::{
+    ClientProfile, ClientSelection, ClientTransport, DnsMode, EntryPoint, ProxySetting,
+};
 use crate::raw::RawProfile;
 
 pub(crate) const DEFAULT_CLIENT_DEVICE: &str = "rampart-c0";
@@ -109,25 +111,11 @@ impl Validator<'_, '_> {
             }
         };
 
-        let gateway = match &raw.gateway {
-            None => {
-                self.missing(sec, "", "gateway", GATEWAY_FORM);
-                None
-            }
-            Some(g) => match split_gateway(g.get_ref().trim()) {
-                Ok(hp) => Some(hp),
-                Err(msg) => {
-                    self.error(
-                        ErrorKind::InvalidValue,
-                        span(g),
-                        "gateway",
-                        msg,
-                        GATEWAY_FORM.to_string(),
-                    );
-                    None
-                }
-            },
-        };
+        let (entry_points, selection) = self.profile_gateways(sec);
+        let gateway = entry_points
+            .as_ref()
+            .and_then(|e| e.first())
+            .map(|e| (e.host.clone(), e.port));
         let (host, gateway_port) = gateway.clone().unwrap_or_default();
 
         let eap = self.profile_eap(raw);
@@ -163,6 +151,14 @@ impl Validator<'_, '_> {
         let (tcp_port, _) = self.port("tcp_port", &raw.tcp_port, DEFAULT_RA_TCP_PORT);
         let (mut visitor_port, visitor_span) =
             self.port("visitor_port", &raw.visitor_port, DEFAULT_VISITOR_PORT);
+        let entry_points = entry_points.map(|list| {
+            list.into_iter()
+                .map(|e| EntryPoint {
+                    visitor_port: e.port.unwrap_or(visitor_port),
+                    ..e
+                })
+                .collect::<Vec<_>>()
+        });
         if let Some(p) = gateway_port {
             if visitor_span.is_some() && p != visitor_port {
                 self.error(
@@ -356,6 +352,8 @@ impl Validator<'_, '_> {
             name: name?,
             gateway: gateway?.0,
             gateway_port,
+            entry_points: entry_points?,
+            selection,
             local_id: local_id?,
             remote_id: remote_id?,
             auth,
@@ -586,6 +584,108 @@ impl Validator<'_, '_> {
                 PeerAuth::Psk
             }
         }
+    }
+
+    /// `gateway = "..."` or `gateways = [...]` (Multiple Entry Points; exactly one of them),
+    /// and `selection` (only with `gateways`). `None` when the gateways are missing or invalid
+    /// (reported).
+    fn profile_gateways(
+        &mut self,
+        sec: &Section<RawProfile>,
+    ) -> (Option<Vec<EntryPoint>>, ClientSelection) {
+        let raw = &sec.value;
+        let selection = match &raw.selection {
+            None => ClientSelection::FirstToRespond,
+            Some(v) => {
+                if raw.gateways.is_none() {
+                    self.error(
+                        ErrorKind::Conflict,
+                        span(v),
+                        "selection",
+                        "selection without gateways",
+                        "selection chooses among gateways = [...]; with one gateway leave it out"
+                            .to_string(),
+                    );
+                }
+                self.keyword(
+                    "selection",
+                    v,
+                    &[
+                        ("first-to-respond", ClientSelection::FirstToRespond),
+                        ("primary-backup", ClientSelection::PrimaryBackup),
+                    ],
+                )
+                .unwrap_or_default()
+            }
+        };
+        let one = |v: &mut Self, key: &str, g: &Spanned<String>| match split_gateway(
+            g.get_ref().trim(),
+        ) {
+            // The Visitor Mode port is filled in once `visitor_port` is known.
+            Ok((host, port)) => Some(EntryPoint {
+                host,
+                port,
+                visitor_port: port.unwrap_or_default(),
+            }),
+            Err(msg) => {
+                v.error(
+                    ErrorKind::InvalidValue,
+                    span(g),
+                    key,
+                    msg,
+                    GATEWAY_FORM.to_string(),
+                );
+                None
+            }
+        };
+        let list = match (&raw.gateway, &raw.gateways) {
+            (None, None) => {
+                self.missing(sec, "", "gateway", GATEWAY_FORM);
+                return (None, selection);
+            }
+            (Some(_), Some(list)) => {
+                self.error(
+                    ErrorKind::Conflict,
+                    span(list),
+                    "gateways",
+                    "both gateway and gateways",
+                    "one gateway = \"...\", or several in gateways = [...]".to_string(),
+                );
+                return (None, selection);
+            }
+            (Some(g), None) => return (one(self, "gateway", g).map(|e| vec![e]), selection),
+            (None, Some(list)) => list,
+        };
+        if list.get_ref().is_empty() {
+            self.error(
+                ErrorKind::OutOfRange,
+                span(list),
+                "gateways",
+                "empty list",
+                "one or more gateways".to_string(),
+            );
+            return (None, selection);
+        }
+        let mut out: Vec<EntryPoint> = Vec::new();
+        let mut ok = true;
+        for (i, g) in list.get_ref().iter().enumerate() {
+            let key = format!("gateways[{i}]");
+            match one(self, &key, g) {
+                Some(e) if out.iter().any(|o| o.host == e.host && o.port == e.port) => {
+                    self.error(
+                        ErrorKind::Duplicate,
+                        span(g),
+                        key,
+                        format!("\"{}\" is listed twice", g.get_ref()),
+                        "each gateway once".to_string(),
+                    );
+                    ok = false;
+                }
+                Some(e) => out.push(e),
+                None => ok = false,
+            }
+        }
+        (ok.then_some(out), selection)
     }
 
     /// `transports`: a non-empty list of udp, tcp, tls without repeats.

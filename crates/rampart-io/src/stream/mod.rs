@@ -232,6 +232,13 @@ impl Streams {
         true
     }
 
+    /// The frame counters of the streams a client attached (`frames_in`, `frames_out`): the
+    /// client shell watches them to tell a stream that went silent (see
+    /// `rampart_connect::stream_watch`).
+    pub fn client_counters(&self) -> Arc<Counters> {
+        self.client.clone()
+    }
+
     /// Attaches a connected stream (client side; the connector already wrote `IKETCP`): its
     /// frames reach the node as datagrams from `remote` to `local`, and datagrams the node
     /// sends to `remote` go over it. A stream already attached to `remote` is closed. Must be

@@ -14,8 +14,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use rampart_ike::{IkeSaId, PeerId, PeerPolicy, RemoteAccess};
+use rampart_ike::{IkeSaId, PeerId, PeerPolicy, RemoteAccess, StreamRenewal};
 use rampart_wire::ike::CfgReply;
+
+use super::Gateway;
 
 /// One client holding an Office Mode address.
 #[derive(Debug, Clone)]
@@ -141,6 +143,57 @@ impl RaNode {
         self.newest.remove(&peer);
         self.counts.remove(&peer);
         self.clients.retain(|_, c| c.peer != peer);
+    }
+}
+
+impl Gateway {
+    /// Remote-access client on a stream transport (RFC 9329 TCP or Visitor Mode TLS): the
+    /// shell replaced the stream to the gateway with a new one (the old one was reset or went
+    /// silent, e.g. after a cluster failover). Each client peer's established IKE SA sends an
+    /// authenticated message on the new stream at once (its outstanding request again, or a
+    /// liveness check; see `Ike::stream_renewed`), which makes the gateway move the SA's path
+    /// to it. Nothing is renegotiated: same IKE SA, same CHILD SAs, same virtual address.
+    /// Returns, per client peer, what was sent.
+    pub fn stream_renewed(&mut self, now: Instant) -> Vec<(String, StreamRenewal)> {
+        let peers: Vec<(PeerId, String)> = self
+            .ike
+            .peers()
+            .filter(|(_, p)| is_client(p))
+            .map(|(id, p)| (id, p.name.clone()))
+            .collect();
+        let mut done = Vec::with_capacity(peers.len());
+        for (id, name) in peers {
+            done.push((name, self.ike.stream_renewed(now, id)));
+        }
+        let (dataplane, mut control) = self.parts(now);
+        dataplane.sync(now, &mut control);
+        self.after_input(now);
+        done
+    }
+
+    /// Remote-access client: what the shell's tunnel watch needs (see
+    /// `rampart_connect::stream_watch`): when a client peer's gateway was last heard (an
+    /// authenticated IKE message or inbound ESP on an established IKE SA), and how many ESP
+    /// packets the tunnels sent so far. `None` without a client peer.
+    pub fn client_traffic(&self) -> Option<(Option<Instant>, u64)> {
+        let mut heard: Option<Option<Instant>> = None;
+        for (id, p) in self.ike.peers() {
+            if is_client(p) {
+                let h = self.ike.last_heard(id);
+                heard = Some(match heard {
+                    Some(prev) => prev.max(h),
+                    None => h,
+                });
+            }
+        }
+        let heard = heard?;
+        let sent = self
+            .dataplane()
+            .tunnels()
+            .iter()
+            .map(|(_, t)| t.outbound.stats().packets)
+            .sum();
+        Some((heard, sent))
     }
 }
 

@@ -42,6 +42,8 @@ pub enum Event {
 /// A stream to the gateway, being made or made.
 pub struct StreamConn {
     socket: SocketHandle,
+    /// The gateway's address and stream port (the proxy's CONNECT target, or direct).
+    target: (Ipv4Addr, u16),
     stage: Stage,
     proxy: Option<(Proxy, Ipv4Addr)>,
     /// The authentication of the CONNECT in flight (`None`: the first, without credentials).
@@ -66,6 +68,7 @@ impl StreamConn {
         let (socket, local_port) = outer.connect(first);
         StreamConn {
             socket,
+            target,
             stage: Stage::Connecting,
             path: PathInfo {
                 tls: tls.is_some(),
@@ -81,6 +84,18 @@ impl StreamConn {
             pipe: None,
             local_port,
         }
+    }
+
+    /// A new attempt on the same path: the same gateway port, through the same proxy, with
+    /// or without TLS (re-attaching the IKE SA after the stream was lost, RFC 9329). When the
+    /// proxy took Basic credentials on this path, the first CONNECT carries them at once
+    /// instead of waiting for the 407.
+    pub fn reopen(&self, outer: &mut Outer) -> StreamConn {
+        let mut c = StreamConn::start(outer, self.target, self.proxy.clone(), self.tls.clone());
+        if matches!(self.path.proxy, Some((_, ProxyAuth::Basic))) {
+            c.auth = Some(ProxyAuth::Basic);
+        }
+        c
     }
 
     /// Closes the connection at once (a losing attempt, or the end of the session).

@@ -11,25 +11,33 @@
 //! - The inner host (a smoltcp stack like every other host) takes the Office Mode address from
 //!   `Output::VirtualAddress`; everything it sends goes into the tunnel (the client's TUN device),
 //!   so `[[transfer]] from = "<client>"` runs through the tunnel.
-//! - Supervision as `rampart/src/client/session.rs`: no address within 30 s, a stream that
-//!   closes, a tunnel lost for 10 s or a move of the outside address rebuild the tunnel (a new
-//!   ladder run); a failure before the first tunnel ends the client, later ones are retried
-//!   with a doubling back-off. A move first tries `Node::roam` (MOBIKE) and reconnects when the
-//!   engine cannot move the SAs.
+//! - Supervision as `rampart/src/client/session.rs`: no address within 30 s, a tunnel lost for
+//!   10 s or a move of the outside address rebuild the tunnel (a new ladder run); a failure
+//!   before the first tunnel ends the client, later ones are retried with a doubling back-off.
+//!   A move first tries `Node::roam` (MOBIKE) and reconnects when the engine cannot move the
+//!   SAs. A stream that closes (or goes silent) once the tunnel is up is replaced by a new one
+//!   on the same path and the IKE SA re-attached to it ([`reattach`]); only when that fails is
+//!   the tunnel rebuilt.
+//! - A profile with several `gateways` connects to one of them and moves to another when it
+//!   dies ([`mep`]).
 //! - The machine's kernel does path-MTU discovery as Linux does for UDP sockets by default: its
 //!   UDP and ESP packets carry DF, and an ICMP "fragmentation needed" about one of the engine's
 //!   datagrams goes to `Node::handle_path_mtu`. A path that loses that ICMP is a black hole for
 //!   larger packets, which only the engine's own path-MTU search gets around.
 
 pub mod conn;
+mod mep;
 pub mod outer;
+mod reattach;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rampart_config::{ClientProfile, ClientTransport, ProxySetting};
+use rampart_config::{ClientProfile, ClientSelection, ClientTransport, ProxySetting};
+use rampart_connect::entry_points::{EntryPoints, Selection};
 use rampart_connect::ladder::{Action, Ladder, LadderConfig, Outcome, Rung, Transport};
+use rampart_connect::stream_watch::{StreamWatch, StreamWatchConfig, Verdict};
 use rampart_connect::{Credentials, Proxy, Roots, TlsSettings};
 use rampart_crypto::Rng;
 use rampart_node::{Disposition, Gateway, LogLevel, Output, RoamOutcome};
@@ -40,7 +48,7 @@ use conn::{Event, StreamConn};
 use outer::Outer;
 
 /// IKE's UDP port.
-const IKE_PORT: u16 = 500;
+pub(crate) const IKE_PORT: u16 = 500;
 /// From the transport being chosen to the address being assigned (session.rs `ASSIGN_TIMEOUT`).
 pub const ASSIGN_TIMEOUT: Duration = Duration::from_secs(30);
 /// After the tunnel was lost, how long the engine may take to bring it back (`LOST_GRACE`).
@@ -50,7 +58,7 @@ pub const ROAM_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest pause between reconnection attempts (`MAX_BACKOFF`).
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// First retransmission interval of the UDP probe (`udp_probe::FIRST_RETRANSMIT`).
-const PROBE_RETRANSMIT: Duration = Duration::from_millis(250);
+pub(crate) const PROBE_RETRANSMIT: Duration = Duration::from_millis(250);
 /// Room the engine needs around a packet to encrypt in place.
 const HEADROOM: usize = 64;
 const TAILROOM: usize = 64;
@@ -104,6 +112,10 @@ struct Session {
     nat_t_port: u16,
     /// A MOBIKE move under way: its deadline and why it started.
     roaming: Option<(Duration, String)>,
+    /// The stream was lost and a new one is being made for the same IKE SA.
+    reattach: Option<reattach::Reattach>,
+    /// The liveness of the current stream (frames out, none back, a check unanswered).
+    watch: Option<StreamWatch>,
 }
 
 enum Phase {
@@ -111,6 +123,8 @@ enum Phase {
     Waiting {
         at: Duration,
     },
+    /// First-to-respond: probing every entry point.
+    Probing(Box<mep::Probe>),
     Searching(Box<Search>),
     Running(Box<Session>),
     /// The first attempt failed: the client stopped, as `rampart client up` exits.
@@ -133,8 +147,17 @@ struct PendingSender {
 
 pub struct ClientNode {
     name: String,
+    /// The profile aimed at the entry point in use (`base.for_entry_point`).
     profile: ClientProfile,
+    /// The profile as written.
+    base: ClientProfile,
+    /// The entry point in use, its address; every entry point's address.
     gateway: Ipv4Addr,
+    gateways: Vec<Ipv4Addr>,
+    entry: EntryPoints,
+    entry_idx: usize,
+    /// The entry points still to try in this connection round, in order.
+    order: Vec<usize>,
     /// The machine's outside address (the link's), its prefix and default router.
     pub addr: Ipv4Addr,
     prefix: u8,
@@ -159,6 +182,12 @@ pub struct ClientNode {
     pub moves: Vec<(Duration, String)>,
     /// The tunnel MTU the engine reported last (`Output::TunnelMtu`).
     pub tunnel_mtu: Option<u16>,
+    /// Streams replaced for the running IKE SA: (when the old one was found lost, when the new
+    /// one carried the re-attach, the transport).
+    pub reattaches: Vec<(Duration, Duration, &'static str)>,
+    /// The time of the current `run` and its base (for bookkeeping in calls not given them).
+    now_hint: Duration,
+    base_hint: Instant,
 }
 
 impl ClientNode {
@@ -172,12 +201,17 @@ impl ClientNode {
         seed: u64,
         rng: Rng,
     ) -> Result<ClientNode, String> {
-        let gateway: Ipv4Addr = profile.gateway.parse().map_err(|_| {
-            format!(
-                "gateway {:?}: the lab has no DNS, give an IPv4 address",
-                profile.gateway
-            )
-        })?;
+        let gateways = ClientNode::entry_addresses(&profile)?;
+        let gateway = *gateways
+            .first()
+            .ok_or_else(|| "the profile has no gateway".to_string())?;
+        let entry = EntryPoints::new(
+            gateways.len(),
+            match profile.selection {
+                ClientSelection::FirstToRespond => Selection::FirstToRespond,
+                ClientSelection::PrimaryBackup => Selection::PrimaryBackup,
+            },
+        );
         let uses_tls = profile.transports.contains(&ClientTransport::Tls);
         let tls = if uses_tls {
             let settings = TlsSettings {
@@ -212,6 +246,11 @@ impl ClientNode {
         Ok(ClientNode {
             name: name.to_string(),
             gateway,
+            gateways,
+            entry,
+            entry_idx: 0,
+            order: Vec::new(),
+            base: profile.clone(),
             addr,
             prefix,
             router,
@@ -231,6 +270,9 @@ impl ClientNode {
             connected: Vec::new(),
             moves: Vec::new(),
             tunnel_mtu: None,
+            reattaches: Vec::new(),
+            now_hint: Duration::ZERO,
+            base_hint: Instant::now(),
             profile,
         })
     }
@@ -299,7 +341,7 @@ impl ClientNode {
             }
             return;
         };
-        if s.stream.is_some() {
+        if s.transport != ClientTransport::Udp {
             // A stream is bound to the old address: it is gone with it.
             let why = format!("network changed: {old} -> {addr} (the stream was bound to {old})");
             self.moves.push((now, "reconnect".into()));
@@ -344,6 +386,7 @@ impl ClientNode {
         }
         match &self.phase {
             Phase::Waiting { at: t } => at(*t),
+            Phase::Probing(p) => at(p.poll_at()),
             Phase::Searching(s) => {
                 if let Some(t) = s.ladder.poll_timeout() {
                     at(t.saturating_duration_since(base));
@@ -367,6 +410,12 @@ impl ClientNode {
                 if let Some((d, _)) = &s.roaming {
                     at(*d);
                 }
+                if let Some(t) = s.reattach_deadline() {
+                    at(t);
+                }
+                if let Some(t) = s.watch.as_ref().and_then(StreamWatch::poll_timeout) {
+                    at(t.saturating_duration_since(base));
+                }
             }
             Phase::Stopped => {}
         }
@@ -381,6 +430,8 @@ impl ClientNode {
         transfers: &mut [TransferRecord],
     ) -> ClientFx {
         let mut fx = ClientFx::default();
+        self.now_hint = now;
+        self.base_hint = base;
         for _ in 0..64 {
             let mut progress = self.take_inbox(base, now, &mut fx);
             progress |= self.outer.poll(now);
@@ -429,6 +480,9 @@ impl ClientNode {
                     let remote = IpAddr::V4(ip.src);
                     let local = IpAddr::V4(ip.dst);
                     if let Phase::Running(s) = &mut self.phase {
+                        if let Some(w) = s.watch.as_mut() {
+                            w.on_rx(base + now);
+                        }
                         let mut buf = payload.to_vec();
                         let ranges = [(remote, 0..buf.len())];
                         let mut out = [Disposition::Consumed];
@@ -489,7 +543,15 @@ impl ClientNode {
                     None => fx.drops.push("client: UDP port not open"),
                 }
             }
+            Phase::Probing(_) => {
+                self.probe_udp_input(base, now, local, remote, datagram, fx);
+            }
             Phase::Running(s) => {
+                if remote.ip() == s.remote.ip() {
+                    if let Some(w) = s.watch.as_mut() {
+                        w.on_rx(base + now);
+                    }
+                }
                 let nat_t = s.engine_ports();
                 if !nat_t.contains(&local.port()) {
                     fx.drops.push("client: UDP port not open");
@@ -538,10 +600,24 @@ impl ClientNode {
     /// as UDP from the engine's local address.
     fn send_udp(&mut self, local: SocketAddr, remote: SocketAddr, data: &[u8], fx: &mut ClientFx) {
         if let Phase::Running(s) = &mut self.phase {
-            if let Some(st) = s.stream.as_mut() {
-                if remote == s.remote {
-                    st.send(data);
-                    return;
+            if remote == s.remote && s.transport != ClientTransport::Udp {
+                match s.stream.as_mut() {
+                    Some(st) => {
+                        st.send(data);
+                        if let Some(w) = s.watch.as_mut() {
+                            w.on_tx(self.base_hint + self.now_hint);
+                        }
+                    }
+                    // Between a lost stream and its replacement nothing can go out.
+                    None => fx.drops.push("client: stream being re-attached"),
+                }
+                return;
+            }
+        }
+        if let Phase::Running(s) = &mut self.phase {
+            if remote.ip() == s.remote.ip() {
+                if let Some(w) = s.watch.as_mut() {
+                    w.on_tx(self.base_hint + self.now_hint);
                 }
             }
         }
@@ -570,6 +646,11 @@ impl ClientNode {
                 remote,
                 data,
             } => {
+                if let Phase::Running(s) = &mut self.phase {
+                    if let Some(w) = s.watch.as_mut() {
+                        w.on_tx(self.base_hint + self.now_hint);
+                    }
+                }
                 if let (IpAddr::V4(l), IpAddr::V4(r)) = (local, remote) {
                     let id = self.next_ident();
                     let mut p = packet::build_ipv4(l, r, packet::PROTO_ESP, id, &buf[data]);
@@ -616,6 +697,13 @@ impl ClientNode {
                         "client {}: the tunnel's IKE SA is gone; address, routes and DNS removed",
                         self.name
                     ));
+                    if self.gateways.len() > 1 {
+                        // Another entry point may be up: move now rather than wait for this one.
+                        self.entry_failed(base, now);
+                        let why = "the IKE SA with the entry point is gone".to_string();
+                        self.end_session(base, now, End::Reconnect(why), fx);
+                        return;
+                    }
                     if let Phase::Running(s) = &mut self.phase {
                         s.lost_at = Some(now);
                     }
@@ -654,8 +742,10 @@ impl ClientNode {
                         fx.logs.push(record.message);
                     }
                 }
-                // A client has no routes to inject, no cluster, no virtual addresses to claim.
-                Output::RouteAdd { .. }
+                // A client has no routes to inject, no cluster, no virtual addresses to claim,
+                // no Load Sharing releases.
+                Output::WriteTun { .. }
+                | Output::RouteAdd { .. }
                 | Output::RouteDel { .. }
                 | Output::RouteInject { .. }
                 | Output::RouteWithdraw { .. }
@@ -679,15 +769,17 @@ impl ClientNode {
             return;
         };
         let transport = transport_name(s.transport);
-        if !s.assigned {
+        let first = !s.assigned;
+        s.assigned = true;
+        if first {
             fx.logs.push(format!(
                 "client {}: connected over {transport} in {} ms: address {addr}",
                 self.name,
                 now.saturating_sub(s.started).as_millis()
             ));
             self.connected.push((now, transport));
+            self.entry_connected(now, fx);
         }
-        s.assigned = true;
         self.connected_once = true;
         self.backoff = Duration::from_secs(1);
         if self.virtual_addr != Some(addr) {
@@ -707,9 +799,10 @@ impl ClientNode {
                 if now < *at {
                     return false;
                 }
-                self.start_search(base, now, fx);
+                self.begin_round(base, now, fx);
                 true
             }
+            Phase::Probing(_) => self.step_probe(base, now, fx),
             Phase::Searching(_) => self.step_search(base, now, fx),
             Phase::Running(_) => self.step_session(base, now, fx),
         }
@@ -848,11 +941,17 @@ impl ClientNode {
                             .collect::<Vec<_>>()
                             .join("; ");
                         self.abort_search();
-                        self.fail_search(
-                            now,
-                            format!("no transport reached the gateway: {summary}"),
-                            fx,
-                        );
+                        let why = format!("no transport reached the gateway: {summary}");
+                        self.entry_failed(base, now);
+                        if !self.order.is_empty() {
+                            fx.logs.push(format!(
+                                "client {}: entry point {}: {why}",
+                                self.name, self.base.entry_points[self.entry_idx]
+                            ));
+                            self.next_entry(base, now, fx);
+                            return true;
+                        }
+                        self.fail_search(now, why, fx);
                         return true;
                     }
                 }
@@ -1024,6 +1123,7 @@ impl ClientNode {
             "client {}: {name} to {shown_remote} from {shown_local}",
             self.name
         ));
+        let is_stream = stream.is_some();
         self.phase = Phase::Running(Box::new(Session {
             transport,
             engine,
@@ -1035,6 +1135,16 @@ impl ClientNode {
             lost_at: None,
             nat_t_port,
             roaming: None,
+            reattach: None,
+            // A UDP tunnel is watched only when there is another entry point to move to.
+            watch: (is_stream || self.gateways.len() > 1).then(|| {
+                let cfg = if is_stream {
+                    StreamWatchConfig::default()
+                } else {
+                    StreamWatchConfig::datagrams()
+                };
+                StreamWatch::new(cfg, base + now)
+            }),
         }));
         if let Phase::Running(s) = &mut self.phase {
             s.engine.handle_timeout(base + now);
@@ -1046,7 +1156,7 @@ impl ClientNode {
         if !matches!(self.phase, Phase::Running(_)) {
             return false;
         }
-        let mut progress = false;
+        let mut progress = self.step_reattach(base, now, fx);
         let mut closed = None;
         // Read frames, hand them to the engine, write what it queued; until quiet.
         for _ in 0..64 {
@@ -1062,6 +1172,9 @@ impl ClientNode {
                 break;
             }
             progress = true;
+            if let Some(w) = s.watch.as_mut() {
+                w.on_rx(base + now);
+            }
             let (local, remote) = (s.local, s.remote);
             for f in frames {
                 let Phase::Running(s) = &mut self.phase else {
@@ -1093,13 +1206,49 @@ impl ClientNode {
             return progress;
         };
         let name = transport_name(s.transport);
+        let watched = s.assigned && (s.stream.is_some() || s.transport == ClientTransport::Udp);
+        let verdict = match (s.watch.as_mut(), watched) {
+            (Some(w), true) => w.poll(base + now),
+            _ => Verdict::Fine,
+        };
+        let silent = match verdict {
+            Verdict::Fine => None,
+            Verdict::Check => {
+                // Frames went out and none came back: make the engine ask the gateway.
+                s.engine.stream_renewed(base + now);
+                if let Some(w) = s.watch.as_mut() {
+                    w.checked(base + now);
+                }
+                self.drain(base, now, fx);
+                return true;
+            }
+            Verdict::Lost { silent } => Some(silent),
+        };
+        if let (Some(silent), ClientTransport::Udp) = (silent, s.transport) {
+            // Several entry points: this one went silent; the next connection goes elsewhere.
+            let why = format!(
+                "entry point {} silent for {} ms (a check went unanswered)",
+                self.base.entry_points[self.entry_idx],
+                silent.as_millis()
+            );
+            self.entry_failed(base, now);
+            self.end_session(base, now, End::Reconnect(why), fx);
+            return true;
+        }
+        if s.assigned && (closed.is_some() || silent.is_some()) {
+            // RFC 9329: a new stream for the same IKE SA.
+            let why = match closed {
+                Some(why) => format!("{name} stream closed: {why}"),
+                None => format!(
+                    "{name} stream silent for {} ms (a check went unanswered)",
+                    silent.unwrap_or_default().as_millis()
+                ),
+            };
+            self.stream_lost(now, why, fx);
+            return true;
+        }
         let end = if let Some(why) = closed {
-            let why = format!("{name} stream closed: {why}");
-            Some(if s.assigned {
-                End::Reconnect(why)
-            } else {
-                End::Failed(why)
-            })
+            Some(End::Failed(format!("{name} stream closed: {why}")))
         } else if !s.assigned && now >= s.started + ASSIGN_TIMEOUT {
             Some(End::Failed(format!(
                 "no address from the gateway within {} s over {name} (authentication refused or no answer: see the log above)",
@@ -1112,6 +1261,7 @@ impl ClientNode {
                 ROAM_TIMEOUT.as_secs()
             )))
         } else if s.lost_at.is_some_and(|l| now >= l + LOST_GRACE) {
+            self.entry.failed(base + now, self.entry_idx);
             Some(End::Reconnect(format!(
                 "the tunnel was not re-established within {} s",
                 LOST_GRACE.as_secs()
@@ -1137,6 +1287,9 @@ impl ClientNode {
             Phase::Running(mut s) => {
                 if let Some(st) = s.stream.as_mut() {
                     st.finish(&mut self.outer, &mut self.scratch, self.addr);
+                }
+                if let Some(r) = s.reattach.as_mut() {
+                    r.abort(&mut self.outer);
                 }
                 s.assigned
             }

@@ -9,7 +9,10 @@
 //! 4. The node (`profile.node_config` + `rampart_node::Gateway`) and its I/O (TUN, UDP, the
 //!    attached stream) run in the gateway's event loop; the node's
 //!    `VirtualAddress`/`VirtualAddressLost` go to the [`Shell`].
-//! 5. A lost tunnel, a closed stream, a network change or a resume rebuild it (back to 3);
+//! 5. A stream (TCP, TLS) that is reset, ends or goes silent once the tunnel is up is replaced
+//!    by a new one on the same path and the IKE SA re-attached to it ([`super::reattach`]);
+//!    only when that fails is the tunnel rebuilt.
+//!    A lost tunnel, a network change or a resume rebuild it (back to 3);
 //!    on UDP with MOBIKE a network change or a resume moves the tunnel to the new source
 //!    address instead (`Node::roam`, through the event loop), and only a move that cannot
 //!    start, fails or is not answered in [`MOVE_TIMEOUT`] rebuilds it;
@@ -21,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rampart_config::ClientProfile;
+use rampart_connect::stream_watch::Verdict as StreamVerdict;
 use rampart_crypto::Rng;
 use rampart_io::client_command::ClientCommand;
 use rampart_io::runtime::Io;
@@ -31,10 +35,12 @@ use crate::cli::ClientUpArgs;
 use crate::{logging, EXIT_FAILURE};
 
 use super::control::{ControlServer, Shared};
+use super::reattach::{FrameWatch, TrafficWatch};
 use super::roam::{self, PathView, Verdict, Watcher};
 use super::shell::{Shell, ShellConfig};
-use super::status::{unix_now, ClientState, ClientStatus, MoveStatus};
+use super::status::{unix_now, ClientState, ClientStatus, MoveStatus, ReattachStatus};
 use super::transport::{self, Chosen};
+use rampart_connect::entry_points::EntryPoints;
 
 /// How long one attempt may take from the transport being chosen to the address being
 /// assigned, before it counts as failed.
@@ -49,6 +55,9 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// How long a MOBIKE move may wait for the gateway's answer before the tunnel is rebuilt
 /// instead (the engine itself retransmits for much longer).
 pub const MOVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the frame counters of an attached stream are read for its liveness
+/// (`rampart_connect::stream_watch`).
+pub const WATCH_TICK: Duration = Duration::from_millis(50);
 
 pub fn run_foreground(args: &ClientUpArgs) -> ExitCode {
     let profile = match super::load_profile(&args.profile) {
@@ -153,6 +162,19 @@ async fn connect_loop(
     let mut watcher = Watcher::open().map_err(|e| format!("cannot watch the network: {e}"))?;
     let mut connected_once = false;
     let mut backoff = Duration::from_secs(1);
+    let several = profile.entry_points.len() > 1;
+    let mut entries = EntryPoints::new(
+        profile.entry_points.len(),
+        super::mep::selection(profile.selection),
+    );
+    set(shared, |s| {
+        s.entry_points = profile
+            .entry_points
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        s.selection = several.then(|| profile.selection.as_str().to_owned());
+    });
     loop {
         if *stop.borrow() {
             return Ok(());
@@ -162,21 +184,86 @@ async fn connect_loop(
                 return Ok(());
             }
         }
-        let gateway = match transport::resolve(&profile.gateway).await {
-            Ok(ip) => ip,
-            Err(e) if connected_once => {
-                retry(shared, &e, &mut backoff, &mut stop).await;
-                continue;
+        // Multiple Entry Points: the order of this round (one entry without `gateways`).
+        let mut answered = Vec::new();
+        if entries.wants_probe() {
+            let first = tokio::select! {
+                r = super::mep::probe(profile) => r,
+                _ = stop.changed() => return Ok(()),
+            };
+            match first {
+                Some((i, how)) => {
+                    tracing::info!(
+                        "client {}: entry point {} answered first ({how})",
+                        profile.name,
+                        profile.entry_points[i]
+                    );
+                    answered.push(i);
+                }
+                None => tracing::info!(
+                    "client {}: no entry point answered the probe within {} ms; trying them in order",
+                    profile.name,
+                    rampart_connect::entry_points::PROBE_WINDOW.as_millis()
+                ),
             }
-            Err(e) => return Err(e),
-        };
-        set(shared, |s| {
-            s.gateway_address = Some(gateway.to_string());
-            s.transport = None;
-            s.transport_reason = None;
-            s.proxy = None;
-        });
-        let end = attempt(profile, gateway, shell, shared, &mut watcher, &mut stop).await;
+        }
+        let mut end = End::Failed("the profile has no gateway".into());
+        for i in entries.order(Instant::now(), &answered) {
+            let Some(entry_profile) = profile.for_entry_point(i) else {
+                continue;
+            };
+            let entry_name = profile.entry_points[i].to_string();
+            if several {
+                tracing::info!(
+                    "client {}: connecting to entry point {entry_name} ({})",
+                    profile.name,
+                    profile.selection.as_str()
+                );
+            }
+            let gateway = match transport::resolve(&entry_profile.gateway).await {
+                Ok(ip) => ip,
+                Err(e) => {
+                    entries.failed(Instant::now(), i);
+                    end = End::Failed(e);
+                    continue;
+                }
+            };
+            set(shared, |s| {
+                s.gateway = entry_name.clone();
+                s.gateway_address = Some(gateway.to_string());
+                s.entry_point = Some(entry_name.clone());
+                s.transport = None;
+                s.transport_reason = None;
+                s.proxy = None;
+            });
+            end = attempt(
+                &entry_profile,
+                gateway,
+                shell,
+                shared,
+                &mut watcher,
+                &mut stop,
+            )
+            .await;
+            match &end {
+                End::Stop => return Ok(()),
+                End::Failed(why) => {
+                    entries.failed(Instant::now(), i);
+                    if several {
+                        tracing::warn!("client {}: entry point {entry_name}: {why}", profile.name);
+                    }
+                }
+                End::Reconnect(_) => {
+                    // The tunnel was up: record it, and with somewhere else to go, leave this
+                    // entry point for the next round.
+                    entries.connected(i);
+                    if several {
+                        entries.failed(Instant::now(), i);
+                    }
+                    break;
+                }
+            }
+        }
         let connected = shared.lock().map(|s| s.reconnects).unwrap_or(0);
         match end {
             End::Stop => return Ok(()),
@@ -324,13 +411,23 @@ async fn run_node(
     let is_stream = chosen.stream.is_some();
     let movable = !is_stream && profile.mobike;
     let transport = chosen.name();
+    // The stream's ends as the node sees them (a NAT-T path).
+    let stream_ends = (
+        SocketAddr::new(chosen.local.ip(), config.gateway.nat_t_port),
+        SocketAddr::new(chosen.remote.ip(), config.gateway.nat_t_port),
+    );
     if let Some(stream) = chosen.stream {
-        let local = SocketAddr::new(chosen.local.ip(), config.gateway.nat_t_port);
-        let remote = SocketAddr::new(chosen.remote.ip(), config.gateway.nat_t_port);
+        let (local, remote) = stream_ends;
         if let Err(e) = super::attach::attach(&mut io, local, remote, stream, stream_tx) {
             return End::Failed(e);
         }
     }
+    let mut frame_watch =
+        is_stream.then(|| FrameWatch::new(io.streams.client_counters(), Instant::now()));
+    // A UDP tunnel is watched only when another entry point could take over.
+    let mut udp_watch =
+        (!is_stream && profile.entry_points.len() > 1).then(|| TrafficWatch::new(Instant::now()));
+    let plan = chosen.plan.clone();
     let tun_index = io.tun.index();
     let mut node = match Gateway::new(config, Instant::now(), Rng::from_os()) {
         Ok(n) => n,
@@ -391,9 +488,17 @@ async fn run_node(
         let mut moving: Option<(tokio::time::Instant, String, String)> = None;
         let mut local_now = chosen.local.to_string();
         let assign_deadline = tokio::time::Instant::now() + ASSIGN_TIMEOUT;
+        // A re-attach in flight: when the stream was lost and why; its result arrives here.
+        let mut reattaching: Option<(Instant, String)> = None;
+        let (reattach_tx, mut reattached) =
+            mpsc::unbounded_channel::<Result<(rampart_connect::Connected, u32), String>>();
+        let mut watch_tick = tokio::time::interval(WATCH_TICK);
+        watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let result = loop {
             let lost_deadline = lost_at.map(|t| t + LOST_GRACE);
             let move_deadline = moving.as_ref().map(|m| m.0);
+            // A lost stream of a connected tunnel: a new one on the same path (RFC 9329).
+            let mut lost_stream: Option<String> = None;
             tokio::select! {
                 Some(out) = outputs.recv() => match out {
                     Output::VirtualAddress { reply, .. } => {
@@ -402,6 +507,19 @@ async fn run_node(
                             break End::Failed(format!("cannot apply the assignment: {e}"));
                         }
                         if !assigned {
+                            set(shared, |s| {
+                                let now = s.entry_point.clone();
+                                if s.connected_entry_point.is_some() && s.connected_entry_point != now {
+                                    s.entry_point_changes += 1;
+                                    tracing::info!(
+                                        "client {}: moved from entry point {} to {} (a new IKE SA there)",
+                                        profile.name,
+                                        s.connected_entry_point.as_deref().unwrap_or("-"),
+                                        now.as_deref().unwrap_or("-")
+                                    );
+                                }
+                                s.connected_entry_point = now;
+                            });
                             tracing::info!(
                                 "client {}: connected over {transport} in {} ms: address {}",
                                 profile.name,
@@ -442,6 +560,10 @@ async fn run_node(
                     }
                     Output::VirtualAddressLost { .. } => {
                         tracing::warn!("client {}: the tunnel's IKE SA is gone; address, routes and DNS removed", profile.name);
+                        if profile.entry_points.len() > 1 {
+                            // Another entry point may be up: move now.
+                            break End::Reconnect("the IKE SA with the entry point is gone".into());
+                        }
                         shell.lost().await;
                         set(shared, |s| s.set_state(ClientState::Reconnecting));
                         lost_at = Some(tokio::time::Instant::now());
@@ -449,7 +571,96 @@ async fn run_node(
                     _ => {}
                 },
                 Some(reason) = stream_closed.recv() => {
-                    break reconnect_or_fail(assigned, format!("{transport} stream closed: {reason}"));
+                    let why = format!("{transport} stream closed: {reason}");
+                    match (&plan, assigned) {
+                        (Some(_), true) => lost_stream = Some(why),
+                        _ => break reconnect_or_fail(assigned, why),
+                    }
+                }
+                _ = watch_tick.tick(), if (frame_watch.is_some() || udp_watch.is_some()) && assigned && reattaching.is_none() => {
+                    let now = Instant::now();
+                    let verdict = match (frame_watch.as_mut(), udp_watch.as_mut()) {
+                        (Some(w), _) => Some(w.tick(now)),
+                        (None, Some(w)) => {
+                            let (reply, answer) = tokio::sync::oneshot::channel();
+                            if command_tx.send(ClientCommand::Traffic { reply }).is_err() {
+                                break End::Failed("the event loop stopped".into());
+                            }
+                            let traffic = answer.await.ok().flatten();
+                            Some(w.tick(now, traffic))
+                        }
+                        (None, None) => None,
+                    };
+                    match verdict {
+                        Some(StreamVerdict::Check) => {
+                            let (reply, answer) = tokio::sync::oneshot::channel();
+                            if command_tx.send(ClientCommand::CheckStream { reply }).is_ok() {
+                                let _ = answer.await;
+                            }
+                            if let Some(w) = frame_watch.as_mut() {
+                                w.watch.checked(now);
+                            }
+                            if let Some(w) = udp_watch.as_mut() {
+                                w.watch.checked(now);
+                            }
+                            tracing::debug!("client {}: {transport} tunnel quiet; checking it", profile.name);
+                        }
+                        Some(StreamVerdict::Lost { silent }) if udp_watch.is_some() => {
+                            break End::Reconnect(format!(
+                                "entry point {} silent for {} ms (a check went unanswered)",
+                                profile.gateway,
+                                silent.as_millis()
+                            ));
+                        }
+                        Some(StreamVerdict::Lost { silent }) => {
+                            lost_stream = Some(format!(
+                                "{transport} stream silent for {} ms (a check went unanswered)",
+                                silent.as_millis()
+                            ));
+                        }
+                        _ => {}
+                    }
+                }
+                Some(result) = reattached.recv() => {
+                    let Some((lost_time, why)) = reattaching.take() else { continue };
+                    match result {
+                        Ok((c, attempts)) => {
+                            let path = c.path.to_string();
+                            let (local, remote) = stream_ends;
+                            let (reply, answer) = tokio::sync::oneshot::channel();
+                            let sent = command_tx.send(ClientCommand::Reattach {
+                                local,
+                                remote,
+                                stream: Box::new(c.stream),
+                                reply,
+                            });
+                            if sent.is_err() {
+                                break End::Failed("the event loop stopped".into());
+                            }
+                            let renewed = answer.await.unwrap_or_default();
+                            let took = lost_time.elapsed();
+                            if let Some(w) = frame_watch.as_mut() {
+                                w.restart(Instant::now());
+                            }
+                            tracing::info!(
+                                "client {}: IKE SA re-attached on a new {transport} stream in {} ms after {attempts} attempt(s) ({path}; {})",
+                                profile.name,
+                                took.as_millis(),
+                                renewed.iter().map(|(p, r)| format!("{p}: {r:?}")).collect::<Vec<_>>().join(", ")
+                            );
+                            set(shared, |s| {
+                                s.stream_reattaches += 1;
+                                s.last_reattach = Some(ReattachStatus {
+                                    reason: why,
+                                    took_ms: took.as_millis() as u64,
+                                    attempts,
+                                    at_unix: unix_now(),
+                                });
+                                s.set_state(ClientState::Connected);
+                            });
+                        }
+                        Err(e) => break End::Reconnect(format!("{why}; {e}")),
+                    }
                 }
                 nudge = watcher.next(Some(tun_index)) => {
                     let now = shell.system().route_to(chosen.remote.ip()).await.ok().map(|(r, source)| PathView { via: r.via, dev: r.dev, source });
@@ -491,6 +702,18 @@ async fn run_node(
                 () = sleep_opt(lost_deadline) => {
                     break End::Reconnect(format!("the tunnel was not re-established within {} s", LOST_GRACE.as_secs()));
                 }
+            }
+            if let (Some(why), Some(plan), None) = (lost_stream, &plan, &reattaching) {
+                tracing::warn!(
+                    "client {}: {why}; re-attaching the IKE SA on a new {transport} stream",
+                    profile.name
+                );
+                let lost_time = Instant::now();
+                reattaching = Some((lost_time, why));
+                let (plan, tx) = (plan.clone(), reattach_tx.clone());
+                tokio::spawn(async move {
+                    let _ = tx.send(super::reattach::connect_again(&plan, lost_time).await);
+                });
             }
         };
         let _ = end_tx.send(());

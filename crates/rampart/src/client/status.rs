@@ -54,6 +54,19 @@ pub struct MoveStatus {
     pub at_unix: u64,
 }
 
+/// A stream re-attach (RFC 9329): the stream was lost and the IKE SA continued on a new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReattachStatus {
+    /// Why the old stream counted as lost (reset, end, silent).
+    pub reason: String,
+    /// From the loss to the new stream carrying the IKE SA, in milliseconds.
+    pub took_ms: u64,
+    /// Connection attempts it took.
+    pub attempts: u32,
+    /// Unix time it completed.
+    pub at_unix: u64,
+}
+
 /// The document the control socket answers to `status`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientStatus {
@@ -96,6 +109,26 @@ pub struct ClientStatus {
     /// The last such move.
     #[serde(default)]
     pub last_move: Option<MoveStatus>,
+    /// Times the stream (TCP, TLS) was lost and the IKE SA re-attached on a new one instead
+    /// of a rebuild (same IKE SA, same address), and the last of them.
+    #[serde(default)]
+    pub stream_reattaches: u64,
+    #[serde(default)]
+    pub last_reattach: Option<ReattachStatus>,
+    /// Multiple entry points: the profile's gateways in order (one entry without
+    /// `gateways`), how one is chosen (`first-to-respond`, `primary-backup`; `None` with one
+    /// gateway), the one in use, and how often the client moved to another one.
+    #[serde(default)]
+    pub entry_points: Vec<String>,
+    #[serde(default)]
+    pub selection: Option<String>,
+    #[serde(default)]
+    pub entry_point: Option<String>,
+    #[serde(default)]
+    pub entry_point_changes: u64,
+    /// The entry point of the last tunnel that got an address (to count changes; not shown).
+    #[serde(skip)]
+    pub connected_entry_point: Option<String>,
     /// Why the last attempt or the last tunnel failed.
     pub last_error: Option<String>,
     /// The TUN MTU path-MTU discovery set (`None`: the profile's `mtu`), and why
@@ -133,6 +166,13 @@ impl ClientStatus {
             reconnects: 0,
             moves: 0,
             last_move: None,
+            stream_reattaches: 0,
+            last_reattach: None,
+            entry_points: vec![gateway.to_owned()],
+            selection: None,
+            entry_point: None,
+            entry_point_changes: 0,
+            connected_entry_point: None,
             last_error: None,
             tunnel_mtu: None,
             tunnel_mtu_reason: None,
@@ -239,6 +279,22 @@ pub fn render(s: &ClientStatus) -> String {
             s.moves, m.from, m.to, m.reason
         );
     }
+    if let Some(r) = &s.last_reattach {
+        let _ = writeln!(
+            out,
+            "  re-attached {} times (new stream, same IKE SA); last in {} ms, {} attempt(s) ({})",
+            s.stream_reattaches, r.took_ms, r.attempts, r.reason
+        );
+    }
+    if let Some(sel) = &s.selection {
+        let _ = writeln!(
+            out,
+            "  entry points {}  ({sel}; in use {}, changes {})",
+            s.entry_points.join(" "),
+            s.entry_point.as_deref().unwrap_or("-"),
+            s.entry_point_changes
+        );
+    }
     if let Some(e) = &s.last_error {
         let _ = writeln!(out, "  last error {e}");
     }
@@ -288,6 +344,12 @@ mod tests {
             "reconnects",
             "moves",
             "last_move",
+            "stream_reattaches",
+            "last_reattach",
+            "entry_points",
+            "selection",
+            "entry_point",
+            "entry_point_changes",
             "last_error",
         ] {
             assert!(v.get(key).is_some(), "{key}");

@@ -31,6 +31,9 @@ pub struct Chosen {
     pub proxy: Option<String>,
     /// Why this transport: shown in the status.
     pub reason: String,
+    /// How the stream was connected (for TCP and TLS): a lost stream is replaced on the same
+    /// path (see `super::reattach`).
+    pub plan: Option<rampart_connect::ConnectPlan>,
 }
 
 impl Chosen {
@@ -42,6 +45,7 @@ impl Chosen {
             stream: None,
             proxy: None,
             reason: "UDP first".into(),
+            plan: None,
         }
     }
 
@@ -244,6 +248,7 @@ pub async fn run_ladder(
     let choice = drive::run(config, &targets)
         .await
         .map_err(|e| e.to_string())?;
+    let plan = drive::stream_plan(&choice.rung, &targets).ok();
     Ok(match choice.won {
         Won::Udp(_) => Chosen {
             reason: choice.why,
@@ -266,6 +271,7 @@ pub async fn run_ladder(
             proxy: c.path.proxy.as_ref().map(|(p, _)| p.clone()),
             reason: format!("{}; {}", choice.why, c.path),
             stream: Some(Box::new(c.stream)),
+            plan,
         },
     })
 }
