@@ -47,6 +47,7 @@ fn config(id: u8) -> ClusterConfig {
                 id: m,
                 sync_address: addr(m),
                 priority: 300 - u16::from(m) * 100,
+                extra_sync_addresses: Vec::new(),
             })
             .collect(),
         switch_back: false,
@@ -61,6 +62,8 @@ fn config(id: u8) -> ClusterConfig {
         retransmit_queue: DEFAULT_RETRANSMIT_QUEUE,
         takeover_margin: 16384,
         esp_sync_interval: Duration::from_millis(100),
+        load_sharing: None,
+        sync_link_hold_down: rampart_cluster::DEFAULT_SYNC_LINK_HOLD_DOWN,
     }
 }
 
@@ -68,7 +71,7 @@ fn config(id: u8) -> ClusterConfig {
 fn deliver(from: &mut Cluster, to: &mut Cluster, now: Instant) {
     let src = from.config().me().sync_address;
     while let Some(mut t) = from.poll_transmit() {
-        let _ = to.handle_datagram(now, src, &mut t.data);
+        let _ = to.handle_datagram(now, t.link, src, &mut t.data);
     }
 }
 

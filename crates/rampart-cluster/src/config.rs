@@ -8,6 +8,11 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
+use crate::{
+    TimeoutPolicy, DEFAULT_HOLD_DOWN, DEFAULT_HOLD_TIMEOUT, DEFAULT_MAX_HOLDS, DEFAULT_MAX_PENDING,
+    DEFAULT_UPDATE_TIMEOUT,
+};
+
 /// A member's id inside its cluster: 1..=5. It also goes into the top bits of every SPI and
 /// connection id the member allocates, so members never collide.
 pub type MemberId = u8;
@@ -20,12 +25,80 @@ pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_millis(100);
 pub const DEFAULT_DEAD_AFTER: u32 = 3;
 /// Default bound of the retransmit queue, in records.
 pub const DEFAULT_RETRANSMIT_QUEUE: usize = 131_072;
+/// Default kernel routing table a Load Sharing member (routed distribution) injects its
+/// protected prefixes and virtual addresses into while it is in sync.
+pub const DEFAULT_ANNOUNCE_TABLE: u32 = 202;
+/// Default time a recovered, more preferred sync link must stay alive before the delta stream
+/// moves back to it.
+pub const DEFAULT_SYNC_LINK_HOLD_DOWN: Duration = DEFAULT_HOLD_DOWN;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ClusterMode {
     /// One active member owns every virtual address; the others are standby.
     HighAvailability,
+    /// Every member that is up and in sync carries traffic: each pushes its own delta stream
+    /// and applies every other member's. The member the election picks is the *pivot* (it owns
+    /// the virtual addresses in unicast distribution and serves full syncs).
+    LoadSharing,
+}
+
+/// How traffic reaches the members of a Load Sharing cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Distribution {
+    /// Every member announces the protected prefixes and virtual addresses as routes (ECMP
+    /// upstream): any member may receive any packet (non-sticky connections; Flush-and-Ack).
+    Routed,
+    /// The pivot owns the virtual addresses and hands each flow it does not own to the
+    /// rendezvous owner over the sync link.
+    Unicast,
+}
+
+/// Load Sharing settings (`[cluster] mode = "load-sharing"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadSharingConfig {
+    pub distribution: Distribution,
+    /// Hold the packet that creates a synced connection until every other member up has its
+    /// records (routed distribution only: in unicast only the owner sees a flow).
+    pub flush_ack: bool,
+    /// Longest a packet is held; members that have not acknowledged by then are declared down.
+    pub hold_timeout: Duration,
+    /// Most packets held at once; beyond, packets are released at once (counted).
+    pub max_holds: usize,
+    /// What happens to a packet whose hold times out.
+    pub hold_timeout_action: TimeoutPolicy,
+    /// Longest an orphan packet waits for the answers to its update request.
+    pub update_timeout: Duration,
+    /// Most orphan packets waiting at once.
+    pub max_pending_updates: usize,
+    /// The node checks TCP handshake sequence numbers across members.
+    pub enhanced_handshake: bool,
+    /// Kernel routing table of the routes announced in routed distribution.
+    pub announce_table: u32,
+}
+
+impl Default for LoadSharingConfig {
+    fn default() -> Self {
+        LoadSharingConfig {
+            distribution: Distribution::Routed,
+            flush_ack: true,
+            hold_timeout: DEFAULT_HOLD_TIMEOUT,
+            max_holds: DEFAULT_MAX_HOLDS,
+            hold_timeout_action: TimeoutPolicy::Release,
+            update_timeout: DEFAULT_UPDATE_TIMEOUT,
+            max_pending_updates: DEFAULT_MAX_PENDING,
+            enhanced_handshake: false,
+            announce_table: DEFAULT_ANNOUNCE_TABLE,
+        }
+    }
+}
+
+impl LoadSharingConfig {
+    /// Whether first packets are held (Flush-and-Ack on and routed distribution).
+    pub fn holds(&self) -> bool {
+        self.flush_ack && self.distribution == Distribution::Routed
+    }
 }
 
 /// One member as every member knows it.
@@ -36,6 +109,19 @@ pub struct MemberConfig {
     pub sync_address: SocketAddr,
     /// Higher wins the active role; equal priorities are ordered by lower member id.
     pub priority: u16,
+    /// Its addresses on the redundant sync networks: links 1.. in preference order (link 0 is
+    /// `sync_address`). Every member lists the same number.
+    pub extra_sync_addresses: Vec<SocketAddr>,
+}
+
+impl MemberConfig {
+    /// Its address on sync link `link` (0 is `sync_address`); `None` beyond its links.
+    pub fn link_address(&self, link: usize) -> Option<SocketAddr> {
+        match link {
+            0 => Some(self.sync_address),
+            l => self.extra_sync_addresses.get(l - 1).copied(),
+        }
+    }
 }
 
 /// An address the active member owns on one of its interfaces.
@@ -106,6 +192,12 @@ pub struct ClusterConfig {
     pub takeover_margin: u64,
     /// How often the active member sends the ESP counters and replay windows of its tunnels.
     pub esp_sync_interval: Duration,
+    /// Load Sharing settings; `None` in high availability (in Load Sharing `None` means the
+    /// defaults).
+    pub load_sharing: Option<LoadSharingConfig>,
+    /// How long a recovered, more preferred sync link must stay alive before the delta stream
+    /// moves back to it.
+    pub sync_link_hold_down: Duration,
 }
 
 impl ClusterConfig {

@@ -30,13 +30,20 @@ use crate::recv::{Accept, RecvStream};
 use crate::replay::ReplayWindow;
 use crate::send::SendStream;
 use crate::wire::{
-    self, AckEntry, DataReader, Header, Heartbeat, MsgType, HEADER_LEN, MAX_DATAGRAM,
+    self, AckEntry, DataReader, Header, Heartbeat, MsgType, UpdateQuery, HEADER_LEN, MAX_DATAGRAM,
     MAX_PLAINTEXT, MAX_RECORD_BODY, TAG_LEN,
 };
 use crate::{
-    ClusterConfig, ClusterStatus, DeltaRecord, MemberId, MemberState, MemberStatus, PeerSyncStats,
-    RecordKind, Role, SyncStats, VipStatus,
+    ClusterConfig, ClusterMode, ClusterStatus, DeltaRecord, FlushAck, FlushAckConfig, LinkId,
+    LinkInput, LoadSharingConfig, LoadSharingStatus, MemberId, MemberSet, MemberState,
+    MemberStatus, OwnershipKey, OwnershipMap, PeerSyncStats, RecordKind, Rendezvous, Role,
+    SyncLinks, SyncLinksConfig, SyncStats, UpdateRequestConfig, UpdateRequests, VipStatus,
+    MAX_SYNC_LINKS,
 };
+
+mod ls;
+
+pub use ls::{Forwarded, HoldOutcome, Released, UpdateOutcome, UpdateQueryIn, MAX_FORWARD_PACKET};
 
 /// Longest a pushed record waits for more records to share its datagram.
 pub const FLUSH_DELAY: Duration = Duration::from_millis(1);
@@ -59,9 +66,12 @@ const TAIL_PROBE_MIN: Duration = Duration::from_millis(5);
 /// `next_seq` lets the receiver NACK whatever is still missing.
 const MAX_TAIL_PROBES: u8 = 2;
 
-/// A datagram to send from the member's sync address (UDP).
+/// A datagram to send (UDP) from this member's address on sync link `link` (link 0:
+/// `sync_address`, then `extra_sync_addresses` in order) to `remote`, the peer's address on
+/// the same link.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {
+    pub link: LinkId,
     pub remote: SocketAddr,
     pub data: Vec<u8>,
 }
@@ -86,7 +96,9 @@ pub enum ClusterEvent {
         member: MemberId,
         address: SocketAddr,
     },
-    /// A member came up or went down (for logs).
+    /// A member came up or went down. A member that restarts (a new boot id while it was
+    /// alive) raises `MemberDown` then `MemberUp`: what it had (its stream positions, its
+    /// acknowledgements, in Load Sharing the state it owned) belongs to its previous life.
     MemberUp {
         member: MemberId,
     },
@@ -132,7 +144,8 @@ pub enum SwitchoverError {
 /// Another member as this one knows it.
 struct Peer {
     id: MemberId,
-    addr: SocketAddr,
+    /// Its address per sync link (index: link id); `None` beyond the links it has.
+    addrs: [Option<SocketAddr>; MAX_SYNC_LINKS],
     last_heard: Option<Instant>,
     alive: bool,
     /// As announced in its last heartbeat.
@@ -157,6 +170,9 @@ struct Peer {
     idle_ack_at: Option<Instant>,
     /// Its cumulative ack of our stream (this boot); `None` until it reports one.
     acked: Option<u64>,
+    /// Flush-and-Ack declared it down (it did not acknowledge a hold in time): holds do not
+    /// wait for it until it has acknowledged everything we sent, or comes back from dead.
+    fa_declared: bool,
     stats: PeerSyncStats,
 }
 
@@ -225,6 +241,11 @@ struct Counters {
     nacks_received: u64,
     lost: u64,
     resyncs: u64,
+    forwarded_sent: u64,
+    forwarded_received: u64,
+    forwarded_dropped: u64,
+    update_queries_answered: u64,
+    update_queries_dropped: u64,
     full_syncs_served: u64,
     full_syncs_received: u64,
     dropped_auth: u64,
@@ -281,6 +302,38 @@ pub struct Cluster {
     records: VecDeque<DeltaRecord>,
     logged_sources: Vec<SocketAddr>,
     c: Counters,
+    /// The latest `now` given to any call (for outputs produced by calls without a clock).
+    last_now: Instant,
+    /// Number of sync links (1 + this member's `extra_sync_addresses`, at most
+    /// [`MAX_SYNC_LINKS`]).
+    n_links: usize,
+    /// Which link carries the delta stream to each peer.
+    links: SyncLinks,
+    /// Load Sharing: the resolved settings (defaults when the mode is Load Sharing and the
+    /// config has none); `None` in high availability.
+    ls: Option<LoadSharingConfig>,
+    /// Flush-and-Ack (Load Sharing with `holds()`).
+    fa: Option<FlushAck>,
+    /// Update requests this member asks (Load Sharing).
+    ur: Option<UpdateRequests>,
+    /// Members up and in sync (this one included when it is), as last computed; the
+    /// rendezvous hash and the ownership map follow it.
+    up: MemberSet,
+    rendezvous: Rendezvous,
+    ownership: OwnershipMap,
+    released: VecDeque<Released>,
+    resolved: VecDeque<(crate::PacketHandle, crate::FlowKey, crate::Resolution)>,
+    queries_in: VecDeque<UpdateQueryIn>,
+    forwarded: VecDeque<Forwarded>,
+    /// Queries to send (batched per peer at the end of the call that produced them).
+    asks: Vec<(UpdateQuery, MemberSet)>,
+    /// Reused decode buffers of update requests and answers.
+    scratch_queries: Vec<UpdateQuery>,
+    scratch_answers: Vec<crate::UpdateAnswerEntry>,
+    /// Key of the last record pushed (names a `Found` answer's record).
+    last_pushed_key: u64,
+    /// A forwarded packet was refused and logged (once, until one is sent again).
+    logged_forward_drop: bool,
 }
 
 impl Cluster {
@@ -297,7 +350,7 @@ impl Cluster {
             .filter(|m| m.id != me)
             .map(|m| Peer {
                 id: m.id,
-                addr: m.sync_address,
+                addrs: std::array::from_fn(|l| m.link_address(l)),
                 last_heard: None,
                 alive: false,
                 state: MemberState::Init,
@@ -309,11 +362,12 @@ impl Cluster {
                 boot: None,
                 key: None,
                 replay: ReplayWindow::default(),
-                rx: RecvStream::default(),
+                rx: RecvStream::new(m.id),
                 last_prompt_ack: None,
                 prompt_ack_at: None,
                 idle_ack_at: None,
                 acked: None,
+                fa_declared: false,
                 stats: PeerSyncStats {
                     id: m.id,
                     ..PeerSyncStats::default()
@@ -322,6 +376,47 @@ impl Cluster {
             .collect();
         let dead_time = config.heartbeat_interval * config.dead_after.max(1);
         let send = SendStream::new(config.retransmit_queue);
+        let n_links = (1 + config.me().extra_sync_addresses.len()).min(MAX_SYNC_LINKS);
+        let others: Vec<MemberId> = config
+            .members
+            .iter()
+            .map(|m| m.id)
+            .filter(|&id| id != me)
+            .collect();
+        let links = SyncLinks::new(
+            SyncLinksConfig {
+                links: (0..n_links)
+                    .map(|l| {
+                        config
+                            .me()
+                            .link_address(l)
+                            .map_or_else(|| format!("link{l}"), |a| a.to_string())
+                    })
+                    .collect(),
+                dead_after: dead_time,
+                hold_down: config.sync_link_hold_down,
+            },
+            &others,
+        )
+        .expect("1 to MAX_SYNC_LINKS links");
+        let ls = match config.mode {
+            ClusterMode::HighAvailability => None,
+            ClusterMode::LoadSharing => Some(config.load_sharing.unwrap_or_default()),
+        };
+        let fa = ls.filter(|l| l.holds()).map(|l| {
+            FlushAck::new(FlushAckConfig {
+                hold_timeout: l.hold_timeout,
+                max_holds: l.max_holds,
+                on_timeout: l.hold_timeout_action,
+            })
+        });
+        let ur = ls.map(|l| {
+            UpdateRequests::new(UpdateRequestConfig {
+                timeout: l.update_timeout,
+                max_pending: l.max_pending_updates,
+            })
+        });
+        let ownership_key = OwnershipKey::derive(&config.auth.secret, &config.name);
         Cluster {
             me,
             priority,
@@ -358,6 +453,24 @@ impl Cluster {
             records: VecDeque::new(),
             logged_sources: Vec::new(),
             c: Counters::default(),
+            last_now: now,
+            n_links,
+            links,
+            ls,
+            fa,
+            ur,
+            up: MemberSet::EMPTY,
+            rendezvous: Rendezvous::new(&ownership_key, []),
+            ownership: OwnershipMap::new(config.members.iter().map(|m| m.id)),
+            released: VecDeque::new(),
+            resolved: VecDeque::new(),
+            queries_in: VecDeque::new(),
+            forwarded: VecDeque::new(),
+            asks: Vec::new(),
+            scratch_queries: Vec::with_capacity(crate::MAX_UPDATE_ENTRIES),
+            scratch_answers: Vec::with_capacity(crate::MAX_UPDATE_ENTRIES),
+            last_pushed_key: 0,
+            logged_forward_drop: false,
             config,
         }
     }
@@ -376,18 +489,23 @@ impl Cluster {
         self.generation
     }
 
-    /// A datagram received on the sync socket; decrypted in place in `buf`.
+    /// A datagram received on the sync socket of link `link` (0: `sync_address`); decrypted
+    /// in place in `buf`. Whichever link brings a datagram, its sender's stream is one: each
+    /// sequence number is delivered once, in order.
     pub fn handle_datagram(
         &mut self,
         now: Instant,
+        link: LinkId,
         from: SocketAddr,
         buf: &mut [u8],
     ) -> Result<(), DropReason> {
-        let result = self.process(now, buf);
+        self.last_now = now;
+        let len = buf.len();
+        let result = self.process(now, link, buf);
         match result {
             Ok(()) => {
                 self.c.datagrams_received += 1;
-                self.c.bytes_received += buf.len() as u64;
+                self.c.bytes_received += len as u64;
             }
             Err(reason) => {
                 match reason {
@@ -404,10 +522,11 @@ impl Cluster {
                 }
             }
         }
+        self.after_input(now);
         result
     }
 
-    fn process(&mut self, now: Instant, buf: &mut [u8]) -> Result<(), DropReason> {
+    fn process(&mut self, now: Instant, link: LinkId, buf: &mut [u8]) -> Result<(), DropReason> {
         let header = Header::parse(buf).ok_or(DropReason::Malformed)?;
         if buf.len() < HEADER_LEN + TAG_LEN {
             return Err(DropReason::Malformed);
@@ -463,6 +582,17 @@ impl Cluster {
         }
         self.peers[pi].replay.commit(header.counter);
         self.heard(now, pi);
+        let ack = self.peers[pi].acked;
+        self.links.handle(
+            now,
+            LinkInput::Received {
+                member: header.sender,
+                link,
+                bytes: buf.len(),
+                ack,
+            },
+        );
+        self.drain_links(now);
         let msg = &buf[HEADER_LEN..HEADER_LEN + plain_len];
         match header.ty {
             MsgType::Heartbeat => {
@@ -470,6 +600,17 @@ impl Cluster {
                 self.on_heartbeat(now, pi, hb);
             }
             MsgType::Data => self.on_data(now, pi, msg)?,
+            MsgType::Flush => {
+                self.on_data(now, pi, msg)?;
+                // Flush-and-Ack waits for this ack: send it now, not at the end of the burst.
+                self.send_ack(now, pi);
+            }
+            MsgType::UpdateRequest if self.ls.is_some() => self.on_update_request(now, pi, msg)?,
+            MsgType::UpdateAnswer if self.ls.is_some() => self.on_update_answer(now, pi, msg)?,
+            MsgType::Forward if self.ls.is_some() => self.on_forward(pi, msg)?,
+            MsgType::UpdateRequest | MsgType::UpdateAnswer | MsgType::Forward => {
+                return Err(DropReason::Malformed)
+            }
             MsgType::Ack => {
                 let entry = wire::read_ack(msg).ok_or(DropReason::Malformed)?;
                 if entry.peer == self.me {
@@ -492,9 +633,12 @@ impl Cluster {
         Ok(())
     }
 
-    /// A peer restarted (or is heard for the first time): its stream starts over.
+    /// A peer restarted (or is heard for the first time): its stream starts over. A restart
+    /// of a live member is reported as `MemberDown` then `MemberUp` (to the node and to the
+    /// Load Sharing machines: its acks and stream positions belong to its previous boot).
     fn new_peer_boot(&mut self, pi: usize, boot: u64, key: DatagramKey) {
         let restarted = self.peers[pi].boot.is_some();
+        let was_alive = self.peers[pi].alive;
         let p = &mut self.peers[pi];
         p.boot = Some(boot);
         p.key = Some(key);
@@ -504,16 +648,31 @@ impl Cluster {
         p.prompt_ack_at = None;
         p.idle_ack_at = None;
         p.rejoined = false;
+        p.fa_declared = false;
         let id = p.id;
         if restarted {
             self.log(format!("cluster member {id} restarted"));
+            if was_alive {
+                self.events
+                    .push_back(ClusterEvent::MemberDown { member: id });
+                self.member_down_ls(id);
+                self.events.push_back(ClusterEvent::MemberUp { member: id });
+                self.member_up_ls(id);
+            }
             if self.sync.as_ref().is_some_and(|s| s.member == id) {
                 // Its snapshot and stream belong to the old boot.
                 self.sync = None;
+                for p in &mut self.peers {
+                    p.rx.hold = None;
+                }
             }
             if self.following == Some(id) && self.state != MemberState::Active {
                 self.following = None;
-                self.synced = false;
+                // In Load Sharing every member holds everything: the pivot's restart does not
+                // make this member's tables stale.
+                if self.ls.is_none() {
+                    self.synced = false;
+                }
             }
         }
     }
@@ -523,8 +682,10 @@ impl Cluster {
         p.last_heard = Some(now);
         if !p.alive {
             p.alive = true;
+            p.fa_declared = false;
             let member = p.id;
             self.events.push_back(ClusterEvent::MemberUp { member });
+            self.member_up_ls(member);
         }
     }
 
@@ -613,6 +774,9 @@ impl Cluster {
         }
         let p = &mut self.peers[pi];
         p.acked = Some(p.acked.map_or(next, |a| a.max(next)));
+        let (member, acked) = (p.id, p.acked.unwrap_or(next));
+        self.ack_ls(now, pi, member, acked);
+        let p = &mut self.peers[pi];
         if next < self.send.base {
             // It misses records we no longer have: tell it, it resyncs.
             let (to, resume_at) = (p.id, self.send.base);
@@ -681,7 +845,9 @@ impl Cluster {
             let start = from.max(p.acked.unwrap_or(0)).max(self.send.base);
             let end = to.min(self.send.sent_upto);
             if start < end {
-                self.pack(now, start, end, Some(pi));
+                // With Flush-and-Ack a probe asks for the ack at once (a hold waits on it).
+                let flush = self.fa.is_some();
+                self.pack_as(now, start, end, Some(pi), flush);
             }
         }
         let pto = self.tail_pto();
@@ -695,7 +861,9 @@ impl Cluster {
     fn on_lost(&mut self, now: Instant, pi: usize, resume_at: u64) {
         let id = self.peers[pi].id;
         let missing = self.peers[pi].rx.skip_to(&mut self.records, resume_at);
-        let follows = self.following == Some(id)
+        // In Load Sharing every member's stream is applied: a loss in any of them resyncs.
+        let follows = self.ls.is_some()
+            || self.following == Some(id)
             || (self.following.is_none() && self.peers[pi].state == MemberState::Active);
         if missing > 0 && self.synced && self.state != MemberState::Active && follows {
             self.c.lost += missing;
@@ -779,8 +947,7 @@ impl Cluster {
         let (mut buf, counter) = self.begin(ty, 128);
         write(&mut buf);
         self.tx_key.seal(counter, &mut buf, HEADER_LEN);
-        let remote = self.peers[pi].addr;
-        self.emit(remote, buf);
+        self.emit_routed(pi, buf, 0);
     }
 
     fn begin(&mut self, ty: MsgType, capacity: usize) -> (Vec<u8>, u64) {
@@ -796,17 +963,51 @@ impl Cluster {
         (buf, self.tx_counter)
     }
 
-    fn emit(&mut self, remote: SocketAddr, data: Vec<u8>) {
+    /// The link that carries our stream to peer `pi` and its address there: the route
+    /// [`SyncLinks`] chose, or link 0 when the peer has no address on it.
+    fn route(&self, pi: usize) -> (LinkId, SocketAddr) {
+        let p = &self.peers[pi];
+        let link = self.links.route(p.id).unwrap_or(0);
+        match p.addrs.get(usize::from(link)).copied().flatten() {
+            Some(a) => (link, a),
+            None => (0, p.addrs[0].expect("link 0 is the sync address")),
+        }
+    }
+
+    /// Sends `data` to peer `pi` on its route; `records` delta records it carries.
+    fn emit_routed(&mut self, pi: usize, data: Vec<u8>, records: u64) {
+        let (link, remote) = self.route(pi);
+        self.emit(pi, link, remote, data, records);
+    }
+
+    fn emit(&mut self, pi: usize, link: LinkId, remote: SocketAddr, data: Vec<u8>, records: u64) {
         self.c.datagrams_sent += 1;
         self.c.bytes_sent += data.len() as u64;
-        self.transmits.push_back(Transmit { remote, data });
+        let member = self.peers[pi].id;
+        self.links.handle(
+            self.last_now,
+            LinkInput::Sent {
+                member,
+                link,
+                bytes: data.len(),
+                records,
+            },
+        );
+        self.transmits.push_back(Transmit { link, remote, data });
     }
 
     /// Sends records `from..to` in as few datagrams as fit, to `only` or every live peer.
     fn pack(&mut self, now: Instant, from: u64, to: u64, only: Option<usize>) {
+        self.pack_as(now, from, to, only, false);
+    }
+
+    /// [`Cluster::pack`]; with `flush` the last datagram is a flush (type 6): its receivers
+    /// acknowledge at once.
+    fn pack_as(&mut self, now: Instant, from: u64, to: u64, only: Option<usize>, flush: bool) {
         let mut seq = from;
         while seq < to {
             let first = seq;
+            // Type decided once the datagram's end is known; the header byte is patched below.
             let (mut buf, counter) = self.begin(MsgType::Data, MAX_PLAINTEXT);
             wire::put_varint(&mut buf, seq);
             let mut prev_key = 0;
@@ -822,27 +1023,27 @@ impl Cluster {
                 seq += 1;
                 count += 1;
             }
+            if flush && seq >= to {
+                wire::set_msg_type(&mut buf, MsgType::Flush);
+            }
             self.tx_key.seal(counter, &mut buf, HEADER_LEN);
             match only {
                 Some(pi) => {
                     self.c.retransmitted += count;
                     self.peers[pi].stats.retransmitted += count;
-                    let remote = self.peers[pi].addr;
-                    self.emit(remote, buf);
+                    self.emit_routed(pi, buf, count);
                 }
                 None => {
-                    let targets: Vec<SocketAddr> = self
-                        .peers
-                        .iter()
-                        .filter(|p| p.alive)
-                        .map(|p| p.addr)
-                        .collect();
-                    self.c.records_sent += count * targets.len() as u64;
-                    if let Some((last, rest)) = targets.split_last() {
-                        for &remote in rest {
-                            self.emit(remote, buf.clone());
+                    let alive = self.peers.iter().filter(|p| p.alive).count();
+                    self.c.records_sent += count * alive as u64;
+                    if alive > 0 {
+                        let last = self.peers.iter().rposition(|p| p.alive).expect("alive");
+                        for pi in 0..last {
+                            if self.peers[pi].alive {
+                                self.emit_routed(pi, buf.clone(), count);
+                            }
                         }
-                        self.emit(*last, buf);
+                        self.emit_routed(last, buf, count);
                         self.tail = Some(Tail {
                             from: first,
                             to: seq,
@@ -858,6 +1059,7 @@ impl Cluster {
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
         if self.init_wait.is_some_and(|t| now >= t) {
             self.init_wait = None;
         }
@@ -869,6 +1071,7 @@ impl Cluster {
                 p.idle_ack_at = None;
                 let member = p.id;
                 self.events.push_back(ClusterEvent::MemberDown { member });
+                self.member_down_ls(member);
                 if self.pending_takeover.is_some_and(|(m, _)| m == member) {
                     self.pending_takeover = None;
                 }
@@ -923,6 +1126,8 @@ impl Cluster {
             }
         }
         self.evaluate(now);
+        self.timeout_ls(now);
+        self.after_input(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
@@ -950,6 +1155,9 @@ impl Cluster {
         }
         consider(self.handover.as_ref().map(|h| h.deadline));
         consider(self.init_wait);
+        consider(self.links.poll_timeout());
+        consider(self.fa.as_ref().and_then(|f| f.poll_timeout()));
+        consider(self.ur.as_ref().and_then(|u| u.poll_timeout()));
         Some(t)
     }
 
@@ -977,17 +1185,26 @@ impl Cluster {
             interfaces_down: self.interfaces_down.clone(),
             acks,
         };
-        let (mut buf, counter) = self.begin(MsgType::Heartbeat, 128);
-        hb.write(&mut buf);
-        self.tx_key.seal(counter, &mut buf, HEADER_LEN);
-        let addrs: Vec<SocketAddr> = self.peers.iter().map(|p| p.addr).collect();
-        for remote in addrs {
-            self.emit(remote, buf.clone());
+        // One datagram per link (its own counter: the same datagram on two links would be
+        // refused as a replay by the second), sent to every peer on that link.
+        for link in 0..self.n_links {
+            if !self.links.has_carrier(link as LinkId) {
+                continue;
+            }
+            let (mut buf, counter) = self.begin(MsgType::Heartbeat, 128);
+            hb.write(&mut buf);
+            self.tx_key.seal(counter, &mut buf, HEADER_LEN);
+            for pi in 0..self.peers.len() {
+                if let Some(remote) = self.peers[pi].addrs[link] {
+                    self.emit(pi, link as LinkId, remote, buf.clone(), 0);
+                }
+            }
         }
     }
 
     /// Link state of a monitored interface (ignored for others).
     pub fn set_interface_state(&mut self, now: Instant, interface: &str, up: bool) {
+        self.last_now = now;
         if !self
             .config
             .monitored_interfaces
@@ -1006,11 +1223,13 @@ impl Cluster {
         }
         self.evaluate(now);
         self.send_heartbeats(now);
+        self.after_input(now);
     }
 
     /// Administrative down (`rampart cluster down`) or back up. Down on the active member
     /// hands the role over gracefully first when another member can take it.
     pub fn set_admin_down(&mut self, now: Instant, down: bool) {
+        self.last_now = now;
         if self.admin_down == down {
             return;
         }
@@ -1022,6 +1241,7 @@ impl Cluster {
         self.admin_down = down;
         self.evaluate(now);
         self.send_heartbeats(now);
+        self.after_input(now);
     }
 
     /// Graceful switchover: hand the active role to `to` (or the best eligible member); the
@@ -1053,6 +1273,7 @@ impl Cluster {
                     .id
             }
         };
+        self.last_now = now;
         self.flush(now);
         let seq = self.send.next_seq;
         self.handover = Some(HandoverOut {
@@ -1093,6 +1314,8 @@ impl Cluster {
             ));
             return;
         }
+        self.last_now = self.last_now.max(now);
+        self.last_pushed_key = key;
         if !self.peers.iter().any(|p| p.alive) {
             self.send.skip();
             return;
@@ -1145,15 +1368,20 @@ impl Cluster {
     }
 
     /// Records from other members (the active one), each sender's in its order, to apply.
+    ///
+    /// Drain this before [`Cluster::poll_resolved`]: an update request resolves `Found` once
+    /// the record carrying the state has been handed out here (so the node has applied it).
     pub fn poll_record(&mut self) -> Option<DeltaRecord> {
         let r = self.records.pop_front()?;
         self.c.records_applied += 1;
+        self.applied_ls(r.from, r.seq + 1);
         Some(r)
     }
 
     /// The full-sync stream from `member` is open; delta records from it are held back until
     /// [`Cluster::full_sync_complete`].
-    pub fn full_sync_started(&mut self, _now: Instant, member: MemberId) {
+    pub fn full_sync_started(&mut self, now: Instant, member: MemberId) {
+        self.last_now = now;
         let Some(s) = &mut self.sync else { return };
         if s.member != member {
             return;
@@ -1166,6 +1394,12 @@ impl Cluster {
     /// applied: held records from `snapshot_seq` on are released to [`Cluster::poll_record`]
     /// and the member becomes standby once the delta stream has caught up.
     pub fn full_sync_complete(&mut self, now: Instant, member: MemberId, snapshot_seq: u64) {
+        self.last_now = now;
+        self.full_sync_complete_inner(now, member, snapshot_seq);
+        self.after_input(now);
+    }
+
+    fn full_sync_complete_inner(&mut self, now: Instant, member: MemberId, snapshot_seq: u64) {
         if !self
             .sync
             .as_ref()
@@ -1200,6 +1434,15 @@ impl Cluster {
         self.records
             .extend(discard.into_iter().filter(|r| r.seq >= snapshot_seq));
         let until = snapshot_seq.max(p.rx.known_end);
+        // Load Sharing: the other members' streams, held since the sync was wanted, go on top
+        // of the snapshot in their order.
+        for q in &mut self.peers {
+            if q.id != member {
+                if let Some((_, held)) = q.rx.hold.take() {
+                    self.records.extend(held);
+                }
+            }
+        }
         self.c.full_syncs_received += 1;
         if let Some(s) = &mut self.sync {
             s.phase = SyncPhase::CatchingUp { until };
@@ -1258,15 +1501,21 @@ impl Cluster {
         }
     }
 
+    /// Wants a full sync from `member`. Its stream is held from now on until the snapshot is
+    /// applied. In Load Sharing every other member's stream is held too and released after
+    /// the snapshot (in each sender's order), so that the snapshot never overwrites a newer
+    /// record: the snapshot holds what the source had of every member, and each other
+    /// member's stream is applied on top of it from where this member first heard it.
     fn start_sync(&mut self, now: Instant, member: MemberId) {
         self.synced = false;
         self.following = Some(member);
+        let cap = self.config.retransmit_queue.max(1024);
+        let all = self.ls.is_some();
         for p in &mut self.peers {
             p.rx.hold = None;
-        }
-        let cap = self.config.retransmit_queue.max(1024);
-        if let Some(p) = self.peers.iter_mut().find(|p| p.id == member) {
-            p.rx.start_hold(cap);
+            if p.id == member || all {
+                p.rx.start_hold(cap);
+            }
         }
         self.sync = Some(FullSync {
             member,
@@ -1421,6 +1670,9 @@ impl Cluster {
             MemberState::Standby => match active {
                 Some((a, _)) => match self.following {
                     None => self.following = Some(a),
+                    // Load Sharing: every member holds everything; a new pivot is followed
+                    // without a resync.
+                    Some(f) if f != a && self.ls.is_some() => self.following = Some(a),
                     Some(f) if f != a => {
                         self.c.resyncs += 1;
                         self.log(format!(
@@ -1555,9 +1807,20 @@ impl Cluster {
                 }
             })
             .collect();
+        let load_sharing = self.ls.map(|l| LoadSharingStatus {
+            distribution: l.distribution,
+            pivot: owner,
+            ownership: self.ownership.clone(),
+            forwarded_sent: self.c.forwarded_sent,
+            forwarded_received: self.c.forwarded_received,
+            forwarded_dropped: self.c.forwarded_dropped,
+        });
         ClusterStatus {
             name: self.config.name.clone(),
-            mode: "high-availability".into(),
+            mode: match self.config.mode {
+                ClusterMode::HighAvailability => "high-availability".into(),
+                ClusterMode::LoadSharing => "load-sharing".into(),
+            },
             member_id: self.me,
             state: self.state,
             reason: self.reason.clone(),
@@ -1573,6 +1836,7 @@ impl Cluster {
                 })
                 .collect(),
             failovers: self.failovers,
+            load_sharing,
         }
     }
 
@@ -1610,6 +1874,11 @@ impl Cluster {
                     ..p.stats.clone()
                 })
                 .collect(),
+            flush_ack: self.fa.as_ref().map(|f| f.stats().clone()),
+            update_requests: self.ur.as_ref().map(|u| u.stats().clone()),
+            update_queries_answered: c.update_queries_answered,
+            update_queries_dropped: c.update_queries_dropped,
+            links: self.links.stats(),
         }
     }
 }

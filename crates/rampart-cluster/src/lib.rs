@@ -25,11 +25,16 @@ mod update_request;
 mod wire;
 
 pub use config::{
-    ClusterConfig, ClusterMode, MemberConfig, MemberId, SyncAuth, TlsFiles, VirtualAddress,
-    DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_RETRANSMIT_QUEUE, DEFAULT_SYNC_PORT,
+    ClusterConfig, ClusterMode, Distribution, LoadSharingConfig, MemberConfig, MemberId, SyncAuth,
+    TlsFiles, VirtualAddress, DEFAULT_ANNOUNCE_TABLE, DEFAULT_DEAD_AFTER,
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_RETRANSMIT_QUEUE, DEFAULT_SYNC_LINK_HOLD_DOWN,
+    DEFAULT_SYNC_PORT,
 };
 pub use crypto::{full_sync_proof, verify_full_sync_proof};
-pub use engine::{Cluster, ClusterEvent, DropReason, SwitchoverError, Transmit, FLUSH_DELAY};
+pub use engine::{
+    Cluster, ClusterEvent, DropReason, Forwarded, HoldOutcome, Released, SwitchoverError, Transmit,
+    UpdateOutcome, UpdateQueryIn, FLUSH_DELAY, MAX_FORWARD_PACKET,
+};
 pub use flush_ack::{
     FaInput, FaOutput, FlushAck, FlushAckConfig, FlushAckError, FlushAckStats, HoldHistogram,
     MemberSet, PacketHandle, ReleaseReason, ServiceSync, TimeoutPolicy, DEFAULT_HOLD_TIMEOUT,
@@ -39,7 +44,8 @@ pub use fullsync::{FullSyncDecoder, FullSyncEncoder, FullSyncFrame, StreamError,
 pub use ownership::{FlowKey, MemberShare, OwnershipKey, OwnershipMap, Rendezvous, MAX_LS_MEMBERS};
 pub use record::{DeltaRecord, RecordKind};
 pub use status::{
-    ClusterStatus, MemberState, MemberStatus, PeerSyncStats, Role, SyncStats, VipStatus,
+    ClusterStatus, LoadSharingStatus, MemberState, MemberStatus, PeerSyncStats, Role, SyncStats,
+    VipStatus,
 };
 pub use sync_links::{
     LinkId, LinkInput, LinkOutput, LinkStats, SwitchReason, SyncLinks, SyncLinksConfig,
@@ -51,8 +57,8 @@ pub use update_request::{
 };
 pub use wire::{
     read_update_answer, read_update_request, write_update_answer, write_update_request,
-    DecodeError, UpdateAnswerEntry, UpdateOutcome, UpdateQuery, MAX_RECORD_BODY,
-    MAX_UPDATE_ENTRIES, MSG_FLUSH, MSG_UPDATE_ANSWER, MSG_UPDATE_REQUEST,
+    AnswerOutcome, DecodeError, ForwardKind, UpdateAnswerEntry, UpdateQuery, MAX_RECORD_BODY,
+    MAX_UPDATE_ENTRIES, MSG_FLUSH, MSG_FORWARD, MSG_UPDATE_ANSWER, MSG_UPDATE_REQUEST,
 };
 
 /// Largest datagram the engine sends (a record bigger than fits 1,452 bytes travels alone):
@@ -66,7 +72,7 @@ pub mod fuzzing {
     use crate::crypto::DatagramKey;
     use crate::wire::{Header, MsgType, HEADER_LEN};
 
-    /// A datagram of message type `ty` (1..=5, others become 1) from `sender`, sealed with
+    /// A datagram of message type `ty` (1..=9, others become 1) from `sender`, sealed with
     /// the key of (`secret`, `name`, `sender`, `boot_id`).
     pub fn seal_datagram(
         secret: &[u8],
@@ -77,13 +83,7 @@ pub mod fuzzing {
         ty: u8,
         plaintext: &[u8],
     ) -> Vec<u8> {
-        let ty = match ty {
-            2 => MsgType::Data,
-            3 => MsgType::Ack,
-            4 => MsgType::Lost,
-            5 => MsgType::Handover,
-            _ => MsgType::Heartbeat,
-        };
+        let ty = MsgType::from_u8(ty).unwrap_or(MsgType::Heartbeat);
         let mut buf = Vec::new();
         Header {
             ty,
@@ -97,8 +97,8 @@ pub mod fuzzing {
         buf
     }
 
-    /// Decodes `data` as a Load Sharing update request and answer; whatever decodes must
-    /// re-encode to exactly `data` (panics otherwise).
+    /// Decodes `data` as a Load Sharing update request, update answer and forward message;
+    /// whatever decodes must re-encode to exactly `data` (panics otherwise).
     pub fn update_codec(data: &[u8]) {
         crate::wire::check_update_codec(data)
     }

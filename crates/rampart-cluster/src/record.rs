@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::MemberId;
+
 /// What a record's body holds. The engine treats every kind alike except for ordering: records
 /// are delivered in the sender's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,6 +43,8 @@ impl RecordKind {
 /// One record as delivered to the receiving node, in the sender's order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeltaRecord {
+    /// The member whose stream carried it (in a full sync: the member that served it).
+    pub from: MemberId,
     /// The sender's sequence number of this record (one sequence space per sending member).
     pub seq: u64,
     pub kind: RecordKind,

@@ -14,6 +14,8 @@ pub(crate) const REORDER_LIMIT: u64 = 65_536;
 /// `hold_from..next` in order.
 #[derive(Default)]
 pub(crate) struct RecvStream {
+    /// The member whose stream this is (goes into every delivered record's `from`).
+    pub sender: MemberId,
     /// Set once we know where in the sender's stream we start (its heartbeat's `next_seq`
     /// or the first record we saw).
     pub anchored: bool,
@@ -44,8 +46,15 @@ pub(crate) enum Accept {
 }
 
 impl RecvStream {
+    pub(crate) fn new(sender: MemberId) -> RecvStream {
+        RecvStream {
+            sender,
+            ..RecvStream::default()
+        }
+    }
+
     pub(crate) fn reset(&mut self) {
-        *self = RecvStream::default();
+        *self = RecvStream::new(self.sender);
     }
 
     pub(crate) fn anchor(&mut self, at: u64) {
@@ -112,6 +121,7 @@ impl RecvStream {
         self.deliver(
             out,
             DeltaRecord {
+                from: self.sender,
                 seq,
                 kind,
                 key,
@@ -129,9 +139,11 @@ impl RecvStream {
                 break;
             }
             let (seq, (kind, key, body)) = entry.remove_entry();
+            let from = self.sender;
             self.deliver(
                 out,
                 DeltaRecord {
+                    from,
                     seq,
                     kind,
                     key,

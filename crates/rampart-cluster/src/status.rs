@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::MemberId;
+use crate::{Distribution, FlushAckStats, LinkStats, MemberId, OwnershipMap, UpdateRequestStats};
 
 /// A member's state as it announces it in its heartbeats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +40,27 @@ pub struct ClusterStatus {
     /// Every virtual address with the member that owns it (as this member believes).
     pub virtual_addresses: Vec<VipStatus>,
     pub failovers: u64,
+    /// Load Sharing only (`mode` "load-sharing").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_sharing: Option<LoadSharingStatus>,
+}
+
+/// The Load Sharing part of `rampart cluster status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoadSharingStatus {
+    pub distribution: Distribution,
+    /// The member the election picked (owns the virtual addresses in unicast distribution and
+    /// serves full syncs), as this member sees it.
+    pub pivot: Option<MemberId>,
+    /// Every configured member, up or not, its expected share and what this member counted
+    /// for itself (the other members' counts are in their own status).
+    pub ownership: OwnershipMap,
+    /// Packets this member forwarded to the owner of their flow or SA, and received so.
+    pub forwarded_sent: u64,
+    pub forwarded_received: u64,
+    /// Forwarded packets refused: no live owner to send to, too large, or the receive queue
+    /// full.
+    pub forwarded_dropped: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +116,21 @@ pub struct SyncStats {
     pub dropped_malformed: u64,
     pub dropped_unknown_member: u64,
     pub peers: Vec<PeerSyncStats>,
+    /// Flush-and-Ack (Load Sharing, routed distribution with `flush_ack`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_ack: Option<FlushAckStats>,
+    /// Update requests this member sent (Load Sharing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_requests: Option<UpdateRequestStats>,
+    /// Update requests other members sent us and we answered (Load Sharing).
+    #[serde(default)]
+    pub update_queries_answered: u64,
+    /// Update requests from other members refused because too many were waiting for the node.
+    #[serde(default)]
+    pub update_queries_dropped: u64,
+    /// Per sync link, in preference order (link 0 is the member's `sync_address`).
+    #[serde(default)]
+    pub links: Vec<LinkStats>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

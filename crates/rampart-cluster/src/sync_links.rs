@@ -200,6 +200,11 @@ impl SyncLinks {
         })
     }
 
+    /// Whether the local interface of `link` has carrier (unknown links: false).
+    pub fn has_carrier(&self, link: LinkId) -> bool {
+        usize::from(link) < self.n_links() && self.carrier[usize::from(link)]
+    }
+
     /// Every link with carrier (heartbeats go on each).
     pub fn heartbeat_links(&self) -> impl Iterator<Item = LinkId> + '_ {
         (0..self.n_links())

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::{FlowKey, MemberId, MemberSet, PacketHandle, UpdateAnswerEntry, UpdateOutcome};
+use crate::{AnswerOutcome, FlowKey, MemberId, MemberSet, PacketHandle, UpdateAnswerEntry};
 
 /// Default wait for answers: like the Flush-and-Ack hold, well above a LAN round trip.
 pub const DEFAULT_UPDATE_TIMEOUT: Duration = Duration::from_millis(250);
@@ -182,12 +182,12 @@ impl UpdateRequests {
                 };
                 let q = &mut self.queries[qi];
                 match entry.outcome {
-                    UpdateOutcome::Found { key, upto } => {
+                    AnswerOutcome::Found { key, upto } => {
                         if q.found.is_none() {
                             q.found = Some((member, key, upto));
                         }
                     }
-                    UpdateOutcome::Unknown => q.open.remove(member),
+                    AnswerOutcome::Unknown => q.open.remove(member),
                 }
                 self.settle(now, qi);
             }
@@ -362,7 +362,7 @@ mod tests {
         now: Instant,
         member: MemberId,
         id: u32,
-        outcome: UpdateOutcome,
+        outcome: AnswerOutcome,
     ) {
         u.handle(
             now,
@@ -388,13 +388,13 @@ mod tests {
             }],
             "one query for both packets"
         );
-        answer(&mut u, t0 + ms(2), 3, 0, UpdateOutcome::Unknown);
+        answer(&mut u, t0 + ms(2), 3, 0, AnswerOutcome::Unknown);
         answer(
             &mut u,
             t0 + ms(2),
             2,
             0,
-            UpdateOutcome::Found { key: 77, upto: 50 },
+            AnswerOutcome::Found { key: 77, upto: 50 },
         );
         u.handle(
             t0 + ms(3),
@@ -438,7 +438,7 @@ mod tests {
             t0 + ms(6),
             2,
             1,
-            UpdateOutcome::Found { key: 78, upto: 10 },
+            AnswerOutcome::Found { key: 78, upto: 10 },
         );
         assert!(matches!(
             drain(&mut u)[..],
@@ -476,10 +476,10 @@ mod tests {
             waited: Duration::ZERO
         }));
         // flow 1: both unknown.
-        answer(&mut u, t0 + ms(1), 2, 0, UpdateOutcome::Unknown);
-        answer(&mut u, t0 + ms(1), 2, 0, UpdateOutcome::Unknown);
-        answer(&mut u, t0 + ms(1), 9, 0, UpdateOutcome::Unknown);
-        answer(&mut u, t0 + ms(2), 3, 0, UpdateOutcome::Unknown);
+        answer(&mut u, t0 + ms(1), 2, 0, AnswerOutcome::Unknown);
+        answer(&mut u, t0 + ms(1), 2, 0, AnswerOutcome::Unknown);
+        answer(&mut u, t0 + ms(1), 9, 0, AnswerOutcome::Unknown);
+        answer(&mut u, t0 + ms(2), 3, 0, AnswerOutcome::Unknown);
         assert!(matches!(
             drain(&mut u)[..],
             [UrOutput::Resolved {
@@ -499,9 +499,9 @@ mod tests {
             t0 + ms(3),
             3,
             1,
-            UpdateOutcome::Found { key: 5, upto: 1000 },
+            AnswerOutcome::Found { key: 5, upto: 1000 },
         );
-        answer(&mut u, t0 + ms(3), 2, 1, UpdateOutcome::Unknown);
+        answer(&mut u, t0 + ms(3), 2, 1, AnswerOutcome::Unknown);
         assert_eq!(drain(&mut u), []);
         u.handle(t0 + ms(4), UrInput::MemberDown { member: 3 });
         let out = drain(&mut u);
@@ -590,8 +590,8 @@ mod tests {
                     }
                     Op::Answer { member, id, found } => {
                         let outcome = match found {
-                            Some(upto) => UpdateOutcome::Found { key: u64::from(id), upto: u64::from(upto) },
-                            None => UpdateOutcome::Unknown,
+                            Some(upto) => AnswerOutcome::Found { key: u64::from(id), upto: u64::from(upto) },
+                            None => AnswerOutcome::Unknown,
                         };
                         answer(&mut u, now, member, u32::from(id), outcome);
                     }

@@ -5,7 +5,7 @@
 //!   0  magic "RC"
 //!   2  version (1)
 //!   3  message type (1 heartbeat, 2 data, 3 ack, 4 lost, 5 handover; 6 flush, 7 update
-//!      request, 8 update answer are Load Sharing's, see below, not yet sent or accepted)
+//!      request, 8 update answer, 9 forward are Load Sharing's, see below)
 //!   4  sender member id
 //!   5  3 bytes reserved, zero
 //!   8  sender boot id (u64, big endian)
@@ -17,6 +17,8 @@
 //! no state, no allocation in the decoders except where they return owned records.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
 
 use crate::{FlowKey, MemberId, MemberState, RecordKind};
 
@@ -45,16 +47,24 @@ pub(crate) enum MsgType {
     Ack = 3,
     Lost = 4,
     Handover = 5,
+    Flush = 6,
+    UpdateRequest = 7,
+    UpdateAnswer = 8,
+    Forward = 9,
 }
 
 impl MsgType {
-    fn from_u8(v: u8) -> Option<MsgType> {
+    pub(crate) fn from_u8(v: u8) -> Option<MsgType> {
         Some(match v {
             1 => MsgType::Heartbeat,
             2 => MsgType::Data,
             3 => MsgType::Ack,
             4 => MsgType::Lost,
             5 => MsgType::Handover,
+            6 => MsgType::Flush,
+            7 => MsgType::UpdateRequest,
+            8 => MsgType::UpdateAnswer,
+            9 => MsgType::Forward,
             _ => return None,
         })
     }
@@ -92,6 +102,11 @@ impl Header {
             counter: u64::from_be_bytes(h[16..24].try_into().ok()?),
         })
     }
+}
+
+/// Rewrites the message type of a header written by [`Header::write`] (before sealing).
+pub(crate) fn set_msg_type(buf: &mut [u8], ty: MsgType) {
+    buf[3] = ty as u8;
 }
 
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -433,7 +448,7 @@ impl<'a> DataReader<'a> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Load Sharing messages (issue #14). Message types 6 to 8 of the clear header:
+// Load Sharing messages (issue #14). Message types 6 to 9 of the clear header:
 //
 //   6 flush: the body of a data message (2). The receiver handles it as data and acknowledges
 //     the sender's stream at once with an ordinary ack message (3) instead of waiting for the
@@ -444,9 +459,11 @@ impl<'a> DataReader<'a> {
 //     (the answering member pushes a fresh record of it into its ordinary, reliable delta
 //     stream, so the requester applies it in order and nothing is applied twice or out of
 //     order) or "I do not know it".
+//   9 forward: a packet handed to the member that owns its flow or SA, unchanged (see
+//     `write_forward`).
 //
-// The engine does not send or accept 6 to 8 yet (it refuses them as malformed); the codec is
-// here, tested and fuzzed, for the session that wires Load Sharing.
+// A flush is accepted in either mode (it is data); 7 to 9 only in Load Sharing (a member in
+// high availability refuses them as malformed).
 
 /// Entries one update request or answer carries at most.
 pub const MAX_UPDATE_ENTRIES: usize = 64;
@@ -476,7 +493,7 @@ pub struct UpdateQuery {
 
 /// The answer to one [`UpdateQuery`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpdateOutcome {
+pub enum AnswerOutcome {
     /// The state is record `key` of the answering member's stream, carried by a record below
     /// `upto`: apply it once that member's stream is received up to `upto`.
     Found { key: u64, upto: u64 },
@@ -487,13 +504,14 @@ pub enum UpdateOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpdateAnswerEntry {
     pub id: u32,
-    pub outcome: UpdateOutcome,
+    pub outcome: AnswerOutcome,
 }
 
 /// Message type numbers of the Load Sharing messages (see above).
 pub const MSG_FLUSH: u8 = 6;
 pub const MSG_UPDATE_REQUEST: u8 = 7;
 pub const MSG_UPDATE_ANSWER: u8 = 8;
+pub const MSG_FORWARD: u8 = 9;
 
 fn put_endpoint(out: &mut Vec<u8>, a: SocketAddr) {
     match a.ip() {
@@ -624,12 +642,12 @@ pub fn write_update_answer(out: &mut Vec<u8>, entries: &[UpdateAnswerEntry]) -> 
     for e in es {
         put_varint(out, u64::from(e.id));
         match e.outcome {
-            UpdateOutcome::Found { key, upto } => {
+            AnswerOutcome::Found { key, upto } => {
                 out.push(1);
                 put_varint(out, key);
                 put_varint(out, upto);
             }
-            UpdateOutcome::Unknown => out.push(2),
+            AnswerOutcome::Unknown => out.push(2),
         }
     }
     es.len()
@@ -643,11 +661,11 @@ pub fn read_update_answer(buf: &[u8], out: &mut Vec<UpdateAnswerEntry>) -> Resul
     for _ in 0..n {
         let id = read_id(&mut r)?;
         let outcome = match r.u8().ok_or(DecodeError::Truncated)? {
-            1 => UpdateOutcome::Found {
+            1 => AnswerOutcome::Found {
                 key: r.varint().ok_or(DecodeError::Truncated)?,
                 upto: r.varint().ok_or(DecodeError::Truncated)?,
             },
-            2 => UpdateOutcome::Unknown,
+            2 => AnswerOutcome::Unknown,
             t => return Err(DecodeError::UnknownTag(t)),
         };
         out.push(UpdateAnswerEntry { id, outcome });
@@ -658,9 +676,71 @@ pub fn read_update_answer(buf: &[u8], out: &mut Vec<UpdateAnswerEntry>) -> Resul
     Ok(())
 }
 
+/// What a forwarded packet is, so the receiving member knows where it enters its pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardKind {
+    /// A UDP datagram (IKE or ESP-in-UDP) received on `local` from `remote`.
+    Udp = 1,
+    /// A raw ESP packet (IP protocol 50) received on `local` from `remote` (ports 0).
+    RawEsp = 2,
+    /// A cleartext packet the sender already inspected (its rules let it through): the owner of
+    /// the tunnel encrypts it without inspecting again.
+    Inspected = 3,
+    /// A packet from the inside (TUN side) for the owner of its flow to process from the start.
+    Tun = 4,
+}
+
+impl ForwardKind {
+    pub fn from_u8(v: u8) -> Option<ForwardKind> {
+        Some(match v {
+            1 => ForwardKind::Udp,
+            2 => ForwardKind::RawEsp,
+            3 => ForwardKind::Inspected,
+            4 => ForwardKind::Tun,
+            _ => return None,
+        })
+    }
+}
+
+/// Forward message body: kind u8, local endpoint, remote endpoint (family u8 4 or 6, address,
+/// port u16 BE each), then the packet to the end of the message.
+pub(crate) fn write_forward(
+    out: &mut Vec<u8>,
+    kind: ForwardKind,
+    local: SocketAddr,
+    remote: SocketAddr,
+    packet: &[u8],
+) {
+    out.push(kind as u8);
+    put_endpoint(out, local);
+    put_endpoint(out, remote);
+    out.extend_from_slice(packet);
+}
+
+/// Bytes of a forward message body before the packet, at most (two IPv6 endpoints).
+pub(crate) const FORWARD_OVERHEAD: usize = 1 + 2 * (1 + 16 + 2);
+
+/// Decodes a forward message body: (kind, local, remote, packet).
+pub(crate) fn read_forward(
+    buf: &[u8],
+) -> Result<(ForwardKind, SocketAddr, SocketAddr, &[u8]), DecodeError> {
+    let mut r = Reader::new(buf);
+    let tag = r.u8().ok_or(DecodeError::Truncated)?;
+    let kind = ForwardKind::from_u8(tag).ok_or(DecodeError::UnknownTag(tag))?;
+    let local = read_endpoint(&mut r)?;
+    let remote = read_endpoint(&mut r)?;
+    Ok((kind, local, remote, r.rest()))
+}
+
 /// For the fuzz target and its stable twin in the tests: decodes `data` as a request and as
 /// an answer; whatever decodes must re-encode to exactly `data`. Panics on a violation.
 pub(crate) fn check_update_codec(data: &[u8]) {
+    if let Ok((kind, local, remote, packet)) = read_forward(data) {
+        let mut out = Vec::new();
+        write_forward(&mut out, kind, local, remote, packet);
+        assert_eq!(out, data, "forward re-encodes differently");
+    }
     let mut qs = Vec::new();
     if read_update_request(data, &mut qs).is_ok() {
         let mut out = Vec::new();
@@ -725,18 +805,18 @@ mod tests {
         let es = vec![
             UpdateAnswerEntry {
                 id: 0,
-                outcome: UpdateOutcome::Found {
+                outcome: AnswerOutcome::Found {
                     key: 5 << 48 | 7,
                     upto: 1_000_000,
                 },
             },
             UpdateAnswerEntry {
                 id: 77,
-                outcome: UpdateOutcome::Unknown,
+                outcome: AnswerOutcome::Unknown,
             },
             UpdateAnswerEntry {
                 id: 3,
-                outcome: UpdateOutcome::Found {
+                outcome: AnswerOutcome::Found {
                     key: u64::MAX,
                     upto: 0,
                 },
@@ -844,7 +924,7 @@ mod tests {
                 .into_iter()
                 .map(|(id, f, key, upto)| UpdateAnswerEntry {
                     id,
-                    outcome: if f { UpdateOutcome::Found { key, upto } } else { UpdateOutcome::Unknown },
+                    outcome: if f { AnswerOutcome::Found { key, upto } } else { AnswerOutcome::Unknown },
                 })
                 .collect();
             let mut out = Vec::new();
@@ -916,7 +996,7 @@ mod tests {
         bad[0] = b'X';
         assert_eq!(Header::parse(&bad), None);
         let mut bad = out.clone();
-        bad[3] = 9;
+        bad[3] = 10;
         assert_eq!(Header::parse(&bad), None);
         assert_eq!(Header::parse(&out[..HEADER_LEN - 1]), None);
     }

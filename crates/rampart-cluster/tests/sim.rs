@@ -71,37 +71,37 @@ fn refusals_are_typed_counted_and_logged_once() {
     let bad_name = other_name.poll_transmit().unwrap().data;
     let from = common::addr(2);
     assert_eq!(
-        a.handle_datagram(t0, from, &mut good[..good.len() - 1].to_vec()),
+        a.handle_datagram(t0, 0, from, &mut good[..good.len() - 1].to_vec()),
         Err(DropReason::Auth),
         "truncated ciphertext fails authentication"
     );
     let mut flipped = good.clone();
     flipped[30] ^= 1;
     assert_eq!(
-        a.handle_datagram(t0, from, &mut flipped),
+        a.handle_datagram(t0, 0, from, &mut flipped),
         Err(DropReason::Auth)
     );
-    assert_eq!(a.handle_datagram(t0, from, &mut good.clone()), Ok(()));
+    assert_eq!(a.handle_datagram(t0, 0, from, &mut good.clone()), Ok(()));
     assert_eq!(
-        a.handle_datagram(t0, from, &mut good.clone()),
+        a.handle_datagram(t0, 0, from, &mut good.clone()),
         Err(DropReason::Replay)
     );
     assert_eq!(
-        a.handle_datagram(t0, from, &mut bad.clone()),
+        a.handle_datagram(t0, 0, from, &mut bad.clone()),
         Err(DropReason::Auth)
     );
     assert_eq!(
-        a.handle_datagram(t0, from, &mut bad_name.clone()),
+        a.handle_datagram(t0, 0, from, &mut bad_name.clone()),
         Err(DropReason::Auth)
     );
     assert_eq!(
-        a.handle_datagram(t0, from, &mut good[..20].to_vec()),
+        a.handle_datagram(t0, 0, from, &mut good[..20].to_vec()),
         Err(DropReason::Malformed)
     );
     let mut unknown = good.clone();
     unknown[4] = 9;
     assert_eq!(
-        a.handle_datagram(t0, from, &mut unknown),
+        a.handle_datagram(t0, 0, from, &mut unknown),
         Err(DropReason::UnknownMember)
     );
     // An older boot of member 2 after a newer one.
@@ -114,7 +114,7 @@ fn refusals_are_typed_counted_and_logged_once() {
     old.handle_timeout(t0);
     let mut old_dg = old.poll_transmit().unwrap().data;
     assert_eq!(
-        a.handle_datagram(t0, from, &mut old_dg),
+        a.handle_datagram(t0, 0, from, &mut old_dg),
         Err(DropReason::Replay)
     );
     let s = a.stats();

@@ -167,8 +167,15 @@ impl GatewayConfig {
             retransmit_queue,
             takeover_margin,
             esp_sync_interval,
+            load_sharing,
+            sync_link_hold_down,
         } = a;
-        let checks: [(&'static str, bool); 16] = [
+        let checks: [(&'static str, bool); 18] = [
+            ("cluster.load_sharing", *load_sharing != b.load_sharing),
+            (
+                "cluster.sync_link_hold_down",
+                *sync_link_hold_down != b.sync_link_hold_down,
+            ),
             ("cluster.name", *name != b.name),
             ("cluster.member_id", *member_id != b.member_id),
             ("cluster.mode", *mode != b.mode),

@@ -105,12 +105,14 @@ fn defaults() {
             MemberConfig {
                 id: 1,
                 sync_address: addr("10.255.0.1:8116"),
-                priority: 100
+                priority: 100,
+                extra_sync_addresses: Vec::new(),
             },
             MemberConfig {
                 id: 2,
                 sync_address: addr("10.255.0.2:8116"),
-                priority: 100
+                priority: 100,
+                extra_sync_addresses: Vec::new(),
             },
         ]
     );

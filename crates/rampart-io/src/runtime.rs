@@ -765,6 +765,25 @@ async fn rim_route(io: &mut Io, route: Injected, add: bool) {
     }
 }
 
+/// Writes one inner packet the node lets through late (Load Sharing: a packet held for
+/// Flush-and-Ack or parked for an update request) to the TUN device; with offload behind a
+/// zero virtio-net header (no offload asked for).
+async fn write_tun(io: &Io, data: &[u8]) {
+    const NO_OFFLOAD: [u8; tun_rs::VIRTIO_NET_HDR_LEN] = [0; tun_rs::VIRTIO_NET_HDR_LEN];
+    let result = if io.tun.offload() {
+        let iov = [io::IoSlice::new(&NO_OFFLOAD), io::IoSlice::new(data)];
+        io.tun.write_vectored(&iov).await
+    } else {
+        io.tun.write_vectored(&[io::IoSlice::new(data)]).await
+    };
+    if let Err(e) = result {
+        tracing::warn!(
+            "TUN write of a released packet ({} bytes) failed: {e}",
+            data.len()
+        );
+    }
+}
+
 /// Carries out every queued control output of the node.
 pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
     while let Some(output) = node.poll_output() {
@@ -779,6 +798,7 @@ pub(crate) async fn drain_outputs<N: Node>(node: &mut N, io: &mut Io) {
                 remote,
                 data,
             } => io.send_raw_esp(local, remote, &data).await,
+            Output::WriteTun { data } => write_tun(io, &data).await,
             Output::RouteAdd { prefix } => match io.routes.add(prefix).await {
                 Ok(()) => tracing::info!("route {prefix} dev {} added", io.tun.name()),
                 Err(e) => tracing::error!("{e}"),

@@ -12,6 +12,11 @@
 //! Each announcement is sent [`ANNOUNCE_COUNT`] times [`ANNOUNCE_SPACING`] apart from a task of
 //! its own, so the event loop never waits for it.
 //!
+//! In Load Sharing with routed distribution every member holds every virtual address at once
+//! and the routers reach it by announced routes: there the handle claims *silently*
+//! ([`Vips::silent`]), with no announcement, so no member pulls the neighbours' entries to
+//! itself.
+//!
 //! Invariant: `claimed` holds exactly the addresses this handle claimed and has not released,
 //! so [`Vips::release_all`] at shutdown removes what this process added and nothing else.
 
@@ -53,6 +58,9 @@ pub struct VipError {
 pub struct Vips {
     handle: Handle,
     claimed: BTreeSet<(String, IpNet)>,
+    /// Whether a claim is announced (gratuitous ARP / unsolicited NA); false only for
+    /// routed Load Sharing.
+    announce: bool,
 }
 
 impl Vips {
@@ -64,11 +72,25 @@ impl Vips {
         Ok(Vips {
             handle,
             claimed: BTreeSet::new(),
+            announce: true,
         })
     }
 
-    /// Adds `addr` to `interface` (an address already there counts as added) and announces it.
-    /// An announcement that cannot be sent is logged; the address stays claimed.
+    /// From now on, claims add the address without announcing it (routed Load Sharing: every
+    /// member holds the address and the routers, not ARP/ND, decide who gets a packet).
+    pub fn silent(mut self) -> Vips {
+        self.announce = false;
+        self
+    }
+
+    /// Whether claims are announced.
+    pub fn announces(&self) -> bool {
+        self.announce
+    }
+
+    /// Adds `addr` to `interface` (an address already there counts as added) and announces it
+    /// unless the handle is [`Vips::silent`]. An announcement that cannot be sent is logged;
+    /// the address stays claimed.
     pub async fn claim(&mut self, interface: &str, addr: IpNet) -> Result<(), VipError> {
         let err = |message: String| VipError {
             op: "claim",
@@ -93,6 +115,9 @@ impl Vips {
             Err(e) => return Err(err(netlink_message(e))),
         }
         self.claimed.insert((interface.to_owned(), addr));
+        if !self.announce {
+            return Ok(());
+        }
         match self.link_layer_address(index).await {
             Ok(Some(mac)) => {
                 if let Err(e) = announce(interface, index, mac, addr.addr()) {

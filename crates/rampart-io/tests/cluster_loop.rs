@@ -212,6 +212,7 @@ impl Node for MemberNode {
                 members: vec![],
                 virtual_addresses: vec![],
                 failovers: 0,
+                load_sharing: None,
             },
             SyncStats {
                 member_id: self.id,
@@ -227,6 +228,7 @@ fn cluster(me: MemberId, monitor: &[&str]) -> ClusterConfig {
         id,
         sync_address: SocketAddr::new(IpAddr::from([10, 76, 1, id]), 8116),
         priority: 100,
+        extra_sync_addresses: Vec::new(),
     };
     ClusterConfig {
         name: "test".into(),
@@ -245,6 +247,8 @@ fn cluster(me: MemberId, monitor: &[&str]) -> ClusterConfig {
         retransmit_queue: 1024,
         takeover_margin: 16384,
         esp_sync_interval: Duration::from_millis(100),
+        load_sharing: None,
+        sync_link_hold_down: rampart_cluster::DEFAULT_SYNC_LINK_HOLD_DOWN,
     }
 }
 

@@ -19,6 +19,7 @@ fn config(me: MemberId, port: u16, secret: &[u8], tls: Option<TlsFiles>) -> Clus
         id,
         sync_address: SocketAddr::from(([127, 0, 0, 1], port)),
         priority: 100,
+        extra_sync_addresses: Vec::new(),
     };
     ClusterConfig {
         name: "test".into(),
@@ -37,6 +38,8 @@ fn config(me: MemberId, port: u16, secret: &[u8], tls: Option<TlsFiles>) -> Clus
         retransmit_queue: 1024,
         takeover_margin: 16384,
         esp_sync_interval: Duration::from_millis(100),
+        load_sharing: None,
+        sync_link_hold_down: rampart_cluster::DEFAULT_SYNC_LINK_HOLD_DOWN,
     }
 }
 

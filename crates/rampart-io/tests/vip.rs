@@ -242,3 +242,49 @@ fn claim_on_a_missing_interface_names_it() {
         })
     });
 }
+
+#[test]
+fn silent_claim_adds_the_address_without_announcing_it() {
+    if !netns::can_run("vip silent") {
+        return;
+    }
+    let p = pair("vipq");
+    p.b.ip(&format!(
+        "neigh add 192.0.2.10 lladdr {OLD_MAC} dev vb nud stale"
+    ));
+    let cap = capture(&p.b);
+    // Routed Load Sharing: a host address, every member holds it, nobody announces it.
+    let vip = net("192.0.2.10/32");
+    let v6 = net("2001:db8::10/128");
+    let rt = netns::runtime();
+    let mut vips = p.a.run(|| {
+        rt.block_on(async {
+            let mut vips = Vips::open().unwrap().silent();
+            assert!(!vips.announces());
+            vips.claim("va", vip).await.unwrap();
+            vips.claim("va", v6).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            vips
+        })
+    });
+    let addrs = p.a.ip("addr show dev va");
+    assert!(addrs.contains("inet 192.0.2.10/32"), "{addrs}");
+    assert!(addrs.contains("inet6 2001:db8::10/128"), "{addrs}");
+    let announcements = frames(&cap, Duration::from_millis(300), |f| {
+        let garp = f.len() >= 42 && f[12..14] == [0x08, 0x06] && f[28..32] == [192, 0, 2, 10];
+        let na = f.len() >= 86 && f[12..14] == [0x86, 0xdd] && f[20] == 58 && f[54] == 136;
+        garp || na
+    });
+    assert!(announcements.is_empty(), "{announcements:?}");
+    // The neighbour still points at the old MAC: nothing moved it.
+    let neigh = p.b.ip("neigh show 192.0.2.10 dev vb");
+    assert!(neigh.contains(&format!("lladdr {OLD_MAC}")), "{neigh}");
+    p.a.run(|| {
+        rt.block_on(async {
+            vips.release_all().await;
+            assert_eq!(vips.claimed().count(), 0);
+        })
+    });
+    let addrs = p.a.ip("addr show dev va");
+    assert!(!addrs.contains("192.0.2.10"), "{addrs}");
+}

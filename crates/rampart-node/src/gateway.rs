@@ -7,6 +7,7 @@ mod member;
 mod mep;
 mod ra;
 mod reload;
+mod share;
 mod snapshot;
 
 pub use mep::RouteInjection;
@@ -18,6 +19,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
+use rampart_cluster::ForwardKind;
 use rampart_config::{GatewayConfig, PeerPolicy, StartAction};
 use rampart_crypto::Rng;
 use rampart_esp::CryptRunner;
@@ -211,6 +213,7 @@ impl Gateway {
             mep: &mut self.mep,
             ra: &mut self.ra,
             now,
+            cluster: self.cluster.as_deref_mut(),
         };
         (&mut self.dataplane, control)
     }
@@ -226,8 +229,10 @@ impl Gateway {
         packet: Range<usize>,
     ) -> Disposition {
         if let Some(c) = self.cluster.as_mut() {
-            if local == c.sync_local {
-                let r = c.engine.handle_datagram(now, remote, &mut buf[packet]);
+            if let Some(link) = c.link_of(local) {
+                let r = c
+                    .engine
+                    .handle_datagram(now, link, remote, &mut buf[packet]);
                 self.after_input(now);
                 return match r {
                     Ok(()) => Disposition::Consumed,
@@ -247,9 +252,39 @@ impl Gateway {
                 Disposition::Dropped(crate::DropReason::Malformed)
             };
         }
+        if self.ls_carrying() {
+            let datagram = buf.get(packet.clone()).unwrap_or_default();
+            if self.ls_forward_ike(now, local, remote, datagram) {
+                self.after_input(now);
+                return Disposition::Consumed;
+            }
+        }
         let (dataplane, mut control) = self.parts(now);
-        let d = dataplane.handle_udp(now, local, remote, buf, packet, &mut control);
+        let mut d = dataplane.handle_udp(now, local, remote, buf, packet.clone(), &mut control);
+        if self.ls_carrying() {
+            d = self.ls_after(now, d, ForwardKind::Udp, local, remote, &buf[packet]);
+        }
         self.after_input(now);
+        d
+    }
+
+    /// Load Sharing, after the data plane: an ESP packet of an SA another member owns goes
+    /// there (`Consumed`); anything else handled here counts in this member's share.
+    fn ls_after(
+        &mut self,
+        now: Instant,
+        d: Disposition,
+        kind: ForwardKind,
+        local: SocketAddr,
+        remote: SocketAddr,
+        packet: &[u8],
+    ) -> Disposition {
+        if d == Disposition::Dropped(crate::DropReason::UnknownSpi)
+            && self.ls_forward_esp(now, kind, local, remote, packet)
+        {
+            return Disposition::Consumed;
+        }
+        self.ls_count(&d);
         d
     }
 
@@ -271,7 +306,11 @@ impl Gateway {
         packet: Range<usize>,
     ) -> Disposition {
         let (dataplane, mut control) = self.parts(now);
-        let d = dataplane.handle_raw_esp(now, local, remote, buf, packet, &mut control);
+        let mut d = dataplane.handle_raw_esp(now, local, remote, buf, packet.clone(), &mut control);
+        if self.ls_carrying() {
+            let (l, r) = (SocketAddr::new(local, 0), SocketAddr::new(remote, 0));
+            d = self.ls_after(now, d, ForwardKind::RawEsp, l, r, &buf[packet]);
+        }
         self.after_input(now);
         d
     }
@@ -383,6 +422,7 @@ impl Gateway {
     ) -> Disposition {
         let (dataplane, mut control) = self.parts(now);
         let d = dataplane.handle_tun(now, buf, packet, &mut control);
+        self.ls_count(&d);
         self.after_input(now);
         d
     }
@@ -402,6 +442,11 @@ impl Gateway {
     ) {
         let (dataplane, mut control) = self.parts(now);
         dataplane.handle_tun_batch(now, bufs, packets, out, &mut control);
+        if self.ls_carrying() {
+            for d in out.iter().take(packets.len()) {
+                self.ls_count(d);
+            }
+        }
         self.after_input(now);
     }
 
@@ -417,8 +462,21 @@ impl Gateway {
         packets: &[Range<usize>],
         out: &mut [Disposition],
     ) {
-        if self.cluster.as_ref().is_some_and(|c| c.sync_local == local)
+        // Load Sharing: an IKE datagram in the batch may belong to another member; one at a
+        // time then (rare: IKE among ESP of one flow).
+        let ike_inside = self.ls_carrying()
+            && local.port() == self.config.gateway.nat_t_port
+            && packets.iter().any(|p| {
+                buf.get(p.clone())
+                    .is_some_and(|d| d.get(..4) == Some(&[0, 0, 0, 0][..]))
+            });
+        if self
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.link_of(local).is_some())
             || self.is_probe_socket(local)
+            || ike_inside
+            || (self.ls_carrying() && local.port() == self.config.gateway.ike_port)
         {
             for (packet, slot) in packets.iter().zip(out.iter_mut()) {
                 *slot = self.handle_udp(now, local, remote, buf, packet.clone());
@@ -427,6 +485,12 @@ impl Gateway {
         }
         let (dataplane, mut control) = self.parts(now);
         dataplane.handle_udp_batch(now, local, remote, buf, packets, out, &mut control);
+        if self.ls_carrying() {
+            for (packet, d) in packets.iter().zip(out.iter_mut()) {
+                let bytes = buf.get(packet.clone()).unwrap_or_default();
+                *d = self.ls_after(now, d.clone(), ForwardKind::Udp, local, remote, bytes);
+            }
+        }
         self.after_input(now);
     }
 
@@ -442,6 +506,13 @@ impl Gateway {
     ) {
         let (dataplane, mut control) = self.parts(now);
         dataplane.handle_raw_esp_batch(now, local, buf, packets, out, &mut control);
+        if self.ls_carrying() {
+            for ((remote, packet), d) in packets.iter().zip(out.iter_mut()) {
+                let bytes = buf.get(packet.clone()).unwrap_or_default();
+                let (l, r) = (SocketAddr::new(local, 0), SocketAddr::new(*remote, 0));
+                *d = self.ls_after(now, d.clone(), ForwardKind::RawEsp, l, r, bytes);
+            }
+        }
         self.after_input(now);
     }
 

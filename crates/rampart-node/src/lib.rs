@@ -14,7 +14,7 @@ mod output;
 pub mod pmtu;
 mod status;
 
-pub use cluster::{ClusterCommand, FullSyncProgress};
+pub use cluster::{ClusterCommand, ForwardCounts, FullSyncProgress, LoadSharingStats};
 pub use dataplane::{
     ControlPlane, ControlRequest, DataPlane, DataPlaneChange, DataPlaneConfig, DataPlaneCounters,
     FirstEstablished, PeerSelector, Policy, TunnelSettings, TunnelState,

@@ -132,6 +132,17 @@ pub trait Node {
     fn full_sync_failed(&mut self, now: Instant, member: u8, why: &str);
     /// `rampart cluster status` and `rampart cluster sync-stats`; `None` without a cluster.
     fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)>;
+    /// Load Sharing: this member's own counters (held packets, update requests, packets
+    /// forwarded in and out by kind, adoptions, routes announced) beside the engine's
+    /// `ClusterStatus::load_sharing`; `None` outside Load Sharing.
+    fn load_sharing_stats(&self) -> Option<crate::LoadSharingStats> {
+        None
+    }
+    /// The local interface of cluster sync link `link` (0: the sync address, then the
+    /// member's `extra_addresses` in order) lost or regained carrier.
+    fn handle_sync_link_state(&mut self, now: Instant, link: u8, up: bool) {
+        let _ = (now, link, up);
+    }
     /// The UDP sockets (address and probe port) the shell binds for Multiple Entry Points
     /// probes; datagrams that arrive there go to [`Node::handle_udp`] with that `local`. Asked
     /// at start and after every reload.
@@ -289,6 +300,14 @@ impl Node for Gateway {
 
     fn cluster_status(&self, now: Instant) -> Option<(ClusterStatus, SyncStats)> {
         Gateway::cluster_status(self, now)
+    }
+
+    fn load_sharing_stats(&self) -> Option<crate::LoadSharingStats> {
+        Gateway::load_sharing_stats(self)
+    }
+
+    fn handle_sync_link_state(&mut self, now: Instant, link: u8, up: bool) {
+        Gateway::handle_sync_link_state(self, now, link, up)
     }
 
     fn probe_sockets(&self) -> Vec<SocketAddr> {

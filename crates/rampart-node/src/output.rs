@@ -25,6 +25,11 @@ pub enum Output {
         remote: std::net::IpAddr,
         data: Vec<u8>,
     },
+    /// Write `data` (an inner IP packet) to the TUN device: a decrypted packet a Load Sharing
+    /// member held (Flush-and-Ack) or parked (update request) and now lets through.
+    WriteTun {
+        data: Vec<u8>,
+    },
     RouteAdd {
         prefix: IpNet,
     },

@@ -9,10 +9,9 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::{config, udp_packet, HEADROOM};
+use common::{config, tcp, udp, HEADROOM};
 use rampart_crypto::Rng;
 use rampart_node::{ClusterCommand, Disposition, Gateway, Output};
-use rampart_wire::checksum;
 
 const VIP: &str = "192.0.2.1";
 const REMOTE: &str = "192.0.2.2";
@@ -196,6 +195,7 @@ impl Trio {
                     // Site-to-site members: raw-ESP outputs are remote-access client probes.
                     Output::SendRawEsp { .. }
                     | Output::RouteAdd { .. }
+                    | Output::WriteTun { .. }
                     | Output::RouteDel { .. }
                     | Output::RouteInject { .. }
                     | Output::RouteWithdraw { .. }
@@ -380,13 +380,6 @@ impl Trio {
     }
 }
 
-fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
-    let mut p = udp_packet(src, dst, payload);
-    p[20..22].copy_from_slice(&sport.to_be_bytes());
-    p[22..24].copy_from_slice(&dport.to_be_bytes());
-    p
-}
-
 #[test]
 fn failover_keeps_spis_connections_and_rekeys_work() {
     let mut t = Trio::established("child_lifetime = \"20s\"\nike_lifetime = \"45s\"");
@@ -501,28 +494,6 @@ fn sync_false_is_not_synced_and_sync_after_delays() {
     }
     assert!(t.has_conn(1, 6001), "synced once 5 s old");
     assert!(!t.has_conn(1, 6000));
-}
-
-/// An IPv4/TCP packet with valid checksums.
-fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
-    let mut p = vec![0u8; 40];
-    p[0] = 0x45;
-    p[2..4].copy_from_slice(&40u16.to_be_bytes());
-    p[8] = 64;
-    p[9] = 6;
-    p[12..16].copy_from_slice(&src);
-    p[16..20].copy_from_slice(&dst);
-    let ip = checksum::finish(checksum::sum(0, &p[..20]));
-    p[10..12].copy_from_slice(&ip.to_be_bytes());
-    p[20..22].copy_from_slice(&sport.to_be_bytes());
-    p[22..24].copy_from_slice(&dport.to_be_bytes());
-    p[32] = 5 << 4;
-    p[33] = flags;
-    p[34..36].copy_from_slice(&8192u16.to_be_bytes());
-    let pseudo = checksum::pseudo_header(&p[12..20], 6, 20);
-    let l4 = checksum::finish(checksum::sum(pseudo, &p[20..]));
-    p[36..38].copy_from_slice(&l4.to_be_bytes());
-    p
 }
 
 #[test]

@@ -8,13 +8,16 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 
 use crate::client::ClientNode;
+use crate::ecmp::{Router, DEFAULT_NEXT_HOP_TIMEOUT};
 use crate::gateway_node::GatewayNode;
-use crate::host::{Host, ProxyHop, TransferRecord};
+use crate::host::{Host, ProxyHop, TransferRecord, TCP_BUFFER};
 use crate::middlebox::{Allow, Firewall, Nat};
 use crate::packet::Reassembler;
 use crate::scenario::{Impairment, NodeKind, Scenario};
 use crate::units;
-use crate::world::{Iface, Kind, Link, LinkParams, LinkStats, Node, Route, Switch, World};
+use crate::world::{
+    Iface, Kind, Link, LinkParams, LinkStats, Node, Route, Switch, TransferGroup, World,
+};
 use crate::SimError;
 
 fn err(msg: impl Into<String>) -> SimError {
@@ -106,6 +109,9 @@ pub(crate) struct Plan {
     pub senders: Vec<(usize, Ipv4Addr, u16)>,
     /// Per transfer: the HTTP CONNECT proxy it goes through, if any.
     pub proxies: Vec<Option<ProxyHop>>,
+    /// Per transfer: when it starts, and its socket buffer size.
+    pub starts: Vec<Duration>,
+    pub buffers: Vec<usize>,
     pub transfer_rngs: Vec<rampart_crypto::Rng>,
 }
 
@@ -125,7 +131,12 @@ pub(crate) fn build(
             ifaces: Vec::new(),
             routes: Vec::new(),
             up: true,
-            kind: Kind::Router,
+            changed_at: Duration::ZERO,
+            held: Vec::new(),
+            kind: Kind::Router(Router {
+                seed: 0,
+                next_hop_timeout: DEFAULT_NEXT_HOP_TIMEOUT,
+            }),
             wake: None,
             reasm: Reassembler::default(),
         });
@@ -161,7 +172,11 @@ pub(crate) fn build(
                 claimed: Vec::new(),
             });
             let iface = n.ifaces.len() - 1;
-            n.routes.push(Route { net, iface });
+            n.routes.push(Route {
+                net,
+                iface,
+                ecmp: Vec::new(),
+            });
             ends[side] = (ni, iface);
         }
         world.links.push(Link {
@@ -169,6 +184,7 @@ pub(crate) fn build(
             ends,
             params,
             up: true,
+            changed_at: Duration::ZERO,
             busy_until: [Duration::ZERO; 2],
             last_arrival: [Duration::ZERO; 2],
             stats: LinkStats::default(),
@@ -178,7 +194,7 @@ pub(crate) fn build(
         let what = format!("node {}", spec.name);
         let mut default_gw = None;
         for r in &spec.routes {
-            let (net, via) = r.split_once(" via ").ok_or_else(|| {
+            let (net, vias) = r.split_once(" via ").ok_or_else(|| {
                 err(format!(
                     "{what}.routes: {r:?} is not \"prefix via address\""
                 ))
@@ -187,23 +203,51 @@ pub(crate) fn build(
                 .trim()
                 .parse()
                 .map_err(|_| err(format!("{what}.routes: {net:?} is not an IPv4 prefix")))?;
-            let via: Ipv4Addr = via
-                .trim()
-                .parse()
-                .map_err(|_| err(format!("{what}.routes: {via:?} is not an IPv4 address")))?;
-            let n = &mut world.nodes[ni];
-            let iface = n
-                .ifaces
-                .iter()
-                .position(|i| i.net.contains(&via))
-                .ok_or_else(|| err(format!("{what}.routes: {via} is on none of its links")))?;
-            n.routes.push(Route {
+            // Several next hops (separated by spaces or commas): equal-cost multipath.
+            let mut hops = Vec::new();
+            for via in vias.split([' ', ',']).filter(|v| !v.is_empty()) {
+                let via: Ipv4Addr = via
+                    .parse()
+                    .map_err(|_| err(format!("{what}.routes: {via:?} is not an IPv4 address")))?;
+                let iface = world.nodes[ni]
+                    .ifaces
+                    .iter()
+                    .position(|i| i.net.contains(&via))
+                    .ok_or_else(|| err(format!("{what}.routes: {via} is on none of its links")))?;
+                if hops.iter().any(|&(i, _)| i == iface) {
+                    return Err(err(format!(
+                        "{what}.routes: {r:?}: equal-cost next hops must be on different links"
+                    )));
+                }
+                hops.push((iface, via));
+            }
+            let Some(&(iface, via)) = hops.first() else {
+                return Err(err(format!("{what}.routes: {r:?} names no next hop")));
+            };
+            if hops.len() > 1 && spec.kind != NodeKind::Router {
+                return Err(err(format!(
+                    "{what}.routes: {r:?}: only a router spreads a route over several next hops"
+                )));
+            }
+            world.nodes[ni].routes.push(Route {
                 net: net.trunc(),
                 iface,
+                ecmp: if hops.len() > 1 {
+                    hops.iter().map(|&(i, _)| i).collect()
+                } else {
+                    Vec::new()
+                },
             });
             if net.prefix_len() == 0 {
                 default_gw = Some(via);
             }
+        }
+        if spec.kind != NodeKind::Router
+            && (spec.ecmp_seed.is_some() || spec.next_hop_timeout.is_some())
+        {
+            return Err(err(format!(
+                "{what}: `ecmp_seed` and `next_hop_timeout` are for routers"
+            )));
         }
         let node_seed = world.rng.next_u64();
         let outside = |world: &World| -> Result<(usize, Ipv4Addr), SimError> {
@@ -222,7 +266,14 @@ pub(crate) fn build(
             Ok((i, n.ifaces[i].addr))
         };
         let kind = match spec.kind {
-            NodeKind::Router => Kind::Router,
+            NodeKind::Router => Kind::Router(Router {
+                // One seed per router: from the scenario file, else from the run's seed.
+                seed: spec.ecmp_seed.unwrap_or(node_seed),
+                next_hop_timeout: match &spec.next_hop_timeout {
+                    Some(t) => dur(t, &format!("{what}.next_hop_timeout"))?,
+                    None => DEFAULT_NEXT_HOP_TIMEOUT,
+                },
+            }),
             NodeKind::Switch => {
                 // Its routes name next hops that are resolved per packet to the machine that
                 // owns them now (a virtual address moves with its claims).
@@ -366,6 +417,9 @@ pub(crate) fn build(
     let mut senders = Vec::new();
     let mut transfer_rngs = Vec::new();
     let mut proxies = Vec::new();
+    let mut starts = Vec::new();
+    let mut buffers = Vec::new();
+    let mut groups = Vec::new();
     for (ti, t) in sc.transfers.iter().enumerate() {
         let what = format!("transfer {}", t.name);
         let host = |name: &str| -> Result<usize, SimError> {
@@ -403,30 +457,85 @@ pub(crate) fn build(
                 })
             }
         };
-        proxies.push(via);
         let size = units::size(&t.size)
             .ok_or_else(|| err(format!("{what}.size: {:?} is not a size", t.size)))?;
-        let port = t.port.unwrap_or(5001 + ti as u16);
-        let addr = world.nodes[to].ifaces[0].addr;
-        if let Kind::Host(h) = &mut world.nodes[to].kind {
-            h.add_receiver(ti, port);
+        let at = dur(&t.at, &format!("{what}.at"))?;
+        let count = t.count.unwrap_or(1);
+        let every = match &t.every {
+            Some(e) => dur(e, &format!("{what}.every"))?,
+            None => Duration::from_millis(1),
+        };
+        if count == 0 {
+            return Err(err(format!("{what}.count: 0 connections")));
         }
-        senders.push((from, addr, port));
-        transfer_rngs.push(world.rng.fork());
-        world.transfers.push(TransferRecord {
+        if count > 1 && t.port.is_none() {
+            return Err(err(format!(
+                "{what}: a group (`count` above 1) needs `port`, the first of its ports"
+            )));
+        }
+        if t.every.is_some() && count == 1 {
+            return Err(err(format!(
+                "{what}: `every` is for a group (`count` above 1)"
+            )));
+        }
+        if groups.iter().any(|g: &TransferGroup| g.name == t.name) {
+            return Err(err(format!("{what}: declared twice")));
+        }
+        let first = t.port.unwrap_or(5001 + ti as u16);
+        if u32::from(first) + count - 1 > u32::from(u16::MAX) {
+            return Err(err(format!("{what}: ports {first} + {count} pass 65535")));
+        }
+        // A group's connections carry little each: buffers just above their size.
+        let buffer = if count > 1 {
+            (size as usize + 1024)
+                .next_power_of_two()
+                .clamp(4096, TCP_BUFFER)
+        } else {
+            TCP_BUFFER
+        };
+        let addr = world.nodes[to].ifaces[0].addr;
+        let start = world.transfers.len();
+        for k in 0..count {
+            let i = world.transfers.len();
+            let port = first + k as u16;
+            if let Kind::Host(h) = &mut world.nodes[to].kind {
+                h.add_receiver(i, port, buffer);
+            }
+            senders.push((from, addr, port));
+            proxies.push(via.clone());
+            starts.push(at + every * k);
+            buffers.push(buffer);
+            transfer_rngs.push(world.rng.fork());
+            world.transfers.push(TransferRecord {
+                name: if count > 1 {
+                    format!("{}#{}", t.name, k + 1)
+                } else {
+                    t.name.clone()
+                },
+                from: t.from.clone(),
+                to: t.to.clone(),
+                size,
+                started: None,
+                sent_digest: None,
+                received: 0,
+                finished: None,
+                intact: false,
+                failure: None,
+                quiet: count > 1,
+            });
+            world.transfer_reported.push(false);
+        }
+        groups.push(TransferGroup {
             name: t.name.clone(),
             from: t.from.clone(),
             to: t.to.clone(),
             size,
-            started: None,
-            sent_digest: None,
-            received: 0,
-            finished: None,
-            intact: false,
-            failure: None,
+            every,
+            members: start..world.transfers.len(),
+            reported: false,
         });
-        world.transfer_reported.push(false);
     }
+    world.groups = groups;
     Ok((
         world,
         Plan {
@@ -434,6 +543,8 @@ pub(crate) fn build(
             link_index,
             senders,
             proxies,
+            starts,
+            buffers,
             transfer_rngs,
         },
     ))

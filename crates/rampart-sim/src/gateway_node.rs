@@ -69,6 +69,22 @@ pub struct GatewayNode {
     pub streams: Option<StreamListeners>,
     /// Inputs of the current virtual instant, in arrival order, not yet given to the engine.
     pending: Vec<Input>,
+    /// Load Sharing, routed distribution: the kernel table the member injects its routes
+    /// into for the routing daemon (`[cluster] announce_table`); `None` otherwise.
+    announce_table: Option<u32>,
+    /// Prefixes injected into that table now (what the routing daemon announces upstream).
+    pub announced: Vec<ipnet::IpNet>,
+    /// When the last announced prefix was withdrawn (or the machine crashed with some).
+    withdrawn_at: Duration,
+    /// What the engines that crashed had counted (the checks add the running engine's).
+    pub retired: Retired,
+}
+
+/// Counters of the engines a machine lost in crashes, summed.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Retired {
+    /// Packets stateful inspection dropped as out of state.
+    pub out_of_state: u64,
 }
 
 /// An input waiting for the end of its virtual instant.
@@ -130,8 +146,19 @@ pub fn drop_name(r: DropReason) -> &'static str {
     }
 }
 
+/// The announce table of a Load Sharing member in routed distribution (`None` otherwise).
+fn announce_table(config: &GatewayConfig) -> Option<u32> {
+    let c = config.cluster.as_ref()?;
+    if c.mode != rampart_cluster::ClusterMode::LoadSharing {
+        return None;
+    }
+    let ls = c.load_sharing.unwrap_or_default();
+    (ls.distribution == rampart_cluster::Distribution::Routed).then_some(ls.announce_table)
+}
+
 impl GatewayNode {
     pub fn new(config: GatewayConfig) -> GatewayNode {
+        let announce_table = announce_table(&config);
         GatewayNode {
             config,
             engine: None,
@@ -148,6 +175,21 @@ impl GatewayNode {
             ident: 1,
             streams: None,
             pending: Vec::new(),
+            announce_table,
+            announced: Vec::new(),
+            withdrawn_at: Duration::ZERO,
+            retired: Retired::default(),
+        }
+    }
+
+    /// For the routers next to a Load Sharing member in routed mode: since when it announces
+    /// nothing (its routing daemon withdrew its routes; counted from time zero when it never
+    /// announced). `None` while it announces, and always for other gateways, which are next
+    /// hops by static configuration.
+    pub fn announcements_down_since(&self) -> Option<Duration> {
+        match self.announce_table {
+            Some(_) if self.announced.is_empty() => Some(self.withdrawn_at),
+            _ => None,
         }
     }
 
@@ -156,11 +198,19 @@ impl GatewayNode {
         // A cluster member's boot id must grow across restarts (production uses the Unix time
         // in ms at start): simulated milliseconds since the start of the run, plus one.
         let boot_id = now.as_millis() as u64 + 1;
+        self.retire();
         match Gateway::with_boot_id(self.config.clone(), base + now, rng, boot_id) {
             Ok(g) => self.engine = Some(g),
             Err(e) => fx.logs.push(format!("cannot start: {e}")),
         }
         self.drain(base, now, fx);
+    }
+
+    /// Adds what the running engine counted to [`GatewayNode::retired`] (it is about to go).
+    fn retire(&mut self) {
+        if let Some(g) = &self.engine {
+            self.retired.out_of_state += g.conn_stats().dropped_out_of_state;
+        }
     }
 
     /// Opens the stream listeners of `[remote_access]` (none without it) on a machine with
@@ -305,8 +355,14 @@ impl GatewayNode {
             .find(|e| e.name == name)
     }
 
-    /// The machine stops: engine state, routes and tunnels are gone.
-    pub fn crash(&mut self) {
+    /// The machine stops at `now`: engine state, routes and tunnels are gone (the TUN device
+    /// and the routes injected on it with it).
+    pub fn crash(&mut self, now: Duration) {
+        self.retire();
+        if !self.announced.is_empty() {
+            self.announced.clear();
+            self.withdrawn_at = now;
+        }
         self.engine = None;
         self.streams = None;
         self.pending.clear();
@@ -355,15 +411,16 @@ impl GatewayNode {
                 let sport = u16::from_be_bytes([payload[0], payload[1]]);
                 let dport = u16::from_be_bytes([payload[2], payload[3]]);
                 let gw = &self.config.gateway;
-                let sync_port = self
-                    .config
-                    .cluster
-                    .as_ref()
-                    .map(|c| c.me().sync_address.port());
+                // The sync sockets: one per sync link (`address`, `extra_addresses`).
+                let sync_port = self.config.cluster.as_ref().is_some_and(|c| {
+                    let me = c.me();
+                    me.sync_address.port() == dport
+                        || me.extra_sync_addresses.iter().any(|a| a.port() == dport)
+                });
                 let probe_port = self.config.mep.probe.port;
                 if dport != gw.ike_port
                     && dport != gw.nat_t_port
-                    && Some(dport) != sync_port
+                    && !sync_port
                     && dport != probe_port
                 {
                     return Err("gateway: UDP port not open");
@@ -577,11 +634,46 @@ impl GatewayNode {
                 Output::FullSyncConnect { member, address } => {
                     fx.full_syncs.push((member, address));
                 }
-                // Route injection only feeds a routing daemon, which the simulator does not
-                // model. Raw-ESP outputs are path-MTU probes of remote-access clients only.
-                Output::RouteInject { .. }
-                | Output::RouteWithdraw { .. }
-                | Output::SendRawEsp { .. } => {}
+                // Routes injected into the announce table of Load Sharing are what the
+                // routing daemon announces: the routers next to the member use it as a next
+                // hop while it announces something. Other route injection (`[rim]`) feeds a
+                // daemon the simulator does not model.
+                Output::RouteInject { prefix, table, .. } if Some(table) == self.announce_table => {
+                    if !self.announced.contains(&prefix) {
+                        self.announced.push(prefix);
+                        if self.announced.len() == 1 {
+                            fx.notes
+                                .push(format!("announces {prefix} (routing daemon)"));
+                        }
+                    }
+                }
+                Output::RouteWithdraw { prefix, table, .. }
+                    if Some(table) == self.announce_table =>
+                {
+                    let before = self.announced.len();
+                    self.announced.retain(|p| *p != prefix);
+                    if before > 0 && self.announced.is_empty() {
+                        self.withdrawn_at = now;
+                        fx.notes
+                            .push("withdraws its last announced route (routing daemon)".into());
+                    }
+                }
+                Output::RouteInject { .. } | Output::RouteWithdraw { .. } => {}
+                // ESP the engine makes outside a batch: a Load Sharing member encrypting a
+                // packet another member inspected and forwarded, a path-MTU probe.
+                Output::SendRawEsp {
+                    local: IpAddr::V4(l),
+                    remote: IpAddr::V4(r),
+                    data,
+                } => {
+                    let id = self.next_ident();
+                    fx.send
+                        .push(packet::build_ipv4(l, r, packet::PROTO_ESP, id, &data));
+                }
+                Output::SendRawEsp { .. } => {}
+                // A packet a Load Sharing member held (Flush-and-Ack) or parked (update
+                // request) and releases now: out to the inside like a `Disposition::WriteTun`.
+                Output::WriteTun { data } => fx.send.push(data),
                 // The simulator has no remote-access client nodes yet.
                 Output::VirtualAddress { .. }
                 | Output::VirtualAddressLost { .. }

@@ -7,6 +7,8 @@
 
 mod build;
 mod client;
+mod cluster_checks;
+mod ecmp;
 mod gateway_node;
 mod gateway_stream;
 mod host;

@@ -20,6 +20,108 @@ pub struct Outcome {
     pub verdict: Verdict,
 }
 
+/// The load sharing table's row of node `i` when it is (or was) a Load Sharing member.
+fn load_sharing_row(world: &World, i: usize, n: &crate::world::Node) -> Option<Vec<String>> {
+    let Kind::Gateway(g) = &n.kind else {
+        return None;
+    };
+    let ls = g
+        .config
+        .cluster
+        .as_ref()
+        .is_some_and(|c| c.mode == rampart_cluster::ClusterMode::LoadSharing);
+    if !ls {
+        return None;
+    }
+    let out_of_state = crate::cluster_checks::out_of_state(world, i).to_string();
+    let Some((status, sync)) = g.cluster_status(world.base, world.now) else {
+        let mut row = vec![n.name.clone(), "crashed".into(), "-".into(), out_of_state];
+        row.resize(11, "-".into());
+        return Some(row);
+    };
+    let conns = g
+        .engine
+        .as_ref()
+        .map_or("-".into(), |e| e.conn_stats().active.to_string());
+    let us = |v: Option<u64>| {
+        v.map_or("-".into(), |v| {
+            crate::units::short(Duration::from_micros(v))
+        })
+    };
+    let (held, hold, timeouts) = match &sync.flush_ack {
+        Some(f) => (
+            f.held.to_string(),
+            format!(
+                "{}/{}",
+                us(f.hold_time.quantile_us(0.5)),
+                us(f.hold_time.quantile_us(0.99))
+            ),
+            f.timeouts.to_string(),
+        ),
+        None => ("-".into(), "-".into(), "-".into()),
+    };
+    let upd = sync.update_requests.as_ref().map_or("-".into(), |u| {
+        format!("{} ({}/{})", u.queries, u.found, u.unknown)
+    });
+    let fwd = status.load_sharing.as_ref().map_or("-".into(), |l| {
+        format!("{}/{}", l.forwarded_sent, l.forwarded_received)
+    });
+    let links = sync
+        .links
+        .iter()
+        .enumerate()
+        .map(|(k, l)| format!("{k}: {}", l.records_sent))
+        .collect::<Vec<_>>()
+        .join(", ");
+    Some(vec![
+        n.name.clone(),
+        format!("{:?}", status.state).to_lowercase(),
+        conns,
+        out_of_state,
+        held,
+        hold,
+        timeouts,
+        upd,
+        fwd,
+        sync.lost.to_string(),
+        if links.is_empty() { "-".into() } else { links },
+    ])
+}
+
+/// The transfers table's row of a group: the count, median and slowest time, the results.
+fn group_row(
+    g: &crate::world::TransferGroup,
+    members: &[crate::host::TransferRecord],
+) -> Vec<String> {
+    let mut times: Vec<Duration> = members
+        .iter()
+        .filter(|t| t.failure.is_none())
+        .filter_map(|t| Some(t.finished?.saturating_sub(t.started?)))
+        .collect();
+    times.sort();
+    let time = match (times.get(times.len() / 2), times.last()) {
+        (Some(m), Some(x)) => format!("{} (max {})", secs(*m), secs(*x)),
+        _ => "-".into(),
+    };
+    let failed = members.iter().filter(|t| t.failure.is_some()).count();
+    let open = members.len() - times.len() - failed;
+    let mut result = format!("{} SHA-256 ok", times.len());
+    if failed > 0 {
+        result.push_str(&format!(", {failed} FAILED"));
+    }
+    if open > 0 {
+        result.push_str(&format!(", {open} incomplete"));
+    }
+    vec![
+        g.name.clone(),
+        format!("{} -> {}", g.from, g.to),
+        format!("{} x {}", members.len(), bytes(g.size)),
+        time,
+        "-".into(),
+        result,
+    ]
+}
+
 /// Everything `rampart lab run` prints.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -34,7 +136,13 @@ pub struct Report {
     pub gateways: Vec<Vec<String>>,
     /// Remote-access client machines: transport, Office Mode address, tunnel MTU, moves.
     pub clients: Vec<Vec<String>>,
+    /// Load Sharing members: state, connections, out-of-state drops, Flush-and-Ack holds,
+    /// update requests, forwarding, sync losses and records per sync link.
+    pub load_sharing: Vec<Vec<String>>,
     pub links: Vec<Vec<String>>,
+    /// Per link (by name): packets sent from its end `a` and from its end `b` (not printed;
+    /// for tests that look at which way flows went).
+    pub link_directions: Vec<(String, [u64; 2])>,
     pub drops: Vec<Vec<String>>,
     pub outcomes: Vec<Outcome>,
 }
@@ -48,10 +156,14 @@ impl Report {
         ended_early: bool,
     ) -> Report {
         let transfers = world
-            .transfers
+            .groups
             .iter()
-            .enumerate()
-            .map(|(i, t)| {
+            .map(|g| {
+                if g.is_group() {
+                    return group_row(g, &world.transfers[g.members.clone()]);
+                }
+                let i = g.members.start;
+                let t = &world.transfers[i];
                 let (time, rate) = match (t.started, t.finished) {
                     (Some(s), Some(f)) => {
                         let d = (f - s).as_secs_f64().max(1e-6);
@@ -142,6 +254,12 @@ impl Report {
                 _ => None,
             })
             .collect();
+        let load_sharing = world
+            .nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| load_sharing_row(world, i, n))
+            .collect();
         let links = world
             .links
             .iter()
@@ -155,6 +273,11 @@ impl Report {
                     l.stats.down_drops.to_string(),
                 ]
             })
+            .collect();
+        let link_directions = world
+            .links
+            .iter()
+            .map(|l| (l.name.clone(), l.stats.from_end))
             .collect();
         let drops = world
             .drops
@@ -171,7 +294,9 @@ impl Report {
             transfers,
             gateways,
             clients,
+            load_sharing,
             links,
+            link_directions,
             drops,
             outcomes,
         }
@@ -242,6 +367,26 @@ impl Report {
                     "moves",
                 ],
                 &self.clients,
+            );
+        }
+        if !self.load_sharing.is_empty() {
+            table(
+                &mut s,
+                "load sharing",
+                &[
+                    "member",
+                    "state",
+                    "conns",
+                    "out of state",
+                    "held",
+                    "hold p50/p99",
+                    "hold timeouts",
+                    "upd req (found/unknown)",
+                    "fwd out/in",
+                    "sync lost",
+                    "records per sync link",
+                ],
+                &self.load_sharing,
             );
         }
         table(

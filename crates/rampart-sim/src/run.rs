@@ -4,6 +4,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::build::{self, dur, Plan};
+use crate::cluster_checks::ClusterCheck;
 use crate::gateway_node::GwEffects;
 use crate::report::{Outcome, Report, Verdict};
 use crate::scenario::{Action, AssertSpec, Scenario};
@@ -22,7 +23,11 @@ struct Check {
     spec: AssertSpec,
     label: String,
     node: Option<usize>,
-    transfer: Option<usize>,
+    /// The transfers checked: one, or every member of a group.
+    transfer: Option<std::ops::Range<usize>>,
+    /// A check over cluster members together, and the members (gateway nodes).
+    cluster: Option<ClusterCheck>,
+    members: Vec<usize>,
     after: Duration,
     within: Option<Duration>,
     verdict: Option<Verdict>,
@@ -40,8 +45,7 @@ pub fn run(sc: &Scenario, base_dir: Option<&Path>, seed: u64) -> Result<Report, 
         last_event = last_event.max(at);
         world.schedule(at, Ev::Scheduled(i));
     }
-    for (i, t) in sc.transfers.iter().enumerate() {
-        let at = dur(&t.at, &format!("transfer {}.at", t.name))?;
+    for (i, &at) in plan.starts.iter().enumerate() {
         world.schedule(at, Ev::TransferStart(i));
     }
     world.schedule(Duration::ZERO, Ev::Check);
@@ -68,16 +72,32 @@ pub fn run(sc: &Scenario, base_dir: Option<&Path>, seed: u64) -> Result<Report, 
                 world.transfers[i].started = Some(world.now);
                 let name = world.nodes[node].name.clone();
                 let t = &world.transfers[i];
-                let text = format!(
-                    "transfer {}: {} to {} ({addr}:{port}) starts",
-                    t.name,
-                    crate::units::bytes(t.size),
-                    t.to
-                );
-                world.note(&name, text);
+                let group = world.groups.iter().find(|g| g.members.start == i);
+                let text = match group {
+                    Some(g) if g.is_group() => Some(format!(
+                        "transfer group {}: {} connections of {} to {} ({addr}:{port}..{}), one every {}, start",
+                        g.name,
+                        g.members.len(),
+                        crate::units::bytes(g.size),
+                        g.to,
+                        usize::from(port) + g.members.len() - 1,
+                        crate::units::secs(g.every)
+                    )),
+                    _ if t.quiet => None,
+                    _ => Some(format!(
+                        "transfer {}: {} to {} ({addr}:{port}) starts",
+                        t.name,
+                        crate::units::bytes(t.size),
+                        t.to
+                    )),
+                };
+                if let Some(text) = text {
+                    world.note(&name, text);
+                }
+                let buffer = plan.buffers[i];
                 match &mut world.nodes[node].kind {
                     Kind::Host(h) => {
-                        h.start_sender(i, (addr, port), plan.proxies[i].clone(), rng);
+                        h.start_sender_with(i, (addr, port), plan.proxies[i].clone(), rng, buffer);
                         world.run_host(node);
                     }
                     Kind::Client(c) => {
@@ -96,7 +116,9 @@ pub fn run(sc: &Scenario, base_dir: Option<&Path>, seed: u64) -> Result<Report, 
                 let all_passed = checks.iter().all(|c| match c.verdict {
                     Some(Verdict::Pass(_)) => true,
                     // Decided at the end; no error so far.
-                    None => c.spec.no_esp_errors || c.spec.no_drops.is_some(),
+                    None => {
+                        c.spec.no_esp_errors || c.spec.no_drops.is_some() || c.cluster.is_some()
+                    }
                     Some(Verdict::Fail(_)) => false,
                 });
                 let transfers_done = world
@@ -175,6 +197,21 @@ fn validate_event(sc: &Scenario, i: usize, plan: &Plan) -> Result<(), SimError> 
                 return Err(SimError::Scenario(format!("{what}: no link named {l:?}")));
             }
         }
+        Action::Cut | Action::Restore => match (&e.link, &e.node) {
+            (Some(l), None) if plan.link_index.contains_key(l) => {}
+            (Some(l), None) => {
+                return Err(SimError::Scenario(format!("{what}: no link named {l:?}")));
+            }
+            (None, Some(n)) if plan.node_index.contains_key(n) => {}
+            (None, Some(n)) => {
+                return Err(SimError::Scenario(format!("{what}: no node named {n:?}")));
+            }
+            _ => {
+                return Err(SimError::Scenario(format!(
+                    "{what}: name exactly one of `link` and `node` (every link of it)"
+                )));
+            }
+        },
         Action::Readdress => {
             let n = e
                 .node
@@ -258,15 +295,17 @@ fn scheduled(
     let link = e.link.as_ref().and_then(|l| links.get(l).copied());
     let node = e.node.as_ref().and_then(|n| nodes.get(n).copied());
     match (e.action, link, node) {
-        (Action::LinkDown, Some(l), _) => {
-            world.links[l].up = false;
-            let name = world.links[l].name.clone();
-            world.note(&name, "link down".into());
-        }
-        (Action::LinkUp, Some(l), _) => {
-            world.links[l].up = true;
-            let name = world.links[l].name.clone();
-            world.note(&name, "link up".into());
+        (Action::LinkDown | Action::Cut, Some(l), _) => set_link(world, l, false),
+        (Action::LinkUp | Action::Restore, Some(l), _) => set_link(world, l, true),
+        (Action::Cut | Action::Restore, None, Some(n)) => {
+            let up = e.action == Action::Restore;
+            let name = world.nodes[n].name.clone();
+            let what = if up { "restored" } else { "cut" };
+            world.note(&name, format!("every link {what}"));
+            let links: Vec<usize> = world.nodes[n].ifaces.iter().map(|i| i.link).collect();
+            for l in links {
+                set_link(world, l, up);
+            }
         }
         (Action::Impair, Some(l), _) => {
             let name = world.links[l].name.clone();
@@ -290,9 +329,11 @@ fn scheduled(
         }
         (Action::Crash, _, Some(n)) => {
             world.nodes[n].up = false;
+            world.nodes[n].changed_at = world.now;
             world.nodes[n].wake = None;
+            let now = world.now;
             if let Kind::Gateway(gw) = &mut world.nodes[n].kind {
-                gw.crash();
+                gw.crash(now);
             }
             world.forget_claims(n);
             let name = world.nodes[n].name.clone();
@@ -348,6 +389,7 @@ fn scheduled(
         }
         (Action::Restart, _, Some(n)) => {
             world.nodes[n].up = true;
+            world.nodes[n].changed_at = world.now;
             let name = world.nodes[n].name.clone();
             world.note(&name, "restart: a fresh process boots".into());
             start_gateway(world, n, true);
@@ -356,6 +398,17 @@ fn scheduled(
         _ => {}
     }
     Ok(())
+}
+
+/// Takes link `l` down or up (a cut cable or a dead switch port) and notes it.
+fn set_link(world: &mut World, l: usize, up: bool) {
+    if world.links[l].up == up {
+        return;
+    }
+    world.links[l].up = up;
+    world.links[l].changed_at = world.now;
+    let name = world.links[l].name.clone();
+    world.note(&name, if up { "link up" } else { "link down" }.into());
 }
 
 fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimError> {
@@ -413,17 +466,75 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
         } else {
             crate::units::secs(after)
         };
-        let (label, node, transfer) = if let Some(t) = &a.transfer {
-            let ti = sc
-                .transfers
-                .iter()
-                .position(|x| &x.name == t)
-                .ok_or_else(|| e(format!("no transfer named {t:?}")))?;
-            let label = match &a.fails_with {
-                Some(reason) => format!("transfer {t} fails with \"{reason}\"{}", w(within)),
-                None => format!("transfer {t} completes byte-exact{}", w(within)),
+        if let Some(d) = &a.hold_p99_at_most {
+            dur(d, &format!("{what}.hold_p99_at_most"))?;
+        }
+        if a.sync_link.is_some()
+            && a.sync_link_switched_to_at_least.is_none()
+            && a.sync_link_records_at_least.is_none()
+        {
+            return Err(e("`sync_link` goes with sync_link_switched_to_at_least or sync_link_records_at_least".into()));
+        }
+        if let Some(cc) = ClusterCheck::of(a) {
+            let names: Vec<&String> = match (&a.node, a.nodes.is_empty()) {
+                (Some(n), true) => vec![n],
+                (None, false) => a.nodes.iter().collect(),
+                _ => {
+                    return Err(e(
+                        "name the members in exactly one of `node` and `nodes`".into()
+                    ))
+                }
             };
-            (label, None, Some(ti))
+            let members = names
+                .iter()
+                .map(|n| gateway(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            let who = names
+                .iter()
+                .map(|n| n.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(Check {
+                spec: a.clone(),
+                label: cc.label(&who),
+                node: None,
+                transfer: None,
+                cluster: Some(cc),
+                members,
+                after,
+                within,
+                verdict: None,
+            });
+            continue;
+        }
+        if !a.nodes.is_empty() {
+            return Err(e(
+                "`nodes` is for the cluster checks (see docs/lab.md)".into()
+            ));
+        }
+        let (label, node, transfer) = if let Some(t) = &a.transfer {
+            let g = world
+                .groups
+                .iter()
+                .find(|g| &g.name == t)
+                .ok_or_else(|| e(format!("no transfer named {t:?}")))?;
+            let label = match (&a.fails_with, g.is_group()) {
+                (Some(_), true) => {
+                    return Err(e(format!(
+                        "`fails_with` is for one transfer; {t} is a group"
+                    )))
+                }
+                (Some(reason), false) => {
+                    format!("transfer {t} fails with \"{reason}\"{}", w(within))
+                }
+                (None, false) => format!("transfer {t} completes byte-exact{}", w(within)),
+                (None, true) => format!(
+                    "all {} connections of {t} complete byte-exact{}",
+                    g.members.len(),
+                    w(within).replace(" within", ", each within")
+                ),
+            };
+            (label, None, Some(g.members.clone()))
         } else if a.fails_with.is_some() {
             return Err(e("`fails_with` needs `transfer`".into()));
         } else if let Some(g) = &a.no_tunnel {
@@ -614,12 +725,67 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             label,
             node,
             transfer,
+            cluster: None,
+            members: Vec::new(),
             after,
             within,
             verdict: None,
         });
     }
     Ok(out)
+}
+
+/// A group of transfers: fails at the first failed member (or one not complete within
+/// `within` of its start), passes when every member completed.
+fn decide_group(
+    world: &World,
+    range: std::ops::Range<usize>,
+    within: Option<Duration>,
+    end: bool,
+) -> Option<Verdict> {
+    let now = world.now;
+    let secs = crate::units::secs;
+    let members = &world.transfers[range.clone()];
+    let mut slowest = Duration::ZERO;
+    let mut pending = 0usize;
+    for t in members {
+        let start = t.started.unwrap_or_default();
+        let limit = within.map(|w| start + w);
+        match (&t.failure, t.finished) {
+            (Some(f), _) => return Some(Verdict::Fail(format!("{}: {f}", t.name))),
+            (None, Some(done)) if limit.is_some_and(|l| done > l) => {
+                return Some(Verdict::Fail(format!(
+                    "{} completed only after {}",
+                    t.name,
+                    secs(done - start)
+                )))
+            }
+            (None, Some(done)) => slowest = slowest.max(done - start),
+            (None, None) if end || (t.started.is_some() && limit.is_some_and(|l| now > l)) => {
+                let open = members
+                    .iter()
+                    .filter(|t| t.finished.is_none() && t.failure.is_none())
+                    .count();
+                return Some(Verdict::Fail(format!(
+                    "{open} of {} not complete, the first {}: {} of {} received",
+                    members.len(),
+                    t.name,
+                    t.received,
+                    t.size
+                )));
+            }
+            (None, None) => pending += 1,
+        }
+    }
+    if pending > 0 {
+        return None;
+    }
+    let g = world.groups.iter().find(|g| g.members == range)?;
+    Some(Verdict::Pass(
+        crate::world::group_summary(g, members)
+            .split_once(": ")
+            .map_or_else(String::new, |(_, s)| s.to_string()),
+    ))
 }
 
 /// Decides what can be decided at `world.now`; at the end, every check is decided.
@@ -629,11 +795,21 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
         if c.verdict.is_some() {
             continue;
         }
+        if let Some(cc) = c.cluster {
+            if end {
+                c.verdict = Some(cc.decide(world, &c.members));
+            }
+            continue;
+        }
         let deadline = c.within.map(|w| c.after + w);
         let late = deadline.is_some_and(|d| now > d);
         let secs = crate::units::secs;
-        if let Some(ti) = c.transfer {
-            let t = &world.transfers[ti];
+        if let Some(range) = c.transfer.clone() {
+            if range.len() > 1 {
+                c.verdict = decide_group(world, range, c.within, end);
+                continue;
+            }
+            let t = &world.transfers[range.start];
             let start = t.started.unwrap_or_default();
             let limit = c.within.map(|w| start + w);
             if let Some(reason) = &c.spec.fails_with {

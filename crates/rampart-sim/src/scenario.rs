@@ -81,6 +81,12 @@ pub struct NodeSpec {
     pub basic_auth: Option<String>,
     /// Client: its profile (the same TOML as `rampart client up --profile`), inline.
     pub profile: Option<String>,
+    /// Router: the seed of its equal-cost multipath hash (default: drawn from the run's
+    /// seed, so every seed spreads flows differently).
+    pub ecmp_seed: Option<u64>,
+    /// Router: how long a dead equal-cost next hop keeps its share of the flows (the routing
+    /// protocol's detection time; default 500ms).
+    pub next_hop_timeout: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -114,13 +120,17 @@ pub struct Impairment {
     pub queue: Option<String>,
 }
 
-/// `link-down | link-up | impair | crash | restart | switchover | admin-down | admin-up |
-/// readdress | nat-flush`
+/// `link-down | link-up | cut | restore | impair | crash | restart | switchover | admin-down |
+/// admin-up | readdress | nat-flush`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
     LinkDown,
     LinkUp,
+    /// Cuts `link`, or every link of `node` (a switch: the whole segment).
+    Cut,
+    /// Restores what `cut` cut (`link`, or every link of `node`).
+    Restore,
     Impair,
     Crash,
     Restart,
@@ -167,6 +177,13 @@ pub struct TransferSpec {
     pub at: String,
     /// Listening port on `to` (default 5001, 5002, ... by position).
     pub port: Option<u16>,
+    /// A group of this many connections (default 1), each with `size` bytes: the k-th
+    /// (from 0) starts at `at + k * every` and connects to `port + k` (`port` is required).
+    /// The timeline and the tables show the group as one line; an assertion on `name`
+    /// holds when every connection of the group completes.
+    pub count: Option<u32>,
+    /// Spacing of the starts in a group (default 1ms).
+    pub every: Option<String>,
     /// Connect through this HTTP CONNECT proxy node (`to` must be reachable from it).
     pub via_proxy: Option<String>,
     /// `"user:password"` sent to the proxy.
@@ -241,6 +258,38 @@ pub struct AssertSpec {
     /// `node` dropped no packet whose drop reason contains this text (see the drops table),
     /// e.g. `"SA lifetime"`.
     pub no_drops: Option<String>,
+    /// The cluster members a cluster check looks at together (instead of `node`).
+    #[serde(default)]
+    pub nodes: Vec<String>,
+    /// The members' stateful inspection dropped at most / at least this many packets as out
+    /// of state (summed over `nodes`, the whole run, before crashes included).
+    pub out_of_state_at_most: Option<u64>,
+    pub out_of_state_at_least: Option<u64>,
+    /// At the end, every running member of `nodes` holds every connection that another one
+    /// has held for a second or more (no lost update).
+    #[serde(default)]
+    pub connections_synced: bool,
+    /// Flush-and-Ack: packets the members held, summed, at least this many.
+    pub holds_at_least: Option<u64>,
+    /// Flush-and-Ack: the 99th percentile of the hold time (each member's histogram; the
+    /// largest), at most this long.
+    pub hold_p99_at_most: Option<String>,
+    /// Flush-and-Ack: holds that timed out, summed, at most this many.
+    pub hold_timeouts_at_most: Option<u64>,
+    /// Update requests (UPD_REQ): queries the members sent (at least, at most), and queries
+    /// answered `Found` (at least), summed.
+    pub update_requests_at_least: Option<u64>,
+    pub update_requests_at_most: Option<u64>,
+    pub updates_found_at_least: Option<u64>,
+    /// Packets the members forwarded to the owner of their flow or SA, summed, at least.
+    pub forwarded_at_least: Option<u64>,
+    /// With `sync_link_switched_to_at_least` / `sync_link_records_at_least`: the sync link
+    /// (0 is `address`, 1 the first of `extra_addresses`).
+    pub sync_link: Option<usize>,
+    /// Times a member's delta stream moved onto `sync_link`, summed, at least.
+    pub sync_link_switched_to_at_least: Option<u64>,
+    /// Records the members sent on `sync_link`, summed, at least.
+    pub sync_link_records_at_least: Option<u64>,
 }
 
 /// Parses scenario text; `name` is used in error messages.

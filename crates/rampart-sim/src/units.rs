@@ -65,6 +65,17 @@ pub fn secs(d: Duration) -> String {
     format!("{}.{:03}s", d.as_secs(), d.subsec_millis())
 }
 
+/// Formats a short duration in the unit that shows it: `350us`, `1.2ms`, `0.210s`.
+pub fn short(d: Duration) -> String {
+    if d < Duration::from_millis(1) {
+        format!("{}us", d.as_micros())
+    } else if d < Duration::from_millis(100) {
+        format!("{:.1}ms", d.as_secs_f64() * 1e3)
+    } else {
+        secs(d)
+    }
+}
+
 /// Formats a byte count: `4.00 MB`, `512 B`.
 pub fn bytes(n: u64) -> String {
     if n >= 1_000_000 {
@@ -100,5 +111,8 @@ mod tests {
         assert_eq!(rate("10Mbit"), Some(10_000_000));
         assert_eq!(rate("0bit"), None);
         assert_eq!(secs(Duration::from_millis(12345)), "12.345s");
+        assert_eq!(short(Duration::from_micros(350)), "350us");
+        assert_eq!(short(Duration::from_micros(1250)), "1.2ms");
+        assert_eq!(short(Duration::from_millis(210)), "0.210s");
     }
 }

@@ -127,6 +127,7 @@ mod tests {
                 owner: Some(1),
             }],
             failovers: 0,
+            load_sharing: None,
         }
     }
 

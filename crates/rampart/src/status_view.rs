@@ -578,6 +578,7 @@ mod tests {
                 },
             ],
             failovers: 1,
+            load_sharing: None,
         }
     }
 

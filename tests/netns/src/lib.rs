@@ -16,6 +16,7 @@ pub mod env;
 pub mod fragnat;
 pub mod ike_flood;
 pub mod inspect;
+pub mod ls_topology;
 pub mod mep_topology;
 pub mod nat_topology;
 pub mod netns;

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use rampart_cluster::{
-    Cluster, ClusterConfig, ClusterEvent, ClusterMode, DeltaRecord, MemberConfig, MemberId,
+    Cluster, ClusterConfig, ClusterEvent, ClusterMode, DeltaRecord, LinkId, MemberConfig, MemberId,
     MemberState, RecordKind, SyncAuth, VirtualAddress,
 };
 use rampart_crypto::Rng;
@@ -22,6 +22,14 @@ thread_local! {
 pub fn addr(id: MemberId) -> SocketAddr {
     format!("10.0.0.{id}:8116").parse().unwrap()
 }
+
+/// Member `id`'s address on sync link `link` (link 0 is [`addr`]).
+pub fn link_addr(id: MemberId, link: LinkId) -> SocketAddr {
+    format!("10.0.{link}.{id}:8116").parse().unwrap()
+}
+
+/// Changes every member's configuration before the engines are built (and rebuilt).
+pub type Tweak = std::rc::Rc<dyn Fn(&mut ClusterConfig)>;
 
 pub fn config(id: MemberId, n: u8, priorities: &[u16], switch_back: bool) -> ClusterConfig {
     config_dead(id, n, priorities, switch_back, 3)
@@ -43,6 +51,7 @@ pub fn config_dead(
                 id: m,
                 sync_address: addr(m),
                 priority: priorities.get(usize::from(m - 1)).copied().unwrap_or(100),
+                extra_sync_addresses: Vec::new(),
             })
             .collect(),
         switch_back,
@@ -60,6 +69,8 @@ pub fn config_dead(
         retransmit_queue: QUEUE.with(|q| q.get()),
         takeover_margin: 16384,
         esp_sync_interval: Duration::from_millis(100),
+        load_sharing: None,
+        sync_link_hold_down: rampart_cluster::DEFAULT_SYNC_LINK_HOLD_DOWN,
     }
 }
 
@@ -80,6 +91,7 @@ pub struct Packet {
     n: u64,
     from: usize,
     to: usize,
+    link: LinkId,
     data: Vec<u8>,
 }
 
@@ -97,6 +109,11 @@ pub struct Net {
     pub jitter: Duration,
     pub latency: Duration,
     pub cut: HashSet<(usize, usize)>,
+    /// Sync links cut for everyone.
+    pub cut_links: HashSet<LinkId>,
+    /// Per sync link: extra one-way latency (added to `latency`).
+    pub link_latency: BTreeMap<LinkId, Duration>,
+    pub tweak: Option<Tweak>,
     /// How long a full sync takes.
     pub full_sync_time: Duration,
     pub priorities: Vec<u16>,
@@ -116,17 +133,31 @@ impl Net {
         seed: u64,
         dead_after: u32,
     ) -> Net {
+        Net::with_tweak(n, priorities, switch_back, seed, dead_after, None)
+    }
+
+    /// A network whose members' configurations `tweak` changes first.
+    pub fn with_tweak(
+        n: u8,
+        priorities: &[u16],
+        switch_back: bool,
+        seed: u64,
+        dead_after: u32,
+        tweak: Option<Tweak>,
+    ) -> Net {
         let start = Instant::now();
+        let build = |id: MemberId| {
+            let mut c = config_dead(id, n, priorities, switch_back, dead_after);
+            if let Some(t) = &tweak {
+                t(&mut c);
+            }
+            c
+        };
         let mut seed_bytes = [0u8; 32];
         seed_bytes[..8].copy_from_slice(&seed.to_le_bytes());
         let nodes = (1..=n)
             .map(|id| Node {
-                cluster: Cluster::new(
-                    config_dead(id, n, priorities, switch_back, dead_after),
-                    start,
-                    1000,
-                    Rng::from_seed([id; 32]),
-                ),
+                cluster: Cluster::new(build(id), start, 1000, Rng::from_seed([id; 32])),
                 up: true,
                 table: BTreeMap::new(),
                 delivered: Vec::new(),
@@ -147,6 +178,9 @@ impl Net {
             jitter: Duration::ZERO,
             latency: Duration::from_micros(200),
             cut: HashSet::new(),
+            cut_links: HashSet::new(),
+            link_latency: BTreeMap::new(),
+            tweak,
             full_sync_time: Duration::from_millis(20),
             priorities: priorities.to_vec(),
             switch_back,
@@ -178,6 +212,17 @@ impl Net {
         }
     }
 
+    /// Cuts (or heals) sync link `link` for every member; a cut also loses what is in flight
+    /// on it.
+    pub fn cut_sync_link(&mut self, link: LinkId, cut: bool) {
+        if cut {
+            self.cut_links.insert(link);
+            self.in_flight.retain(|p| p.link != link);
+        } else {
+            self.cut_links.remove(&link);
+        }
+    }
+
     /// Kills member `i` (stops delivering to and from it).
     pub fn crash(&mut self, i: usize) {
         self.nodes[i].up = false;
@@ -190,12 +235,11 @@ impl Net {
         let id = i as u8 + 1;
         let node = &mut self.nodes[i];
         node.boot += 1;
-        node.cluster = Cluster::new(
-            config_dead(id, n, &self.priorities, self.switch_back, self.dead_after),
-            self.now,
-            node.boot,
-            Rng::from_seed([id + 100; 32]),
-        );
+        let mut config = config_dead(id, n, &self.priorities, self.switch_back, self.dead_after);
+        if let Some(t) = &self.tweak {
+            t(&mut config);
+        }
+        node.cluster = Cluster::new(config, self.now, node.boot, Rng::from_seed([id + 100; 32]));
         node.up = true;
         node.table.clear();
         node.full_sync = None;
@@ -236,11 +280,17 @@ impl Net {
             let to = self
                 .nodes
                 .iter()
-                .position(|n| n.cluster.config().me().sync_address == t.remote)
+                .position(|n| {
+                    n.cluster.config().me().link_address(usize::from(t.link)) == Some(t.remote)
+                })
                 .unwrap();
-            if self.cut.contains(&(i, to)) || self.chance(self.loss) {
+            if self.cut.contains(&(i, to))
+                || self.cut_links.contains(&t.link)
+                || self.chance(self.loss)
+            {
                 continue;
             }
+            let link_latency = self.link_latency.get(&t.link).copied().unwrap_or_default();
             let copies = if self.chance(self.dup) { 2 } else { 1 };
             for _ in 0..copies {
                 let jitter = if self.jitter.is_zero() {
@@ -251,9 +301,10 @@ impl Net {
                 self.sent += 1;
                 self.in_flight.push(Packet {
                     n: self.sent,
-                    at: now + self.latency + jitter,
+                    at: now + self.latency + link_latency + jitter,
                     from: i,
                     to,
+                    link: t.link,
                     data: t.data.clone(),
                 });
             }
@@ -319,7 +370,7 @@ impl Net {
                 let from = addr(p.from as u8 + 1);
                 let _ = self.nodes[p.to]
                     .cluster
-                    .handle_datagram(now, from, &mut p.data);
+                    .handle_datagram(now, p.link, from, &mut p.data);
                 self.drain(p.to);
             }
             for i in 0..self.nodes.len() {

@@ -142,6 +142,8 @@ impl Validator<'_, '_> {
             retransmit_queue,
             takeover_margin,
             esp_sync_interval,
+            load_sharing: None,
+            sync_link_hold_down: rampart_cluster::DEFAULT_SYNC_LINK_HOLD_DOWN,
         })
     }
 
@@ -242,6 +244,7 @@ impl Validator<'_, '_> {
                     id: id as MemberId,
                     sync_address,
                     priority: DEFAULT_PRIORITY,
+                    extra_sync_addresses: Vec::new(),
                 },
                 i,
             ));

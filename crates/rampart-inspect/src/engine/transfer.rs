@@ -179,6 +179,75 @@ impl Inspector {
         idxs.len()
     }
 
+    /// The newest change of the change stream not drained yet (a Load Sharing member reads the
+    /// connection the packet it just inspected created). `None` without a change stream.
+    pub fn last_change(&self) -> Option<&Change> {
+        self.changes.back()
+    }
+
+    /// Whether `pkt`, arriving on `side`, belongs to no live connection and cannot open one:
+    /// a TCP packet other than a SYN (or a RST), an echo reply or an ICMP error for no known
+    /// connection, which [`Inspector::handle`] would drop as out of state. Returns the tuple of
+    /// the connection it would belong to (for an ICMP error: the quoted connection's, in this
+    /// packet's direction) and the reason. `None` for everything else, for a packet that does
+    /// not parse, and without a rule base (nothing is out of state then). Reads only: nothing
+    /// is counted or logged, nothing allocates.
+    pub fn orphan(
+        &self,
+        now: Instant,
+        side: crate::Side,
+        pkt: &[u8],
+    ) -> Option<(crate::FlowTuple, crate::OutOfState)> {
+        use crate::packet::Kind;
+        use crate::OutOfState;
+        if self.permissive() {
+            return None;
+        }
+        let p = crate::packet::parse(pkt)?;
+        let (tuple, why) = match p.kind {
+            Kind::Tcp { flags } => match crate::tcp::start(flags) {
+                Err(why @ (OutOfState::FirstPacketNotSyn | OutOfState::RstWithoutConnection)) => {
+                    (p.tuple, why)
+                }
+                _ => return None,
+            },
+            Kind::Echo { request: false } => (p.tuple, OutOfState::EchoReplyWithoutRequest),
+            Kind::IcmpError { quoted, .. } => {
+                (quoted.reverse(), OutOfState::IcmpErrorWithoutConnection)
+            }
+            _ => return None,
+        };
+        let now_ms = self.now_ms(now);
+        let live = self
+            .table
+            .find(side, &tuple)
+            .and_then(|(idx, _)| self.table.get(idx))
+            .is_some_and(|c| c.expires_ms > now_ms);
+        (!live).then_some((tuple, why))
+    }
+
+    /// The live connection a packet with `tuple` belongs to, looked up in both directions and
+    /// from both sides (an update request names a flow without direction), as it would leave
+    /// in a [`Change::Created`] now.
+    pub fn find_flow(&self, now: Instant, tuple: &crate::FlowTuple) -> Option<Connection> {
+        use crate::Side;
+        let now_ms = self.now_ms(now);
+        let reverse = tuple.reverse();
+        let found = [
+            (Side::Inside, tuple),
+            (Side::Tunnel, tuple),
+            (Side::Inside, &reverse),
+            (Side::Tunnel, &reverse),
+        ]
+        .into_iter()
+        .find_map(|(side, t)| {
+            let (idx, _) = self.table.find(side, t)?;
+            let c = self.table.get(idx)?;
+            (c.expires_ms > now_ms).then(|| exported(*c, now_ms))
+        });
+        found
+    }
+
     /// Connection `id` keyed by `(side, orig)` as it would leave in a [`Change::Created`] now.
     pub fn lookup(
         &self,

@@ -233,3 +233,36 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn orphans_are_the_packets_no_connection_takes_and_find_flow_looks_both_ways() {
+    let t0 = Instant::now();
+    let mut a = Inspector::new(nat_policy(), 1, 1, t0);
+    a.enable_change_stream(16);
+    // A SYN may open a connection: not an orphan. A stray ACK, a RST and a SYN-ACK cannot.
+    let syn = packet(ip(H1), ip(H2), 6, 40000, 80, SYN);
+    assert_eq!(a.orphan(t0, Side::Inside, &syn), None);
+    for flags in [ACK, RST, SYN | ACK] {
+        let p = packet(ip(H1), ip(H2), 6, 40000, 80, flags);
+        let (tuple, _) = a.orphan(t0, Side::Inside, &p).expect("orphan");
+        assert_eq!((tuple.sport, tuple.dport), (40000, 80));
+    }
+    let c = establish(&mut a, t0, ip(H1), 40000);
+    assert!(matches!(a.last_change(), Some(Change::Updated { id, .. }) if *id == c.id));
+    // Known now, in both directions (the reply addressed to the hide NAT address).
+    let ack = tcp_of(&c, false, ACK);
+    assert_eq!(a.orphan(t0, Side::Inside, &ack), None);
+    let reply = tcp_of(&c, true, ACK);
+    assert_eq!(a.orphan(t0, Side::Tunnel, &reply), None);
+    // An update request names the flow without direction or side: any of its keys finds it.
+    for t in [c.orig, c.orig.reverse(), c.xlat, c.xlat.reverse()] {
+        assert_eq!(a.find_flow(t0, &t).map(|f| f.id), Some(c.id), "{t:?}");
+    }
+    // Expired: neither found nor known.
+    let later = t0 + Duration::from_secs(100_000);
+    assert_eq!(a.find_flow(later, &c.orig), None);
+    assert!(a.orphan(later, Side::Inside, &ack).is_some());
+    // Without a rule base nothing is out of state.
+    let open = Inspector::new(InspectPolicy::default(), 1, 1, t0);
+    assert_eq!(open.orphan(t0, Side::Inside, &ack), None);
+}

@@ -377,6 +377,19 @@ pub fn decode_sa(body: &[u8]) -> Result<SaSnapshot, DecodeError> {
     postcard::from_bytes(body).map_err(|_| DecodeError("SA"))
 }
 
+/// An `SaUpsert` body of a Load Sharing full sync: the member that owns the SA (one byte),
+/// then [`encode_sa`]. The snapshot carries every member's SAs, so it names their owners.
+pub fn encode_owned_sa(owner: u8, sa: &SaSnapshot) -> Vec<u8> {
+    let mut body = vec![owner];
+    body.extend_from_slice(&encode_sa(sa));
+    body
+}
+
+pub fn decode_owned_sa(body: &[u8]) -> Result<(u8, SaSnapshot), DecodeError> {
+    let (&owner, rest) = body.split_first().ok_or(DecodeError("SA"))?;
+    Ok((owner, decode_sa(rest)?))
+}
+
 /// One tunnel's counters as an `EspCounters` body (key: the CHILD SA id).
 pub fn encode_esp(outbound: &OutboundState, inbound: &InboundState) -> Vec<u8> {
     postcard::to_allocvec(&(outbound, inbound)).expect("ESP state serialises")

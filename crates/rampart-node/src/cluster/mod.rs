@@ -26,7 +26,9 @@ pub(crate) const NO_CLUSTER: &str = "no cluster configured";
 
 mod coalesce;
 pub mod codec;
+mod held;
 mod replica;
+pub(crate) mod share;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -37,7 +39,10 @@ use rampart_ike::{ChildSaId, IkeSaId};
 use rampart_inspect::{FlowTuple, Side};
 
 pub(crate) use coalesce::Pending;
+pub(crate) use held::HeldPool;
 pub(crate) use replica::Replicas;
+pub(crate) use share::LoadShare;
+pub use share::{ForwardCounts, LoadSharingStats};
 
 /// Undrained connection changes a member keeps before it counts an overflow (a resync).
 pub(crate) const CHANGE_STREAM_LIMIT: usize = 1 << 20;
@@ -45,8 +50,9 @@ pub(crate) const CHANGE_STREAM_LIMIT: usize = 1 << 20;
 /// The gateway's cluster state: the engine and what the node keeps around it.
 pub(crate) struct ClusterMember {
     pub engine: Cluster,
-    /// Where cluster datagrams arrive and leave from.
-    pub sync_local: SocketAddr,
+    /// Where cluster datagrams arrive and leave from: this member's address on each sync
+    /// link (index = link id; 0 is its `sync_address`).
+    pub sync_links: Vec<SocketAddr>,
     /// This member owns the virtual addresses and the traffic.
     pub active: bool,
     /// Standby: the active member's SAs as values, imported on takeover.
@@ -67,6 +73,28 @@ pub(crate) struct ClusterMember {
     pub incoming: HashMap<u8, Incoming>,
     /// Takeovers of this member (for the log).
     pub takeovers: u64,
+    /// Load Sharing: this member's own state; `None` in high availability.
+    pub ls: Option<LoadShare>,
+}
+
+/// Whether a connection may be synced at all, and after how long (its service's `sync` and
+/// `sync_after`).
+pub(crate) fn sync_rule(
+    inspector: &rampart_inspect::Inspector,
+    c: &rampart_inspect::Connection,
+) -> (bool, u64) {
+    if c.service == rampart_inspect::NO_SERVICE {
+        return (true, 0);
+    }
+    match inspector
+        .rules()
+        .config()
+        .services
+        .get(usize::from(c.service))
+    {
+        Some(s) => (s.sync, s.sync_after.as_millis() as u64),
+        None => (true, 0),
+    }
 }
 
 /// A full-sync stream being read.
@@ -84,17 +112,25 @@ impl ClusterMember {
         boot_id: u64,
         rng: rampart_crypto::Rng,
     ) -> Self {
-        let sync_local = config.me().sync_address;
+        let sync_links = std::iter::once(config.me().sync_address)
+            .chain(config.me().extra_sync_addresses.iter().copied())
+            .collect();
         // With `switch_back` the engine starts a handover on its own, inside a timer: changes
         // held in the window at that instant would miss the handover, so nothing is held.
-        let hold = if config.switch_back {
+        // Load Sharing: another member may see the connection's next packet at once (the
+        // SYN-ACK of a SYN that came through here): its changes are not held back either.
+        let hold = if config.switch_back || config.mode == rampart_cluster::ClusterMode::LoadSharing
+        {
             std::time::Duration::ZERO
         } else {
             coalesce::HOLD
         };
+        let ls = (config.mode == rampart_cluster::ClusterMode::LoadSharing)
+            .then(|| LoadShare::new(config.load_sharing.unwrap_or_default(), config.member_id));
         ClusterMember {
+            ls,
             engine: Cluster::new(config, now, boot_id, rng),
-            sync_local,
+            sync_links,
             active: false,
             replicas: Replicas::default(),
             unsynced: HashSet::new(),
@@ -110,6 +146,12 @@ impl ClusterMember {
 
     pub fn config(&self) -> &ClusterConfig {
         self.engine.config()
+    }
+
+    /// The sync link whose socket is bound to `local`, if any.
+    pub fn link_of(&self, local: SocketAddr) -> Option<rampart_cluster::LinkId> {
+        let i = self.sync_links.iter().position(|a| *a == local)?;
+        rampart_cluster::LinkId::try_from(i).ok()
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {

@@ -7,13 +7,29 @@ use std::time::{Duration, Instant};
 use rampart_esp::{InboundState, OutboundState};
 use rampart_ike::{ChildSaId, IkeSaId};
 
+use rampart_cluster::MemberId;
+
 use crate::SaSnapshot;
 
-/// Invariant: `child_to_sa` names exactly the CHILD SAs of the stored snapshots.
+/// Invariant: `child_to_sa`, `by_esp_spi`, `by_ike_spi` and `by_peer` name exactly the
+/// stored snapshots (their CHILD SAs, their CHILD SAs' inbound SPIs, both IKE SPIs, and per
+/// peer name one of its SAs, the last stored).
 #[derive(Default)]
 pub(crate) struct Replicas {
-    sas: BTreeMap<IkeSaId, (SaSnapshot, Instant)>,
+    sas: BTreeMap<IkeSaId, Replica>,
     child_to_sa: HashMap<ChildSaId, IkeSaId>,
+    by_esp_spi: HashMap<u32, IkeSaId>,
+    by_ike_spi: HashMap<u64, IkeSaId>,
+    by_peer: HashMap<String, IkeSaId>,
+}
+
+struct Replica {
+    snap: SaSnapshot,
+    /// When it arrived (its relative times count from here).
+    at: Instant,
+    /// Load Sharing: the member that owns it (sender of its last `SaUpsert`, or the
+    /// survivor computed to adopt it); 0 in high availability.
+    owner: MemberId,
 }
 
 impl Replicas {
@@ -21,21 +37,63 @@ impl Replicas {
         self.sas.len()
     }
 
+    /// High availability: the active member's SA.
     pub fn upsert(&mut self, now: Instant, snapshot: SaSnapshot) {
+        self.upsert_owned(now, snapshot, 0);
+    }
+
+    /// Load Sharing: an SA `owner` owns.
+    pub fn upsert_owned(&mut self, now: Instant, snapshot: SaSnapshot, owner: MemberId) {
         let id = snapshot.ike.id;
         self.remove(id);
         for c in &snapshot.ike.children {
             self.child_to_sa.insert(c.id, id);
+            self.by_esp_spi.insert(c.spi_in, id);
         }
-        self.sas.insert(id, (snapshot, now));
+        self.by_ike_spi.insert(snapshot.ike.spi_i, id);
+        self.by_ike_spi.insert(snapshot.ike.spi_r, id);
+        self.by_peer.insert(snapshot.ike.peer_name.clone(), id);
+        self.sas.insert(
+            id,
+            Replica {
+                snap: snapshot,
+                at: now,
+                owner,
+            },
+        );
     }
 
     pub fn remove(&mut self, id: IkeSaId) {
-        if let Some((old, _)) = self.sas.remove(&id) {
-            for c in &old.ike.children {
-                self.child_to_sa.remove(&c.id);
+        self.unlink(id);
+    }
+
+    /// Removes SA `id` and every index entry of it.
+    fn unlink(&mut self, id: IkeSaId) -> Option<Replica> {
+        let old = self.sas.remove(&id)?;
+        for c in &old.snap.ike.children {
+            self.child_to_sa.remove(&c.id);
+            if self.by_esp_spi.get(&c.spi_in) == Some(&id) {
+                self.by_esp_spi.remove(&c.spi_in);
             }
         }
+        for spi in [old.snap.ike.spi_i, old.snap.ike.spi_r] {
+            if self.by_ike_spi.get(&spi) == Some(&id) {
+                self.by_ike_spi.remove(&spi);
+            }
+        }
+        let name = &old.snap.ike.peer_name;
+        if self.by_peer.get(name) == Some(&id) {
+            // Another SA with the same peer, if any, takes its place (rare: duplicates).
+            match self.sas.iter().find(|(_, r)| r.snap.ike.peer_name == *name) {
+                Some((other, _)) => {
+                    self.by_peer.insert(name.clone(), *other);
+                }
+                None => {
+                    self.by_peer.remove(name);
+                }
+            }
+        }
+        Some(old)
     }
 
     /// A tunnel's counters; ignored for a CHILD SA no stored SA has. Counters never go back.
@@ -43,10 +101,10 @@ impl Replicas {
         let Some(id) = self.child_to_sa.get(&child) else {
             return;
         };
-        let Some((snap, _)) = self.sas.get_mut(id) else {
+        let Some(r) = self.sas.get_mut(id) else {
             return;
         };
-        if let Some(t) = snap.esp.iter_mut().find(|t| t.child == child) {
+        if let Some(t) = r.snap.esp.iter_mut().find(|t| t.child == child) {
             if outbound.next_sequence >= t.outbound.next_sequence {
                 t.outbound = outbound;
             }
@@ -59,18 +117,83 @@ impl Replicas {
     pub fn clear(&mut self) {
         self.sas.clear();
         self.child_to_sa.clear();
+        self.by_esp_spi.clear();
+        self.by_ike_spi.clear();
+        self.by_peer.clear();
     }
 
     /// Every stored SA aged to `now` (its relative times moved by the time since it arrived).
     pub fn take_all(&mut self, now: Instant) -> Vec<SaSnapshot> {
-        self.child_to_sa.clear();
-        std::mem::take(&mut self.sas)
-            .into_values()
-            .map(|(mut snap, at)| {
-                age(&mut snap, now.saturating_duration_since(at));
-                snap
+        let ids: Vec<IkeSaId> = self.sas.keys().copied().collect();
+        ids.into_iter()
+            .filter_map(|id| self.take(now, id))
+            .collect()
+    }
+
+    /// SA `id` aged to `now`, removed.
+    pub fn take(&mut self, now: Instant, id: IkeSaId) -> Option<SaSnapshot> {
+        let Replica { mut snap, at, .. } = self.unlink(id)?;
+        age(&mut snap, now.saturating_duration_since(at));
+        Some(snap)
+    }
+
+    /// Every stored SA aged to `now`, with its owner (a copy: a Load Sharing full sync).
+    pub fn snapshots(&self, now: Instant) -> Vec<(SaSnapshot, MemberId)> {
+        self.sas
+            .values()
+            .map(|r| {
+                let mut snap = r.snap.clone();
+                age(&mut snap, now.saturating_duration_since(r.at));
+                (snap, r.owner)
             })
             .collect()
+    }
+
+    /// The IKE SA and owner of the CHILD SA whose inbound SPI is `spi`.
+    pub fn by_esp_spi(&self, spi: u32) -> Option<(IkeSaId, MemberId)> {
+        let id = *self.by_esp_spi.get(&spi)?;
+        Some((id, self.sas.get(&id)?.owner))
+    }
+
+    /// The IKE SA and owner of the IKE SA with `spi` as one of its SPIs.
+    pub fn by_ike_spi(&self, spi: u64) -> Option<(IkeSaId, MemberId)> {
+        let id = *self.by_ike_spi.get(&spi)?;
+        Some((id, self.sas.get(&id)?.owner))
+    }
+
+    /// The owner of an SA with the peer named `peer`.
+    pub fn owner_of_peer(&self, peer: &str) -> Option<MemberId> {
+        let id = self.by_peer.get(peer)?;
+        Some(self.sas.get(id)?.owner)
+    }
+
+    /// The SAs `owner` owns.
+    pub fn owned_by(&self, owner: MemberId) -> Vec<IkeSaId> {
+        self.sas
+            .iter()
+            .filter(|(_, r)| r.owner == owner)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    pub fn set_owner(&mut self, id: IkeSaId, owner: MemberId) {
+        if let Some(r) = self.sas.get_mut(&id) {
+            r.owner = owner;
+        }
+    }
+
+    /// The SPI whose rendezvous owner adopts SA `id` when its owner is gone: the inbound SPI
+    /// of its first CHILD SA, or the low bits of the IKE SA id without one. Every member
+    /// computes it from the same replica.
+    pub fn adoption_spi(&self, id: IkeSaId) -> Option<u32> {
+        let r = self.sas.get(&id)?;
+        Some(
+            r.snap
+                .ike
+                .children
+                .first()
+                .map_or(id.0 as u32, |c| c.spi_in),
+        )
     }
 }
 

@@ -67,6 +67,21 @@ impl DataPlaneCounters {
         }
     }
 
+    /// Takes back one [`Self::drop`] of `reason` (the packet was handled after all).
+    pub(crate) fn undo_drop(&mut self, reason: DropReason) {
+        let c = match reason {
+            DropReason::Malformed => &mut self.dropped_malformed,
+            DropReason::NoPolicy => &mut self.dropped_no_policy,
+            DropReason::NoSa | DropReason::Lifetime => &mut self.dropped_no_sa,
+            DropReason::UnknownSpi => &mut self.dropped_unknown_spi,
+            DropReason::Authentication => &mut self.dropped_auth,
+            DropReason::Replay => &mut self.dropped_replay,
+            DropReason::PolicyMismatch => &mut self.dropped_policy_mismatch,
+            DropReason::Firewall => &mut self.dropped_firewall,
+        };
+        *c = c.saturating_sub(1);
+    }
+
     /// Counts a seal refusal by its own reason; returns the drop reason the packet gets.
     pub(crate) fn seal_failed(&mut self, e: &SealError) -> DropReason {
         match e {

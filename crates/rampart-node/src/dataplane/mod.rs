@@ -17,6 +17,7 @@ mod open;
 mod path_mtu;
 mod policy;
 mod seal;
+mod share;
 mod transfer;
 mod tunnels;
 
@@ -34,6 +35,7 @@ use rampart_inspect::Inspector;
 
 pub use counters::{open_drop_reason, seal_drop_reason, DataPlaneCounters};
 pub use policy::{FirstEstablished, PeerSelector, Policy, TunnelState};
+pub use share::{LsHooks, LsOffer, Resume};
 pub(crate) use tunnels::{Tunnel, Tunnels};
 
 use crate::{Disposition, DropReason, LogEvent, LogLevel, LogRecord};
@@ -147,6 +149,13 @@ pub trait ControlPlane {
         packet: &[u8],
         candidates: &[PeerId],
     ) -> Option<PeerId>;
+    /// Load Sharing: `packet` is offered (see [`LsOffer`]); `true` when the control plane
+    /// took a copy of it (the data plane answers `Consumed`), `false` to continue as usual.
+    /// Only called for the checks enabled by the data plane's [`LsHooks`].
+    fn ls_offer(&mut self, now: Instant, packet: &[u8], offer: LsOffer) -> bool {
+        let _ = (now, packet, offer);
+        false
+    }
 }
 
 /// The per-packet engine shared by every kind of node (sans-IO).
@@ -174,6 +183,8 @@ pub struct DataPlane {
     pmtu_policy: crate::pmtu::PmtuPolicy,
     /// Path-MTU state per remote-access client peer with a tunnel.
     pmtu: std::collections::HashMap<PeerId, crate::pmtu::PeerPmtu>,
+    /// Load Sharing checks (all off outside Load Sharing).
+    ls: LsHooks,
 }
 
 impl DataPlane {
@@ -201,6 +212,7 @@ impl DataPlane {
             pending: Vec::with_capacity(batch::CRYPT_CHUNK),
             pmtu_policy: crate::pmtu::PmtuPolicy::default(),
             pmtu: std::collections::HashMap::new(),
+            ls: LsHooks::default(),
         }
     }
 

@@ -12,6 +12,7 @@ use rampart_inspect::{Side, Verdict};
 use rampart_wire::ip::PacketInfo;
 
 use super::counters::open_drop_reason;
+use super::share::{LsOffer, Resume};
 use super::{ControlPlane, ControlRequest, DataPlane};
 use crate::{Disposition, DropReason};
 
@@ -165,12 +166,38 @@ impl DataPlane {
                 self.counters.mss_clamped += 1;
             }
         }
+        if self.ls.ask_orphans
+            && self.ls_orphan(
+                now,
+                Side::Tunnel,
+                buf,
+                opened.payload.clone(),
+                Resume::InspectTunnel,
+                control,
+            )
+        {
+            return Disposition::Consumed;
+        }
+        let created_before = self
+            .ls
+            .hold_creates
+            .then(|| self.inspect.stats().connections_accepted);
         let verdict = self
             .inspect
             .handle(now, Side::Tunnel, &mut buf[opened.payload.clone()]);
         self.drain_inspect_logs(control);
         match verdict {
-            Verdict::Accept => {}
+            Verdict::Accept => {
+                if let Some(conn) = created_before.and_then(|before| self.ls_created(before)) {
+                    let offer = LsOffer::Hold {
+                        conn,
+                        resume: Resume::WriteTun,
+                    };
+                    if control.ls_offer(now, &buf[opened.payload.clone()], offer) {
+                        return Disposition::Consumed;
+                    }
+                }
+            }
             Verdict::Drop(_) => return self.drop(DropReason::Firewall),
             Verdict::Reject => {
                 self.counters.dropped_firewall += 1;

@@ -11,6 +11,7 @@ use rampart_ike::ChildSaId;
 use rampart_inspect::{Side, Verdict};
 use rampart_wire::ip::PacketInfo;
 
+use super::share::{Entry, LsOffer, Resume};
 use super::{ControlPlane, ControlRequest, DataPlane};
 use crate::{Disposition, DropReason};
 
@@ -36,24 +37,8 @@ impl DataPlane {
         packet: Range<usize>,
         control: &mut impl ControlPlane,
     ) -> Disposition {
-        match self.tun_prepare(now, buf, packet, control) {
-            TunStep::Done(disposition) => disposition,
-            TunStep::Seal {
-                tunnel,
-                job,
-                esp,
-                disposition,
-            } => {
-                let crypted = self
-                    .tunnels
-                    .get(tunnel)
-                    .map(|t| job.run(t.outbound.key(), &mut buf[esp]));
-                match crypted {
-                    Some(Ok(())) => disposition,
-                    _ => self.crypt_failed(),
-                }
-            }
-        }
+        let step = self.tun_prepare(now, buf, packet, control);
+        self.run_tun_step(buf, step)
     }
 
     /// Everything of [`Self::handle_tun`] but the cipher call: inspection, policy, peer and SA
@@ -65,13 +50,47 @@ impl DataPlane {
         packet: Range<usize>,
         control: &mut impl ControlPlane,
     ) -> TunStep {
-        self.counters.tun_packets_in += 1;
+        self.tun_prepare_from(now, buf, packet, Entry::Tun, control)
+    }
+
+    /// [`Self::tun_prepare`] for a packet that entered as `entry` (Load Sharing: a resumed
+    /// packet is not inspected for parking again, a forwarded one is not dispatched again).
+    pub(super) fn tun_prepare_from(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        packet: Range<usize>,
+        entry: Entry,
+        control: &mut impl ControlPlane,
+    ) -> TunStep {
+        if entry != Entry::Resumed {
+            self.counters.tun_packets_in += 1;
+        }
         let Some(inner) = buf.get(packet.clone()) else {
             return TunStep::Done(self.drop(DropReason::Malformed));
         };
         if PacketInfo::parse(inner).is_err() {
             return TunStep::Done(self.drop(DropReason::Malformed));
         }
+        if entry == Entry::Tun && self.ls.dispatch_tun && control.ls_offer(now, inner, LsOffer::Tun)
+        {
+            return TunStep::Done(Disposition::Consumed);
+        }
+        if entry != Entry::Resumed
+            && self.ls.ask_orphans
+            && self.ls_orphan(
+                now,
+                Side::Inside,
+                buf,
+                packet.clone(),
+                Resume::InspectInside,
+                control,
+            )
+        {
+            return TunStep::Done(Disposition::Consumed);
+        }
+        let created_before = (self.ls.hold_creates && entry != Entry::Resumed)
+            .then(|| self.inspect.stats().connections_accepted);
         // Inspection first: NAT may change the addresses the policy looks at.
         let verdict = self
             .inspect
@@ -88,6 +107,28 @@ impl DataPlane {
                 });
             }
         }
+        if let Some(conn) = created_before.and_then(|before| self.ls_created(before)) {
+            let offer = LsOffer::Hold {
+                conn,
+                resume: Resume::Seal,
+            };
+            if control.ls_offer(now, &buf[packet.clone()], offer) {
+                return TunStep::Done(Disposition::Consumed);
+            }
+        }
+        self.route_prepare(now, buf, packet, control)
+    }
+
+    /// The outbound path after inspection: policy, peer and SA choice and
+    /// [`rampart_esp::OutboundSa::prepare_seal`]. A peer without a tunnel here is offered to
+    /// the control plane (Load Sharing: another member's tunnel) before one is acquired.
+    pub(super) fn route_prepare(
+        &mut self,
+        now: Instant,
+        buf: &mut [u8],
+        packet: Range<usize>,
+        control: &mut impl ControlPlane,
+    ) -> TunStep {
         let info = match PacketInfo::parse(&buf[packet.clone()]) {
             Ok(info) => info,
             Err(_) => return TunStep::Done(self.drop(DropReason::Malformed)),
@@ -99,6 +140,12 @@ impl DataPlane {
             Some(peer) => peer,
             None => self.selector.select(info.dst, candidates, &self.tunnels),
         };
+        if self.ls.forward_inspected
+            && self.tunnels.outbound_for(peer, info.dst).is_none()
+            && control.ls_offer(now, &buf[packet.clone()], LsOffer::Inspected { peer })
+        {
+            return TunStep::Done(Disposition::Consumed);
+        }
         let Some((id, tunnel)) = self.tunnels.outbound_for(peer, info.dst) else {
             self.request(now, control, ControlRequest::Acquire { peer });
             return TunStep::Done(self.drop(DropReason::NoSa));

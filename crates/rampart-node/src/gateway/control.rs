@@ -28,6 +28,8 @@ pub(super) struct IkeControl<'a> {
     pub ra: &'a mut RaNode,
     /// The input's instant.
     pub now: Instant,
+    /// The cluster member, when there is one (Load Sharing offers go to it).
+    pub cluster: Option<&'a mut crate::cluster::ClusterMember>,
 }
 
 impl IkeControl<'_> {
@@ -461,6 +463,13 @@ impl ControlPlane for IkeControl<'_> {
         let opening = super::mep::opens_connection(info, packet);
         self.mep.select(now, &flow, opening, candidates)
     }
+
+    fn ls_offer(&mut self, now: Instant, packet: &[u8], offer: crate::dataplane::LsOffer) -> bool {
+        match self.cluster.as_deref_mut() {
+            Some(c) => super::share::offer(c, self.ike, now, packet, offer),
+            None => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -508,6 +517,7 @@ remote_domain = ["10.1.0.0/24"]
             mep: &mut mep,
             ra: &mut ra,
             now,
+            cluster: None,
         };
         let reply = CfgReply {
             ip4_addresses: vec!["10.99.0.7".parse().unwrap()],
@@ -543,6 +553,7 @@ remote_domain = ["10.1.0.0/24"]
             mep: &mut mep,
             ra: &mut ra,
             now,
+            cluster: None,
         };
         control.on_event(IkeEvent::IkeSaDown {
             peer,

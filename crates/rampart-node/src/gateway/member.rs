@@ -11,31 +11,14 @@ use std::time::Instant;
 use rampart_cluster::{ClusterEvent, DeltaRecord, FullSyncEncoder, FullSyncFrame, RecordKind};
 use rampart_config::StartAction;
 use rampart_ike::{IkeSaId, IkeSaStateKind, PeerId};
-use rampart_inspect::{Change, Connection, CLOCK_BASE_MS, NO_SERVICE};
+use rampart_inspect::{Change, CLOCK_BASE_MS};
 
 use super::{peer_policies, Gateway};
-use crate::cluster::{codec, ClusterMember, Incoming, NO_CLUSTER};
+use crate::cluster::{codec, sync_rule, ClusterMember, Incoming, NO_CLUSTER};
 use crate::{
     ClusterCommand, ClusterStatus, FullSyncProgress, LogEvent, LogLevel, LogRecord, Output,
     SyncStats,
 };
-
-/// Whether a connection may be synced at all, and after how long (its service's `sync` and
-/// `sync_after`).
-fn sync_rule(inspector: &rampart_inspect::Inspector, c: &Connection) -> (bool, u64) {
-    if c.service == NO_SERVICE {
-        return (true, 0);
-    }
-    match inspector
-        .rules()
-        .config()
-        .services
-        .get(usize::from(c.service))
-    {
-        Some(s) => (s.sync, s.sync_after.as_millis() as u64),
-        None => (true, 0),
-    }
-}
 
 impl Gateway {
     fn log(&mut self, level: LogLevel, message: String) {
@@ -46,9 +29,19 @@ impl Gateway {
     /// Runs the cluster after an input (see the module documentation). Cheap when nothing
     /// happened.
     pub(crate) fn cluster_pump(&mut self, now: Instant) {
+        self.cluster_round(now);
+        if self.cluster.as_ref().is_some_and(|c| c.ls.is_some()) {
+            self.ls_rounds(now);
+        }
+    }
+
+    /// One round of [`Self::cluster_pump`]: records out, events, records in, datagrams out.
+    pub(super) fn cluster_round(&mut self, now: Instant) {
         let Some(mut c) = self.cluster.take() else {
             return;
         };
+        // Load Sharing: every member applies every other member's stream.
+        let applies_always = c.ls.is_some();
         for _ in 0..8 {
             if c.active {
                 self.push_changes(now, &mut c);
@@ -59,17 +52,25 @@ impl Gateway {
                 self.cluster_event(now, &mut c, event);
             }
             while let Some(record) = c.engine.poll_record() {
-                if !c.active {
+                if !c.active || applies_always {
                     self.apply_record(now, &mut c, record);
                 }
+            }
+            if applies_always {
+                self.ls_role(now, &mut c);
             }
             if !acted {
                 break;
             }
         }
         while let Some(t) = c.engine.poll_transmit() {
+            // From this member's address on the datagram's sync link (the shell binds one
+            // socket per address); the engine names only configured links.
+            let Some(&local) = c.sync_links.get(usize::from(t.link)) else {
+                continue;
+            };
             self.outputs.push_back(Output::SendUdp {
-                local: c.sync_local,
+                local,
                 remote: t.remote,
                 data: t.data,
             });
@@ -79,6 +80,7 @@ impl Gateway {
 
     /// Active: connection changes, changed SAs and due ESP counters into records.
     fn push_changes(&mut self, now: Instant, c: &mut ClusterMember) {
+        let seq_before = c.engine.next_seq();
         let mut body = Vec::new();
         // Connections whose sync_after has passed and that still exist.
         while let Some((&(due, id), _)) = c.delayed.first_key_value() {
@@ -115,6 +117,14 @@ impl Gateway {
                 }
                 Change::Updated { id, .. } if c.unsynced.contains(id) => continue,
                 Change::Deleted { id, .. } if c.unsynced.remove(id) => continue,
+                // Load Sharing: a member syncs the end of the connections it created; its
+                // copy of another member's connection expires here alone (the creator, or
+                // an update request, has the live one).
+                Change::Deleted { id, .. }
+                    if c.ls.as_ref().is_some_and(|ls| id >> 48 != u64::from(ls.me)) =>
+                {
+                    continue
+                }
                 _ => {}
             }
             c.pending.push(now, change);
@@ -124,6 +134,12 @@ impl Gateway {
         }
         if c.pending.due(now) {
             Self::flush_pending(now, c);
+        }
+        // Load Sharing: the connection changes leave now rather than after the batching
+        // delay, so the member that sees the connection's next packet (the asymmetric return
+        // path) already has its state; one datagram per input that changed a connection.
+        if c.ls.is_some() && c.engine.next_seq() != seq_before {
+            c.engine.flush(now);
         }
         if inspector.changes_overflowed() {
             self.log(
@@ -179,7 +195,7 @@ impl Gateway {
     }
 
     /// Active: the connection changes in their hold window into records now.
-    fn flush_pending(now: Instant, c: &mut ClusterMember) {
+    pub(super) fn flush_pending(now: Instant, c: &mut ClusterMember) {
         let mut body = Vec::new();
         for change in c.pending.drain(now) {
             body.clear();
@@ -207,7 +223,11 @@ impl Gateway {
                     let _ = self.dataplane.apply_connection(now, change);
                 })
             }
-            RecordKind::SaUpsert => codec::decode_sa(&r.body).map(|s| c.replicas.upsert(now, s)),
+            RecordKind::SaUpsert => codec::decode_sa(&r.body).map(|s| match c.ls.is_some() {
+                // Load Sharing: the sender owns it (it negotiated or adopted it).
+                true => c.replicas.upsert_owned(now, s, r.from),
+                false => c.replicas.upsert(now, s),
+            }),
             RecordKind::SaDelete => {
                 c.replicas.remove(IkeSaId(r.key));
                 Ok(())
@@ -224,8 +244,25 @@ impl Gateway {
         }
     }
 
+    /// Load Sharing full sync: an SA of the snapshot, with its owner. One this member owned
+    /// before it restarted is another member's by now (adopted) and is not in the snapshot
+    /// under this member; one named as this member's is skipped (nothing here continues it).
+    fn apply_owned_sa(&mut self, now: Instant, c: &mut ClusterMember, key: u64, body: &[u8]) {
+        let me = c.ls.as_ref().map_or(0, |ls| ls.me);
+        match codec::decode_owned_sa(body) {
+            Ok((owner, snap)) if owner != me => c.replicas.upsert_owned(now, snap, owner),
+            Ok(_) => {}
+            Err(e) => self.log(
+                LogLevel::Warn,
+                format!("cluster: full-sync SA {key:#x} ignored: {e}"),
+            ),
+        }
+    }
+
     fn cluster_event(&mut self, now: Instant, c: &mut ClusterMember, event: ClusterEvent) {
         match event {
+            ClusterEvent::BecameActive { .. } if c.ls.is_some() => self.ls_pivot(now, c, true),
+            ClusterEvent::BecameStandby { .. } if c.ls.is_some() => self.ls_pivot(now, c, false),
             ClusterEvent::BecameActive { reason } => self.take_over(now, c, &reason),
             ClusterEvent::BecameStandby { reason } => self.demote(now, c, &reason),
             ClusterEvent::FullSyncNeeded { member, address } => {
@@ -238,7 +275,13 @@ impl Gateway {
                     .push_back(Output::FullSyncConnect { member, address });
             }
             ClusterEvent::ReannounceAddresses { reason } => {
-                if c.active {
+                // Load Sharing: the pivot owns them in unicast; in routed distribution they
+                // are not announced on the link at all.
+                let owns = match c.ls.as_ref() {
+                    Some(ls) => ls.pivot && !ls.routed(),
+                    None => c.active,
+                };
+                if owns {
                     self.log(
                         LogLevel::Warn,
                         format!("cluster: re-announcing the virtual addresses ({reason})"),
@@ -255,7 +298,8 @@ impl Gateway {
                 self.log(LogLevel::Info, format!("cluster: member {member} is up"))
             }
             ClusterEvent::MemberDown { member } => {
-                self.log(LogLevel::Warn, format!("cluster: member {member} is down"))
+                self.log(LogLevel::Warn, format!("cluster: member {member} is down"));
+                self.ls_adopt(now, c, member);
             }
             ClusterEvent::Log { message } => {
                 self.log(LogLevel::Warn, format!("cluster: {message}"))
@@ -362,6 +406,16 @@ impl Gateway {
         }
     }
 
+    /// The local interface of sync link `link` (0: the sync address, then
+    /// `extra_addresses` in order) lost or regained carrier: the delta stream moves off a link
+    /// without carrier at once. Ignored without a cluster.
+    pub fn handle_sync_link_state(&mut self, now: Instant, link: u8, up: bool) {
+        if let Some(c) = self.cluster.as_mut() {
+            c.engine.set_link_carrier(now, link, up);
+            self.cluster_pump(now);
+        }
+    }
+
     /// `rampart cluster switchover|down|up`.
     pub fn cluster_command(
         &mut self,
@@ -437,21 +491,39 @@ impl Gateway {
             );
             records += 1;
         }
-        let sas: Vec<_> = if c.active {
+        let active = c.active;
+        // Load Sharing: the snapshot holds every member's SAs, each with its owner.
+        let ls = c.ls.as_ref().map(|ls| (ls.me, c.replicas.snapshots(now)));
+        let sas: Vec<_> = if active {
             self.export_all(now)
         } else {
             Vec::new()
         };
-        for snap in &sas {
-            enc.encode(
-                &FullSyncFrame::Record {
-                    kind: RecordKind::SaUpsert,
-                    key: snap.ike.id.0,
-                    body: codec::encode_sa(snap),
-                },
-                &mut out,
-            );
-            records += 1;
+        if let Some((me, replicas)) = ls {
+            let own = sas.iter().map(|snap| (snap, me));
+            for (snap, owner) in own.chain(replicas.iter().map(|(s, o)| (s, *o))) {
+                enc.encode(
+                    &FullSyncFrame::Record {
+                        kind: RecordKind::SaUpsert,
+                        key: snap.ike.id.0,
+                        body: codec::encode_owned_sa(owner, snap),
+                    },
+                    &mut out,
+                );
+                records += 1;
+            }
+        } else {
+            for snap in &sas {
+                enc.encode(
+                    &FullSyncFrame::Record {
+                        kind: RecordKind::SaUpsert,
+                        key: snap.ike.id.0,
+                        body: codec::encode_sa(snap),
+                    },
+                    &mut out,
+                );
+                records += 1;
+            }
         }
         enc.encode(&FullSyncFrame::End { records }, &mut out);
         let c = self.cluster.as_mut().expect("checked");
@@ -501,6 +573,7 @@ impl Gateway {
                 FullSyncFrame::Begin { snapshot_seq } => {
                     inc.snapshot_seq = Some(snapshot_seq);
                     inc.records = 0;
+                    // Load Sharing too: the snapshot holds every member's SAs.
                     c.replicas.clear();
                 }
                 FullSyncFrame::Record { kind, key, body } => {
@@ -508,11 +581,16 @@ impl Gateway {
                         return Err("full sync: record before Begin".into());
                     }
                     inc.records += 1;
+                    if kind == RecordKind::SaUpsert && c.ls.is_some() {
+                        self.apply_owned_sa(now, c, key, &body);
+                        continue;
+                    }
                     self.apply_record(
                         now,
                         c,
                         DeltaRecord {
                             seq: 0,
+                            from: member,
                             kind,
                             key,
                             body,

@@ -134,6 +134,7 @@ impl Pair {
                     Output::RouteInject { .. } | Output::RouteWithdraw { .. } => {
                         self.injections[side].push(out)
                     }
+                    Output::WriteTun { data } => self.tun_out[side].push(data),
                     Output::RouteAdd { .. }
                     | Output::RouteDel { .. }
                     | Output::ClaimAddress { .. }
@@ -344,4 +345,34 @@ pub fn framed_batch(packets: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<Range<usize>>) {
         .map(|p| HEADROOM..HEADROOM + p.len())
         .collect();
     (bufs, ranges)
+}
+
+/// An IPv4/UDP packet from `src:sport` to `dst:dport`.
+pub fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+    let mut p = udp_packet(src, dst, payload);
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p
+}
+
+/// An IPv4/TCP packet with valid checksums.
+pub fn tcp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src);
+    p[16..20].copy_from_slice(&dst);
+    let ip = rampart_wire::checksum::finish(rampart_wire::checksum::sum(0, &p[..20]));
+    p[10..12].copy_from_slice(&ip.to_be_bytes());
+    p[20..22].copy_from_slice(&sport.to_be_bytes());
+    p[22..24].copy_from_slice(&dport.to_be_bytes());
+    p[32] = 5 << 4;
+    p[33] = flags;
+    p[34..36].copy_from_slice(&8192u16.to_be_bytes());
+    let pseudo = rampart_wire::checksum::pseudo_header(&p[12..20], 6, 20);
+    let l4 = rampart_wire::checksum::finish(rampart_wire::checksum::sum(pseudo, &p[20..]));
+    p[36..38].copy_from_slice(&l4.to_be_bytes());
+    p
 }

@@ -742,8 +742,10 @@ impl ClientNode {
                         fx.logs.push(record.message);
                     }
                 }
-                // A client has no routes to inject, no cluster, no virtual addresses to claim.
-                Output::RouteAdd { .. }
+                // A client has no routes to inject, no cluster, no virtual addresses to claim,
+                // no Load Sharing releases.
+                Output::WriteTun { .. }
+                | Output::RouteAdd { .. }
                 | Output::RouteDel { .. }
                 | Output::RouteInject { .. }
                 | Output::RouteWithdraw { .. }

@@ -10,7 +10,7 @@ use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 use smoltcp::wire::IpAddress;
 
-use super::{Host, CHUNK};
+use super::{tcp_socket_with, Host, CHUNK};
 
 /// What happened to one transfer, shared by its sender and its receiver.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct TransferRecord {
     /// Received byte count and SHA-256 equal the sent ones.
     pub intact: bool,
     pub failure: Option<String>,
+    /// One of a group of connections (`count` in the scenario): no timeline line of its own.
+    pub quiet: bool,
 }
 
 pub(super) enum App {
@@ -66,9 +68,9 @@ pub struct ProxyHop {
 }
 
 impl Host {
-    /// Listens for `transfer` on `port`.
-    pub fn add_receiver(&mut self, transfer: usize, port: u16) {
-        let mut s = Self::tcp_socket();
+    /// Listens for `transfer` on `port`, with socket buffers of `buffer` bytes.
+    pub fn add_receiver(&mut self, transfer: usize, port: u16, buffer: usize) {
+        let mut s = tcp_socket_with(buffer);
         let _ = s.listen(port);
         let socket = self.sockets.add(s);
         self.apps.push(App::Receiver {
@@ -88,7 +90,19 @@ impl Host {
         via: Option<ProxyHop>,
         rng: Rng,
     ) {
-        let socket = self.sockets.add(Self::tcp_socket());
+        self.start_sender_with(transfer, remote, via, rng, super::TCP_BUFFER);
+    }
+
+    /// [`Host::start_sender`] with `buffer`-byte socket buffers.
+    pub fn start_sender_with(
+        &mut self,
+        transfer: usize,
+        remote: (Ipv4Addr, u16),
+        via: Option<ProxyHop>,
+        rng: Rng,
+        buffer: usize,
+    ) {
+        let socket = self.sockets.add(tcp_socket_with(buffer));
         let port = self.local_port();
         let s = self.sockets.get_mut::<tcp::Socket>(socket);
         let first_hop = via.as_ref().map_or(remote, |v| v.proxy);
@@ -177,6 +191,9 @@ impl Host {
                     }
                     if !*connected && s.may_send() {
                         *connected = true;
+                        if rec.quiet {
+                            continue;
+                        }
                         notes.push(format!(
                             "transfer {}: connected to {}:{}",
                             rec.name, remote.0, remote.1

@@ -18,10 +18,11 @@ use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 use apps::App;
 pub use apps::{ProxyHop, TransferRecord};
 pub(crate) use device::SimDevice;
+
 use relay::ProxyService;
 
 /// Socket buffers of every TCP connection: a 64 KiB window, as without window scaling.
-const TCP_BUFFER: usize = 64 * 1024;
+pub(crate) const TCP_BUFFER: usize = 64 * 1024;
 /// Bytes generated per refill of a sender.
 const CHUNK: usize = 16 * 1024;
 
@@ -159,9 +160,15 @@ impl Host {
 /// A TCP socket as every simulated stack uses it: 64 KiB buffers, Reno, no Nagle, and a 1 s
 /// keep-alive in place of the persist timer smoltcp lacks.
 pub(crate) fn tcp_socket() -> tcp::Socket<'static> {
+    tcp_socket_with(TCP_BUFFER)
+}
+
+/// [`tcp_socket`] with `buffer`-byte socket buffers (a group of many small connections uses
+/// smaller ones: its windows never fill, and a thousand 64 KiB pairs would be 128 MB).
+pub(crate) fn tcp_socket_with(buffer: usize) -> tcp::Socket<'static> {
     let mut s = tcp::Socket::new(
-        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
-        tcp::SocketBuffer::new(vec![0u8; TCP_BUFFER]),
+        tcp::SocketBuffer::new(vec![0u8; buffer]),
+        tcp::SocketBuffer::new(vec![0u8; buffer]),
     );
     s.set_congestion_control(tcp::CongestionControl::Reno);
     s.set_nagle_enabled(false);

@@ -1,0 +1,745 @@
+//! A three-member Load Sharing cluster (routed distribution) and a remote site gateway in
+//! virtual time (no sockets). The harness plays the routers: datagrams to the virtual address
+//! 192.0.2.1 (the address the remote talks to) go to the member the test picks (`vip_route`,
+//! ECMP-like, the next live member when that one is down); packets from the protected site
+//! enter the TUN device of the member the test names. Cluster datagrams go between the
+//! members' sync addresses, full syncs are carried out by the harness, a crashed member gets
+//! nothing and sends nothing.
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use common::{config, tcp, udp, HEADROOM};
+use rampart_cluster::{ClusterMode, Distribution, LoadSharingConfig, TimeoutPolicy};
+use rampart_crypto::Rng;
+use rampart_node::{Disposition, Gateway, LoadSharingStats, Output};
+
+const VIP: &str = "192.0.2.1";
+const REMOTE: &str = "192.0.2.2";
+const SYNC: [&str; 3] = ["10.255.0.1", "10.255.0.2", "10.255.0.3"];
+/// The second sync network (link 1).
+const SYNC2: [&str; 3] = ["10.255.1.1", "10.255.1.2", "10.255.1.3"];
+const HOST_A: [u8; 4] = [10, 1, 0, 5];
+const HOST_B: [u8; 4] = [10, 2, 0, 7];
+const SYN: u8 = 0x02;
+const ACK: u8 = 0x10;
+/// The remote gateway's index.
+const R: usize = 3;
+
+fn member_config(id: u8, ls: LoadSharingConfig) -> rampart_config::GatewayConfig {
+    let text = format!(
+        r#"
+[gateway]
+name = "m{id}"
+status_socket = "/tmp/unused-ls{id}.sock"
+retransmit_timeout = "500ms"
+retransmit_tries = 3
+
+[tunnel]
+device = "rpls{id}"
+
+[local]
+domain = ["10.1.0.0/24"]
+
+[cluster]
+name = "ls"
+member_id = {id}
+mode = "high-availability"
+heartbeat_interval = "100ms"
+dead_after = 3
+secret = "a long shared cluster secret for the tests"
+
+[[cluster.member]]
+id = 1
+address = "{s1}"
+
+[[cluster.member]]
+id = 2
+address = "{s2}"
+
+[[cluster.member]]
+id = 3
+address = "{s3}"
+
+[[cluster.vip]]
+interface = "eth1"
+address = "{VIP}/24"
+
+[[peer]]
+name = "remote"
+local_address = "{VIP}"
+remote_address = "{REMOTE}"
+psk = "0123456789abcdef0123456789abcdef"
+remote_domain = ["10.2.0.0/24"]
+liveness_interval = "2s"
+start_action = "none"
+
+[[service]]
+name = "udp"
+protocol = "udp"
+
+[[service]]
+name = "tcp"
+protocol = "tcp"
+
+[[rule]]
+name = "all"
+service = ["udp", "tcp"]
+action = "accept"
+"#,
+        s1 = SYNC[0],
+        s2 = SYNC[1],
+        s3 = SYNC[2],
+    );
+    let mut cfg = rampart_config::parse(&text, &format!("ls{id}.toml")).expect("valid config");
+    let cluster = cfg.cluster.as_mut().expect("cluster");
+    cluster.mode = ClusterMode::LoadSharing;
+    for (m, addr) in cluster.members.iter_mut().zip(SYNC2) {
+        m.extra_sync_addresses = vec![SocketAddr::new(addr.parse().unwrap(), 8116)];
+    }
+    cluster.load_sharing = Some(ls);
+    cfg
+}
+
+type Datagram = (usize, SocketAddr, SocketAddr, Vec<u8>, bool);
+
+/// Members 0, 1, 2 (cluster ids 1, 2, 3) and the remote gateway 3.
+struct Cluster {
+    now: Instant,
+    gw: Vec<Gateway>,
+    up: [bool; 4],
+    /// The member datagrams to the virtual address reach (the next live one if it is down).
+    vip_route: usize,
+    tun_out: [Vec<Vec<u8>>; 4],
+    wire: Vec<Datagram>,
+    full_syncs: Vec<(usize, u8)>,
+    logs: [Vec<String>; 4],
+    /// ESP packets each node put on the wire.
+    esp_sent: [usize; 4],
+    /// One-way delay of the sync network (everything else arrives at once).
+    sync_delay: Duration,
+    /// Sync datagrams on their way, with their arrival time.
+    in_flight: Vec<(Instant, Datagram)>,
+    /// The first sync network is cut: its datagrams are lost.
+    link0_cut: bool,
+}
+
+impl Cluster {
+    fn new(flush_ack: bool) -> Cluster {
+        Cluster::with(LoadSharingConfig {
+            flush_ack,
+            ..LoadSharingConfig::default()
+        })
+    }
+
+    fn with(ls: LoadSharingConfig) -> Cluster {
+        Cluster::with_remote(ls, "")
+    }
+
+    /// `remote_extra`: more settings of the remote's peer section.
+    fn with_remote(ls: LoadSharingConfig, remote_extra: &str) -> Cluster {
+        let now = Instant::now();
+        let remote = config("r", REMOTE, VIP, "10.2.0.0/24", "10.1.0.0/24", remote_extra);
+        let member = |i: u8| {
+            Gateway::with_boot_id(member_config(i, ls), now, Rng::from_seed([i; 32]), 1).unwrap()
+        };
+        Cluster {
+            now,
+            gw: vec![
+                member(1),
+                member(2),
+                member(3),
+                Gateway::new(remote, now, Rng::from_seed([9; 32])).unwrap(),
+            ],
+            up: [true; 4],
+            vip_route: 1,
+            tun_out: Default::default(),
+            wire: Vec::new(),
+            full_syncs: Vec::new(),
+            logs: Default::default(),
+            esp_sent: [0; 4],
+            sync_delay: Duration::ZERO,
+            in_flight: Vec::new(),
+            link0_cut: false,
+        }
+    }
+
+    /// Every member carrying traffic, the tunnel up with its SA owned by member 1 (index 1):
+    /// the remote's IKE reached it.
+    fn established(flush_ack: bool) -> Cluster {
+        Cluster::running(Cluster::new(flush_ack))
+    }
+
+    fn running(mut t: Cluster) -> Cluster {
+        t.run_for(Duration::from_secs(10));
+        for m in 0..3 {
+            let s = t.stats(m);
+            assert!(s.carrying, "member {m} carries: {:?}", t.logs[m]);
+        }
+        assert!(t.remote_established(), "{:#?}", t.gw[R].status(t.now));
+        let owner = t.vip_route;
+        assert_eq!(t.gw[owner].status(t.now).peers[0].state, "established");
+        t
+    }
+
+    fn stats(&self, m: usize) -> LoadSharingStats {
+        self.gw[m]
+            .load_sharing_stats()
+            .expect("load sharing member")
+    }
+
+    fn node_of(&self, ip: IpAddr) -> Option<usize> {
+        let ip = ip.to_string();
+        if ip == VIP {
+            (0..3)
+                .map(|k| (self.vip_route + k) % 3)
+                .find(|&m| self.up[m])
+        } else if ip == REMOTE {
+            Some(R)
+        } else if self.link0_cut && SYNC.contains(&ip.as_str()) {
+            None
+        } else {
+            SYNC.iter()
+                .position(|s| *s == ip)
+                .or_else(|| SYNC2.iter().position(|s| *s == ip))
+        }
+    }
+
+    fn collect_outputs(&mut self) {
+        for i in 0..4 {
+            if !self.up[i] {
+                continue;
+            }
+            while let Some(out) = self.gw[i].poll_output() {
+                match out {
+                    Output::SendUdp {
+                        local,
+                        remote,
+                        data,
+                    } => {
+                        if remote.port() == 4500 && data.get(..4) != Some(&[0; 4][..]) {
+                            self.esp_sent[i] += 1;
+                        }
+                        if let Some(to) = self.node_of(remote.ip()) {
+                            self.wire.push((to, remote, local, data, false));
+                        }
+                    }
+                    Output::SendRawEsp {
+                        local,
+                        remote,
+                        data,
+                    } => {
+                        self.esp_sent[i] += 1;
+                        if let Some(to) = self.node_of(remote) {
+                            let (l, r) = (SocketAddr::new(remote, 0), SocketAddr::new(local, 0));
+                            self.wire.push((to, l, r, data, true));
+                        }
+                    }
+                    Output::WriteTun { data } => self.tun_out[i].push(data),
+                    Output::Log(r) => self.logs[i].push(r.message),
+                    Output::FullSyncConnect { member, .. } => self.full_syncs.push((i, member)),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn deliver(&mut self) {
+        let mut rounds = 0;
+        loop {
+            self.collect_outputs();
+            for (i, member) in std::mem::take(&mut self.full_syncs) {
+                let j = usize::from(member - 1);
+                if self.up[j] {
+                    let bytes = self.gw[j].full_sync_export(self.now);
+                    let done = self.gw[i].full_sync_input(self.now, member, &bytes);
+                    assert_eq!(done, Ok(rampart_node::FullSyncProgress::Done));
+                } else {
+                    self.gw[i].full_sync_failed(self.now, member, "connection refused");
+                }
+                self.collect_outputs();
+            }
+            let now = self.now;
+            let delay = self.sync_delay;
+            for d in std::mem::take(&mut self.wire) {
+                if d.1.port() == 8116 && !delay.is_zero() {
+                    self.in_flight.push((now + delay, d));
+                } else {
+                    self.in_flight.push((now, d));
+                }
+            }
+            let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight)
+                .into_iter()
+                .partition(|(at, _)| *at <= now);
+            self.in_flight = later;
+            if due.is_empty() {
+                return;
+            }
+            rounds += 1;
+            assert!(rounds < 1000, "datagram storm");
+            for (_, d) in due {
+                self.deliver_one(d);
+            }
+        }
+    }
+
+    fn deliver_one(&mut self, (to, local, remote, data, raw): Datagram) -> Option<Disposition> {
+        if !self.up[to] {
+            return None;
+        }
+        let mut buf = vec![0u8; data.len() + 2 * HEADROOM];
+        buf[HEADROOM..HEADROOM + data.len()].copy_from_slice(&data);
+        let range = HEADROOM..HEADROOM + data.len();
+        let d = if raw {
+            self.gw[to].handle_raw_esp(self.now, local.ip(), remote.ip(), &mut buf, range)
+        } else {
+            self.gw[to].handle_udp(self.now, local, remote, &mut buf, range)
+        };
+        self.dispose(to, d.clone(), &buf);
+        Some(d)
+    }
+
+    fn dispose(&mut self, side: usize, d: Disposition, buf: &[u8]) {
+        let (local, remote, data, raw) = match d {
+            Disposition::WriteTun { data } => {
+                self.tun_out[side].push(buf[data].to_vec());
+                return;
+            }
+            Disposition::SendUdp {
+                local,
+                remote,
+                data,
+            } => (local, remote, data, false),
+            Disposition::SendRawEsp {
+                local,
+                remote,
+                data,
+            } => (
+                SocketAddr::new(local, 0),
+                SocketAddr::new(remote, 0),
+                data,
+                true,
+            ),
+            Disposition::Consumed | Disposition::Dropped(_) => return,
+        };
+        self.esp_sent[side] += 1;
+        if let Some(to) = self.node_of(remote.ip()) {
+            self.wire.push((to, remote, local, buf[data].to_vec(), raw));
+        }
+    }
+
+    fn run_until(&mut self, until: Instant) {
+        self.deliver();
+        loop {
+            let next = (0..4)
+                .filter(|&i| self.up[i])
+                .filter_map(|i| self.gw[i].poll_timeout())
+                .chain(self.in_flight.iter().map(|(at, _)| *at))
+                .min();
+            match next {
+                Some(t) if t <= until => {
+                    self.now = self.now.max(t);
+                    for i in 0..4 {
+                        if self.up[i] && self.gw[i].poll_timeout().is_some_and(|t| t <= self.now) {
+                            self.gw[i].handle_timeout(self.now);
+                        }
+                    }
+                    self.deliver();
+                }
+                _ => break,
+            }
+        }
+        self.now = until;
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let t = self.now + d;
+        self.run_until(t);
+    }
+
+    /// `packet` enters node `side`'s TUN device; everything it causes is delivered (in the
+    /// same instant). Returns what the node answered for it.
+    fn enter_tun(&mut self, side: usize, packet: &[u8]) -> Disposition {
+        let mut buf = vec![0u8; packet.len() + 2 * HEADROOM];
+        buf[HEADROOM..HEADROOM + packet.len()].copy_from_slice(packet);
+        let d = self.gw[side].handle_tun(self.now, &mut buf, HEADROOM..HEADROOM + packet.len());
+        self.dispose(side, d.clone(), &buf);
+        self.deliver();
+        d
+    }
+
+    /// Whether node `at` wrote `packet` to its TUN device since `before` packets.
+    fn arrived(&self, at: usize, before: usize, packet: &[u8]) -> bool {
+        self.tun_out[at][before..].iter().any(|p| p == packet)
+    }
+
+    fn remote_established(&self) -> bool {
+        let s = self.gw[R].status(self.now);
+        s.peers[0].state == "established" && !s.peers[0].tunnels.is_empty()
+    }
+
+    fn out_of_state(&self, m: usize) -> u64 {
+        self.gw[m].conn_stats().dropped_out_of_state
+    }
+
+    fn has_conn(&self, m: usize, port: u16) -> bool {
+        self.gw[m]
+            .conn_list(self.now, 1000)
+            .connections
+            .iter()
+            .any(|c| c.original.contains(&format!(":{port}")))
+    }
+
+    fn crash(&mut self, i: usize) {
+        self.up[i] = false;
+    }
+
+    /// Member `i` starts again (a new boot id): it pulls a full sync.
+    fn restart(&mut self, i: usize, boot_id: u64, ls: LoadSharingConfig) {
+        let id = i as u8 + 1;
+        self.gw[i] = Gateway::with_boot_id(
+            member_config(id, ls),
+            self.now,
+            Rng::from_seed([20 + id; 32]),
+            boot_id,
+        )
+        .unwrap();
+        self.up[i] = true;
+    }
+}
+
+/// The seed's handshake: the SYN from the protected site enters member 0's TUN device, the
+/// tunnel belongs to member 1 (member 0 inspects the SYN and forwards the cleartext to it), the
+/// SYN-ACK comes back as ESP to member 1, which must know the connection member 0 created.
+#[test]
+fn flush_and_ack_syn_via_one_member_syn_ack_as_esp_at_another() {
+    let mut t = Cluster::established(true);
+    t.sync_delay = Duration::from_millis(2);
+    let oos = t.out_of_state(1);
+    let syn = tcp(HOST_A, 40000, HOST_B, 443, SYN);
+    let before = t.tun_out[R].len();
+    assert_eq!(t.enter_tun(0, &syn), Disposition::Consumed, "held");
+    assert!(
+        !t.arrived(R, before, &syn),
+        "not before the others acknowledged"
+    );
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(R, before, &syn), "released: {:?}", t.logs[0]);
+    let a = t.stats(0);
+    assert_eq!((a.held, a.released), (1, 1), "{a:?}");
+    assert_eq!(a.forwarded_out.inspected, 1, "sealed by the SA owner");
+    assert_eq!(t.stats(1).forwarded_in.inspected, 1);
+    assert!(t.has_conn(1, 40000) && t.has_conn(2, 40000));
+
+    let syn_ack = tcp(HOST_B, 443, HOST_A, 40000, SYN | ACK);
+    let before = t.tun_out[1].len();
+    t.vip_route = 1;
+    t.enter_tun(R, &syn_ack);
+    assert!(t.arrived(1, before, &syn_ack), "{:?}", t.logs[1]);
+    assert_eq!(t.stats(1).orphans, 0, "no update request needed");
+    assert_eq!(t.out_of_state(1), oos, "zero out-of-state drops");
+    // The handshake completes through member 0 again: it has member 1's state change.
+    t.run_for(Duration::from_millis(20));
+    let before = t.tun_out[R].len();
+    let ack = tcp(HOST_A, 40000, HOST_B, 443, ACK);
+    t.enter_tun(0, &ack);
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(R, before, &ack), "{:?}", t.logs[0]);
+    assert_eq!(t.out_of_state(0), 0);
+}
+
+/// The asymmetric return path: the SYN from the remote site arrives as ESP at the tunnel's
+/// owner (member 1), which writes it to its TUN device; the protected host's SYN-ACK enters
+/// member 0's TUN device at once, while member 1's records are still on the sync network
+/// (2 ms one way). Returns member 0's counters and whether the SYN-ACK reached the remote.
+fn asymmetric_return(flush_ack: bool) -> (LoadSharingStats, LoadSharingStats, u64, bool) {
+    let mut t = Cluster::established(flush_ack);
+    t.sync_delay = Duration::from_millis(2);
+    let oos = t.out_of_state(0);
+    let syn = tcp(HOST_B, 41000, HOST_A, 22, SYN);
+    let before = t.tun_out[1].len();
+    t.vip_route = 1;
+    t.enter_tun(R, &syn);
+    if flush_ack {
+        assert!(!t.arrived(1, before, &syn), "held at member 1");
+        t.run_for(Duration::from_millis(20));
+    }
+    assert!(t.arrived(1, before, &syn), "{:?}", t.logs[1]);
+    let syn_ack = tcp(HOST_A, 22, HOST_B, 41000, SYN | ACK);
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &syn_ack);
+    t.run_for(Duration::from_millis(50));
+    let through = t.arrived(R, before, &syn_ack);
+    (t.stats(0), t.stats(1), t.out_of_state(0) - oos, through)
+}
+
+#[test]
+fn asymmetric_return_path_flush_and_ack_against_update_requests() {
+    // With Flush-and-Ack member 1 held the SYN until member 0 had the connection.
+    let (a, b, oos, through) = asymmetric_return(true);
+    assert!(through, "{a:?}");
+    assert_eq!(b.held, 1, "{b:?}");
+    assert_eq!((a.orphans, oos), (0, 0), "zero out-of-state drops: {a:?}");
+    // Without it the SYN-ACK reaches member 0 before the connection does: an orphan, which
+    // the update request rescues (without it, this is an out-of-state drop).
+    let (a, b, oos, through) = asymmetric_return(false);
+    assert_eq!(b.held, 0, "{b:?}");
+    assert_eq!((a.orphans, a.orphans_found), (1, 1), "{a:?}");
+    assert!(through, "rescued: {a:?}");
+    assert_eq!(oos, 0);
+    assert_eq!(b.answered_found, 1, "{b:?}");
+}
+
+#[test]
+fn esp_at_a_member_that_does_not_own_the_sa_is_forwarded_to_the_owner() {
+    let mut t = Cluster::established(true);
+    let p = udp(HOST_B, 5000, HOST_A, 4000, b"via member 2");
+    t.vip_route = 2;
+    let before = t.tun_out[1].len();
+    t.enter_tun(R, &p);
+    assert!(t.arrived(1, before, &p), "decrypted by the owner");
+    assert_eq!(
+        t.stats(2).forwarded_out.udp + t.stats(2).forwarded_out.raw_esp,
+        1
+    );
+    let b = t.stats(1);
+    assert_eq!(b.forwarded_in.udp + b.forwarded_in.raw_esp, 1, "{b:?}");
+    assert_eq!(
+        t.gw[2].status(t.now).counters.dropped_unknown_spi,
+        0,
+        "a forwarded packet is not a drop"
+    );
+}
+
+#[test]
+fn the_owner_dies_another_member_adopts_the_sa_and_traffic_continues() {
+    let mut t = Cluster::established(true);
+    let p = udp(HOST_A, 4000, HOST_B, 5000, b"before");
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &p);
+    assert!(t.arrived(R, before, &p));
+    t.run_for(Duration::from_millis(500));
+    let spis = t.gw[R].status(t.now).peers[0].tunnels[0].spi_in.clone();
+
+    t.crash(1);
+    t.run_for(Duration::from_secs(1));
+    let adoptions: Vec<u64> = (0..3)
+        .filter(|&m| m != 1)
+        .map(|m| t.stats(m).adoptions)
+        .collect();
+    assert_eq!(
+        adoptions.iter().sum::<u64>(),
+        1,
+        "one survivor adopted: {adoptions:?}"
+    );
+    let owner = if adoptions[0] == 1 { 0 } else { 2 };
+    assert_eq!(t.gw[owner].status(t.now).peers[0].state, "established");
+
+    // Both ways through either survivor: the remote sees the same SA, no replays.
+    for (i, m) in [0usize, 2].into_iter().enumerate() {
+        let out = udp(HOST_A, 4000, HOST_B, 5000, &[b'o', i as u8]);
+        let before = t.tun_out[R].len();
+        t.enter_tun(m, &out);
+        assert!(
+            t.arrived(R, before, &out),
+            "out via member {m}: {:?}",
+            t.logs[m]
+        );
+        let back = udp(HOST_B, 5000, HOST_A, 4000, &[b'b', i as u8]);
+        t.vip_route = m;
+        let before = t.tun_out[owner].len();
+        t.enter_tun(R, &back);
+        assert!(t.arrived(owner, before, &back), "back via member {m}");
+    }
+    let remote = t.gw[R].status(t.now);
+    assert_eq!(remote.peers[0].tunnels[0].spi_in, spis, "same SA");
+    assert_eq!(remote.counters.dropped_replay, 0, "no replay at the peer");
+}
+
+#[test]
+fn update_requests_found_and_unknown() {
+    let mut t = Cluster::established(true);
+    // Unknown: a TCP ACK of a connection no member has enters member 2's TUN device. It is
+    // parked, both other members are asked and answer `Unknown`, then the rules decide (out
+    // of state). The `Found` case is the rescued SYN-ACK above.
+    let stray = tcp(HOST_A, 40100, HOST_B, 443, ACK);
+    let oos = t.out_of_state(2);
+    let before = t.tun_out[R].len();
+    assert_eq!(t.enter_tun(2, &stray), Disposition::Consumed, "parked");
+    let s = t.stats(2);
+    assert_eq!(s.orphans, 1, "{s:?}");
+    assert_eq!(s.orphans_not_found, 1, "nobody has it: {s:?}");
+    assert_eq!(
+        t.out_of_state(2),
+        oos + 1,
+        "then judged by the rules: out of state"
+    );
+    assert!(!t.arrived(R, before, &stray));
+    assert_eq!(t.stats(0).answered_unknown + t.stats(1).answered_unknown, 2);
+}
+
+#[test]
+fn unicast_the_pivot_hands_each_flow_to_its_owner() {
+    let mut t = Cluster::with(LoadSharingConfig {
+        distribution: Distribution::Unicast,
+        ..LoadSharingConfig::default()
+    });
+    // The election picks member 0 (equal priorities, lowest id): the pivot owns the virtual
+    // address, so the remote's IKE and ESP and the protected site's packets all reach it.
+    t.vip_route = 0;
+    let mut t = Cluster::running(t);
+    assert!(t.stats(0).pivot && !t.stats(1).pivot && !t.stats(2).pivot);
+    const FLOWS: u16 = 12;
+    for i in 0..FLOWS {
+        let out = udp(HOST_A, 7000 + i, HOST_B, 53, b"query");
+        let before = t.tun_out[R].len();
+        t.enter_tun(0, &out);
+        assert!(t.arrived(R, before, &out), "flow {i} out: {:?}", t.logs);
+        let back = udp(HOST_B, 53, HOST_A, 7000 + i, b"answer");
+        let before = t.tun_out[0].len();
+        t.enter_tun(R, &back);
+        assert!(t.arrived(0, before, &back), "flow {i} back");
+    }
+    let pivot = t.stats(0);
+    let handed: u64 = (1..3).map(|m| t.stats(m).forwarded_in.tun).sum();
+    assert_eq!(pivot.forwarded_out.tun, handed, "{pivot:?}");
+    assert!(
+        handed > 0 && handed < u64::from(FLOWS),
+        "spread: {handed} of {FLOWS} handed on"
+    );
+    // Each owner inspected its flows and handed the cleartext back to the SA owner to seal.
+    for m in 1..3 {
+        let s = t.stats(m);
+        assert_eq!(
+            s.forwarded_out.inspected, s.forwarded_in.tun,
+            "member {m}: {s:?}"
+        );
+        assert_eq!(s.held, 0, "no Flush-and-Ack in unicast");
+    }
+}
+
+/// A member goes silent while a first packet is held: the hold ends at `hold_timeout` (before
+/// the dead time declares the member down) and the packet is released, or dropped with
+/// `hold_timeout_action = "drop"`.
+fn hold_with_a_silent_member(action: TimeoutPolicy) -> (Cluster, bool) {
+    let mut t = Cluster::running(Cluster::with(LoadSharingConfig {
+        hold_timeout_action: action,
+        ..LoadSharingConfig::default()
+    }));
+    t.crash(2);
+    let syn = tcp(HOST_A, 42000, HOST_B, 443, SYN);
+    let before = t.tun_out[R].len();
+    assert_eq!(t.enter_tun(0, &syn), Disposition::Consumed);
+    t.run_for(Duration::from_millis(200));
+    assert!(!t.arrived(R, before, &syn), "still held");
+    t.run_for(Duration::from_millis(100));
+    let through = t.arrived(R, before, &syn);
+    (t, through)
+}
+
+#[test]
+fn a_hold_ends_at_its_timeout_with_the_timeout_policy() {
+    let (t, through) = hold_with_a_silent_member(TimeoutPolicy::Release);
+    assert!(through, "released at the timeout: {:?}", t.logs[0]);
+    let a = t.stats(0);
+    assert_eq!((a.held, a.released, a.released_dropped), (1, 1, 0), "{a:?}");
+    let (t, through) = hold_with_a_silent_member(TimeoutPolicy::Drop);
+    assert!(!through);
+    let a = t.stats(0);
+    assert_eq!((a.held, a.released, a.released_dropped), (1, 0, 1), "{a:?}");
+    assert_eq!(a.kept_now, 0, "the slot is free again");
+}
+
+#[test]
+fn ike_at_a_member_that_does_not_own_the_sa_reaches_the_owner_and_rekeys_work() {
+    let remote = "child_lifetime = \"20s\"\nike_lifetime = \"45s\"";
+    let mut t = Cluster::running(Cluster::with_remote(LoadSharingConfig::default(), remote));
+    let spis = t.gw[R].status(t.now).peers[0].tunnels[0].spi_in.clone();
+    // From now on the remote's datagrams reach member 2, which owns nothing: liveness checks
+    // and the rekeys (CHILD at about 18 s, IKE at about 40 s) go to member 1 through it.
+    t.vip_route = 2;
+    for i in 0..120u32 {
+        t.run_for(Duration::from_millis(500));
+        let out = udp(HOST_A, 4000, HOST_B, 5000, &i.to_be_bytes());
+        let before = t.tun_out[R].len();
+        t.enter_tun(0, &out);
+        assert!(t.arrived(R, before, &out), "out {i}");
+        let back = udp(HOST_B, 5000, HOST_A, 4000, &i.to_be_bytes());
+        let before = t.tun_out[1].len();
+        t.enter_tun(R, &back);
+        assert!(t.arrived(1, before, &back), "back {i}: {:?}", t.logs[2]);
+    }
+    let remote = t.gw[R].status(t.now);
+    assert_ne!(remote.peers[0].tunnels[0].spi_in, spis, "CHILD SA rekeyed");
+    assert_eq!(remote.peers[0].state, "established");
+    let m2 = t.stats(2);
+    // ESP and IKE both went through member 2 (one UDP forward kind for both).
+    assert!(
+        m2.forwarded_out.udp + m2.forwarded_out.raw_esp > 120,
+        "{m2:?}"
+    );
+    assert!(
+        !t.logs[R].iter().any(|l| l.contains("is dead")),
+        "{:?}",
+        t.logs[R]
+    );
+    // The new SAs are owned by member 1: the others hold them as replicas.
+    assert_eq!(t.stats(0).adoptions + t.stats(2).adoptions, 0);
+}
+
+#[test]
+fn a_restarted_member_learns_every_sa_and_its_owner_from_the_full_sync() {
+    let mut t = Cluster::established(true);
+    let p = udp(HOST_A, 4000, HOST_B, 5000, b"before");
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &p);
+    assert!(t.arrived(R, before, &p));
+    t.crash(2);
+    t.run_for(Duration::from_secs(1));
+    t.restart(2, 2, LoadSharingConfig::default());
+    t.run_for(Duration::from_secs(3));
+    assert!(t.stats(2).carrying, "{:?}", t.logs[2]);
+    assert!(t.has_conn(2, 5000), "connections came with the full sync");
+    // The SA member 1 owns came with its owner: ESP through member 2 goes there.
+    t.vip_route = 2;
+    let back = udp(HOST_B, 5000, HOST_A, 4000, b"through the restarted member");
+    let before = t.tun_out[1].len();
+    t.enter_tun(R, &back);
+    assert!(t.arrived(1, before, &back), "{:?}", t.logs[2]);
+    let m2 = t.stats(2);
+    assert_eq!(m2.forwarded_out.udp + m2.forwarded_out.raw_esp, 1, "{m2:?}");
+    // And its cleartext for the tunnel goes to the owner to be sealed.
+    let out = udp(HOST_A, 4000, HOST_B, 5000, b"out through it");
+    let before = t.tun_out[R].len();
+    t.enter_tun(2, &out);
+    assert!(t.arrived(R, before, &out));
+    assert_eq!(t.stats(2).forwarded_out.inspected, 1);
+}
+
+#[test]
+fn the_first_sync_network_fails_holds_and_forwarding_go_on_over_the_second() {
+    let mut t = Cluster::established(true);
+    t.link0_cut = true;
+    t.run_for(Duration::from_secs(2));
+    for m in 0..3 {
+        assert!(
+            t.stats(m).carrying,
+            "member {m} still in sync: {:?}",
+            t.logs[m]
+        );
+    }
+    // A first packet is held and released by acks that come over link 1; the tunnel's
+    // owner (member 1) gets the inspected SYN over it too.
+    let syn = tcp(HOST_A, 43000, HOST_B, 443, SYN);
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &syn);
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(R, before, &syn), "{:?}", t.logs[0]);
+    let a = t.stats(0);
+    assert_eq!((a.held, a.released), (1, 1), "{a:?}");
+    assert!(t.has_conn(2, 43000), "the third member has it");
+    let (_, stats) = t.gw[0].cluster_status(t.now).unwrap();
+    assert!(stats.links.len() >= 2, "{:?}", stats.links);
+}
