@@ -82,3 +82,16 @@ impl Ike {
         done
     }
 }
+
+impl Ike {
+    /// When an IKE message last went to `peer` on an established IKE SA (a request, its
+    /// retransmission, a response): with [`Ike::last_heard`], what a client's tunnel watch
+    /// needs to tell a gateway that stopped answering. `None` without an established IKE SA.
+    pub fn last_sent(&self, peer: PeerId) -> Option<Instant> {
+        self.sas
+            .values()
+            .filter(|s| s.peer == peer && s.state == IkeState::Established)
+            .map(|s| s.last_tx)
+            .max()
+    }
+}

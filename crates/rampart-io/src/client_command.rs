@@ -14,7 +14,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use rampart_node::{Node, RoamOutcome, StreamRenewal};
+use rampart_node::{ClientTraffic, Node, RoamOutcome, StreamRenewal};
 use tokio::sync::oneshot;
 
 use crate::raw_esp::RawEspSocket;
@@ -51,7 +51,7 @@ pub enum ClientCommand {
     /// ([`Node::client_traffic`]): the shell's watch of a UDP tunnel that has other entry
     /// points to move to.
     Traffic {
-        reply: oneshot::Sender<Option<(Option<Instant>, u64)>>,
+        reply: oneshot::Sender<Option<ClientTraffic>>,
     },
 }
 

@@ -111,6 +111,13 @@ impl Node for MemberNode {
     fn roam(&mut self, _: Instant, _: std::net::IpAddr) -> rampart_node::RoamOutcome {
         rampart_node::RoamOutcome::Nothing
     }
+    // No remote-access client in this node: nothing to re-attach, no traffic to watch.
+    fn stream_renewed(&mut self, _: Instant) -> Vec<(String, rampart_node::StreamRenewal)> {
+        Vec::new()
+    }
+    fn client_traffic(&self) -> Option<rampart_node::ClientTraffic> {
+        None
+    }
     fn handle_timeout(&mut self, _: Instant) {}
     fn poll_timeout(&self) -> Option<Instant> {
         None

@@ -23,7 +23,7 @@ pub use gateway::{
     Gateway, ReloadError, ReloadReport, RouteInjection, SaSnapshot, SnapshotError, TunnelEspState,
     DEFAULT_TAKEOVER_MARGIN,
 };
-pub use node::Node;
+pub use node::{ClientTraffic, Node};
 pub use output::{LogEvent, LogLevel, LogRecord, MtuReason, Output, RoamOutcome};
 pub use rampart_cluster::{ClusterStatus, SyncStats};
 pub use rampart_ike::StreamRenewal;

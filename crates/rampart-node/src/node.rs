@@ -12,6 +12,11 @@ use crate::{
     InspectStats, Output, RaStatus, ReloadError, ReloadReport, RoamOutcome, SyncStats,
 };
 
+/// A remote-access client's traffic as its shell's tunnel watch sees it
+/// ([`Node::client_traffic`]): when the gateway was last heard, how many ESP packets the
+/// tunnels sent, and when an IKE message last went out.
+pub type ClientTraffic = (Option<Instant>, u64, Option<Instant>);
+
 /// A node the I/O shell drives: a gateway today, a client or a cluster member later.
 ///
 /// Every method is required (no defaults that could behave differently from a real node, the
@@ -87,16 +92,12 @@ pub trait Node {
     /// gateway in place of a lost one, or wants the current one checked. Each client peer's
     /// established IKE SA sends an authenticated message on it at once (RFC 9329 re-attach:
     /// its outstanding request again, or a liveness check). Returns per peer what was sent;
-    /// a node without remote-access clients has nothing to do (the default).
-    fn stream_renewed(&mut self, now: Instant) -> Vec<(String, crate::StreamRenewal)> {
-        let _ = now;
-        Vec::new()
-    }
-    /// Remote-access client: when the gateway was last heard and how many ESP packets the
-    /// tunnels sent (`Gateway::client_traffic`); `None` on other nodes (the default).
-    fn client_traffic(&self) -> Option<(Option<Instant>, u64)> {
-        None
-    }
+    /// a node without remote-access clients has nothing to do (an empty list).
+    fn stream_renewed(&mut self, now: Instant) -> Vec<(String, crate::StreamRenewal)>;
+    /// Remote-access client: when the gateway was last heard, how many ESP packets the
+    /// tunnels sent and when an IKE message last went out (`Gateway::client_traffic`); `None`
+    /// on other nodes.
+    fn client_traffic(&self) -> Option<ClientTraffic>;
     fn handle_timeout(&mut self, now: Instant);
     /// When [`Node::handle_timeout`] wants to run next.
     fn poll_timeout(&self) -> Option<Instant>;
@@ -238,7 +239,7 @@ impl Node for Gateway {
         Gateway::stream_renewed(self, now)
     }
 
-    fn client_traffic(&self) -> Option<(Option<Instant>, u64)> {
+    fn client_traffic(&self) -> Option<ClientTraffic> {
         Gateway::client_traffic(self)
     }
 

@@ -59,7 +59,10 @@ impl ProfileToml {
         let q = |s: &str| Value::String(s.to_string()).to_string();
         let mut s = String::new();
         let _ = writeln!(s, "name = {}", q(&self.name));
-        let _ = writeln!(s, "gateway = {}", q(&self.gateway));
+        // Empty: the profile lists `gateways` in `extra` instead.
+        if !self.gateway.is_empty() {
+            let _ = writeln!(s, "gateway = {}", q(&self.gateway));
+        }
         let _ = writeln!(s, "remote_id = {}", q(&self.remote_id));
         let _ = writeln!(s, "auth = \"cert\"");
         let _ = writeln!(s, "ca_certificates = [{}]", q(&self.ca.to_string_lossy()));

@@ -123,6 +123,10 @@ pub struct Streams {
     client: Arc<Counters>,
     /// Applied to the streams the listeners accept from then on.
     idle: Option<IdleTimeouts>,
+    /// Remotes a client attached a stream to: while such a stream is being replaced
+    /// (re-attach), datagrams to the remote are dropped rather than sent over UDP, so a
+    /// stream client never leaks its tunnel to another transport.
+    client_remotes: Vec<SocketAddr>,
 }
 
 impl Default for Streams {
@@ -142,6 +146,7 @@ impl Streams {
             tls: Arc::default(),
             client: Arc::default(),
             idle: Some(IdleTimeouts::DEFAULT),
+            client_remotes: Vec::new(),
         }
     }
 
@@ -211,9 +216,16 @@ impl Streams {
     }
 
     /// Queues `datagram` as one frame on the stream to `remote`. Returns `false` when there
-    /// is no stream to `remote` (the caller sends over UDP). Never waits.
+    /// is no stream to `remote` (the caller sends over UDP), except for a remote a client
+    /// attached a stream to before: its datagrams are dropped until a new stream is attached.
+    /// Never waits.
     pub fn send(&self, remote: SocketAddr, datagram: &[u8]) -> bool {
         let Some(entry) = self.table.get(&remote) else {
+            if self.client_remotes.contains(&remote) {
+                // A client's stream between loss and re-attach: nothing leaves (counted).
+                Counters::add(&self.client.queue_drops, 1);
+                return true;
+            }
             return false;
         };
         match entry.outbox.push(datagram) {
@@ -255,6 +267,9 @@ impl Streams {
         });
         tokio::spawn(pump.run(stream));
         tracing::info!("client stream to {remote} attached (frames as from {local})");
+        if !self.client_remotes.contains(&remote) {
+            self.client_remotes.push(remote);
+        }
         if let Some(old) = self.table.insert(remote, entry) {
             tracing::info!(
                 "client stream to {remote}: the previous stream (id {}) is replaced",

@@ -141,6 +141,13 @@ impl Node for FakeNode {
     fn roam(&mut self, _now: Instant, _new_local: std::net::IpAddr) -> rampart_node::RoamOutcome {
         rampart_node::RoamOutcome::Nothing
     }
+    // No remote-access client in this node: nothing to re-attach, no traffic to watch.
+    fn stream_renewed(&mut self, _: Instant) -> Vec<(String, rampart_node::StreamRenewal)> {
+        Vec::new()
+    }
+    fn client_traffic(&self) -> Option<rampart_node::ClientTraffic> {
+        None
+    }
 
     fn handle_timeout(&mut self, now: Instant) {
         if self.timer.is_some_and(|t| t <= now) {

@@ -172,28 +172,31 @@ impl Gateway {
     }
 
     /// Remote-access client: what the shell's tunnel watch needs (see
-    /// `rampart_connect::stream_watch`): when a client peer's gateway was last heard (an
-    /// authenticated IKE message or inbound ESP on an established IKE SA), and how many ESP
-    /// packets the tunnels sent so far. `None` without a client peer.
-    pub fn client_traffic(&self) -> Option<(Option<Instant>, u64)> {
-        let mut heard: Option<Option<Instant>> = None;
+    /// `rampart_connect::stream_watch`): `(heard, esp_sent, ike_sent)`: when a client peer's
+    /// gateway was last heard (an authenticated IKE message or inbound ESP on an established
+    /// IKE SA), how many ESP packets the tunnels sent so far, and when an IKE message last
+    /// went out (a liveness check and its retransmissions count as writes too). `None`
+    /// without a client peer.
+    pub fn client_traffic(&self) -> Option<crate::ClientTraffic> {
+        let mut found = false;
+        let (mut heard, mut ike_sent) = (None, None);
         for (id, p) in self.ike.peers() {
             if is_client(p) {
-                let h = self.ike.last_heard(id);
-                heard = Some(match heard {
-                    Some(prev) => prev.max(h),
-                    None => h,
-                });
+                found = true;
+                heard = heard.max(self.ike.last_heard(id));
+                ike_sent = ike_sent.max(self.ike.last_sent(id));
             }
         }
-        let heard = heard?;
-        let sent = self
+        if !found {
+            return None;
+        }
+        let esp_sent = self
             .dataplane()
             .tunnels()
             .iter()
             .map(|(_, t)| t.outbound.stats().packets)
             .sum();
-        Some((heard, sent))
+        Some((heard, esp_sent, ike_sent))
     }
 }
 

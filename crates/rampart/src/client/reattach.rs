@@ -94,11 +94,13 @@ impl FrameWatch {
 }
 
 /// A [`StreamWatch`] (with [`StreamWatchConfig::datagrams`]) over a UDP tunnel, fed from the
-/// node's view (`Node::client_traffic`): ESP packets sent count as writes, a newer "last
-/// heard" (authenticated IKE or inbound ESP) as an answer. Used when the profile has other
+/// node's view (`Node::client_traffic`): ESP packets and IKE messages sent count as writes
+/// (so the engine's own liveness checks of an idle tunnel do too), a newer "last heard"
+/// (authenticated IKE or inbound ESP) as an answer. Used when the profile has other
 /// entry points to move to.
 pub struct TrafficWatch {
     sent: Option<u64>,
+    ike_sent: Option<Instant>,
     heard: Option<Instant>,
     pub watch: StreamWatch,
 }
@@ -107,18 +109,23 @@ impl TrafficWatch {
     pub fn new(now: Instant) -> TrafficWatch {
         TrafficWatch {
             sent: None,
+            ike_sent: None,
             heard: None,
             watch: StreamWatch::new(StreamWatchConfig::datagrams(), now),
         }
     }
 
-    /// Takes the node's `(last heard, packets sent)` and returns the verdict at `now`.
-    pub fn tick(&mut self, now: Instant, traffic: Option<(Option<Instant>, u64)>) -> Verdict {
-        if let Some((heard, sent)) = traffic {
-            if self.sent.is_some_and(|s| s != sent) {
+    /// Takes the node's `(last heard, ESP packets sent, last IKE message sent)` and returns
+    /// the verdict at `now`.
+    pub fn tick(&mut self, now: Instant, traffic: Option<rampart_node::ClientTraffic>) -> Verdict {
+        if let Some((heard, sent, ike_sent)) = traffic {
+            let wrote = self.sent.is_some_and(|s| s != sent)
+                || (ike_sent.is_some() && self.ike_sent.is_some() && ike_sent != self.ike_sent);
+            if wrote {
                 self.watch.on_tx(now);
             }
             self.sent = Some(sent);
+            self.ike_sent = ike_sent;
             if heard.is_some() && heard != self.heard {
                 if self.heard.is_some() {
                     self.watch.on_rx(now);
