@@ -135,6 +135,15 @@ pub(crate) struct RawCluster {
     pub retransmit_queue: Int,
     pub takeover_margin: Int,
     pub esp_sync_interval: Option<Spanned<Scalar>>,
+    pub sync_link_hold_down: Option<Spanned<Scalar>>,
+    pub distribution: Str,
+    pub flush_ack: Option<Spanned<bool>>,
+    pub hold_timeout: Option<Spanned<Scalar>>,
+    pub max_holds: Int,
+    pub hold_timeout_action: Str,
+    pub update_timeout: Option<Spanned<Scalar>>,
+    pub enhanced_handshake: Option<Spanned<bool>>,
+    pub announce_table: Int,
     #[allow(dead_code)] // read by `document::read` as [[cluster.member]] tables
     pub member: Option<de::IgnoredAny>,
     #[allow(dead_code)] // read by `document::read` as [[cluster.vip]] tables
@@ -147,6 +156,7 @@ pub(crate) struct RawCluster {
 pub(crate) struct RawClusterMember {
     pub id: Int,
     pub address: Str,
+    pub extra_addresses: StrList,
     pub port: Int,
     pub priority: Int,
 }

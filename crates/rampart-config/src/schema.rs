@@ -12,7 +12,8 @@ use rampart_ike::IkeConfig;
 
 /// The cluster engine's configuration types; `[cluster]` builds them.
 pub use rampart_cluster::{
-    ClusterConfig, ClusterMode, MemberConfig, MemberId, SyncAuth, TlsFiles, VirtualAddress,
+    ClusterConfig, ClusterMode, Distribution, LoadSharingConfig, MemberConfig, MemberId, SyncAuth,
+    TimeoutPolicy, TlsFiles, VirtualAddress,
 };
 
 /// The Multiple Entry Points engine's types that the configuration names.
@@ -139,7 +140,8 @@ impl GatewayConfig {
 
     /// The `[cluster]` keys that differ between this (running) configuration and `new`. Every
     /// cluster key is restart-only: a reload that changes one must be refused and name it
-    /// (`cluster` alone when the table was added or removed).
+    /// (`cluster` alone when the table was added or removed; `cluster.mode` when Load Sharing
+    /// was switched on or off).
     pub fn cluster_changes(&self, new: &GatewayConfig) -> Vec<&'static str> {
         let (a, b) = match (&self.cluster, &new.cluster) {
             (None, None) => return Vec::new(),
@@ -170,16 +172,35 @@ impl GatewayConfig {
             load_sharing,
             sync_link_hold_down,
         } = a;
+        // Members without their extra sync addresses, and the extra addresses alone, so a
+        // refusal names what changed.
+        let without_extra = |ms: &[MemberConfig]| -> Vec<MemberConfig> {
+            ms.iter()
+                .map(|m| MemberConfig {
+                    extra_sync_addresses: Vec::new(),
+                    ..m.clone()
+                })
+                .collect()
+        };
+        let extra = |ms: &[MemberConfig]| -> Vec<Vec<std::net::SocketAddr>> {
+            ms.iter().map(|m| m.extra_sync_addresses.clone()).collect()
+        };
         let checks: [(&'static str, bool); 18] = [
-            ("cluster.load_sharing", *load_sharing != b.load_sharing),
+            ("cluster.name", *name != b.name),
+            ("cluster.member_id", *member_id != b.member_id),
+            ("cluster.mode", *mode != b.mode),
+            (
+                "cluster.member",
+                without_extra(members) != without_extra(&b.members),
+            ),
+            (
+                "cluster.member.extra_addresses",
+                extra(members) != extra(&b.members),
+            ),
             (
                 "cluster.sync_link_hold_down",
                 *sync_link_hold_down != b.sync_link_hold_down,
             ),
-            ("cluster.name", *name != b.name),
-            ("cluster.member_id", *member_id != b.member_id),
-            ("cluster.mode", *mode != b.mode),
-            ("cluster.member", *members != b.members),
             ("cluster.switch_back", *switch_back != b.switch_back),
             (
                 "cluster.heartbeat_interval",
@@ -217,11 +238,55 @@ impl GatewayConfig {
                 *esp_sync_interval != b.esp_sync_interval,
             ),
         ];
-        checks
+        let mut changed: Vec<&'static str> = checks
             .into_iter()
             .filter(|(_, differs)| *differs)
             .map(|(key, _)| key)
-            .collect()
+            .collect();
+        // Load Sharing added or removed shows as `cluster.mode`.
+        if let (Some(x), Some(y)) = (load_sharing, &b.load_sharing) {
+            let LoadSharingConfig {
+                distribution,
+                flush_ack,
+                hold_timeout,
+                max_holds,
+                hold_timeout_action,
+                update_timeout,
+                // Not a key: the engine's default on every member.
+                max_pending_updates: _,
+                enhanced_handshake,
+                announce_table,
+            } = x;
+            let ls_checks: [(&'static str, bool); 8] = [
+                ("cluster.distribution", *distribution != y.distribution),
+                ("cluster.flush_ack", *flush_ack != y.flush_ack),
+                ("cluster.hold_timeout", *hold_timeout != y.hold_timeout),
+                ("cluster.max_holds", *max_holds != y.max_holds),
+                (
+                    "cluster.hold_timeout_action",
+                    *hold_timeout_action != y.hold_timeout_action,
+                ),
+                (
+                    "cluster.update_timeout",
+                    *update_timeout != y.update_timeout,
+                ),
+                (
+                    "cluster.enhanced_handshake",
+                    *enhanced_handshake != y.enhanced_handshake,
+                ),
+                (
+                    "cluster.announce_table",
+                    *announce_table != y.announce_table,
+                ),
+            ];
+            changed.extend(
+                ls_checks
+                    .into_iter()
+                    .filter(|(_, differs)| *differs)
+                    .map(|(key, _)| key),
+            );
+        }
+        changed
     }
 
     /// The `[remote_access]` keys that differ between this (running) configuration and `new`.

@@ -106,13 +106,13 @@ fn defaults() {
                 id: 1,
                 sync_address: addr("10.255.0.1:8116"),
                 priority: 100,
-                extra_sync_addresses: Vec::new(),
+                extra_sync_addresses: vec![],
             },
             MemberConfig {
                 id: 2,
                 sync_address: addr("10.255.0.2:8116"),
                 priority: 100,
-                extra_sync_addresses: Vec::new(),
+                extra_sync_addresses: vec![],
             },
         ]
     );
@@ -167,7 +167,7 @@ fn missing_keys_and_tables() {
 
 #[test]
 fn unknown_keys_and_wrong_types() {
-    let text = with_cluster("members = 2\nmode = \"load-sharing\"")
+    let text = with_cluster("members = 2\nmode = \"active-active\"")
         .replace(
             "address = \"10.255.0.2\"",
             "address = \"10.255.0.2\"\nweight = 3",
@@ -178,14 +178,14 @@ fn unknown_keys_and_wrong_types() {
         );
     let l = lines(&text);
     assert_eq!(l.len(), 4, "{l:#?}");
-    assert!(l[0].starts_with("gw.toml:16:1: cluster.members: unknown key; allowed: name, member_id, mode, priority, primary, switch_back, heartbeat_interval, dead_after, monitor, secret, secret_file, tls_ca, tls_cert, tls_key, retransmit_queue, takeover_margin, esp_sync_interval, member, vip"), "{}", l[0]);
+    assert!(l[0].starts_with("gw.toml:16:1: cluster.members: unknown key; allowed: name, member_id, mode, priority, primary, switch_back, heartbeat_interval, dead_after, monitor, secret, secret_file, tls_ca, tls_cert, tls_key, retransmit_queue, takeover_margin, esp_sync_interval, sync_link_hold_down, distribution, flush_ack, hold_timeout, max_holds, hold_timeout_action, update_timeout, enhanced_handshake, announce_table, member, vip"), "{}", l[0]);
     assert_eq!(
         l[1],
-        "gw.toml:17:8: cluster.mode: unknown value \"load-sharing\"; allowed: high-availability"
+        "gw.toml:17:8: cluster.mode: unknown value \"active-active\"; allowed: high-availability, load-sharing"
     );
     assert_eq!(
         l[2],
-        "gw.toml:28:1: cluster.member[1].weight: unknown key; allowed: id, address, port, priority"
+        "gw.toml:28:1: cluster.member[1].weight: unknown key; allowed: id, address, extra_addresses, port, priority"
     );
     assert_eq!(
         l[3],

@@ -48,12 +48,40 @@ pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<
     let mut io = runtime::Io::open(&config)?;
     io.open_cluster(&config).await?;
     io.open_remote_access(&config)?;
+    if let Some(ls) = config
+        .cluster
+        .as_ref()
+        .and_then(|c| c.load_sharing.as_ref())
+    {
+        if ls.enhanced_handshake {
+            tracing::warn!(
+                "cluster.enhanced_handshake = true: this version does not check handshake \
+                 sequence numbers across members yet; each member checks the packets it sees, \
+                 as with enhanced_handshake = false"
+            );
+        }
+    }
     let cluster_line = config.cluster.as_ref().map(|c| {
+        let me = c.me();
+        let sync: Vec<String> = std::iter::once(me.sync_address)
+            .chain(me.extra_sync_addresses.iter().copied())
+            .map(|a| a.to_string())
+            .collect();
+        let mode = match &c.load_sharing {
+            Some(ls) => format!(
+                ", load sharing ({})",
+                match ls.distribution {
+                    rampart_cluster::Distribution::Routed => "routed",
+                    rampart_cluster::Distribution::Unicast => "unicast",
+                }
+            ),
+            None => String::new(),
+        };
         format!(
-            "cluster {} member {}: sync UDP {}{}",
+            "cluster {} member {}{mode}: sync UDP {}{}",
             c.name,
             c.member_id,
-            c.me().sync_address,
+            sync.join(" "),
             if c.monitored_interfaces.is_empty() {
                 String::new()
             } else {

@@ -1,5 +1,7 @@
-//! Link state of the cluster's monitored interfaces, over rtnetlink: one dump at start, then
-//! the `RTMGRP_LINK` notifications, reduced to "interface X is now up/down" changes.
+//! Link state of the cluster's monitored interfaces and of the interfaces that hold its sync
+//! addresses, over rtnetlink: one dump at start, then the `RTMGRP_LINK` notifications, reduced
+//! to "interface X is now up/down" changes. [`interfaces_holding`] finds which interface holds
+//! an address.
 //!
 //! An interface is up when it is administratively up (`IFF_UP`) and the kernel says it can
 //! pass traffic (`IFF_RUNNING`: operational state up, or unknown for devices that do not
@@ -9,9 +11,11 @@
 //! interface, and every monitored interface gets one yielded state first (from the dump).
 
 use std::collections::{BTreeMap, VecDeque};
+use std::net::IpAddr;
 
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::{StreamExt, TryStreamExt};
+use netlink_packet_route::address::AddressAttribute;
 use netlink_packet_route::link::{LinkAttribute, LinkFlags, LinkMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload};
@@ -129,4 +133,57 @@ fn link_state(link: &LinkMessage, exists: bool) -> Option<(String, bool)> {
     let flags = link.header.flags;
     let up = exists && flags.contains(LinkFlags::Up) && flags.contains(LinkFlags::Running);
     Some((name, up))
+}
+
+/// The interface that holds each of `addrs`, by name, in the same order; `None` for an address
+/// no interface has (yet). One address dump over a netlink connection of its own. Must be
+/// called inside a tokio runtime, in the network namespace to look at.
+pub async fn interfaces_holding(addrs: &[IpAddr]) -> Result<Vec<Option<String>>, IoError> {
+    let (connection, handle, _) =
+        rtnetlink::new_connection().map_err(|source| IoError::Netlink { source })?;
+    let task = tokio::spawn(connection);
+    let mut found: Vec<Option<u32>> = vec![None; addrs.len()];
+    let mut dump = handle.address().get().execute();
+    let result = loop {
+        match dump.try_next().await {
+            Ok(Some(message)) => {
+                for attribute in &message.attributes {
+                    let (AddressAttribute::Local(ip) | AddressAttribute::Address(ip)) = attribute
+                    else {
+                        continue;
+                    };
+                    for (slot, addr) in found.iter_mut().zip(addrs) {
+                        if slot.is_none() && addr == ip {
+                            *slot = Some(message.header.index);
+                        }
+                    }
+                }
+            }
+            Ok(None) => break Ok(()),
+            Err(e) => {
+                break Err(IoError::Netlink {
+                    source: std::io::Error::other(format!("dumping addresses: {e}")),
+                })
+            }
+        }
+    };
+    task.abort();
+    result?;
+    Ok(found
+        .into_iter()
+        .map(|index| index.and_then(interface_name))
+        .collect())
+}
+
+/// The name of interface `index`, `None` if there is none.
+fn interface_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname writes at most.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success the buffer holds a NUL-terminated name.
+    let name = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+    Some(name.to_string_lossy().into_owned())
 }

@@ -207,7 +207,8 @@ impl Io {
     }
 
     /// Opens the IKE, NAT-T and raw ESP sockets of every peer `local_address` that has none
-    /// yet (at start, and for peers a reload adds), and the cluster sync socket. All or nothing:
+    /// yet (at start, and for peers a reload adds), and the cluster sync sockets (one per sync
+    /// link; datagrams from each go to the node with that link's local address). All or nothing:
     /// on error the sockets opened by this call are closed again and the error names the
     /// address. A cluster's virtual addresses are bound with `IP_FREEBIND`: a standby member
     /// opens them before it owns them.
@@ -239,9 +240,15 @@ impl Io {
             });
         }
         if let Some(cluster) = &config.cluster {
-            let sync = cluster.me().sync_address;
-            if self.udp_for(sync).is_none() {
-                udp.push(UdpEndpoint::bind(sync)?);
+            // One socket per sync link; an extra link's network may come up later.
+            let me = cluster.me();
+            if self.udp_for(me.sync_address).is_none() {
+                udp.push(UdpEndpoint::bind(me.sync_address)?);
+            }
+            for &extra in &me.extra_sync_addresses {
+                if self.udp_for(extra).is_none() {
+                    udp.push(UdpEndpoint::bind_freebind(extra)?);
+                }
             }
         }
         self.udp.extend(udp);
@@ -460,8 +467,13 @@ async fn event_loop<N: Node>(
                 // Heartbeats that already arrived count before the timers run: a member whose
                 // loop was busy for longer than the dead time must not declare a peer dead
                 // whose heartbeats are waiting in the socket buffer.
-                let sync = io.cluster.as_ref().map(|c| c.sync_address);
-                if let Some(i) = sync.and_then(|a| io.udp.iter().position(|s| s.local() == a)) {
+                let sync: Vec<usize> = io.cluster.as_ref().map_or_else(Vec::new, |c| {
+                    c.sync_addresses
+                        .iter()
+                        .filter_map(|&a| io.udp.iter().position(|s| s.local() == a))
+                        .collect()
+                });
+                for i in sync {
                     for _ in 0..READS_PER_WAKE {
                         if let ReadResult::Empty =
                             datapath::udp_once(node, io, i, &mut buffers).await
@@ -517,7 +529,7 @@ async fn event_loop<N: Node>(
                         status.batching.raw_esp_skipped = io.raw.iter().map(|r| r.skipped()).sum();
                         status.reloads = io.reloads.clone();
                         status.icmp = buffers.icmp.clone();
-                        status_document(&status, &io.streams)
+                        status_document(&status, node.load_sharing_stats(), &io.streams)
                     }
                     StatusRequest::Reload(path) => match reload(node, io, &path).await {
                         Ok(report) => serde_json::to_string(&report),
@@ -528,7 +540,11 @@ async fn event_loop<N: Node>(
                     }
                     StatusRequest::ConnStats => serde_json::to_string(&node.conn_stats()),
                     StatusRequest::ClusterStatus => match node.cluster_status(now) {
-                        Some((status, _)) => serde_json::to_string(&status),
+                        Some((status, _)) => crate::cluster_io::cluster_status_document(
+                            &status,
+                            node.load_sharing_stats().as_ref(),
+                        )
+                        .map(|d| d.to_string()),
                         None => Ok(crate::status_server::error_document(NO_CLUSTER)),
                     },
                     StatusRequest::MepStatus => match node.mep_status(now) {
@@ -536,7 +552,11 @@ async fn event_loop<N: Node>(
                         None => Ok(crate::status_server::error_document(NO_MEP)),
                     },
                     StatusRequest::ClusterSyncStats => match node.cluster_status(now) {
-                        Some((_, stats)) => serde_json::to_string(&stats),
+                        Some((status, stats)) => crate::cluster_io::sync_stats_document(
+                            &stats,
+                            status.load_sharing.as_ref(),
+                        )
+                        .map(|d| d.to_string()),
                         None => Ok(crate::status_server::error_document(NO_CLUSTER)),
                     },
                     StatusRequest::Cluster(command) => {
@@ -586,12 +606,22 @@ async fn event_loop<N: Node>(
                 drain_outputs(node, io).await;
             }
             Event::Link(change) => {
-                tracing::info!(
-                    "monitored interface {} is {}",
-                    change.interface,
-                    if change.up { "up" } else { "down" }
-                );
-                node.handle_link_state(Instant::now(), &change.interface, change.up);
+                let state = if change.up { "up" } else { "down" };
+                let (monitored, links) = match io.cluster.as_ref() {
+                    Some(c) => (
+                        c.monitored.contains(&change.interface),
+                        c.links_on(&change.interface).collect(),
+                    ),
+                    None => (false, Vec::new()),
+                };
+                if monitored {
+                    tracing::info!("monitored interface {} is {state}", change.interface);
+                    node.handle_link_state(Instant::now(), &change.interface, change.up);
+                }
+                for link in links {
+                    tracing::info!("sync link {link}: carrier {state} on {}", change.interface);
+                    node.handle_sync_link_state(Instant::now(), link, change.up);
+                }
                 drain_outputs(node, io).await;
             }
             Event::StatusClient(r) => {
@@ -609,12 +639,25 @@ async fn event_loop<N: Node>(
 }
 
 /// The status document: the node's status with what the shell adds that the node does not
-/// carry (`transports`: the stream counters).
+/// carry (`transports`: the stream counters; in `sync`, the hold-time quantiles and the
+/// forwarded packets of [`crate::cluster_io::sync_stats_document`]; in Load Sharing,
+/// `cluster.load_sharing.member`, see [`crate::cluster_io::cluster_status_document`]).
 fn status_document(
     status: &rampart_node::GatewayStatus,
+    member: Option<rampart_node::LoadSharingStats>,
     streams: &Streams,
 ) -> serde_json::Result<String> {
     let mut document = serde_json::to_value(status)?;
+    if let (Some(member), Some(cluster)) = (&member, document.get_mut("cluster")) {
+        crate::cluster_io::add_member_counters(cluster, member)?;
+    }
+    if let (Some(stats), Some(sync)) = (&status.sync, document.get_mut("sync")) {
+        let load_sharing = status
+            .cluster
+            .as_ref()
+            .and_then(|c| c.load_sharing.as_ref());
+        crate::cluster_io::add_sync_extras(sync, stats, load_sharing);
+    }
     if let Some(fields) = document.as_object_mut() {
         fields.insert("transports".into(), serde_json::to_value(streams.status())?);
     }

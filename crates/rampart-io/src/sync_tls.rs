@@ -241,12 +241,20 @@ impl SyncTls {
 
     /// Binds the full-sync listener on this member's sync address (TCP).
     pub fn listen(&self) -> io::Result<TcpListener> {
-        let me = self.me().sync_address;
+        self.listen_on(self.me().sync_address)
+    }
+
+    /// Binds a full-sync listener on `me`, one of this member's sync addresses (TCP). An
+    /// extra link's address is bound with `IP_FREEBIND`: that network may come up later.
+    pub fn listen_on(&self, me: SocketAddr) -> io::Result<TcpListener> {
         let socket = match me {
             SocketAddr::V4(_) => TcpSocket::new_v4()?,
             SocketAddr::V6(_) => TcpSocket::new_v6()?,
         };
         socket.set_reuseaddr(true)?;
+        if me != self.me().sync_address {
+            freebind(&socket, me)?;
+        }
         socket.bind(me)?;
         socket.listen(8)
     }
@@ -269,7 +277,8 @@ impl SyncTls {
                 SocketAddr::V6(_) => TcpSocket::new_v6(),
             }
             .map_err(io_failure)?;
-            let from = self.me().sync_address.ip();
+            // Our address on the link the target address is on (link 0 when it is none).
+            let from = self.local_for(address).ip();
             if from.is_ipv4() == address.is_ipv4() {
                 // From the sync address, which the other member checks.
                 socket.bind(SocketAddr::new(from, 0)).map_err(io_failure)?;
@@ -314,7 +323,7 @@ impl SyncTls {
         if !self
             .members
             .iter()
-            .any(|m| m.id != self.member && m.sync_address.ip() == peer.ip())
+            .any(|m| m.id != self.member && sync_ips(m).any(|ip| ip == peer.ip()))
         {
             return Err(fail(SyncFailure::NotAMemberAddress(peer.ip())));
         }
@@ -341,6 +350,21 @@ impl SyncTls {
             Ok(r) => r.map_err(fail),
             Err(_) => Err(fail(SyncFailure::Timeout)),
         }
+    }
+
+    /// This member's address on the sync link of `remote` (a member's address on some link);
+    /// link 0's when `remote` is no member's link address.
+    fn local_for(&self, remote: SocketAddr) -> SocketAddr {
+        let me = self.me();
+        let link = self
+            .members
+            .iter()
+            .filter(|m| m.id != self.member)
+            .find_map(|m| {
+                (0..=m.extra_sync_addresses.len()).find(|&l| m.link_address(l) == Some(remote))
+            });
+        link.and_then(|l| me.link_address(l))
+            .unwrap_or(me.sync_address)
     }
 
     fn me(&self) -> &MemberConfig {
@@ -506,5 +530,37 @@ impl ServerCertVerifier for MemberVerifier {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
+    }
+}
+
+/// Every sync address of `m` (link 0 first).
+fn sync_ips(m: &MemberConfig) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+    std::iter::once(m.sync_address.ip()).chain(m.extra_sync_addresses.iter().map(|a| a.ip()))
+}
+
+/// Sets `IP_FREEBIND` / `IPV6_FREEBIND` on `socket`, for a bind to `addr` before it is on an
+/// interface.
+fn freebind(socket: &TcpSocket, addr: SocketAddr) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let (level, name) = if addr.is_ipv4() {
+        (libc::SOL_IP, libc::IP_FREEBIND)
+    } else {
+        (libc::SOL_IPV6, libc::IPV6_FREEBIND)
+    };
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket descriptor and an int option of the given size.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            level,
+            name,
+            (&raw const on).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
     }
 }

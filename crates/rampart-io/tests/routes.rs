@@ -4,7 +4,7 @@ mod netns;
 
 use ipnet::IpNet;
 use netns::Netns;
-use rampart_io::routes::Routes;
+use rampart_io::routes::{Injected, Routes};
 use rampart_io::tun::Tun;
 
 fn net(s: &str) -> IpNet {
@@ -80,4 +80,65 @@ fn opening_tun_without_permission_says_how_to_fix() {
     assert!(err
         .to_string()
         .contains("run as root or give CAP_NET_ADMIN"));
+}
+
+/// Routed Load Sharing announces its routes like route injection, into its own table
+/// (`announce_table`, default 202, any table but the kernel's) with a protocol number for the
+/// routing daemon: a host route for a virtual address and the prefixes behind the tunnels. They
+/// go away with the TUN device, which is what a `kill -9` does, so the daemon withdraws them.
+#[test]
+fn announced_routes_in_a_table_of_their_own_vanish_with_the_device() {
+    if !netns::can_run("announced routes") {
+        return;
+    }
+    let ns = Netns::new("announce");
+    ns.run(|| {
+        netns::runtime().block_on(async {
+            let tun = Tun::open("ran0", 1400, false).unwrap();
+            let mut routes = Routes::open(tun.name(), tun.index()).unwrap();
+            let vip = Injected {
+                prefix: net("192.0.2.1/32"),
+                table: 202,
+                protocol: 203,
+                metric: 0,
+            };
+            let remote = Injected {
+                prefix: net("10.2.0.0/24"),
+                ..vip
+            };
+            // A table above 255 travels in an attribute of its own: it works the same.
+            let high = Injected {
+                prefix: net("2001:db8:2::/48"),
+                table: 70_000,
+                protocol: 203,
+                metric: 10,
+            };
+            for r in [vip, remote, high] {
+                routes.inject(r).await.unwrap();
+            }
+            let t202 = ns.ip("-4 route show table 202");
+            assert!(t202.contains("192.0.2.1 dev ran0 proto 203"), "{t202}");
+            assert!(t202.contains("10.2.0.0/24 dev ran0 proto 203"), "{t202}");
+            let t70000 = ns.ip("-6 route show table 70000");
+            assert!(
+                t70000.contains("2001:db8:2::/48 dev ran0 proto 203 metric 10"),
+                "{t70000}"
+            );
+            // The main table is untouched.
+            assert!(!ns.ip("-4 route show").contains("192.0.2.1"));
+            routes.withdraw(remote).await.unwrap();
+            assert!(!ns.ip("-4 route show table 202").contains("10.2.0.0/24"));
+            // The process dies: its TUN device goes, and every route through it with it.
+            drop(routes);
+            drop(tun);
+            for _ in 0..50 {
+                if ns.ip("-4 route show table 202").trim().is_empty() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(ns.ip("-4 route show table 202").trim(), "");
+            assert_eq!(ns.ip("-6 route show table 70000").trim(), "");
+        })
+    });
 }

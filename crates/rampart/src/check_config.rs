@@ -19,8 +19,14 @@ pub fn run(args: &CheckConfigArgs) -> ExitCode {
                 let n = config.peers.len();
                 let noun = if n == 1 { "peer" } else { "peers" };
                 let cluster = config.cluster.as_ref().map_or_else(String::new, |c| {
+                    let load_sharing = c.load_sharing.as_ref().map_or_else(String::new, |ls| {
+                        format!(
+                            ", load sharing ({})",
+                            crate::ls_view::distribution_name(ls.distribution)
+                        )
+                    });
                     format!(
-                        ", cluster {} member {} of {}",
+                        ", cluster {} member {} of {}{load_sharing}",
                         c.name,
                         c.member_id,
                         c.members.len()

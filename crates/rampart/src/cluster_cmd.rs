@@ -68,6 +68,9 @@ pub(crate) fn render(command: ClusterCommand, json: bool, answer: &str) -> Resul
             } else {
                 let mut out = String::new();
                 status_view::cluster_status(&mut out, &status);
+                if let Some(m) = crate::ls_view::member_counters_of(&value) {
+                    crate::ls_view::member_counters(&mut out, &m);
+                }
                 out
             })
         }
@@ -78,7 +81,8 @@ pub(crate) fn render(command: ClusterCommand, json: bool, answer: &str) -> Resul
                 pretty(&value)
             } else {
                 let mut out = String::new();
-                status_view::sync_stats(&mut out, &stats);
+                let forwarded = status_view::forwarded_of(&value);
+                status_view::sync_stats(&mut out, &stats, forwarded.as_ref());
                 out
             })
         }
@@ -161,6 +165,41 @@ mod tests {
         assert!(table.contains("records sent"), "{table}");
         let json = render(ClusterCommand::SyncStats, true, &answer).unwrap();
         assert_eq!(serde_json::from_str::<SyncStats>(&json).unwrap(), stats);
+    }
+
+    #[test]
+    fn sync_stats_with_the_shells_load_sharing_fields() {
+        // What the gateway answers in Load Sharing: the engine's counters, plus `forwarded`
+        // and the hold-time quantiles the shell adds.
+        let stats = SyncStats {
+            member_id: 1,
+            flush_ack: Some(rampart_cluster::FlushAckStats {
+                held: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut value = serde_json::to_value(&stats).unwrap();
+        value["forwarded"] = serde_json::json!({ "sent": 5, "received": 2, "dropped": 0 });
+        value["flush_ack"]["hold_time_p50_us"] = serde_json::Value::Null;
+        let answer = value.to_string();
+        let table = render(ClusterCommand::SyncStats, false, &answer).unwrap();
+        assert!(
+            table.contains("\n    held                           3\n"),
+            "{table}"
+        );
+        assert!(
+            table.contains("\n  forwarded packets  sent 5  received 2  dropped 0\n"),
+            "{table}"
+        );
+        let json = render(ClusterCommand::SyncStats, true, &answer).unwrap();
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["forwarded"]["sent"], 5);
+        assert_eq!(back["flush_ack"]["held"], 3);
+        // Without `forwarded` (high availability) there is no such line.
+        let plain = serde_json::to_string(&SyncStats::default()).unwrap();
+        let table = render(ClusterCommand::SyncStats, false, &plain).unwrap();
+        assert!(!table.contains("forwarded"), "{table}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod conn_cmd;
 mod gateway_cmd;
 mod lab_cmd;
 mod logging;
+mod ls_view;
 mod mep_cmd;
 mod pki_cmd;
 mod ra_cmd;

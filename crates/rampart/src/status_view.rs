@@ -3,6 +3,8 @@
 use std::fmt::Write;
 
 use rampart_cluster::{ClusterStatus, MemberState, SyncStats};
+
+use crate::ls_view;
 use rampart_node::{DataPlaneCounters, GatewayStatus, IkeSaInfo, PeerStatus, TunnelStatus};
 
 /// Renders the status as indented blocks: the gateway, then per peer its IKE SA and tunnels.
@@ -216,7 +218,7 @@ pub(crate) fn duration(secs: u64) -> String {
 }
 
 /// Bytes with a binary unit and one decimal above 1 KiB: `512 B`, `1.5 KiB`, `3.2 GiB`.
-fn bytes(n: u64) -> String {
+pub(crate) fn bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {
         return format!("{n} B");
@@ -243,12 +245,24 @@ pub fn cluster_section(document: &serde_json::Value) -> String {
     if let Some(c) = &cluster {
         out.push('\n');
         cluster_status(&mut out, c);
+        let member = document
+            .get("cluster")
+            .and_then(ls_view::member_counters_of);
+        if let Some(m) = &member {
+            ls_view::member_counters(&mut out, m);
+        }
     }
     if let Some(s) = &sync {
         out.push('\n');
         sync_summary(&mut out, s);
     }
     out
+}
+
+/// The `forwarded` object of a sync-stats document (Load Sharing), if it has a readable one.
+pub fn forwarded_of(sync: &serde_json::Value) -> Option<ls_view::ForwardedStats> {
+    sync.get("forwarded")
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
 pub fn state_name(s: MemberState) -> &'static str {
@@ -313,21 +327,41 @@ pub fn cluster_status(out: &mut String, c: &ClusterStatus) {
     }
     if c.virtual_addresses.is_empty() {
         out.push_str("  no virtual addresses\n");
-        return;
+    } else {
+        let _ = writeln!(out, "  {:<43} {:<15} OWNER", "VIRTUAL ADDRESS", "INTERFACE");
+        for v in &c.virtual_addresses {
+            let owner = match v.owner {
+                None => "none".to_string(),
+                Some(id) if id == c.member_id => format!("{id} (me)"),
+                Some(id) => id.to_string(),
+            };
+            let _ = writeln!(out, "  {:<43} {:<15} {}", v.address, v.interface, owner);
+        }
     }
-    let _ = writeln!(out, "  {:<43} {:<15} OWNER", "VIRTUAL ADDRESS", "INTERFACE");
-    for v in &c.virtual_addresses {
-        let owner = match v.owner {
-            None => "none".to_string(),
-            Some(id) if id == c.member_id => format!("{id} (me)"),
-            Some(id) => id.to_string(),
-        };
-        let _ = writeln!(out, "  {:<43} {:<15} {}", v.address, v.interface, owner);
+    if let Some(ls) = &c.load_sharing {
+        ls_view::load_sharing_status(out, ls, c.member_id);
     }
 }
 
-/// `rampart cluster sync-stats`: every counter on its own line, then one row per peer member.
-pub fn sync_stats(out: &mut String, s: &SyncStats) {
+/// `rampart cluster sync-stats`: every counter on its own line, one row per peer member, then
+/// the Load Sharing parts the gateway sent (Flush-and-Ack, update requests, `forwarded`, the
+/// sync networks).
+pub fn sync_stats(out: &mut String, s: &SyncStats, forwarded: Option<&ls_view::ForwardedStats>) {
+    sync_counters(out, s);
+    if let Some(fa) = &s.flush_ack {
+        ls_view::flush_ack(out, fa);
+    }
+    if let Some(u) = &s.update_requests {
+        ls_view::update_requests(out, u, s.update_queries_answered, s.update_queries_dropped);
+    }
+    if let Some(f) = forwarded {
+        ls_view::forwarded(out, f);
+    }
+    ls_view::links(out, &s.links);
+}
+
+/// The counters and the peer table of [`sync_stats`].
+fn sync_counters(out: &mut String, s: &SyncStats) {
     let _ = writeln!(out, "sync  member {}", s.member_id);
     let rows: [(&str, String); 20] = [
         ("records sent", s.records_sent.to_string()),
@@ -410,6 +444,17 @@ fn sync_summary(out: &mut String, s: &SyncStats) {
         s.full_syncs_received,
         dropped
     );
+    if let Some(fa) = &s.flush_ack {
+        let p99 = fa
+            .hold_time
+            .quantile_us(0.99)
+            .map_or_else(|| "-".to_string(), ls_view::micros);
+        let _ = writeln!(
+            out,
+            "flush-and-ack  held {}  holding {}  timeouts {}  members declared down {}  hold p99 {}",
+            fa.held, fa.holding, fa.timeouts, fa.members_declared_down, p99
+        );
+    }
 }
 
 /// `40ms`, `2.3s`, `1m5s`.
@@ -625,7 +670,7 @@ cluster hq  high-availability  member 2  active (member 1 dead)  failovers 1
             ..Default::default()
         };
         let mut out = String::new();
-        sync_stats(&mut out, &stats);
+        sync_stats(&mut out, &stats, None);
         assert!(
             out.starts_with("sync  member 1\n  records sent             1000\n"),
             "{out}"
@@ -646,7 +691,7 @@ cluster hq  high-availability  member 2  active (member 1 dead)  failovers 1
             "{out}"
         );
         let mut out = String::new();
-        sync_stats(&mut out, &SyncStats::default());
+        sync_stats(&mut out, &SyncStats::default(), None);
         assert!(out.ends_with("  no peer members\n"), "{out}");
     }
 

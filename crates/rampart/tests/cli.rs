@@ -86,6 +86,31 @@ fn check_config_accepts_the_cluster_examples() {
     );
 }
 
+#[test]
+fn check_config_accepts_the_load_sharing_examples() {
+    let dir = examples().join("../cluster-ls");
+    let files: Vec<PathBuf> = (1..=3)
+        .map(|i| dir.join(format!("member-{i}.toml")))
+        .collect();
+    let args: Vec<&str> = std::iter::once("check-config")
+        .chain(files.iter().map(|f| f.to_str().unwrap()))
+        .collect();
+    let o = rampart(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let expected: String = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            format!(
+                "{}: ok (1 peer, cluster dc member {} of 3, load sharing (routed))\n",
+                f.display(),
+                i + 1
+            )
+        })
+        .collect();
+    assert_eq!(stdout(&o), expected);
+}
+
 const BAD: &str = r#"[gateway]
 name = "gw"
 nat_t_port = 500

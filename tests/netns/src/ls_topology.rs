@@ -28,7 +28,9 @@
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -37,6 +39,7 @@ use crate::env::{serial, SerialGuard};
 use crate::netns::{veth, CommandError, Netns};
 use crate::rampart::{GatewayToml, PeerToml};
 use crate::topology::PSK;
+use crate::traffic::spawn_in;
 use crate::wait::try_wait_until;
 use crate::workdir::TestDir;
 
@@ -757,6 +760,312 @@ impl FlowTrace {
     }
 }
 
+/// A delay line in place of a sync network's bridge, for kernels without `sch_netem` (tc netem
+/// is what the issue names; this does the same to the sync link where netem is missing): a hub
+/// in the switch namespace reads every frame a member sends (an `AF_PACKET` socket on the
+/// switch's end of its veth), drops it with probability `loss`, and `delay` later sends it out
+/// of every other member's port. Frames are queued by due time, so order is kept.
+///
+/// veth leaves UDP and TCP checksums to "hardware" (the frame carries only the pseudo-header
+/// sum), so the hub recomputes them for IPv4; the members' sync interfaces send no GSO
+/// super-frames (`gso_max_segs 1`), so every frame fits the port's MTU.
+#[derive(Debug)]
+pub struct DelayHub {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<HubStats, String>>>,
+}
+
+/// What a [`DelayHub`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    pub received: u64,
+    pub dropped: u64,
+    /// Frame copies sent (one per other port).
+    pub sent: u64,
+    pub send_errors: u64,
+}
+
+impl DelayHub {
+    /// Stops the hub; what it did.
+    pub fn finish(mut self) -> Result<HubStats, String> {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| "delay hub panicked".to_string())?,
+            None => Ok(HubStats::default()),
+        }
+    }
+}
+
+impl Drop for DelayHub {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl LsTopology {
+    /// Replaces sync network `link`'s bridge by a [`DelayHub`] with `delay` one way (so the
+    /// round trip is twice that) and `loss` (0.0..1.0) per frame.
+    pub fn sync_delay_hub(&self, link: u8, delay: Duration, loss: f64) -> Result<DelayHub, String> {
+        let (ifname, tag) = if link == 0 {
+            (SYNC_IF, "s0")
+        } else {
+            (SYNC2_IF, "s1")
+        };
+        let mut ports = Vec::new();
+        for m in &self.members {
+            m.ns.try_ip(&format!("link set dev {ifname} gso_max_segs 1"))
+                .map_err(|e| e.to_string())?;
+            let port = format!("m{}-{tag}", m.id);
+            self.switch
+                .try_ip(&format!("link set dev {port} nomaster"))
+                .map_err(|e| e.to_string())?;
+            ports.push(port);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = spawn_in(&self.switch, move || {
+            let hub = Hub::open(&ports, delay, loss);
+            let _ = ready_tx.send(hub.as_ref().map(|_| ()).map_err(Clone::clone));
+            hub?.run(&flag)
+        });
+        match ready_rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => Ok(DelayHub {
+                stop,
+                thread: Some(thread),
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the delay hub did not start".into()),
+        }
+    }
+}
+
+/// A frame waiting in the hub: due time, arrival sequence (ties), the port it came from.
+type Queued = (Instant, u64, usize, Vec<u8>);
+
+/// The hub's sockets and queue (runs on a thread inside the switch namespace).
+struct Hub {
+    fds: Vec<std::os::fd::OwnedFd>,
+    delay: Duration,
+    /// Drop threshold on a 32-bit random number.
+    drop_below: u32,
+    rng: u64,
+    stats: HubStats,
+}
+
+impl Hub {
+    fn open(ports: &[String], delay: Duration, loss: f64) -> Result<Hub, String> {
+        use std::os::fd::FromRawFd;
+        let mut fds = Vec::new();
+        for port in ports {
+            let name = std::ffi::CString::new(port.as_str()).map_err(|e| e.to_string())?;
+            // SAFETY: a NUL-terminated name; if_nametoindex only reads it.
+            let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+            if index == 0 {
+                return Err(format!("no interface {port}"));
+            }
+            let proto = (libc::ETH_P_ALL as u16).to_be();
+            // SAFETY: plain socket(2) call; the result is checked.
+            let fd = unsafe {
+                libc::socket(
+                    libc::AF_PACKET,
+                    libc::SOCK_RAW | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                    i32::from(proto),
+                )
+            };
+            if fd < 0 {
+                return Err(format!(
+                    "packet socket: {}",
+                    std::io::Error::last_os_error()
+                ));
+            }
+            // SAFETY: fd is a new descriptor we own.
+            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+            // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+            let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            sll.sll_family = libc::AF_PACKET as u16;
+            sll.sll_protocol = proto;
+            sll.sll_ifindex = index as i32;
+            // SAFETY: the address is a sockaddr_ll of the size given.
+            let rc = unsafe {
+                libc::bind(
+                    fd,
+                    (&sll as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                return Err(format!("bind {port}: {}", std::io::Error::last_os_error()));
+            }
+            fds.push(owned);
+        }
+        Ok(Hub {
+            fds,
+            delay,
+            drop_below: (loss.clamp(0.0, 1.0) * f64::from(u32::MAX)) as u32,
+            rng: 0x9e37_79b9_7f4a_7c15,
+            stats: HubStats::default(),
+        })
+    }
+
+    fn random(&mut self) -> u32 {
+        // xorshift64
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        (self.rng >> 32) as u32
+    }
+
+    fn run(mut self, stop: &AtomicBool) -> Result<HubStats, String> {
+        use std::cmp::Reverse;
+        use std::collections::BinaryHeap;
+        use std::os::fd::AsRawFd;
+        let mut queue: BinaryHeap<Reverse<Queued>> = BinaryHeap::new();
+        let mut seq = 0u64;
+        let mut buf = vec![0u8; 65_600];
+        while !stop.load(Ordering::Relaxed) {
+            let now = Instant::now();
+            while let Some(Reverse((due, _, _, _))) = queue.peek() {
+                if *due > now {
+                    break;
+                }
+                let Some(Reverse((_, _, from, mut frame))) = queue.pop() else {
+                    break;
+                };
+                fix_checksums(&mut frame);
+                for (i, fd) in self.fds.iter().enumerate() {
+                    if i == from {
+                        continue;
+                    }
+                    // SAFETY: sends `frame` on a bound packet socket we own.
+                    let n = unsafe {
+                        libc::send(fd.as_raw_fd(), frame.as_ptr().cast(), frame.len(), 0)
+                    };
+                    if n < 0 {
+                        self.stats.send_errors += 1;
+                    } else {
+                        self.stats.sent += 1;
+                    }
+                }
+            }
+            let wait_ms = queue
+                .peek()
+                .map(|Reverse((due, ..))| due.saturating_duration_since(now).as_millis() as i32)
+                .unwrap_or(20)
+                .clamp(0, 20);
+            let mut pfds: Vec<libc::pollfd> = self
+                .fds
+                .iter()
+                .map(|fd| libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: pfds is a valid array of pollfd of the length given.
+            let rc = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, wait_ms) };
+            if rc < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(format!("poll: {e}"));
+            }
+            for (i, p) in pfds.iter().enumerate() {
+                if p.revents & libc::POLLIN == 0 {
+                    continue;
+                }
+                loop {
+                    // SAFETY: sockaddr_ll is plain data; all-zero is a valid value.
+                    let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+                    let mut len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+                    // SAFETY: buf and from are valid for the sizes given.
+                    let n = unsafe {
+                        libc::recvfrom(
+                            p.fd,
+                            buf.as_mut_ptr().cast(),
+                            buf.len(),
+                            libc::MSG_DONTWAIT,
+                            (&mut from as *mut libc::sockaddr_ll).cast(),
+                            &mut len,
+                        )
+                    };
+                    if n <= 0 {
+                        break;
+                    }
+                    // Our own copies sent out of this port come back as outgoing: skip them.
+                    if from.sll_pkttype == libc::PACKET_OUTGOING {
+                        continue;
+                    }
+                    self.stats.received += 1;
+                    if self.random() < self.drop_below {
+                        self.stats.dropped += 1;
+                        continue;
+                    }
+                    seq += 1;
+                    queue.push(Reverse((
+                        Instant::now() + self.delay,
+                        seq,
+                        i,
+                        buf[..n as usize].to_vec(),
+                    )));
+                }
+            }
+        }
+        Ok(self.stats)
+    }
+}
+
+/// Recomputes the UDP or TCP checksum of an unfragmented IPv4 frame (Ethernet II).
+pub fn fix_checksums(frame: &mut [u8]) {
+    const ETH: usize = 14;
+    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] {
+        return;
+    }
+    let ihl = usize::from(frame[ETH] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([frame[ETH + 2], frame[ETH + 3]]));
+    let fragment = u16::from_be_bytes([frame[ETH + 6], frame[ETH + 7]]) & 0x3fff;
+    if ihl < 20 || total < ihl || ETH + total > frame.len() || fragment != 0 {
+        return;
+    }
+    let proto = frame[ETH + 9];
+    let at = match proto {
+        17 => 6,
+        6 => 16,
+        _ => return,
+    };
+    let l4 = ETH + ihl;
+    let l4_len = total - ihl;
+    if l4_len < at + 2 {
+        return;
+    }
+    frame[l4 + at] = 0;
+    frame[l4 + at + 1] = 0;
+    let mut sum: u32 = 0;
+    let mut add = |bytes: &[u8]| {
+        for pair in bytes.chunks(2) {
+            let hi = u32::from(pair[0]) << 8;
+            let lo = pair.get(1).map_or(0, |b| u32::from(*b));
+            sum += hi | lo;
+        }
+    };
+    add(&frame[ETH + 12..ETH + 20]);
+    add(&[0, proto]);
+    add(&(l4_len as u16).to_be_bytes());
+    add(&frame[l4..l4 + l4_len]);
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    let mut csum = !(sum as u16);
+    if proto == 17 && csum == 0 {
+        csum = 0xffff;
+    }
+    frame[l4 + at..l4 + at + 2].copy_from_slice(&csum.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -819,6 +1128,35 @@ mod tests {
         }
         let one = LsClusterToml::new(2, 1, 1).to_toml();
         assert!(!one.contains("extra_addresses"), "{one}");
+    }
+
+    #[test]
+    fn checksums_are_recomputed_for_udp() {
+        // Ethernet + IPv4 (20) + UDP (8) + 3 bytes: 10.0.0.1:1000 -> 10.0.0.2:2000.
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f.extend_from_slice(&[
+            0x45, 0, 0, 31, 0, 0, 0x40, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ]);
+        f.extend_from_slice(&[0x03, 0xe8, 0x07, 0xd0, 0, 11, 0xab, 0xcd, b'a', b'b', b'c']);
+        fix_checksums(&mut f);
+        let got = u16::from_be_bytes([f[40], f[41]]);
+        // One's complement sum over pseudo-header and datagram, checksum included, is 0xffff.
+        let mut sum: u32 = 0x0a00 + 0x0001 + 0x0a00 + 0x0002 + 17 + 11;
+        for pair in f[34..45].chunks(2) {
+            sum += (u32::from(pair[0]) << 8) | pair.get(1).map_or(0, |b| u32::from(*b));
+        }
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        assert_eq!(sum, 0xffff, "checksum {got:04x}");
+        assert_ne!(got, 0);
+        // Not IPv4: untouched.
+        let mut arp = f.clone();
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        let before = arp.clone();
+        fix_checksums(&mut arp);
+        assert_eq!(arp, before);
     }
 
     #[test]

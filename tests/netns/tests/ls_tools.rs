@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 use rampart_netns_tests::bird::{BIRD, BIRDC};
 use rampart_netns_tests::conn_load::{LoadClient, LoadServer, LoadSpec};
 use rampart_netns_tests::ls_topology::{
-    FlowPath, FlowTrace, LsTopology, HOST, HOST_SOURCES, LOCAL_DOMAIN, REMOTE_DOMAIN, REMOTE_HOST,
-    WAN_VIP,
+    member_sync, FlowPath, FlowTrace, LsTopology, HOST, HOST_SOURCES, LOCAL_DOMAIN, REMOTE_DOMAIN,
+    REMOTE_HOST, WAN_VIP,
 };
 use rampart_netns_tests::traffic::spawn_in;
-use rampart_netns_tests::{ping, require_tools, skip_unless_root, wait_until, Netns};
+use rampart_netns_tests::{
+    ping, require_tools, skip_unless_root, tcp_transfer, wait_until, Netns, TransferSpec,
+};
 
 const ECHO_PORT: u16 = 9000;
 const FLOW_BASE: u16 = 41000;
@@ -286,4 +288,64 @@ fn ls_tools_member_routes_vanish_when_its_device_or_box_goes() {
         "member 2 and 3 gone from OSPF",
         || topo.rin_bird().full_neighbors() == 2,
     );
+}
+
+/// The sync network's delay hub (what the WAN case uses where the kernel has no netem): 50 ms
+/// each way and 5 % loss between members; pings take the round trip and some are lost, a TCP
+/// transfer between two members arrives intact (the hub recomputes checksums, no GSO frames).
+#[test]
+fn ls_tools_sync_delay_hub_delays_and_drops() {
+    let test = "ls_tools_sync_delay_hub_delays_and_drops";
+    if !setup(test) {
+        return;
+    }
+    let topo = LsTopology::new("ls-tools-hub", 3, 1);
+    let m2 = member_sync(2, 0).to_string();
+    ping(topo.member(1), &m2, 2).unwrap();
+    let hub = topo
+        .sync_delay_hub(0, Duration::from_millis(50), 0.05)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = topo
+        .member(1)
+        .try_exec(&[
+            "ping", "-n", "-q", "-c", "100", "-i", "0.02", "-W", "1", &m2,
+        ])
+        .unwrap_or_else(|e| match e {
+            rampart_netns_tests::CommandError::Failed { stdout, .. } => stdout,
+            other => panic!("{other}"),
+        });
+    eprintln!("{out}");
+    let rtt_min: f64 = out
+        .split("= ")
+        .nth(1)
+        .and_then(|s| s.split('/').next())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no rtt in {out}"));
+    assert!(
+        (100.0..180.0).contains(&rtt_min),
+        "round trip {rtt_min} ms, want about 100"
+    );
+    let received: u32 = out
+        .split(", ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no count in {out}"));
+    // Each echo crosses the hub twice: about 10 % lost.
+    assert!(
+        (70..100).contains(&received),
+        "{received} of 100 echoes back"
+    );
+    let spec = TransferSpec::megabytes(2);
+    let report = tcp_transfer(
+        topo.member(1),
+        topo.member(3),
+        member_sync(3, 0).into(),
+        &spec,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.intact(), "{report:?}");
+    let stats = hub.finish().unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("hub: {stats:?}; transfer {:.1} Mbit/s", report.mbps());
+    assert!(stats.dropped > 0 && stats.send_errors == 0, "{stats:?}");
 }

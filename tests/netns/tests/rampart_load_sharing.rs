@@ -7,8 +7,9 @@
 //!   created on every member (the inside router spreads them) with Flush-and-Ack; then the box
 //!   of the member that owns the tunnel dies (`kill -9` of rampart and its BIRD, links down) and
 //!   every connection exchanges data again: none lost, the remote's SAs unchanged (no
-//!   re-negotiation). The same over a sync link with 100 ms round trip and 5 % loss (tc netem)
-//!   with 200 connections.
+//!   re-negotiation). The same over a sync link with 100 ms round trip and 5 % loss (tc netem,
+//!   or where the kernel has no `sch_netem` the topology's delay hub doing the same) with 200
+//!   connections (2,000 heavy).
 //! - `ls_esp_forwarded_to_owner_with_strongswan`: strongSwan's charon as the remote peer; the
 //!   upstream router is made to send its ESP (UDP-encapsulated: kernel-libipsec) to a member
 //!   that does not own the SA, which forwards it to the owner: traffic flows, the forwarding
@@ -204,9 +205,47 @@ fn kill_box(topo: &LsTopology, b: &mut MemberBox) {
 /// How the load test runs.
 struct LoadCase {
     connections: u32,
-    /// `tc netem` on the sync link (applied to every member's sync interface), and the
+    /// A WAN sync link: one-way delay and loss per packet (tc netem on every member's sync
+    /// interface, or the topology's delay hub where the kernel has no netem), and the
     /// cluster's WAN timers.
-    netem: Option<&'static str>,
+    wan: Option<(Duration, f64)>,
+}
+
+/// Upper bounds of the hold-time histogram's buckets (rampart-cluster `HOLD_BUCKETS_US`).
+const HOLD_BUCKETS_US: [u64; 20] = [
+    25, 50, 100, 200, 350, 500, 750, 1_000, 1_500, 2_000, 3_000, 5_000, 10_000, 20_000, 50_000,
+    100_000, 150_000, 200_000, 500_000, 1_000_000,
+];
+
+/// Quantiles `qs` (0..=1) of the Flush-and-Ack hold times of every member together (the sum
+/// of their `sync-stats` histograms), in µs: the upper bound of the bucket, capped by the
+/// largest hold; and the number of holds.
+fn hold_quantiles(gws: &[&Gateway], qs: &[f64]) -> (Vec<u64>, u64) {
+    let mut buckets = [0u64; 21];
+    let (mut count, mut max) = (0u64, 0u64);
+    for gw in gws {
+        let Ok(stats) = cluster_cli(gw, "sync-stats") else {
+            continue;
+        };
+        let h = &stats["flush_ack"]["hold_time"];
+        for (i, b) in buckets.iter_mut().enumerate() {
+            *b += h["buckets"][i].as_u64().unwrap_or(0);
+        }
+        count += h["count"].as_u64().unwrap_or(0);
+        max = max.max(h["max_us"].as_u64().unwrap_or(0));
+    }
+    let quantile = |q: f64| -> u64 {
+        let rank = ((q * count as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, n) in buckets.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                return HOLD_BUCKETS_US.get(i).copied().unwrap_or(max).min(max);
+            }
+        }
+        max
+    };
+    (qs.iter().map(|&q| quantile(q)).collect(), count)
 }
 
 /// Three members, a Rampart remote: N connections created all over the cluster (Flush-and-Ack),
@@ -218,11 +257,7 @@ fn ls_kill9_keeps_every_connection(test: &str, case: LoadCase) {
     let count = case.connections;
     let topo = LsTopology::new(test, 3, 1);
     let dir = topo.dir.path().to_path_buf();
-    let wan = case.netem.is_some();
-    if wan && !topo.netem_available() {
-        eprintln!("skipping {test}: the kernel has no netem (sch_netem)");
-        return;
-    }
+    let wan = case.wan.is_some();
     let tweak = move |c: &mut LsClusterToml| {
         if wan {
             c.wan_timers();
@@ -244,9 +279,24 @@ fn ls_kill9_keeps_every_connection(test: &str, case: LoadCase) {
         "{test}: both routers route over all 3 members {took:?} later ({:?} since the start)",
         started.elapsed()
     );
-    if let Some(spec) = case.netem {
-        topo.sync_netem(0, spec)
-            .unwrap_or_else(|e| panic!("netem: {e}"));
+    // The WAN sync link: netem where the kernel has it, the delay hub elsewhere.
+    let mut _hub = None;
+    if let Some((delay, loss)) = case.wan {
+        if topo.netem_available() {
+            let spec = format!("delay {}ms loss {}%", delay.as_millis(), loss * 100.0);
+            topo.sync_netem(0, &spec)
+                .unwrap_or_else(|e| panic!("netem: {e}"));
+            eprintln!("{test}: sync link: tc netem {spec}");
+        } else {
+            _hub = Some(
+                topo.sync_delay_hub(0, delay, loss)
+                    .unwrap_or_else(|e| panic!("delay hub: {e}")),
+            );
+            eprintln!(
+                "{test}: sync link: delay hub (no sch_netem), {delay:?} each way, {}% loss",
+                loss * 100.0
+            );
+        }
     }
 
     let remote = Remote::start_rampart(&topo);
@@ -312,6 +362,12 @@ fn ls_kill9_keeps_every_connection(test: &str, case: LoadCase) {
         creators, 3,
         "the inside router did not spread: {counters:?}"
     );
+    let gws: Vec<&Gateway> = boxes.iter().map(|b| &b.gw).collect();
+    let (q, holds) = hold_quantiles(&gws, &[0.5, 0.99]);
+    eprintln!(
+        "{test}: Flush-and-Ack over all members: {holds} holds, p50 {} us, p99 {} us",
+        q[0], q[1]
+    );
     let back_via_owner = counters[usize::from(owner) - 1].1["synack"];
     assert!(
         back_via_owner >= u64::from(count),
@@ -372,7 +428,7 @@ fn ls_kill9_of_the_tunnel_owner_keeps_every_connection() {
         "ls-kill",
         LoadCase {
             connections,
-            netem: None,
+            wan: None,
         },
     );
 }
@@ -384,7 +440,7 @@ fn ls_kill9_over_a_wan_sync_link_keeps_every_connection() {
         "ls-wan",
         LoadCase {
             connections,
-            netem: Some("delay 50ms loss 5%"),
+            wan: Some((Duration::from_millis(50), 0.05)),
         },
     );
 }

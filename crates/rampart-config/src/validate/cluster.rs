@@ -1,11 +1,13 @@
-//! `[cluster]`, `[[cluster.member]]` and `[[cluster.vip]]`: the high-availability cluster this
-//! gateway is a member of, and the checks that tie it to `[gateway]` and the peers.
+//! `[cluster]`, `[[cluster.member]]` and `[[cluster.vip]]`: the cluster (high availability or
+//! load sharing) this gateway is a member of, and the checks that tie it to `[gateway]` and
+//! the peers. The Load Sharing keys and the redundant sync networks are in `load_sharing.rs`.
 
 use std::net::SocketAddr;
 
 use rampart_cluster::{
-    ClusterConfig, ClusterMode, MemberConfig, MemberId, SyncAuth, TlsFiles, VirtualAddress,
-    DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_RETRANSMIT_QUEUE, DEFAULT_SYNC_PORT,
+    ClusterConfig, ClusterMode, Distribution, MemberConfig, MemberId, SyncAuth, TlsFiles,
+    VirtualAddress, DEFAULT_DEAD_AFTER, DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_RETRANSMIT_QUEUE,
+    DEFAULT_SYNC_PORT,
 };
 use zeroize::Zeroizing;
 
@@ -37,6 +39,7 @@ impl Validator<'_, '_> {
         &mut self,
         doc: &RawDocument,
         gateway: &mut GatewaySection,
+        tunnel_device: &str,
     ) -> Option<ClusterConfig> {
         let sec = &doc.cluster;
         if !sec.present {
@@ -58,10 +61,20 @@ impl Validator<'_, '_> {
                 self.keyword(
                     "cluster.mode",
                     v,
-                    &[("high-availability", ClusterMode::HighAvailability)],
+                    &[
+                        ("high-availability", ClusterMode::HighAvailability),
+                        ("load-sharing", ClusterMode::LoadSharing),
+                    ],
                 )
             })
             .unwrap_or(ClusterMode::HighAvailability);
+        let load_sharing = self.load_sharing(sec, mode == ClusterMode::LoadSharing);
+        // Routed distribution puts the virtual addresses on every member, on the tunnel device
+        // unless an interface is named.
+        let routed_device = load_sharing
+            .as_ref()
+            .filter(|ls| ls.distribution == Distribution::Routed)
+            .map(|_| tunnel_device);
         let member_id = match &raw.member_id {
             Some(v) => self
                 .int("cluster.member_id", v, CLUSTER_MEMBER_ID_RANGE)
@@ -103,7 +116,10 @@ impl Validator<'_, '_> {
             None => Vec::new(),
             Some(list) => self.interfaces("cluster.monitor", list),
         };
-        let virtual_addresses = self.vips(doc, &members);
+        let virtual_addresses = self.vips(doc, &members, routed_device);
+        let vip_ips: Vec<IpAddr> = virtual_addresses.iter().map(|v| v.ip()).collect();
+        self.extra_sync_addresses(doc, &mut members, &vip_ips);
+        let sync_link_hold_down = self.sync_link_hold_down(raw);
         let auth = self.sync_auth(sec);
         let retransmit_queue = raw
             .retransmit_queue
@@ -142,8 +158,8 @@ impl Validator<'_, '_> {
             retransmit_queue,
             takeover_margin,
             esp_sync_interval,
-            load_sharing: None,
-            sync_link_hold_down: rampart_cluster::DEFAULT_SYNC_LINK_HOLD_DOWN,
+            load_sharing,
+            sync_link_hold_down,
         })
     }
 
@@ -379,11 +395,14 @@ impl Validator<'_, '_> {
         gateway.member_id = u16::from(id);
     }
 
-    /// `[[cluster.vip]]`: at least one, unique addresses, none a member's sync address.
+    /// `[[cluster.vip]]`: at least one, unique addresses, none a member's sync address. With
+    /// routed distribution (`routed_device` is the tunnel device) every member holds every
+    /// address: each must be a host prefix, and `interface` defaults to the tunnel device.
     fn vips(
         &mut self,
         doc: &RawDocument,
         members: &[(MemberConfig, usize)],
+        routed_device: Option<&str>,
     ) -> Vec<VirtualAddress> {
         if doc.cluster_vips.is_empty() {
             self.error(
@@ -401,9 +420,10 @@ impl Validator<'_, '_> {
         for (i, sec) in doc.cluster_vips.iter().enumerate() {
             let path = format!("cluster.vip[{i}]");
             let raw = &sec.value;
-            let interface = match &raw.interface {
-                Some(v) => self.interface(&format!("{path}.interface"), v),
-                None => {
+            let interface = match (&raw.interface, routed_device) {
+                (Some(v), _) => self.interface(&format!("{path}.interface"), v),
+                (None, Some(device)) => Some(device.to_string()),
+                (None, None) => {
                     self.missing(sec, &path, "interface", IFNAME_RULE);
                     None
                 }
@@ -423,6 +443,23 @@ impl Validator<'_, '_> {
             let Some(address) = address else { continue };
             let ip = address.addr();
             let sp = raw.address.as_ref().map(|v| v.span()).unwrap_or_default();
+            if routed_device.is_some() && address.prefix_len() != address.max_prefix_len() {
+                self.error(
+                    ErrorKind::InvalidValue,
+                    Some(sp.clone()),
+                    format!("{path}.address"),
+                    format!(
+                        "{address} is not a host address: with distribution = \"routed\" \
+                         every member holds it, and a subnet on it would also route the \
+                         subnet there"
+                    ),
+                    format!(
+                        "a host address (\"{ip}\" or \"{ip}/{}\"); the routers reach it by \
+                         the routes the members announce",
+                        address.max_prefix_len()
+                    ),
+                );
+            }
             if let Some((_, first)) = seen.iter().find(|(a, _)| *a == ip) {
                 self.error(
                     ErrorKind::Duplicate,
@@ -443,9 +480,12 @@ impl Validator<'_, '_> {
                 );
             }
             seen.push((ip, i));
-            if let Some(interface) = interface {
-                out.push(VirtualAddress { interface, address });
-            }
+            // A refused interface (reported) stands in as "", so the peers' check still sees
+            // the address and does not add a second, misleading error.
+            out.push(VirtualAddress {
+                interface: interface.unwrap_or_default(),
+                address,
+            });
         }
         out
     }
@@ -483,7 +523,7 @@ impl Validator<'_, '_> {
         }
     }
 
-    fn unicast(&mut self, key: &str, v: &Spanned<String>) -> Option<IpAddr> {
+    pub(super) fn unicast(&mut self, key: &str, v: &Spanned<String>) -> Option<IpAddr> {
         let s = v.get_ref().trim();
         match s.parse::<IpAddr>() {
             Ok(a) if a.is_unspecified() || a.is_multicast() => {

@@ -15,6 +15,7 @@ use toml::Spanned;
 mod auth;
 mod cluster;
 mod firewall;
+mod load_sharing;
 pub(crate) mod mep;
 mod peers;
 pub(crate) mod profile;
@@ -134,9 +135,10 @@ pub(crate) fn validate(
     implicit_groups.sort_by_key(|g| position(&g.peers[0]));
     let rim = v.rim(&doc, &peers);
     let firewall = v.firewall(&doc);
-    let cluster = v.cluster(&doc, &mut gateway);
+    let cluster = v.cluster(&doc, &mut gateway, &tunnel.device);
     if let Some(cluster) = &cluster {
         v.cluster_peers(&doc, cluster, &peers);
+        v.announce_table_vs_rim(&doc, cluster, rim.as_ref());
     }
     if v.sink.is_empty() {
         Some(GatewayConfig {

@@ -175,9 +175,10 @@ impl Gateway {
             .is_some_and(|ls| ls.carrying)
     }
 
-    /// The Load Sharing work after an input, until none is left (bounded). Called by
-    /// `cluster_pump` with the cluster member in place.
-    pub(super) fn ls_pump(&mut self, now: Instant) -> bool {
+    /// One pass of the Load Sharing work: what the engine has for the node now, carried out
+    /// with the cluster member in place (a continued packet may be offered again). True when
+    /// there was work (it may have caused more).
+    fn ls_pump(&mut self, now: Instant) -> bool {
         let mut work = Vec::new();
         self.ls_collect(now, &mut work);
         let did = !work.is_empty();
@@ -195,7 +196,8 @@ impl Gateway {
         did
     }
 
-    /// Runs `cluster_round` and the Load Sharing work in turn until nothing is left.
+    /// Runs the Load Sharing work and `cluster_round` in turn until nothing is left (at most
+    /// [`MAX_ROUNDS`]; what is left then waits for the next input or timer).
     pub(super) fn ls_rounds(&mut self, now: Instant) {
         for _ in 0..MAX_ROUNDS {
             let did = self.ls_pump(now);
