@@ -31,6 +31,7 @@ fn conn(n: usize) -> Connection {
         expires_ms: u64::MAX,
         packets: [0; 2],
         bytes: [0; 2],
+        handshake: Default::default(),
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::tcp::TcpState;
+use crate::tcp::{Handshake, TcpState};
 use crate::tuple::{FlowTuple, Side};
 
 /// What every inspector clock reads at its origin (about 35 years in milliseconds), so that an
@@ -98,6 +98,10 @@ pub struct Connection {
     /// Packets from the originator and from the responder.
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
+    /// TCP: the handshake's initial sequence numbers, when handshake enforcement recorded them
+    /// (empty otherwise, and for other protocols).
+    #[serde(default)]
+    pub handshake: Handshake,
 }
 
 /// One element of the change stream a sync protocol ships; [`crate::Inspector::apply`] imports
@@ -115,6 +119,9 @@ pub enum Change {
         orig: FlowTuple,
         state: ConnState,
         expires_ms: u64,
+        /// The ISNs known after the change (empty without handshake enforcement); the importer
+        /// adds what it did not know ([`Handshake::merge`]).
+        handshake: Handshake,
     },
     Deleted {
         id: u64,

@@ -55,6 +55,8 @@ pub struct Inspector {
     next_sweep_ms: u64,
     /// A cluster standby's replicas: nothing expires (the active member streams deletions).
     frozen: bool,
+    /// Handshake enforcement: ISNs are recorded and the handshake's numbers checked.
+    enforce_handshake: bool,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -97,7 +99,26 @@ impl Inspector {
             sweep_cursor: 0,
             next_sweep_ms: CLOCK_BASE_MS + SWEEP_INTERVAL_MS,
             frozen: false,
+            enforce_handshake: false,
         }
+    }
+
+    /// Turns TCP handshake enforcement on or off (off by default). While on, a connection
+    /// created by a SYN records the client's ISN, the first SYN-ACK the server's, and a SYN-ACK
+    /// that does not acknowledge `client ISN + 1`, or a handshake-completing ACK without
+    /// `seq = client ISN + 1, ack = server ISN + 1`, is dropped as out of state
+    /// ([`OutOfState::HandshakeMismatch`], counted in `handshake_mismatch`, logged rate-limited)
+    /// without advancing the connection. An ISN that is not known (a connection created while
+    /// enforcement was off, or by a member without it) lets the packet through unverified
+    /// (`handshake_unverified`). Off, nothing is recorded or checked and the change stream
+    /// carries no ISNs. Without a rule base a mismatch passes untracked like any out-of-state
+    /// packet (the state still does not advance).
+    pub fn set_handshake_enforcement(&mut self, on: bool) {
+        self.enforce_handshake = on;
+    }
+
+    pub fn handshake_enforcement(&self) -> bool {
+        self.enforce_handshake
     }
 
     /// The inspector's clock (see [`Connection`]): [`CLOCK_BASE_MS`] at its creation.
@@ -288,6 +309,32 @@ impl Inspector {
         Verdict::Drop(DropCause::OutOfState(why))
     }
 
+    /// A handshake packet whose numbers do not match (enforcement on): dropped as out of state
+    /// and counted in `handshake_mismatch` (under a rule base), logged in its own rate-limited
+    /// category; the connection is left as it was.
+    fn handshake_mismatch(
+        &mut self,
+        now_ms: u64,
+        side: Side,
+        p: &Parsed,
+        why: tcp::HandshakeMismatch,
+    ) -> Verdict {
+        if self.permissive() {
+            self.stats.untracked += 1;
+            return Verdict::Accept;
+        }
+        self.stats.dropped_out_of_state += 1;
+        self.stats.handshake_mismatch += 1;
+        let t = p.tuple;
+        self.log(now_ms, Category::Handshake, || {
+            format!(
+                "drop tcp {t} from {}: out of state: handshake mismatch: {why}",
+                side_name(side)
+            )
+        });
+        Verdict::Drop(DropCause::OutOfState(OutOfState::HandshakeMismatch))
+    }
+
     /// Rule base decision for a packet that opens a connection: `Ok` to accept.
     fn decide(&mut self, now_ms: u64, side: Side, p: &Parsed) -> Result<Decision, Verdict> {
         let d = self.rules.decide(p);
@@ -339,7 +386,7 @@ impl Inspector {
         }
         // A new connection.
         match p.kind {
-            Kind::Tcp { flags } => {
+            Kind::Tcp { flags, .. } => {
                 if let Err(why) = tcp::start(flags) {
                     return self.out_of_state(now_ms, side, p, why);
                 }
@@ -377,6 +424,13 @@ impl Inspector {
             Kind::Echo { .. } => ConnState::IcmpEcho,
             _ => ConnState::Other,
         };
+        let handshake = match p.kind {
+            Kind::Tcp { seq, .. } if self.enforce_handshake => tcp::Handshake {
+                client_isn: Some(seq),
+                server_isn: None,
+            },
+            _ => tcp::Handshake::default(),
+        };
         let mut inserted = None;
         for attempt in 0..NAT_TRIES {
             let plan = match self.nat.plan(side, &p.tuple, attempt) {
@@ -408,6 +462,7 @@ impl Inspector {
                 expires_ms: now_ms + self.timeout_ms(state),
                 packets: [1, 0],
                 bytes: [p.len as u64, 0],
+                handshake,
             };
             if let Some(idx) = self.table.insert(c) {
                 inserted = Some(idx);
@@ -451,16 +506,38 @@ impl Inspector {
         } else {
             Dir::Reply
         };
+        let mut handshake = c.handshake;
         let state = match (c.state, p.kind) {
-            (ConnState::Tcp(s), Kind::Tcp { flags }) => {
+            (ConnState::Tcp(s), Kind::Tcp { flags, seq, ack }) => {
                 let syn_only = flags & (tcp::flags::SYN | tcp::flags::ACK) == tcp::flags::SYN;
                 if dir == Dir::Orig && s.reusable() && syn_only {
                     return None;
                 }
-                match tcp::next(s, dir, flags) {
-                    Ok(n) => ConnState::Tcp(n),
+                let n = match tcp::next(s, dir, flags) {
+                    Ok(n) => n,
                     Err(why) => return Some(self.out_of_state(now_ms, c.init_side, p, why)),
+                };
+                if self.enforce_handshake && s.phase() == TcpPhase::Handshake {
+                    match tcp::check_handshake(c.handshake, s, dir, flags, seq, ack) {
+                        Ok((hs, check)) => {
+                            match check {
+                                tcp::HandshakeCheck::Verified => self.stats.handshake_verified += 1,
+                                tcp::HandshakeCheck::Unknown => {
+                                    self.stats.handshake_unverified += 1
+                                }
+                                tcp::HandshakeCheck::NotChecked => {}
+                            }
+                            if hs.server_isn.is_some() && c.handshake.server_isn.is_none() {
+                                self.stats.handshake_replies += 1;
+                            }
+                            handshake = hs;
+                        }
+                        Err(m) => {
+                            return Some(self.handshake_mismatch(now_ms, c.init_side, p, m));
+                        }
+                    }
                 }
+                ConnState::Tcp(n)
             }
             (ConnState::UdpUnreplied, _) if dir == Dir::Reply => ConnState::UdpReplied,
             (s, _) => s,
@@ -473,13 +550,15 @@ impl Inspector {
         e.last_seen_ms = now_ms;
         e.state = state;
         e.expires_ms = now_ms + timeout;
-        if state != c.state {
+        e.handshake = handshake;
+        if state != c.state || handshake != c.handshake {
             self.push_change(Change::Updated {
                 id: c.id,
                 init_side: c.init_side,
                 orig: c.orig,
                 state,
                 expires_ms: CLOCK_BASE_MS + timeout,
+                handshake,
             });
         }
         match dir {

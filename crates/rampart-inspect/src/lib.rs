@@ -83,6 +83,10 @@ pub enum OutOfState {
     NonFirstFragment,
     #[error("the translated tuple is in use by another connection")]
     TupleInUse,
+    /// Handshake enforcement: a SYN-ACK or the handshake-completing ACK whose sequence or
+    /// acknowledgement number does not match the recorded ISNs ([`tcp::check_handshake`]).
+    #[error("TCP handshake sequence numbers do not match")]
+    HandshakeMismatch,
 }
 
 #[cfg(test)]

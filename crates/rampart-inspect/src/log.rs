@@ -14,6 +14,9 @@ pub enum Category {
     OutOfState,
     TableFull,
     NatExhausted,
+    /// Handshake sequence mismatches (their own budget: a forged-ACK flood does not silence the
+    /// other out-of-state records).
+    Handshake,
 }
 
 /// Records allowed per category per second (also the burst).
@@ -29,7 +32,7 @@ struct Bucket {
 /// A budget of [`PER_SECOND`] records per category per second of `now`.
 #[derive(Debug, Default)]
 pub struct Limiter {
-    buckets: [Bucket; 4],
+    buckets: [Bucket; 5],
 }
 
 impl Limiter {

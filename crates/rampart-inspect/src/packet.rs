@@ -9,8 +9,11 @@ use crate::tuple::FlowTuple;
 /// The class of a packet for tracking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
+    /// TCP with its flags, sequence and acknowledgement numbers.
     Tcp {
         flags: u8,
+        seq: u32,
+        ack: u32,
     },
     Udp,
     /// ICMP/ICMPv6 echo request (`true`) or reply.
@@ -66,9 +69,16 @@ pub fn parse(pkt: &[u8]) -> Option<Parsed> {
         match (info.protocol, info.transport) {
             (proto::TCP, Transport::Ports { src, dst }) => {
                 let flags = *body.get(13)?;
+                let be32 =
+                    |i: usize| u32::from_be_bytes([body[i], body[i + 1], body[i + 2], body[i + 3]]);
                 tuple.sport = src;
                 tuple.dport = dst;
-                Kind::Tcp { flags }
+                // `body` has at least 14 bytes here: seq (4..8) and ack (8..12) are in it.
+                Kind::Tcp {
+                    flags,
+                    seq: be32(4),
+                    ack: be32(8),
+                }
             }
             (proto::UDP, Transport::Ports { src, dst }) => {
                 body.get(..8)?;

@@ -28,6 +28,22 @@ pub struct InspectStats {
     pub untracked: u64,
     /// Connections removed by their timeout.
     pub expired: u64,
+    /// Handshake enforcement: SYN-ACKs and handshake-completing ACKs dropped because their
+    /// sequence or acknowledgement number did not match the ISNs (also in
+    /// `dropped_out_of_state`).
+    #[serde(default)]
+    pub handshake_mismatch: u64,
+    /// Handshake enforcement: SYN-ACKs and handshake-completing ACKs whose numbers matched.
+    #[serde(default)]
+    pub handshake_verified: u64,
+    /// Handshake enforcement: SYN-ACKs and handshake-completing ACKs passed unverified because
+    /// an ISN was not known (the connection was created or answered without enforcement).
+    #[serde(default)]
+    pub handshake_unverified: u64,
+    /// Handshake enforcement: SYN-ACKs whose server ISN was recorded (a Load Sharing member
+    /// holds such a SYN-ACK until the others have the ISN).
+    #[serde(default)]
+    pub handshake_replies: u64,
     /// Connections in the table now.
     pub active: u64,
     pub capacity: u64,

@@ -412,6 +412,7 @@ fn table_survives_churn() {
             expires_ms: 0,
             packets: [0; 2],
             bytes: [0; 2],
+            handshake: Default::default(),
         }
     };
     let mut idx = Vec::new();
@@ -544,5 +545,6 @@ proptest! {
     }
 }
 
+mod handshake;
 mod reload;
 mod transfer;

@@ -53,12 +53,19 @@ pub async fn run_gateway(config: GatewayConfig, config_path: PathBuf) -> Result<
         .as_ref()
         .and_then(|c| c.load_sharing.as_ref())
     {
-        if ls.enhanced_handshake {
-            tracing::warn!(
-                "cluster.enhanced_handshake = true: this version does not check handshake \
-                 sequence numbers across members yet; each member checks the packets it sees, \
-                 as with enhanced_handshake = false"
-            );
+        if ls.enhanced_handshake && ls.distribution == rampart_cluster::Distribution::Routed {
+            if ls.flush_ack {
+                tracing::info!(
+                    "cluster.enhanced_handshake: TCP handshake sequence numbers are checked \
+                     across members (a SYN-ACK waits until every member has the server's ISN)"
+                );
+            } else {
+                tracing::warn!(
+                    "cluster.enhanced_handshake without flush_ack: a member that has not \
+                     received a connection's ISNs yet lets its handshake through unverified \
+                     (counted as handshake_unverified)"
+                );
+            }
         }
     }
     let cluster_line = config.cluster.as_ref().map(|c| {

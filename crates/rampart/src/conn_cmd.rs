@@ -113,6 +113,9 @@ fn render_stats(st: &InspectStats) -> String {
         ("dropped by rule", st.dropped_by_rule),
         ("  of which rejected", st.rejected),
         ("dropped out of state", st.dropped_out_of_state),
+        ("  handshake mismatch", st.handshake_mismatch),
+        ("handshake verified", st.handshake_verified),
+        ("handshake unverified", st.handshake_unverified),
         ("refused, table full", st.table_full),
         ("refused, NAT exhausted", st.nat_exhausted),
         ("dropped malformed", st.dropped_malformed),
@@ -134,5 +137,12 @@ mod tests {
         });
         assert!(text.contains("dropped out of state     7"), "{text}");
         assert!(text.contains("refused, table full"));
+        let text = render_stats(&InspectStats {
+            handshake_mismatch: 3,
+            handshake_verified: 5,
+            ..InspectStats::default()
+        });
+        assert!(text.contains("  handshake mismatch     3"), "{text}");
+        assert!(text.contains("handshake verified       5"), "{text}");
     }
 }

@@ -76,7 +76,8 @@ impl Inspector {
     /// connection's address, so translated packets keep working in both directions and the
     /// port is not handed out again; a connection whose NAT rule is unknown here keeps its
     /// translation ([`crate::NAT_RULE_GONE`]). `Updated` sets the state and the expiry (and
-    /// the last-seen time to now); `Deleted` removes the entry and frees its port. Imports are
+    /// the last-seen time to now) and adds the ISNs it carries that were not known here;
+    /// `Deleted` removes the entry and frees its port. Imports are
     /// not recorded in this inspector's own change stream. On error nothing changed.
     pub fn apply(&mut self, now: Instant, change: Change) -> Result<(), ApplyError> {
         let now_ms = self.now_ms(now);
@@ -88,11 +89,13 @@ impl Inspector {
                 orig,
                 state,
                 expires_ms,
+                handshake,
             } => {
                 let idx = self
                     .find_by_key(id, init_side, &orig)
                     .ok_or(ApplyError::UnknownConnection { id })?;
                 if let Some(e) = self.table.get_mut(idx) {
+                    e.handshake = e.handshake.merge(handshake);
                     e.state = state;
                     e.last_seen_ms = now_ms;
                     e.expires_ms = rebase(expires_ms, CLOCK_BASE_MS, now_ms);
@@ -205,7 +208,7 @@ impl Inspector {
         }
         let p = crate::packet::parse(pkt)?;
         let (tuple, why) = match p.kind {
-            Kind::Tcp { flags } => match crate::tcp::start(flags) {
+            Kind::Tcp { flags, .. } => match crate::tcp::start(flags) {
                 Err(why @ (OutOfState::FirstPacketNotSyn | OutOfState::RstWithoutConnection)) => {
                     (p.tuple, why)
                 }

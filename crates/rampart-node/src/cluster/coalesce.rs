@@ -106,7 +106,10 @@ impl Pending {
                 (
                     Change::Created(_),
                     Change::Updated {
-                        state, expires_ms, ..
+                        state,
+                        expires_ms,
+                        handshake,
+                        ..
                     },
                 ) => {
                     // The update's expiry is relative to `now`: move the rest there too.
@@ -114,6 +117,7 @@ impl Pending {
                     if let Change::Created(conn) = pending {
                         conn.state = state;
                         conn.expires_ms = expires_ms;
+                        conn.handshake = conn.handshake.merge(handshake);
                     }
                     *at = now;
                 }
@@ -195,6 +199,7 @@ mod tests {
             expires_ms: CLOCK_BASE_MS + 30_000,
             packets: [0; 2],
             bytes: [0; 2],
+            handshake: Default::default(),
         }
     }
 
@@ -210,6 +215,7 @@ mod tests {
             orig: c.orig,
             state: ConnState::Tcp(s),
             expires_ms: CLOCK_BASE_MS + expires_in,
+            handshake: Default::default(),
         }
     }
 

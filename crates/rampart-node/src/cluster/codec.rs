@@ -8,14 +8,22 @@
 //! SAs ([`SaSnapshot`]) and tunnel counters use postcard (serde, compact varints).
 //!
 //! ```text
-//! ConnUpsert  flags orig [xlat fields] state rule service [nat_kind nat_rule] age idle expires_in
-//! ConnUpsert  flags(UPDATE) orig state expires_in                (a state/timeout change)
+//! ConnUpsert  flags orig [xlat fields] state rule service [nat_kind nat_rule] age idle expires_in isns
+//! ConnUpsert  flags(UPDATE) orig state expires_in isns           (a state/timeout change)
 //! ConnDelete  flags orig
 //! tuple       src(4|16) dst(4|16) sport(2) dport(2) proto(1)
+//! state       CLIENT_ISN(0x80) | SERVER_ISN(0x40) | state (0..=19)
+//! isns        [client_isn(4)] [server_isn(4)]                   (as the state byte's bits say)
 //! ```
+//!
+//! The handshake's ISNs (TCP handshake enforcement, `[cluster] enhanced_handshake`) are an
+//! addition: a record without them is byte for byte what it was before, so a member that does
+//! not enforce sends what older members read, and a record from an older member decodes with
+//! the ISNs unknown. (An older member refuses a record that carries ISNs: its state byte is out
+//! of its range. Enforcement needs every member upgraded.)
 
 use rampart_esp::{InboundState, OutboundState};
-use rampart_inspect::tcp::TcpState;
+use rampart_inspect::tcp::{Handshake, TcpState};
 use rampart_inspect::{
     Change, ConnState, Connection, FlowTuple, NatKind, NatState, Side, CLOCK_BASE_MS,
 };
@@ -30,6 +38,12 @@ const X_DST: u8 = 1 << 4;
 const X_SPORT: u8 = 1 << 5;
 const X_DPORT: u8 = 1 << 6;
 const NAT: u8 = 1 << 7;
+/// State byte: the client's ISN follows the record's other fields.
+const CLIENT_ISN: u8 = 1 << 7;
+/// State byte: the server's ISN follows (after the client's, when both are there).
+const SERVER_ISN: u8 = 1 << 6;
+/// State byte: the bits of the state itself.
+const STATE_BITS: u8 = 0x1f;
 
 /// A record body that does not decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -154,6 +168,49 @@ fn state_of(b: u8) -> Option<ConnState> {
     })
 }
 
+/// The state byte of a record: the state and which ISNs follow.
+fn state_and_isns(s: ConnState, hs: &Handshake) -> u8 {
+    let mut b = state_byte(s);
+    if hs.client_isn.is_some() {
+        b |= CLIENT_ISN;
+    }
+    if hs.server_isn.is_some() {
+        b |= SERVER_ISN;
+    }
+    b
+}
+
+fn put_isns(out: &mut Vec<u8>, hs: &Handshake) {
+    for isn in [hs.client_isn, hs.server_isn].into_iter().flatten() {
+        out.extend_from_slice(&isn.to_be_bytes());
+    }
+}
+
+/// The state of a state byte; reserved bits set are malformed.
+fn state_of_byte(b: u8) -> Option<ConnState> {
+    if b & !(CLIENT_ISN | SERVER_ISN | STATE_BITS) != 0 {
+        return None;
+    }
+    state_of(b & STATE_BITS)
+}
+
+/// The ISNs a state byte announces, read from the end of the record.
+fn isns(r: &mut Reader<'_>, state_byte: u8) -> Result<Handshake, DecodeError> {
+    let mut read = |bit: u8| -> Result<Option<u32>, DecodeError> {
+        if state_byte & bit == 0 {
+            return Ok(None);
+        }
+        let b = r.bytes(4)?;
+        Ok(Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]])))
+    };
+    let client_isn = read(CLIENT_ISN)?;
+    let server_isn = read(SERVER_ISN)?;
+    Ok(Handshake {
+        client_isn,
+        server_isn,
+    })
+}
+
 fn nat_kind_byte(k: NatKind) -> u8 {
     match k {
         NatKind::None => 0,
@@ -204,6 +261,7 @@ pub fn encode_change(change: &Change, out: &mut Vec<u8>) -> (rampart_cluster::Re
             orig,
             state,
             expires_ms,
+            handshake,
         } => {
             let mut flags = UPDATE | side_flag(*init_side);
             if orig.v6 {
@@ -211,8 +269,9 @@ pub fn encode_change(change: &Change, out: &mut Vec<u8>) -> (rampart_cluster::Re
             }
             out.push(flags);
             put_tuple(out, orig);
-            out.push(state_byte(*state));
+            out.push(state_and_isns(*state, handshake));
             put_varint(out, expires_ms.saturating_sub(CLOCK_BASE_MS));
+            put_isns(out, handshake);
             (RecordKind::ConnUpsert, *id)
         }
         Change::Deleted {
@@ -268,7 +327,7 @@ pub fn encode_conn(c: &Connection, out: &mut Vec<u8>) {
     if flags & X_DPORT != 0 {
         out.extend_from_slice(&x.dport.to_be_bytes());
     }
-    out.push(state_byte(c.state));
+    out.push(state_and_isns(c.state, &c.handshake));
     // Rule and service indices are small; NO_RULE/NO_SERVICE (u16::MAX) cost 3 bytes.
     put_varint(out, u64::from(c.rule));
     put_varint(out, u64::from(c.service));
@@ -279,6 +338,7 @@ pub fn encode_conn(c: &Connection, out: &mut Vec<u8>) {
     put_varint(out, CLOCK_BASE_MS.saturating_sub(c.created_ms));
     put_varint(out, CLOCK_BASE_MS.saturating_sub(c.last_seen_ms));
     put_varint(out, c.expires_ms.saturating_sub(CLOCK_BASE_MS));
+    put_isns(out, &c.handshake);
 }
 
 /// A `ConnUpsert` or `ConnDelete` body back as the change to apply (`id` from the key).
@@ -303,14 +363,17 @@ pub fn decode_change(
             orig,
         },
         RecordKind::ConnUpsert if flags & UPDATE != 0 => {
-            let state = state_of(r.u8()?).ok_or(r.err())?;
+            let sb = r.u8()?;
+            let state = state_of_byte(sb).ok_or(r.err())?;
             let expires_ms = CLOCK_BASE_MS.saturating_add(r.varint()?);
+            let handshake = isns(&mut r, sb)?;
             Change::Updated {
                 id,
                 init_side,
                 orig,
                 state,
                 expires_ms,
+                handshake,
             }
         }
         RecordKind::ConnUpsert => {
@@ -327,7 +390,8 @@ pub fn decode_change(
             if flags & X_DPORT != 0 {
                 xlat.dport = r.u16()?;
             }
-            let state = state_of(r.u8()?).ok_or(r.err())?;
+            let sb = r.u8()?;
+            let state = state_of_byte(sb).ok_or(r.err())?;
             let small = |v: u64| u16::try_from(v).map_err(|_| DecodeError("connection"));
             let rule = small(r.varint()?)?;
             let service = small(r.varint()?)?;
@@ -346,6 +410,7 @@ pub fn decode_change(
             let created_ms = CLOCK_BASE_MS.saturating_sub(r.varint()?);
             let last_seen_ms = CLOCK_BASE_MS.saturating_sub(r.varint()?);
             let expires_ms = CLOCK_BASE_MS.saturating_add(r.varint()?);
+            let handshake = isns(&mut r, sb)?;
             Change::Created(Connection {
                 id,
                 orig,
@@ -360,6 +425,7 @@ pub fn decode_change(
                 expires_ms,
                 packets: [0; 2],
                 bytes: [0; 2],
+                handshake,
             })
         }
         _ => return Err(DecodeError("connection")),
@@ -430,6 +496,7 @@ mod tests {
             expires_ms: CLOCK_BASE_MS + 3_598_500,
             packets: [0; 2],
             bytes: [0; 2],
+            handshake: Default::default(),
         }
     }
 
@@ -443,6 +510,71 @@ mod tests {
             assert!(body.len() <= 40, "{} bytes (nat {nat})", body.len());
             assert_eq!(decode_change(kind, key, &body).unwrap(), Change::Created(c));
         }
+    }
+
+    /// Every body's truncations and a trailing byte are refused.
+    fn refuses_damage(kind: RecordKind, key: u64, body: &[u8]) {
+        for n in 0..body.len() {
+            assert!(decode_change(kind, key, &body[..n]).is_err(), "{n} bytes");
+        }
+        let mut long = body.to_vec();
+        long.push(0);
+        assert!(decode_change(kind, key, &long).is_err());
+    }
+
+    #[test]
+    fn handshake_isns_round_trip_and_records_without_them_are_unchanged() {
+        let mut c = conn(true);
+        c.state = ConnState::Tcp(TcpState::SynReceived);
+        let mut plain = Vec::new();
+        encode_change(&Change::Created(c), &mut plain);
+        for hs in [
+            Handshake {
+                client_isn: Some(0xdead_beef),
+                server_isn: None,
+            },
+            Handshake {
+                client_isn: Some(0),
+                server_isn: Some(u32::MAX),
+            },
+            Handshake {
+                client_isn: None,
+                server_isn: Some(7),
+            },
+        ] {
+            c.handshake = hs;
+            let update = Change::Updated {
+                id: c.id,
+                init_side: c.init_side,
+                orig: c.orig,
+                state: c.state,
+                expires_ms: CLOCK_BASE_MS + 75_000,
+                handshake: hs,
+            };
+            for change in [Change::Created(c), update] {
+                let mut body = Vec::new();
+                let (kind, key) = encode_change(&change, &mut body);
+                assert_eq!(decode_change(kind, key, &body).unwrap(), change);
+                refuses_damage(kind, key, &body);
+            }
+            let mut body = Vec::new();
+            encode_change(&Change::Created(c), &mut body);
+            // The ISNs add 4 bytes each and change nothing else.
+            let n = [hs.client_isn, hs.server_isn].iter().flatten().count();
+            assert_eq!(body.len(), plain.len() + 4 * n);
+        }
+        // A record without ISNs (what a member without enforcement, or an older one, sends)
+        // decodes with none known; the reserved state bit is refused.
+        c.handshake = Handshake::default();
+        assert_eq!(
+            decode_change(RecordKind::ConnUpsert, c.id, &plain).unwrap(),
+            Change::Created(c)
+        );
+        // flags, the IPv4 tuple, the translated source address and port, then the state.
+        let state_at = 1 + 13 + 4 + 2;
+        assert_eq!(plain[state_at], 1, "the SynReceived state byte");
+        plain[state_at] |= 0x20;
+        assert!(decode_change(RecordKind::ConnUpsert, c.id, &plain).is_err());
     }
 
     #[test]
@@ -468,6 +600,7 @@ mod tests {
                 orig: c.orig,
                 state: ConnState::Tcp(TcpState::FinOrig),
                 expires_ms: CLOCK_BASE_MS + 120_000,
+                handshake: Handshake::default(),
             },
             Change::Deleted {
                 id: c.id,

@@ -42,6 +42,9 @@ pub struct LoadSharingStats {
     pub pivot: bool,
     /// First packets held for Flush-and-Ack.
     pub held: u64,
+    /// Of `held`: SYN-ACKs held until the others had the server's ISN (enhanced handshake).
+    #[serde(default)]
+    pub held_syn_ack: u64,
     /// First packets not held because every slot of the pool was in use (sent at once).
     pub hold_pool_full: u64,
     /// Held packets that continued, and those dropped (`hold_timeout_action = "drop"`).
@@ -126,6 +129,7 @@ impl LoadShare {
         let on = self.carrying;
         crate::dataplane::LsHooks {
             hold_creates: on && self.config.holds(),
+            hold_handshake: on && self.config.holds() && self.config.enhanced_handshake,
             // Unicast too: a reply decrypted at the SA owner may overtake the record of the
             // connection its flow owner created.
             ask_orphans: on,

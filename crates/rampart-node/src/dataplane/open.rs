@@ -12,7 +12,7 @@ use rampart_inspect::{Side, Verdict};
 use rampart_wire::ip::PacketInfo;
 
 use super::counters::open_drop_reason;
-use super::share::{LsOffer, Resume};
+use super::share::Resume;
 use super::{ControlPlane, ControlRequest, DataPlane};
 use crate::{Disposition, DropReason};
 
@@ -178,21 +178,16 @@ impl DataPlane {
         {
             return Disposition::Consumed;
         }
-        let created_before = self
-            .ls
-            .hold_creates
-            .then(|| self.inspect.stats().connections_accepted);
+        let hold_mark = self.ls_hold_mark(super::share::Entry::Tun);
         let verdict = self
             .inspect
             .handle(now, Side::Tunnel, &mut buf[opened.payload.clone()]);
         self.drain_inspect_logs(control);
         match verdict {
             Verdict::Accept => {
-                if let Some(conn) = created_before.and_then(|before| self.ls_created(before)) {
-                    let offer = LsOffer::Hold {
-                        conn,
-                        resume: Resume::WriteTun,
-                    };
+                if let Some(offer) =
+                    hold_mark.and_then(|m| self.ls_to_hold(now, m, Resume::WriteTun))
+                {
                     if control.ls_offer(now, &buf[opened.payload.clone()], offer) {
                         return Disposition::Consumed;
                     }

@@ -89,8 +89,7 @@ impl DataPlane {
         {
             return TunStep::Done(Disposition::Consumed);
         }
-        let created_before = (self.ls.hold_creates && entry != Entry::Resumed)
-            .then(|| self.inspect.stats().connections_accepted);
+        let hold_mark = self.ls_hold_mark(entry);
         // Inspection first: NAT may change the addresses the policy looks at.
         let verdict = self
             .inspect
@@ -107,11 +106,7 @@ impl DataPlane {
                 });
             }
         }
-        if let Some(conn) = created_before.and_then(|before| self.ls_created(before)) {
-            let offer = LsOffer::Hold {
-                conn,
-                resume: Resume::Seal,
-            };
+        if let Some(offer) = hold_mark.and_then(|m| self.ls_to_hold(now, m, Resume::Seal)) {
             if control.ls_offer(now, &buf[packet.clone()], offer) {
                 return TunStep::Done(Disposition::Consumed);
             }

@@ -28,6 +28,10 @@ pub struct LsHooks {
     /// Routed distribution with Flush-and-Ack: offer the packet that creates a synced
     /// connection ([`LsOffer::Hold`]).
     pub hold_creates: bool,
+    /// With `hold_creates` and `enhanced_handshake`: also offer the SYN-ACK that recorded a
+    /// synced connection's server ISN ([`LsOffer::Hold`] with `syn_ack`), so that the member
+    /// that sees the handshake-completing ACK can check it.
+    pub hold_handshake: bool,
     /// Offer a packet of no known connection that cannot open one ([`LsOffer::Orphan`]).
     pub ask_orphans: bool,
     /// Offer inspected cleartext for a peer without a tunnel here ([`LsOffer::Inspected`]).
@@ -54,9 +58,14 @@ pub enum Resume {
 /// [`ControlPlane::ls_offer`] means it took the packet (a copy): the input is `Consumed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LsOffer {
-    /// The packet created connection `conn`, which is synced at once: hold it until the
-    /// other members have the connection, then `resume`.
-    Hold { conn: u64, resume: Resume },
+    /// The packet created connection `conn`, which is synced at once, or (`syn_ack`) recorded
+    /// its server ISN (enhanced handshake): hold it until the other members have the record,
+    /// then `resume`.
+    Hold {
+        conn: u64,
+        resume: Resume,
+        syn_ack: bool,
+    },
     /// A packet of no connection known here that cannot open one (`tuple` is the connection
     /// it would belong to): ask the other members, then `resume`.
     Orphan { tuple: FlowTuple, resume: Resume },
@@ -66,6 +75,13 @@ pub enum LsOffer {
     /// A packet read from the TUN device, not inspected yet (unicast: its flow may belong to
     /// another member).
     Tun,
+}
+
+/// The inspector's counters before a packet ([`DataPlane::ls_hold_mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HoldMark {
+    accepted: u64,
+    replies: u64,
 }
 
 /// How a packet enters the outbound path.
@@ -104,20 +120,51 @@ impl DataPlane {
         }
     }
 
-    /// The id of the connection the packet just inspected created, when it is synced at
-    /// once (its service has `sync = true` and no `sync_after`); `created_before` is the
-    /// inspector's count of accepted connections before the packet.
-    pub(super) fn ls_created(&self, created_before: u64) -> Option<u64> {
-        if self.inspect.stats().connections_accepted <= created_before {
+    /// The inspector's counters before a packet, when packets may have to be held (`None`
+    /// otherwise, and for a resumed packet, which is never held twice).
+    pub(super) fn ls_hold_mark(&self, entry: Entry) -> Option<HoldMark> {
+        if !self.ls.hold_creates || entry == Entry::Resumed {
             return None;
         }
-        match self.inspect.last_change()? {
-            rampart_inspect::Change::Created(c) => {
-                let (sync, after_ms) = crate::cluster::sync_rule(&self.inspect, c);
-                (sync && after_ms == 0).then_some(c.id)
-            }
-            _ => None,
+        let s = self.inspect.stats();
+        Some(HoldMark {
+            accepted: s.connections_accepted,
+            replies: s.handshake_replies,
+        })
+    }
+
+    /// Whether the packet just inspected (accepted) must be held, and the offer: it created a
+    /// connection that is synced at once (its service has `sync = true` and no `sync_after`),
+    /// or, with `hold_handshake`, it was the SYN-ACK that recorded such a connection's server
+    /// ISN. `mark` is [`Self::ls_hold_mark`] before the packet.
+    pub(super) fn ls_to_hold(
+        &self,
+        now: Instant,
+        mark: HoldMark,
+        resume: Resume,
+    ) -> Option<LsOffer> {
+        let s = self.inspect.stats();
+        let created = s.connections_accepted > mark.accepted;
+        let syn_ack = self.ls.hold_handshake && s.handshake_replies > mark.replies;
+        if !created && !syn_ack {
+            return None;
         }
+        let conn = match *self.inspect.last_change()? {
+            rampart_inspect::Change::Created(c) if created => c,
+            rampart_inspect::Change::Updated {
+                id,
+                init_side,
+                ref orig,
+                ..
+            } if syn_ack => self.inspect.lookup(now, id, init_side, orig)?,
+            _ => return None,
+        };
+        let (sync, after_ms) = crate::cluster::sync_rule(&self.inspect, &conn);
+        (sync && after_ms == 0).then_some(LsOffer::Hold {
+            conn: conn.id,
+            resume,
+            syn_ack: !created,
+        })
     }
 
     /// Continues a packet the control plane kept, now in `buf[packet]` (with head- and

@@ -82,10 +82,13 @@ pub(super) fn offer(
         return false;
     }
     match offer {
-        LsOffer::Hold { resume, .. } => match ls.pool.keep(packet, resume) {
+        LsOffer::Hold {
+            resume, syn_ack, ..
+        } => match ls.pool.keep(packet, resume) {
             Some(handle) => {
                 ls.new_holds.push(handle);
                 ls.stats.held += 1;
+                ls.stats.held_syn_ack += u64::from(syn_ack);
                 true
             }
             None => {
@@ -558,8 +561,12 @@ impl Gateway {
                 "cluster: this member is out of sync: routes withdrawn (load sharing)".into(),
             );
         }
-        let hooks = c.ls.as_ref().expect("checked").hooks();
-        self.dataplane.set_ls_hooks(hooks);
+        let ls = c.ls.as_ref().expect("checked");
+        self.dataplane.set_ls_hooks(ls.hooks());
+        // Enhanced handshake: ISNs recorded and checked on every member (routed or unicast).
+        self.dataplane
+            .inspector_mut()
+            .set_handshake_enforcement(ls.config.enhanced_handshake);
     }
 
     /// The election made this member the pivot (`true`) or another one: in unicast
