@@ -188,11 +188,19 @@ impl DataPlane {
         self.drain_inspect_logs(control);
         match verdict {
             Verdict::Accept => {
-                if let Some(conn) = created_before.and_then(|before| self.ls_created(before)) {
-                    let offer = LsOffer::Hold {
+                let offer = match created_before.and_then(|before| self.ls_created(before)) {
+                    Some(conn) => Some(LsOffer::Hold {
                         conn,
                         resume: Resume::WriteTun,
-                    };
+                    }),
+                    None => self
+                        .ls_sync_due(now, &buf[opened.payload.clone()])
+                        .map(|conn| LsOffer::Synced {
+                            conn,
+                            resume: Resume::WriteTun,
+                        }),
+                };
+                if let Some(offer) = offer {
                     if control.ls_offer(now, &buf[opened.payload.clone()], offer) {
                         return Disposition::Consumed;
                     }
