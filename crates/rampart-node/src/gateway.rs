@@ -252,7 +252,7 @@ impl Gateway {
                 Disposition::Dropped(crate::DropReason::Malformed)
             };
         }
-        if self.ls_carrying() {
+        if self.ls_member() {
             let datagram = buf.get(packet.clone()).unwrap_or_default();
             if self.ls_forward_ike(now, local, remote, datagram) {
                 self.after_input(now);
@@ -261,7 +261,7 @@ impl Gateway {
         }
         let (dataplane, mut control) = self.parts(now);
         let mut d = dataplane.handle_udp(now, local, remote, buf, packet.clone(), &mut control);
-        if self.ls_carrying() {
+        if self.ls_member() {
             d = self.ls_after(now, d, ForwardKind::Udp, local, remote, &buf[packet]);
         }
         self.after_input(now);
@@ -307,7 +307,7 @@ impl Gateway {
     ) -> Disposition {
         let (dataplane, mut control) = self.parts(now);
         let mut d = dataplane.handle_raw_esp(now, local, remote, buf, packet.clone(), &mut control);
-        if self.ls_carrying() {
+        if self.ls_member() {
             let (l, r) = (SocketAddr::new(local, 0), SocketAddr::new(remote, 0));
             d = self.ls_after(now, d, ForwardKind::RawEsp, l, r, &buf[packet]);
         }
@@ -464,7 +464,7 @@ impl Gateway {
     ) {
         // Load Sharing: an IKE datagram in the batch may belong to another member; one at a
         // time then (rare: IKE among ESP of one flow).
-        let ike_inside = self.ls_carrying()
+        let ike_inside = self.ls_member()
             && local.port() == self.config.gateway.nat_t_port
             && packets.iter().any(|p| {
                 buf.get(p.clone())
@@ -476,7 +476,7 @@ impl Gateway {
             .is_some_and(|c| c.link_of(local).is_some())
             || self.is_probe_socket(local)
             || ike_inside
-            || (self.ls_carrying() && local.port() == self.config.gateway.ike_port)
+            || (self.ls_member() && local.port() == self.config.gateway.ike_port)
         {
             for (packet, slot) in packets.iter().zip(out.iter_mut()) {
                 *slot = self.handle_udp(now, local, remote, buf, packet.clone());
@@ -485,7 +485,7 @@ impl Gateway {
         }
         let (dataplane, mut control) = self.parts(now);
         dataplane.handle_udp_batch(now, local, remote, buf, packets, out, &mut control);
-        if self.ls_carrying() {
+        if self.ls_member() {
             for (packet, d) in packets.iter().zip(out.iter_mut()) {
                 let bytes = buf.get(packet.clone()).unwrap_or_default();
                 *d = self.ls_after(now, d.clone(), ForwardKind::Udp, local, remote, bytes);
@@ -506,7 +506,7 @@ impl Gateway {
     ) {
         let (dataplane, mut control) = self.parts(now);
         dataplane.handle_raw_esp_batch(now, local, buf, packets, out, &mut control);
-        if self.ls_carrying() {
+        if self.ls_member() {
             for ((remote, packet), d) in packets.iter().zip(out.iter_mut()) {
                 let bytes = buf.get(packet.clone()).unwrap_or_default();
                 let (l, r) = (SocketAddr::new(local, 0), SocketAddr::new(*remote, 0));

@@ -10,7 +10,7 @@ use common::{tcp, udp};
 use ls::{Cluster, ACK, HOST_A, HOST_B, R, SYN};
 use rampart_cluster::{Distribution, LoadSharingConfig, TimeoutPolicy};
 use rampart_config::StartAction;
-use rampart_node::{Disposition, LoadSharingStats};
+use rampart_node::{ClusterCommand, Disposition, LoadSharingStats};
 
 /// The seed's handshake: the SYN from the protected site enters member 0's TUN device, the
 /// tunnel belongs to member 1 (member 0 inspects the SYN and forwards the cleartext to it), the
@@ -416,4 +416,170 @@ fn the_pivot_alone_brings_up_an_always_peer() {
         t.enter_tun(m, &out);
         assert!(t.arrived(R, before, &out), "via member {m}");
     }
+}
+
+/// A `sync_after = "1s"` connection from the remote site, inspected at the tunnel's owner
+/// (member 1): its handshake is not held and not synced. Returns the cluster at the
+/// connection's creation plus `age`, without running the timers of the last 2 ms when `skip`.
+fn late_connection(port: u16, age: Duration, skip: bool) -> Cluster {
+    let mut t = Cluster::established(true);
+    t.sync_delay = Duration::from_millis(2);
+    t.vip_route = 1;
+    let syn = tcp(HOST_B, port, HOST_A, 6080, SYN);
+    let before = t.tun_out[1].len();
+    t.enter_tun(R, &syn);
+    assert!(t.arrived(1, before, &syn), "not held before its age");
+    let syn_ack = tcp(HOST_A, 6080, HOST_B, port, SYN | ACK);
+    let before = t.tun_out[R].len();
+    t.enter_tun(1, &syn_ack);
+    assert!(t.arrived(R, before, &syn_ack));
+    assert_eq!(t.stats(1).held, 0);
+    if skip {
+        t.run_for(age - Duration::from_millis(2));
+        // The packet below comes before the member's timer for the due time has run.
+        t.now += Duration::from_millis(2);
+    } else {
+        t.run_for(age);
+    }
+    t
+}
+
+/// The first packet at the connection's `sync_after` age is held like a creating one: its
+/// record leaves with it and it continues once the others have it; the reply through
+/// another member then finds the connection there.
+#[test]
+fn a_sync_after_connection_s_first_packet_at_its_age_is_held() {
+    let mut t = late_connection(41600, Duration::from_millis(1001), true);
+    assert!(
+        !t.has_conn(0, 41600) && !t.has_conn(2, 41600),
+        "not synced yet"
+    );
+    let ack = tcp(HOST_B, 41600, HOST_A, 6080, ACK);
+    let before = t.tun_out[1].len();
+    t.enter_tun(R, &ack);
+    assert!(!t.arrived(1, before, &ack), "held");
+    let b = t.stats(1);
+    assert_eq!((b.held, b.released), (1, 0), "{b:?}");
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(1, before, &ack), "released: {:?}", t.logs[1]);
+    assert_eq!(t.stats(1).released, 1);
+    assert!(t.has_conn(0, 41600) && t.has_conn(2, 41600), "synced");
+    // The reply on the asymmetric path: member 0 has it, no update request, no drop.
+    let oos = t.out_of_state(0);
+    let reply = tcp(HOST_A, 6080, HOST_B, 41600, ACK);
+    let before = t.tun_out[R].len();
+    t.enter_tun(0, &reply);
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(R, before, &reply), "{:?}", t.logs[0]);
+    assert_eq!((t.stats(0).orphans, t.out_of_state(0) - oos), (0, 0));
+    // Only the first packet: the next one goes on at once.
+    let before = t.tun_out[1].len();
+    t.enter_tun(R, &ack);
+    assert!(t.arrived(1, before, &ack));
+    assert_eq!(t.stats(1).held, 1);
+}
+
+/// Idle at its due time, the connection is pushed by the timer; a packet right after the
+/// push (the others have not acknowledged it yet) still waits for them, once; later
+/// connections' packets long after their push are not held.
+#[test]
+fn an_idle_sync_after_connection_is_pushed_by_the_timer() {
+    let mut t = late_connection(41700, Duration::from_millis(1001), false);
+    // The timer pushed it at 1 s; the records are on the sync network (2 ms one way).
+    assert_eq!(t.stats(1).held, 0);
+    let ack = tcp(HOST_B, 41700, HOST_A, 6080, ACK);
+    let before = t.tun_out[1].len();
+    t.enter_tun(R, &ack);
+    assert!(!t.arrived(1, before, &ack), "waits for the acks");
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(1, before, &ack), "{:?}", t.logs[1]);
+    assert!(t.has_conn(0, 41700) && t.has_conn(2, 41700));
+    let b = t.stats(1);
+    assert_eq!((b.held, b.released), (1, 1), "{b:?}");
+
+    // Idle through its due time and well after: synced by the timer alone, never held.
+    let mut t = late_connection(41800, Duration::from_millis(1500), false);
+    assert!(
+        t.has_conn(0, 41800) && t.has_conn(2, 41800),
+        "the timer pushed it"
+    );
+    let ack = tcp(HOST_B, 41800, HOST_A, 6080, ACK);
+    let before = t.tun_out[1].len();
+    t.enter_tun(R, &ack);
+    assert!(t.arrived(1, before, &ack), "not held");
+    assert_eq!(t.stats(1).held, 0);
+}
+
+/// `rampart cluster down` on the member that owns the tunnel's SA: it leaves the members up
+/// alive, its SA goes to the rendezvous owner among the others at once (no dead time), with
+/// its final ESP counters; what still reaches it is forwarded; the remote sees the same SA
+/// and no replay. Back up, it carries new flows again.
+#[test]
+fn a_member_set_down_hands_its_sas_over_without_a_gap_and_comes_back() {
+    let mut t = Cluster::established(true);
+    for i in 0..5u8 {
+        let out = udp(HOST_A, 4000, HOST_B, 5000, &[b'a', i]);
+        let before = t.tun_out[R].len();
+        t.enter_tun(0, &out);
+        assert!(t.arrived(R, before, &out));
+    }
+    let spis = t.gw[R].status(t.now).peers[0].tunnels[0].spi_in.clone();
+
+    assert!(t.gw[1].cluster_command(t.now, ClusterCommand::Down).is_ok());
+    t.deliver();
+    assert!(!t.stats(1).carrying, "{:?}", t.logs[1]);
+    let adoptions: Vec<u64> = [0, 2].iter().map(|&m| t.stats(m).adoptions).collect();
+    assert_eq!(
+        adoptions.iter().sum::<u64>(),
+        1,
+        "adopted at once: {adoptions:?}"
+    );
+    let owner = if adoptions[0] == 1 { 0 } else { 2 };
+    assert_eq!(t.gw[owner].status(t.now).peers[0].state, "established");
+    assert!(
+        t.gw[1].status(t.now).peers[0].tunnels.is_empty(),
+        "the member that left keeps no tunnel"
+    );
+
+    // In the same instant, through every member, the member that left included (the
+    // remote's ESP still reaches it, the inside still sends to it).
+    for (i, m) in [1usize, 0, 2].into_iter().enumerate() {
+        let out = udp(HOST_A, 4000, HOST_B, 5000, &[b'o', i as u8]);
+        let before = t.tun_out[R].len();
+        t.enter_tun(m, &out);
+        assert!(
+            t.arrived(R, before, &out),
+            "out via member {m}: {:?}",
+            t.logs[m]
+        );
+        let back = udp(HOST_B, 5000, HOST_A, 4000, &[b'b', i as u8]);
+        t.vip_route = m;
+        let before = t.tun_out[owner].len();
+        t.enter_tun(R, &back);
+        assert!(
+            t.arrived(owner, before, &back),
+            "back via member {m}: {:?}",
+            t.logs[m]
+        );
+    }
+    let m1 = t.stats(1);
+    assert_eq!(m1.forwarded_out.inspected, 1, "{m1:?}");
+    assert_eq!(m1.forwarded_out.udp + m1.forwarded_out.raw_esp, 1, "{m1:?}");
+    let remote = t.gw[R].status(t.now);
+    assert_eq!(remote.peers[0].tunnels[0].spi_in, spis, "same SA");
+    assert_eq!(remote.counters.dropped_replay, 0, "no replay at the peer");
+
+    // Back up: in sync again, it carries new flows (a first packet held and released there).
+    assert!(t.gw[1].cluster_command(t.now, ClusterCommand::Up).is_ok());
+    t.run_for(Duration::from_secs(2));
+    assert!(t.stats(1).carrying, "{:?}", t.logs[1]);
+    let syn = tcp(HOST_A, 44000, HOST_B, 443, SYN);
+    let before = t.tun_out[R].len();
+    assert_eq!(t.enter_tun(1, &syn), Disposition::Consumed, "held");
+    t.run_for(Duration::from_millis(20));
+    assert!(t.arrived(R, before, &syn), "{:?}", t.logs[1]);
+    let m1 = t.stats(1);
+    assert_eq!((m1.held, m1.released), (1, 1), "{m1:?}");
+    assert!(t.has_conn(0, 44000) && t.has_conn(2, 44000));
+    assert_eq!(t.gw[R].status(t.now).counters.dropped_replay, 0);
 }

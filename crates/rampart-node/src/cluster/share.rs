@@ -5,7 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use ipnet::IpNet;
-use rampart_cluster::{FlowKey, LoadSharingConfig, MemberId, PacketHandle};
+use rampart_cluster::{FlowKey, LoadSharingConfig, MemberId, MemberSet, PacketHandle};
 use serde::{Deserialize, Serialize};
 
 use super::HeldPool;
@@ -97,6 +97,21 @@ pub(crate) struct LoadShare {
     pub flows_reported: u64,
     /// The buffer a kept or forwarded packet continues in (reused).
     pub scratch: Vec<u8>,
+    /// `sync_after` connections not synced yet, with their due time (the key of their entry in
+    /// `ClusterMember::delayed`): exactly the delayed entries whose connection is still in
+    /// `ClusterMember::unsynced`, when holds are on.
+    pub delayed_due: std::collections::HashMap<u64, std::time::Instant>,
+    /// `sync_after` connections whose first packet at their age was just held: their record
+    /// is pushed at the next pump, whatever the timer says.
+    pub sync_now: Vec<u64>,
+    /// `sync_after` connections the timer pushed (idle at their due time), by the instant it
+    /// did, for `hold_timeout`: their first packet in that window is held until the other
+    /// members have the record. Every id here is in `watch_order`, which is in push order.
+    pub synced_watch: std::collections::HashMap<u64, std::time::Instant>,
+    /// The engine's members up at the last pump: a member that leaves it, alive or not,
+    /// hands its SAs to their rendezvous owners among the rest.
+    pub up_seen: MemberSet,
+    pub watch_order: std::collections::VecDeque<(std::time::Instant, u64)>,
 }
 
 impl LoadShare {
@@ -116,6 +131,11 @@ impl LoadShare {
             share_bytes: 0,
             flows_reported: 0,
             scratch: Vec::new(),
+            delayed_due: Default::default(),
+            sync_now: Vec::new(),
+            synced_watch: Default::default(),
+            up_seen: MemberSet::EMPTY,
+            watch_order: Default::default(),
         }
     }
 
@@ -133,8 +153,41 @@ impl LoadShare {
             // Unicast too: a reply decrypted at the SA owner may overtake the record of the
             // connection its flow owner created.
             ask_orphans: on,
-            forward_inspected: on,
+            // Out of sync too: a member that left (admin down, a monitored interface down)
+            // hands cleartext for the tunnels it gave away to their new owners.
+            forward_inspected: true,
             dispatch_tun: on && !self.routed(),
+            sync_due: None,
+        }
+    }
+
+    /// The `sync_after` connections whose first packet at their age is held: one not pushed
+    /// yet (`delayed_due`) or one the timer pushed less than `hold_timeout` ago
+    /// (`synced_watch`; older entries are dropped here: by then the others have the record
+    /// or a hold would have timed out). Returns [`crate::dataplane::LsHooks::sync_due`]: the
+    /// earliest instant such a packet can come, `None` without holds or without any.
+    pub fn sync_due(
+        &mut self,
+        now: std::time::Instant,
+        first_delayed: Option<std::time::Instant>,
+    ) -> Option<std::time::Instant> {
+        while let Some(&(at, id)) = self.watch_order.front() {
+            if at + self.config.hold_timeout > now {
+                break;
+            }
+            self.watch_order.pop_front();
+            if self.synced_watch.get(&id) == Some(&at) {
+                self.synced_watch.remove(&id);
+            }
+        }
+        if !(self.carrying && self.config.holds()) {
+            return None;
+        }
+        let watched = self.watch_order.front().map(|&(at, _)| at);
+        let pending = first_delayed.filter(|_| !self.delayed_due.is_empty());
+        match (pending, watched) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

@@ -110,6 +110,17 @@ impl DataPlane {
             if control.ls_offer(now, &buf[packet.clone()], offer) {
                 return TunStep::Done(Disposition::Consumed);
             }
+        } else if let Some(conn) = (entry != Entry::Resumed)
+            .then(|| self.ls_sync_due(now, &buf[packet.clone()]))
+            .flatten()
+        {
+            let offer = LsOffer::Synced {
+                conn,
+                resume: Resume::Seal,
+            };
+            if control.ls_offer(now, &buf[packet.clone()], offer) {
+                return TunStep::Done(Disposition::Consumed);
+            }
         }
         self.route_prepare(now, buf, packet, control)
     }

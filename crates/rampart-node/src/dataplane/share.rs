@@ -38,6 +38,12 @@ pub struct LsHooks {
     pub forward_inspected: bool,
     /// Unicast distribution: offer every TUN packet before inspection ([`LsOffer::Tun`]).
     pub dispatch_tun: bool,
+    /// Routed distribution with Flush-and-Ack: from this instant on, a connection of a
+    /// `sync_after` service may have reached its age with no packet held for it yet; an
+    /// accepted packet of an existing connection is then looked up (one table lookup) and
+    /// offered when its connection is at or past that age ([`LsOffer::Synced`]). `None`: no
+    /// such connection, nothing is looked up.
+    pub sync_due: Option<Instant>,
 }
 
 /// What to do with a kept packet when it continues.
@@ -66,6 +72,10 @@ pub enum LsOffer {
         resume: Resume,
         syn_ack: bool,
     },
+    /// A packet of connection `conn` of a `sync_after` service, at or past that age: the
+    /// first such packet is held like a creating one (its connection's record is pushed now
+    /// if the timer has not pushed it yet) and then `resume`s; later ones are declined.
+    Synced { conn: u64, resume: Resume },
     /// A packet of no connection known here that cannot open one (`tuple` is the connection
     /// it would belong to): ask the other members, then `resume`.
     Orphan { tuple: FlowTuple, resume: Resume },
@@ -165,6 +175,27 @@ impl DataPlane {
             resume,
             syn_ack: !created,
         })
+    }
+
+    /// The id of the connection `pkt` (just accepted, not creating) belongs to when the
+    /// [`LsHooks::sync_due`] instant has passed and that connection is of a `sync_after`
+    /// service at or past that age. Nothing is looked up before that instant.
+    pub(super) fn ls_sync_due(&self, now: Instant, pkt: &[u8]) -> Option<u64> {
+        if self.ls.sync_due.is_none_or(|due| now < due) {
+            return None;
+        }
+        let info = rampart_wire::ip::PacketInfo::parse(pkt).ok()?;
+        let tuple = FlowTuple::new(
+            info.src,
+            info.dst,
+            info.protocol,
+            info.src_port.unwrap_or(0),
+            info.dst_port.unwrap_or(0),
+        );
+        let c = self.inspect.find_flow(now, &tuple)?;
+        let (sync, after_ms) = crate::cluster::sync_rule(&self.inspect, &c);
+        let age = rampart_inspect::CLOCK_BASE_MS.saturating_sub(c.created_ms);
+        (sync && after_ms > 0 && age >= after_ms).then_some(c.id)
     }
 
     /// Continues a packet the control plane kept, now in `buf[packet]` (with head- and

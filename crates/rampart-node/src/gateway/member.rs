@@ -82,12 +82,19 @@ impl Gateway {
     fn push_changes(&mut self, now: Instant, c: &mut ClusterMember) {
         let seq_before = c.engine.next_seq();
         let mut body = Vec::new();
-        // Connections whose sync_after has passed and that still exist.
-        while let Some((&(due, id), _)) = c.delayed.first_key_value() {
-            if due > now {
-                break;
-            }
-            let (side, orig) = c.delayed.remove(&(due, id)).expect("first key");
+        // Load Sharing: `sync_after` connections whose first packet at their age is held
+        // now: their record goes before the hold (whatever the timer says).
+        let sync_now =
+            c.ls.as_mut()
+                .map(|ls| std::mem::take(&mut ls.sync_now))
+                .unwrap_or_default();
+        for id in sync_now {
+            let Some(due) = c.ls.as_mut().and_then(|ls| ls.delayed_due.remove(&id)) else {
+                continue;
+            };
+            let Some((side, orig)) = c.delayed.remove(&(due, id)) else {
+                continue;
+            };
             if !c.unsynced.remove(&id) {
                 continue;
             }
@@ -95,6 +102,30 @@ impl Gateway {
                 body.clear();
                 codec::encode_conn(&conn, &mut body);
                 c.engine.push_record(now, RecordKind::ConnUpsert, id, &body);
+            }
+        }
+        // Connections whose sync_after has passed and that still exist.
+        while let Some((&(due, id), _)) = c.delayed.first_key_value() {
+            if due > now {
+                break;
+            }
+            let (side, orig) = c.delayed.remove(&(due, id)).expect("first key");
+            if let Some(ls) = c.ls.as_mut() {
+                ls.delayed_due.remove(&id);
+            }
+            if !c.unsynced.remove(&id) {
+                continue;
+            }
+            if let Some(conn) = self.dataplane.inspector().lookup(now, id, side, &orig) {
+                body.clear();
+                codec::encode_conn(&conn, &mut body);
+                c.engine.push_record(now, RecordKind::ConnUpsert, id, &body);
+                // Idle at its due time: the timer pushed it; its first packet within
+                // `hold_timeout` is still held until the others have it.
+                if let Some(ls) = c.ls.as_mut().filter(|ls| ls.config.holds()) {
+                    ls.synced_watch.insert(id, now);
+                    ls.watch_order.push_back((now, id));
+                }
             }
         }
         let inspector = self.dataplane.inspector_mut();
@@ -112,11 +143,19 @@ impl Gateway {
                         let due = now + std::time::Duration::from_millis(after_ms - age);
                         c.delayed
                             .insert((due, conn.id), (conn.init_side, conn.orig));
+                        if let Some(ls) = c.ls.as_mut().filter(|ls| ls.config.holds()) {
+                            ls.delayed_due.insert(conn.id, due);
+                        }
                         continue;
                     }
                 }
                 Change::Updated { id, .. } if c.unsynced.contains(id) => continue,
-                Change::Deleted { id, .. } if c.unsynced.remove(id) => continue,
+                Change::Deleted { id, .. } if c.unsynced.remove(id) => {
+                    if let Some(ls) = c.ls.as_mut() {
+                        ls.delayed_due.remove(id);
+                    }
+                    continue;
+                }
                 // Load Sharing: a member syncs the end of the connections it created; its
                 // copy of another member's connection expires here alone (the creator, or
                 // an update request, has the live one).
@@ -389,6 +428,10 @@ impl Gateway {
         c.synced_sas.clear();
         c.unsynced.clear();
         c.delayed.clear();
+        if let Some(ls) = c.ls.as_mut() {
+            ls.delayed_due.clear();
+            ls.synced_watch.clear();
+        }
         c.esp_sent.clear();
         self.log(
             LogLevel::Warn,
@@ -400,7 +443,12 @@ impl Gateway {
 
     /// Link state of an interface; only monitored interfaces of a cluster matter.
     pub fn handle_link_state(&mut self, now: Instant, interface: &str, up: bool) {
-        if let Some(c) = self.cluster.as_mut() {
+        if self.cluster.is_some() {
+            if !up {
+                // Load Sharing: this member may leave the members up now.
+                self.ls_final_counters(now);
+            }
+            let c = self.cluster.as_mut().expect("checked");
             c.engine.set_interface_state(now, interface, up);
             self.cluster_pump(now);
         }
@@ -428,6 +476,10 @@ impl Gateway {
         if command != ClusterCommand::Up {
             // The handover covers every record up to now: nothing may wait in the window.
             self.settle_changes(now);
+        }
+        if command == ClusterCommand::Down {
+            // Load Sharing: this member leaves the members up now.
+            self.ls_final_counters(now);
         }
         let c = self.cluster.as_mut().expect("checked");
         let answer = match command {

@@ -33,8 +33,8 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use rampart_cluster::{
-    FlowKey, ForwardKind, Forwarded, HoldOutcome, MemberId, PacketHandle, RecordKind, Resolution,
-    UpdateOutcome,
+    FlowKey, ForwardKind, Forwarded, HoldOutcome, MemberId, MemberSet, PacketHandle, RecordKind,
+    Resolution, UpdateOutcome,
 };
 use rampart_config::StartAction;
 use rampart_ike::{Ike, PeerId};
@@ -78,7 +78,9 @@ pub(super) fn offer(
     let Some(ls) = c.ls.as_mut() else {
         return false;
     };
-    if !ls.carrying {
+    // A member out of sync keeps nothing; it still hands inspected cleartext to the owner
+    // of the tunnel (it may have given its SAs away on leaving).
+    if !ls.carrying && !matches!(offer, LsOffer::Inspected { .. }) {
         return false;
     }
     match offer {
@@ -96,6 +98,26 @@ pub(super) fn offer(
                 false
             }
         },
+        LsOffer::Synced { conn, resume } => {
+            // Only the first packet at the connection's age: its record not pushed yet, or
+            // pushed by the timer within `hold_timeout`.
+            let pending = ls.delayed_due.contains_key(&conn) && c.unsynced.contains(&conn);
+            if !pending && !ls.synced_watch.contains_key(&conn) {
+                return false;
+            }
+            let Some(handle) = ls.pool.keep(packet, resume) else {
+                ls.stats.hold_pool_full += 1;
+                return false;
+            };
+            if pending {
+                ls.sync_now.push(conn);
+            } else {
+                ls.synced_watch.remove(&conn);
+            }
+            ls.new_holds.push(handle);
+            ls.stats.held += 1;
+            true
+        }
         LsOffer::Orphan { tuple, resume } => match ls.pool.keep(packet, resume) {
             Some(handle) => {
                 ls.new_orphans.push((handle, conn_key(&tuple)));
@@ -165,6 +187,13 @@ impl Gateway {
         stats.kept_now = ls.pool.len() as u64;
         stats.routes_announced = ls.announced.len() as u64;
         Some(stats)
+    }
+
+    /// Whether this is a Load Sharing member, carrying traffic or not: ESP and IKE of an SA
+    /// another member owns are forwarded there (a member that left the members up alive
+    /// forwards what still reaches it for the SAs it handed over).
+    pub(super) fn ls_member(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|c| c.ls.is_some())
     }
 
     /// Whether this is a Load Sharing member that carries traffic now.
@@ -417,7 +446,8 @@ impl Gateway {
         let Some(c) = self.cluster.as_deref_mut() else {
             return false;
         };
-        let Some(ls) = c.ls.as_mut().filter(|ls| ls.carrying) else {
+        // Out of sync too: a member that left forwards what still reaches it.
+        let Some(ls) = c.ls.as_mut() else {
             return false;
         };
         let Some(header) = ike_header(datagram, nat_t) else {
@@ -455,7 +485,8 @@ impl Gateway {
         let Some(c) = self.cluster.as_deref_mut() else {
             return false;
         };
-        let Some(ls) = c.ls.as_mut().filter(|ls| ls.carrying) else {
+        // Out of sync too: a member that left forwards what still reaches it.
+        let Some(ls) = c.ls.as_mut() else {
             return false;
         };
         let Some(spi) = packet
@@ -486,8 +517,32 @@ impl Gateway {
         let Some(ls) = c.ls.as_mut() else {
             return;
         };
-        let carrying = c.engine.members_up().contains(ls.me);
+        let up = c.engine.members_up();
+        let left = MemberSet::from_iter(ls.up_seen.iter().filter(|&m| !up.contains(m)));
+        ls.up_seen = up;
+        let me = ls.me;
+        // A member that left the members up, dead or alive (admin down, a monitored
+        // interface down): its SAs go to their owners among the rest. One that died is
+        // also reported by `MemberDown`; adopting twice finds nothing the second time.
+        for m in left.iter().filter(|&m| m != me) {
+            self.ls_adopt(now, c, m);
+        }
+        let Some(ls) = c.ls.as_mut() else {
+            return;
+        };
+        let carrying = up.contains(ls.me);
+        if ls.carrying && !carrying && left.contains(me) {
+            self.ls_hand_over(now, c);
+        }
+        let Some(ls) = c.ls.as_mut() else {
+            return;
+        };
         if carrying == ls.carrying {
+            let first = c.delayed.first_key_value().map(|(&(due, _), _)| due);
+            let due = ls.sync_due(now, first);
+            let mut hooks = ls.hooks();
+            hooks.sync_due = due;
+            self.dataplane.set_ls_hooks(hooks);
             return;
         }
         ls.carrying = carrying;
@@ -496,6 +551,8 @@ impl Gateway {
         let table = ls.config.announce_table;
         let vips = c.config().virtual_addresses.clone();
         if carrying {
+            // Back after leaving: it may negotiate again.
+            self.ike.set_passive(false);
             if !c.active {
                 c.active = true;
                 c.pending.clear();
@@ -561,12 +618,16 @@ impl Gateway {
                 "cluster: this member is out of sync: routes withdrawn (load sharing)".into(),
             );
         }
-        let ls = c.ls.as_ref().expect("checked");
-        self.dataplane.set_ls_hooks(ls.hooks());
+        let first = c.delayed.first_key_value().map(|(&(due, _), _)| due);
+        let ls = c.ls.as_mut().expect("checked");
+        let mut hooks = ls.hooks();
+        hooks.sync_due = ls.sync_due(now, first);
+        self.dataplane.set_ls_hooks(hooks);
         // Enhanced handshake: ISNs recorded and checked on every member (routed or unicast).
+        let enforce = ls.config.enhanced_handshake;
         self.dataplane
             .inspector_mut()
-            .set_handshake_enforcement(ls.config.enhanced_handshake);
+            .set_handshake_enforcement(enforce);
     }
 
     /// The election made this member the pivot (`true`) or another one: in unicast
@@ -619,6 +680,69 @@ impl Gateway {
             LogLevel::Warn,
             "cluster: this member is the pivot (load sharing)".into(),
         );
+    }
+
+    /// This member left the members up while alive (admin down, a monitored interface
+    /// down): like a graceful switchover, each SA it owns goes to its rendezvous owner among
+    /// the members up. Its final ESP counters went out before it left
+    /// ([`Self::ls_final_counters`]); the SAs become replicas with their new owners (who
+    /// import them with `takeover_margin` and announce them with `SaUpsert`), they are
+    /// forgotten here without telling the peers, and what still reaches this member for them
+    /// is forwarded. It negotiates nothing until it is back.
+    fn ls_hand_over(&mut self, now: Instant, c: &mut ClusterMember) {
+        let mut handed = 0;
+        for snap in self.export_all(now) {
+            let id = snap.ike.id;
+            c.replicas.upsert(now, snap);
+            let Some(spi) = c.replicas.adoption_spi(id) else {
+                continue;
+            };
+            let owner = c.engine.owner(&FlowKey::Esp { spi });
+            c.replicas.set_owner(id, owner);
+            handed += 1;
+        }
+        for id in self.ike.sa_ids() {
+            self.ike.forget_sa(id);
+        }
+        self.ike.set_passive(true);
+        let (dataplane, mut control) = self.parts(now);
+        dataplane.sync(now, &mut control);
+        // Forgetting is not deleting: nothing of it goes to the others.
+        while self.ike.poll_changed_sa().is_some() {}
+        c.synced_sas.clear();
+        c.esp_sent.clear();
+        if let Some(ls) = c.ls.as_mut() {
+            ls.adopted_ike_spis.clear();
+        }
+        self.ls_log(
+            LogLevel::Warn,
+            format!("cluster: this member left the members up: {handed} IKE SAs handed to their owners (load sharing)"),
+        );
+    }
+
+    /// Before this member may leave the members up (admin down, a monitored interface down):
+    /// the ESP counters of every tunnel it has go out now, ahead of the heartbeat that says
+    /// it left, so the members that adopt its SAs start from them.
+    pub(super) fn ls_final_counters(&mut self, now: Instant) {
+        let Some(c) = self.cluster.as_deref_mut() else {
+            return;
+        };
+        if !c.ls.as_ref().is_some_and(|ls| ls.carrying) {
+            return;
+        }
+        for child in self.dataplane.tunnel_ids() {
+            let Some((out, inb)) = self.dataplane.tunnel_esp_state(child) else {
+                continue;
+            };
+            c.esp_sent.insert(child, (out.next_sequence, inb.highest));
+            c.engine.push_record(
+                now,
+                RecordKind::EspCounters,
+                child.0,
+                &codec::encode_esp(&out, &inb),
+            );
+        }
+        c.engine.flush(now);
     }
 
     /// Member `down` is gone: each of its SAs goes to its rendezvous owner among the members

@@ -83,6 +83,12 @@ ports = [6022]
 sync = false
 
 [[service]]
+name = "late"
+protocol = "tcp"
+ports = [6080]
+sync_after = "1s"
+
+[[service]]
 name = "udp"
 protocol = "udp"
 
@@ -92,7 +98,7 @@ protocol = "tcp"
 
 [[rule]]
 name = "all"
-service = ["nosync", "udp", "tcp"]
+service = ["nosync", "late", "udp", "tcp"]
 action = "accept"
 "#,
         s1 = SYNC[0],
