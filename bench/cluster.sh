@@ -1073,7 +1073,7 @@ write_ls_results() {
     {
         echo "## Load Sharing (issue 14)"
         echo
-        echo "\`bench/cluster.sh --cases ${cases}\` on $(date -u '+%Y-%m-%d %H:%M') UTC, build $(git rev-parse --short HEAD 2>/dev/null || echo unknown), release build."
+        echo "\`bench/cluster.sh --cases ${cases} --runs ${runs}\` on $(date -u '+%Y-%m-%d %H:%M') UTC, build $(git rev-parse --short HEAD 2>/dev/null || echo unknown), release build."
         echo "CPU: $cpu, $cores cores available; the load average (1, 5, 15 min) is given with each row,"
         echo "taken when the connections were open. Figures: median (min-max) over the runs; the hold"
         echo "times are quantiles of every member's holds together (the sum of the members' histograms"
