@@ -517,6 +517,9 @@ impl Inspector {
                     Ok(n) => n,
                     Err(why) => return Some(self.out_of_state(now_ms, c.init_side, p, why)),
                 };
+                if s == tcp::TcpState::SynSent && n == tcp::TcpState::SynReceived {
+                    self.stats.handshake_replies += 1;
+                }
                 if self.enforce_handshake && s.phase() == TcpPhase::Handshake {
                     match tcp::check_handshake(c.handshake, s, dir, flags, seq, ack) {
                         Ok((hs, check)) => {
@@ -526,9 +529,6 @@ impl Inspector {
                                     self.stats.handshake_unverified += 1
                                 }
                                 tcp::HandshakeCheck::NotChecked => {}
-                            }
-                            if hs.server_isn.is_some() && c.handshake.server_isn.is_none() {
-                                self.stats.handshake_replies += 1;
                             }
                             handshake = hs;
                         }

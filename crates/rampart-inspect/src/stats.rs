@@ -40,8 +40,10 @@ pub struct InspectStats {
     /// an ISN was not known (the connection was created or answered without enforcement).
     #[serde(default)]
     pub handshake_unverified: u64,
-    /// Handshake enforcement: SYN-ACKs whose server ISN was recorded (a Load Sharing member
-    /// holds such a SYN-ACK until the others have the ISN).
+    /// Answers that moved a handshake from SYN sent to SYN received (the first SYN-ACK of a
+    /// connection; with enforcement, the packet that recorded the server's ISN). A Load
+    /// Sharing member holds such a packet until the others have the new state, so the
+    /// originator's next packet is not out of state at a member that saw only the SYN.
     #[serde(default)]
     pub handshake_replies: u64,
     /// Connections in the table now.

@@ -39,11 +39,16 @@ fn flush_and_ack_syn_via_one_member_syn_ack_as_esp_at_another() {
     let before = t.tun_out[1].len();
     t.vip_route = 1;
     t.enter_tun(R, &syn_ack);
+    // Held too: it moves the connection to SYN received, which member 0 must know before
+    // the originator's ACK reaches it.
+    assert!(!t.arrived(1, before, &syn_ack), "the SYN-ACK is held");
+    t.run_for(Duration::from_millis(20));
     assert!(t.arrived(1, before, &syn_ack), "{:?}", t.logs[1]);
-    assert_eq!(t.stats(1).orphans, 0, "no update request needed");
+    let b = t.stats(1);
+    assert_eq!((b.held_syn_ack, b.released), (1, 1), "{b:?}");
+    assert_eq!(b.orphans, 0, "no update request needed");
     assert_eq!(t.out_of_state(1), oos, "zero out-of-state drops");
     // The handshake completes through member 0 again: it has member 1's state change.
-    t.run_for(Duration::from_millis(20));
     let before = t.tun_out[R].len();
     let ack = tcp(HOST_A, 40000, HOST_B, 443, ACK);
     t.enter_tun(0, &ack);

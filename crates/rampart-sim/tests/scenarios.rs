@@ -458,13 +458,11 @@ fn sync_link_fails() {
 /// `ls-asymmetric` with connections the other way as well (h1 to h2): their SYN is created
 /// by the member r-in picks, their SYN-ACK inspected by the SA owner, and h1's next segment
 /// is back at the creator 40 us later, while the owner's record of the SYN-ACK needs 500 us.
-/// Flush-and-Ack holds only the creating packet, so today the creator drops that segment as
-/// "unexpected packet during the TCP handshake" (1566 packets of the 1000 outbound
-/// connections with seed 1, most of them the handshake's last ACK; TCP recovers them, one
-/// connection after a 1 s retransmission). Ignored until the node covers the handshake's state
-/// change too (hold the SYN-ACK, or ask for the state of a handshake it has not seen).
+/// The owner holds the SYN-ACK (Flush-and-Ack covers the handshake's state change as well as
+/// the creating packet), so the creator has the new state when that segment arrives: without
+/// it, 1566 packets of the 1000 outbound connections were dropped as "unexpected packet
+/// during the TCP handshake" with seed 1.
 #[test]
-#[ignore = "node: Flush-and-Ack does not cover the SYN-ACK's state change made on another member"]
 fn ls_asymmetric_both_directions() {
     let builtin = rampart_sim::catalogue()
         .into_iter()

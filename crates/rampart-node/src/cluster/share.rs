@@ -42,7 +42,8 @@ pub struct LoadSharingStats {
     pub pivot: bool,
     /// First packets held for Flush-and-Ack.
     pub held: u64,
-    /// Of `held`: SYN-ACKs held until the others had the server's ISN (enhanced handshake).
+    /// Of `held`: SYN-ACKs held until the others had the connection's new state (SYN
+    /// received, with enhanced_handshake the server's ISN).
     #[serde(default)]
     pub held_syn_ack: u64,
     /// First packets not held because every slot of the pool was in use (sent at once).
@@ -149,7 +150,10 @@ impl LoadShare {
         let on = self.carrying;
         crate::dataplane::LsHooks {
             hold_creates: on && self.config.holds(),
-            hold_handshake: on && self.config.holds() && self.config.enhanced_handshake,
+            // The SYN-ACK too: the originator's next packet may reach a member that saw
+            // only the SYN (SYN sent refuses a bare ACK), and with enhanced_handshake it
+            // must know the server's ISN there.
+            hold_handshake: on && self.config.holds(),
             // Unicast too: a reply decrypted at the SA owner may overtake the record of the
             // connection its flow owner created.
             ask_orphans: on,

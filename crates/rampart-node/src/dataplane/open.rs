@@ -12,7 +12,7 @@ use rampart_inspect::{Side, Verdict};
 use rampart_wire::ip::PacketInfo;
 
 use super::counters::open_drop_reason;
-use super::share::Resume;
+use super::share::{LsOffer, Resume};
 use super::{ControlPlane, ControlRequest, DataPlane};
 use crate::{Disposition, DropReason};
 

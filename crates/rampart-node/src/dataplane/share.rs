@@ -28,9 +28,10 @@ pub struct LsHooks {
     /// Routed distribution with Flush-and-Ack: offer the packet that creates a synced
     /// connection ([`LsOffer::Hold`]).
     pub hold_creates: bool,
-    /// With `hold_creates` and `enhanced_handshake`: also offer the SYN-ACK that recorded a
-    /// synced connection's server ISN ([`LsOffer::Hold`] with `syn_ack`), so that the member
-    /// that sees the handshake-completing ACK can check it.
+    /// With `hold_creates`: also offer the SYN-ACK that moved a synced connection to SYN
+    /// received ([`LsOffer::Hold`] with `syn_ack`), so that the member that sees the
+    /// handshake-completing ACK has that state (and, with `enhanced_handshake`, the server's
+    /// ISN to check it against).
     pub hold_handshake: bool,
     /// Offer a packet of no known connection that cannot open one ([`LsOffer::Orphan`]).
     pub ask_orphans: bool,
