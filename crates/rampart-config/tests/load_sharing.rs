@@ -304,15 +304,21 @@ fn routed_keys_are_refused_in_unicast() {
         ("hold_timeout = \"1s\"", "hold_timeout", 16),
         ("max_holds = 10", "max_holds", 13),
         ("hold_timeout_action = \"drop\"", "hold_timeout_action", 23),
-        ("update_timeout = \"1s\"", "update_timeout", 18),
         ("announce_table = 300", "announce_table", 18),
     ] {
         assert_eq!(
             lines(&unicast(line)),
-            [format!("gw.toml:17:{col}: cluster.{key}: {key} applies to distribution = \"routed\" only (in unicast distribution the pivot hands each flow to its owner, which alone sees it: nothing is held, asked for or announced); allowed: distribution = \"routed\", or no {key}")],
+            [format!("gw.toml:17:{col}: cluster.{key}: {key} applies to distribution = \"routed\" only (in unicast distribution the pivot hands each flow to its owner, which alone sees it: nothing is held or announced); allowed: distribution = \"routed\", or no {key}")],
             "{line}"
         );
     }
+    // A packet of an unknown connection is asked for in unicast distribution too.
+    let l = ok(&unicast("update_timeout = \"1s\""))
+        .cluster
+        .unwrap()
+        .load_sharing
+        .unwrap();
+    assert_eq!(l.update_timeout, Duration::from_secs(1));
     // The election keys choose the pivot in unicast distribution.
     let c = ok(&unicast("primary = 2\nswitch_back = true"))
         .cluster

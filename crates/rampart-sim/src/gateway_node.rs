@@ -317,6 +317,31 @@ impl GatewayNode {
         self.drain(base, now, fx);
     }
 
+    /// The machine's interface with address `addr` lost (`up = false`) or regained carrier.
+    /// When it is one of the member's sync links (`address` is link 0, `extra_addresses`
+    /// 1..), the engine learns it, as the I/O shell's link monitor tells it; returns that
+    /// link.
+    pub fn link_carrier(
+        &mut self,
+        base: Instant,
+        now: Duration,
+        addr: Ipv4Addr,
+        up: bool,
+        fx: &mut GwEffects,
+    ) -> Option<u8> {
+        let cluster = self.config.cluster.as_ref()?;
+        let me = cluster.me();
+        let link = std::iter::once(me.sync_address)
+            .chain(me.extra_sync_addresses.iter().copied())
+            .position(|a| a.ip() == IpAddr::V4(addr))?;
+        let link = u8::try_from(link).ok()?;
+        self.engine
+            .as_mut()?
+            .handle_sync_link_state(base + now, link, up);
+        self.drain(base, now, fx);
+        Some(link)
+    }
+
     /// `rampart cluster switchover|down|up`.
     pub fn cluster_command(
         &mut self,

@@ -409,6 +409,24 @@ fn set_link(world: &mut World, l: usize, up: bool) {
     world.links[l].changed_at = world.now;
     let name = world.links[l].name.clone();
     world.note(&name, if up { "link up" } else { "link down" }.into());
+    // The machines at its ends see their interface's carrier go (a cluster member's sync
+    // link: its engine is told).
+    for (node, iface) in world.links[l].ends {
+        let addr = world.nodes[node].ifaces[iface].addr;
+        let (base, now) = (world.base, world.now);
+        let mut fx = GwEffects::default();
+        let running = world.nodes[node].up;
+        let link = match &mut world.nodes[node].kind {
+            Kind::Gateway(gw) if running => gw.link_carrier(base, now, addr, up, &mut fx),
+            _ => None,
+        };
+        if let Some(k) = link {
+            let state = if up { "back" } else { "lost" };
+            let who = world.nodes[node].name.clone();
+            world.note(&who, format!("sync link {k}: carrier {state}"));
+            world.apply(node, fx);
+        }
+    }
 }
 
 fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimError> {

@@ -431,6 +431,81 @@ within = "5s"
 }
 
 #[test]
+fn ls_asymmetric() {
+    run_builtin("ls-asymmetric");
+}
+
+#[test]
+fn ls_asymmetric_no_fa() {
+    run_builtin("ls-asymmetric-no-fa");
+}
+
+#[test]
+fn ls_member_dies() {
+    run_builtin("ls-member-dies");
+}
+
+#[test]
+fn sync_over_wan() {
+    run_builtin("sync-over-wan");
+}
+
+#[test]
+fn sync_link_fails() {
+    run_builtin("sync-link-fails");
+}
+
+/// `ls-asymmetric` with connections the other way as well (h1 to h2): their SYN is created
+/// by the member r-in picks, their SYN-ACK inspected by the SA owner, and h1's next segment
+/// is back at the creator 40 us later, while the owner's record of the SYN-ACK needs 500 us.
+/// Flush-and-Ack holds only the creating packet, so today the creator drops that segment as
+/// "unexpected packet during the TCP handshake" (1566 packets of the 1000 outbound
+/// connections with seed 1, most of them the handshake's last ACK; TCP recovers them, one
+/// connection after a 1 s retransmission). Ignored until the node covers the handshake's state
+/// change too (hold the SYN-ACK, or ask for the state of a handshake it has not seen).
+#[test]
+#[ignore = "node: Flush-and-Ack does not cover the SYN-ACK's state change made on another member"]
+fn ls_asymmetric_both_directions() {
+    let builtin = rampart_sim::catalogue()
+        .into_iter()
+        .find(|b| b.name == "ls-asymmetric")
+        .unwrap();
+    let at = builtin
+        .text
+        .find("# -- assertions")
+        .expect("assertion marker");
+    let text = format!(
+        "{}{}{}",
+        &builtin.text[..at],
+        r#"
+[[transfer]]
+name = "outbound"
+from = "h1"
+to = "h2"
+size = "2KB"
+at = "3002500us"
+count = 1000
+every = "5ms"
+port = 7000
+
+[[assert]]
+transfer = "outbound"
+within = "2s"
+
+"#,
+        &builtin.text[at..]
+    )
+    .replace(
+        "update_requests_at_most = 0",
+        "update_requests_at_most = 1000000",
+    );
+    let sc = rampart_sim::scenario::parse(&text, "ls-asymmetric-both-directions").unwrap();
+    let dir = rampart_sim::builtin_dir().unwrap();
+    let report = rampart_sim::run(&sc, Some(&dir), None).unwrap();
+    assert!(report.passed(), "{}", report.render());
+}
+
+#[test]
 fn ra_cluster_failover_udp() {
     run_builtin("ra-cluster-failover-udp");
 }

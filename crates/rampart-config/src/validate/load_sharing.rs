@@ -42,14 +42,14 @@ const LS_KEYS: &[&str] = &[
 ];
 
 /// The Load Sharing keys that only mean something with `distribution = "routed"`: in unicast
-/// distribution only a flow's owner sees it, so nothing is held or asked for, and the pivot
-/// owns the addresses, so nothing is announced.
+/// distribution only a flow's owner sees it, so nothing is held, and the pivot owns the
+/// addresses, so nothing is announced. (`update_timeout` applies to both: a packet of an
+/// unknown connection is asked for in either.)
 const ROUTED_KEYS: &[&str] = &[
     "flush_ack",
     "hold_timeout",
     "max_holds",
     "hold_timeout_action",
-    "update_timeout",
     "announce_table",
 ];
 
@@ -169,7 +169,7 @@ impl Validator<'_, '_> {
                             format!(
                                 "{key} applies to distribution = \"routed\" only (in unicast \
                                  distribution the pivot hands each flow to its owner, which alone \
-                                 sees it: nothing is held, asked for or announced)"
+                                 sees it: nothing is held or announced)"
                             ),
                             format!("distribution = \"routed\", or no {key}"),
                         );

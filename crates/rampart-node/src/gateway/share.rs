@@ -562,7 +562,12 @@ impl Gateway {
             }
             if routed {
                 let ls = c.ls.as_mut().expect("checked");
+                // The VIPs and the local domain for the upstream side, the remote domains
+                // behind the tunnels (and Office Mode pools) for the inside: a member draws
+                // traffic only while it is in sync, and a kill -9 takes the routes with the
+                // TUN device.
                 let mut prefixes = self.config.local.domain.clone();
+                prefixes.extend(self.dataplane.routes());
                 prefixes.extend(vips.iter().map(|v| ipnet::IpNet::from(v.ip())));
                 for prefix in prefixes {
                     if ls.announced.contains(&prefix) {
