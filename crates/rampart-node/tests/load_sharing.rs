@@ -4,13 +4,13 @@
 mod common;
 mod ls;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{tcp, udp};
 use ls::{Cluster, ACK, HOST_A, HOST_B, R, SYN};
 use rampart_cluster::{Distribution, LoadSharingConfig, TimeoutPolicy};
 use rampart_config::StartAction;
-use rampart_node::{ClusterCommand, Disposition, LoadSharingStats};
+use rampart_node::{ClusterCommand, Disposition, Gateway, LoadSharingStats};
 
 /// The seed's handshake: the SYN from the protected site enters member 0's TUN device, the
 /// tunnel belongs to member 1 (member 0 inspects the SYN and forwards the cleartext to it), the
@@ -521,6 +521,23 @@ fn an_idle_sync_after_connection_is_pushed_by_the_timer() {
 /// and no replay. Back up, it carries new flows again.
 #[test]
 fn a_member_set_down_hands_its_sas_over_without_a_gap_and_comes_back() {
+    leave_and_come_back(
+        |gw, now| assert!(gw.cluster_command(now, ClusterCommand::Down).is_ok()),
+        |gw, now| assert!(gw.cluster_command(now, ClusterCommand::Up).is_ok()),
+    );
+}
+
+/// The same when a monitored interface of the SA's owner goes down and comes back.
+#[test]
+fn a_member_whose_monitored_interface_fails_hands_its_sas_over_and_comes_back() {
+    leave_and_come_back(
+        |gw, now| gw.handle_link_state(now, "eth1", false),
+        |gw, now| gw.handle_link_state(now, "eth1", true),
+    );
+}
+
+/// Member 1, which owns the tunnel's SA, leaves alive (`leave`), then comes back (`back`).
+fn leave_and_come_back(leave: fn(&mut Gateway, Instant), back: fn(&mut Gateway, Instant)) {
     let mut t = Cluster::established(true);
     for i in 0..5u8 {
         let out = udp(HOST_A, 4000, HOST_B, 5000, &[b'a', i]);
@@ -530,7 +547,7 @@ fn a_member_set_down_hands_its_sas_over_without_a_gap_and_comes_back() {
     }
     let spis = t.gw[R].status(t.now).peers[0].tunnels[0].spi_in.clone();
 
-    assert!(t.gw[1].cluster_command(t.now, ClusterCommand::Down).is_ok());
+    leave(&mut t.gw[1], t.now);
     t.deliver();
     assert!(!t.stats(1).carrying, "{:?}", t.logs[1]);
     let adoptions: Vec<u64> = [0, 2].iter().map(|&m| t.stats(m).adoptions).collect();
@@ -575,7 +592,7 @@ fn a_member_set_down_hands_its_sas_over_without_a_gap_and_comes_back() {
     assert_eq!(remote.counters.dropped_replay, 0, "no replay at the peer");
 
     // Back up: in sync again, it carries new flows (a first packet held and released there).
-    assert!(t.gw[1].cluster_command(t.now, ClusterCommand::Up).is_ok());
+    back(&mut t.gw[1], t.now);
     t.run_for(Duration::from_secs(2));
     assert!(t.stats(1).carrying, "{:?}", t.logs[1]);
     let syn = tcp(HOST_A, 44000, HOST_B, 443, SYN);

@@ -71,6 +71,7 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("ls-asymmetric"),
         builtin!("ls-asymmetric-no-fa"),
         builtin!("ls-member-dies"),
+        builtin!("ls-unicast"),
         builtin!("sync-over-wan"),
         builtin!("sync-link-fails"),
         builtin!("mep-first-to-respond"),

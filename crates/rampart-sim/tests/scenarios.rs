@@ -446,6 +446,11 @@ fn ls_member_dies() {
 }
 
 #[test]
+fn ls_unicast() {
+    run_builtin("ls-unicast");
+}
+
+#[test]
 fn sync_over_wan() {
     run_builtin("sync-over-wan");
 }

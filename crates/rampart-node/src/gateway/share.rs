@@ -19,7 +19,13 @@
 //!   without inspecting it again; a new IKE_SA_INIT is answered where it arrives. When a
 //!   member goes down, the rendezvous owner of each of its SAs among the survivors imports it
 //!   (like a high-availability takeover, `takeover_margin` on the sequence numbers) and
-//!   announces it with an `SaUpsert`.
+//!   announces it with an `SaUpsert`. A member that leaves the members up alive (admin
+//!   down, a monitored interface down) hands its SAs over the same way at once, after its
+//!   final ESP counters, and forwards what still reaches it for them (the node derives the
+//!   change from [`rampart_cluster::Cluster::members_up`] after each pump).
+//! - **`sync_after`**: the first packet of such a connection at or after its age is held like
+//!   a creating one ([`LsOffer::Synced`]); the timer pushes the connections idle at their due
+//!   time.
 //! - **Distribution**: routed, every member in sync announces the protected prefixes and the
 //!   virtual addresses (`Output::RouteInject` into `announce_table`) and has the virtual
 //!   addresses; unicast, the pivot owns them and hands each TUN packet of a flow another member

@@ -50,6 +50,7 @@ mode = "high-availability"
 heartbeat_interval = "100ms"
 dead_after = 3
 secret = "a long shared cluster secret for the tests"
+monitor = ["eth1"]
 
 [[cluster.member]]
 id = 1
