@@ -132,6 +132,12 @@ impl Node for Member {
     fn roam(&mut self, _: Instant, _: IpAddr) -> rampart_node::RoamOutcome {
         rampart_node::RoamOutcome::Nothing
     }
+    fn stream_renewed(&mut self, _: Instant) -> Vec<(String, rampart_node::StreamRenewal)> {
+        Vec::new()
+    }
+    fn client_traffic(&self) -> Option<rampart_node::ClientTraffic> {
+        None
+    }
     fn handle_timeout(&mut self, _: Instant) {}
     fn poll_timeout(&self) -> Option<Instant> {
         None

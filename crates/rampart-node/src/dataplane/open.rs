@@ -185,15 +185,15 @@ impl DataPlane {
         self.drain_inspect_logs(control);
         match verdict {
             Verdict::Accept => {
-                let offer = match hold_mark.and_then(|m| self.ls_to_hold(now, m, Resume::WriteTun)) {
-                    Some(offer) => Some(offer),
-                    None => self
-                        .ls_sync_due(now, &buf[opened.payload.clone()])
-                        .map(|conn| LsOffer::Synced {
-                            conn,
-                            resume: Resume::WriteTun,
-                        }),
-                };
+                let offer = hold_mark
+                    .and_then(|m| self.ls_to_hold(now, m, Resume::WriteTun))
+                    .or_else(|| {
+                        self.ls_sync_due(now, &buf[opened.payload.clone()])
+                            .map(|conn| LsOffer::Synced {
+                                conn,
+                                resume: Resume::WriteTun,
+                            })
+                    });
                 if let Some(offer) = offer {
                     if control.ls_offer(now, &buf[opened.payload.clone()], offer) {
                         return Disposition::Consumed;
