@@ -137,12 +137,39 @@ step "cargo build -p rampart" cargo build -p rampart
 # PROPTEST_RNG_SEED to explore other cases (a failure prints the seed that reproduces it).
 export PROPTEST_RNG_SEED="${PROPTEST_RNG_SEED:-20261121}"
 # Test binaries run one after another; each netns test takes a file lock so heavy tests never overlap.
-step "cargo test" cargo test --workspace
+# --no-fail-fast: one failing binary must not hide the others. The output is also kept in
+# target/test-output.log so that the failures can be listed again at the very end of the run
+# (CI keeps only the tail of the log).
+TEST_LOG=target/test-output.log
+run_tests() {
+    mkdir -p target
+    cargo test --workspace --no-fail-fast 2>&1 | tee "$TEST_LOG"
+    return "${PIPESTATUS[0]}"
+}
+step "cargo test" run_tests
 disk_report
 step "fuzz smoke" fuzz_smoke
 disk_report
 
+# The failing tests, their panic messages and the binaries they ran in, repeated here because the
+# fuzz output above pushes them out of a log's tail.
+test_failures() {
+    [[ -f $TEST_LOG ]] || return 0
+    awk '
+        /^     Running / { bin = $0; shown = 0; next }
+        /^test .* FAILED$/ || /panicked at/ || /^error: test failed/ {
+            if (!shown && bin != "") { print bin; shown = 1 }
+            print
+            if ($0 ~ /panicked at/) { getline; print }
+        }
+    ' "$TEST_LOG" | tail -60
+}
+
 if ((${#failed[@]})); then
+    if [[ " ${failed[*]} " == *" cargo test "* ]]; then
+        log "failing tests (from $TEST_LOG)"
+        test_failures
+    fi
     log "FAILED steps: ${failed[*]}"
     exit 1
 fi
