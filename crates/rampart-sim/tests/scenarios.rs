@@ -594,3 +594,16 @@ fn ra_mep_failover_first_to_respond() {
         "the probe after gw1 died did not choose gw2:\n{out}"
     );
 }
+
+/// Remote-access clients of a Load Sharing cluster: the NAT rebinding moves their flows, the
+/// owner of their SAs crashes; the owner (then the survivor) follows each client's new NAT
+/// mapping, whichever member the client's packets reached.
+#[test]
+fn ra_ls() {
+    let report = run_builtin("ra-ls");
+    let text = report.render();
+    assert!(
+        text.contains("NAT mapping moved"),
+        "no member followed a client's new NAT mapping:\n{text}"
+    );
+}

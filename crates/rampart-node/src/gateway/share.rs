@@ -17,13 +17,14 @@
 //!   sender of the last `SaUpsert`). ESP and IKE of an SA owned elsewhere are forwarded there
 //!   unchanged; inspected cleartext for a tunnel owned elsewhere is forwarded there and sealed
 //!   without inspecting it again (for a remote-access template, whose clients' SAs are on any
-//!   member, the owner of the SA whose Office Mode lease is the packet's destination); a new IKE_SA_INIT is answered where it arrives. When a
-//!   member goes down, the rendezvous owner of each of its SAs among the survivors imports it
-//!   (like a high-availability takeover, `takeover_margin` on the sequence numbers) and
-//!   announces it with an `SaUpsert`. A member that leaves the members up alive (admin
-//!   down, a monitored interface down) hands its SAs over the same way at once, after its
-//!   final ESP counters, and forwards what still reaches it for them (the node derives the
-//!   change from [`rampart_cluster::Cluster::members_up`] after each pump).
+//!   member, to the owner of the SA whose Office Mode lease is the packet's destination); a
+//!   new IKE_SA_INIT is answered where it arrives. When a member goes down, the rendezvous
+//!   owner of each of its SAs among the survivors imports it (like a high-availability
+//!   takeover, `takeover_margin` on the sequence numbers) and announces it with an
+//!   `SaUpsert`. A member that leaves the members up alive (admin down, a monitored interface
+//!   down) hands its SAs over the same way at once, after its final ESP counters, and
+//!   forwards what still reaches it for them (the node derives the change from
+//!   [`rampart_cluster::Cluster::members_up`] after each pump).
 //! - **`sync_after`**: the first packet of such a connection at or after its age is held like
 //!   a creating one ([`LsOffer::Synced`]); the timer pushes the connections idle at their due
 //!   time.
