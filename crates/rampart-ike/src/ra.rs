@@ -12,7 +12,7 @@
 //! ([`Ike::reserve_remote_lease`]); the engine remembers both, so a pool created later (a
 //! reload) gets them too. An adopted SA's import turns its reservation into the lease.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
@@ -63,7 +63,9 @@ pub(crate) struct RemoteLease {
 /// The Office Mode pools of an engine, one per `RemoteAccess::Gateway` peer.
 ///
 /// Invariant: every pool has `share` as its share and holds a reservation for each entry of
-/// `remote` naming its peer that it did not refuse.
+/// `remote` naming its peer, except the entries in `unreserved` (refused: this member leases
+/// the address too; or no pool of that name now), which are tried again when a lease here is
+/// released and when the pool is added.
 #[derive(Debug, Default)]
 pub(crate) struct RaPools {
     pub pools: HashMap<PeerId, Pool<IkeSaId>>,
@@ -71,6 +73,8 @@ pub(crate) struct RaPools {
     pub share: Option<Share>,
     /// Load Sharing: the other members' leases, by their IKE SA id.
     pub remote: HashMap<IkeSaId, RemoteLease>,
+    /// Entries of `remote` that no pool holds as a reservation.
+    pub unreserved: BTreeSet<IkeSaId>,
     /// Client side: the last IPv4 address each remote-access peer assigned us, asked for
     /// again on the next connection (the gateway gives it back when it is free).
     pub last_vip: HashMap<PeerId, Ipv4Addr>,
@@ -262,9 +266,23 @@ impl Ike {
         if let Err(e) = pool.set_share(self.ra.share) {
             tracing::error!(peer = %name, "remote access: the pool keeps no share: {e}");
         }
-        for (sa, r) in self.ra.remote.iter().filter(|(_, r)| r.peer == name) {
-            if let Err(e) = pool.reserve(*sa, r.address) {
-                tracing::warn!(ike_sa = sa.0, peer = %name, "remote access: another member's lease not reserved: {e}");
+        // Oldest SA first: of two SAs with one address (a rekey in flight) the newer wins.
+        let mut remote: Vec<(&IkeSaId, &RemoteLease)> = self
+            .ra
+            .remote
+            .iter()
+            .filter(|(_, r)| r.peer == name)
+            .collect();
+        remote.sort_unstable_by_key(|(sa, _)| **sa);
+        for (sa, r) in remote {
+            match pool.reserve(*sa, r.address) {
+                Ok(()) => {
+                    self.ra.unreserved.remove(sa);
+                }
+                Err(e) => {
+                    self.ra.unreserved.insert(*sa);
+                    tracing::warn!(ike_sa = sa.0, peer = %name, "remote access: another member's lease not reserved: {e}");
+                }
             }
         }
         self.ra.pools.insert(id, pool);
@@ -325,23 +343,63 @@ impl Ike {
             .peer_by_name(peer)
             .and_then(|id| self.ra.pools.get_mut(&id))
         else {
+            self.ra.unreserved.insert(ike_sa);
             return Ok(());
         };
-        pool.reserve(ike_sa, address).inspect_err(|e| {
-            tracing::warn!(
-                ike_sa = ike_sa.0,
-                peer,
-                "remote access: another member's lease not reserved: {e}"
-            );
-        })
+        match pool.reserve(ike_sa, address) {
+            Ok(()) => {
+                self.ra.unreserved.remove(&ike_sa);
+                Ok(())
+            }
+            Err(e) => {
+                self.ra.unreserved.insert(ike_sa);
+                tracing::warn!(
+                    ike_sa = ike_sa.0,
+                    peer,
+                    "remote access: another member's lease not reserved: {e}"
+                );
+                Err(e)
+            }
+        }
     }
 
     /// Load Sharing: another member's IKE SA `ike_sa` is gone (or this member took it over
     /// without a lease): its reservation goes. Returns the address it reserved.
     pub fn release_remote_lease(&mut self, ike_sa: IkeSaId) -> Option<IpAddr> {
         let r = self.ra.remote.remove(&ike_sa)?;
+        self.ra.unreserved.remove(&ike_sa);
         self.unreserve_in(&r.peer, ike_sa);
         Some(r.address)
+    }
+
+    /// A lease of `pool` here ended: another member's lease of the same address, refused
+    /// while this one lived, is reserved now.
+    fn retry_unreserved(&mut self, pool: PeerId, address: IpAddr) {
+        if self.ra.unreserved.is_empty() {
+            return;
+        }
+        let Some(name) = self.peers.get(pool).map(|p| p.name.clone()) else {
+            return;
+        };
+        let due: Vec<IkeSaId> = self
+            .ra
+            .unreserved
+            .iter()
+            .copied()
+            .filter(|sa| {
+                self.ra
+                    .remote
+                    .get(sa)
+                    .is_some_and(|r| r.peer == name && r.address == address)
+            })
+            .collect();
+        for sa in due {
+            let reserved = self.ra.pools.get_mut(&pool).map(|p| p.reserve(sa, address));
+            if let Some(Ok(())) = reserved {
+                self.ra.unreserved.remove(&sa);
+                tracing::info!(ike_sa = sa.0, %address, "remote access: another member's lease reserved now");
+            }
+        }
     }
 
     /// The other members' leases this engine knows, by IKE SA id (ascending).
@@ -427,6 +485,7 @@ impl Ike {
         // The SA is this member's now, not another's: its reservation in this pool becomes
         // the lease (`Pool::claim`), one in another pool goes.
         if let Some(r) = self.ra.remote.remove(&id) {
+            self.ra.unreserved.remove(&id);
             if self.peer_by_name(&r.peer) != Some(peer) {
                 self.unreserve_in(&r.peer, id);
             }
@@ -486,6 +545,7 @@ impl Ike {
                 tracing::debug!(ike_sa = id.0, "lease already gone: {e}");
             }
         }
+        self.retry_unreserved(held.pool, held.lease.address);
         tracing::info!(ike_sa = id.0, peer = %held.pool, client = %held.client, address = %held.lease.address, "remote access: address released");
         self.events.push_back(IkeEvent::LeaseReleased {
             peer: held.pool,

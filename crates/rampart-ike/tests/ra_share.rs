@@ -183,3 +183,25 @@ fn a_pool_too_small_for_the_share_is_reported() {
         refused[0].1
     );
 }
+
+#[test]
+fn a_lease_both_members_hold_is_reserved_once_the_one_here_ends() {
+    let mut b = member(2, 1);
+    let c = b.connect(client_policy("192.0.2.1", None));
+    b.run(Duration::from_secs(2));
+    let v = b.virtual_ip(c).unwrap();
+    let sa = b.gw().ra_leases()[0].ike_sa;
+    // Another member claims to lease the same address (a conflict): refused while it lives.
+    let theirs = rampart_ike::IkeSaId(1 << 48 | 9);
+    assert_eq!(
+        b.gw().reserve_remote_lease("remote-access", theirs, v),
+        Err(ReserveError::LeasedHere(v))
+    );
+    assert_eq!(b.gw().ra_pools()[0].1.reserved_elsewhere, 0);
+    // The client here goes: the other member's lease is reserved at once.
+    assert!(b.gw().forget_sa(sa));
+    let st = b.gw().ra_pools()[0].1;
+    assert_eq!((st.in_use, st.reserved_elsewhere), (0, 1));
+    assert_eq!(b.gw().release_remote_lease(theirs), Some(v));
+    assert_eq!(b.gw().ra_pools()[0].1.reserved_elsewhere, 0);
+}

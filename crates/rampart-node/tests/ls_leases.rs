@@ -452,3 +452,58 @@ fn members_lease_from_their_shares_reserve_each_others_and_adoption_keeps_the_ad
         t.logs[1]
     );
 }
+
+/// A member that leaves alive (`rampart cluster down`) hands its clients' SAs to the other,
+/// which leases their addresses now; the member that left keeps them reserved, and back up
+/// it hands out only free addresses of its share.
+#[test]
+fn a_member_that_leaves_alive_hands_its_leases_over_and_keeps_them_reserved() {
+    let mut t = Net::new();
+    let a = t.add_client("alice", "192.0.2.11", 0);
+    let b = t.add_client("bob", "192.0.2.12", 1);
+    t.run_for(Duration::from_secs(5));
+    let vb = t.virtual_ip(b).expect("bob has an address");
+    let sa_b = t.client_sa(b).expect("bob's SA up");
+    let lease_a = t.leases(0);
+    let lease_b = t.leases(1);
+    assert_eq!(lease_b.len(), 1);
+
+    let now = t.now;
+    assert!(t.nodes[1]
+        .cluster_command(now, rampart_node::ClusterCommand::Down)
+        .is_ok());
+    t.run_for(Duration::from_secs(3));
+    assert_eq!(
+        t.leases(0),
+        vec![lease_a[0], lease_b[0]],
+        "member 0 leases bob's address under the same IKE SA: {:?}",
+        t.logs[0]
+    );
+    assert!(t.leases(1).is_empty());
+    let p = t.pool(1);
+    assert_eq!(
+        (p.in_use, p.reserved_elsewhere, p.outside_share, p.free),
+        (0, 2, 1, 126),
+        "member 1 reserves both: {p:?}"
+    );
+    t.run_for(Duration::from_secs(5));
+    assert_eq!(t.client_sa(b), Some(sa_b), "{:?}", t.logs[b]);
+    assert_eq!(t.virtual_ip(b), Some(vb));
+    assert!(t.client_sa(a).is_some());
+
+    // Back up: a new client reaching member 1 gets a free address of its share, not bob's.
+    let now = t.now;
+    assert!(t.nodes[1]
+        .cluster_command(now, rampart_node::ClusterCommand::Up)
+        .is_ok());
+    t.run_for(Duration::from_secs(3));
+    let c = t.add_client("carol", "192.0.2.13", 1);
+    t.run_for(Duration::from_secs(5));
+    let vc = t.virtual_ip(c).expect("carol has an address");
+    assert_ne!(vc, vb);
+    assert!(
+        in_blocks(vc, t.pool(1).share.as_ref().unwrap()),
+        "{vc} in member 1's share"
+    );
+    assert_eq!(t.pool(0).reserved_elsewhere, 1);
+}
