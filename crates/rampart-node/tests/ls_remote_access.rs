@@ -598,3 +598,29 @@ fn owner_dies_the_survivor_adopts_the_client_with_its_ike_sa_and_address() {
     assert!(lab.upstream(0, 1, 20));
     assert!(lab.downstream(1, 0, 20));
 }
+
+/// Three members, clients on two of them: inside traffic entering the third goes to each
+/// client's own owner, found by the packet's destination (the template peer has SAs on both
+/// other members, so the peer alone does not say where a packet goes).
+#[test]
+fn inside_traffic_at_a_third_member_goes_to_each_clients_owner() {
+    let mut lab = Lab::with(3, &[0, 2]);
+    assert_eq!(lab.served(0).len(), 1, "{:?}", lab.member_logs[0]);
+    assert_eq!(lab.served(2).len(), 1, "{:?}", lab.member_logs[2]);
+    assert!(lab.served(1).is_empty());
+    // Each member leases from its own share of the pool.
+    assert_ne!(lab.vip_of(0), lab.vip_of(1));
+    for tag in 0..3 {
+        assert!(lab.downstream(1, 0, tag), "{:?}", lab.member_logs[1]);
+        assert!(lab.downstream(1, 1, tag), "{:?}", lab.member_logs[1]);
+    }
+    let m = lab.stats(1);
+    assert_eq!((m.forwarded_out.inspected, m.forwarded_to_client), (6, 6));
+    assert_eq!(lab.stats(0).forwarded_in.inspected, 3);
+    assert_eq!(lab.stats(2).forwarded_in.inspected, 3);
+    // Each owner's own inside traffic stays there.
+    assert!(lab.downstream(0, 0, 9));
+    assert!(lab.downstream(2, 1, 9));
+    assert_eq!(lab.stats(0).forwarded_to_client, 0);
+    assert_eq!(lab.stats(2).forwarded_to_client, 0);
+}
