@@ -1,16 +1,19 @@
-//! Remote-access clients of a two- or three-member Load Sharing cluster (routed distribution), in
-//! virtual time: each client (built from a profile, as the client shell builds it) is behind
-//! a NAT and runs NAT-T. The harness plays the NAT, the routers and the sync network:
-//! datagrams to the virtual address reach the member the test routes them to (ECMP-like: after
-//! a NAT rebinding the client's new source port may hash to the other member), inside traffic
-//! enters the TUN device of the member the test names.
+//! Remote-access clients of a two- or three-member Load Sharing cluster, in virtual time: each
+//! client (built from a profile, as the client shell builds it) is behind a NAT and runs
+//! NAT-T. The harness plays the NAT, the routers and the sync network: datagrams to the virtual
+//! address reach the member the test routes them to (ECMP-like: after a NAT rebinding the
+//! client's new source port may hash to another member; in unicast distribution, the pivot),
+//! inside traffic enters the TUN device of the member the test names.
 //!
 //! What is shown: a client's SA belongs to the member that negotiated it (A); its IKE and
-//! ESP-in-UDP arriving at the other member (B) from a new NAT mapping reach A, which follows
+//! ESP-in-UDP arriving at another member (B) from a new NAT mapping reach A, which follows
 //! the mapping (RFC 7296 2.23, RFC 3948 section 5) and answers the client there; inside
 //! traffic to the client's virtual IP entering B is forwarded to A (found by the destination:
-//! the Office Mode lease of A's SA in B's replicas) and sealed there; when A dies, B adopts
-//! the SA and the client goes on with the same IKE SA and the same virtual IP.
+//! the Office Mode lease of A's SA in B's replicas) and sealed there, also with clients on
+//! several members; when A dies, B adopts the SA and the client goes on with the same IKE SA
+//! and the same virtual IP. In unicast distribution the pivot hands inside flows to their
+//! owners, which hand the cleartext to the client's owner, and forwards the ESP and IKE of
+//! clients whose SAs another member adopted.
 
 mod common;
 
@@ -36,8 +39,14 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// Member `id` (1-based) of a cluster of `n`.
-fn member(id: u8, n: usize, now: Instant) -> Gateway {
+/// Member `id` (1-based) of a cluster of `n` with `distribution` (`routed`, `unicast`).
+fn member(id: u8, n: usize, distribution: &str, now: Instant) -> Gateway {
+    // Routed: Flush-and-Ack, the virtual address on the TUN device; unicast: the pivot claims
+    // it on an interface.
+    let (flush_ack, vip_interface) = match distribution {
+        "routed" => ("flush_ack = true", ""),
+        _ => ("", "interface = \"eth1\""),
+    };
     let members: String = (0..n)
         .map(|i| {
             format!(
@@ -65,14 +74,15 @@ domain = ["10.1.0.0/24"]
 name = "ls"
 member_id = {id}
 mode = "load-sharing"
-distribution = "routed"
-flush_ack = true
+distribution = "{distribution}"
+{flush_ack}
 heartbeat_interval = "100ms"
 dead_after = 3
 secret = "a long shared cluster secret for the tests"
 
 {members}
 [[cluster.vip]]
+{vip_interface}
 address = "{VIP}"
 
 [remote_access]
@@ -172,13 +182,20 @@ impl Lab {
         Lab::with(2, route)
     }
 
-    /// `n` members carrying traffic; client `k` connected through member `route[k]`.
+    /// `n` members carrying traffic (routed distribution); client `k` connected through
+    /// member `route[k]`.
     fn with(n: usize, route: &[usize]) -> Lab {
+        Lab::build(n, "routed", route)
+    }
+
+    fn build(n: usize, distribution: &str, route: &[usize]) -> Lab {
         let now = Instant::now();
         let clients = route.len();
         let mut lab = Lab {
             now,
-            members: (1..=n).map(|id| member(id as u8, n, now)).collect(),
+            members: (1..=n)
+                .map(|id| member(id as u8, n, distribution, now))
+                .collect(),
             up: vec![true; n],
             clients: Vec::new(),
             nat: Nat::default(),
@@ -623,4 +640,79 @@ fn inside_traffic_at_a_third_member_goes_to_each_clients_owner() {
     assert!(lab.downstream(2, 1, 9));
     assert_eq!(lab.stats(0).forwarded_to_client, 0);
     assert_eq!(lab.stats(2).forwarded_to_client, 0);
+}
+
+/// The member that serves (owns the SA of) client `k` now.
+fn owner_of(lab: &Lab, k: usize) -> usize {
+    let addr = IpAddr::from(lab.vip_of(k)).to_string();
+    (0..lab.members.len())
+        .filter(|&m| lab.up[m])
+        .find(|&m| lab.served(m).iter().any(|(a, _)| *a == addr))
+        .unwrap_or_else(|| panic!("nobody serves client {k} ({addr})"))
+}
+
+/// Unicast distribution: the pivot owns the virtual addresses, so every client datagram and
+/// every inside packet reaches it. Inside flows it hands to their owners, which inspect them
+/// and hand the cleartext on to the client's SA owner (found by the virtual IP). When the
+/// pivot dies the survivors adopt its clients' SAs (each by its rendezvous owner) and the new
+/// pivot forwards the ESP and IKE of a client whose SA another member adopted.
+#[test]
+fn unicast_the_pivot_forwards_to_each_clients_owner_and_survives_its_death() {
+    let mut lab = Lab::build(3, "unicast", &[0, 0, 0]);
+    assert!(lab.stats(0).pivot, "member 0 is elected (lowest id)");
+    for k in 0..3 {
+        assert_eq!(owner_of(&lab, k), 0, "negotiated at the pivot");
+    }
+    // Inside flows to the clients, all entering the pivot.
+    for port in 0..12u16 {
+        for k in 0..3 {
+            let p = udp(INSIDE, 6000 + port, lab.vip_of(k), 40000, &[k as u8; 80]);
+            let before = lab.client_tun[k].len();
+            lab.enter_tun(To::Member(0), &p);
+            assert!(
+                lab.client_tun[k][before..].contains(&p),
+                "flow {port} to {k}"
+            );
+        }
+    }
+    let handed = lab.stats(0).forwarded_out.tun;
+    assert!(
+        handed > 0 && handed < 36,
+        "spread over the flow owners: {handed}"
+    );
+    for m in 1..3 {
+        let s = lab.stats(m);
+        assert_eq!(
+            (s.forwarded_to_client, s.forwarded_out.inspected),
+            (s.forwarded_in.tun, s.forwarded_in.tun),
+            "member {m} inspected its flows and handed them to the clients' owner: {s:?}"
+        );
+    }
+    let sas: Vec<_> = (0..3).map(|k| lab.client_ike_sa(k)).collect();
+    let vips: Vec<_> = (0..3).map(|k| lab.vip_of(k)).collect();
+
+    lab.up[0] = false;
+    lab.run_for(Duration::from_secs(2));
+    let pivot = (1..3).find(|&m| lab.stats(m).pivot).expect("a new pivot");
+    lab.route = vec![pivot; 3];
+    let owners: Vec<usize> = (0..3).map(|k| owner_of(&lab, k)).collect();
+    assert!(
+        owners.iter().any(|&o| o != pivot),
+        "one client adopted by the member that is not the pivot: {owners:?}"
+    );
+    let before = lab.stats(pivot).forwarded_out.udp;
+    for (k, &owner) in owners.iter().enumerate() {
+        assert!(lab.upstream(k, owner, 30), "client {k} to {owner}");
+        assert!(lab.downstream(pivot, k, 30), "to client {k}");
+    }
+    let elsewhere = owners.iter().filter(|&&o| o != pivot).count() as u64;
+    assert!(lab.stats(pivot).forwarded_out.udp >= before + elsewhere);
+    // Liveness checks (IKE) of the clients reach their owners through the pivot.
+    lab.run_for(Duration::from_secs(40));
+    for k in 0..3 {
+        assert_eq!(lab.client_ike_sa(k), sas[k], "client {k}: the same IKE SA");
+        assert_eq!(lab.vip_of(k), vips[k]);
+        assert_eq!(lab.assigned[k].len(), 1, "client {k}: no new assignment");
+        assert_eq!(owner_of(&lab, k), owners[k]);
+    }
 }

@@ -102,10 +102,11 @@ pub fn member_counters(out: &mut String, m: &LoadSharingStats) {
     };
     let _ = writeln!(
         out,
-        "  forwarded out  {}  in  {} (dropped {})",
+        "  forwarded out  {}  in  {} (dropped {})  inspected out to remote-access clients' owners {}",
         kinds(&m.forwarded_out),
         kinds(&m.forwarded_in),
-        m.forwarded_in_dropped
+        m.forwarded_in_dropped,
+        m.forwarded_to_client
     );
 }
 
@@ -473,6 +474,7 @@ cluster dc  load-sharing  member 2  standby  failovers 0
                 inspected: 3,
                 tun: 0,
             },
+            forwarded_to_client: 2,
             forwarded_in: ForwardCounts {
                 udp: 5,
                 ..Default::default()
@@ -496,7 +498,7 @@ cluster dc  load-sharing  member 2  standby  failovers 0
         assert!(
             text.ends_with(
                 "  this member  carrying yes  pivot no  held 12 (pool full 0)  released 11 (dropped 1)  orphans 3 (found 2, not found 1, pool full 0)  answered found 4 unknown 0  adoptions 2  kept now 0  routes announced 2
-  forwarded out  udp 1  raw esp 2  inspected 3  tun 0  in  udp 5  raw esp 0  inspected 0  tun 0 (dropped 1)
+  forwarded out  udp 1  raw esp 2  inspected 3  tun 0  in  udp 5  raw esp 0  inspected 0  tun 0 (dropped 1)  inspected out to remote-access clients' owners 2
 "
             ),
             "{text}"
