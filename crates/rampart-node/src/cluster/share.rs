@@ -117,6 +117,9 @@ pub(crate) struct LoadShare {
     /// hands its SAs to their rendezvous owners among the rest.
     pub up_seen: MemberSet,
     pub watch_order: std::collections::VecDeque<(std::time::Instant, u64)>,
+    /// Set while an inspected packet another member forwarded is sealed here: it is not
+    /// forwarded again (no ping-pong while two members disagree about an owner).
+    pub sealing_forwarded: bool,
 }
 
 impl LoadShare {
@@ -141,6 +144,7 @@ impl LoadShare {
             synced_watch: Default::default(),
             up_seen: MemberSet::EMPTY,
             watch_order: Default::default(),
+            sealing_forwarded: false,
         }
     }
 

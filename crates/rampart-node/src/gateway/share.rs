@@ -35,7 +35,10 @@
 //!
 //! Invariants: a kept packet continues or is dropped exactly once (the pool hands each handle
 //! out once); a forwarded packet is never forwarded again (it is handled as if it arrived
-//! here, without the ownership checks); nothing here runs in high availability.
+//! here, without the ownership checks; inspected cleartext sealed for another member is not
+//! offered again, `sealing_forwarded`), except a TUN packet handed to its flow owner
+//! (unicast), which goes on, inspected, to its tunnel's owner, once; nothing here runs in high
+//! availability.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -138,6 +141,9 @@ pub(super) fn offer(
             }
         },
         LsOffer::Inspected { peer } => {
+            if ls.sealing_forwarded {
+                return false;
+            }
             let Some(policy) = ike.peer(peer) else {
                 return false;
             };
@@ -385,7 +391,16 @@ impl Gateway {
                 range,
                 &mut control,
             ),
-            ForwardKind::Inspected => dataplane.seal_inspected(now, &mut buf, range, &mut control),
+            ForwardKind::Inspected => {
+                if let Some(ls) = control.cluster.as_mut().and_then(|c| c.ls.as_mut()) {
+                    ls.sealing_forwarded = true;
+                }
+                let d = dataplane.seal_inspected(now, &mut buf, range, &mut control);
+                if let Some(ls) = control.cluster.as_mut().and_then(|c| c.ls.as_mut()) {
+                    ls.sealing_forwarded = false;
+                }
+                d
+            }
             ForwardKind::Tun => dataplane.handle_forwarded_tun(now, &mut buf, range, &mut control),
         };
         if let Some(ls) = self.cluster.as_mut().and_then(|c| c.ls.as_mut()) {
