@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use common::{udp, HEADROOM};
 use rampart_config::ClientTransport;
 use rampart_crypto::Rng;
-use rampart_node::{Disposition, Gateway, LoadSharingStats, Output};
+use rampart_node::{ClusterCommand, Disposition, Gateway, LoadSharingStats, Output};
 
 const VIP: &str = "192.0.2.1";
 const SYNC: [&str; 3] = ["10.255.0.1", "10.255.0.2", "10.255.0.3"];
@@ -715,4 +715,34 @@ fn unicast_the_pivot_forwards_to_each_clients_owner_and_survives_its_death() {
         assert_eq!(lab.assigned[k].len(), 1, "client {k}: no new assignment");
         assert_eq!(owner_of(&lab, k), owners[k]);
     }
+}
+
+/// `rampart cluster down` on the member that owns a client's SA: it hands the SA over at once
+/// (the other member adopts it, with its lease), and what still reaches it, the client's ESP
+/// and IKE and inside traffic to the client's virtual IP, goes to the new owner.
+#[test]
+fn owner_set_down_hands_its_client_over_and_forwards_what_still_reaches_it() {
+    let mut lab = owned_by_first();
+    let sa = lab.client_ike_sa(0);
+    let vip = IpAddr::from(lab.vip_of(0)).to_string();
+    assert!(lab.members[0]
+        .cluster_command(lab.now, ClusterCommand::Down)
+        .is_ok());
+    lab.deliver();
+    assert!(!lab.stats(0).carrying, "{:?}", lab.member_logs[0]);
+    assert_eq!(lab.stats(1).adoptions, 1, "{:?}", lab.member_logs[1]);
+    assert_eq!(lab.served(1).first().map(|c| &c.0), Some(&vip));
+    // The routers still send to member 0 (its routes are not withdrawn yet everywhere).
+    for tag in 0..3 {
+        assert!(lab.upstream(0, 1, tag), "{:?}", lab.member_logs[0]);
+        assert!(lab.downstream(0, 0, tag), "{:?}", lab.member_logs[0]);
+    }
+    let a = lab.stats(0);
+    assert!(a.forwarded_out.udp >= 3, "{a:?}");
+    assert_eq!(a.forwarded_to_client, 3, "{a:?}");
+    // Its liveness check too.
+    lab.run_for(Duration::from_secs(40));
+    assert_eq!(lab.client_ike_sa(0), sa, "the same IKE SA");
+    assert_eq!(lab.assigned[0].len(), 1, "no new assignment");
+    assert_eq!(lab.served(1).len(), 1, "{:?}", lab.member_logs[1]);
 }
