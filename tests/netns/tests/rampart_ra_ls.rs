@@ -213,6 +213,11 @@ fn wait_routes(topo: &LsTopology, ids: &[u8], timeout: Duration) -> Duration {
 
 /// The member the upstream router's ECMP sends a datagram from the NAT router's `sport` to
 /// the VIP's `dport` to (the kernel's own multipath hash, asked with `ip route get`).
+///
+/// The kernel hashes a forwarded packet's ports only when the packet carries no L4 hash yet: a
+/// *connected* socket stamps its own random hash (`sk_txhash`) on every packet, veth and NAT
+/// keep it, and the router uses that instead. The client's IKE and NAT-T sockets are
+/// unconnected (`sendto`), so the router hashes the NAT's ports, as a real router would.
 fn ecmp_member(topo: &LsTopology, sport: u16, dport: u16) -> Option<u8> {
     let out = topo
         .rout
@@ -534,7 +539,8 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
         assert_eq!(
             owner,
             (i + 1) as u8,
-            "{}'s IKE_SA_INIT was hashed to member {}",
+            "{}'s IKE_SA_INIT from port {port} should have been hashed to member {} (does the \
+             client send from a connected socket now? see ecmp_member)",
             c.user,
             i + 1
         );
