@@ -23,9 +23,11 @@
 //!   (`reserved_elsewhere`).
 //! - **(b) NAT rebinding**: during a TCP transfer through client 1's tunnel the NAT router
 //!   maps client 1 to a new source port that hashes to the other member (the SNAT rule changes
-//!   and the client's conntrack entries are deleted). That member forwards the client's ESP to
-//!   the owner, the owner answers at the new mapping; the transfer completes byte-exact, the
-//!   client keeps its virtual IP and IKE SA (SPIs).
+//!   and the client's conntrack entries are deleted), and a host route on the inside router
+//!   sends the inside traffic for client 1's address to that member as well. It forwards the
+//!   client's ESP to the owner by SPI and the inside traffic by the virtual IP
+//!   (`forwarded_to_client`); the owner answers at the new mapping; the transfer completes
+//!   byte-exact, the client keeps its virtual IP and IKE SA (SPIs).
 //! - **(c) kill -9 of the owner**: transfers through both clients, then the box of client 1's
 //!   owner dies (links down, `kill -9` of rampart and BIRD). The survivor adopts the SA; both
 //!   transfers complete byte-exact; client 1 keeps its virtual IP and IKE SA (never
@@ -40,8 +42,8 @@ use serde_json::{json, Value};
 
 use rampart_netns_tests::bird::{Bird, BirdConfig, BIRD, BIRDC};
 use rampart_netns_tests::ls_topology::{
-    member_out, LsClusterToml, LsTopology, ANNOUNCE_TABLE, HOST, IN_IF, LOCAL_DOMAIN, OUT_IF,
-    PEER_WAN, REMOTE_HOST, ROUT_WAN_IF, WAN_VIP,
+    member_in, member_out, LsClusterToml, LsTopology, ANNOUNCE_TABLE, HOST, IN_IF, LOCAL_DOMAIN,
+    OUT_IF, PEER_WAN, REMOTE_HOST, ROUT_WAN_IF, WAN_VIP,
 };
 use rampart_netns_tests::netns::run;
 use rampart_netns_tests::pki::Pki;
@@ -408,16 +410,42 @@ fn member_spis(gw: &Gateway, ike_sa: u64) -> Option<(u64, u64)> {
         })
 }
 
-/// `load_sharing.forwarded_sent` and `forwarded_received` of one member.
-fn forwarded(gw: &Gateway) -> (u64, u64) {
-    let Ok(status) = cluster_cli(gw, "status") else {
-        return (0, 0);
-    };
-    let ls = &status["load_sharing"];
-    (
-        ls["forwarded_sent"].as_u64().unwrap_or(0),
-        ls["forwarded_received"].as_u64().unwrap_or(0),
-    )
+/// One member's Load Sharing forwarding counters (`load_sharing.member` of `rampart cluster
+/// status --json`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Forwarding {
+    /// ESP-in-UDP (and IKE) of an SA owned elsewhere, sent to its owner / received as owner.
+    udp_out: u64,
+    udp_in: u64,
+    /// Inside cleartext for a client whose SA another member owns (found by its virtual IP),
+    /// sent to the owner; and received as owner.
+    to_client: u64,
+    inspected_in: u64,
+}
+
+impl Forwarding {
+    fn of(gw: &Gateway) -> Forwarding {
+        let Ok(status) = cluster_cli(gw, "status") else {
+            return Forwarding::default();
+        };
+        let m = &status["load_sharing"]["member"];
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        Forwarding {
+            udp_out: n(&m["forwarded_out"]["udp"]),
+            udp_in: n(&m["forwarded_in"]["udp"]),
+            to_client: n(&m["forwarded_to_client"]),
+            inspected_in: n(&m["forwarded_in"]["inspected"]),
+        }
+    }
+
+    fn since(self, before: Forwarding) -> Forwarding {
+        Forwarding {
+            udp_out: self.udp_out - before.udp_out,
+            udp_in: self.udp_in - before.udp_in,
+            to_client: self.to_client - before.to_client,
+            inspected_in: self.inspected_in - before.inspected_in,
+        }
+    }
 }
 
 /// The box dies: every link down first, then `kill -9` of its BIRD and of rampart.
@@ -586,8 +614,13 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
     let spis1 = client_spis(&clients[0]).expect("client 1's IKE SA SPIs");
     let p1b = port_towards(&topo, &[(NAT_T_PORT, other)], p1 + 1, &[p1, p2]);
     trace_sport(&topo, p1b);
-    let sent_before = forwarded(&boxes[usize::from(other) - 1].gw).0;
-    let received_before = forwarded(&boxes[usize::from(owner1) - 1].gw).1;
+    // The inside return path of client 1 through the other member too (a host route on the
+    // inside router): after the rebinding only the owner holds the SA, and nothing of client 1
+    // enters through it.
+    let pin = format!("{}/32 via {}", vips[0], member_in(other));
+    topo.rin.ip(&format!("route add {pin}"));
+    let other_before = Forwarding::of(&boxes[usize::from(other) - 1].gw);
+    let owner_before = Forwarding::of(&boxes[usize::from(owner1) - 1].gw);
     let (transfer, total) = start_transfer(&topo, &topo.remote_host, 5001, 8);
     set_nat(&topo, &[(CLIENT1, p1b), (CLIENT2, p2)]);
     topo.peer
@@ -608,11 +641,11 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
     );
     if let Err(e) = moved {
         panic!(
-            "{e}: owner {owner1} lists {:?}; member {other} counted {} datagrams from port {p1b}, forwarded (sent, received) member {other} {:?}, member {owner1} {:?}",
+            "{e}: owner {owner1} lists {:?}; member {other} counted {} datagrams from port {p1b}; forwarding of member {other} {:?}, of member {owner1} {:?}",
             listed(&boxes[usize::from(owner1) - 1].gw, clients[0].user),
             traced(&topo, other),
-            forwarded(&boxes[usize::from(other) - 1].gw),
-            forwarded(&boxes[usize::from(owner1) - 1].gw),
+            Forwarding::of(&boxes[usize::from(other) - 1].gw).since(other_before),
+            Forwarding::of(&boxes[usize::from(owner1) - 1].gw).since(owner_before),
         );
     }
     eprintln!(
@@ -625,10 +658,11 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
     assert!(report.intact(), "{report:?}");
     let via_other = traced(&topo, other);
     let via_owner = traced(&topo, owner1);
-    let sent = forwarded(&boxes[usize::from(other) - 1].gw).0 - sent_before;
-    let received = forwarded(&boxes[usize::from(owner1) - 1].gw).1 - received_before;
+    let sent = Forwarding::of(&boxes[usize::from(other) - 1].gw).since(other_before);
+    let received = Forwarding::of(&boxes[usize::from(owner1) - 1].gw).since(owner_before);
+    topo.rin.ip(&format!("route del {pin}"));
     eprintln!(
-        "{test}: (b) from port {p1b}: {via_other} datagrams reached member {other}, {via_owner} member {owner1}; member {other} forwarded {sent}, member {owner1} received {received}; transfer {:.1} Mbit/s",
+        "{test}: (b) from port {p1b}: {via_other} datagrams (GSO batches) reached member {other}, {via_owner} member {owner1}; member {other} forwarded {sent:?}, member {owner1} received {received:?}; transfer {:.1} Mbit/s",
         report.mbps()
     );
     assert!(
@@ -636,8 +670,13 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
         "the rebound flow did not take member {other}: {via_other} / {via_owner}"
     );
     assert!(
-        sent >= 100 && received >= 100,
-        "member {other} did not forward to the owner {owner1}: sent {sent}, received {received}"
+        sent.udp_out >= 500 && received.udp_in >= 500,
+        "member {other} did not forward client 1's ESP to the owner {owner1}: {sent:?} / {received:?}"
+    );
+    assert!(
+        sent.to_client >= 100 && received.inspected_in >= 100,
+        "member {other} did not forward the inside traffic for {} to the owner {owner1}: {sent:?} / {received:?}",
+        vips[0]
     );
     let (vip, reconnects) = vip_and_reconnects(&clients[0]);
     assert_eq!(vip, vips[0], "client 1's address changed");
