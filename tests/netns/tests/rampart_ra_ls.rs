@@ -514,8 +514,9 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
         return;
     }
     require_tools(&["ip", "nft", "conntrack", BIRD, BIRDC]);
-    let started = Instant::now();
+    // Takes the machine-wide netns lock: the clock starts once it is ours.
     let topo = LsTopology::new(test, 2, 1);
+    let started = Instant::now();
     // Flows are hashed by their ports: a client's NAT source port picks its member.
     topo.rout.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
     let home2 = Netns::new("c2");
