@@ -6,13 +6,18 @@
 //! when the SA is removed ([`Ike::remove_sa`]), except when the SA was rekeyed: then it moved
 //! to the successor first ([`Ike::move_lease`]). The pool itself guarantees that no address
 //! is leased twice, so no two live SAs share an address.
+//!
+//! Load Sharing: every pool hands out fresh addresses only from this member's share
+//! ([`Ike::set_lease_share`]) and reserves the addresses the other members lease
+//! ([`Ike::reserve_remote_lease`]); the engine remembers both, so a pool created later (a
+//! reload) gets them too. An adopted SA's import turns its reservation into the lease.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
-use rampart_lease::{Lease, Pool, PoolStatus};
+use rampart_lease::{Lease, Pool, PoolError, PoolStatus, ReserveError, Share};
 use rampart_wire::ike::{
     id_type, Ask, CfgReply, CfgRequest, ConfigPayload, Identification, Payload,
 };
@@ -47,10 +52,29 @@ pub(crate) struct HeldLease {
     pub renew_at: Instant,
 }
 
+/// An address another cluster member leases to a client of the template peer `peer` (by
+/// name: the same on every member), under that member's IKE SA id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RemoteLease {
+    pub peer: String,
+    pub address: IpAddr,
+}
+
 /// The Office Mode pools of an engine, one per `RemoteAccess::Gateway` peer.
+///
+/// Invariant: every pool has `share` as its share and holds a reservation for each entry of
+/// `remote` naming its peer, except the entries in `unreserved` (refused: this member leases
+/// the address too; or no pool of that name now), which are tried again when a lease here is
+/// released and when the pool is added.
 #[derive(Debug, Default)]
 pub(crate) struct RaPools {
     pub pools: HashMap<PeerId, Pool<IkeSaId>>,
+    /// Load Sharing: this member's share of every pool (`None`: whole pools).
+    pub share: Option<Share>,
+    /// Load Sharing: the other members' leases, by their IKE SA id.
+    pub remote: HashMap<IkeSaId, RemoteLease>,
+    /// Entries of `remote` that no pool holds as a reservation.
+    pub unreserved: BTreeSet<IkeSaId>,
     /// Client side: the last IPv4 address each remote-access peer assigned us, asked for
     /// again on the next connection (the gateway gives it back when it is free).
     pub last_vip: HashMap<PeerId, Ipv4Addr>,
@@ -222,16 +246,180 @@ impl Ike {
             .collect()
     }
 
-    /// A peer was added: a gateway template gets its pool.
+    /// A peer was added: a gateway template gets its pool, with this member's share and
+    /// the other members' leases of it reserved.
     pub(crate) fn ra_peer_added(&mut self, id: PeerId) {
-        let Some(gw) = self.peers.get(id).and_then(gateway) else {
+        let Some((gw, name)) = self
+            .peers
+            .get(id)
+            .and_then(|p| Some((gateway(p)?, p.name.clone())))
+        else {
             return;
         };
-        match Pool::new(gw.pool.clone()) {
-            Ok(p) => {
-                self.ra.pools.insert(id, p);
+        let mut pool = match Pool::new(gw.pool.clone()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(peer = %id, "remote access: no address pool: {e}");
+                return;
             }
-            Err(e) => tracing::warn!(peer = %id, "remote access: no address pool: {e}"),
+        };
+        if let Err(e) = pool.set_share(self.ra.share) {
+            tracing::error!(peer = %name, "remote access: the pool keeps no share: {e}");
+        }
+        // Oldest SA first: of two SAs with one address (a rekey in flight) the newer wins.
+        let mut remote: Vec<(&IkeSaId, &RemoteLease)> = self
+            .ra
+            .remote
+            .iter()
+            .filter(|(_, r)| r.peer == name)
+            .collect();
+        remote.sort_unstable_by_key(|(sa, _)| **sa);
+        for (sa, r) in remote {
+            match pool.reserve(*sa, r.address) {
+                Ok(()) => {
+                    self.ra.unreserved.remove(sa);
+                }
+                Err(e) => {
+                    self.ra.unreserved.insert(*sa);
+                    tracing::warn!(ike_sa = sa.0, peer = %name, "remote access: another member's lease not reserved: {e}");
+                }
+            }
+        }
+        self.ra.pools.insert(id, pool);
+    }
+
+    /// Load Sharing: every Office Mode pool (and every pool added later) hands out fresh
+    /// addresses only from `share` of its prefix, this member's (`None`: the whole prefix, as
+    /// in high availability and standalone). Leases and reservations stay. Returns the pools
+    /// that refused it (too small to split; configuration validation refuses those), which
+    /// keep their previous share.
+    pub fn set_lease_share(&mut self, share: Option<Share>) -> Vec<(PeerId, PoolError)> {
+        self.ra.share = share;
+        let mut refused = Vec::new();
+        for (id, pool) in &mut self.ra.pools {
+            if let Err(e) = pool.set_share(share) {
+                tracing::error!(peer = %id, "remote access: the pool keeps its share: {e}");
+                refused.push((*id, e));
+            }
+        }
+        refused.sort_by_key(|(id, _)| *id);
+        refused
+    }
+
+    /// This member's share of the pools (`None`: whole pools).
+    pub fn lease_share(&self) -> Option<Share> {
+        self.ra.share
+    }
+
+    /// The share of `peer`'s pool as CIDR blocks, when it has a pool with a share.
+    pub fn ra_pool_share(&self, peer: PeerId) -> Option<(Share, Vec<IpNet>)> {
+        let pool = self.ra.pools.get(&peer)?;
+        Some((pool.share()?, pool.share_blocks()))
+    }
+
+    /// Load Sharing: another member leases `address` to the client of its IKE SA `ike_sa`
+    /// (a replica) from the pool of template peer `peer` (by name): this member never hands
+    /// it out. Remembered for a pool added later; a second call for the same SA moves the
+    /// reservation. Refused by the pool when this member leases the address itself (the
+    /// lease here stays, both members hold it: logged) or it is not in the pool.
+    pub fn reserve_remote_lease(
+        &mut self,
+        peer: &str,
+        ike_sa: IkeSaId,
+        address: IpAddr,
+    ) -> Result<(), ReserveError> {
+        if let Some(old) = self.ra.remote.get(&ike_sa).filter(|r| r.peer != peer) {
+            let old_peer = old.peer.clone();
+            self.unreserve_in(&old_peer, ike_sa);
+        }
+        self.ra.remote.insert(
+            ike_sa,
+            RemoteLease {
+                peer: peer.to_owned(),
+                address,
+            },
+        );
+        let Some(pool) = self
+            .peer_by_name(peer)
+            .and_then(|id| self.ra.pools.get_mut(&id))
+        else {
+            self.ra.unreserved.insert(ike_sa);
+            return Ok(());
+        };
+        match pool.reserve(ike_sa, address) {
+            Ok(()) => {
+                self.ra.unreserved.remove(&ike_sa);
+                Ok(())
+            }
+            Err(e) => {
+                self.ra.unreserved.insert(ike_sa);
+                tracing::warn!(
+                    ike_sa = ike_sa.0,
+                    peer,
+                    "remote access: another member's lease not reserved: {e}"
+                );
+                Err(e)
+            }
+        }
+    }
+
+    /// Load Sharing: another member's IKE SA `ike_sa` is gone (or this member took it over
+    /// without a lease): its reservation goes. Returns the address it reserved.
+    pub fn release_remote_lease(&mut self, ike_sa: IkeSaId) -> Option<IpAddr> {
+        let r = self.ra.remote.remove(&ike_sa)?;
+        self.ra.unreserved.remove(&ike_sa);
+        self.unreserve_in(&r.peer, ike_sa);
+        Some(r.address)
+    }
+
+    /// A lease of `pool` here ended: another member's lease of the same address, refused
+    /// while this one lived, is reserved now.
+    fn retry_unreserved(&mut self, pool: PeerId, address: IpAddr) {
+        if self.ra.unreserved.is_empty() {
+            return;
+        }
+        let Some(name) = self.peers.get(pool).map(|p| p.name.clone()) else {
+            return;
+        };
+        let due: Vec<IkeSaId> = self
+            .ra
+            .unreserved
+            .iter()
+            .copied()
+            .filter(|sa| {
+                self.ra
+                    .remote
+                    .get(sa)
+                    .is_some_and(|r| r.peer == name && r.address == address)
+            })
+            .collect();
+        for sa in due {
+            let reserved = self.ra.pools.get_mut(&pool).map(|p| p.reserve(sa, address));
+            if let Some(Ok(())) = reserved {
+                self.ra.unreserved.remove(&sa);
+                tracing::info!(ike_sa = sa.0, %address, "remote access: another member's lease reserved now");
+            }
+        }
+    }
+
+    /// The other members' leases this engine knows, by IKE SA id (ascending).
+    pub fn remote_leases(&self) -> Vec<(IkeSaId, IpAddr)> {
+        let mut v: Vec<(IkeSaId, IpAddr)> = self
+            .ra
+            .remote
+            .iter()
+            .map(|(id, r)| (*id, r.address))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn unreserve_in(&mut self, peer: &str, ike_sa: IkeSaId) {
+        if let Some(pool) = self
+            .peer_by_name(peer)
+            .and_then(|id| self.ra.pools.get_mut(&id))
+        {
+            pool.unreserve_key(&ike_sa);
         }
     }
 
@@ -284,8 +472,9 @@ impl Ike {
     }
 
     /// An imported SA (another member's) continues with its client's address: taken from our
-    /// pool exactly and reported (`LeaseAssigned`, so the node's client list and log show it
-    /// on this member too); a conflict is logged and the SA then holds no lease here.
+    /// pool exactly (its reservation, if any, becomes the lease) and reported
+    /// (`LeaseAssigned`, so the node's client list and log show it on this member too); a
+    /// conflict is logged and the SA then holds no lease here.
     pub(crate) fn claim_lease(
         &mut self,
         now: Instant,
@@ -293,6 +482,14 @@ impl Ike {
         peer: PeerId,
         l: &crate::state::RaLeaseState,
     ) {
+        // The SA is this member's now, not another's: its reservation in this pool becomes
+        // the lease (`Pool::claim`), one in another pool goes.
+        if let Some(r) = self.ra.remote.remove(&id) {
+            self.ra.unreserved.remove(&id);
+            if self.peer_by_name(&r.peer) != Some(peer) {
+                self.unreserve_in(&r.peer, id);
+            }
+        }
         let claimed = self
             .ra
             .pools
@@ -348,6 +545,7 @@ impl Ike {
                 tracing::debug!(ike_sa = id.0, "lease already gone: {e}");
             }
         }
+        self.retry_unreserved(held.pool, held.lease.address);
         tracing::info!(ike_sa = id.0, peer = %held.pool, client = %held.client, address = %held.lease.address, "remote access: address released");
         self.events.push_back(IkeEvent::LeaseReleased {
             peer: held.pool,

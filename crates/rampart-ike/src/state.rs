@@ -414,6 +414,16 @@ impl Ike {
             .collect()
     }
 
+    /// Another cluster member's SA `st` is kept here as a replica: the engine never hands out
+    /// its IKE or CHILD SA ids (a member that restarted counts from 1 again, while SAs it
+    /// created before, adopted by the others since, still carry its member id).
+    pub fn observe_ids(&mut self, st: &IkeSaState) {
+        self.ids.observe(st.id.0);
+        for c in &st.children {
+            self.ids.observe(c.id.0);
+        }
+    }
+
     /// Installs an exported IKE SA under its ids and SPIs, re-arms its timers from the durations
     /// and emits `IkeSaUp` plus one `ChildSaUp` per CHILD SA (`replaces: None`), as after a
     /// negotiation. The peer is resolved by name. Nothing changes when an error is returned.

@@ -198,6 +198,7 @@ impl Gateway {
         }
         let (dataplane, mut control) = gateway.parts(now);
         dataplane.sync(now, &mut control);
+        gateway.apply_lease_share();
         let (mep, responder, rim) = mep;
         gateway.set_mep(now, mep, responder, rim);
         gateway.cluster_pump(now);

@@ -31,7 +31,8 @@ pub use rampart_inspect::{ConnList, ConnView, InspectStats};
 pub use rampart_mep::MepStatus;
 pub use status::{
     BatchCounters, GatewayStatus, IcmpCounters, IkeDefenceCounters, IkeSaInfo, PeerStatus,
-    RaClientStatus, RaPoolStatus, RaStatus, RaVirtualAddress, ReloadCounters, TunnelStatus,
+    RaClientStatus, RaPoolStatus, RaShareStatus, RaStatus, RaVirtualAddress, ReloadCounters,
+    TunnelStatus,
 };
 
 /// Errors of the gateway's fallible operations.

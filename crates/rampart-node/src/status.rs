@@ -85,6 +85,30 @@ pub struct RaPoolStatus {
     pub releases: u64,
     /// Clients refused because every address was leased (INTERNAL_ADDRESS_FAILURE).
     pub exhausted_refusals: u64,
+    /// Load Sharing: this member's share of the prefix, the only addresses it hands out
+    /// fresh; `null` in high availability and standalone (the whole prefix). `size` and
+    /// `free` count the share.
+    #[serde(default)]
+    pub share: Option<RaShareStatus>,
+    /// Load Sharing: addresses other members lease (learned from their SAs), never handed
+    /// out here.
+    #[serde(default)]
+    pub reserved_elsewhere: u64,
+    /// Leases (adopted clients) and reservations outside the share; `in_use +
+    /// reserved_elsewhere + free == size + outside_share`.
+    #[serde(default)]
+    pub outside_share: u64,
+}
+
+/// A Load Sharing member's share of an Office Mode pool.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct RaShareStatus {
+    /// This member's position among the configured members sorted by id (from 0).
+    pub index: u32,
+    /// How many members share the pool.
+    pub of: u32,
+    /// The share as CIDR blocks, e.g. `["10.99.0.0/25"]`.
+    pub blocks: Vec<String>,
 }
 
 /// A client holding an address.
@@ -345,6 +369,13 @@ pub(crate) fn ra_status(gw: &crate::Gateway, now: std::time::Instant) -> Option<
                         allocations: ps.allocations,
                         releases: ps.releases + ps.expirations,
                         exhausted_refusals: ps.exhausted_refusals,
+                        share: gw.ike().ra_pool_share(id).map(|(s, blocks)| RaShareStatus {
+                            index: s.index,
+                            of: s.of,
+                            blocks: blocks.iter().map(ToString::to_string).collect(),
+                        }),
+                        reserved_elsewhere: wide(ps.reserved_elsewhere),
+                        outside_share: wide(ps.outside_share),
                     },
                     None => RaPoolStatus {
                         peer: p.name.clone(),

@@ -109,6 +109,23 @@ fn table(value: &Value) -> String {
             field(p, "releases"),
             field(p, "exhausted_refusals"),
         );
+        // Load Sharing: this member's share and the other members' leases it keeps free.
+        if let Some(share) = p.get("share").filter(|s| s.is_object()) {
+            let blocks: Vec<&str> = share
+                .get("blocks")
+                .and_then(Value::as_array)
+                .map(|b| b.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  share {} of {} ({})  reserved elsewhere {}  outside the share {}",
+                field(share, "index"),
+                field(share, "of"),
+                blocks.join(" "),
+                field(p, "reserved_elsewhere"),
+                field(p, "outside_share"),
+            );
+        }
     }
     if let Some(m) = value.get("mobike").filter(|m| m.is_object()) {
         let _ = writeln!(
@@ -198,6 +215,29 @@ mod tests {
         );
         let json = render(RaCommand::Status, true, &doc.to_string()).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&json).unwrap(), doc);
+    }
+
+    #[test]
+    fn load_sharing_share_line() {
+        let doc = serde_json::json!({
+            "pools": [{ "peer": "remote-access", "prefix": "10.99.0.0/24", "size": 127,
+                        "in_use": 2, "free": 126, "allocations": 1, "releases": 0,
+                        "exhausted_refusals": 0, "reserved_elsewhere": 1, "outside_share": 1,
+                        "share": { "index": 0, "of": 2, "blocks": ["10.99.0.0/25"] } },
+                      { "peer": "ha", "prefix": "10.98.0.0/24", "size": 254, "in_use": 0,
+                        "free": 254, "allocations": 0, "releases": 0,
+                        "exhausted_refusals": 0, "reserved_elsewhere": 0, "outside_share": 0,
+                        "share": null }],
+            "clients": []
+        });
+        let text = render(RaCommand::Status, false, &doc.to_string()).unwrap();
+        assert_eq!(
+            text,
+            "pool 10.99.0.0/24 (peer remote-access)  size 127  in use 2  free 126  allocations 1  releases 0  refused (exhausted) 0\n\
+             \x20 share 0 of 2 (10.99.0.0/25)  reserved elsewhere 1  outside the share 1\n\
+             pool 10.98.0.0/24 (peer ha)  size 254  in use 0  free 254  allocations 0  releases 0  refused (exhausted) 0\n\
+             clients  none connected\n"
+        );
     }
 
     #[test]

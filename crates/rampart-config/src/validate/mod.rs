@@ -138,6 +138,7 @@ pub(crate) fn validate(
     let cluster = v.cluster(&doc, &mut gateway, &tunnel.device);
     if let Some(cluster) = &cluster {
         v.cluster_peers(&doc, cluster, &peers);
+        v.ra_pool_shares(&doc, cluster, &peers);
         v.announce_table_vs_rim(&doc, cluster, rim.as_ref());
     }
     if v.sink.is_empty() {

@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use rampart_cluster::{ClusterConfig, ClusterMode};
 use rampart_ike::{ClientAuth, RaGateway, RemoteAccess};
-use rampart_lease::{Pool, PoolConfig, PoolError};
+use rampart_lease::{Pool, PoolConfig, PoolError, Share};
 
 use super::*;
 use crate::raw::{RawRaTcp, RawRaVisitor, RawRemoteAccess};
@@ -247,6 +248,46 @@ impl Validator<'_, '_> {
                     ADDRESS_FORM.to_string(),
                 );
                 None
+            }
+        }
+    }
+
+    /// Load Sharing: the Office Mode pool is split among the members (each hands out fresh
+    /// addresses only from its share: `B` = the member count rounded up to a power of two
+    /// equal blocks, member `i` of the members sorted by id owning blocks `i`, `i + n`, ...);
+    /// every member's share must hold a usable address.
+    pub(super) fn ra_pool_shares(
+        &mut self,
+        doc: &RawDocument,
+        cluster: &ClusterConfig,
+        peers: &[PeerPolicy],
+    ) {
+        if cluster.mode != ClusterMode::LoadSharing {
+            return;
+        }
+        let Ok(n) = u32::try_from(cluster.members.len()) else {
+            return;
+        };
+        for p in peers {
+            let RemoteAccess::Gateway(g) = &p.remote_access else {
+                continue;
+            };
+            let refused = (0..n).find_map(|i| {
+                Pool::<u8>::new(g.pool.clone())
+                    .and_then(|mut pool| pool.set_share(Some(Share::new(i, n)?)))
+                    .err()
+            });
+            if let Some(e) = refused {
+                let blocks = n.next_power_of_two();
+                self.error(
+                    ErrorKind::OutOfRange,
+                    doc.remote_access.value.pool.as_ref().and_then(span),
+                    "remote_access.pool",
+                    e.to_string(),
+                    format!(
+                        "a prefix whose {blocks} equal blocks (for the {n} load-sharing members) each hold at least one usable address (outside the network, broadcast and pool_exclude addresses)"
+                    ),
+                );
             }
         }
     }

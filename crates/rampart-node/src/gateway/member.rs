@@ -263,12 +263,17 @@ impl Gateway {
                 })
             }
             RecordKind::SaUpsert => codec::decode_sa(&r.body).map(|s| match c.ls.is_some() {
-                // Load Sharing: the sender owns it (it negotiated or adopted it).
-                true => c.replicas.upsert_owned(now, s, r.from),
+                // Load Sharing: the sender owns it (it negotiated or adopted it); its
+                // client's address is reserved here.
+                true => {
+                    self.replica_stored(&s);
+                    c.replicas.upsert_owned(now, s, r.from)
+                }
                 false => c.replicas.upsert(now, s),
             }),
             RecordKind::SaDelete => {
                 c.replicas.remove(IkeSaId(r.key));
+                self.release_replica_lease(IkeSaId(r.key));
                 Ok(())
             }
             RecordKind::EspCounters => codec::decode_esp(&r.body)
@@ -289,7 +294,10 @@ impl Gateway {
     fn apply_owned_sa(&mut self, now: Instant, c: &mut ClusterMember, key: u64, body: &[u8]) {
         let me = c.ls.as_ref().map_or(0, |ls| ls.me);
         match codec::decode_owned_sa(body) {
-            Ok((owner, snap)) if owner != me => c.replicas.upsert_owned(now, snap, owner),
+            Ok((owner, snap)) if owner != me => {
+                self.replica_stored(&snap);
+                c.replicas.upsert_owned(now, snap, owner)
+            }
             Ok(_) => {}
             Err(e) => self.log(
                 LogLevel::Warn,
@@ -660,6 +668,9 @@ impl Gateway {
                         ));
                     }
                     c.incoming.remove(&member);
+                    if c.ls.is_some() {
+                        self.sweep_replica_leases(&c.replicas);
+                    }
                     c.engine.full_sync_complete(now, member, seq);
                     self.log(
                         LogLevel::Info,

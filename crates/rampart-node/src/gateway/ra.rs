@@ -9,15 +9,26 @@
 //! by `LeaseReleased` (one entry per address: the pool never leases an address twice);
 //! `assigned[peer]` is the last `VirtualIp` of `peer` whose IKE SA (or the SA it was rekeyed
 //! into) is still up.
+//!
+//! Load Sharing (see `docs/remote-access.md`): each member hands out fresh addresses from its
+//! share of every pool (its position among the configured members sorted by id), and every
+//! replica SA (another member's) that holds a lease has that address reserved in this
+//! member's pool: reserved when the replica arrives or changes, unreserved when it goes,
+//! turned into a lease when this member adopts the SA. Invariant: after every record and
+//! full sync, the engine's remote leases are exactly the leases of the stored replicas.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use rampart_ike::{IkeSaId, PeerId, PeerPolicy, RemoteAccess, StreamRenewal};
+use rampart_cluster::{ClusterConfig, ClusterMode};
+use rampart_ike::{IkeSaId, PeerId, PeerPolicy, RaLeaseState, RemoteAccess, StreamRenewal};
+use rampart_lease::Share;
 use rampart_wire::ike::CfgReply;
 
 use super::Gateway;
+use crate::cluster::Replicas;
+use crate::{LogEvent, LogLevel, LogRecord, Output, SaSnapshot};
 
 /// One client holding an Office Mode address.
 #[derive(Debug, Clone)]
@@ -146,7 +157,91 @@ impl RaNode {
     }
 }
 
+/// Load Sharing: this member's share of the Office Mode pools, member `index` (its position
+/// among the configured members sorted by id) of all of them; `None` in high availability.
+pub(crate) fn lease_share(cc: &ClusterConfig) -> Option<Share> {
+    if cc.mode != ClusterMode::LoadSharing {
+        return None;
+    }
+    let mut ids: Vec<_> = cc.members.iter().map(|m| m.id).collect();
+    ids.sort_unstable();
+    let index = ids.iter().position(|&id| id == cc.member_id)?;
+    Share::new(u32::try_from(index).ok()?, u32::try_from(ids.len()).ok()?).ok()
+}
+
 impl Gateway {
+    fn ra_log(&mut self, level: LogLevel, message: String) {
+        self.outputs
+            .push_back(Output::Log(LogRecord::new(level, LogEvent::Other, message)));
+    }
+
+    /// Load Sharing: the pools hand out fresh addresses from this member's share only (set
+    /// once at start: cluster membership changes need a restart).
+    pub(super) fn apply_lease_share(&mut self) {
+        let Some(share) = self.config.cluster.as_ref().and_then(lease_share) else {
+            return;
+        };
+        for (peer, e) in self.ike.set_lease_share(Some(share)) {
+            let name = self
+                .ike
+                .peer(peer)
+                .map_or_else(String::new, |p| p.name.clone());
+            self.ra_log(
+                LogLevel::Error,
+                format!(
+                    "remote access: the pool of peer {name} hands out from the whole prefix: {e}"
+                ),
+            );
+        }
+    }
+
+    /// Load Sharing: replica `snap` (another member's SA) arrived or changed: its client's
+    /// address is reserved here; without a lease, a reservation it had goes. Its ids are
+    /// never handed out here either (they may carry this member's id from before a restart).
+    pub(super) fn replica_stored(&mut self, snap: &SaSnapshot) {
+        let st = &snap.ike;
+        self.ike.observe_ids(st);
+        self.reserve_lease_of(&st.peer_name, st.id, st.ra_lease.as_ref());
+    }
+
+    /// Load Sharing: IKE SA `id` of template peer `peer` is another member's; `lease` its
+    /// client's address, reserved here (`None`: a reservation it had goes).
+    pub(super) fn reserve_lease_of(
+        &mut self,
+        peer: &str,
+        id: IkeSaId,
+        lease: Option<&RaLeaseState>,
+    ) {
+        let Some(l) = lease else {
+            self.ike.release_remote_lease(id);
+            return;
+        };
+        if let Err(e) = self.ike.reserve_remote_lease(peer, id, l.address) {
+            self.ra_log(
+                LogLevel::Warn,
+                format!(
+                    "remote access: {} (client {}, IKE SA {:#x} of another member) not reserved: {e}",
+                    l.address, l.client, id.0
+                ),
+            );
+        }
+    }
+
+    /// Load Sharing: replica `id` is gone (deleted, or this member failed to adopt it).
+    pub(super) fn release_replica_lease(&mut self, id: IkeSaId) {
+        self.ike.release_remote_lease(id);
+    }
+
+    /// Load Sharing, after a full sync: reservations of SAs the snapshot no longer has go.
+    pub(super) fn sweep_replica_leases(&mut self, replicas: &Replicas) {
+        for (id, _) in self.ike.remote_leases() {
+            // Every stored replica has an adoption SPI: none means not stored.
+            if replicas.adoption_spi(id).is_none() {
+                self.ike.release_remote_lease(id);
+            }
+        }
+    }
+
     /// Remote-access client on a stream transport (RFC 9329 TCP or Visitor Mode TLS): the
     /// shell replaced the stream to the gateway with a new one (the old one was reset or went
     /// silent, e.g. after a cluster failover). Each client peer's established IKE SA sends an

@@ -697,8 +697,12 @@ impl Gateway {
     /// is forwarded. It negotiates nothing until it is back.
     fn ls_hand_over(&mut self, now: Instant, c: &mut ClusterMember) {
         let mut handed = 0;
+        let mut leased = Vec::new();
         for snap in self.export_all(now) {
             let id = snap.ike.id;
+            if let Some(l) = &snap.ike.ra_lease {
+                leased.push((snap.ike.peer_name.clone(), id, l.clone()));
+            }
             c.replicas.upsert(now, snap);
             let Some(spi) = c.replicas.adoption_spi(id) else {
                 continue;
@@ -709,6 +713,10 @@ impl Gateway {
         }
         for id in self.ike.sa_ids() {
             self.ike.forget_sa(id);
+        }
+        // Their clients' addresses are the new owners' leases now.
+        for (peer, id, lease) in &leased {
+            self.reserve_lease_of(peer, *id, Some(lease));
         }
         self.ike.set_passive(true);
         let (dataplane, mut control) = self.parts(now);
@@ -791,13 +799,17 @@ impl Gateway {
                         c.synced_sas.insert(new);
                     }
                 }
-                Err(e) => self.ls_log(
-                    LogLevel::Warn,
-                    format!(
-                        "cluster: adoption of IKE SA {:#x} (peer {peer}) of member {down} failed: {e}",
-                        id.0
-                    ),
-                ),
+                Err(e) => {
+                    // Gone here too: its address is nobody's now.
+                    self.release_replica_lease(id);
+                    self.ls_log(
+                        LogLevel::Warn,
+                        format!(
+                            "cluster: adoption of IKE SA {:#x} (peer {peer}) of member {down} failed: {e}",
+                            id.0
+                        ),
+                    )
+                }
             }
         }
         if adopted > 0 {
