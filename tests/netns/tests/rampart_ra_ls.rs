@@ -20,7 +20,7 @@
 //!   member 2. Each member owns (lists) its client's SA; the clients get distinct virtual IPs,
 //!   each inside its owner's share of the pool (`remote_access.pools[].share`: two members, the
 //!   pool split in halves, member 1 the lower), and each member reserves the other's lease
-//!   (`reserved_elsewhere`).
+//!   (`reserved_elsewhere`, `outside_share`; the pool's counters add up).
 //! - **(b) NAT rebinding**: during a TCP transfer through client 1's tunnel the NAT router
 //!   maps client 1 to a new source port that hashes to the other member (the SNAT rule changes
 //!   and the client's conntrack entries are deleted), and a host route on the inside router
@@ -355,6 +355,23 @@ fn pool(gw: &Gateway) -> Value {
         .unwrap_or(Value::Null)
 }
 
+/// The pool's accounting holds: every address of the share is free, leased or reserved, and
+/// the leases and reservations outside the share are counted apart
+/// (`in_use + reserved_elsewhere + free == size + outside_share`).
+#[track_caller]
+fn assert_pool_adds_up(id: u8, pool: &Value) {
+    let n = |key: &str| {
+        pool[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("member {id}: no {key} in the pool status {pool}"))
+    };
+    assert_eq!(
+        n("in_use") + n("reserved_elsewhere") + n("free"),
+        n("size") + n("outside_share"),
+        "member {id}'s pool does not add up: {pool}"
+    );
+}
+
 /// Whether `addr` lies in `prefix` (IPv4 `a.b.c.d/len`).
 fn in_prefix(addr: &str, prefix: &str) -> bool {
     let (Some((net, len)), Ok(a)) = (prefix.split_once('/'), addr.parse::<Ipv4Addr>()) else {
@@ -624,6 +641,14 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
         if let Err(e) = reserved {
             panic!("{e}: {}", pool(&b.gw));
         }
+        let p = pool(&b.gw);
+        assert_eq!(
+            (p["in_use"].as_u64(), p["outside_share"].as_u64()),
+            (Some(1), Some(1)),
+            "member {}: its own client in the share, the other's reservation outside: {p}",
+            b.id
+        );
+        assert_pool_adds_up(b.id, &p);
     }
     eprintln!(
         "{test}: (a) leases {vips:?} from the owners' shares ({:?} since the start)",
@@ -774,10 +799,15 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
     );
     let p = pool(survivor_gw);
     assert_eq!(
-        (p["in_use"].as_u64(), p["reserved_elsewhere"].as_u64()),
-        (Some(2), Some(0)),
-        "the adopted lease is the survivor's own now: {p}"
+        (
+            p["in_use"].as_u64(),
+            p["reserved_elsewhere"].as_u64(),
+            p["outside_share"].as_u64()
+        ),
+        (Some(2), Some(0), Some(1)),
+        "the adopted lease is the survivor's own now (outside its share): {p}"
     );
+    assert_pool_adds_up(survivor, &p);
     // Client 2 leaves: the survivor's only remote-access IKE SA is client 1's, with its SPIs.
     clients[1].process.stop();
     let shown = try_wait_until(
