@@ -32,7 +32,10 @@
 //!   owner dies (links down, `kill -9` of rampart and BIRD). The survivor adopts the SA; both
 //!   transfers complete byte-exact; client 1 keeps its virtual IP and IKE SA (never
 //!   reconnects), the survivor lists it with the same IKE SA id and, once client 2 has left,
-//!   shows its SPIs; the lease moved from a reservation to the survivor's own.
+//!   shows its SPIs; the lease moved from a reservation to the survivor's own. Each client's
+//!   longest pause after the kill is printed (`RA-LS-GAP`): a client whose inside traffic the
+//!   inside router hashed to the dead member waits for the OSPF dead interval (3 s) and TCP's
+//!   backoff, about 6 s; the adoption itself takes well under a second.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
