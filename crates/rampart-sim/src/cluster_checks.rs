@@ -39,6 +39,8 @@ pub(crate) enum Counter {
     UpdateRequests,
     UpdatesFound,
     Forwarded,
+    /// Inspected packets for a remote-access client forwarded to its SA's owner.
+    ForwardedToClients,
     SyncLost,
     /// Times a stream moved onto the link.
     SwitchedTo(usize),
@@ -60,6 +62,9 @@ impl Counter {
             Counter::UpdateRequests => "update request(s) sent".into(),
             Counter::UpdatesFound => "update request(s) answered found".into(),
             Counter::Forwarded => "packet(s) forwarded to their owner".into(),
+            Counter::ForwardedToClients => {
+                "packet(s) for a remote-access client forwarded to its SA's owner".into()
+            }
             Counter::SyncLost => "lost sync record(s)".into(),
             Counter::SwitchedTo(l) => format!("switch(es) of a delta stream onto sync link {l}"),
             Counter::LinkRecords(l) => format!("record(s) sent on sync link {l}"),
@@ -82,6 +87,11 @@ impl Counter {
             Counter::UpdateRequests => ur().map(|u| u.queries),
             Counter::UpdatesFound => ur().map(|u| u.found),
             Counter::Forwarded => status.load_sharing.as_ref().map(|l| l.forwarded_sent),
+            Counter::ForwardedToClients => gw
+                .engine
+                .as_ref()
+                .and_then(|e| e.load_sharing_stats())
+                .map(|l| l.forwarded_to_client),
             Counter::SyncLost => Some(sync.lost),
             Counter::SwitchedTo(l) => link(l).map(|k| k.switched_to),
             Counter::LinkRecords(l) => link(l).map(|k| k.records_sent),
@@ -122,6 +132,12 @@ impl ClusterCheck {
             ))
         } else if let Some(n) = a.forwarded_at_least {
             Some(ClusterCheck::Count(Counter::Forwarded, Bound::AtLeast, n))
+        } else if let Some(n) = a.forwarded_to_clients_at_least {
+            Some(ClusterCheck::Count(
+                Counter::ForwardedToClients,
+                Bound::AtLeast,
+                n,
+            ))
         } else if let (Some(n), false) = (a.sync_lost_at_most, a.nodes.is_empty()) {
             Some(ClusterCheck::Count(Counter::SyncLost, Bound::AtMost, n))
         } else if let Some(n) = a.sync_link_switched_to_at_least {

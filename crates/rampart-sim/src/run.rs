@@ -525,9 +525,37 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             });
             continue;
         }
+        if a.distinct_addresses {
+            if a.nodes.len() < 2 {
+                return Err(e(
+                    "`distinct_addresses` needs `nodes` (two clients or more)".into(),
+                ));
+            }
+            let members = a
+                .nodes
+                .iter()
+                .map(|n| client(n))
+                .collect::<Result<Vec<_>, _>>()?;
+            out.push(Check {
+                spec: a.clone(),
+                label: format!(
+                    "{} hold different virtual IPs at the end",
+                    a.nodes.join(", ")
+                ),
+                node: None,
+                transfer: None,
+                cluster: None,
+                members,
+                after,
+                within,
+                verdict: None,
+            });
+            continue;
+        }
         if !a.nodes.is_empty() {
             return Err(e(
-                "`nodes` is for the cluster checks (see docs/lab.md)".into()
+                "`nodes` is for the cluster checks and `distinct_addresses` (see docs/lab.md)"
+                    .into(),
             ));
         }
         let (label, node, transfer) = if let Some(t) = &a.transfer {
@@ -695,6 +723,16 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
                 Some(client(g)?),
                 None,
             )
+        } else if a.keeps_tunnel {
+            let g = a
+                .node
+                .as_ref()
+                .ok_or_else(|| e("`keeps_tunnel` needs `node` (a client)".into()))?;
+            (
+                format!("{g} keeps its first tunnel: one IKE SA, one virtual IP, to the end"),
+                Some(client(g)?),
+                None,
+            )
         } else if let Some(n) = a.rekeys_at_least {
             let g = a
                 .node
@@ -733,8 +771,8 @@ fn checks(sc: &Scenario, world: &World, plan: &Plan) -> Result<Vec<Check>, SimEr
             return Err(e(
                 "name what to check: transfer, tunnel, no_tunnel, log, no_log, transport, moved, rekeys_at_least, \
                  ike_fragments_at_least, no_esp_errors, no_drops, cluster_state, \
-                 sync_lost_at_most, full_syncs_at_least, mep_state, mep_chosen_at_least or \
-                 mep_chosen_at_most"
+                 sync_lost_at_most, full_syncs_at_least, mep_state, mep_chosen_at_least, \
+                 mep_chosen_at_most, keeps_tunnel, distinct_addresses or a cluster check"
                     .into(),
             ));
         };
@@ -862,6 +900,12 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
             };
             continue;
         }
+        if c.spec.distinct_addresses {
+            if end {
+                c.verdict = Some(distinct_addresses(world, &c.members));
+            }
+            continue;
+        }
         let Some(node) = c.node else { continue };
         if let Some(reason) = &c.spec.no_drops {
             let name = &world.nodes[node].name;
@@ -904,7 +948,11 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
             continue;
         }
         if let Kind::Client(cl) = &world.nodes[node].kind {
-            if let Some(want) = &c.spec.transport {
+            if c.spec.keeps_tunnel {
+                if end {
+                    c.verdict = Some(keeps_tunnel(cl));
+                }
+            } else if let Some(want) = &c.spec.transport {
                 let hit = cl
                     .connected
                     .iter()
@@ -1045,5 +1093,63 @@ fn decide(world: &World, checks: &mut [Check], end: bool) {
                 Verdict::Fail(format!("{} dropped", gw.esp_errors))
             });
         }
+    }
+}
+
+/// `keeps_tunnel`: the client got its address once, on one IKE SA, kept one virtual IP, and
+/// runs that IKE SA at the end.
+fn keeps_tunnel(cl: &crate::client::ClientNode) -> Verdict {
+    let secs = crate::units::secs;
+    let addresses: Vec<String> = cl
+        .addresses
+        .iter()
+        .map(|(t, a)| format!("{a} at {}", secs(*t)))
+        .collect();
+    let sa = |s: &(String, String)| format!("{}/{}", s.0, s.1);
+    match (cl.ike_sas.as_slice(), cl.addresses.as_slice(), cl.ike_sa()) {
+        ([first], [(_, addr)], Some(now)) if *first == now => {
+            Verdict::Pass(format!("IKE SA {}, address {addr}", sa(first)))
+        }
+        ([first], [_], Some(now)) => Verdict::Fail(format!(
+            "IKE SA {} at the address, {} at the end",
+            sa(first),
+            sa(&now)
+        )),
+        (_, _, None) => Verdict::Fail(format!(
+            "no IKE SA at the end; addresses: {}",
+            addresses.join(", ")
+        )),
+        (sas, _, Some(_)) => Verdict::Fail(format!(
+            "{} tunnel(s) got an address ({}), addresses: {}",
+            sas.len(),
+            sas.iter().map(sa).collect::<Vec<_>>().join(", "),
+            addresses.join(", ")
+        )),
+    }
+}
+
+/// `distinct_addresses`: every client of `clients` holds a virtual IP at the end, no two the
+/// same.
+fn distinct_addresses(world: &World, clients: &[usize]) -> Verdict {
+    let mut held: Vec<(String, Option<std::net::Ipv4Addr>)> = Vec::new();
+    for &n in clients {
+        if let Kind::Client(cl) = &world.nodes[n].kind {
+            held.push((world.nodes[n].name.clone(), cl.virtual_addr));
+        }
+    }
+    let text = held
+        .iter()
+        .map(|(name, a)| match a {
+            Some(a) => format!("{name} {a}"),
+            None => format!("{name} -"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let all: Vec<_> = held.iter().filter_map(|(_, a)| *a).collect();
+    let unique: std::collections::BTreeSet<_> = all.iter().collect();
+    if all.len() == held.len() && unique.len() == all.len() {
+        Verdict::Pass(text)
+    } else {
+        Verdict::Fail(text)
     }
 }

@@ -193,7 +193,8 @@ pub struct TransferSpec {
 /// One check. Exactly one of `transfer`, `tunnel`, `no_tunnel`, `log`, `no_log`,
 /// `rekeys_at_least`, `ike_fragments_at_least`, `no_esp_errors`, `no_drops`, `cluster_state`,
 /// `sync_lost_at_most`, `full_syncs_at_least`, `mep_state`, `mep_chosen_at_least`,
-/// `mep_chosen_at_most` names what is checked.
+/// `mep_chosen_at_most`, `keeps_tunnel`, `distinct_addresses` or a cluster check names what
+/// is checked.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AssertSpec {
@@ -283,6 +284,18 @@ pub struct AssertSpec {
     pub updates_found_at_least: Option<u64>,
     /// Packets the members forwarded to the owner of their flow or SA, summed, at least.
     pub forwarded_at_least: Option<u64>,
+    /// Of those, inspected packets for a remote-access client's virtual IP, forwarded to the
+    /// member that owns the client's SA (`forwarded_to_client`), summed, at least.
+    pub forwarded_to_clients_at_least: Option<u64>,
+    /// The client `node` kept its first tunnel to the end: one address assignment, one
+    /// virtual IP, and the IKE SA it runs at the end is the one it got the address on (no
+    /// reconnect, no new IKE SA). Decided at the end of the run.
+    #[serde(default)]
+    pub keeps_tunnel: bool,
+    /// The client machines `nodes` each hold a virtual IP at the end, all different (the
+    /// cluster's members never handed one address to two clients).
+    #[serde(default)]
+    pub distinct_addresses: bool,
     /// With `sync_link_switched_to_at_least` / `sync_link_records_at_least`: the sync link
     /// (0 is `address`, 1 the first of `extra_addresses`).
     pub sync_link: Option<usize>,

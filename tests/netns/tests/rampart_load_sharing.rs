@@ -308,7 +308,30 @@ fn ls_kill9_keeps_every_connection(test: &str, case: LoadCase) {
     let owner = home_of_esp_spi(before.children[0].1);
     eprintln!("{test}: the tunnel belongs to member {owner} ({before:?})");
     assert!((1..=3).contains(&owner), "SPI without a member: {before:?}");
-    ping(&topo.host, &REMOTE_HOST.to_string(), 3).unwrap();
+    if wan {
+        // Over a lossy sync link the first echo's hold may time out and be released before
+        // the owner has its record (then its answer can be dropped as out of state, a loss
+        // the design allows: the hold's timeout policy is `release`); the tunnel is shown to
+        // work by any echo answered. The connections below must all survive.
+        let out = topo
+            .host
+            .try_exec(&[
+                "ping",
+                "-n",
+                "-q",
+                "-c",
+                "5",
+                "-i",
+                "0.2",
+                "-W",
+                "2",
+                &REMOTE_HOST.to_string(),
+            ])
+            .unwrap_or_else(|e| panic!("ping: {e}"));
+        assert!(!out.contains(" 0 received"), "no echo answered: {out}");
+    } else {
+        ping(&topo.host, &REMOTE_HOST.to_string(), 3).unwrap();
+    }
 
     let trace = FlowTrace {
         base_port: FLOW_BASE,

@@ -2,6 +2,7 @@
 //! ([`SaSnapshot`]) with the instant it arrived, updated by the tunnels' counters.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use rampart_esp::{InboundState, OutboundState};
@@ -11,9 +12,11 @@ use rampart_cluster::MemberId;
 
 use crate::SaSnapshot;
 
-/// Invariant: `child_to_sa`, `by_esp_spi`, `by_ike_spi` and `by_peer` name exactly the
-/// stored snapshots (their CHILD SAs, their CHILD SAs' inbound SPIs, both IKE SPIs, and per
-/// peer name one of its SAs, the last stored).
+/// Invariant: `child_to_sa`, `by_esp_spi`, `by_ike_spi`, `by_peer` and `by_lease` name exactly
+/// the stored snapshots (their CHILD SAs, their CHILD SAs' inbound SPIs, both IKE SPIs, per
+/// peer name one of its SAs, the last stored, and per Office Mode address one SA that carries
+/// it as its lease, the last stored); every entry names a stored SA, so the owner found
+/// through any index is that SA's owner now.
 #[derive(Default)]
 pub(crate) struct Replicas {
     sas: BTreeMap<IkeSaId, Replica>,
@@ -21,6 +24,9 @@ pub(crate) struct Replicas {
     by_esp_spi: HashMap<u32, IkeSaId>,
     by_ike_spi: HashMap<u64, IkeSaId>,
     by_peer: HashMap<String, IkeSaId>,
+    /// A remote-access client's virtual IP (its SA's lease) -> that SA: inside traffic to the
+    /// client goes to the member that owns it.
+    by_lease: HashMap<IpAddr, IkeSaId>,
 }
 
 struct Replica {
@@ -53,6 +59,9 @@ impl Replicas {
         self.by_ike_spi.insert(snapshot.ike.spi_i, id);
         self.by_ike_spi.insert(snapshot.ike.spi_r, id);
         self.by_peer.insert(snapshot.ike.peer_name.clone(), id);
+        if let Some(lease) = &snapshot.ike.ra_lease {
+            self.by_lease.insert(lease.address, id);
+        }
         self.sas.insert(
             id,
             Replica {
@@ -93,6 +102,21 @@ impl Replicas {
                 }
             }
         }
+        if let Some(addr) = old.snap.ike.ra_lease.as_ref().map(|l| l.address) {
+            if self.by_lease.get(&addr) == Some(&id) {
+                // Another SA with the same address, if any (a client that reconnected before
+                // its old SA was removed), takes its place.
+                let other = self
+                    .sas
+                    .iter()
+                    .find(|(_, r)| r.snap.ike.ra_lease.as_ref().map(|l| l.address) == Some(addr))
+                    .map(|(other, _)| *other);
+                match other {
+                    Some(other) => self.by_lease.insert(addr, other),
+                    None => self.by_lease.remove(&addr),
+                };
+            }
+        }
         Some(old)
     }
 
@@ -120,6 +144,7 @@ impl Replicas {
         self.by_esp_spi.clear();
         self.by_ike_spi.clear();
         self.by_peer.clear();
+        self.by_lease.clear();
     }
 
     /// Every stored SA aged to `now` (its relative times moved by the time since it arrived).
@@ -165,6 +190,13 @@ impl Replicas {
     pub fn owner_of_peer(&self, peer: &str) -> Option<MemberId> {
         let id = self.by_peer.get(peer)?;
         Some(self.sas.get(id)?.owner)
+    }
+
+    /// The IKE SA and owner of the remote-access client whose virtual IP (Office Mode lease)
+    /// is `addr`.
+    pub fn by_lease(&self, addr: IpAddr) -> Option<(IkeSaId, MemberId)> {
+        let id = *self.by_lease.get(&addr)?;
+        Some((id, self.sas.get(&id)?.owner))
     }
 
     /// The SAs `owner` owns.

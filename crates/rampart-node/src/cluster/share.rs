@@ -62,6 +62,10 @@ pub struct LoadSharingStats {
     pub answered_found: u64,
     pub answered_unknown: u64,
     pub forwarded_out: ForwardCounts,
+    /// Of `forwarded_out.inspected`: cleartext for a remote-access client's virtual IP whose
+    /// SA another member owns, forwarded to that member (found by the packet's destination).
+    #[serde(default)]
+    pub forwarded_to_client: u64,
     pub forwarded_in: ForwardCounts,
     /// Forwarded packets this member could not handle (malformed, no SA any more).
     pub forwarded_in_dropped: u64,

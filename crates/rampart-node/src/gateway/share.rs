@@ -16,7 +16,8 @@
 //!   or adopted it; every member keeps the others' SAs as replicas with their owner (the
 //!   sender of the last `SaUpsert`). ESP and IKE of an SA owned elsewhere are forwarded there
 //!   unchanged; inspected cleartext for a tunnel owned elsewhere is forwarded there and sealed
-//!   without inspecting it again; a new IKE_SA_INIT is answered where it arrives. When a
+//!   without inspecting it again (for a remote-access template, whose clients' SAs are on any
+//!   member, the owner of the SA whose Office Mode lease is the packet's destination); a new IKE_SA_INIT is answered where it arrives. When a
 //!   member goes down, the rendezvous owner of each of its SAs among the survivors imports it
 //!   (like a high-availability takeover, `takeover_margin` on the sequence numbers) and
 //!   announces it with an `SaUpsert`. A member that leaves the members up alive (admin
@@ -43,7 +44,7 @@ use rampart_cluster::{
     Resolution, UpdateOutcome,
 };
 use rampart_config::StartAction;
-use rampart_ike::{Ike, PeerId};
+use rampart_ike::{Ike, PeerId, RemoteAccess};
 use rampart_wire::ip::PacketInfo;
 
 use super::{peer_policies, Gateway};
@@ -136,10 +137,22 @@ pub(super) fn offer(
             }
         },
         LsOffer::Inspected { peer } => {
-            let Some(name) = ike.peer(peer).map(|p| p.name.as_str()) else {
+            let Some(policy) = ike.peer(peer) else {
                 return false;
             };
-            let Some(owner) = c.replicas.owner_of_peer(name) else {
+            // A remote-access template has one SA per client, on any member: the owner is
+            // the one of the client whose virtual IP the packet goes to. A site-to-site peer
+            // has its SA (and its rekeyed successors) on one member.
+            let ra_client = matches!(policy.remote_access, RemoteAccess::Gateway(_));
+            let owner = if ra_client {
+                let Ok(info) = PacketInfo::parse(packet) else {
+                    return false;
+                };
+                c.replicas.by_lease(info.dst).map(|(_, owner)| owner)
+            } else {
+                c.replicas.owner_of_peer(&policy.name)
+            };
+            let Some(owner) = owner else {
                 return false;
             };
             if owner == ls.me || !c.engine.members_up().contains(owner) {
@@ -154,6 +167,7 @@ pub(super) fn offer(
                 packet,
             );
             ls.stats.forwarded_out.inspected += 1;
+            ls.stats.forwarded_to_client += u64::from(ra_client);
             // Inspected here: it counts in this member's share.
             ls.count(packet.len());
             true

@@ -178,6 +178,11 @@ pub struct ClientNode {
     pub virtual_addr: Option<Ipv4Addr>,
     /// Every tunnel that got its address: when, and over which transport.
     pub connected: Vec<(Duration, &'static str)>,
+    /// Every Office Mode address the inner host was given, in order, with when.
+    pub addresses: Vec<(Duration, Ipv4Addr)>,
+    /// The IKE SA (initiator and responder SPIs, hex) of every tunnel that got its address,
+    /// in the order of `connected`.
+    pub ike_sas: Vec<(String, String)>,
     /// Moves of the outside address, and how each ended: (when, "roamed" or "reconnect").
     pub moves: Vec<(Duration, String)>,
     /// The tunnel MTU the engine reported last (`Output::TunnelMtu`).
@@ -268,6 +273,8 @@ impl ClientNode {
             backoff: Duration::from_secs(1),
             virtual_addr: None,
             connected: Vec::new(),
+            addresses: Vec::new(),
+            ike_sas: Vec::new(),
             moves: Vec::new(),
             tunnel_mtu: None,
             reattaches: Vec::new(),
@@ -280,6 +287,14 @@ impl ClientNode {
     /// A packet for this machine (reassembled).
     pub fn receive(&mut self, packet: Vec<u8>) {
         self.inbox.push(packet);
+    }
+
+    /// The IKE SA of the running session (initiator and responder SPIs, hex), if it has one.
+    pub fn ike_sa(&self) -> Option<(String, String)> {
+        match &self.phase {
+            Phase::Running(s) => ike_sa_of(&s.engine, self.base_hint + self.now_hint),
+            _ => None,
+        }
     }
 
     /// The transport of the running session, if any.
@@ -778,6 +793,8 @@ impl ClientNode {
                 now.saturating_sub(s.started).as_millis()
             ));
             self.connected.push((now, transport));
+            let sa = ike_sa_of(&s.engine, self.base_hint + now);
+            self.ike_sas.push(sa.unwrap_or_default());
             self.entry_connected(now, fx);
         }
         self.connected_once = true;
@@ -785,6 +802,7 @@ impl ClientNode {
         if self.virtual_addr != Some(addr) {
             self.inner.set_address(Some(addr));
             self.virtual_addr = Some(addr);
+            self.addresses.push((now, addr));
         }
         for p in std::mem::take(&mut self.pending) {
             self.inner.start_sender(p.transfer, p.remote, p.via, p.rng);
@@ -1333,4 +1351,11 @@ fn probe_request(spi: u64, rng: &mut Rng) -> Vec<u8> {
         rng.fill(&mut r[n - 32..]);
     }
     r
+}
+
+/// The IKE SA of the client engine's gateway peer: (initiator SPI, responder SPI) in hex.
+fn ike_sa_of(engine: &Gateway, now: Instant) -> Option<(String, String)> {
+    let status = engine.status(now);
+    let sa = status.peers.iter().find_map(|p| p.ike_sa.as_ref())?;
+    Some((sa.spi_i.clone(), sa.spi_r.clone()))
 }
