@@ -15,7 +15,8 @@
 //! ipproto udp sport P dport D`) and has the NAT router map each client to a port of its
 //! choosing: deterministic placement through the real ECMP.
 //!
-//! One topology, three cases in order (one BIRD convergence for all):
+//! `ra_ls_leases_nat_rebinding_and_kill9_of_the_owner`: two members, one topology, three cases
+//! in order (one BIRD convergence for all):
 //! - **(a) leases**: client 1's IKE_SA_INIT and NAT-T traffic hash to member 1, client 2's to
 //!   member 2. Each member owns (lists) its client's SA; the clients get distinct virtual IPs,
 //!   each inside its owner's share of the pool (`remote_access.pools[].share`: two members, the
@@ -36,6 +37,11 @@
 //!   longest pause after the kill is printed (`RA-LS-GAP`): a client whose inside traffic the
 //!   inside router hashed to the dead member waits for the OSPF dead interval (3 s) and TCP's
 //!   backoff, about 6 s; the adoption itself takes well under a second.
+//!
+//! `ra_ls_three_members_shares_and_inside_traffic_to_each_owner`: three members, a client on
+//! each: the shares of three (quarters, the fourth to member 1), and the inside traffic for
+//! each client sent by the inside router to a member that holds the replicas of two other
+//! owners' clients: it reaches the owner of that very address.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
@@ -62,17 +68,23 @@ use rampart_netns_tests::{
 
 /// The Office Mode pool, cluster-wide.
 const POOL: &str = "10.99.0.0/24";
-/// Each member's share of [`POOL`]: two members, next_power_of_two(2) = 2 blocks, member index
-/// by sorted member id (docs: "Office Mode pools in Load Sharing").
-const SHARES: [(u8, &str); 2] = [(1, "10.99.0.0/25"), (2, "10.99.0.128/25")];
-const USERS: [(&str, &str); 2] = [
+/// Each member's share of [`POOL`] (docs/remote-access.md, "Load Sharing: the pool split among
+/// the members"): B = next_power_of_two(n) blocks, members indexed by sorted id, member `i`
+/// owns blocks `i, i + n, ...`. Two members: halves; three: quarters, the fourth to member 1.
+const SHARES_OF_2: [&[&str]; 2] = [&["10.99.0.0/25"], &["10.99.0.128/25"]];
+const SHARES_OF_3: [&[&str]; 3] = [
+    &["10.99.0.0/26", "10.99.0.192/26"],
+    &["10.99.0.64/26"],
+    &["10.99.0.128/26"],
+];
+const USERS: [(&str, &str); 3] = [
     ("alice", "correct horse battery staple"),
     ("bob", "tr0ub4dor and then some"),
+    ("carol", "a third password, also long"),
 ];
-/// Client 1 is the topology's remote host; client 2 sits on a second home LAN of the NAT router.
+/// Client 1 is the topology's remote host; client `n + 1` sits on home LAN `n` of the NAT
+/// router ([`home_lan`]).
 const CLIENT1: Ipv4Addr = REMOTE_HOST;
-const HOME2_ROUTER: Ipv4Addr = Ipv4Addr::new(10, 2, 1, 1);
-const CLIENT2: Ipv4Addr = Ipv4Addr::new(10, 2, 1, 10);
 /// The NAT router's nftables table.
 const NAT_TABLE: &str = "rans_nat";
 /// Where the search for SNAT ports starts.
@@ -138,8 +150,9 @@ fn start_member(topo: &LsTopology, pki: &Pki, users: &Path, id: u8) -> MemberBox
     cfg.status_socket = dir.join(format!("{label}.sock"));
     cfg.domain = vec![LOCAL_DOMAIN.into()];
     cfg.extra.push('\n');
+    let count = topo.ids().len() as u8;
     cfg.extra
-        .push_str(&LsClusterToml::new(2, id, topo.sync_links).to_toml());
+        .push_str(&LsClusterToml::new(count, id, topo.sync_links).to_toml());
     let gw = Gateway::start(topo.member(id), &dir, &label, &cfg);
     let bird = Bird::start(
         topo.member(id),
@@ -387,13 +400,160 @@ fn in_prefix(addr: &str, prefix: &str) -> bool {
     u32::from(a) & mask == u32::from(net) & mask
 }
 
-/// The share of member `id` in [`SHARES`].
-fn share(id: u8) -> &'static str {
-    SHARES
+/// The share of member `id` (1..) among `count` members.
+#[track_caller]
+fn share(count: usize, id: u8) -> &'static [&'static str] {
+    let table: &[&[&str]] = match count {
+        2 => &SHARES_OF_2,
+        3 => &SHARES_OF_3,
+        _ => panic!("no shares for {count} members"),
+    };
+    table[usize::from(id) - 1]
+}
+
+/// Home LAN `n` (1..) of the NAT router, with one client host `10.2.<n>.10` in its own
+/// namespace; returns the namespace and the host's address.
+#[track_caller]
+fn home_lan(topo: &LsTopology, n: u8) -> (Netns, Ipv4Addr) {
+    let router = Ipv4Addr::new(10, 2, n, 1);
+    let host = Ipv4Addr::new(10, 2, n, 10);
+    let ns = Netns::new(&format!("c{}", n + 1));
+    veth(
+        &topo.peer,
+        &format!("lan{n}"),
+        &[&format!("{router}/24")],
+        &ns,
+        "eth0",
+        &[&format!("{host}/24")],
+    );
+    ns.route(&format!("default via {router}"));
+    (ns, host)
+}
+
+/// The CA and the gateway certificate (SANs: [`GW_ID`] and the VIP).
+fn issue_pki(topo: &LsTopology) -> Pki {
+    let pki = Pki::init(&topo.daemon_dir("pki"), "ecdsa-p256");
+    pki.issue(
+        "vpn",
+        &format!("dns:{GW_ID},ip:{WAN_VIP}"),
+        "ecdsa-p256",
+        false,
+    );
+    pki
+}
+
+/// Starts every member and waits until they are in sync and both routers route over all of
+/// them.
+fn start_cluster(test: &str, topo: &LsTopology, pki: &Pki, started: Instant) -> Vec<MemberBox> {
+    let users = topo.dir.file("users.toml");
+    write_users_file(&users, &USERS);
+    let ids = topo.ids();
+    let mut boxes: Vec<MemberBox> = ids
         .iter()
-        .find(|(m, _)| *m == id)
-        .map(|(_, s)| *s)
-        .unwrap_or_else(|| panic!("no share for member {id}"))
+        .map(|&id| start_member(topo, pki, &users, id))
+        .collect();
+    let took = wait_members_up(&mut boxes, &ids, Duration::from_secs(60));
+    eprintln!("{test}: members up and in sync after {took:?}");
+    let took = wait_routes(topo, &ids, Duration::from_secs(40));
+    eprintln!(
+        "{test}: VIP and pool routed over every member {took:?} later ({:?} since the start)",
+        started.elapsed()
+    );
+    boxes
+}
+
+/// Client `i` (0..) is user `USERS[i]` in `ns`: a UDP-only profile towards the VIP.
+fn start_client(topo: &LsTopology, pki: &Pki, i: usize, ns: &Netns, addr: Ipv4Addr) -> Client {
+    let (user, password) = USERS[i];
+    let dir = topo.daemon_dir(&format!("client{}", i + 1));
+    let state_dir = dir.join("state");
+    let mut p = ProfileToml::eap(pki, &state_dir, user, password);
+    p.gateway = WAN_VIP.to_string();
+    p.transports = vec!["udp".into()];
+    Client {
+        user,
+        addr,
+        state_dir,
+        process: RampartClient::start(ns, &dir, &p),
+    }
+}
+
+/// Case (a) for any number of members: client `i` leaves the NAT router from `ports[i]`,
+/// chosen so that its IKE_SA_INIT and NAT-T traffic hash to member `i + 1`. Waits until every
+/// client is connected and checks: member `i + 1` owns client `i`'s SA and knows its mapping;
+/// the addresses are distinct, each in its owner's share; each member's pool shows its share,
+/// holds its own client and reserves the others' leases, and adds up. Returns the addresses.
+fn check_placement(
+    test: &str,
+    boxes: &[MemberBox],
+    clients: &mut [Client],
+    ports: &[u16],
+    started: Instant,
+) -> Vec<String> {
+    let count = boxes.len();
+    let mut vips = Vec::new();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let status = c.process.wait_connected(Duration::from_secs(30));
+        assert_eq!(transport(&status).as_deref(), Some("udp"), "{status}");
+        let vip = virtual_ip(&status).expect("virtual IP in the client status");
+        let (owner, l) = owner_of(boxes, c.user);
+        let port = ports[i];
+        eprintln!(
+            "{test}: {} ({}) got {vip}, owned by member {owner}: {l:?}",
+            c.user, c.addr
+        );
+        assert_eq!(
+            usize::from(owner),
+            i + 1,
+            "{}'s IKE_SA_INIT from port {port} should have been hashed to member {} (does the \
+             client send from a connected socket now? see ecmp_member)",
+            c.user,
+            i + 1
+        );
+        assert_eq!(l.address, vip, "{}: member and client disagree", c.user);
+        assert_eq!(l.remote, format!("{PEER_WAN}:{port}"), "{}", c.user);
+        let blocks = share(count, owner);
+        assert!(
+            blocks.iter().any(|b| in_prefix(&vip, b)),
+            "{}'s address {vip} is not in member {owner}'s share {blocks:?}: {}",
+            c.user,
+            pool(&boxes[usize::from(owner) - 1].gw)
+        );
+        assert!(!vips.contains(&vip), "{vip} leased twice: {vips:?}");
+        vips.push(vip);
+    }
+    let others = (count - 1) as u64;
+    for b in boxes {
+        let index = usize::from(b.id) - 1;
+        let p = pool(&b.gw);
+        assert_eq!(
+            p["share"],
+            json!({"index": index, "of": count, "blocks": share(count, b.id)}),
+            "member {}'s pool: {p}",
+            b.id
+        );
+        let reserved = try_wait_until(
+            Duration::from_secs(5),
+            &format!("member {} reserving the other members' leases", b.id),
+            || pool(&b.gw)["reserved_elsewhere"].as_u64() == Some(others),
+        );
+        if let Err(e) = reserved {
+            panic!("{e}: {}", pool(&b.gw));
+        }
+        let p = pool(&b.gw);
+        assert_eq!(
+            (p["in_use"].as_u64(), p["outside_share"].as_u64()),
+            (Some(1), Some(others)),
+            "member {}: its own client in the share, the others' reservations outside: {p}",
+            b.id
+        );
+        assert_pool_adds_up(b.id, &p);
+    }
+    eprintln!(
+        "{test}: (a) leases {vips:?} from the owners' shares ({:?} since the start)",
+        started.elapsed()
+    );
+    vips
 }
 
 /// The IKE SA SPIs (initiator, responder) the client's own node reports on its status socket
@@ -539,124 +699,21 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
     let started = Instant::now();
     // Flows are hashed by their ports: a client's NAT source port picks its member.
     topo.rout.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
-    let home2 = Netns::new("c2");
-    veth(
-        &topo.peer,
-        "lan1",
-        &[&format!("{HOME2_ROUTER}/24")],
-        &home2,
-        "eth0",
-        &[&format!("{CLIENT2}/24")],
-    );
-    home2.route(&format!("default via {HOME2_ROUTER}"));
-
-    let pki = Pki::init(&topo.daemon_dir("pki"), "ecdsa-p256");
-    pki.issue(
-        "vpn",
-        &format!("dns:{GW_ID},ip:{WAN_VIP}"),
-        "ecdsa-p256",
-        false,
-    );
-    let users = topo.dir.file("users.toml");
-    write_users_file(&users, &USERS);
-    let mut boxes: Vec<MemberBox> = topo
-        .ids()
-        .into_iter()
-        .map(|id| start_member(&topo, &pki, &users, id))
-        .collect();
-    let took = wait_members_up(&mut boxes, &[1, 2], Duration::from_secs(60));
-    eprintln!("{test}: members up and in sync after {took:?}");
-    let took = wait_routes(&topo, &[1, 2], Duration::from_secs(40));
-    eprintln!(
-        "{test}: VIP and pool routed over both members {took:?} later ({:?} since the start)",
-        started.elapsed()
-    );
+    let (home2, client2) = home_lan(&topo, 1);
+    let pki = issue_pki(&topo);
+    let mut boxes = start_cluster(test, &topo, &pki, started);
 
     // (a) Client i: IKE_SA_INIT and NAT-T traffic hashed to member i.
     let p1 = port_towards(&topo, &[(IKE_PORT, 1), (NAT_T_PORT, 1)], SNAT_BASE, &[]);
     let p2 = port_towards(&topo, &[(IKE_PORT, 2), (NAT_T_PORT, 2)], SNAT_BASE, &[p1]);
     eprintln!("{test}: NAT source ports: client 1 {p1} (member 1), client 2 {p2} (member 2)");
-    set_nat(&topo, &[(CLIENT1, p1), (CLIENT2, p2)]);
-    let mut clients: Vec<Client> = [(0, &topo.remote_host, CLIENT1), (1, &home2, CLIENT2)]
-        .into_iter()
-        .map(|(i, ns, addr)| {
-            let (user, password) = USERS[i];
-            let dir = topo.daemon_dir(&format!("client{}", i + 1));
-            let state_dir = dir.join("state");
-            let mut p = ProfileToml::eap(&pki, &state_dir, user, password);
-            p.gateway = WAN_VIP.to_string();
-            p.transports = vec!["udp".into()];
-            Client {
-                user,
-                addr,
-                state_dir,
-                process: RampartClient::start(ns, &dir, &p),
-            }
-        })
-        .collect();
-    let mut vips = Vec::new();
-    let mut owners = Vec::new();
-    for (i, c) in clients.iter_mut().enumerate() {
-        let status = c.process.wait_connected(Duration::from_secs(30));
-        assert_eq!(transport(&status).as_deref(), Some("udp"), "{status}");
-        let vip = virtual_ip(&status).expect("virtual IP in the client status");
-        let (owner, l) = owner_of(&boxes, c.user);
-        let port = [p1, p2][i];
-        eprintln!(
-            "{test}: {} ({}) got {vip}, owned by member {owner}: {l:?}",
-            c.user, c.addr
-        );
-        assert_eq!(
-            owner,
-            (i + 1) as u8,
-            "{}'s IKE_SA_INIT from port {port} should have been hashed to member {} (does the \
-             client send from a connected socket now? see ecmp_member)",
-            c.user,
-            i + 1
-        );
-        assert_eq!(l.address, vip, "{}: member and client disagree", c.user);
-        assert_eq!(l.remote, format!("{PEER_WAN}:{port}"), "{}", c.user);
-        assert!(
-            in_prefix(&vip, share(owner)),
-            "{}'s address {vip} is not in member {owner}'s share {}: {}",
-            c.user,
-            share(owner),
-            pool(&boxes[usize::from(owner) - 1].gw)
-        );
-        vips.push(vip);
-        owners.push(owner);
-    }
-    assert_ne!(vips[0], vips[1], "two clients, one address");
-    for b in &boxes {
-        let index = usize::from(b.id) - 1;
-        let p = pool(&b.gw);
-        assert_eq!(
-            p["share"],
-            json!({"index": index, "of": 2, "blocks": [share(b.id)]}),
-            "member {}'s pool: {p}",
-            b.id
-        );
-        let reserved = try_wait_until(
-            Duration::from_secs(5),
-            &format!("member {} reserving the other member's lease", b.id),
-            || pool(&b.gw)["reserved_elsewhere"].as_u64() == Some(1),
-        );
-        if let Err(e) = reserved {
-            panic!("{e}: {}", pool(&b.gw));
-        }
-        let p = pool(&b.gw);
-        assert_eq!(
-            (p["in_use"].as_u64(), p["outside_share"].as_u64()),
-            (Some(1), Some(1)),
-            "member {}: its own client in the share, the other's reservation outside: {p}",
-            b.id
-        );
-        assert_pool_adds_up(b.id, &p);
-    }
-    eprintln!(
-        "{test}: (a) leases {vips:?} from the owners' shares ({:?} since the start)",
-        started.elapsed()
-    );
+    set_nat(&topo, &[(CLIENT1, p1), (client2, p2)]);
+    let mut clients = vec![
+        start_client(&topo, &pki, 0, &topo.remote_host, CLIENT1),
+        start_client(&topo, &pki, 1, &home2, client2),
+    ];
+    let vips = check_placement(test, &boxes, &mut clients, &[p1, p2], started);
+    let owners: Vec<u8> = vec![1, 2];
 
     // (b) Client 1's NAT mapping moves, to a port that hashes to the other member.
     let (owner1, before) = owner_of(&boxes, clients[0].user);
@@ -672,7 +729,7 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
     let other_before = Forwarding::of(&boxes[usize::from(other) - 1].gw);
     let owner_before = Forwarding::of(&boxes[usize::from(owner1) - 1].gw);
     let (transfer, total) = start_transfer(&topo, &topo.remote_host, 5001, 8);
-    set_nat(&topo, &[(CLIENT1, p1b), (CLIENT2, p2)]);
+    set_nat(&topo, &[(CLIENT1, p1b), (client2, p2)]);
     topo.peer
         .exec(&["conntrack", "-D", "-p", "udp", "-s", &CLIENT1.to_string()]);
     let rebound = Instant::now();
@@ -833,5 +890,95 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
         assert!(b.gw.is_running(), "member {} exited:\n{}", b.id, b.gw.log());
     }
     clients[0].process.stop();
+    eprintln!("{test}: done in {:?}", started.elapsed());
+}
+
+/// Three members, a client on each (placed by its NAT source port): the pool split in
+/// quarters with the fourth to member 1, three distinct addresses from three shares. Then the
+/// inside router sends the traffic for each client's address to the next member (a host route
+/// each), a member that holds the replicas of two other members' clients: each forwards what
+/// it gets to the owner of that very address (`forwarded_to_client`), and a transfer through
+/// every client completes byte-exact.
+#[test]
+fn ra_ls_three_members_shares_and_inside_traffic_to_each_owner() {
+    let test = "ra-ls3";
+    if skip_unless_root(test) {
+        return;
+    }
+    require_tools(&["ip", "nft", "conntrack", BIRD, BIRDC]);
+    let topo = LsTopology::new(test, 3, 1);
+    let started = Instant::now();
+    topo.rout.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
+    let homes: Vec<(Netns, Ipv4Addr)> = (1..=2).map(|n| home_lan(&topo, n)).collect();
+    let pki = issue_pki(&topo);
+    let boxes = start_cluster(test, &topo, &pki, started);
+
+    let mut ports: Vec<u16> = Vec::new();
+    for id in topo.ids() {
+        let port = port_towards(
+            &topo,
+            &[(IKE_PORT, id), (NAT_T_PORT, id)],
+            SNAT_BASE,
+            &ports,
+        );
+        ports.push(port);
+    }
+    let hosts: Vec<(&Netns, Ipv4Addr)> = std::iter::once((&topo.remote_host, CLIENT1))
+        .chain(homes.iter().map(|(ns, a)| (ns, *a)))
+        .collect();
+    let maps: Vec<(Ipv4Addr, u16)> = hosts.iter().map(|(_, a)| *a).zip(ports.clone()).collect();
+    eprintln!("{test}: NAT source ports (client, port) {maps:?}, client i on member i");
+    set_nat(&topo, &maps);
+    let mut clients: Vec<Client> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, (ns, addr))| start_client(&topo, &pki, i, ns, *addr))
+        .collect();
+    let vips = check_placement(test, &boxes, &mut clients, &ports, started);
+
+    // Client i's inside traffic enters at member i + 2 (wrapping), never its owner.
+    let entry = |owner: u8| owner % 3 + 1;
+    for (i, vip) in vips.iter().enumerate() {
+        let owner = (i + 1) as u8;
+        topo.rin.ip(&format!(
+            "route add {vip}/32 via {}",
+            member_in(entry(owner))
+        ));
+    }
+    let before: Vec<Forwarding> = boxes.iter().map(|b| Forwarding::of(&b.gw)).collect();
+    let transfers: Vec<(RunningTransfer, u64)> = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, (ns, _))| start_transfer(&topo, ns, 5001 + i as u16, 4))
+        .collect();
+    for ((t, total), c) in transfers.into_iter().zip(&clients) {
+        let report = t
+            .finish()
+            .unwrap_or_else(|e| panic!("{}'s transfer: {e}\n{}", c.user, c.process.log()));
+        assert!(
+            report.intact() && report.received == total,
+            "{}: {report:?}",
+            c.user
+        );
+    }
+    for (b, before) in boxes.iter().zip(before) {
+        let f = Forwarding::of(&b.gw).since(before);
+        eprintln!("{test}: member {}: {f:?}", b.id);
+        // Member b forwards the inside traffic of the client it is the entry of, and receives
+        // that of its own client from the member before it. The upload's ACKs are few: the
+        // owner writes the client's data to its TUN device in coalesced batches.
+        assert!(
+            f.to_client >= 20 && f.inspected_in >= 20,
+            "member {} did not forward to / receive from the owners: {f:?}",
+            b.id
+        );
+    }
+    for (c, vip) in clients.iter().zip(&vips) {
+        let (now, reconnects) = vip_and_reconnects(c);
+        assert_eq!((&now, reconnects), (vip, 0), "{}", c.user);
+    }
+    for b in &boxes {
+        assert!(!b.dead);
+    }
     eprintln!("{test}: done in {:?}", started.elapsed());
 }
