@@ -911,7 +911,7 @@ fn ra_ls_three_members_shares_and_inside_traffic_to_each_owner() {
     topo.rout.sysctl("net.ipv4.fib_multipath_hash_policy", "1");
     let homes: Vec<(Netns, Ipv4Addr)> = (1..=2).map(|n| home_lan(&topo, n)).collect();
     let pki = issue_pki(&topo);
-    let boxes = start_cluster(test, &topo, &pki, started);
+    let mut boxes = start_cluster(test, &topo, &pki, started);
 
     let mut ports: Vec<u16> = Vec::new();
     for id in topo.ids() {
@@ -977,8 +977,8 @@ fn ra_ls_three_members_shares_and_inside_traffic_to_each_owner() {
         let (now, reconnects) = vip_and_reconnects(c);
         assert_eq!((&now, reconnects), (vip, 0), "{}", c.user);
     }
-    for b in &boxes {
-        assert!(!b.dead);
+    for b in boxes.iter_mut() {
+        assert!(b.gw.is_running(), "member {} exited:\n{}", b.id, b.gw.log());
     }
     eprintln!("{test}: done in {:?}", started.elapsed());
 }
