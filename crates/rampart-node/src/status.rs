@@ -37,6 +37,11 @@ pub struct GatewayStatus {
     /// The cluster's sync counters (`None` without `[cluster]`).
     #[serde(default)]
     pub sync: Option<rampart_cluster::SyncStats>,
+    /// IKE SAs (with their CHILD SAs) this member holds as replicas of other members' SAs,
+    /// ready to continue them (`None` without `[cluster]`): on a standby, every SA the active
+    /// member synced; in Load Sharing, every other member's.
+    #[serde(default)]
+    pub replicated_sas: Option<u64>,
     /// Multiple Entry Points: groups, entry points, probe responder (`None` when the gateway
     /// neither probes nor answers probes). Serialised only: a client reads it from the JSON
     /// document (`rampart_mep::MepStatus` is not deserialisable).
@@ -329,6 +334,7 @@ pub(crate) fn build(gw: &crate::Gateway, now: std::time::Instant) -> GatewayStat
         icmp: IcmpCounters::default(),
         cluster: gw.cluster_status(now).map(|(c, _)| c),
         sync: gw.cluster_status(now).map(|(_, s)| s),
+        replicated_sas: gw.cluster_status(now).map(|_| gw.replica_count() as u64),
         mep: gw.mep().status(now),
         remote_access: ra_status(gw, now),
     }

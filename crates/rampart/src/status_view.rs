@@ -251,6 +251,9 @@ pub fn cluster_section(document: &serde_json::Value) -> String {
         if let Some(m) = &member {
             ls_view::member_counters(&mut out, m);
         }
+        if let Some(n) = document.get("replicated_sas").and_then(|v| v.as_u64()) {
+            let _ = write!(out, "\nreplicated IKE SAs {n}");
+        }
     }
     if let Some(s) = &sync {
         out.push('\n');
@@ -706,8 +709,10 @@ cluster hq  high-availability  member 2  active (member 1 dead)  failovers 1
             "name": "gw",
             "cluster": two_members(),
             "sync": SyncStats { records_sent: 9, ..Default::default() },
+            "replicated_sas": 4,
         });
         let text = cluster_section(&doc);
+        assert!(text.contains("\nreplicated IKE SAs 4"), "{text}");
         assert!(
             text.starts_with("\ncluster hq  high-availability  member 2"),
             "{text}"
@@ -762,6 +767,7 @@ cluster hq  high-availability  member 2  active (member 1 dead)  failovers 1
             mep: None,
             remote_access: None,
             sync: None,
+            replicated_sas: None,
         };
         let text = render(&status);
         assert!(text.starts_with("gateway gw  up 5s  peers 1\n"), "{text}");

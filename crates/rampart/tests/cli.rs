@@ -269,6 +269,7 @@ fn sample_status() -> GatewayStatus {
         mep: None,
         remote_access: None,
         sync: None,
+        replicated_sas: None,
     }
 }
 

@@ -261,8 +261,14 @@ fn cluster_case(test: &str, kind: Kind) {
         .into_iter()
         .find(|(c, _, _)| c == USER)
         .expect("the client on m1");
-    // The lease and the SA reach the standby by the delta stream.
-    std::thread::sleep(Duration::from_millis(500));
+    // The SA (with its lease) reaches the standby by the delta stream.
+    wait_until(Duration::from_secs(10), "m2 holds the client's SA", || {
+        m2.status_from_socket()
+            .ok()
+            .and_then(|s| s["replicated_sas"].as_u64())
+            .unwrap_or(0)
+            >= 1
+    });
 
     let mut spec = TransferSpec::megabytes(24);
     spec.rate = Some(4 * 1024 * 1024);

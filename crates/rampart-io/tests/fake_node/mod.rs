@@ -189,6 +189,7 @@ impl Node for FakeNode {
             icmp: Default::default(),
             cluster: None,
             sync: None,
+            replicated_sas: None,
             mep: None,
             remote_access: None,
         };
