@@ -540,6 +540,8 @@ fn a_client_that_reconnects_at_the_other_member_keeps_its_address() {
             .sum()
     };
     assert_eq!(holders(&t), 1);
+    let tunnels = |t: &Net, m: usize| t.nodes[m].status(t.now).peers[0].tunnels.len();
+    assert_eq!(tunnels(&t, 0), 1);
 
     // The laptop crashes (its engine goes silent) and comes back through member 1.
     t.up[a] = false;
@@ -566,6 +568,12 @@ fn a_client_that_reconnects_at_the_other_member_keeps_its_address() {
     assert_ne!(new[0].1, old[0].1);
     // Member 0 deleted its SA, said so, counted it, and reserves x for member 1.
     assert!(t.leases(0).is_empty(), "{:?}", t.leases(0));
+    assert_eq!(
+        tunnels(&t, 0),
+        0,
+        "the old SA's CHILD SA is gone from member 0's data plane"
+    );
+    assert_eq!(tunnels(&t, 1), 1);
     let line = format!(
         "remote access: clients.example moved to member 2 with {x}; IKE SA {:#x} deleted here",
         old[0].1
