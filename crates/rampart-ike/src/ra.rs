@@ -58,6 +58,9 @@ pub(crate) struct HeldLease {
 pub(crate) struct RemoteLease {
     pub peer: String,
     pub address: IpAddr,
+    /// The authenticated identity of that member's client: a client of the same identity
+    /// that reconnects here with INITIAL_CONTACT may take the address over.
+    pub client: String,
 }
 
 /// The Office Mode pools of an engine, one per `RemoteAccess::Gateway` peer.
@@ -317,16 +320,19 @@ impl Ike {
         Some((pool.share()?, pool.share_blocks()))
     }
 
-    /// Load Sharing: another member leases `address` to the client of its IKE SA `ike_sa`
-    /// (a replica) from the pool of template peer `peer` (by name): this member never hands
-    /// it out. Remembered for a pool added later; a second call for the same SA moves the
-    /// reservation. Refused by the pool when this member leases the address itself (the
-    /// lease here stays, both members hold it: logged) or it is not in the pool.
+    /// Load Sharing: another member leases `address` to `client` (the authenticated identity)
+    /// of its IKE SA `ike_sa` (a replica) from the pool of template peer `peer` (by name):
+    /// this member never hands it out, except to a client of the same identity that
+    /// reconnects here with INITIAL_CONTACT asking for it (the client moved). Remembered for
+    /// a pool added later; a second call for the same SA moves the reservation. Refused by
+    /// the pool when this member leases the address itself (the lease here stays, both
+    /// members hold it: logged; see [`Ike::ra_client_moved`]) or it is not in the pool.
     pub fn reserve_remote_lease(
         &mut self,
         peer: &str,
         ike_sa: IkeSaId,
         address: IpAddr,
+        client: &str,
     ) -> Result<(), ReserveError> {
         if let Some(old) = self.ra.remote.get(&ike_sa).filter(|r| r.peer != peer) {
             let old_peer = old.peer.clone();
@@ -337,6 +343,7 @@ impl Ike {
             RemoteLease {
                 peer: peer.to_owned(),
                 address,
+                client: client.to_owned(),
             },
         );
         let Some(pool) = self
@@ -424,8 +431,10 @@ impl Ike {
     }
 
     /// Leases an address to IKE SA `id` of `peer` for `client` (`prefer`: the one it asks
-    /// for, granted when free). `None`: the pool is exhausted
-    /// (or missing); `PoolExhausted` was reported.
+    /// for, granted when free; `initial_contact`: the IKE_AUTH carried INITIAL_CONTACT, so
+    /// another member's reservation of `prefer` for the same client identity is granted too,
+    /// see [`Ike::take_moved_reservation`]). `None`: the pool is exhausted (or missing);
+    /// `PoolExhausted` was reported.
     pub(crate) fn lease_address(
         &mut self,
         now: Instant,
@@ -433,11 +442,19 @@ impl Ike {
         peer: PeerId,
         client: &str,
         prefer: Option<IpAddr>,
+        initial_contact: bool,
     ) -> Option<IpAddr> {
-        let got = self.ra.pools.get_mut(&peer).map(|p| match prefer {
-            Some(a) => p.allocate_preferred(id, a, now),
-            None => p.allocate(id, now),
-        });
+        let moved = match prefer {
+            Some(a) if initial_contact => self.take_moved_reservation(now, id, peer, client, a),
+            _ => None,
+        };
+        let got = match moved {
+            Some(l) => Some(Ok(l)),
+            None => self.ra.pools.get_mut(&peer).map(|p| match prefer {
+                Some(a) => p.allocate_preferred(id, a, now),
+                None => p.allocate(id, now),
+            }),
+        };
         let lease = match got {
             Some(Ok(l)) => l,
             Some(Err(e)) => {
@@ -469,6 +486,96 @@ impl Ike {
             renew_at: now + half,
         });
         Some(address)
+    }
+
+    /// Load Sharing, INITIAL_CONTACT across members: `client` reconnected here (new IKE SA
+    /// `id`, INITIAL_CONTACT, asking for `address`) while `address` is reserved for another
+    /// member's SA of the same identity and the same template `peer`: the client moved, it
+    /// gave that SA up. The reservation becomes this SA's lease. The other member's entry
+    /// stays among the remote leases, unreserved (as when both members lease one address),
+    /// until its replica goes: that member deletes its SA when it sees this one's replica
+    /// ([`Ike::ra_client_moved`]). `None` (nothing changed) when no such reservation exists,
+    /// e.g. another identity's: that is never taken.
+    fn take_moved_reservation(
+        &mut self,
+        now: Instant,
+        id: IkeSaId,
+        peer: PeerId,
+        client: &str,
+        address: IpAddr,
+    ) -> Option<Lease<IkeSaId>> {
+        let name = self.peers.get(peer)?.name.clone();
+        let pool = self.ra.pools.get_mut(&peer)?;
+        if pool.lease_of(&id).is_some() {
+            return None;
+        }
+        let (theirs, _) = self.ra.remote.iter().find(|(sa, r)| {
+            r.peer == name
+                && r.address == address
+                && r.client == client
+                && !self.ra.unreserved.contains(sa)
+                && pool.reservation_of(sa) == Some(address)
+        })?;
+        let theirs = *theirs;
+        pool.unreserve_key(&theirs);
+        match pool.claim(id, address, now) {
+            Ok(lease) => {
+                self.ra.unreserved.insert(theirs);
+                tracing::info!(ike_sa = id.0, client, %address, other_sa = theirs.0, "remote access: INITIAL_CONTACT: the client moved here from another member; its address follows it");
+                Some(lease)
+            }
+            Err(e) => {
+                // Not expected (the address was reserved, so neither leased nor excluded):
+                // put the reservation back and allocate as usual.
+                if let Err(re) = pool.reserve(theirs, address) {
+                    self.ra.unreserved.insert(theirs);
+                    tracing::warn!(
+                        other_sa = theirs.0,
+                        "remote access: reservation not restored: {re}"
+                    );
+                }
+                tracing::warn!(
+                    ike_sa = id.0,
+                    client,
+                    "remote access: moved client's address not taken: {e}"
+                );
+                None
+            }
+        }
+    }
+
+    /// Load Sharing, INITIAL_CONTACT across members: another member's SA `theirs` (a replica
+    /// just stored) leases `address` of template `peer` (by name) to `client`. When one of
+    /// this member's own SAs leases that address to the same identity, the client has moved
+    /// to the other member (it reconnected there with INITIAL_CONTACT and got its address
+    /// back): that SA is removed here without a Delete (the client abandoned it; `IkeSaDown`
+    /// with `DeletedByPeer`, as for INITIAL_CONTACT on one gateway). Call it before
+    /// [`Ike::reserve_remote_lease`] of `theirs`, which then reserves the address (called
+    /// after, the refused reservation is retried at once when the lease here goes). Returns
+    /// the removed SA's id. A different identity leasing the address here is a conflict:
+    /// nothing is removed (`None`).
+    pub fn ra_client_moved(
+        &mut self,
+        peer: &str,
+        theirs: IkeSaId,
+        address: IpAddr,
+        client: &str,
+    ) -> Option<IkeSaId> {
+        let pool = self.peer_by_name(peer)?;
+        let mine = self
+            .sas
+            .values()
+            .find(|sa| {
+                sa.id != theirs
+                    && sa.lease.as_ref().is_some_and(|h| {
+                        h.pool == pool && h.lease.address == address && h.client == client
+                    })
+            })?
+            .id;
+        tracing::info!(ike_sa = mine.0, client, %address, other_sa = theirs.0, "remote access: the client moved to another member; IKE SA deleted here");
+        self.remove_sa(mine, Some(crate::event::DownReason::DeletedByPeer));
+        self.refresh_timers();
+        Some(mine)
     }
 
     /// An imported SA (another member's) continues with its client's address: taken from our

@@ -72,6 +72,10 @@ pub struct RaStatus {
     /// `updates_refused` (gateway side).
     #[serde(default)]
     pub mobike: rampart_ike::MobikeStats,
+    /// Load Sharing: IKE SAs of this member deleted because their client reconnected at
+    /// another member (INITIAL_CONTACT, same identity) and took its address along.
+    #[serde(default)]
+    pub moved_to_other_member: u64,
 }
 
 /// An Office Mode pool.
@@ -439,6 +443,7 @@ pub(crate) fn ra_status(gw: &crate::Gateway, now: std::time::Instant) -> Option<
     }
     status.path_mtu = gw.dataplane().path_mtu_status();
     status.mobike = gw.ike().mobike_stats();
+    status.moved_to_other_member = ra.moved_to_other_member;
     any.then_some(status)
 }
 

@@ -2,7 +2,9 @@
 //! clients that reach different members get distinct addresses, each from its member's share
 //! of the pool; each member reserves the other's leases (`reserved_elsewhere`); when a member
 //! dies the survivor adopts its clients' SAs with their addresses, and a member that restarts
-//! learns every lease from its full sync before it hands out any.
+//! learns every lease from its full sync before it hands out any. A client that reconnects
+//! at the other member (new IKE SA, INITIAL_CONTACT, asking for its address) keeps its address;
+//! the member it left deletes its old SA and reserves the address.
 //!
 //! The harness plays the routers: datagrams from a client to the virtual address reach the
 //! member the test routes that client to (the other one while it is down); cluster datagrams
@@ -64,7 +66,7 @@ name = "remote-access"
 local_address = "{VIP}"
 remote_address = "any"
 local_id = "@gw.example"
-remote_id = "@clients.example"
+remote_id = "%any"
 psk = "0123456789abcdef0123456789abcdef"
 remote_domain = ["{POOL}"]
 liveness_interval = "2s"
@@ -91,8 +93,8 @@ liveness_interval = "2s"
     c
 }
 
-/// A remote-access client at `addr` (full tunnel), connecting at once.
-fn client_config(name: &str, addr: &str) -> rampart_config::GatewayConfig {
+/// A remote-access client at `addr` (full tunnel) authenticating as `id`, connecting at once.
+fn client_config_as(name: &str, addr: &str, id: &str) -> rampart_config::GatewayConfig {
     let text = format!(
         r#"
 [gateway]
@@ -111,7 +113,7 @@ domain = ["10.98.0.0/24"]
 name = "office"
 local_address = "{addr}"
 remote_address = "{VIP}"
-local_id = "@clients.example"
+local_id = "{id}"
 remote_id = "@gw.example"
 psk = "0123456789abcdef0123456789abcdef"
 remote_domain = ["10.1.0.0/24"]
@@ -178,9 +180,14 @@ impl Net {
 
     /// A client at `addr` whose datagrams to the virtual address reach member `via`.
     fn add_client(&mut self, name: &str, addr: &str, via: usize) -> usize {
+        self.add_client_as(name, addr, via, "@clients.example")
+    }
+
+    /// [`Net::add_client`] authenticating as `id`.
+    fn add_client_as(&mut self, name: &str, addr: &str, via: usize, id: &str) -> usize {
         let seed = 40 + self.nodes.len() as u8;
         let gw = Gateway::new(
-            client_config(name, addr),
+            client_config_as(name, addr, id),
             self.now,
             Rng::from_seed([seed; 32]),
         )
@@ -506,4 +513,106 @@ fn a_member_that_leaves_alive_hands_its_leases_over_and_keeps_them_reserved() {
         "{vc} in member 1's share"
     );
     assert_eq!(t.pool(0).reserved_elsewhere, 1);
+}
+
+/// INITIAL_CONTACT across members: alice's client loses its state and reconnects with a new
+/// IKE SA through member 1 (another entry point), asking for the address member 0 leased it.
+/// Member 1 grants it (same identity as member 0's lease), member 0 deletes its old SA and
+/// reserves the address; no member ever leases it twice, and another identity asking for it
+/// gets a fresh address.
+#[test]
+fn a_client_that_reconnects_at_the_other_member_keeps_its_address() {
+    let mut t = Net::new();
+    let a = t.add_client("alice", "192.0.2.11", 0);
+    t.run_for(Duration::from_secs(5));
+    let x = t.virtual_ip(a).expect("alice has an address");
+    let old = t.leases(0);
+    assert_eq!(old.iter().map(|l| l.0).collect::<Vec<_>>(), vec![x]);
+    assert_eq!(t.pool(1).reserved_elsewhere, 1);
+    // How many members lease x now, each at most once.
+    let holders = |t: &Net| -> usize {
+        (0..2)
+            .map(|m| {
+                let n = t.leases(m).iter().filter(|l| l.0 == x).count();
+                assert!(n <= 1, "member {m} leases {x} {n} times");
+                n
+            })
+            .sum()
+    };
+    assert_eq!(holders(&t), 1);
+    let tunnels = |t: &Net, m: usize| t.nodes[m].status(t.now).peers[0].tunnels.len();
+    assert_eq!(tunnels(&t, 0), 1);
+
+    // The laptop crashes (its engine goes silent) and comes back through member 1.
+    t.up[a] = false;
+    let a2 = t.add_client("alice-again", "192.0.2.21", 1);
+    let std::net::IpAddr::V4(x4) = x else {
+        panic!("IPv4 pool")
+    };
+    t.nodes[a2].prefer_virtual_address(x4);
+    for _ in 0..50 {
+        t.run_for(Duration::from_millis(100));
+        assert!(holders(&t) <= 1, "{:?}\n{:?}", t.leases(0), t.leases(1));
+    }
+    assert_eq!(
+        t.virtual_ip(a2),
+        Some(x),
+        "{:?}\n{:?}",
+        t.logs[1],
+        t.logs[a2]
+    );
+    assert!(t.client_sa(a2).is_some());
+    assert_eq!(holders(&t), 1);
+    let new = t.leases(1);
+    assert_eq!(new.iter().map(|l| l.0).collect::<Vec<_>>(), vec![x]);
+    assert_ne!(new[0].1, old[0].1);
+    // Member 0 deleted its SA, said so, counted it, and reserves x for member 1.
+    assert!(t.leases(0).is_empty(), "{:?}", t.leases(0));
+    assert_eq!(
+        tunnels(&t, 0),
+        0,
+        "the old SA's CHILD SA is gone from member 0's data plane"
+    );
+    assert_eq!(tunnels(&t, 1), 1);
+    let line = format!(
+        "remote access: clients.example moved to member 2 with {x}; IKE SA {:#x} deleted here",
+        old[0].1
+    );
+    assert!(t.logs[0].contains(&line), "{line} in {:?}", t.logs[0]);
+    let ra0 = t.nodes[0].ra_status(t.now).unwrap();
+    assert_eq!(ra0.moved_to_other_member, 1);
+    let json = serde_json::to_value(&ra0).unwrap();
+    assert_eq!(json["moved_to_other_member"], 1);
+    let p = t.pool(0);
+    assert_eq!(
+        (p.in_use, p.reserved_elsewhere, p.outside_share, p.free),
+        (0, 1, 0, 126),
+        "{p:?}"
+    );
+    // Member 1 leases it (outside its share) and reserves nothing: the old SA's replica went.
+    let p = t.pool(1);
+    assert_eq!(
+        (p.in_use, p.reserved_elsewhere, p.outside_share, p.free),
+        (1, 0, 1, 127),
+        "{p:?}"
+    );
+    assert_eq!(
+        t.nodes[1].ra_status(t.now).unwrap().moved_to_other_member,
+        0
+    );
+
+    // Another identity asking for x through member 0 (which reserves it) gets a fresh one.
+    let m = t.add_client_as("mallory", "192.0.2.31", 0, "@other.example");
+    t.nodes[m].prefer_virtual_address(x4);
+    t.run_for(Duration::from_secs(5));
+    let vm = t.virtual_ip(m).expect("mallory has an address");
+    assert_ne!(vm, x);
+    assert!(in_blocks(vm, t.pool(0).share.as_ref().unwrap()), "{vm}");
+    assert_eq!(holders(&t), 1);
+    assert_eq!(t.leases(1).iter().map(|l| l.0).collect::<Vec<_>>(), vec![x]);
+    assert_eq!(t.virtual_ip(a2), Some(x));
+    assert_eq!(
+        t.nodes[0].ra_status(t.now).unwrap().moved_to_other_member,
+        1
+    );
 }

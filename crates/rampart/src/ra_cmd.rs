@@ -127,6 +127,14 @@ fn table(value: &Value) -> String {
             );
         }
     }
+    // Load Sharing: clients that reconnected at another member and took their address along.
+    if let Some(n) = value
+        .get("moved_to_other_member")
+        .and_then(Value::as_u64)
+        .filter(|&n| n > 0)
+    {
+        let _ = writeln!(out, "moved to another member  {n}");
+    }
     if let Some(m) = value.get("mobike").filter(|m| m.is_object()) {
         let _ = writeln!(
             out,
@@ -238,6 +246,16 @@ mod tests {
              pool 10.98.0.0/24 (peer ha)  size 254  in use 0  free 254  allocations 0  releases 0  refused (exhausted) 0\n\
              clients  none connected\n"
         );
+    }
+
+    #[test]
+    fn moved_to_other_member_line_only_when_some_moved() {
+        let doc = serde_json::json!({ "pools": [], "clients": [], "moved_to_other_member": 2 });
+        let text = render(RaCommand::Status, false, &doc.to_string()).unwrap();
+        assert!(text.contains("moved to another member  2\n"), "{text}");
+        let doc = serde_json::json!({ "pools": [], "clients": [], "moved_to_other_member": 0 });
+        let text = render(RaCommand::Status, false, &doc.to_string()).unwrap();
+        assert!(!text.contains("moved to another member"), "{text}");
     }
 
     #[test]

@@ -346,10 +346,11 @@ impl Ike {
             RemoteAccess::Gateway(g) => Some(g.clone()),
             _ => None,
         };
+        let initial_contact = msg::find_notify(p, n::INITIAL_CONTACT).is_some();
         if gw.is_some() {
             sa.ra_client = Some(client.clone());
             // A reconnecting client: its stale SAs (and their addresses) go first.
-            if msg::find_notify(p, n::INITIAL_CONTACT).is_some() {
+            if initial_contact {
                 self.initial_contact(now, id);
             }
         }
@@ -363,7 +364,7 @@ impl Ike {
                     (_, Ask::Prefer(n)) => Some(IpAddr::V6(n.addr())),
                     _ => None,
                 };
-                match self.lease_address(now, id, peer, &client, prefer) {
+                match self.lease_address(now, id, peer, &client, prefer, initial_contact) {
                     Some(a) => address = Some(a),
                     None => refused = true,
                 }
@@ -441,7 +442,7 @@ impl Ike {
             tracing::debug!("IKE_AUTH response failed: {e}");
             return;
         }
-        if gw.is_none() && msg::find_notify(p, n::INITIAL_CONTACT).is_some() {
+        if gw.is_none() && initial_contact {
             self.initial_contact(now, id);
         }
         self.established(now, id);

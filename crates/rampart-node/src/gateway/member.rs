@@ -266,7 +266,7 @@ impl Gateway {
                 // Load Sharing: the sender owns it (it negotiated or adopted it); its
                 // client's address is reserved here.
                 true => {
-                    self.replica_stored(&s);
+                    self.replica_stored(&s, r.from);
                     c.replicas.upsert_owned(now, s, r.from)
                 }
                 false => c.replicas.upsert(now, s),
@@ -295,7 +295,7 @@ impl Gateway {
         let me = c.ls.as_ref().map_or(0, |ls| ls.me);
         match codec::decode_owned_sa(body) {
             Ok((owner, snap)) if owner != me => {
-                self.replica_stored(&snap);
+                self.replica_stored(&snap, owner);
                 c.replicas.upsert_owned(now, snap, owner)
             }
             Ok(_) => {}

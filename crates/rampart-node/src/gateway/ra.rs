@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::time::Instant;
 
-use rampart_cluster::{ClusterConfig, ClusterMode};
+use rampart_cluster::{ClusterConfig, ClusterMode, MemberId};
 use rampart_ike::{IkeSaId, PeerId, PeerPolicy, RaLeaseState, RemoteAccess, StreamRenewal};
 use rampart_lease::Share;
 use rampart_wire::ike::CfgReply;
@@ -62,6 +62,9 @@ pub(crate) struct RaNode {
     /// Client peers: the newest IKE SA that came up (an IKE SA rekey moves the assignment
     /// to it: the engine reports the new SA up before the old one down).
     pub newest: HashMap<PeerId, IkeSaId>,
+    /// Load Sharing: IKE SAs of this member deleted because their client reconnected at
+    /// another member with INITIAL_CONTACT and took its address along.
+    pub moved_to_other_member: u64,
 }
 
 /// Whether `p` is a remote-access client peer.
@@ -195,12 +198,31 @@ impl Gateway {
         }
     }
 
-    /// Load Sharing: replica `snap` (another member's SA) arrived or changed: its client's
-    /// address is reserved here; without a lease, a reservation it had goes. Its ids are
-    /// never handed out here either (they may carry this member's id from before a restart).
-    pub(super) fn replica_stored(&mut self, snap: &SaSnapshot) {
+    /// Load Sharing: replica `snap` (an SA of member `owner`) arrived or changed: its
+    /// client's address is reserved here; without a lease, a reservation it had goes. Its ids
+    /// are never handed out here either (they may carry this member's id from before a
+    /// restart). When one of this member's own SAs leases that address to the same client
+    /// identity, the client has moved to `owner` (INITIAL_CONTACT there): the SA here is
+    /// deleted and the address becomes the reservation (see `Ike::ra_client_moved`).
+    pub(super) fn replica_stored(&mut self, snap: &SaSnapshot, owner: MemberId) {
         let st = &snap.ike;
         self.ike.observe_ids(st);
+        // The move first: the address is then reserved below, not refused as a conflict.
+        if let Some(l) = &st.ra_lease {
+            if let Some(mine) = self
+                .ike
+                .ra_client_moved(&st.peer_name, st.id, l.address, &l.client)
+            {
+                self.ra.moved_to_other_member += 1;
+                self.ra_log(
+                    LogLevel::Info,
+                    format!(
+                        "remote access: {} moved to member {owner} with {}; IKE SA {:#x} deleted here",
+                        l.client, l.address, mine.0
+                    ),
+                );
+            }
+        }
         self.reserve_lease_of(&st.peer_name, st.id, st.ra_lease.as_ref());
     }
 
@@ -216,7 +238,10 @@ impl Gateway {
             self.ike.release_remote_lease(id);
             return;
         };
-        if let Err(e) = self.ike.reserve_remote_lease(peer, id, l.address) {
+        if let Err(e) = self
+            .ike
+            .reserve_remote_lease(peer, id, l.address, &l.client)
+        {
             self.ra_log(
                 LogLevel::Warn,
                 format!(
