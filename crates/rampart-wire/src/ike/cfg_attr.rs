@@ -16,13 +16,16 @@
 //! An empty value asks for the attribute in a CFG_REQUEST and acknowledges it in a CFG_ACK; in
 //! a CFG_REPLY or CFG_SET it carries nothing and is rejected. Netmasks must be contiguous.
 //! Attribute types this module does not know are kept as [`CfgAttr::Other`] by the
-//! per-attribute decoder and ignored by [`CfgRequest`] and [`CfgReply`], as RFC 7296 asks.
+//! per-attribute decoder and ignored by [`CfgRequest`] and [`CfgReply`], as RFC 7296 asks,
+//! except Rampart's private-use RAMPART_ENTRY_POINTS ([`super::cfg_entry_points`]): a
+//! malformed value of it is left out of the [`CfgReply`] (the rest of the reply stands).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use ipnet::{Ipv4Net, Ipv6Net};
 use thiserror::Error;
 
+use super::cfg_entry_points::EntryPointList;
 use super::payload::{cfg, ConfigPayload};
 
 /// Why a configuration attribute or payload was rejected.
@@ -43,6 +46,9 @@ pub enum CfgError {
     /// An INTERNAL_DNS_DOMAIN value that is not a domain name in presentation format.
     #[error("INTERNAL_DNS_DOMAIN is not a domain name: {0}")]
     DomainName(&'static str),
+    /// A malformed RAMPART_ENTRY_POINTS value (see `cfg_entry_points`).
+    #[error("RAMPART_ENTRY_POINTS: {0}")]
+    EntryPoints(&'static str),
     /// A payload of another CFG type than the message expects.
     #[error("configuration payload type {got}, expected {expected}")]
     CfgType { got: u8, expected: u8 },
@@ -278,6 +284,8 @@ pub struct CfgRequest {
     pub ip6_subnet: bool,
     /// INTERNAL_DNS_DOMAIN (empty in the request: "tell me your split-DNS domains").
     pub dns_domains: bool,
+    /// RAMPART_ENTRY_POINTS (empty: "tell me your entry points").
+    pub entry_points: bool,
 }
 
 impl CfgRequest {
@@ -308,6 +316,7 @@ impl CfgRequest {
                 cfg::INTERNAL_IP4_SUBNET => r.ip4_subnet = true,
                 cfg::INTERNAL_IP6_SUBNET => r.ip6_subnet = true,
                 cfg::INTERNAL_DNS_DOMAIN => r.dns_domains = true,
+                cfg::RAMPART_ENTRY_POINTS => r.entry_points = true,
                 _ => {}
             }
         }
@@ -335,6 +344,7 @@ impl CfgRequest {
             (self.ip4_subnet, cfg::INTERNAL_IP4_SUBNET),
             (self.ip6_subnet, cfg::INTERNAL_IP6_SUBNET),
             (self.dns_domains, cfg::INTERNAL_DNS_DOMAIN),
+            (self.entry_points, cfg::RAMPART_ENTRY_POINTS),
         ] {
             if asked {
                 attrs.push((kind, Vec::new()));
@@ -360,6 +370,8 @@ pub struct CfgReply {
     pub ip6_dns: Vec<Ipv6Addr>,
     pub ip6_subnets: Vec<Ipv6Net>,
     pub dns_domains: Vec<String>,
+    /// The gateway's entry points (RAMPART_ENTRY_POINTS), when it sent a well-formed list.
+    pub entry_points: Option<EntryPointList>,
 }
 
 impl CfgReply {
@@ -381,11 +393,13 @@ impl CfgReply {
                 CfgAttr::Empty(_) | CfgAttr::Other { .. } => {}
             }
         }
+        // Malformed: left out; the caller logs it (`EntryPointList::find` gives the error).
+        r.entry_points = EntryPointList::find(cp).and_then(Result::ok);
         Ok(r)
     }
 
     /// The CFG_REPLY payload, attributes in the order of the fields. Fails when a domain is
-    /// not a valid name (see [`validate_domain`]); domains are written without a trailing dot.
+    /// not a valid name or the entry points break their invariants (see [`validate_domain`]); domains are written without a trailing dot.
     pub fn to_payload(&self) -> Result<ConfigPayload, CfgError> {
         let mut attrs: Vec<(u16, Vec<u8>)> = Vec::new();
         attrs.extend(
@@ -413,6 +427,9 @@ impl CfgReply {
         );
         for d in &self.dns_domains {
             attrs.push(CfgAttr::DnsDomain(validate_domain(d)?).to_raw());
+        }
+        if let Some(l) = &self.entry_points {
+            attrs.push((cfg::RAMPART_ENTRY_POINTS, l.encode()?));
         }
         Ok(ConfigPayload {
             cfg_type: cfg::CFG_REPLY,

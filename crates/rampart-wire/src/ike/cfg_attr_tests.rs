@@ -36,6 +36,7 @@ fn sample_reply() -> CfgReply {
         ip6_dns: vec!["fd00:9::53".parse().unwrap()],
         ip6_subnets: vec!["fd00::/48".parse().unwrap()],
         dns_domains: vec!["corp.example".into(), "xn--bcher-kva.example".into()],
+        entry_points: None,
     }
 }
 
@@ -73,6 +74,45 @@ fn reply_round_trip_through_the_payload_codec() {
 }
 
 #[test]
+fn entry_points_round_trip_and_a_malformed_value_is_left_out() {
+    use crate::ike::{EntryPointList, EntryPointSelection};
+    let mut r = sample_reply();
+    r.entry_points = Some(EntryPointList {
+        selection: EntryPointSelection::PrimaryBackup,
+        entries: vec!["vpn-eu.example.org".into(), "203.0.113.7:4500".into()],
+    });
+    let cp = wire_round_trip(&r.to_payload().unwrap());
+    assert_eq!(
+        cp.attributes.last().unwrap(),
+        &(
+            cfg::RAMPART_ENTRY_POINTS,
+            b"\x02vpn-eu.example.org\n203.0.113.7:4500".to_vec()
+        )
+    );
+    assert_eq!(CfgReply::from_payload(&cp), Ok(r.clone()));
+    // A malformed value: the rest of the reply stands, the list is absent, `find` says why.
+    for bad in [&b""[..], b"\x09a.example", b"\x00a.example\n", b"\x00\xff"] {
+        let mut cp = r.to_payload().unwrap();
+        cp.attributes.pop();
+        cp.attributes
+            .push((cfg::RAMPART_ENTRY_POINTS, bad.to_vec()));
+        let got = CfgReply::from_payload(&wire_round_trip(&cp)).unwrap();
+        assert_eq!(got.entry_points, None);
+        assert_eq!(got.ip4_addresses, r.ip4_addresses);
+        assert!(matches!(
+            EntryPointList::find(&cp),
+            Some(Err(CfgError::EntryPoints(_)))
+        ));
+    }
+    // A list that breaks the invariants is never encoded.
+    r.entry_points = Some(EntryPointList {
+        selection: EntryPointSelection::Unspecified,
+        entries: vec!["not a host".into()],
+    });
+    assert!(r.to_payload().is_err());
+}
+
+#[test]
 fn request_round_trip_and_empty_attributes() {
     let r = CfgRequest {
         ip4_address: Ask::Any,
@@ -83,6 +123,7 @@ fn request_round_trip_and_empty_attributes() {
         ip4_subnet: true,
         ip6_subnet: false,
         dns_domains: true,
+        entry_points: true,
     };
     let cp = r.to_payload();
     assert_eq!(cp.cfg_type, cfg::CFG_REQUEST);
@@ -336,6 +377,7 @@ fn arb_reply() -> impl Strategy<Value = CfgReply> {
             ip6_dns: d6,
             ip6_subnets: s6,
             dns_domains: dom,
+            entry_points: None,
         })
 }
 
@@ -349,7 +391,7 @@ fn arb_request() -> impl Strategy<Value = CfgRequest> {
     (
         arb_ask(any::<u32>().prop_map(Ipv4Addr::from)),
         arb_ask(arb_v6net()),
-        any::<[bool; 6]>(),
+        any::<[bool; 7]>(),
     )
         .prop_map(|(a4, a6, b)| CfgRequest {
             ip4_address: a4,
@@ -360,6 +402,7 @@ fn arb_request() -> impl Strategy<Value = CfgRequest> {
             ip4_subnet: b[3],
             ip6_subnet: b[4],
             dns_domains: b[5],
+            entry_points: b[6],
         })
 }
 

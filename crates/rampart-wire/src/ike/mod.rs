@@ -7,6 +7,7 @@
 //! decrypted inner chain.
 
 pub mod cfg_attr;
+pub mod cfg_entry_points;
 mod error;
 mod header;
 pub mod notify;
@@ -16,6 +17,7 @@ mod sa;
 mod ts;
 
 pub use cfg_attr::{Ask, CfgAttr, CfgError, CfgReply, CfgRequest};
+pub use cfg_entry_points::{EntryPointList, EntryPointSelection};
 pub use error::ParseError;
 pub use header::{
     encode_header, exchange, flags, parse_header, set_length, Header, HEADER_LEN, VERSION_2_0,

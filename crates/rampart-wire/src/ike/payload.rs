@@ -62,6 +62,9 @@ pub mod cfg {
     pub const INTERNAL_IP4_SUBNET: u16 = 13;
     pub const INTERNAL_IP6_SUBNET: u16 = 15;
     pub const INTERNAL_DNS_DOMAIN: u16 = 25;
+    /// Rampart's entry points (private use, RFC 7296 3.15.1: 16384..=32767; "RP"): see
+    /// `cfg_entry_points`.
+    pub const RAMPART_ENTRY_POINTS: u16 = 0x5250;
 }
 
 /// One payload of a chain. Known types are decoded; `Unknown` keeps an unrecognised non-critical
