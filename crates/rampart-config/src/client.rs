@@ -183,6 +183,10 @@ pub struct ClientProfile {
     /// How the gateway of a connection is chosen among `entry_points`. Default
     /// first-to-respond.
     pub selection: ClientSelection,
+    /// Learned entry points: keep the list of entry points the gateway sends at connect
+    /// (`<state_dir>/<name>.gateways`) and try them after `entry_points` from the next
+    /// connection on. Default true.
+    pub learn_gateways: bool,
     /// Default: with `user`, the user name (`email:` form when it has an `@`, else a host
     /// name identity); with a certificate, its subject DN; with a PSK it must be written.
     /// Default `remote_id`: the gateway host (an address or a host name identity).

@@ -312,7 +312,7 @@ impl GatewayConfig {
         let (g, h) = (&*at.gateway, &*bt.gateway);
         let eap =
             |c: &rampart_ike::ClientAuth| matches!(c, rampart_ike::ClientAuth::EapMschapv2(_));
-        let checks: [(&'static str, bool); 14] = [
+        let checks: [(&'static str, bool); 15] = [
             ("remote_access.name", a.peer != b.peer),
             ("remote_access.pool", g.pool.prefix != h.pool.prefix),
             (
@@ -326,6 +326,10 @@ impl GatewayConfig {
             ("remote_access.dns", g.dns != h.dns),
             ("remote_access.dns_domains", g.dns_domains != h.dns_domains),
             ("remote_access.routes", g.routes != h.routes),
+            (
+                "remote_access.entry_points",
+                g.entry_points != h.entry_points,
+            ),
             (
                 "remote_access.client_auth",
                 eap(&g.client_auth) != eap(&h.client_auth),

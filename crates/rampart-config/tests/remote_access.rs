@@ -381,7 +381,7 @@ fn dns_routes_and_names() {
         ),
         (
             "remote_address = \"any\"",
-            "gw.toml:16:1: remote_access.remote_address: unknown key; allowed: name, local_address, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, client_auth, users_file, pool, pool_exclude, lease_time, dns, dns_domains, routes, ike_proposals, esp_proposals, esn, ike_lifetime, child_lifetime, child_lifetime_bytes, liveness_interval, mobike, replay_window, mss_clamp, stream_setup_timeout, stream_idle_timeout, tcp, visitor",
+            "gw.toml:16:1: remote_access.remote_address: unknown key; allowed: name, local_address, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, client_auth, users_file, pool, pool_exclude, lease_time, dns, dns_domains, routes, entry_points, entry_point_selection, ike_proposals, esp_proposals, esn, ike_lifetime, child_lifetime, child_lifetime_bytes, liveness_interval, mobike, replay_window, mss_clamp, stream_setup_timeout, stream_idle_timeout, tcp, visitor",
         ),
     ];
     for (extra, want) in cases {
@@ -544,6 +544,68 @@ fn transport_errors() {
 }
 
 #[test]
+fn entry_points_and_their_errors() {
+    use rampart_wire::ike::{EntryPointList, EntryPointSelection};
+    let c = gw("pool = \"10.99.0.0/24\"\nentry_points = [\"vpn-eu.example.org\", \" 203.0.113.7:4500 \", \"[2001:db8::7]:443\"]\nentry_point_selection = \"primary-backup\"\n")
+        .unwrap();
+    assert_eq!(
+        ra_gateway(&c.peers[1]).entry_points,
+        Some(EntryPointList {
+            selection: EntryPointSelection::PrimaryBackup,
+            entries: vec![
+                "vpn-eu.example.org".into(),
+                "203.0.113.7:4500".into(),
+                "[2001:db8::7]:443".into()
+            ],
+        })
+    );
+    let c = gw("pool = \"10.99.0.0/24\"\nentry_points = [\"vpn.example.org\"]\n").unwrap();
+    assert_eq!(
+        ra_gateway(&c.peers[1]).entry_points.as_ref().unwrap().selection,
+        EntryPointSelection::Unspecified
+    );
+    let c = gw("pool = \"10.99.0.0/24\"\nentry_points = []\n").unwrap();
+    assert_eq!(ra_gateway(&c.peers[1]).entry_points, None);
+    let form = "allowed: a host name or address, optionally with :port (\"vpn-eu.example.org\", \"203.0.113.7:4500\", \"[2001:db8::7]:443\")";
+    let cases: Vec<(String, String)> = vec![
+        (
+            "entry_points = [\"vpn..example\"]".into(),
+            format!("gw.toml:16:17: remote_access.entry_points[0]: invalid entry point \"vpn..example\": host is neither an IP address nor a domain name; {form}"),
+        ),
+        (
+            "entry_points = [\"a.example\", \"a.example:0\"]".into(),
+            format!("gw.toml:16:30: remote_access.entry_points[1]: invalid entry point \"a.example:0\": port is not a number in 1..=65535; {form}"),
+        ),
+        (
+            "entry_points = [\"a.example\", \"a.example\"]".into(),
+            "gw.toml:16:30: remote_access.entry_points[1]: \"a.example\" is listed twice; allowed: each entry point once".into(),
+        ),
+        (
+            format!(
+                "entry_points = [{}]",
+                (0..17).map(|i| format!("\"h{i}.example\"")).collect::<Vec<_>>().join(", ")
+            ),
+            "gw.toml:16:16: remote_access.entry_points: 17 entry points; allowed: at most 16".into(),
+        ),
+        (
+            "entry_point_selection = \"primary-backup\"".into(),
+            "gw.toml:16:25: remote_access.entry_point_selection: entry_point_selection without entry_points; allowed: it tells clients how to choose among entry_points = [...]".into(),
+        ),
+        (
+            "entry_points = [\"a.example\"]\nentry_point_selection = \"round-robin\"".into(),
+            "gw.toml:17:25: remote_access.entry_point_selection: unknown value \"round-robin\"; allowed: first-to-respond, primary-backup".into(),
+        ),
+    ];
+    for (extra, want) in cases {
+        assert_eq!(
+            errors_of(gw(&format!("pool = \"10.99.0.0/24\"\n{extra}\n"))),
+            [want],
+            "{extra}"
+        );
+    }
+}
+
+#[test]
 fn remote_access_changes_name_the_keys() {
     let a = gw("pool = \"10.99.0.0/24\"\n").unwrap();
     assert!(a.remote_access_changes(&a.clone()).is_empty());
@@ -662,7 +724,7 @@ fn profile_errors() {
         ),
         (
             "gatway = \"typo\"",
-            "corp.toml:4:1: gatway: unknown key; allowed: name, gateway, gateways, selection, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, user, password, password_file, transports, tcp_port, visitor_port, alpn, tls_ca, tls_server_name, proxy, proxy_pac, proxy_user, proxy_password, ike_proposals, esp_proposals, small_first_proposal, keepalive, liveness, mobike, dns, kill_switch, captive_portal, pac_file, pac_listen, device, mtu, pmtu_probe, mss_clamp, state_dir",
+            "corp.toml:4:1: gatway: unknown key; allowed: name, gateway, gateways, selection, learn_gateways, local_id, remote_id, auth, psk, psk_file, certificate, private_key, ca_certificates, crl, rsa_signature, user, password, password_file, transports, tcp_port, visitor_port, alpn, tls_ca, tls_server_name, proxy, proxy_pac, proxy_user, proxy_password, ike_proposals, esp_proposals, small_first_proposal, keepalive, liveness, mobike, dns, kill_switch, captive_portal, pac_file, pac_listen, device, mtu, pmtu_probe, mss_clamp, state_dir",
         ),
     ];
     let wrong: Vec<String> = cases

@@ -28,6 +28,7 @@ pub mod entry_points;
 pub mod error;
 pub mod http;
 pub mod ladder;
+pub mod learned;
 pub mod pac;
 pub mod proxy;
 pub mod stream_watch;

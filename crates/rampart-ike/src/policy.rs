@@ -279,6 +279,9 @@ pub struct RaGateway {
     pub routes: Vec<IpNet>,
     /// How clients authenticate.
     pub client_auth: ClientAuth,
+    /// The cluster's entry points, handed to clients that ask (RAMPART_ENTRY_POINTS, a
+    /// private-use configuration attribute); `None`: not configured, nothing is sent.
+    pub entry_points: Option<rampart_wire::ike::EntryPointList>,
 }
 
 /// How remote-access clients prove who they are. The gateway always authenticates itself with

@@ -84,13 +84,15 @@ pub(crate) struct RaPools {
 }
 
 /// What a remote-access client asks for in its first IKE_AUTH: an IPv4 address (`prefer`,
-/// the one it had, if any), DNS servers, subnets and split-DNS domains.
+/// the one it had, if any), DNS servers, subnets, split-DNS domains and the gateway's entry
+/// points (a private-use attribute other gateways ignore).
 pub(crate) fn client_request(prefer: Option<Ipv4Addr>) -> Payload {
     let req = CfgRequest {
         ip4_address: prefer.map_or(Ask::Any, Ask::Prefer),
         ip4_dns: true,
         ip4_subnet: true,
         dns_domains: true,
+        entry_points: true,
         ..CfgRequest::default()
     };
     Payload::Cp(req.to_payload())
@@ -108,10 +110,14 @@ pub(crate) fn find_request(p: &[Payload]) -> Option<CfgRequest> {
     })
 }
 
-/// The CFG_REPLY in `p`, if any.
+/// The CFG_REPLY in `p`, if any. A malformed entry-point list is logged and left out (the
+/// rest of the reply stands).
 pub(crate) fn find_reply(p: &[Payload]) -> Option<Result<CfgReply, rampart_wire::ike::CfgError>> {
     p.iter().find_map(|x| match x {
         Payload::Cp(cp) if cp.cfg_type == rampart_wire::ike::cfg::CFG_REPLY => {
+            if let Some(Err(e)) = rampart_wire::ike::EntryPointList::find(cp) {
+                tracing::warn!("remote access: ignoring the gateway's malformed entry points: {e}");
+            }
             Some(CfgReply::from_payload(cp))
         }
         _ => None,
@@ -119,7 +125,8 @@ pub(crate) fn find_reply(p: &[Payload]) -> Option<Result<CfgReply, rampart_wire:
 }
 
 /// The gateway's CFG_REPLY for `address`: the address (and the pool's netmask for IPv4), DNS
-/// servers, split-tunnel subnets (the routes) and, when asked (RFC 8598 4), the DNS domains.
+/// servers, split-tunnel subnets (the routes) and, when asked, the DNS domains (RFC 8598 4)
+/// and the entry points.
 pub(crate) fn reply_for(gw: &RaGateway, address: IpAddr, req: &CfgRequest) -> ConfigPayload {
     let mut r = CfgReply::default();
     match (address, gw.pool.prefix) {
@@ -153,6 +160,9 @@ pub(crate) fn reply_for(gw: &RaGateway, address: IpAddr, req: &CfgRequest) -> Co
             .filter(|d| rampart_wire::ike::cfg_attr::validate_domain(d).is_ok())
             .cloned()
             .collect();
+    }
+    if req.entry_points {
+        r.entry_points = gw.entry_points.clone();
     }
     r.to_payload().unwrap_or(ConfigPayload {
         cfg_type: rampart_wire::ike::cfg::CFG_REPLY,

@@ -648,3 +648,35 @@ fn any_identity_template_serves_clients_with_their_own_certificates() {
     let b = net.virtual_ip(clients[1]).expect("bob got an address");
     assert_ne!(a, b);
 }
+
+/// The gateway's entry points reach the client in the CFG_REPLY (RAMPART_ENTRY_POINTS); a
+/// gateway without them sends none.
+#[test]
+fn entry_points_reach_the_client() {
+    use rampart_wire::ike::{EntryPointList, EntryPointSelection};
+    let list = EntryPointList {
+        selection: EntryPointSelection::PrimaryBackup,
+        entries: vec!["vpn-eu.example.org".into(), "203.0.113.7:4500".into()],
+    };
+    let mut gw = gateway_policy(POOL, ClientAuth::Peer);
+    let rampart_ike::policy::RemoteAccess::Gateway(g) = &mut gw.remote_access else {
+        unreachable!("gateway_policy builds a gateway")
+    };
+    std::sync::Arc::make_mut(g).entry_points = Some(list.clone());
+    for (gw, want) in [
+        (gw, Some(list)),
+        (gateway_policy(POOL, ClientAuth::Peer), None),
+    ] {
+        let mut net = RaNet::new(gw);
+        let c = net.connect(client_policy("192.0.2.1", None));
+        let got: Vec<_> = net.nodes[c]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                IkeEvent::VirtualIp { reply, .. } => Some(reply.entry_points.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(got, vec![want]);
+    }
+}

@@ -54,6 +54,7 @@ remote_domain = ["{POOL}"]
             dns_domains: vec![],
             routes: vec!["10.1.0.0/24".parse().unwrap()],
             client_auth: rampart_ike::ClientAuth::Peer,
+            entry_points: None,
         }));
     c
 }

@@ -57,6 +57,7 @@ liveness_interval = "2s"
             dns_domains: vec![],
             routes: vec!["10.1.0.0/24".parse().unwrap()],
             client_auth: rampart_ike::ClientAuth::Peer,
+            entry_points: None,
         }));
     if let Some(ra) = c.remote_access.as_mut() {
         ra.mss_clamp = mss_clamp;

@@ -250,6 +250,7 @@ impl Validator<'_, '_> {
         let esp_proposals = esp.into_iter().map(|((p, _), _)| p).collect();
         let small_first_proposal = Self::flag(&raw.small_first_proposal, true);
         let mobike = Self::flag(&raw.mobike, true);
+        let learn_gateways = Self::flag(&raw.learn_gateways, true);
         let keepalive = raw
             .keepalive
             .as_ref()
@@ -354,6 +355,7 @@ impl Validator<'_, '_> {
             gateway_port,
             entry_points: entry_points?,
             selection,
+            learn_gateways,
             local_id: local_id?,
             remote_id: remote_id?,
             auth,

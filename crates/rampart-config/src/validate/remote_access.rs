@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rampart_cluster::{ClusterConfig, ClusterMode};
 use rampart_ike::{ClientAuth, RaGateway, RemoteAccess};
 use rampart_lease::{Pool, PoolConfig, PoolError, Share};
+use rampart_wire::ike::{EntryPointList, EntryPointSelection};
 
 use super::*;
 use crate::raw::{RawRaTcp, RawRaVisitor, RawRemoteAccess};
@@ -430,8 +431,10 @@ impl Validator<'_, '_> {
                 None => ok = false,
             }
         }
+        let entry_points = self.ra_entry_points(raw);
         let (client_auth, users_digest) = self.ra_client_auth(sec, peer)?;
         let pool = pool?;
+        let entry_points = entry_points?;
         ok.then_some((
             RaGateway {
                 pool,
@@ -439,9 +442,88 @@ impl Validator<'_, '_> {
                 dns_domains,
                 routes,
                 client_auth,
+                entry_points,
             },
             users_digest,
         ))
+    }
+
+    /// `entry_points` (each `host` or `host:port`, `[v6]:port`; at most 16, none twice) and
+    /// `entry_point_selection`: what clients learn at connect. `Some(None)` when there are
+    /// none; `None` on an error (reported).
+    fn ra_entry_points(&mut self, raw: &RawRemoteAccess) -> Option<Option<EntryPointList>> {
+        use rampart_wire::ike::cfg_entry_points::{validate_entry_point, MAX_ENTRY_POINTS};
+        let mut ok = true;
+        let selection = match &raw.entry_point_selection {
+            None => EntryPointSelection::Unspecified,
+            Some(v) => {
+                if raw.entry_points.is_none() {
+                    ok = false;
+                    self.error(
+                        ErrorKind::Conflict,
+                        span(v),
+                        "remote_access.entry_point_selection",
+                        "entry_point_selection without entry_points",
+                        "it tells clients how to choose among entry_points = [...]".to_string(),
+                    );
+                }
+                let s = self.keyword(
+                    "remote_access.entry_point_selection",
+                    v,
+                    &[
+                        ("first-to-respond", EntryPointSelection::FirstToRespond),
+                        ("primary-backup", EntryPointSelection::PrimaryBackup),
+                    ],
+                );
+                ok &= s.is_some();
+                s.unwrap_or_default()
+            }
+        };
+        let Some(list) = &raw.entry_points else {
+            return ok.then_some(None);
+        };
+        if list.get_ref().len() > MAX_ENTRY_POINTS {
+            self.error(
+                ErrorKind::OutOfRange,
+                span(list),
+                "remote_access.entry_points",
+                format!("{} entry points", list.get_ref().len()),
+                format!("at most {MAX_ENTRY_POINTS}"),
+            );
+            return None;
+        }
+        let mut entries: Vec<String> = Vec::new();
+        for (i, item) in list.get_ref().iter().enumerate() {
+            let key = format!("remote_access.entry_points[{i}]");
+            let e = item.get_ref().trim();
+            if let Err(why) = validate_entry_point(e) {
+                ok = false;
+                let why = why.to_string();
+                let why = why.strip_prefix("RAMPART_ENTRY_POINTS: ").unwrap_or(&why);
+                self.error(
+                    ErrorKind::InvalidValue,
+                    span(item),
+                    key,
+                    format!("invalid entry point \"{e}\": {why}"),
+                    "a host name or address, optionally with :port (\"vpn-eu.example.org\", \"203.0.113.7:4500\", \"[2001:db8::7]:443\")".to_string(),
+                );
+            } else if entries.iter().any(|x| x == e) {
+                ok = false;
+                self.error(
+                    ErrorKind::Duplicate,
+                    span(item),
+                    key,
+                    format!("\"{e}\" is listed twice"),
+                    "each entry point once".to_string(),
+                );
+            } else {
+                entries.push(e.to_owned());
+            }
+        }
+        if !ok {
+            return None;
+        }
+        Some((!entries.is_empty()).then_some(EntryPointList { selection, entries }))
     }
 
     fn ra_client_auth(

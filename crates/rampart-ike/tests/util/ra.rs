@@ -36,6 +36,7 @@ pub fn gateway_policy(prefix: &str, client_auth: ClientAuth) -> PeerPolicy {
         dns_domains: vec!["corp.example".into()],
         routes: vec!["10.2.0.0/16".parse().unwrap()],
         client_auth,
+        entry_points: None,
     }));
     pc.mobike = true;
     pc
