@@ -64,6 +64,38 @@ impl ClientProfile {
         Some(p)
     }
 
+    /// This profile with learned entry points: `extra` (each `host`, `host:port` or
+    /// `[v6]:port`, the port being the Visitor Mode port as in `gateways`) appended after its
+    /// own, skipping any that do not parse or are listed already; `selection`, when given,
+    /// replaces the profile's.
+    pub fn with_learned_entry_points(
+        &self,
+        extra: &[String],
+        selection: Option<ClientSelection>,
+    ) -> ClientProfile {
+        let mut p = self.clone();
+        for e in extra {
+            let Ok((host, port)) = crate::validate::profile::split_gateway(e) else {
+                continue;
+            };
+            if p.entry_points
+                .iter()
+                .any(|x| x.host == host && x.port == port)
+            {
+                continue;
+            }
+            p.entry_points.push(EntryPoint {
+                host,
+                port,
+                visitor_port: port.unwrap_or(self.visitor_port),
+            });
+        }
+        if let Some(s) = selection {
+            p.selection = s;
+        }
+        p
+    }
+
     /// The node configuration of one connection attempt: a single peer named after the
     /// profile with [`RemoteAccess::Client`], at `gateway` (already resolved by the caller)
     /// from `local`, started at once; IKE starts on the NAT-T format (`Encapsulation::Stream`)

@@ -561,7 +561,11 @@ fn entry_points_and_their_errors() {
     );
     let c = gw("pool = \"10.99.0.0/24\"\nentry_points = [\"vpn.example.org\"]\n").unwrap();
     assert_eq!(
-        ra_gateway(&c.peers[1]).entry_points.as_ref().unwrap().selection,
+        ra_gateway(&c.peers[1])
+            .entry_points
+            .as_ref()
+            .unwrap()
+            .selection,
         EntryPointSelection::Unspecified
     );
     let c = gw("pool = \"10.99.0.0/24\"\nentry_points = []\n").unwrap();

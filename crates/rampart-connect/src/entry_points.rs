@@ -124,6 +124,31 @@ impl EntryPoints {
         }
     }
 
+    /// The same knowledge for a new list of `count` gateways (learned entry points added or
+    /// replaced): `map[i]` is the new index of old gateway `i` (`None`: no longer listed).
+    /// Down marks and the current gateway follow their gateway; `changes` is kept.
+    pub fn remapped(
+        &self,
+        count: usize,
+        selection: Selection,
+        map: &[Option<usize>],
+    ) -> EntryPoints {
+        let mut e = EntryPoints::new(count, selection);
+        e.changes = self.changes;
+        for (old, new) in map.iter().enumerate() {
+            let Some(new) = new.filter(|&n| n < count) else {
+                continue;
+            };
+            if let Some(d) = self.down_until.get(old) {
+                e.down_until[new] = *d;
+            }
+            if self.current == Some(old) {
+                e.current = Some(new);
+            }
+        }
+        e
+    }
+
     /// The gateway of the current (or last) tunnel.
     pub fn current(&self) -> Option<usize> {
         self.current
@@ -169,6 +194,24 @@ mod tests {
         assert_eq!(e.order(t0, &[]), [1, 0, 2]);
         // Out-of-range answers are ignored; the order is always every gateway once.
         assert_eq!(e.order(t0, &[7, 1, 1]), [1, 0, 2]);
+    }
+
+    #[test]
+    fn remapped_keeps_down_marks_and_the_current_gateway() {
+        let t0 = Instant::now();
+        let mut e = EntryPoints::new(2, Selection::PrimaryBackup);
+        e.connected(0);
+        e.failed(t0, 0);
+        assert!(e.connected(1));
+        // A learned gateway is added after the two; the old ones keep their places.
+        let r = e.remapped(3, Selection::PrimaryBackup, &[Some(0), Some(1)]);
+        assert_eq!(r.order(t0, &[]), [1, 2, 0]);
+        assert_eq!((r.current(), r.changes()), (Some(1), 1));
+        // Old gateway 1 is gone, old 0 is now the second.
+        let r = e.remapped(2, Selection::FirstToRespond, &[Some(1), None]);
+        assert_eq!(r.order(t0, &[]), [0, 1]);
+        assert_eq!(r.current(), None);
+        assert!(r.wants_probe());
     }
 
     #[test]

@@ -669,6 +669,7 @@ fn entry_points_reach_the_client() {
     ] {
         let mut net = RaNet::new(gw);
         let c = net.connect(client_policy("192.0.2.1", None));
+        net.run(Duration::from_secs(3));
         let got: Vec<_> = net.nodes[c]
             .events
             .iter()

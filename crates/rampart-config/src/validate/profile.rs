@@ -36,7 +36,7 @@ pub(crate) fn validate_profile(
 }
 
 /// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; a bare IPv6 address has no port.
-fn split_gateway(s: &str) -> Result<(String, Option<u16>), String> {
+pub(crate) fn split_gateway(s: &str) -> Result<(String, Option<u16>), String> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (host, after) = rest
             .split_once(']')

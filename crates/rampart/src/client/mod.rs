@@ -12,6 +12,7 @@ pub mod control;
 pub mod daemon;
 pub mod dns;
 pub mod killswitch;
+pub mod learned;
 pub mod mep;
 pub mod mtu;
 pub mod pac;

@@ -154,7 +154,7 @@ fn set(shared: &Shared, f: impl FnOnce(&mut ClientStatus)) {
 /// Tries, runs and rebuilds tunnels until stopped. The first attempt's failure ends the run
 /// (the background starter reports it); after a tunnel was up once, failures are retried.
 async fn connect_loop(
-    profile: &ClientProfile,
+    own_profile: &ClientProfile,
     shell: &mut Shell,
     shared: &Shared,
     mut stop: watch::Receiver<bool>,
@@ -162,23 +162,48 @@ async fn connect_loop(
     let mut watcher = Watcher::open().map_err(|e| format!("cannot watch the network: {e}"))?;
     let mut connected_once = false;
     let mut backoff = Duration::from_secs(1);
-    let several = profile.entry_points.len() > 1;
+    // The profile of this round: its own gateways, then the learned ones (read again before
+    // every round: a connect may have replaced the list).
+    let mut merged = super::learned::merged(own_profile);
     let mut entries = EntryPoints::new(
-        profile.entry_points.len(),
-        super::mep::selection(profile.selection),
+        merged.profile.entry_points.len(),
+        super::mep::selection(merged.profile.selection),
     );
-    set(shared, |s| {
-        s.entry_points = profile
-            .entry_points
-            .iter()
-            .map(ToString::to_string)
-            .collect();
-        s.selection = several.then(|| profile.selection.as_str().to_owned());
-    });
+    show_entry_points(shared, &merged);
     loop {
         if *stop.borrow() {
             return Ok(());
         }
+        let next = super::learned::merged(own_profile);
+        if next.profile.entry_points != merged.profile.entry_points
+            || next.profile.selection != merged.profile.selection
+        {
+            let map: Vec<Option<usize>> = merged
+                .profile
+                .entry_points
+                .iter()
+                .map(|e| next.profile.entry_points.iter().position(|n| n == e))
+                .collect();
+            entries = entries.remapped(
+                next.profile.entry_points.len(),
+                super::mep::selection(next.profile.selection),
+                &map,
+            );
+            tracing::info!(
+                "client {}: entry points now {}",
+                own_profile.name,
+                next.profile
+                    .entry_points
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+        }
+        merged = next;
+        show_entry_points(shared, &merged);
+        let profile = &merged.profile;
+        let several = profile.entry_points.len() > 1;
         if let Some(url) = &profile.captive_portal {
             if !wait_for_portal(url, shared, &mut stop).await {
                 return Ok(());
@@ -281,6 +306,19 @@ async fn connect_loop(
             End::Failed(why) => retry(shared, &why, &mut backoff, &mut stop).await,
         }
     }
+}
+
+/// The entry points of this round (and what was learned) in the status.
+fn show_entry_points(shared: &Shared, merged: &super::learned::Merged) {
+    let p = &merged.profile;
+    set(shared, |s| {
+        s.entry_points = p.entry_points.iter().map(ToString::to_string).collect();
+        s.selection = (p.entry_points.len() > 1).then(|| p.selection.as_str().to_owned());
+        s.learned_gateways = merged
+            .learned
+            .as_ref()
+            .map(super::status::LearnedStatus::of);
+    });
 }
 
 /// Records `why`, waits the back-off (or until stopped) and doubles it.
@@ -503,6 +541,11 @@ async fn run_node(
                 Some(out) = outputs.recv() => match out {
                     Output::VirtualAddress { reply, .. } => {
                         lost_at = None;
+                        if let Some(list) = &reply.entry_points {
+                            if let Some(l) = super::learned::record(profile, &gateway_text(profile), list) {
+                                set(shared, |s| s.learned_gateways = Some(super::status::LearnedStatus::of(&l)));
+                            }
+                        }
                         if let Err(e) = shell.assigned(&reply).await {
                             break End::Failed(format!("cannot apply the assignment: {e}"));
                         }

@@ -126,6 +126,11 @@ pub struct ClientStatus {
     pub entry_point: Option<String>,
     #[serde(default)]
     pub entry_point_changes: u64,
+    /// Learned entry points (`learn_gateways`): the list the gateway last sent, where from
+    /// and when; `None` when nothing was learned (or learning is off). `entry_points` holds
+    /// the ones not in the profile after the profile's own.
+    #[serde(default)]
+    pub learned_gateways: Option<LearnedStatus>,
     /// The entry point of the last tunnel that got an address (to count changes; not shown).
     #[serde(skip)]
     pub connected_entry_point: Option<String>,
@@ -137,6 +142,29 @@ pub struct ClientStatus {
     pub tunnel_mtu: Option<u16>,
     #[serde(default)]
     pub tunnel_mtu_reason: Option<String>,
+}
+
+/// A list of entry points learned from a gateway.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LearnedStatus {
+    /// The entry point it came from.
+    pub from: String,
+    /// Unix time it was received.
+    pub at_unix: u64,
+    /// The gateway's suggested selection, `None` when it gave none.
+    pub selection: Option<String>,
+    pub entries: Vec<String>,
+}
+
+impl LearnedStatus {
+    pub fn of(l: &rampart_connect::learned::Learned) -> LearnedStatus {
+        LearnedStatus {
+            from: l.from.clone(),
+            at_unix: l.at_unix,
+            selection: l.selection.as_str().map(str::to_owned),
+            entries: l.entries.clone(),
+        }
+    }
 }
 
 impl ClientStatus {
@@ -172,6 +200,7 @@ impl ClientStatus {
             selection: None,
             entry_point: None,
             entry_point_changes: 0,
+            learned_gateways: None,
             connected_entry_point: None,
             last_error: None,
             tunnel_mtu: None,
@@ -295,6 +324,18 @@ pub fn render(s: &ClientStatus) -> String {
             s.entry_point_changes
         );
     }
+    if let Some(l) = &s.learned_gateways {
+        let _ = writeln!(
+            out,
+            "  learned    {}  (from {}{})",
+            l.entries.join(" "),
+            l.from,
+            l.selection
+                .as_deref()
+                .map(|x| format!(", {x}"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(e) = &s.last_error {
         let _ = writeln!(out, "  last error {e}");
     }
@@ -350,11 +391,13 @@ mod tests {
             "selection",
             "entry_point",
             "entry_point_changes",
+            "learned_gateways",
             "last_error",
         ] {
             assert!(v.get(key).is_some(), "{key}");
         }
         assert_eq!(v["state"], "connected");
+        assert!(v["learned_gateways"].is_null());
         let back: ClientStatus = serde_json::from_value(v).unwrap();
         assert_eq!(back, s);
         let text = render(&s);
@@ -362,6 +405,21 @@ mod tests {
         assert!(text.contains("  transport  tls  (UDP: no answer in 300 ms; TLS 443 up)\n"));
         assert!(text.contains("  routes     0.0.0.0/1 128.0.0.0/1  (full tunnel)\n"));
         assert!(text.contains("  dns        10.1.0.53 via resolved  domains corp.example\n"));
+        s.learned_gateways = Some(LearnedStatus {
+            from: "vpn.example.org".into(),
+            at_unix: 1_796_000_000,
+            selection: Some("primary-backup".into()),
+            entries: vec!["vpn.example.org".into(), "vpn-eu.example.org".into()],
+        });
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(v["learned_gateways"]["from"], "vpn.example.org");
+        assert_eq!(v["learned_gateways"]["entries"][1], "vpn-eu.example.org");
+        for key in ["from", "at_unix", "selection", "entries"] {
+            assert!(v["learned_gateways"].get(key).is_some(), "{key}");
+        }
+        assert!(render(&s).contains(
+            "  learned    vpn.example.org vpn-eu.example.org  (from vpn.example.org, primary-backup)\n"
+        ));
         assert_eq!(
             serde_json::to_value(ClientState::CaptivePortal).unwrap(),
             "captive-portal"
