@@ -86,6 +86,7 @@ pub fn catalogue() -> Vec<Builtin> {
         builtin!("ra-cluster-failover-udp"),
         builtin!("ra-cluster-failover-tls"),
         builtin!("ra-mep-failover"),
+        builtin!("ra-mep-learned"),
         builtin!("ra-ls"),
     ]
 }

@@ -567,6 +567,22 @@ fn ra_mep_failover() {
     );
 }
 
+/// The profile names gw1 only; the client learns gw2 from gw1's CFG_REPLY and moves there
+/// when gw1 dies.
+#[test]
+fn ra_mep_learned() {
+    let report = run_builtin("ra-mep-learned");
+    let text = report.render();
+    assert!(
+        text.contains("learned 2 entry point(s) from 198.51.100.1"),
+        "the client did not learn the entry points:\n{text}"
+    );
+    assert!(
+        text.contains("moved from entry point 198.51.100.1 to 203.0.113.1"),
+        "the client did not move to the learned entry point:\n{text}"
+    );
+}
+
 /// ra-mep-failover with `selection = "first-to-respond"`: the client probes both entry points,
 /// the nearer one (gw1) answers first; when it dies the client moves to gw2 the same way.
 #[test]

@@ -14,12 +14,16 @@
 //! SA lost) marks the gateway down, and the next connection goes to another. Entry points that
 //! are not one cluster cannot share an IKE SA: the client negotiates a new one there, and gets
 //! an address from that gateway's pool.
+//!
+//! Learned entry points (`learn_gateways`): the list a gateway sends in its CFG_REPLY is put
+//! after the profile's own gateways (replacing the list learned before) and used from the next
+//! connection on, as the client shell does with its state file (the lab keeps it in memory).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use rampart_config::ClientTransport;
-use rampart_connect::entry_points::PROBE_WINDOW;
+use rampart_config::{ClientSelection, ClientTransport};
+use rampart_connect::entry_points::{Selection, PROBE_WINDOW};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
@@ -243,6 +247,67 @@ impl ClientNode {
             ));
             self.moves.push((now, "entry-point".into()));
         }
+    }
+
+    /// The gateway sent its entry points: the profile's own gateways, then the learned ones
+    /// not among them; what is known about each gateway (down, in use) follows it.
+    pub(super) fn learn(&mut self, list: &rampart_wire::ike::EntryPointList, fx: &mut ClientFx) {
+        if !self.base.learn_gateways {
+            return;
+        }
+        let mut own = self.base.clone();
+        own.entry_points.truncate(self.own_entries);
+        let names: Vec<String> = own.entry_points.iter().map(|e| e.to_string()).collect();
+        let extra = rampart_connect::learned::extra(&names, &list.entries);
+        let own_selection = (self.own_entries > 1).then(|| match own.selection {
+            ClientSelection::FirstToRespond => Selection::FirstToRespond,
+            ClientSelection::PrimaryBackup => Selection::PrimaryBackup,
+        });
+        let selection =
+            rampart_connect::learned::selection(own_selection, list.selection, Selection::default());
+        let next = own.with_learned_entry_points(
+            &extra,
+            Some(match selection {
+                Selection::FirstToRespond => ClientSelection::FirstToRespond,
+                Selection::PrimaryBackup => ClientSelection::PrimaryBackup,
+            }),
+        );
+        let gateways = match ClientNode::entry_addresses(&next) {
+            Ok(g) => g,
+            Err(e) => {
+                fx.logs.push(format!(
+                    "client {}: ignoring the learned entry points: {e}",
+                    self.name
+                ));
+                return;
+            }
+        };
+        let from = self
+            .base
+            .entry_points
+            .get(self.entry_idx)
+            .map_or_else(String::new, ToString::to_string);
+        let map: Vec<Option<usize>> = self
+            .base
+            .entry_points
+            .iter()
+            .map(|e| next.entry_points.iter().position(|n| n == e))
+            .collect();
+        self.entry = self.entry.remapped(next.entry_points.len(), selection, &map);
+        self.entry_idx = map.get(self.entry_idx).copied().flatten().unwrap_or(0);
+        self.order = self
+            .order
+            .iter()
+            .filter_map(|&i| map.get(i).copied().flatten())
+            .collect();
+        fx.logs.push(format!(
+            "client {}: learned {} entry point(s) from {from}: {}",
+            self.name,
+            list.entries.len(),
+            list.entries.join(" ")
+        ));
+        self.base = next;
+        self.gateways = gateways;
     }
 
     /// The gateways of the profile as addresses (the lab has no DNS).

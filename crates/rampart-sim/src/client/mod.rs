@@ -149,8 +149,10 @@ pub struct ClientNode {
     name: String,
     /// The profile aimed at the entry point in use (`base.for_entry_point`).
     profile: ClientProfile,
-    /// The profile as written.
+    /// The profile as written, then with the learned entry points after its own
+    /// (`learn_gateways`; the first `own_entries` are the profile's).
     base: ClientProfile,
+    own_entries: usize,
     /// The entry point in use, its address; every entry point's address.
     gateway: Ipv4Addr,
     gateways: Vec<Ipv4Addr>,
@@ -255,6 +257,7 @@ impl ClientNode {
             entry,
             entry_idx: 0,
             order: Vec::new(),
+            own_entries: profile.entry_points.len(),
             base: profile.clone(),
             addr,
             prefix,
@@ -796,6 +799,9 @@ impl ClientNode {
             let sa = ike_sa_of(&s.engine, self.base_hint + now);
             self.ike_sas.push(sa.unwrap_or_default());
             self.entry_connected(now, fx);
+            if let Some(list) = &reply.entry_points {
+                self.learn(list, fx);
+            }
         }
         self.connected_once = true;
         self.backoff = Duration::from_secs(1);
