@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use rampart_config::{ClientSelection, ClientTransport};
 use rampart_connect::entry_points::{Selection, PROBE_WINDOW};
+use rampart_connect::stream_watch::{StreamWatch, StreamWatchConfig};
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
 
@@ -251,7 +252,13 @@ impl ClientNode {
 
     /// The gateway sent its entry points: the profile's own gateways, then the learned ones
     /// not among them; what is known about each gateway (down, in use) follows it.
-    pub(super) fn learn(&mut self, list: &rampart_wire::ike::EntryPointList, fx: &mut ClientFx) {
+    /// A UDP tunnel up now gets the watch a tunnel with somewhere else to go has.
+    pub(super) fn learn(
+        &mut self,
+        at: Instant,
+        list: &rampart_wire::ike::EntryPointList,
+        fx: &mut ClientFx,
+    ) {
         if !self.base.learn_gateways {
             return;
         }
@@ -263,8 +270,11 @@ impl ClientNode {
             ClientSelection::FirstToRespond => Selection::FirstToRespond,
             ClientSelection::PrimaryBackup => Selection::PrimaryBackup,
         });
-        let selection =
-            rampart_connect::learned::selection(own_selection, list.selection, Selection::default());
+        let selection = rampart_connect::learned::selection(
+            own_selection,
+            list.selection,
+            Selection::default(),
+        );
         let next = own.with_learned_entry_points(
             &extra,
             Some(match selection {
@@ -293,7 +303,9 @@ impl ClientNode {
             .iter()
             .map(|e| next.entry_points.iter().position(|n| n == e))
             .collect();
-        self.entry = self.entry.remapped(next.entry_points.len(), selection, &map);
+        self.entry = self
+            .entry
+            .remapped(next.entry_points.len(), selection, &map);
         self.entry_idx = map.get(self.entry_idx).copied().flatten().unwrap_or(0);
         self.order = self
             .order
@@ -308,6 +320,11 @@ impl ClientNode {
         ));
         self.base = next;
         self.gateways = gateways;
+        if let Phase::Running(s) = &mut self.phase {
+            if s.watch.is_none() && self.gateways.len() > 1 {
+                s.watch = Some(StreamWatch::new(StreamWatchConfig::datagrams(), at));
+            }
+        }
     }
 
     /// The gateways of the profile as addresses (the lab has no DNS).

@@ -800,7 +800,7 @@ impl ClientNode {
             self.ike_sas.push(sa.unwrap_or_default());
             self.entry_connected(now, fx);
             if let Some(list) = &reply.entry_points {
-                self.learn(list, fx);
+                self.learn(self.base_hint + now, list, fx);
             }
         }
         self.connected_once = true;
