@@ -266,7 +266,7 @@ impl ClientNode {
         own.entry_points.truncate(self.own_entries);
         let names: Vec<String> = own.entry_points.iter().map(|e| e.to_string()).collect();
         let extra = rampart_connect::learned::extra(&names, &list.entries);
-        let own_selection = (self.own_entries > 1).then(|| match own.selection {
+        let own_selection = (self.own_entries > 1).then_some(match own.selection {
             ClientSelection::FirstToRespond => Selection::FirstToRespond,
             ClientSelection::PrimaryBackup => Selection::PrimaryBackup,
         });

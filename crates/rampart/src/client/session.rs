@@ -282,7 +282,14 @@ async fn connect_loop(
                     // The tunnel was up: record it, and with somewhere else to go, leave this
                     // entry point for the next round.
                     entries.connected(i);
-                    if several {
+                    // A list learned on this tunnel may have given it somewhere else to go.
+                    if several
+                        || super::learned::merged(own_profile)
+                            .profile
+                            .entry_points
+                            .len()
+                            > 1
+                    {
                         entries.failed(Instant::now(), i);
                     }
                     break;
@@ -544,6 +551,11 @@ async fn run_node(
                         if let Some(list) = &reply.entry_points {
                             if let Some(l) = super::learned::record(profile, &gateway_text(profile), list) {
                                 set(shared, |s| s.learned_gateways = Some(super::status::LearnedStatus::of(&l)));
+                                // Somewhere else to go now: watch the UDP tunnel as with `gateways`.
+                                let own: Vec<String> = profile.entry_points.iter().map(ToString::to_string).collect();
+                                if !is_stream && udp_watch.is_none() && !rampart_connect::learned::extra(&own, &l.entries).is_empty() {
+                                    udp_watch = Some(TrafficWatch::new(Instant::now()));
+                                }
                             }
                         }
                         if let Err(e) = shell.assigned(&reply).await {
