@@ -192,6 +192,11 @@ impl Replicas {
         Some(self.sas.get(id)?.owner)
     }
 
+    /// Whether SA `id` is stored.
+    pub fn contains(&self, id: IkeSaId) -> bool {
+        self.sas.contains_key(&id)
+    }
+
     /// The IKE SA and owner of the remote-access client whose virtual IP (Office Mode lease)
     /// is `addr`.
     pub fn by_lease(&self, addr: IpAddr) -> Option<(IkeSaId, MemberId)> {

@@ -260,8 +260,7 @@ impl Gateway {
     /// Load Sharing, after a full sync: reservations of SAs the snapshot no longer has go.
     pub(super) fn sweep_replica_leases(&mut self, replicas: &Replicas) {
         for (id, _) in self.ike.remote_leases() {
-            // Every stored replica has an adoption SPI: none means not stored.
-            if replicas.adoption_spi(id).is_none() {
+            if !replicas.contains(id) {
                 self.ike.release_remote_lease(id);
             }
         }
