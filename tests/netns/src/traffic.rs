@@ -167,6 +167,28 @@ impl RunningTransfer {
         self.received.load(Ordering::Relaxed)
     }
 
+    /// Watches the transfer (of `total` bytes) from `since` for at most `limit`: the longest
+    /// time without a received byte after `since` (the receiver's time without traffic), a
+    /// pause still open at the end included unless every byte arrived. Polls every 5 ms.
+    pub fn longest_pause(&self, total: u64, since: Instant, limit: Duration) -> Duration {
+        let mut last = self.received();
+        let mut last_change = since;
+        let mut longest = Duration::ZERO;
+        while since.elapsed() < limit && last < total {
+            std::thread::sleep(Duration::from_millis(5));
+            let now = self.received();
+            if now != last {
+                longest = longest.max(last_change.elapsed());
+                last = now;
+                last_change = Instant::now();
+            }
+        }
+        if last < total {
+            longest = longest.max(last_change.elapsed());
+        }
+        longest
+    }
+
     /// Waits for both sides and reports; an error says which side failed and why.
     pub fn finish(self) -> Result<TransferReport, String> {
         let sent = join(self.sender, "sender");

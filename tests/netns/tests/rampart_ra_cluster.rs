@@ -189,33 +189,6 @@ fn profile(topo: &ClusterTopology, pki: &Pki, kind: Kind, label: &str) -> Profil
     p
 }
 
-/// Watches `transfer` (of `total` bytes) from `since` for `limit`; returns the longest time
-/// without a received byte after `since` (the client's time without traffic), a pause still
-/// open at the end included unless every byte arrived.
-fn longest_pause(
-    transfer: &RunningTransfer,
-    total: u64,
-    since: Instant,
-    limit: Duration,
-) -> Duration {
-    let mut last = transfer.received();
-    let mut last_change = since;
-    let mut longest = Duration::ZERO;
-    while since.elapsed() < limit && last < total {
-        std::thread::sleep(Duration::from_millis(5));
-        let now = transfer.received();
-        if now != last {
-            longest = longest.max(last_change.elapsed());
-            last = now;
-            last_change = Instant::now();
-        }
-    }
-    if last < total {
-        longest = longest.max(last_change.elapsed());
-    }
-    longest
-}
-
 fn cluster_case(test: &str, kind: Kind) {
     if skip_unless_root(test) {
         return;
@@ -285,7 +258,7 @@ fn cluster_case(test: &str, kind: Kind) {
     });
     let killed = Instant::now();
     m1.kill9();
-    let pause = longest_pause(&transfer, spec.bytes, killed, Duration::from_secs(4));
+    let pause = transfer.longest_pause(spec.bytes, killed, Duration::from_secs(4));
     eprintln!(
         "RA-CLUSTER-GAP transport={} gap_ms={}",
         kind.name(),

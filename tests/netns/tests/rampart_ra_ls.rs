@@ -653,27 +653,6 @@ fn start_transfer(topo: &LsTopology, from: &Netns, port: u16, mb: u64) -> (Runni
     (transfer, spec.bytes)
 }
 
-/// The longest time `transfer` (of `total` bytes) received nothing, watched from `since` until
-/// every byte arrived (a pause still open after 60 s counts up to then).
-fn longest_pause(transfer: &RunningTransfer, total: u64, since: Instant) -> Duration {
-    let mut last = transfer.received();
-    let mut last_change = since;
-    let mut longest = Duration::ZERO;
-    while since.elapsed() < Duration::from_secs(60) && last < total {
-        std::thread::sleep(Duration::from_millis(5));
-        let now = transfer.received();
-        if now != last {
-            longest = longest.max(last_change.elapsed());
-            last = now;
-            last_change = Instant::now();
-        }
-    }
-    if last < total {
-        longest = longest.max(last_change.elapsed());
-    }
-    longest
-}
-
 /// Client status: (virtual IP, reconnects).
 #[track_caller]
 fn vip_and_reconnects(client: &Client) -> (String, u64) {
@@ -807,8 +786,9 @@ fn ra_ls_leases_nat_rebinding_and_kill9_of_the_owner() {
     );
     let survivor = other;
     let gaps = std::thread::scope(|s| {
-        let watch = [(&t1, total1), (&t2, total2)]
-            .map(|(t, total)| s.spawn(move || longest_pause(t, total, killed)));
+        let watch = [(&t1, total1), (&t2, total2)].map(|(t, total)| {
+            s.spawn(move || t.longest_pause(total, killed, Duration::from_secs(60)))
+        });
         let took = wait_members_up(&mut boxes, &[survivor], Duration::from_secs(20));
         eprintln!("{test}: (c) member {survivor} alone {took:?} after the kill");
         let took = wait_routes(&topo, &[survivor], Duration::from_secs(30));
