@@ -391,3 +391,94 @@ fn ra_mep_client_moves_to_the_live_entry_point() {
     assert!(report.intact(), "{report:?}");
     client.stop();
 }
+
+/// Entry points learned from the gateway: the profile names only member 1, whose
+/// `[remote_access] entry_points` lists both; the client stores the list at the first connect,
+/// and when member 1 dies it moves to member 2, which its profile never named.
+#[test]
+fn ra_mep_client_learns_the_entry_points_and_moves() {
+    let test = "ra-mep-learn";
+    if skip_unless_root(test) {
+        return;
+    }
+    require_tools(&["nft", "conntrack", "ip"]);
+    let topo = ClusterTopology::new(test, 2);
+    client_router(&topo, false);
+    let pki = pki(&topo);
+    let pools = ["10.99.1.0/24", "10.99.2.0/24"];
+    for (id, pool) in [(1u8, pools[0]), (2, pools[1])] {
+        topo.lan_host
+            .route(&format!("{pool} via {}", member_lan(id)));
+    }
+    let entry_points = format!(
+        "entry_points = [\"{}\", \"{}\"]\nentry_point_selection = \"primary-backup\"\n",
+        member_wan(1),
+        member_wan(2)
+    );
+    let mut ra1 = remote_access(&topo, &pki, member_wan(1), pools[0]);
+    ra1.extra.push_str(&entry_points);
+    let mut m1 = start_member(&topo, 1, &ra1, None);
+    let m2 = start_member(
+        &topo,
+        2,
+        &remote_access(&topo, &pki, member_wan(2), pools[1]),
+        None,
+    );
+    let mut p = profile(&topo, &pki, Kind::Udp, "client");
+    p.gateway = member_wan(1).to_string();
+    p.extra = "liveness = \"2s\"\n".into();
+    let mut client = RampartClient::start(&topo.remote_host, &topo.daemon_dir("client"), &p);
+    let first = client.wait_connected(Duration::from_secs(30));
+    let vip1 = virtual_ip(&first).expect("virtual IP");
+    assert!(vip1.starts_with("10.99.1."), "{first}");
+    wait_until(
+        Duration::from_secs(10),
+        "the client learned the list",
+        || {
+            client.status().is_ok_and(|s| {
+                s["learned_gateways"]["entries"]
+                    .as_array()
+                    .is_some_and(|e| e.len() == 2)
+            })
+        },
+    );
+    let learned = client.status().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        learned["learned_gateways"]["selection"].as_str(),
+        Some("primary-backup"),
+        "{learned}"
+    );
+    m1.kill9();
+    let moved = Instant::now();
+    wait_until(
+        Duration::from_secs(40),
+        "client on the learned entry point",
+        || {
+            client.status().is_ok_and(|s| {
+                s["state"].as_str() == Some("connected")
+                    && virtual_ip(&s).is_some_and(|v| v.starts_with("10.99.2."))
+            })
+        },
+    );
+    eprintln!(
+        "RA-MEP-LEARNED-MOVE took_ms={}",
+        moved.elapsed().as_millis()
+    );
+    let status = client.status().unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        status["entry_point"].as_str(),
+        Some(member_wan(2).to_string().as_str()),
+        "{status}"
+    );
+    let vip2 = virtual_ip(&status).expect("virtual IP");
+    assert!(clients(&m2).iter().any(|(c, a, _)| c == USER && *a == vip2));
+    let report = rampart_netns_tests::tcp_transfer(
+        &topo.remote_host,
+        &topo.lan_host,
+        IpAddr::V4(LAN_HOST),
+        &TransferSpec::megabytes(4),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", client.log()));
+    assert!(report.intact(), "{report:?}");
+    client.stop();
+}
