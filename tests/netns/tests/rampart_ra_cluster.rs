@@ -311,13 +311,10 @@ fn ra_cluster_kill9_tls_via_squid_reattaches_the_ike_sa() {
     cluster_case("ra-cluster-tls", Kind::Tls);
 }
 
-/// Two entry points that are not a cluster: the first dies, the client moves to the second.
-#[test]
-fn ra_mep_client_moves_to_the_live_entry_point() {
-    let test = "ra-mep-move";
-    if skip_unless_root(test) {
-        return;
-    }
+/// Two gateways that are not a cluster (members 1 and 2 of the topology, each with its own pool:
+/// 10.99.1.0/24 and 10.99.2.0/24, routed from the LAN host); `m1_extra` is appended to member
+/// 1's `[remote_access]`.
+fn two_entry_points(test: &str, m1_extra: &str) -> (ClusterTopology, Pki, Gateway, Gateway) {
     require_tools(&["nft", "conntrack", "ip"]);
     let topo = ClusterTopology::new(test, 2);
     client_router(&topo, false);
@@ -327,18 +324,39 @@ fn ra_mep_client_moves_to_the_live_entry_point() {
         topo.lan_host
             .route(&format!("{pool} via {}", member_lan(id)));
     }
-    let mut m1 = start_member(
-        &topo,
-        1,
-        &remote_access(&topo, &pki, member_wan(1), pools[0]),
-        None,
-    );
+    let mut ra1 = remote_access(&topo, &pki, member_wan(1), pools[0]);
+    ra1.extra.push_str(m1_extra);
+    let m1 = start_member(&topo, 1, &ra1, None);
     let m2 = start_member(
         &topo,
         2,
         &remote_access(&topo, &pki, member_wan(2), pools[1]),
         None,
     );
+    (topo, pki, m1, m2)
+}
+
+/// A 4 MB transfer through the client's tunnel after it moved: byte-exact.
+fn transfer_after_the_move(topo: &ClusterTopology, client: &mut RampartClient) {
+    let report = rampart_netns_tests::tcp_transfer(
+        &topo.remote_host,
+        &topo.lan_host,
+        IpAddr::V4(LAN_HOST),
+        &TransferSpec::megabytes(4),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", client.log()));
+    assert!(report.intact(), "{report:?}");
+    client.stop();
+}
+
+/// Two entry points that are not a cluster: the first dies, the client moves to the second.
+#[test]
+fn ra_mep_client_moves_to_the_live_entry_point() {
+    let test = "ra-mep-move";
+    if skip_unless_root(test) {
+        return;
+    }
+    let (topo, pki, mut m1, m2) = two_entry_points(test, "");
     let mut p = profile(&topo, &pki, Kind::Udp, "client");
     p.gateway = String::new();
     p.extra = format!(
@@ -381,15 +399,7 @@ fn ra_mep_client_moves_to_the_live_entry_point() {
     );
     let vip2 = virtual_ip(&status).expect("virtual IP");
     assert!(clients(&m2).iter().any(|(c, a, _)| c == USER && *a == vip2));
-    let report = rampart_netns_tests::tcp_transfer(
-        &topo.remote_host,
-        &topo.lan_host,
-        IpAddr::V4(LAN_HOST),
-        &TransferSpec::megabytes(4),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", client.log()));
-    assert!(report.intact(), "{report:?}");
-    client.stop();
+    transfer_after_the_move(&topo, &mut client);
 }
 
 /// Entry points learned from the gateway: the profile names only member 1, whose
@@ -401,29 +411,12 @@ fn ra_mep_client_learns_the_entry_points_and_moves() {
     if skip_unless_root(test) {
         return;
     }
-    require_tools(&["nft", "conntrack", "ip"]);
-    let topo = ClusterTopology::new(test, 2);
-    client_router(&topo, false);
-    let pki = pki(&topo);
-    let pools = ["10.99.1.0/24", "10.99.2.0/24"];
-    for (id, pool) in [(1u8, pools[0]), (2, pools[1])] {
-        topo.lan_host
-            .route(&format!("{pool} via {}", member_lan(id)));
-    }
     let entry_points = format!(
         "entry_points = [\"{}\", \"{}\"]\nentry_point_selection = \"primary-backup\"\n",
         member_wan(1),
         member_wan(2)
     );
-    let mut ra1 = remote_access(&topo, &pki, member_wan(1), pools[0]);
-    ra1.extra.push_str(&entry_points);
-    let mut m1 = start_member(&topo, 1, &ra1, None);
-    let m2 = start_member(
-        &topo,
-        2,
-        &remote_access(&topo, &pki, member_wan(2), pools[1]),
-        None,
-    );
+    let (topo, pki, mut m1, m2) = two_entry_points(test, &entry_points);
     let mut p = profile(&topo, &pki, Kind::Udp, "client");
     p.gateway = member_wan(1).to_string();
     p.extra = "liveness = \"2s\"\n".into();
@@ -472,13 +465,5 @@ fn ra_mep_client_learns_the_entry_points_and_moves() {
     );
     let vip2 = virtual_ip(&status).expect("virtual IP");
     assert!(clients(&m2).iter().any(|(c, a, _)| c == USER && *a == vip2));
-    let report = rampart_netns_tests::tcp_transfer(
-        &topo.remote_host,
-        &topo.lan_host,
-        IpAddr::V4(LAN_HOST),
-        &TransferSpec::megabytes(4),
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", client.log()));
-    assert!(report.intact(), "{report:?}");
-    client.stop();
+    transfer_after_the_move(&topo, &mut client);
 }
